@@ -1,0 +1,133 @@
+// certgate's command line: serve, certs dev, rules check.
+import { mkdirSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { loadBootstrap } from "./model/bootstrap.ts";
+import { ModelError, type Model } from "./model/schema.ts";
+import { createDevPki, writeDevPki } from "./pki/devpki.ts";
+import { demoModel, ensureDevPki } from "./demo/demo.ts";
+import { startEcho } from "./demo/echo.ts";
+import { createLogger } from "./observability/log.ts";
+import { createMetrics } from "./observability/metrics.ts";
+import { Runtime } from "./dataplane/runtime.ts";
+import { createAdminServer, listenAdmin } from "./control/admin.ts";
+
+const USAGE = `usage:
+  certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--data DIR] [--config FILE]
+      Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444.
+      Without --config: a demo on https://localhost:8443 (mTLS enforced) using certs/dev.
+  certgate certs dev [--out DIR] [--force]
+      Write a development PKI (client CA, localhost server certificate, client certificates:
+      valid, via an intermediate, expired, not yet valid, untrusted) into DIR (default certs/dev).
+  certgate rules check 'EXPRESSION'
+      Parse and type-check a rule expression; print it normalised with its fields, or the error.`;
+
+export function parseHostPort(s: string, what: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new Error(`${what}: expected HOST:PORT, got "${s}"`);
+  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      listen: { type: "string", default: "0.0.0.0:8443" },
+      admin: { type: "string", default: "127.0.0.1:8444" },
+      data: { type: "string", default: "./data" },
+      config: { type: "string" },
+    },
+    strict: true,
+  });
+  const listen = parseHostPort(values.listen, "--listen");
+  const admin = parseHostPort(values.admin, "--admin");
+  const dataDir = resolve(values.data);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const log = createLogger();
+  const metrics = createMetrics();
+
+  let model: Model;
+  let demo: { curl: string[] } | undefined;
+  if (values.config) {
+    model = loadBootstrap(values.config);
+  } else {
+    const certDir = resolve("certs/dev");
+    if (await ensureDevPki(certDir)) console.error(`certgate: wrote a development PKI to ${certDir}`);
+    const echo = await startEcho();
+    model = demoModel(certDir, echo.url);
+    const port = listen.port === 443 ? "" : `:${listen.port}`;
+    const base = `curl --cacert certs/dev/server-ca.pem`;
+    demo = {
+      curl: [
+        `${base} --cert certs/dev/client.pem --key certs/dev/client.key https://localhost${port}/hello   # 200, echo shows Client-Cert`,
+        `${base} https://localhost${port}/hello   # refused: no client certificate (TLS alert)`,
+        `${base} --cert certs/dev/untrusted.pem --key certs/dev/untrusted.key https://localhost${port}/hello   # 403 untrusted`,
+        `${base} --cert certs/dev/expired.pem --key certs/dev/expired.key https://localhost${port}/hello   # 403 expired`,
+      ],
+    };
+  }
+
+  const runtime = new Runtime(model, { log, metrics, ticketSecret: ticketSecret(dataDir) });
+  const bound = await runtime.listen(listen.host, listen.port);
+  const adminServer = createAdminServer(runtime, metrics);
+  const adminBound = await listenAdmin(adminServer, admin.host, admin.port);
+  log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, config_version: runtime.snapshot.version });
+  if (demo) console.error(`\ncertgate demo: https://localhost:${bound.port} (mTLS enforced, echo origin)\n  ${demo.curl.join("\n  ")}\n`);
+
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ msg: "shutting down", signal: sig });
+    adminServer.close();
+    void runtime.close().then(() => process.exit(0));
+    setTimeout(() => process.exit(0), 5_000).unref();
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}
+
+/** Kept in the data directory so a restart does not invalidate every client's tickets. */
+function ticketSecret(dataDir: string): Buffer {
+  const file = join(dataDir, "ticket-secret");
+  if (existsSync(file)) return readFileSync(file);
+  const secret = randomBytes(32);
+  writeFileSync(file, secret, { mode: 0o600 });
+  return secret;
+}
+
+async function certsDev(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { out: { type: "string", default: "certs/dev" }, force: { type: "boolean", default: false } } });
+  const dir = resolve(values.out);
+  if (existsSync(join(dir, "server.key")) && !values.force) throw new Error(`${dir} already holds a dev PKI (use --force to replace it)`);
+  const files = await writeDevPki(dir, await createDevPki());
+  console.log(files.join("\n"));
+}
+
+async function rulesCheck(argv: string[]): Promise<number> {
+  const expr = argv.join(" ");
+  if (!expr) throw new Error("usage: certgate rules check 'EXPRESSION'");
+  const { checkExpression } = await import("./rules/index.ts");
+  const r = checkExpression(expr);
+  (r.ok ? process.stdout : process.stderr).write(r.output.endsWith("\n") ? r.output : r.output + "\n");
+  return r.ok ? 0 : 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, sub, ...rest] = argv;
+  if (cmd === "serve") return serve(argv.slice(1)).then(() => 0);
+  if (cmd === "certs" && sub === "dev") return certsDev(rest).then(() => 0);
+  if (cmd === "rules" && sub === "check") return rulesCheck(rest);
+  console.error(USAGE);
+  return cmd === undefined || cmd === "help" || cmd === "--help" ? 0 : 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => code && process.exit(code),
+  (e: unknown) => {
+    console.error(e instanceof ModelError ? `certgate: invalid configuration:\n${e.message}` : `certgate: ${(e as Error).message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,112 @@
+// Facts about a connection's client certificate, captured once when the connection becomes
+// secure (never touch the TLS socket after close: Node can segfault) and derived lazily on
+// first use, so a request whose rules and headers need none of them pays nothing.
+import { X509Certificate as PeculiarCert, SubjectKeyIdentifierExtension, AuthorityKeyIdentifierExtension } from "@peculiar/x509";
+import { hash, type X509Certificate } from "node:crypto";
+import type { ClientCertInput } from "../rules/input.ts";
+import type { Verdict } from "./verify.ts";
+
+const EMPTY_CHAIN: readonly X509Certificate[] = [];
+
+export class ClientCertFacts implements ClientCertInput {
+  readonly presented: boolean;
+  /** Chain verified by OpenSSL against the host's bundle (Cloudflare: stays true when revoked). */
+  readonly verified: boolean;
+  revoked = false;
+  readonly verdict: Verdict;
+  readonly leaf: X509Certificate | undefined;
+  /** CA certificates above the leaf that certgate knows (from the trust bundle), nearest first. */
+  readonly chain: readonly X509Certificate[];
+  #cache = new Map<string, string>();
+  #peculiar: PeculiarCert | undefined;
+
+  constructor(leaf: X509Certificate | undefined, verdict: Verdict, chain: readonly X509Certificate[] = EMPTY_CHAIN) {
+    this.leaf = leaf;
+    this.presented = leaf !== undefined;
+    this.verdict = verdict;
+    this.verified = leaf !== undefined && verdict.ok;
+    this.chain = chain;
+  }
+
+  #memo(key: string, f: (c: X509Certificate) => string): string {
+    if (!this.leaf) return "";
+    let v = this.#cache.get(key);
+    if (v === undefined) this.#cache.set(key, (v = f(this.leaf)));
+    return v;
+  }
+  #parsed(): PeculiarCert {
+    return (this.#peculiar ??= new PeculiarCert(this.leaf!.raw));
+  }
+
+  get subjectDn(): string {
+    return this.#memo("sdn", (c) => rfc2253(c.subject));
+  }
+  get issuerDn(): string {
+    return this.#memo("idn", (c) => rfc2253(c.issuer));
+  }
+  get subjectDnRfc2253(): string {
+    return this.subjectDn;
+  }
+  get issuerDnRfc2253(): string {
+    return this.issuerDn;
+  }
+  get subjectDnLegacy(): string {
+    return this.#memo("sdnl", (c) => legacyDn(c.subject));
+  }
+  get issuerDnLegacy(): string {
+    return this.#memo("idnl", (c) => legacyDn(c.issuer));
+  }
+  get serial(): string {
+    return this.#memo("serial", (c) => c.serialNumber.toUpperCase());
+  }
+  get fingerprintSha256(): string {
+    return this.#memo("sha256", (c) => hash("sha256", c.raw, "hex"));
+  }
+  get fingerprintSha1(): string {
+    return this.#memo("sha1", (c) => hash("sha1", c.raw, "hex"));
+  }
+  get ski(): string {
+    return this.#memo("ski", () => hex(this.#parsed().getExtension(SubjectKeyIdentifierExtension)?.keyId));
+  }
+  get issuerSki(): string {
+    return this.#memo("iski", () => hex(this.#parsed().getExtension(AuthorityKeyIdentifierExtension)?.keyId));
+  }
+  get notBefore(): string {
+    return this.leaf?.validFrom ?? "";
+  }
+  get notAfter(): string {
+    return this.leaf?.validTo ?? "";
+  }
+  /** RFC 9440 Client-Cert: the DER leaf as an sf-binary item. */
+  get rfc9440(): string {
+    return this.#memo("rfc9440", (c) => `:${c.raw.toString("base64")}:`);
+  }
+  /** RFC 9440 Client-Cert-Chain: the CAs used for validation that certgate can see. */
+  get chainRfc9440(): string {
+    return this.#memo("chain9440", () => this.chain.map((c) => `:${c.raw.toString("base64")}:`).join(", "));
+  }
+  get derBase64(): string {
+    return this.#memo("der64", (c) => c.raw.toString("base64"));
+  }
+  get subjectAltName(): string {
+    return this.leaf?.subjectAltName ?? "";
+  }
+  get pem(): string {
+    return this.leaf?.toString() ?? "";
+  }
+}
+
+export const NO_CERT = new ClientCertFacts(undefined, { ok: false, failure: "missing", reason: "no_certificate" });
+
+function hex(id: string | undefined): string {
+  return id ? id.toUpperCase() : "";
+}
+
+/** Node prints names one RDN per line in ASN.1 order, values already RFC 2253-escaped. */
+export function rfc2253(nodeName: string): string {
+  return nodeName.split("\n").reverse().join(",");
+}
+
+function legacyDn(nodeName: string): string {
+  return "/" + nodeName.split("\n").join("/");
+}

@@ -1,0 +1,270 @@
+// The per-request pipeline: Host vs SNI, the connection's policy vs the current one,
+// enforcement, rules, route, then the origin. Every refusal is decided here, in one place.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { Transform } from "node:stream";
+import type { TLSSocket } from "node:tls";
+import type { RequestInput } from "../rules/input.ts";
+import type { Logger } from "../observability/log.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import type { ClientCertFacts } from "./facts.ts";
+import { downstreamHeaders, upstreamHeaders } from "./headers.ts";
+import { hostOfHeader } from "./names.ts";
+import type { Origins } from "./origins.ts";
+import { normalizeTarget, type Target } from "./path.ts";
+import type { CompiledRoute, HostPolicy, Snapshot } from "./snapshot.ts";
+import { FAILURE_MESSAGES } from "./verify.ts";
+
+export const CONN = Symbol("certgate.connection");
+
+/** What certgate knows about a connection, fixed when it became secure. */
+export interface ConnState {
+  servername: string;
+  policy: HostPolicy;
+  facts: ClientCertFacts;
+  tlsVersion: string;
+  remoteAddress: string;
+  resumed: boolean;
+}
+
+export interface RequestDeps {
+  snapshot(): Snapshot;
+  origins: Origins;
+  metrics: Metrics;
+  log: Logger;
+}
+
+interface Refusal {
+  kind: "refuse";
+  status: number;
+  reason: string;
+  body: string;
+  contentType: string;
+  close: boolean;
+}
+interface Pass {
+  kind: "pass";
+  host: string;
+  target: Target;
+  policy: HostPolicy;
+  route: CompiledRoute;
+  snapshot: Snapshot;
+}
+
+const refuse = (status: number, reason: string, body: string, close = false, contentType = "text/plain; charset=utf-8"): Refusal => ({
+  kind: "refuse",
+  status,
+  reason,
+  body,
+  contentType,
+  close,
+});
+
+function connOf(req: IncomingMessage): ConnState | undefined {
+  return (req.socket as TLSSocket & { [CONN]?: ConnState })[CONN];
+}
+
+/** Decides what happens to a request; pure apart from metrics and logs. */
+export function decide(req: IncomingMessage, conn: ConnState, deps: RequestDeps): Refusal | Pass {
+  const target = normalizeTarget(req.url ?? "");
+  if (!target) return refuse(400, "bad_request", "Bad request target.\n", true);
+  const host = hostOfHeader(req.headers.host);
+  if (!host) return refuse(400, "bad_request", "A valid Host header is required.\n", true);
+  const snapshot = deps.snapshot();
+  const policy = snapshot.hostPolicy(host);
+
+  // A connection is only good for the hostname and the trust policy it was verified under.
+  if (conn.policy.mode !== "off" ? host !== conn.servername : policy.mode !== "off")
+    return refuse(421, "misdirected", "Misdirected Request: this connection cannot serve that host.\n", true);
+  if (policy.version !== conn.policy.version)
+    return refuse(421, "policy_changed", "Misdirected Request: the host's client-certificate policy changed; reconnect.\n", true);
+
+  const facts = conn.facts;
+  if (policy.mode === "enforced" && (!facts.verified || facts.revoked)) {
+    const failure = facts.revoked ? "revoked" : (facts.verdict.failure ?? "untrusted");
+    return refuse(403, `cert_${failure}`, `Client certificate error: ${failure}. ${FAILURE_MESSAGES[failure]}\n`, true);
+  }
+
+  const program = snapshot.rules(host);
+  if (program) {
+    const decision = program.evaluate(new RequestView(req, host, target, conn));
+    for (const r of decision.logged) {
+      deps.metrics.ruleMatches.inc({ rule: r.id, action: "log" });
+      deps.log.info({ msg: "rule matched", rule: r.id, action: "log", host, path: target.path });
+    }
+    if (decision.action !== "pass" && decision.rule) deps.metrics.ruleMatches.inc({ rule: decision.rule.id, action: decision.action });
+    if (decision.action === "block") {
+      const r = decision.response;
+      return refuse(r?.status ?? 403, "rule", r?.body ?? "Forbidden\n", false, r?.contentType ?? "text/plain; charset=utf-8");
+    }
+  }
+
+  const route = snapshot.routes(host)?.find((r) => target.path.startsWith(r.pathPrefix));
+  if (!route) return refuse(404, "no_route", "No route for this host and path.\n");
+  return { kind: "pass", host, target, policy, route, snapshot };
+}
+
+export function handleRequest(deps: RequestDeps, req: IncomingMessage, res: ServerResponse): void {
+  const conn = connOf(req);
+  if (!conn) return void req.socket.destroy();
+  const started = process.hrtime.bigint();
+  const outcome = decide(req, conn, deps);
+  const label = outcome.kind === "pass" ? outcome.policy.pattern || "_default" : conn.policy.pattern || "_default";
+  res.once("finish", () => {
+    deps.metrics.requests.inc({ host: label, status: res.statusCode });
+    deps.log.info({
+      msg: "request",
+      host: req.headers.host,
+      sni: conn.servername,
+      method: req.method,
+      path: outcome.kind === "pass" ? outcome.target.path : req.url,
+      status: res.statusCode,
+      ms: Number(process.hrtime.bigint() - started) / 1e6,
+      client: conn.remoteAddress,
+      cert: conn.facts.presented ? { verified: conn.facts.verified, sha256: conn.facts.fingerprintSha256 } : undefined,
+      route: outcome.kind === "pass" ? outcome.route.id : undefined,
+      refused: outcome.kind === "refuse" ? outcome.reason : undefined,
+    });
+  });
+  if (outcome.kind === "refuse") {
+    deps.metrics.refusals.inc({ host: label, reason: outcome.reason });
+    // Drain what the client sends so the answer is read rather than reset.
+    req.resume();
+    res.writeHead(outcome.status, {
+      "content-type": outcome.contentType,
+      "content-length": Buffer.byteLength(outcome.body),
+      ...(outcome.close && { connection: "close" }),
+    });
+    res.end(outcome.body);
+    return;
+  }
+  void proxy(deps, req, res, conn, outcome);
+}
+
+class BodyTooLarge extends Error {}
+
+async function proxy(deps: RequestDeps, req: IncomingMessage, res: ServerResponse, conn: ConnState, p: Pass): Promise<void> {
+  const limits = p.snapshot.model.limits;
+  const declared = Number(req.headers["content-length"] ?? 0);
+  if (declared > limits.max_body_bytes) return void sendError(res, 413, "Request body too large.\n", true);
+  const hasBody = declared > 0 || req.headers["transfer-encoding"] !== undefined;
+  const abort = new AbortController();
+  res.once("close", () => res.writableFinished || abort.abort());
+  const started = process.hrtime.bigint();
+  const observe = (outcome: string) =>
+    deps.metrics.originDuration.observe({ route: p.route.id, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+  try {
+    const upstream = await deps.origins.get(p.route).request({
+      method: req.method as "GET",
+      path: p.target.query ? `${p.target.path}?${p.target.query}` : p.target.path,
+      headers: upstreamHeaders(req, { host: p.host, policy: p.policy, facts: conn.facts, remoteAddress: conn.remoteAddress, trustForwardedFor: p.snapshot.model.trust_forwarded_for }),
+      body: hasBody ? req.pipe(limitBody(limits.max_body_bytes)) : null,
+      signal: abort.signal,
+    });
+    observe("ok");
+    res.writeHead(upstream.statusCode, downstreamHeaders(upstream.headers));
+    await pipeline(upstream.body, res);
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? "";
+    if (res.headersSent || abort.signal.aborted) return void res.destroy();
+    const tooLarge = err instanceof BodyTooLarge || (err as { cause?: unknown }).cause instanceof BodyTooLarge;
+    const timeout = code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT";
+    observe(tooLarge ? "body_too_large" : timeout ? "timeout" : "error");
+    if (tooLarge) return void sendError(res, 413, "Request body too large.\n", true);
+    deps.log.warn({ msg: "origin failed", route: p.route.id, origin: p.route.origin.origin, code, err: (err as Error).message });
+    if (timeout) sendError(res, 504, "Gateway Timeout: the origin did not answer in time.\n", false);
+    else sendError(res, 502, "Bad Gateway: the origin could not be reached.\n", false);
+  }
+}
+
+function limitBody(max: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      cb(seen > max ? new BodyTooLarge("request body too large") : null, chunk);
+    },
+  });
+}
+
+function sendError(res: ServerResponse, status: number, body: string, close: boolean): void {
+  res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body), ...(close && { connection: "close" }) });
+  res.end(body);
+}
+
+/** WebSocket (and other) upgrades: the same decision, then a spliced byte stream. */
+export async function handleUpgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const conn = connOf(req);
+  socket.on("error", () => socket.destroy());
+  if (!conn) return void socket.destroy();
+  const outcome = decide(req, conn, deps);
+  if (outcome.kind === "refuse") {
+    deps.metrics.refusals.inc({ host: conn.policy.pattern || "_default", reason: outcome.reason });
+    socket.end(
+      `HTTP/1.1 ${outcome.status} ${outcome.status === 421 ? "Misdirected Request" : "Refused"}\r\ncontent-type: ${outcome.contentType}\r\ncontent-length: ${Buffer.byteLength(outcome.body)}\r\nconnection: close\r\n\r\n${outcome.body}`,
+    );
+    return;
+  }
+  try {
+    const up = await deps.origins.get(outcome.route).upgrade({
+      path: outcome.target.query ? `${outcome.target.path}?${outcome.target.query}` : outcome.target.path,
+      method: req.method,
+      headers: upstreamHeaders(req, { host: outcome.host, policy: outcome.policy, facts: conn.facts, remoteAddress: conn.remoteAddress, trustForwardedFor: outcome.snapshot.model.trust_forwarded_for }),
+      protocol: req.headers.upgrade ?? "websocket",
+    });
+    const lines = ["HTTP/1.1 101 Switching Protocols"];
+    for (const [k, v] of Object.entries(up.headers)) for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined) lines.push(`${k}: ${one}`);
+    socket.write(lines.join("\r\n") + "\r\n\r\n");
+    if (head.length) up.socket.write(head);
+    up.socket.on("error", () => socket.destroy());
+    socket.on("close", () => up.socket.destroy());
+    up.socket.on("close", () => socket.destroy());
+    up.socket.pipe(socket).pipe(up.socket);
+  } catch (err) {
+    deps.log.warn({ msg: "upgrade failed", route: outcome.route.id, err: (err as Error).message });
+    socket.end("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+  }
+}
+
+/** The rules engine's view of a request; each field is computed only if a rule reads it. */
+class RequestView implements RequestInput {
+  readonly #req: IncomingMessage;
+  readonly host: string;
+  readonly #target: Target;
+  readonly #conn: ConnState;
+  readonly ssl = true;
+  constructor(req: IncomingMessage, host: string, target: Target, conn: ConnState) {
+    this.#req = req;
+    this.host = host;
+    this.#target = target;
+    this.#conn = conn;
+  }
+  get method(): string {
+    return this.#req.method ?? "";
+  }
+  get uri(): string {
+    return this.#target.query ? `${this.#target.path}?${this.#target.query}` : this.#target.path;
+  }
+  get path(): string {
+    return this.#target.path;
+  }
+  get query(): string {
+    return this.#target.query;
+  }
+  get userAgent(): string {
+    return this.#req.headers["user-agent"] ?? "";
+  }
+  get headers(): Record<string, string[]> {
+    return this.#req.headersDistinct as Record<string, string[]>;
+  }
+  get srcIp(): string {
+    return this.#conn.remoteAddress;
+  }
+  get tlsVersion(): string {
+    return this.#conn.tlsVersion;
+  }
+  get cert(): ClientCertFacts {
+    return this.#conn.facts;
+  }
+}

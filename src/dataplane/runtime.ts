@@ -1,0 +1,148 @@
+// The data plane's one mutable thing: the current snapshot, behind a single reference.
+// apply() compiles a model fully before swapping; on failure the old snapshot stays.
+import net from "node:net";
+import { randomBytes } from "node:crypto";
+import type { TLSSocket } from "node:tls";
+import type { Model } from "../model/schema.ts";
+import type { Logger } from "../observability/log.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import { ClientCertFacts, NO_CERT } from "./facts.ts";
+import { createFrontServer, type Dispatcher } from "./listener.ts";
+import { Origins } from "./origins.ts";
+import { CONN, handleRequest, handleUpgrade, type ConnState, type RequestDeps } from "./requests.ts";
+import { Snapshot, type HostPolicy } from "./snapshot.ts";
+import { TlsServers } from "./tlsservers.ts";
+import { classify, MISSING, VERIFIED, type Verdict } from "./verify.ts";
+
+export interface RuntimeOptions {
+  log: Logger;
+  metrics: Metrics;
+  /** Shared by every node and worker that must resume each other's sessions. */
+  ticketSecret?: Buffer;
+}
+
+export class Runtime implements Dispatcher {
+  #snapshot: Snapshot;
+  readonly #log: Logger;
+  readonly #metrics: Metrics;
+  readonly #origins = new Origins();
+  readonly #servers: TlsServers;
+  readonly #front: net.Server;
+  readonly #sockets = new Set<net.Socket>();
+  readonly #deps: RequestDeps;
+
+  constructor(model: Model, opts: RuntimeOptions) {
+    this.#log = opts.log;
+    this.#metrics = opts.metrics;
+    this.#snapshot = new Snapshot(model, 1);
+    this.#metrics.configVersion.set(1);
+    this.#deps = { snapshot: () => this.#snapshot, origins: this.#origins, metrics: this.#metrics, log: this.#log };
+    const deps = this.#deps;
+    this.#servers = new TlsServers(
+      {
+        request: (req, res) => handleRequest(deps, req, res),
+        upgrade: (req, socket, head) => void handleUpgrade(deps, req, socket, head),
+        secure: (socket, servername, policy) => this.#secure(socket, servername, policy),
+        tlsError: (err, _socket, policy) => this.#tlsError(err, policy),
+      },
+      opts.ticketSecret ?? randomBytes(32),
+    );
+    this.#front = createFrontServer(this);
+    this.#front.on("connection", (s: net.Socket) => {
+      this.#sockets.add(s);
+      s.once("close", () => this.#sockets.delete(s));
+    });
+  }
+
+  get snapshot(): Snapshot {
+    return this.#snapshot;
+  }
+
+  /** Compiles and swaps in a new model; throws ModelError and keeps the old one on failure. */
+  apply(model: Model): Snapshot {
+    let next: Snapshot;
+    try {
+      next = new Snapshot(model, this.#snapshot.version + 1);
+    } catch (e) {
+      this.#metrics.configApplies.inc({ result: "rejected" });
+      throw e;
+    }
+    this.#snapshot = next;
+    this.#origins.retain(next.originKeys);
+    this.#metrics.configApplies.inc({ result: "ok" });
+    this.#metrics.configVersion.set(next.version);
+    this.#log.info({ msg: "config applied", version: next.version, hosts: model.hosts.length, routes: model.routes.length });
+    return next;
+  }
+
+  listen(host: string, port: number): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#front.once("error", reject);
+      this.#front.listen({ host, port, backlog: 1024 }, () => {
+        this.#front.off("error", reject);
+        resolve(this.#front.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((r) => this.#front.close(() => r()));
+    for (const s of this.#sockets) s.destroy();
+    await closed;
+    await this.#origins.close();
+  }
+
+  // Dispatcher
+  dispatch(socket: net.Socket, servername: string | null): boolean {
+    const snap = this.#snapshot;
+    const cert = snap.certFor(servername);
+    if (!cert) return false;
+    const policy = snap.hostPolicy(servername ?? "");
+    this.#servers.get(servername ?? "", cert, policy, snap.model.limits).emit("connection", socket);
+    this.#metrics.tlsServers.set(this.#servers.size);
+    return true;
+  }
+  helloTimeoutMs(): number {
+    return this.#snapshot.model.limits.handshake_timeout_ms;
+  }
+  rejected(reason: "plaintext_http" | "not_tls" | "unknown_sni" | "hello_timeout"): void {
+    this.#metrics.handshakeErrors.inc({ reason });
+  }
+
+  /** Captures everything about the connection now: Node's TLS getters are unsafe after close. */
+  #secure(socket: TLSSocket, servername: string, policy: HostPolicy): void {
+    let facts = NO_CERT;
+    let result = "not_requested";
+    if (policy.mode !== "off") {
+      const leaf = socket.getPeerX509Certificate();
+      const bundle = policy.bundle!;
+      let verdict: Verdict;
+      if (!leaf) verdict = MISSING;
+      else if (!socket.authorized) verdict = classify(String(socket.authorizationError ?? "UNABLE_TO_GET_ISSUER_CERT"));
+      // Node checks no depth; a leaf issued below the bundle's CAs has at least 2 above it.
+      else if ((bundle.depthOf.get(leaf.issuer) ?? 2) > bundle.verifyDepth) verdict = { ok: false, failure: "untrusted", reason: "chain_too_long" };
+      else verdict = VERIFIED;
+      facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined);
+      result = verdict.ok ? "verified" : verdict.reason;
+      if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
+    }
+    const remote = socket.remoteAddress ?? "";
+    const state: ConnState = {
+      servername,
+      policy,
+      facts,
+      tlsVersion: socket.getProtocol() ?? "",
+      remoteAddress: remote.startsWith("::ffff:") ? remote.slice(7) : remote,
+      resumed: socket.isSessionReused(),
+    };
+    (socket as TLSSocket & { [CONN]?: ConnState })[CONN] = state;
+    this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(state.resumed) });
+  }
+
+  #tlsError(err: Error, policy: HostPolicy): void {
+    const code = (err as { code?: string }).code ?? "";
+    const reason = /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(code + err.message) ? "no_certificate" : "tls_error";
+    if (reason === "no_certificate") this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: "no_certificate" });
+    this.#metrics.handshakeErrors.inc({ reason });
+  }
+}

@@ -1,0 +1,260 @@
+// Compiles the model into an immutable snapshot: everything the data plane needs, checked
+// and precomputed, so a request does lookups and nothing else. Compilation either succeeds
+// whole or throws ModelError naming the offending path: the caller keeps the old snapshot.
+import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
+import { compileRuleset, type RuleProgram, type RuleSpec } from "../rules/index.ts";
+import { ModelError, type Forwarding, type Model, type MtlsMode, type Rule } from "../model/schema.ts";
+import { NameTable } from "./names.ts";
+
+export interface CompiledCert {
+  id: string;
+  certPem: string;
+  keyPem: string;
+  leaf: X509Certificate;
+  /** DNS names from the SAN extension, lower-cased. */
+  names: string[];
+  fingerprint: string;
+}
+
+export interface CompiledBundle {
+  id: string;
+  caPem: string;
+  cas: X509Certificate[];
+  verifyDepth: number;
+  /** Subject DN → number of CA certificates from it up to the root, itself included. */
+  depthOf: Map<string, number>;
+  /** Subject DN → the CA and the bundle CAs above it, for Client-Cert-Chain (roots left out). */
+  chainOf: Map<string, X509Certificate[]>;
+}
+
+export interface HostPolicy {
+  pattern: string;
+  mode: MtlsMode;
+  bundle: CompiledBundle | null;
+  forwarding: Forwarding;
+  /** Changes whenever anything that decides client verification changes; scopes tickets. */
+  version: string;
+}
+
+export interface CompiledRoute {
+  id: string;
+  pathPrefix: string;
+  origin: URL;
+  originKey: string;
+  tls: { ca?: string; cert?: string; key?: string; serverName?: string; verify: boolean } | undefined;
+  connectTimeoutMs: number;
+  readTimeoutMs: number;
+}
+
+const NO_FORWARDING: Forwarding = { rfc9440: false, cloudflare: false, xfcc: false };
+const OFF: HostPolicy = { pattern: "", mode: "off", bundle: null, forwarding: NO_FORWARDING, version: "off" };
+
+export class Snapshot {
+  readonly version: number;
+  readonly model: Model;
+  readonly certs: Map<string, CompiledCert>;
+  readonly defaultCert: CompiledCert | null;
+  /** Every origin configuration routes use: the pools worth keeping. */
+  readonly originKeys = new Set<string>();
+  readonly #certByName: NameTable<CompiledCert>;
+  readonly #hosts: NameTable<HostPolicy>;
+  readonly #routes: NameTable<CompiledRoute[]>;
+  readonly #zoneRules: Map<string, RuleProgram>;
+  readonly #globalRules: RuleProgram | null;
+
+  constructor(model: Model, version: number) {
+    const problems: { path: string; message: string }[] = [];
+    const fail = (path: string, message: string): void => void problems.push({ path, message });
+    this.version = version;
+    this.model = model;
+
+    this.certs = new Map();
+    this.#certByName = new NameTable();
+    model.certificates.forEach((c, i) => {
+      const cc = compileCert(c.id, c.cert, c.key, (m, f = "cert") => fail(`certificates[${i}].${f}`, m));
+      if (!cc) return;
+      if (this.certs.has(c.id)) return fail(`certificates[${i}].id`, `duplicate id "${c.id}"`);
+      this.certs.set(c.id, cc);
+      for (const n of cc.names) this.#certByName.add(n, cc);
+    });
+    this.defaultCert = model.default_certificate ? (this.certs.get(model.default_certificate) ?? null) : null;
+    if (model.default_certificate && !this.defaultCert)
+      fail("default_certificate", `no certificate with id "${model.default_certificate}"`);
+
+    const bundles = new Map<string, CompiledBundle>();
+    model.trust_bundles.forEach((b, i) => {
+      const cb = compileBundle(b.id, b.ca, b.verify_depth, (m) => fail(`trust_bundles[${i}].ca`, m));
+      if (bundles.has(b.id)) fail(`trust_bundles[${i}].id`, `duplicate id "${b.id}"`);
+      else if (cb) bundles.set(b.id, cb);
+    });
+
+    this.#hosts = new NameTable();
+    model.hosts.forEach((h, i) => {
+      const bundle = h.mtls.trust_bundle ? (bundles.get(h.mtls.trust_bundle) ?? null) : null;
+      if (h.mtls.mode !== "off" && !bundle) return fail(`hosts[${i}].mtls.trust_bundle`, `no trust bundle with id "${h.mtls.trust_bundle}"`);
+      const policy: HostPolicy = {
+        pattern: h.hostname,
+        mode: h.mtls.mode,
+        bundle: h.mtls.mode === "off" ? null : bundle,
+        forwarding: h.forward_client_cert,
+        version: policyVersion(h.mtls.mode, h.mtls.mode === "off" ? null : bundle),
+      };
+      if (!this.#hosts.add(h.hostname, policy)) fail(`hosts[${i}].hostname`, `duplicate hostname "${h.hostname}"`);
+    });
+
+    this.#routes = new NameTable();
+    const byHost = new Map<string, CompiledRoute[]>();
+    const routeIds = new Set<string>();
+    model.routes.forEach((r, i) => {
+      if (routeIds.has(r.id)) return fail(`routes[${i}].id`, `duplicate id "${r.id}"`);
+      routeIds.add(r.id);
+      const clientCert = r.origin_tls?.client_certificate;
+      const cc = clientCert ? this.certs.get(clientCert) : undefined;
+      if (clientCert && !cc) return fail(`routes[${i}].origin_tls.client_certificate`, `no certificate with id "${clientCert}"`);
+      const origin = new URL(r.origin);
+      if (origin.pathname !== "/" || origin.search) return fail(`routes[${i}].origin`, "an origin is scheme://host[:port] with no path or query");
+      const tls =
+        origin.protocol === "https:"
+          ? { ca: r.origin_tls?.ca, cert: cc?.certPem, key: cc?.keyPem, serverName: r.origin_tls?.server_name, verify: r.origin_tls?.verify ?? true }
+          : undefined;
+      const list = byHost.get(r.hostname) ?? [];
+      if (list.some((x) => x.pathPrefix === r.path_prefix)) return fail(`routes[${i}].path_prefix`, `"${r.hostname}${r.path_prefix}" is already routed`);
+      list.push({
+        id: r.id,
+        pathPrefix: r.path_prefix,
+        origin,
+        originKey: JSON.stringify([origin.origin, tls, r.connect_timeout_ms, r.read_timeout_ms]),
+        tls,
+        connectTimeoutMs: r.connect_timeout_ms,
+        readTimeoutMs: r.read_timeout_ms,
+      });
+      byHost.set(r.hostname, list);
+      this.originKeys.add(list[list.length - 1]!.originKey);
+    });
+    for (const [host, list] of byHost) this.#routes.add(host, list.sort((a, b) => b.pathPrefix.length - a.pathPrefix.length));
+
+    // Rules: global ones first, then the zone's, compiled once per zone.
+    this.#globalRules = model.rules.length ? compileRules(model.rules, "rules", fail) : null;
+    this.#zoneRules = new Map();
+    model.zones.forEach((z, i) => {
+      const program = compileRules([...model.rules, ...z.rules], `zones[${i}].rules`, fail, model.rules.length);
+      if (this.#zoneRules.has(z.name)) fail(`zones[${i}].name`, `duplicate zone "${z.name}"`);
+      else if (program) this.#zoneRules.set(z.name, program);
+    });
+
+    if (problems.length) throw new ModelError(problems);
+  }
+
+  /** The certificate to serve for an SNI name, or null to refuse the handshake. */
+  certFor(servername: string | null): CompiledCert | null {
+    return (servername ? this.#certByName.get(servername) : undefined) ?? this.defaultCert;
+  }
+
+  hostPolicy(name: string): HostPolicy {
+    return this.#hosts.get(name) ?? OFF;
+  }
+
+  routes(name: string): CompiledRoute[] | undefined {
+    return this.#routes.get(name);
+  }
+
+  /** The rules of the zone holding `name` (the longest zone name that is a suffix), else global. */
+  rules(name: string): RuleProgram | null {
+    for (let n = name; ; ) {
+      const p = this.#zoneRules.get(n);
+      if (p) return p;
+      const dot = n.indexOf(".");
+      if (dot < 0) return this.#globalRules;
+      n = n.slice(dot + 1);
+    }
+  }
+}
+
+function compileRules(
+  rules: Rule[],
+  path: string,
+  fail: (path: string, message: string) => void,
+  offset = 0,
+): RuleProgram | null {
+  const specs: RuleSpec[] = rules.map((r) => ({
+    id: r.id,
+    expression: r.expression,
+    action: r.action,
+    description: r.description,
+    enabled: r.enabled,
+    response: r.response && { status: r.response.status, contentType: r.response.content_type, body: r.response.body },
+  }));
+  try {
+    return compileRuleset(specs);
+  } catch (e) {
+    const err = e as { ruleId?: string; message: string };
+    const idx = rules.findIndex((r) => r.id === err.ruleId);
+    const where = idx < 0 ? path : idx < offset ? `rules[${idx}].expression` : `${path}[${idx - offset}].expression`;
+    fail(where, err.message);
+    return null;
+  }
+}
+
+export function splitPem(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+export function compileCert(id: string, certPem: string, keyPem: string, fail: (m: string, field?: string) => void): CompiledCert | undefined {
+  const pems = splitPem(certPem);
+  if (!pems.length) return void fail("no PEM certificate found");
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(pems[0]!);
+  } catch (e) {
+    return void fail(`malformed certificate: ${(e as Error).message}`);
+  }
+  try {
+    if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) return void fail("the private key does not match the certificate", "key");
+  } catch {
+    return void fail("malformed private key (PEM PKCS#8, PKCS#1 or SEC1 expected)", "key");
+  }
+  const names = (leaf.subjectAltName ?? "")
+    .split(", ")
+    .filter((s) => s.startsWith("DNS:"))
+    .map((s) => s.slice(4).toLowerCase());
+  if (!names.length) return void fail("the certificate has no DNS names in subjectAltName");
+  return { id, certPem: pems.join("\n") + "\n", keyPem, leaf, names, fingerprint: leaf.fingerprint256 };
+}
+
+export function compileBundle(id: string, pem: string, verifyDepth: number, fail: (m: string) => void): CompiledBundle | undefined {
+  const pems = splitPem(pem);
+  if (!pems.length) return void fail("no PEM certificate found");
+  const cas: X509Certificate[] = [];
+  for (const [i, p] of pems.entries()) {
+    let c: X509Certificate;
+    try {
+      c = new X509Certificate(p);
+    } catch (e) {
+      return void fail(`certificate ${i + 1}: malformed: ${(e as Error).message}`);
+    }
+    if (!c.ca) return void fail(`certificate ${i + 1} (${c.subject.replace(/\n/g, ", ")}) is not a CA certificate`);
+    cas.push(c);
+  }
+  const bySubject = new Map(cas.map((c) => [c.subject, c]));
+  const chainOf = new Map<string, X509Certificate[]>();
+  const depthOf = new Map<string, number>();
+  for (const c of cas) {
+    const chain: X509Certificate[] = [];
+    let depth = 0;
+    for (let x: X509Certificate | undefined = c; x && depth < 17; depth++) {
+      if (x.subject !== x.issuer) chain.push(x); // roots stay out of Client-Cert-Chain
+      x = x.subject === x.issuer ? undefined : bySubject.get(x.issuer);
+    }
+    chainOf.set(c.subject, chain);
+    depthOf.set(c.subject, depth);
+  }
+  return { id, caPem: pems.join("\n") + "\n", cas, verifyDepth, depthOf, chainOf };
+}
+
+function policyVersion(mode: MtlsMode, bundle: CompiledBundle | null): string {
+  if (mode === "off") return "off";
+  return createHash("sha256")
+    .update(`${mode}\0${bundle!.id}\0${bundle!.verifyDepth}\0${bundle!.caPem}`)
+    .digest("base64url")
+    .slice(0, 22);
+}

@@ -1,0 +1,37 @@
+// What a client certificate's verification outcome means for the request: one class per
+// failure an operator acts on differently (and that the client is told), plus the precise
+// OpenSSL reason for logs and metrics.
+
+export type FailureClass = "missing" | "untrusted" | "expired" | "not_yet_valid" | "revoked";
+
+export interface Verdict {
+  ok: boolean;
+  failure?: FailureClass;
+  /** Lower-cased OpenSSL code or certgate's own reason, e.g. "cert_has_expired", "chain_too_long". */
+  reason: string;
+}
+
+export const VERIFIED: Verdict = { ok: true, reason: "ok" };
+export const MISSING: Verdict = { ok: false, failure: "missing", reason: "no_certificate" };
+
+export function classify(opensslCode: string): Verdict {
+  switch (opensslCode) {
+    case "CERT_HAS_EXPIRED":
+      return { ok: false, failure: "expired", reason: "cert_has_expired" };
+    case "CERT_NOT_YET_VALID":
+      return { ok: false, failure: "not_yet_valid", reason: "cert_not_yet_valid" };
+    case "CERT_REVOKED":
+      return { ok: false, failure: "revoked", reason: "cert_revoked" };
+    default:
+      return { ok: false, failure: "untrusted", reason: opensslCode.toLowerCase() };
+  }
+}
+
+/** The one message a refused client sees per class; details stay in logs (as ghostunnel does). */
+export const FAILURE_MESSAGES: Record<FailureClass, string> = {
+  missing: "A client certificate is required for this host.",
+  untrusted: "The client certificate is not trusted for this host.",
+  expired: "The client certificate has expired.",
+  not_yet_valid: "The client certificate is not yet valid.",
+  revoked: "The client certificate has been revoked.",
+};

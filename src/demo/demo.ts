@@ -1,0 +1,29 @@
+// The zero-config demo behind `npm start`: https://localhost:8443 with mTLS enforced,
+// fronting the echo origin, on the dev PKI in certs/dev (created on first run).
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createDevPki, DEV_FILES, writeDevPki } from "../pki/devpki.ts";
+import { parseModel, type Model } from "../model/schema.ts";
+
+export async function ensureDevPki(dir: string): Promise<boolean> {
+  if (existsSync(join(dir, DEV_FILES.serverKey))) return false;
+  await writeDevPki(dir, await createDevPki());
+  return true;
+}
+
+export function demoModel(certDir: string, originUrl: string): Model {
+  const read = (f: string) => readFileSync(join(certDir, f), "utf8");
+  return parseModel({
+    certificates: [{ id: "dev-localhost", cert: read(DEV_FILES.serverCert), key: read(DEV_FILES.serverKey) }],
+    trust_bundles: [{ id: "dev-clients", name: "certgate dev client CA", ca: read(DEV_FILES.clientCa) }],
+    hosts: [
+      {
+        hostname: "localhost",
+        mtls: { mode: "enforced", trust_bundle: "dev-clients" },
+        forward_client_cert: { rfc9440: true, cloudflare: true, xfcc: false },
+      },
+    ],
+    routes: [{ id: "echo", hostname: "localhost", path_prefix: "/", origin: originUrl }],
+    default_certificate: "dev-localhost",
+  });
+}

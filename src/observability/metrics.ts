@@ -1,0 +1,74 @@
+// The metrics catalog: every metric certgate exports and its labels, in one place.
+// `host` is the configured host pattern (or "_default"), never the raw SNI or Host header,
+// so a client cannot create label values at will.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "certgate_process_" });
+  const m = {
+    registry,
+    handshakes: new Counter({
+      name: "certgate_handshakes_total",
+      help: "Completed TLS handshakes by host and client-certificate result (not_requested, verified, no_certificate, or the OpenSSL reason).",
+      labelNames: ["host", "result", "resumed"] as const,
+      registers: [registry],
+    }),
+    handshakeErrors: new Counter({
+      name: "certgate_handshake_errors_total",
+      help: "Connections that never completed a handshake, by reason (plaintext_http, not_tls, unknown_sni, hello_timeout, tls_error, no_certificate).",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
+    verifyFailures: new Counter({
+      name: "certgate_verify_failures_total",
+      help: "Client certificates that failed verification, by host and reason (fail_verify_no_cert style, as Envoy's ssl stats).",
+      labelNames: ["host", "reason"] as const,
+      registers: [registry],
+    }),
+    requests: new Counter({
+      name: "certgate_requests_total",
+      help: "HTTP requests answered, by host and status code.",
+      labelNames: ["host", "status"] as const,
+      registers: [registry],
+    }),
+    refusals: new Counter({
+      name: "certgate_refusals_total",
+      help: "Requests refused by certgate itself, by host and reason (misdirected, policy_changed, cert_<class>, rule, no_route, bad_request, body_too_large).",
+      labelNames: ["host", "reason"] as const,
+      registers: [registry],
+    }),
+    ruleMatches: new Counter({
+      name: "certgate_rule_matches_total",
+      help: "Rule matches by rule id and action (block, allow, log).",
+      labelNames: ["rule", "action"] as const,
+      registers: [registry],
+    }),
+    originDuration: new Histogram({
+      name: "certgate_origin_duration_seconds",
+      help: "Time from sending a request to an origin to its response headers, by route and outcome.",
+      labelNames: ["route", "outcome"] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    configVersion: new Gauge({
+      name: "certgate_config_version",
+      help: "Version of the configuration snapshot in force.",
+      registers: [registry],
+    }),
+    configApplies: new Counter({
+      name: "certgate_config_applies_total",
+      help: "Configuration applies by result (ok, rejected).",
+      labelNames: ["result"] as const,
+      registers: [registry],
+    }),
+    tlsServers: new Gauge({
+      name: "certgate_tls_servers",
+      help: "Per-hostname TLS server contexts currently cached.",
+      registers: [registry],
+    }),
+  };
+  return m;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,154 @@
+// No path reaches an origin without the verification its hostname demands.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { baseModel, connect, pki, rawRequest, request, startProxy, type Proxy } from "../helpers/harness.ts";
+import type { DevPki } from "../../src/pki/devpki.ts";
+import type { Model } from "../../src/model/schema.ts";
+
+describe("no bypasses: Host vs SNI, resumption, policy changes", () => {
+  let proxy: Proxy;
+  let p: DevPki;
+  let model: Model;
+  beforeAll(async () => {
+    p = await pki();
+    proxy = await startProxy((pk, origin) =>
+      baseModel(pk, origin, [
+        { hostname: "localhost" },
+        { hostname: "a.test", mtls: { mode: "fail_open", trust_bundle: "clients" }, forward_client_cert: { rfc9440: true } },
+        { hostname: "b.test", mtls: { mode: "enforced", trust_bundle: "clients" } },
+      ]),
+    );
+    model = proxy.runtime.snapshot.model;
+  });
+  afterAll(() => proxy.close());
+
+  it("421 when Host names another host than the SNI of an mTLS connection", async () => {
+    const r = await request(proxy.port, { servername: "b.test", host: "a.test", cert: p.client });
+    expect(r.status).toBe(421);
+  });
+
+  it("421 when a connection without mTLS asks for an mTLS host", async () => {
+    for (const host of ["b.test", "a.test", "B.TEST:443"]) {
+      const r = await request(proxy.port, { servername: "localhost", host });
+      expect(r.status).toBe(421);
+    }
+    // ...and when there is no SNI at all.
+    const noSni = await connect(proxy.port, { servername: "" });
+    expect((await rawRequest(noSni.socket, "b.test")).status).toBe(421);
+    noSni.socket.destroy();
+  });
+
+  it("accepts the Host with a port and any letter case when it is the SNI", async () => {
+    const r = await request(proxy.port, { servername: "b.test", host: "B.Test:443", cert: p.client });
+    expect(r.status).toBe(200);
+  });
+
+  it("resumes a session on the same host and policy (positive control)", async () => {
+    const first = await connect(proxy.port, { servername: "a.test", cert: p.client });
+    await rawRequest(first.socket, "a.test");
+    const session = await first.session;
+    first.socket.destroy();
+    const again = await connect(proxy.port, { servername: "a.test", cert: p.client, session });
+    expect(again.socket.isSessionReused()).toBe(true);
+    const r = await rawRequest(again.socket, "a.test");
+    expect(r.status).toBe(200);
+    expect(r.body).toContain('"client-cert"'); // the verified certificate survives resumption
+    again.socket.destroy();
+  });
+
+  it("a ticket from a host without mTLS does not resume on an mTLS host", async () => {
+    const first = await connect(proxy.port, { servername: "localhost" });
+    await rawRequest(first.socket, "localhost");
+    const session = await first.session;
+    first.socket.destroy();
+    // Replayed on the enforced host without a certificate: a full handshake, which fails.
+    await expect(connect(proxy.port, { servername: "b.test", session }).then(async (c) => rawRequest(c.socket, "b.test"))).rejects.toThrow();
+    // Replayed on the fail-open host: not resumed, so no certificate is assumed.
+    const replay = await connect(proxy.port, { servername: "a.test", session });
+    expect(replay.socket.isSessionReused()).toBe(false);
+    replay.socket.destroy();
+  });
+
+  it("a ticket from one mTLS host does not resume on another", async () => {
+    const first = await connect(proxy.port, { servername: "b.test", cert: p.client });
+    await rawRequest(first.socket, "b.test");
+    const session = await first.session;
+    first.socket.destroy();
+    const replay = await connect(proxy.port, { servername: "a.test", session });
+    expect(replay.socket.isSessionReused()).toBe(false);
+    replay.socket.destroy();
+  });
+
+  it("a policy change invalidates tickets issued under the old policy", async () => {
+    const first = await connect(proxy.port, { servername: "a.test", cert: p.client });
+    await rawRequest(first.socket, "a.test");
+    const session = await first.session;
+    first.socket.destroy();
+    // Trust a different CA only: the old verification must not be carried over.
+    proxy.runtime.apply({ ...model, trust_bundles: [{ ...model.trust_bundles[0]!, ca: p.otherCa.certPem }] });
+    try {
+      const replay = await connect(proxy.port, { servername: "a.test", cert: p.client, session });
+      expect(replay.socket.isSessionReused()).toBe(false);
+      const r = await rawRequest(replay.socket, "a.test");
+      expect(r.status).toBe(200);
+      expect(r.body).not.toContain('"client-cert"'); // no longer verified under the new bundle
+      replay.socket.destroy();
+    } finally {
+      proxy.runtime.apply(model);
+    }
+  });
+
+  it("a keep-alive connection opened before a policy change gets 421 on its next request", async () => {
+    const c = await connect(proxy.port, { servername: "localhost" });
+    expect((await rawRequest(c.socket, "localhost")).status).toBe(200);
+    proxy.runtime.apply({ ...model, hosts: model.hosts.map((h) => (h.hostname === "localhost" ? { ...h, mtls: { mode: "enforced" as const, trust_bundle: "clients" } } : h)) });
+    try {
+      const r = await rawRequest(c.socket, "localhost");
+      expect(r.status).toBe(421);
+      expect(r.head.toLowerCase()).toContain("connection: close");
+      // A new connection without a certificate is now refused.
+      await expect(request(proxy.port, { servername: "localhost" })).rejects.toThrow();
+    } finally {
+      c.socket.destroy();
+      proxy.runtime.apply(model);
+    }
+  });
+
+  it("a keep-alive connection survives a change that does not touch its host's policy", async () => {
+    const c = await connect(proxy.port, { servername: "b.test", cert: p.client });
+    expect((await rawRequest(c.socket, "b.test")).status).toBe(200);
+    proxy.runtime.apply({ ...model, routes: [...model.routes, { ...model.routes[0]!, id: "extra", path_prefix: "/extra" }] });
+    try {
+      expect((await rawRequest(c.socket, "b.test")).status).toBe(200);
+    } finally {
+      c.socket.destroy();
+      proxy.runtime.apply(model);
+    }
+  });
+
+  it("strips spoofed client-certificate and forwarding headers whether forwarding is on or off", async () => {
+    const spoof = {
+      "client-cert": ":c3Bvb2Y=:",
+      "client-cert-chain": ":c3Bvb2Y=:",
+      "cf-client-cert-der-base64": "c3Bvb2Y=",
+      "cf-client-cert-sha256": "00",
+      "x-forwarded-client-cert": "Hash=00",
+      "x-forwarded-for": "6.6.6.6",
+      "x-forwarded-proto": "http",
+      forwarded: "for=6.6.6.6",
+    };
+    for (const servername of ["localhost", "a.test"]) {
+      const h = (await request(proxy.port, { servername, headers: spoof })).json().headers;
+      for (const name of ["client-cert", "client-cert-chain", "cf-client-cert-der-base64", "cf-client-cert-sha256", "x-forwarded-client-cert", "forwarded"])
+        expect(h[name], `${servername} ${name}`).toBeUndefined();
+      expect(h["x-forwarded-for"]).toBe("127.0.0.1");
+      expect(h["x-forwarded-proto"]).toBe("https");
+    }
+  });
+
+  it("normalises the path so encoded and dotted forms cannot dodge a prefix", async () => {
+    const r = await request(proxy.port, { path: "/x/../%61dmin/%2e%2e/admin/./y?q=%61" });
+    expect(r.json().url).toBe("/admin/y?q=%61");
+    const bad = await request(proxy.port, { path: "/%zz" });
+    expect(bad.status).toBe(400);
+  });
+});

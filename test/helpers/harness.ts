@@ -1,0 +1,157 @@
+// Test harness: a fresh PKI per run, a real certgate Runtime on 127.0.0.1, real clients.
+import https from "node:https";
+import tls from "node:tls";
+import type http from "node:http";
+import { createDevPki, type DevPki } from "../../src/pki/devpki.ts";
+import { issue } from "../../src/pki/issue.ts";
+import { parseModel, type ModelInput } from "../../src/model/schema.ts";
+import { Runtime } from "../../src/dataplane/runtime.ts";
+import { createMetrics } from "../../src/observability/metrics.ts";
+import { createLogger } from "../../src/observability/log.ts";
+import { startEcho } from "../../src/demo/echo.ts";
+
+export const SERVER_NAMES = ["localhost", "*.localhost", "a.test", "b.test", "*.wild.test"];
+
+let pkiPromise: Promise<DevPki> | undefined;
+/** One PKI per test file (vitest isolates files), generated in-process. */
+export function pki(): Promise<DevPki> {
+  return (pkiPromise ??= createDevPki({ serverNames: SERVER_NAMES }));
+}
+
+export interface Proxy {
+  runtime: Runtime;
+  port: number;
+  metrics: ReturnType<typeof createMetrics>;
+  origin: string;
+  close(): Promise<void>;
+}
+
+/** Starts certgate with `build(pki, originUrl)` as its model, plus an echo origin. */
+export async function startProxy(build: (p: DevPki, origin: string) => ModelInput): Promise<Proxy> {
+  const p = await pki();
+  const echo = await startEcho();
+  const metrics = createMetrics();
+  const runtime = new Runtime(parseModel(build(p, echo.url)), { log: createLogger({ level: "silent" }), metrics });
+  const { port } = await runtime.listen("127.0.0.1", 0);
+  return {
+    runtime,
+    port,
+    metrics,
+    origin: echo.url,
+    async close() {
+      await runtime.close();
+      echo.server.closeAllConnections();
+      await new Promise((r) => echo.server.close(r));
+    },
+  };
+}
+
+/** The common model: one server certificate, the dev client CA, hosts given per test. */
+export function baseModel(p: DevPki, origin: string, hosts: ModelInput["hosts"], extra: Partial<ModelInput> = {}): ModelInput {
+  return {
+    certificates: [{ id: "srv", cert: p.server.certPem, key: p.server.keyPem }],
+    trust_bundles: [{ id: "clients", ca: p.ca.certPem }],
+    hosts,
+    routes: (hosts ?? []).map((h, i) => ({ id: `r${i}`, hostname: h.hostname, origin })),
+    default_certificate: "srv",
+    ...extra,
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  json<T = { method: string; url: string; headers: Record<string, string>; bodyBytes: number }>(): T;
+  socket: tls.TLSSocket;
+}
+
+export interface ClientOpts {
+  servername?: string;
+  host?: string; // Host header; defaults to servername
+  path?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  cert?: { certPem: string; keyPem: string; chain?: string };
+  session?: Buffer;
+  agent?: https.Agent | false;
+}
+
+/** One HTTPS request on a new connection (unless an agent is given). */
+export async function request(port: number, o: ClientOpts = {}): Promise<Reply> {
+  const p = await pki();
+  const servername = o.servername ?? "localhost";
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: o.path ?? "/",
+        method: o.method ?? "GET",
+        servername,
+        ca: p.serverCa.certPem,
+        headers: { host: o.host ?? servername, ...o.headers },
+        cert: o.cert ? o.cert.certPem + (o.cert.chain ?? "") : undefined,
+        key: o.cert?.keyPem,
+        session: o.session,
+        agent: o.agent ?? false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const body = Buffer.concat(chunks).toString();
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body), socket: res.socket as tls.TLSSocket });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(o.body);
+  });
+}
+
+/** Opens a TLS connection and resolves once the handshake is done (and tickets arrived). */
+export function connect(port: number, o: ClientOpts = {}): Promise<{ socket: tls.TLSSocket; session: Promise<Buffer> }> {
+  return pki().then(
+    (p) =>
+      new Promise((resolve, reject) => {
+        let gotSession: (b: Buffer) => void = () => {};
+        const session = new Promise<Buffer>((r) => (gotSession = r));
+        const socket = tls.connect({
+          host: "127.0.0.1",
+          port,
+          servername: o.servername ?? "localhost",
+          ca: p.serverCa.certPem,
+          cert: o.cert ? o.cert.certPem + (o.cert.chain ?? "") : undefined,
+          key: o.cert?.keyPem,
+          session: o.session,
+        });
+        socket.once("session", gotSession);
+        socket.once("secureConnect", () => resolve({ socket, session }));
+        socket.once("error", reject);
+      }),
+  );
+}
+
+/** Sends one raw HTTP/1.1 request on an open socket and reads one response (Content-Length framed). */
+export function rawRequest(socket: tls.TLSSocket, host: string, path = "/"): Promise<{ status: number; head: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    let buf = "";
+    const onData = (d: Buffer) => {
+      buf += d.toString("latin1");
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const head = buf.slice(0, end);
+      const len = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+      if (buf.length < end + 4 + len) return;
+      socket.off("data", onData);
+      resolve({ status: Number(head.split(" ")[1]), head, body: buf.slice(end + 4, end + 4 + len) });
+    };
+    socket.on("data", onData);
+    socket.once("error", reject);
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+  });
+}
+
+export { issue };
