@@ -57,6 +57,8 @@ export class Snapshot {
   /** Every origin configuration routes use: the pools worth keeping. */
   readonly originKeys = new Set<string>();
   readonly #certByName: NameTable<CompiledCert>;
+  /** Certificates pinned by a host entry (a Fastly activation); they win over SAN matching. */
+  readonly #hostCerts: NameTable<CompiledCert>;
   readonly #hosts: NameTable<HostPolicy>;
   readonly #routes: NameTable<CompiledRoute[]>;
   readonly #zoneRules: Map<string, RuleProgram>;
@@ -89,17 +91,25 @@ export class Snapshot {
     });
 
     this.#hosts = new NameTable();
+    this.#hostCerts = new NameTable();
     model.hosts.forEach((h, i) => {
-      const bundle = h.mtls.trust_bundle ? (bundles.get(h.mtls.trust_bundle) ?? null) : null;
-      if (h.mtls.mode !== "off" && !bundle) return fail(`hosts[${i}].mtls.trust_bundle`, `no trust bundle with id "${h.mtls.trust_bundle}"`);
+      const bundleId = h.mtls.trust_bundle;
+      const bundle = bundleId ? bundles.get(bundleId) : undefined;
+      if (bundleId && !bundle) return fail(`hosts[${i}].mtls.trust_bundle`, `no trust bundle with id "${bundleId}"`);
+      const mode: MtlsMode = !bundle ? "off" : (h.mtls.mode ?? (model.trust_bundles.find((b) => b.id === bundleId)!.enforced ? "enforced" : "fail_open"));
       const policy: HostPolicy = {
         pattern: h.hostname,
-        mode: h.mtls.mode,
-        bundle: h.mtls.mode === "off" ? null : bundle,
+        mode,
+        bundle: mode === "off" ? null : bundle!,
         forwarding: h.forward_client_cert,
-        version: policyVersion(h.mtls.mode, h.mtls.mode === "off" ? null : bundle),
+        version: policyVersion(mode, mode === "off" ? null : bundle!),
       };
       if (!this.#hosts.add(h.hostname, policy)) fail(`hosts[${i}].hostname`, `duplicate hostname "${h.hostname}"`);
+      if (h.certificate) {
+        const cert = this.certs.get(h.certificate);
+        if (!cert) fail(`hosts[${i}].certificate`, `no certificate with id "${h.certificate}"`);
+        else this.#hostCerts.add(h.hostname, cert);
+      }
     });
 
     this.#routes = new NameTable();
@@ -147,7 +157,8 @@ export class Snapshot {
 
   /** The certificate to serve for an SNI name, or null to refuse the handshake. */
   certFor(servername: string | null): CompiledCert | null {
-    return (servername ? this.#certByName.get(servername) : undefined) ?? this.defaultCert;
+    if (!servername) return this.defaultCert;
+    return this.#hostCerts.get(servername) ?? this.#certByName.get(servername) ?? this.defaultCert;
   }
 
   hostPolicy(name: string): HostPolicy {

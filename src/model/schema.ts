@@ -33,6 +33,8 @@ export const TrustBundle = z.strictObject({
   ca: pem,
   /** CA certificates allowed above the leaf in the verified chain, root included. */
   verify_depth: z.number().int().min(1).max(16).default(4),
+  /** Fail closed (true) or open (false) on hosts that use this bundle without their own mode (Fastly's `enforced`). */
+  enforced: z.boolean().default(true),
 });
 
 export const MtlsMode = z.enum(["off", "fail_open", "enforced"]);
@@ -49,10 +51,13 @@ export const Forwarding = z.strictObject({
 export const Host = z.strictObject({
   /** Exact name or `*.parent` (one label). */
   hostname,
+  /** Serve this certificate for the host instead of choosing one by SAN. */
+  certificate: id.optional(),
+  /** No trust_bundle: mTLS off. A mode left out follows the bundle's `enforced`. */
   mtls: z
-    .strictObject({ mode: MtlsMode, trust_bundle: id.optional() })
-    .refine((m) => m.mode === "off" || m.trust_bundle, { message: "trust_bundle is required unless mode is off", path: ["trust_bundle"] })
-    .default({ mode: "off" }),
+    .strictObject({ mode: MtlsMode.optional(), trust_bundle: id.optional() })
+    .refine((m) => m.mode === undefined || m.mode === "off" || m.trust_bundle, { message: "trust_bundle is required unless mode is off", path: ["trust_bundle"] })
+    .default({}),
   forward_client_cert: Forwarding.default({ rfc9440: false, cloudflare: false, xfcc: false }),
 });
 

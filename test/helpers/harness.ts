@@ -94,7 +94,6 @@ export async function request(port: number, o: ClientOpts = {}): Promise<Reply> 
         headers: { host: o.host ?? servername, ...o.headers },
         cert: o.cert ? o.cert.certPem + (o.cert.chain ?? "") : undefined,
         key: o.cert?.keyPem,
-        session: o.session,
         agent: o.agent ?? false,
       },
       (res) => {
