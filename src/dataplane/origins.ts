@@ -17,7 +17,7 @@ export class Origins {
             ca: tls.ca,
             cert: tls.cert,
             key: tls.key,
-            servername: tls.serverName ?? route.origin.hostname,
+            servername: tls.serverName,
             rejectUnauthorized: tls.verify,
           }),
         },

@@ -155,13 +155,13 @@ async function proxy(deps: RequestDeps, req: IncomingMessage, res: ServerRespons
   const observe = (outcome: string) =>
     deps.metrics.originDuration.observe({ route: p.route.id, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
   try {
-    const upstream = await deps.origins.get(p.route).request({
+    const upstream = await deps.origins.get(p.route).request(withServername(p.route, {
       method: req.method as "GET",
       path: p.target.query ? `${p.target.path}?${p.target.query}` : p.target.path,
       headers: upstreamHeaders(req, { host: p.host, policy: p.policy, facts: conn.facts, remoteAddress: conn.remoteAddress, trustForwardedFor: p.snapshot.model.trust_forwarded_for }),
       body: hasBody ? req.pipe(limitBody(limits.max_body_bytes)) : null,
       signal: abort.signal,
-    });
+    }));
     observe("ok");
     res.writeHead(upstream.statusCode, downstreamHeaders(upstream.headers));
     await pipeline(upstream.body, res);
@@ -176,6 +176,11 @@ async function proxy(deps: RequestDeps, req: IncomingMessage, res: ServerRespons
     if (timeout) sendError(res, 504, "Gateway Timeout: the origin did not answer in time.\n", false);
     else sendError(res, 502, "Bad Gateway: the origin could not be reached.\n", false);
   }
+}
+
+/** undici takes the TLS name from the Host header unless told (its types omit the option). */
+function withServername<T extends object>(route: CompiledRoute, opts: T): T {
+  return route.tls ? Object.assign(opts, { servername: route.tls.serverName }) : opts;
 }
 
 function limitBody(max: number): Transform {
@@ -207,12 +212,12 @@ export async function handleUpgrade(deps: RequestDeps, req: IncomingMessage, soc
     return;
   }
   try {
-    const up = await deps.origins.get(outcome.route).upgrade({
+    const up = await deps.origins.get(outcome.route).upgrade(withServername(outcome.route, {
       path: outcome.target.query ? `${outcome.target.path}?${outcome.target.query}` : outcome.target.path,
       method: req.method,
       headers: upstreamHeaders(req, { host: outcome.host, policy: outcome.policy, facts: conn.facts, remoteAddress: conn.remoteAddress, trustForwardedFor: outcome.snapshot.model.trust_forwarded_for }),
       protocol: req.headers.upgrade ?? "websocket",
-    });
+    }));
     const lines = ["HTTP/1.1 101 Switching Protocols"];
     for (const [k, v] of Object.entries(up.headers)) for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined) lines.push(`${k}: ${one}`);
     socket.write(lines.join("\r\n") + "\r\n\r\n");

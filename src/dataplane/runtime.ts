@@ -1,6 +1,6 @@
 // The data plane's one mutable thing: the current snapshot, behind a single reference.
 // apply() compiles a model fully before swapping; on failure the old snapshot stays.
-import net from "node:net";
+import type net from "node:net";
 import { randomBytes } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import type { Model } from "../model/schema.ts";

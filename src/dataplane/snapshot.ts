@@ -41,7 +41,8 @@ export interface CompiledRoute {
   pathPrefix: string;
   origin: URL;
   originKey: string;
-  tls: { ca?: string; cert?: string; key?: string; serverName?: string; verify: boolean } | undefined;
+  /** Origin TLS; serverName is what the origin's certificate is checked against (never the client's Host). */
+  tls: { ca?: string; cert?: string; key?: string; serverName: string; verify: boolean } | undefined;
   connectTimeoutMs: number;
   readTimeoutMs: number;
 }
@@ -125,7 +126,7 @@ export class Snapshot {
       if (origin.pathname !== "/" || origin.search) return fail(`routes[${i}].origin`, "an origin is scheme://host[:port] with no path or query");
       const tls =
         origin.protocol === "https:"
-          ? { ca: r.origin_tls?.ca, cert: cc?.certPem, key: cc?.keyPem, serverName: r.origin_tls?.server_name, verify: r.origin_tls?.verify ?? true }
+          ? { ca: r.origin_tls?.ca, cert: cc?.certPem, key: cc?.keyPem, serverName: r.origin_tls?.server_name ?? origin.hostname.replace(/^\[|\]$/g, ""), verify: r.origin_tls?.verify ?? true }
           : undefined;
       const list = byHost.get(r.hostname) ?? [];
       if (list.some((x) => x.pathPrefix === r.path_prefix)) return fail(`routes[${i}].path_prefix`, `"${r.hostname}${r.path_prefix}" is already routed`);
@@ -228,7 +229,7 @@ export function compileCert(id: string, certPem: string, keyPem: string, fail: (
     .split(", ")
     .filter((s) => s.startsWith("DNS:"))
     .map((s) => s.slice(4).toLowerCase());
-  if (!names.length) return void fail("the certificate has no DNS names in subjectAltName");
+  // No DNS names is fine: such a certificate is served only where a host pins it, or presented to origins.
   return { id, certPem: pems.join("\n") + "\n", keyPem, leaf, names, fingerprint: leaf.fingerprint256 };
 }
 

@@ -31,7 +31,7 @@ export async function startProxy(build: (p: DevPki, origin: string) => ModelInpu
   const p = await pki();
   const echo = await startEcho();
   const metrics = createMetrics();
-  const runtime = new Runtime(parseModel(build(p, echo.url)), { log: createLogger({ level: "silent" }), metrics });
+  const runtime = new Runtime(parseModel(build(p, echo.url)), { log: createLogger({ level: process.env.TEST_LOG ?? "silent" }), metrics });
   const { port } = await runtime.listen("127.0.0.1", 0);
   return {
     runtime,

@@ -51,7 +51,7 @@ const cases: [string, RuleErrorCode, number, number][] = [
   ['lower(http.host eq "a"', "unbalanced_parens", 5, 1],
   ['http.request.headers["a"', "unbalanced_parens", 20, 1],
   [")", "unbalanced_parens", 0, 1],
-  ['http.host eq', "unexpected_token", 12, 0 || 1],
+  ['http.host eq', "unexpected_token", 12, 1],
   ['http.host eq "a" "b"', "unexpected_token", 17, 3],
   ['http.host "a"', "unexpected_token", 10, 3],
   ["and ssl", "unexpected_token", 0, 3],
