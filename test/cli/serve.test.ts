@@ -1,0 +1,87 @@
+// `certgate serve` as an operator runs it: a child process, real ports, real curl.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { run } from "../helpers/tools.ts";
+
+const CLI = resolve("src/cli.ts");
+const NODE = process.execPath;
+
+interface Started {
+  child: ChildProcess;
+  port: number;
+  admin: number;
+  stderr: () => string;
+}
+
+function startServe(cwd: string, args: string[]): Promise<Started> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(NODE, [CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", ...args], { cwd, env: { ...process.env, CERTGATE_LOG_LEVEL: "info" } });
+    let out = "";
+    let err = "";
+    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${out}\n${err}`)), 20_000);
+    child.stderr.on("data", (d) => (err += d));
+    child.stdout.on("data", (d) => {
+      out += d;
+      const line = out.split("\n").find((l) => l.includes('"certgate listening"'));
+      if (!line) return;
+      clearTimeout(timer);
+      const j = JSON.parse(line) as { listen: string; admin: string };
+      resolvePromise({ child, port: Number(j.listen.split(":").pop()), admin: Number(j.admin.split(":").pop()), stderr: () => err });
+    });
+    child.on("exit", (code) => reject(new Error(`serve exited ${code}:\n${out}\n${err}`)));
+  });
+}
+
+describe("certgate serve", () => {
+  const children: ChildProcess[] = [];
+  afterAll(() => children.forEach((c) => c.kill("SIGTERM")));
+
+  it("with no config serves the demo: mTLS enforced on localhost, fronting the echo origin", async () => {
+    const cwd = mkdtempSync(join(tmpdir(), "certgate-demo-"));
+    const s = await startServe(cwd, ["--data", "data"]);
+    children.push(s.child);
+    const curl = (extra: string[]) =>
+      run("curl", ["-sS", "--cacert", "certs/dev/server-ca.pem", "-w", "\n%{http_code}", ...extra, `https://localhost:${s.port}/hello`], "", 15_000, cwd).then((r) => ({
+        ...r,
+        status: r.stdout.split("\n").pop(),
+      }));
+    const ok = await curl(["--cert", "certs/dev/client.pem", "--key", "certs/dev/client.key"]);
+    expect(ok.status).toBe("200");
+    expect(ok.stdout).toContain('"client-cert"');
+    const expired = await curl(["--cert", "certs/dev/expired.pem", "--key", "certs/dev/expired.key"]);
+    expect(expired.status).toBe("403");
+    expect(expired.stdout).toContain("expired");
+    const none = await curl([]);
+    expect(none.code).not.toBe(0);
+    expect(s.stderr()).toContain("curl --cacert certs/dev/server-ca.pem --cert certs/dev/client.pem");
+    const health = await fetch(`http://127.0.0.1:${s.admin}/healthz`);
+    expect(await health.json()).toMatchObject({ status: "ok" });
+    const metrics = await (await fetch(`http://127.0.0.1:${s.admin}/metrics`)).text();
+    expect(metrics).toMatch(/certgate_handshakes_total\{host="localhost",result="verified",resumed="false"\} [1-9]/);
+    expect(metrics).toContain("certgate_verify_failures_total");
+  });
+
+  it("refuses an invalid bootstrap file, naming the path and the reason", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "certgate-badcfg-"));
+    const cfg = join(dir, "certgate.yaml");
+    writeFileSync(cfg, "hosts:\n  - hostname: a.example\n    mtls: { mode: enforced }\n    colour: blue\nroutes:\n  - id: r\n    hostname: a.example\n    origin: ftp://x\n");
+    const r = await run(NODE, [CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", join(dir, "data"), "--config", cfg]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("hosts[0].mtls.trust_bundle: trust_bundle is required unless mode is off");
+    expect(r.stderr).toContain('hosts[0]: Unrecognized key: "colour"');
+    expect(r.stderr).toContain("routes[0].origin");
+  });
+
+  it("refuses a bootstrap file whose key does not match its certificate", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "certgate-badkey-"));
+    await run(NODE, [CLI, "certs", "dev", "--out", join(dir, "pki")]);
+    const cfg = join(dir, "certgate.yaml");
+    writeFileSync(cfg, "certificates:\n  - id: s\n    cert_file: pki/server.pem\n    key_file: pki/client.key\n");
+    const r = await run(NODE, [CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", join(dir, "data"), "--config", cfg]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("certificates[0].key: the private key does not match the certificate");
+  });
+});
