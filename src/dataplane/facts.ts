@@ -1,6 +1,7 @@
 // Facts about a connection's client certificate, captured once when the connection becomes
 // secure (never touch the TLS socket after close: Node can segfault) and derived lazily on
 // first use, so a request whose rules and headers need none of them pays nothing.
+import "reflect-metadata"; // @peculiar/x509 needs it loaded first
 import { X509Certificate as PeculiarCert, SubjectKeyIdentifierExtension, AuthorityKeyIdentifierExtension } from "@peculiar/x509";
 import { hash, type X509Certificate } from "node:crypto";
 import type { ClientCertInput } from "../rules/input.ts";

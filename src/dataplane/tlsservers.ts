@@ -35,7 +35,8 @@ function keepSocketForHttpError(this: TLSSocket, _name: string, cb: (err: Error 
 export class TlsServers {
   readonly #hooks: ServerHooks;
   readonly #master: Buffer;
-  readonly #servers = new LRUCache<string, https.Server>({ max: 20_000 });
+  // Evicted servers stop their deadline timer; their open connections carry on.
+  readonly #servers = new LRUCache<string, https.Server>({ max: 20_000, dispose: (server) => server.close(() => {}) });
 
   constructor(hooks: ServerHooks, ticketSecret: Buffer = randomBytes(32)) {
     this.#hooks = hooks;
@@ -72,6 +73,8 @@ export class TlsServers {
       requestTimeout: limits.request_timeout_ms,
       headersTimeout: Math.min(limits.request_timeout_ms, 30_000),
       keepAliveTimeout: limits.keep_alive_timeout_ms,
+      // How often Node checks header/request deadlines (slow clients); its default is 30 s.
+      connectionsCheckingInterval: Math.min(1_000, limits.request_timeout_ms),
     });
     const hooks = this.#hooks;
     // Before Node's HTTP listener, so the facts exist before any request can be parsed.
@@ -79,6 +82,9 @@ export class TlsServers {
     server.on("request", hooks.request);
     server.on("upgrade", hooks.upgrade);
     server.on("tlsClientError", (err, socket) => hooks.tlsError(err, socket, policy));
+    // These servers never listen, and Node starts tracking header and request deadlines
+    // (slow clients: 408) only on 'listening'. Without this, a slowloris client is never cut.
+    server.emit("listening");
     return server;
   }
 }
