@@ -11,11 +11,17 @@ import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { Runtime } from "./dataplane/runtime.ts";
-import { createAdminServer, listenAdmin } from "./control/admin.ts";
+import { listenAdmin } from "./control/admin.ts";
+// control plane wiring (store + admin API)
+import { resolveAdminToken } from "./control/auth.ts";
+import { loadStore, startControl } from "./control/setup.ts";
 
 const USAGE = `usage:
   certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--data DIR] [--config FILE]
+                [--admin-tls-cert PEM --admin-tls-key PEM --admin-client-ca PEM]
       Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444.
+      The model is kept in DIR/certgate.db; --config (or the demo) only seeds an empty store.
+      Admin token: $CERTGATE_ADMIN_TOKEN, else DIR/admin-token (generated at first start).
       Without --config: a demo on https://localhost:8443 (mTLS enforced) using certs/dev.
   certgate certs dev [--out DIR] [--force]
       Write a development PKI (client CA, localhost server certificate, client certificates:
@@ -38,6 +44,9 @@ async function serve(argv: string[]): Promise<void> {
       admin: { type: "string", default: "127.0.0.1:8444" },
       data: { type: "string", default: "./data" },
       config: { type: "string" },
+      "admin-tls-cert": { type: "string" },
+      "admin-tls-key": { type: "string" },
+      "admin-client-ca": { type: "string" },
     },
     strict: true,
   });
@@ -48,15 +57,14 @@ async function serve(argv: string[]): Promise<void> {
   const log = createLogger();
   const metrics = createMetrics();
 
-  let model: Model;
+  // --- control plane wiring: the store holds the model; the bootstrap/demo seeds an empty store ---
   let demo: { curl: string[] } | undefined;
-  if (values.config) {
-    model = loadBootstrap(values.config);
-  } else {
+  let demoOrigin: string | undefined;
+  if (!values.config) {
     const certDir = resolve("certs/dev");
     if (await ensureDevPki(certDir)) console.error(`certgate: wrote a development PKI to ${certDir}`);
     const echo = await startEcho();
-    model = demoModel(certDir, echo.url);
+    demoOrigin = echo.url;
     const port = listen.port === 443 ? "" : `:${listen.port}`;
     const base = `curl --cacert certs/dev/server-ca.pem`;
     demo = {
@@ -68,11 +76,32 @@ async function serve(argv: string[]): Promise<void> {
       ],
     };
   }
+  const configFile = values.config;
+  const loaded = await loadStore(dataDir, (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!)));
+  if (!loaded.seeded && configFile) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: join(dataDir, "certgate.db") });
+  if (!loaded.seeded && demoOrigin) {
+    // The demo's echo origin listens on a new port each start: point the demo route at it.
+    const origin = demoOrigin;
+    const r = await loaded.store.transact((m) => {
+      const i = m.routes.findIndex((x) => x.id === "echo" && /^http:\/\/127\.0\.0\.1:\d+$/.test(x.origin));
+      return i < 0 ? { model: m, result: m } : { model: { ...m, routes: m.routes.map((x, j) => (j === i ? { ...x, origin } : x)) }, result: null };
+    });
+    loaded.model = r.model;
+  }
+  const model = loaded.model;
+  const adminToken = resolveAdminToken(dataDir).token;
+  const adminTls =
+    values["admin-tls-cert"] && values["admin-tls-key"] && values["admin-client-ca"]
+      ? { cert: readFileSync(values["admin-tls-cert"], "utf8"), key: readFileSync(values["admin-tls-key"], "utf8"), clientCa: readFileSync(values["admin-client-ca"], "utf8") }
+      : undefined;
+  if (!adminTls && (values["admin-tls-cert"] || values["admin-tls-key"] || values["admin-client-ca"]))
+    throw new Error("admin mTLS needs all three of --admin-tls-cert, --admin-tls-key and --admin-client-ca");
 
   const runtime = new Runtime(model, { log, metrics, ticketSecret: ticketSecret(dataDir) });
   const bound = await runtime.listen(listen.host, listen.port);
-  const adminServer = createAdminServer(runtime, metrics);
+  const { server: adminServer } = startControl(runtime, metrics, loaded, adminToken, { tls: adminTls, onError: (e) => log.error({ msg: "admin error", err: e }) });
   const adminBound = await listenAdmin(adminServer, admin.host, admin.port);
+  // --- end control plane wiring ---
   log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, config_version: runtime.snapshot.version });
   if (demo) console.error(`\ncertgate demo: https://localhost:${bound.port} (mTLS enforced, echo origin)\n  ${demo.curl.join("\n  ")}\n`);
 

@@ -1,32 +1,140 @@
-// The admin listener: health and metrics now; the vendor dialects mount here.
+// The admin listener: /healthz and /metrics (no token), and, when a control plane is given,
+// the Fastly (/tls/...), Cloudflare (/accounts/..., /zones..., also under /client/v4) and
+// native (/v1/...) dialects, each with its own error envelope.
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
+import type { Authenticator } from "./auth.ts";
+import { presentedToken } from "./auth.ts";
+import { CLOUDFLARE_ROUTES } from "./cloudflare.ts";
+import { ApiError, renderError, toApiError, type Dialect } from "./errors.ts";
+import { FASTLY_ROUTES } from "./fastly.ts";
+import { compileRoute, parseBody, readBody, type CompiledRoute, type Ctx, type Reply } from "./http.ts";
+import { NATIVE_ROUTES } from "./native.ts";
+import type { ControlPlane } from "./plane.ts";
 
-export function createAdminServer(runtime: Runtime, metrics: Metrics): http.Server {
-  return http.createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
-    if (req.method === "GET" && path === "/healthz") {
-      const body = JSON.stringify({ status: "ok", config_version: runtime.snapshot.version }) + "\n";
-      res.writeHead(200, { "content-type": "application/json" });
-      return void res.end(body);
-    }
-    if (req.method === "GET" && path === "/metrics") {
-      void metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { "content-type": metrics.registry.contentType });
-        res.end(text);
-      });
-      return;
-    }
-    res.writeHead(404, { "content-type": "application/json" });
-    res.end(JSON.stringify({ error: "not_found", message: `no admin endpoint ${req.method} ${path}` }) + "\n");
-  });
+export interface AdminOptions {
+  plane: ControlPlane;
+  auth: Authenticator;
+  /** mTLS on the admin listener itself: PEM server cert/key and the CA clients must chain to. */
+  tls?: { cert: string; key: string; clientCa: string };
+  /** Called with unexpected errors (500s). */
+  onError?: (e: unknown) => void;
 }
 
-export function listenAdmin(server: http.Server, host: string, port: number): Promise<AddressInfo> {
+const ROUTES: CompiledRoute[] = [
+  ...FASTLY_ROUTES.map((r) => compileRoute({ ...r, dialect: "fastly" as Dialect })),
+  ...CLOUDFLARE_ROUTES.map((r) => compileRoute({ ...r, dialect: "cloudflare" as Dialect })),
+  ...NATIVE_ROUTES.map((r) => compileRoute({ ...r, dialect: "native" as Dialect })),
+];
+
+function dialectOf(path: string): Dialect {
+  if (path.startsWith("/tls/")) return "fastly";
+  if (path.startsWith("/accounts/") || path === "/zones" || path.startsWith("/zones/")) return "cloudflare";
+  return "native";
+}
+
+function send(res: http.ServerResponse, reply: Reply): void {
+  if (reply.status === 204) {
+    res.writeHead(204);
+    return void res.end();
+  }
+  const body = reply.text ?? JSON.stringify(reply.body) + "\n";
+  res.writeHead(reply.status, { "content-type": reply.contentType ?? "application/json", "content-length": Buffer.byteLength(body), "cache-control": "no-store" });
+  res.end(body);
+}
+
+function sendError(res: http.ServerResponse, dialect: Dialect, err: ApiError): void {
+  const { contentType, body } = renderError(dialect, err);
+  send(res, { status: err.status, body, contentType });
+}
+
+export function createAdminServer(runtime: Runtime, metrics: Metrics, opts?: AdminOptions): http.Server | https.Server {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const rawPath = (req.url ?? "/").split("?")[0]!;
+    if (req.method === "GET" && rawPath === "/healthz") {
+      return send(res, { status: 200, body: { status: "ok", config_version: runtime.snapshot.version } });
+    }
+    if (req.method === "GET" && rawPath === "/metrics") {
+      void metrics.registry.metrics().then((text) => send(res, { status: 200, text, contentType: metrics.registry.contentType }));
+      return;
+    }
+    const path = rawPath.startsWith("/client/v4/") ? rawPath.slice("/client/v4".length) : rawPath;
+    const dialect = dialectOf(path);
+    if (!opts) return sendError(res, dialect, new ApiError("not_found", `no admin endpoint ${req.method} ${rawPath}`));
+    void route(opts, req, res, path, dialect).catch((e: unknown) => {
+      const err = toApiError(e);
+      if (err.status >= 500) opts.onError?.(e);
+      if (!res.headersSent) sendError(res, dialect, err);
+      else res.destroy();
+    });
+  };
+  if (opts?.tls)
+    return https.createServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.clientCa, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, handler);
+  return http.createServer(handler);
+}
+
+async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.ServerResponse, path: string, dialect: Dialect): Promise<void> {
+  const method = req.method ?? "GET";
+  let match: { r: CompiledRoute; m: RegExpExecArray } | undefined;
+  let pathKnown = false;
+  for (const r of ROUTES) {
+    const m = r.re.exec(path);
+    if (!m) continue;
+    pathKnown = true;
+    if (r.method === method || (method === "HEAD" && r.method === "GET")) {
+      match = { r, m };
+      break;
+    }
+  }
+  // Authenticate before saying anything about what exists.
+  const principal = await opts.auth.authenticate(presentedToken(req));
+  if (!principal) {
+    res.setHeader("www-authenticate", dialect === "fastly" ? 'Fastly-Key realm="certgate"' : 'Bearer realm="certgate"');
+    throw new ApiError("unauthorized", "a valid admin token is required (Fastly-Key: TOKEN or Authorization: Bearer TOKEN)");
+  }
+  if (!match) throw pathKnown ? new ApiError("method_not_allowed", `${method} is not allowed on ${path}`) : new ApiError("not_found", `no admin endpoint ${method} ${path}`);
+  const { r, m } = match;
+  const isWrite = method !== "GET" && method !== "HEAD";
+  if (r.adminOnly && (principal.read_only || principal.account_id !== null)) throw new ApiError("forbidden", "this endpoint needs an unrestricted token");
+  if (principal.account_id !== null && !r.accountScoped) throw new ApiError("forbidden", `this token is limited to Cloudflare account ${principal.account_id}`);
+  if (isWrite && principal.read_only) throw new ApiError("forbidden", "this token is read-only");
+  const params: Record<string, string> = {};
+  r.names.forEach((n, i) => {
+    params[n] = decodeURIComponent(m[i + 1]!);
+  });
+  const url = new URL(req.url ?? "/", "http://admin.invalid");
+  let bodyCache: Promise<Buffer> | undefined;
+  const ctx: Ctx = {
+    req,
+    url,
+    params,
+    principal,
+    dialect,
+    plane: opts.plane,
+    path,
+    query: (name) => url.searchParams.get(name),
+    body: async (o = {}) => parseBody(req, await (bodyCache ??= readBody(req)), o.yaml ?? false),
+    write: (summary, mutate) => opts.plane.write({ principal, method, path }, summary, mutate),
+    writeCtx: () => ({ principal, method, path }),
+    requireAccount: (acc) => {
+      if (principal.account_id !== null && acc !== principal.account_id) throw new ApiError("forbidden", `this token is limited to Cloudflare account ${principal.account_id}`);
+    },
+    invalidateTokens: () => opts.auth.invalidate(),
+  };
+  const reply = await r.handler(ctx);
+  if (method === "HEAD") return send(res, { ...reply, body: undefined, text: "" });
+  send(res, reply);
+}
+
+export function listenAdmin(server: http.Server | https.Server, host: string, port: number): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => resolve(server.address() as AddressInfo));
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve(server.address() as AddressInfo);
+    });
   });
 }

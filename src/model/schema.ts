@@ -18,12 +18,20 @@ const hostname = z
 const pem = z.string().min(1);
 const ms = z.number().int().positive();
 
+/** ISO 8601 timestamps kept for the vendor dialects (Fastly created_at/updated_at, Cloudflare created_at/modified_on). */
+const stamp = z.string().optional();
+
 export const Certificate = z.strictObject({
   id,
   name: z.string().optional(),
   /** Leaf first, then intermediates. */
   cert: pem,
   key: pem,
+  /** Control plane: the Fastly private_key id this certificate's key was uploaded as, and its name. */
+  private_key_id: id.optional(),
+  private_key_name: z.string().optional(),
+  created_at: stamp,
+  updated_at: stamp,
 });
 
 export const TrustBundle = z.strictObject({
@@ -35,6 +43,10 @@ export const TrustBundle = z.strictObject({
   verify_depth: z.number().int().min(1).max(16).default(4),
   /** Fail closed (true) or open (false) on hosts that use this bundle without their own mode (Fastly's `enforced`). */
   enforced: z.boolean().default(true),
+  /** Control plane: the Cloudflare account owning this bundle as an Access certificate; absent = every account sees it. */
+  account_id: id.optional(),
+  created_at: stamp,
+  updated_at: stamp,
 });
 
 export const MtlsMode = z.enum(["off", "fail_open", "enforced"]);
@@ -59,6 +71,14 @@ export const Host = z.strictObject({
     .refine((m) => m.mode === undefined || m.mode === "off" || m.trust_bundle, { message: "trust_bundle is required unless mode is off", path: ["trust_bundle"] })
     .default({}),
   forward_client_cert: Forwarding.default({ rfc9440: false, cloudflare: false, xfcc: false }),
+  /** Control plane: the Fastly tls_activation id of this host entry (derived from the hostname when absent). */
+  id: id.optional(),
+  /** Control plane: the Fastly tls_configuration this activation uses (the default one when absent). */
+  tls_configuration: id.optional(),
+  /** Cloudflare's per-hostname `china_network`: stored and returned, no effect off Cloudflare's network. */
+  china_network: z.boolean().optional(),
+  created_at: stamp,
+  updated_at: stamp,
 });
 
 export const OriginTls = z.strictObject({
@@ -78,6 +98,8 @@ export const Route = z.strictObject({
   origin_tls: OriginTls.optional(),
   connect_timeout_ms: ms.default(5_000),
   read_timeout_ms: ms.default(30_000),
+  created_at: stamp,
+  updated_at: stamp,
 });
 
 export const RuleResponse = z.strictObject({
@@ -93,6 +115,19 @@ export const Rule = z.strictObject({
   description: z.string().default(""),
   enabled: z.boolean().default(true),
   response: RuleResponse.optional(),
+  /** Control plane: Cloudflare rule bookkeeping (version counter, ref, last change). */
+  version: z.string().optional(),
+  ref: z.string().max(128).optional(),
+  last_updated: stamp,
+});
+
+/** Control plane: Cloudflare's phase entrypoint ruleset holding a zone's custom rules. */
+export const RulesetMeta = z.strictObject({
+  id,
+  name: z.string().default("default"),
+  description: z.string().default(""),
+  version: z.string().default("1"),
+  last_updated: stamp,
 });
 
 export const Zone = z.strictObject({
@@ -100,6 +135,28 @@ export const Zone = z.strictObject({
   /** A zone holds its name and every name below it. */
   name: hostname,
   rules: z.array(Rule).default([]),
+  /** Control plane: the Cloudflare account the zone belongs to. */
+  account_id: id.optional(),
+  ruleset: RulesetMeta.optional(),
+  created_at: stamp,
+  updated_at: stamp,
+});
+
+/** Control plane: Fastly TLS configurations (a default one exists even when this list is empty). */
+export const TlsConfiguration = z.strictObject({
+  id,
+  name: z.string().default(""),
+  default: z.boolean().default(false),
+  created_at: stamp,
+  updated_at: stamp,
+});
+
+/** Control plane: a Fastly private key uploaded before the certificate it belongs to; the data plane ignores it. */
+export const PendingPrivateKey = z.strictObject({
+  id,
+  name: z.string().default(""),
+  key: pem,
+  created_at: stamp,
 });
 
 export const Limits = z.strictObject({
@@ -123,6 +180,9 @@ export const Model = z.strictObject({
   /** Overwrite (false) or append to (true) an incoming X-Forwarded-For. */
   trust_forwarded_for: z.boolean().default(false),
   limits: Limits.default(Limits.parse({})),
+  /** Control plane only (see docs/admin-api.md): Fastly TLS configurations and keys awaiting their certificate. */
+  tls_configurations: z.array(TlsConfiguration).default([]),
+  pending_private_keys: z.array(PendingPrivateKey).default([]),
 });
 
 export type Model = z.infer<typeof Model>;
@@ -135,6 +195,9 @@ export type Rule = z.infer<typeof Rule>;
 export type Zone = z.infer<typeof Zone>;
 export type MtlsMode = z.infer<typeof MtlsMode>;
 export type Forwarding = z.infer<typeof Forwarding>;
+export type TlsConfiguration = z.infer<typeof TlsConfiguration>;
+export type PendingPrivateKey = z.infer<typeof PendingPrivateKey>;
+export type RulesetMeta = z.infer<typeof RulesetMeta>;
 
 /** A validation failure naming where in the model it is and why. */
 export class ModelError extends Error {

@@ -1,0 +1,456 @@
+// The Cloudflare dialect ({success, errors, messages, result, result_info}): Access mTLS
+// certificates and hostname settings, zones, and the custom-rules phase entrypoint.
+//
+//   Access certificate       = trust_bundles[] (enforced: true, account_id = the account);
+//                              associated_hostnames = hosts[] whose mtls.trust_bundle is it
+//   hostname settings        = hosts[]: client_certificate_forwarding = forward_client_cert.cloudflare,
+//                              china_network = hosts[].china_network (stored, returned, no effect)
+//   zone                     = zones[] (account_id); its custom rules ruleset = zones[].rules
+//                              (+ zones[].ruleset: id, name, description, version)
+import type { Host, Model, Rule, TrustBundle, Zone } from "../model/schema.ts";
+import { ApiError, badRequest, notFound } from "./errors.ts";
+import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
+import { hexId, now, removeAt, replaceAt } from "./plane.ts";
+import { caBundle } from "./pem.ts";
+
+const PHASE = "http_request_firewall_custom";
+
+function ok(result: unknown, status = 200, result_info?: Record<string, number>): Reply {
+  return { status, body: { success: true, errors: [], messages: [], result, ...(result_info ? { result_info } : {}) } };
+}
+
+function page<T>(ctx: Ctx, items: T[], dflt: number, min: number, max: number): { items: T[]; info: Record<string, number> } {
+  const per_page = intParam(ctx, "per_page", dflt, min, max);
+  const p = intParam(ctx, "page", 1, 1, 1_000_000);
+  const slice = items.slice((p - 1) * per_page, p * per_page);
+  return { items: slice, info: { page: p, per_page, count: slice.length, total_count: items.length, total_pages: Math.max(1, Math.ceil(items.length / per_page)) } };
+}
+
+async function objectBody(ctx: Ctx): Promise<Record<string, unknown>> {
+  const b = await ctx.body();
+  if (!isObject(b)) throw badRequest("the body must be a JSON object");
+  return b;
+}
+
+function hostnames(v: unknown, pointer: string): string[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || !x)) throw badRequest(`${pointer} must be an array of hostnames`, pointer);
+  return [...new Set((v as string[]).map((s) => s.toLowerCase()))];
+}
+
+const blankHost = (hostname: string, at: string): Host => ({ hostname, mtls: {}, forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false }, created_at: at, updated_at: at });
+
+// ---- Access certificates ---------------------------------------------------------------
+
+function visible(b: TrustBundle, account: string): boolean {
+  return b.account_id === undefined || b.account_id === account;
+}
+
+function accessCertRes(model: Model, b: TrustBundle): Record<string, unknown> {
+  const cas = caBundle(b.ca, "certificate");
+  const expires = cas.map((c) => new Date(c.validTo).getTime()).reduce((a, x) => Math.min(a, x));
+  return {
+    id: b.id,
+    name: b.name ?? b.id,
+    fingerprint: cas[0]!.fingerprint256,
+    expires_on: new Date(expires).toISOString(),
+    associated_hostnames: model.hosts.filter((h) => h.mtls.trust_bundle === b.id).map((h) => h.hostname),
+    created_at: b.created_at ?? null,
+    updated_at: b.updated_at ?? null,
+  };
+}
+
+function findBundle(model: Model, account: string, id: string): number {
+  const i = model.trust_bundles.findIndex((b) => b.id === id && visible(b, account));
+  if (i < 0) throw notFound("access certificate", id);
+  return i;
+}
+
+/** Points exactly `names` at bundle `id`: new host entries as needed, others associated elsewhere refused, removed ones unset. */
+function associate(model: Model, id: string, names: string[], at: string): Host[] {
+  let hosts = model.hosts;
+  for (const n of names) {
+    const i = hosts.findIndex((h) => h.hostname === n);
+    const h = hosts[i];
+    if (h?.mtls.trust_bundle && h.mtls.trust_bundle !== id)
+      throw badRequest(`hostname "${n}" is already associated with certificate "${h.mtls.trust_bundle}"`, "associated_hostnames");
+    if (h?.mtls.trust_bundle === id) continue;
+    const next: Host = { ...(h ?? blankHost(n, at)), mtls: { trust_bundle: id }, updated_at: at };
+    hosts = h ? replaceAt(hosts, i, next) : [...hosts, next];
+  }
+  const keep = new Set(names);
+  hosts = hosts.map((h) => (h.mtls.trust_bundle === id && !keep.has(h.hostname) ? { ...h, mtls: {}, updated_at: at } : h));
+  return hosts;
+}
+
+function listAccessCerts(ctx: Ctx): Reply {
+  const acc = ctx.params.account_id!;
+  ctx.requireAccount(acc);
+  const model = ctx.plane.model;
+  const { items, info } = page(ctx, model.trust_bundles.filter((b) => visible(b, acc)), 50, 1, 1000);
+  return ok(items.map((b) => accessCertRes(model, b)), 200, info);
+}
+
+function getAccessCert(ctx: Ctx): Reply {
+  const acc = ctx.params.account_id!;
+  ctx.requireAccount(acc);
+  const model = ctx.plane.model;
+  return ok(accessCertRes(model, model.trust_bundles[findBundle(model, acc, ctx.params.id!)]!));
+}
+
+async function createAccessCert(ctx: Ctx): Promise<Reply> {
+  const acc = ctx.params.account_id!;
+  ctx.requireAccount(acc);
+  const b = await objectBody(ctx);
+  const name = str(b.name, "name", { required: true, max: 255 })!;
+  const ca = str(b.certificate, "certificate", { required: true })!;
+  caBundle(ca, "certificate");
+  const names = hostnames(b.associated_hostnames, "associated_hostnames") ?? [];
+  const bundle = await ctx.write(`create access certificate ${name} (${names.length} hostnames)`, (model) => {
+    if (model.trust_bundles.some((x) => x.name === name && visible(x, acc))) throw new ApiError("conflict", `an access certificate named "${name}" already exists`);
+    const at = now();
+    const bundle: TrustBundle = { id: crypto.randomUUID(), name, ca, verify_depth: 4, enforced: true, account_id: acc, created_at: at, updated_at: at };
+    const withBundle = { ...model, trust_bundles: [...model.trust_bundles, bundle] };
+    return { model: { ...withBundle, hosts: associate(withBundle, bundle.id, names, at) }, result: bundle };
+  });
+  return ok(accessCertRes(ctx.plane.model, bundle), 201);
+}
+
+async function updateAccessCert(ctx: Ctx): Promise<Reply> {
+  const acc = ctx.params.account_id!;
+  ctx.requireAccount(acc);
+  const id = ctx.params.id!;
+  const b = await objectBody(ctx);
+  const name = str(b.name, "name", { max: 255 });
+  const ca = str(b.certificate, "certificate");
+  if (ca !== undefined) caBundle(ca, "certificate");
+  const names = hostnames(b.associated_hostnames, "associated_hostnames");
+  const bundle = await ctx.write(`update access certificate ${id}`, (model) => {
+    const i = findBundle(model, acc, id);
+    const at = now();
+    const bundle: TrustBundle = { ...model.trust_bundles[i]!, ...(name !== undefined ? { name } : {}), ...(ca !== undefined ? { ca } : {}), updated_at: at };
+    const next = { ...model, trust_bundles: replaceAt(model.trust_bundles, i, bundle) };
+    return { model: names ? { ...next, hosts: associate(next, id, names, at) } : next, result: bundle };
+  });
+  return ok(accessCertRes(ctx.plane.model, bundle));
+}
+
+async function deleteAccessCert(ctx: Ctx): Promise<Reply> {
+  const acc = ctx.params.account_id!;
+  ctx.requireAccount(acc);
+  const id = ctx.params.id!;
+  await ctx.write(`delete access certificate ${id}`, (model) => {
+    const i = findBundle(model, acc, id);
+    const users = model.hosts.filter((h) => h.mtls.trust_bundle === id);
+    if (users.length)
+      throw badRequest(`certificate "${id}" still has associated hostnames (${users.map((h) => h.hostname).slice(0, 5).join(", ")}); update it with associated_hostnames [] first`);
+    return { model: { ...model, trust_bundles: removeAt(model.trust_bundles, i) }, result: null };
+  });
+  return ok({ id });
+}
+
+function settingsOf(model: Model): Record<string, unknown>[] {
+  return model.hosts.map((h) => ({ hostname: h.hostname, china_network: h.china_network ?? false, client_certificate_forwarding: h.forward_client_cert.cloudflare }));
+}
+
+function getSettings(ctx: Ctx): Reply {
+  ctx.requireAccount(ctx.params.account_id);
+  return ok(settingsOf(ctx.plane.model));
+}
+
+async function putSettings(ctx: Ctx): Promise<Reply> {
+  ctx.requireAccount(ctx.params.account_id);
+  const b = await objectBody(ctx);
+  if (!Array.isArray(b.settings)) throw badRequest("settings must be an array of {hostname, china_network, client_certificate_forwarding}", "settings");
+  const settings = b.settings.map((s: unknown, i) => {
+    if (!isObject(s)) throw badRequest(`settings[${i}] must be an object`, `settings[${i}]`);
+    return {
+      hostname: str(s.hostname, `settings[${i}].hostname`, { required: true })!.toLowerCase(),
+      china_network: bool(s.china_network, `settings[${i}].china_network`, true)!,
+      forwarding: bool(s.client_certificate_forwarding, `settings[${i}].client_certificate_forwarding`, true)!,
+    };
+  });
+  await ctx.write(`update access certificate settings (${settings.map((s) => s.hostname).join(", ")})`, (model) => {
+    let hosts = model.hosts;
+    const at = now();
+    for (const s of settings) {
+      const i = hosts.findIndex((h) => h.hostname === s.hostname);
+      const h = hosts[i] ?? blankHost(s.hostname, at);
+      const next: Host = { ...h, china_network: s.china_network, forward_client_cert: { ...h.forward_client_cert, cloudflare: s.forwarding }, updated_at: at };
+      hosts = i >= 0 ? replaceAt(hosts, i, next) : [...hosts, next];
+    }
+    return { model: { ...model, hosts }, result: null };
+  });
+  return ok(settingsOf(ctx.plane.model), 202);
+}
+
+// ---- zones -----------------------------------------------------------------------------
+
+function zoneRes(z: Zone): Record<string, unknown> {
+  return {
+    id: z.id,
+    name: z.name,
+    status: "active",
+    paused: false,
+    type: "full",
+    account: { id: z.account_id ?? null, name: "" },
+    name_servers: [],
+    created_on: z.created_at ?? null,
+    modified_on: z.updated_at ?? z.created_at ?? null,
+  };
+}
+
+function zoneAllowed(ctx: Ctx, z: Zone): boolean {
+  return ctx.principal.account_id === null || z.account_id === ctx.principal.account_id;
+}
+
+function findZone(ctx: Ctx, model: Model, id: string): number {
+  const i = model.zones.findIndex((z) => z.id === id);
+  if (i < 0 || !zoneAllowed(ctx, model.zones[i]!)) throw notFound("zone", id);
+  return i;
+}
+
+function listZones(ctx: Ctx): Reply {
+  let zones = ctx.plane.model.zones.filter((z) => zoneAllowed(ctx, z));
+  const name = ctx.query("name");
+  const acc = ctx.query("account.id");
+  if (name !== null) zones = zones.filter((z) => z.name === name.toLowerCase());
+  if (acc !== null) zones = zones.filter((z) => z.account_id === acc);
+  const { items, info } = page(ctx, zones, 20, 5, 50);
+  return ok(items.map(zoneRes), 200, info);
+}
+
+function getZone(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  return ok(zoneRes(model.zones[findZone(ctx, model, ctx.params.zone_id!)]!));
+}
+
+async function createZone(ctx: Ctx): Promise<Reply> {
+  const b = await objectBody(ctx);
+  const name = str(b.name, "name", { required: true, max: 253 })!.toLowerCase();
+  const account = isObject(b.account) ? str(b.account.id, "account.id") : undefined;
+  const acc = account ?? ctx.principal.account_id ?? undefined;
+  if (ctx.principal.account_id !== null) ctx.requireAccount(acc);
+  const z = await ctx.write(`create zone ${name}`, (model) => {
+    if (model.zones.some((x) => x.name === name)) throw new ApiError("conflict", `zone "${name}" already exists`);
+    const at = now();
+    const zone: Zone = { id: hexId(), name, rules: [], ...(acc ? { account_id: acc } : {}), created_at: at, updated_at: at };
+    return { model: { ...model, zones: [...model.zones, zone] }, result: zone };
+  });
+  return ok(zoneRes(z));
+}
+
+async function deleteZone(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.zone_id!;
+  await ctx.write(`delete zone ${id}`, (model) => ({ model: { ...model, zones: removeAt(model.zones, findZone(ctx, model, id)) }, result: null }));
+  return ok({ id });
+}
+
+// ---- custom rules ----------------------------------------------------------------------
+
+function ruleRes(r: Rule): Record<string, unknown> {
+  return {
+    id: r.id,
+    version: r.version ?? "1",
+    action: r.action,
+    expression: r.expression,
+    description: r.description,
+    enabled: r.enabled,
+    ...(r.ref ? { ref: r.ref } : {}),
+    ...(r.response ? { action_parameters: { response: { status_code: r.response.status, content_type: r.response.content_type, content: r.response.body } } } : {}),
+    last_updated: r.last_updated ?? null,
+  };
+}
+
+function rulesetRes(z: Zone): Record<string, unknown> {
+  const rs = z.ruleset!;
+  return { id: rs.id, name: rs.name, description: rs.description, kind: "zone", version: rs.version, phase: PHASE, rules: z.rules.map(ruleRes), last_updated: rs.last_updated ?? null };
+}
+
+/** A Cloudflare rule object → a model rule (validated by the schema and compiled on write). */
+function ruleFrom(v: unknown, pointer: string, prev: Rule | undefined, at: string): Rule {
+  if (!isObject(v)) throw badRequest(`${pointer} must be an object`, pointer);
+  const known = new Set(["id", "version", "action", "expression", "description", "enabled", "ref", "logging", "action_parameters", "last_updated", "position"]);
+  for (const k of Object.keys(v)) if (!known.has(k)) throw badRequest(`${pointer}.${k} is not supported`, `${pointer}.${k}`);
+  let action = v.action ?? prev?.action;
+  if (action === "skip") action = "allow";
+  if (action !== "block" && action !== "allow" && action !== "log")
+    throw badRequest(`${pointer}.action must be one of block, log, allow (skip is taken as allow), got ${JSON.stringify(action ?? null)}`, `${pointer}.action`);
+  const expression = str(v.expression, `${pointer}.expression`) ?? prev?.expression;
+  if (!expression) throw badRequest(`${pointer}.expression is required`, `${pointer}.expression`);
+  let response = prev?.response;
+  if (v.action_parameters !== undefined) {
+    const ap = v.action_parameters;
+    if (ap !== null && !isObject(ap)) throw badRequest(`${pointer}.action_parameters must be an object`, `${pointer}.action_parameters`);
+    const r = ap?.response;
+    if (r === undefined || r === null) response = undefined;
+    else {
+      if (!isObject(r)) throw badRequest(`${pointer}.action_parameters.response must be an object`, `${pointer}.action_parameters.response`);
+      if (action !== "block") throw badRequest(`${pointer}.action_parameters.response is only valid with action block`, `${pointer}.action_parameters.response`);
+      const status = r.status_code ?? 403;
+      if (typeof status !== "number" || !Number.isInteger(status) || status < 400 || status > 599)
+        throw badRequest(`${pointer}.action_parameters.response.status_code must be an integer 400-599`, `${pointer}.action_parameters.response.status_code`);
+      response = {
+        status,
+        content_type: str(r.content_type, `${pointer}.action_parameters.response.content_type`) ?? "text/plain; charset=utf-8",
+        body: str(r.content, `${pointer}.action_parameters.response.content`, { max: 65_536 }) ?? "Forbidden\n",
+      };
+    }
+  }
+  const id = str(v.id, `${pointer}.id`) ?? prev?.id ?? hexId();
+  const changed = !prev || JSON.stringify([prev.action, prev.expression, prev.response]) !== JSON.stringify([action, expression, response]) || v.enabled !== undefined || v.description !== undefined;
+  return {
+    id,
+    expression,
+    action,
+    description: str(v.description, `${pointer}.description`, { max: 500 }) ?? prev?.description ?? "",
+    enabled: bool(v.enabled, `${pointer}.enabled`) ?? prev?.enabled ?? true,
+    ...(response ? { response } : {}),
+    version: prev ? (changed ? String(Number(prev.version ?? "1") + 1) : (prev.version ?? "1")) : "1",
+    ...((str(v.ref, `${pointer}.ref`, { max: 128 }) ?? prev?.ref) ? { ref: (v.ref as string | undefined) ?? prev?.ref } : {}),
+    last_updated: changed ? at : (prev?.last_updated ?? at),
+  };
+}
+
+function bumpRuleset(z: Zone, at: string, extra: Partial<NonNullable<Zone["ruleset"]>> = {}): NonNullable<Zone["ruleset"]> {
+  const rs = z.ruleset;
+  return {
+    id: rs?.id ?? hexId(),
+    name: rs?.name ?? "default",
+    description: rs?.description ?? "",
+    ...extra,
+    version: rs ? String(Number(rs.version) + 1) : "1",
+    last_updated: at,
+  };
+}
+
+function checkPhase(ctx: Ctx): void {
+  if (ctx.params.phase !== PHASE) throw notFound("ruleset phase entrypoint", ctx.params.phase!);
+}
+
+function getEntrypoint(ctx: Ctx): Reply {
+  checkPhase(ctx);
+  const model = ctx.plane.model;
+  const z = model.zones[findZone(ctx, model, ctx.params.zone_id!)]!;
+  if (!z.ruleset && !z.rules.length) throw new ApiError("not_found", `zone "${z.id}" has no ${PHASE} entrypoint ruleset yet; PUT one`);
+  return ok(rulesetRes(z.ruleset ? z : { ...z, ruleset: bumpRuleset(z, z.updated_at ?? now()) }));
+}
+
+async function putEntrypoint(ctx: Ctx): Promise<Reply> {
+  checkPhase(ctx);
+  const zoneId = ctx.params.zone_id!;
+  const b = await objectBody(ctx);
+  if (b.rules !== undefined && !Array.isArray(b.rules)) throw badRequest("rules must be an array", "rules");
+  const name = str(b.name, "name", { max: 255 });
+  const description = str(b.description, "description", { max: 500 });
+  const z = await ctx.write(`replace ${PHASE} entrypoint of zone ${zoneId} (${(b.rules as unknown[] | undefined)?.length ?? 0} rules)`, (model) => {
+    const i = findZone(ctx, model, zoneId);
+    const z = model.zones[i]!;
+    const at = now();
+    const byId = new Map(z.rules.map((r) => [r.id, r]));
+    const rules = ((b.rules as unknown[] | undefined) ?? []).map((r, j) => {
+      const prev = isObject(r) && typeof r.id === "string" ? byId.get(r.id) : undefined;
+      return ruleFrom(isObject(r) && prev ? { ...r } : r, `rules[${j}]`, prev, at);
+    });
+    const ids = new Set<string>();
+    for (const r of rules) {
+      if (ids.has(r.id)) throw badRequest(`duplicate rule id "${r.id}"`, "rules");
+      ids.add(r.id);
+    }
+    const next: Zone = { ...z, rules, ruleset: bumpRuleset(z, at, { ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}) }), updated_at: at };
+    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+  });
+  return ok(rulesetRes(z));
+}
+
+function zoneWithRuleset(ctx: Ctx, model: Model): { i: number; z: Zone } {
+  const i = findZone(ctx, model, ctx.params.zone_id!);
+  const z = model.zones[i]!;
+  if (z.ruleset?.id !== ctx.params.ruleset_id) throw notFound("ruleset", ctx.params.ruleset_id!);
+  return { i, z };
+}
+
+function getRuleset(ctx: Ctx): Reply {
+  return ok(rulesetRes(zoneWithRuleset(ctx, ctx.plane.model).z));
+}
+
+function listRulesets(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  const z = model.zones[findZone(ctx, model, ctx.params.zone_id!)]!;
+  if (!z.ruleset) return ok([]);
+  const { rules: _rules, ...summary } = rulesetRes(z);
+  return ok([summary]);
+}
+
+async function addRule(ctx: Ctx): Promise<Reply> {
+  const b = await objectBody(ctx);
+  const z = await ctx.write(`add rule to ruleset ${ctx.params.ruleset_id} of zone ${ctx.params.zone_id}`, (model) => {
+    const { i, z } = zoneWithRuleset(ctx, model);
+    const at = now();
+    const rule = ruleFrom({ ...b, position: undefined }, "rule", undefined, at);
+    if (z.rules.some((r) => r.id === rule.id)) throw new ApiError("conflict", `rule "${rule.id}" already exists`);
+    let at_ = z.rules.length;
+    const pos = b.position;
+    if (isObject(pos)) {
+      if (typeof pos.index === "number") at_ = Math.max(0, Math.min(z.rules.length, pos.index - 1));
+      else if (typeof pos.before === "string" || typeof pos.after === "string") {
+        const k = z.rules.findIndex((r) => r.id === (pos.before ?? pos.after));
+        if (k < 0) throw badRequest(`position refers to unknown rule "${String(pos.before ?? pos.after)}"`, "position");
+        at_ = typeof pos.before === "string" ? k : k + 1;
+      }
+    }
+    const rules = [...z.rules.slice(0, at_), rule, ...z.rules.slice(at_)];
+    const next: Zone = { ...z, rules, ruleset: bumpRuleset(z, at), updated_at: at };
+    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+  });
+  return ok(rulesetRes(z));
+}
+
+async function patchRule(ctx: Ctx): Promise<Reply> {
+  const b = await objectBody(ctx);
+  const ruleId = ctx.params.rule_id!;
+  const z = await ctx.write(`update rule ${ruleId} of zone ${ctx.params.zone_id}`, (model) => {
+    const { i, z } = zoneWithRuleset(ctx, model);
+    const k = z.rules.findIndex((r) => r.id === ruleId);
+    if (k < 0) throw notFound("rule", ruleId);
+    const at = now();
+    const rule = ruleFrom({ ...b, id: ruleId, position: undefined }, "rule", z.rules[k], at);
+    const next: Zone = { ...z, rules: replaceAt(z.rules, k, rule), ruleset: bumpRuleset(z, at), updated_at: at };
+    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+  });
+  return ok(rulesetRes(z));
+}
+
+async function deleteRule(ctx: Ctx): Promise<Reply> {
+  const ruleId = ctx.params.rule_id!;
+  const z = await ctx.write(`delete rule ${ruleId} of zone ${ctx.params.zone_id}`, (model) => {
+    const { i, z } = zoneWithRuleset(ctx, model);
+    const k = z.rules.findIndex((r) => r.id === ruleId);
+    if (k < 0) throw notFound("rule", ruleId);
+    const at = now();
+    const next: Zone = { ...z, rules: removeAt(z.rules, k), ruleset: bumpRuleset(z, at), updated_at: at };
+    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+  });
+  return ok(rulesetRes(z));
+}
+
+export const CLOUDFLARE_ROUTES: Omit<RouteDef, "dialect">[] = [
+  { method: "GET", path: "/accounts/:account_id/access/certificates/settings", handler: getSettings },
+  { method: "PUT", path: "/accounts/:account_id/access/certificates/settings", handler: putSettings },
+  { method: "GET", path: "/accounts/:account_id/access/certificates", handler: listAccessCerts },
+  { method: "POST", path: "/accounts/:account_id/access/certificates", handler: createAccessCert },
+  { method: "GET", path: "/accounts/:account_id/access/certificates/:id", handler: getAccessCert },
+  { method: "PUT", path: "/accounts/:account_id/access/certificates/:id", handler: updateAccessCert },
+  { method: "DELETE", path: "/accounts/:account_id/access/certificates/:id", handler: deleteAccessCert },
+  { method: "GET", path: "/zones", handler: listZones },
+  { method: "POST", path: "/zones", handler: createZone },
+  { method: "GET", path: "/zones/:zone_id", handler: getZone },
+  { method: "DELETE", path: "/zones/:zone_id", handler: deleteZone },
+  { method: "GET", path: "/zones/:zone_id/rulesets", handler: listRulesets },
+  { method: "GET", path: "/zones/:zone_id/rulesets/phases/:phase/entrypoint", handler: getEntrypoint },
+  { method: "PUT", path: "/zones/:zone_id/rulesets/phases/:phase/entrypoint", handler: putEntrypoint },
+  { method: "GET", path: "/zones/:zone_id/rulesets/:ruleset_id", handler: getRuleset },
+  { method: "POST", path: "/zones/:zone_id/rulesets/:ruleset_id/rules", handler: addRule },
+  { method: "PATCH", path: "/zones/:zone_id/rulesets/:ruleset_id/rules/:rule_id", handler: patchRule },
+  { method: "DELETE", path: "/zones/:zone_id/rulesets/:ruleset_id/rules/:rule_id", handler: deleteRule },
+].map((r) => ({ ...r, accountScoped: true }));

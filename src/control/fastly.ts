@@ -1,0 +1,638 @@
+// The Fastly dialect (JSON:API, application/vnd.api+json): TLS certificates, private keys,
+// domains, configurations, activations and mutual authentications, as views of the one model.
+//
+//   mutual_authentication  = trust_bundles[]      (enforced is the bundle's field)
+//   tls_activation         = hosts[]              (certificate pinned in hosts[].certificate,
+//                                                  mutual authentication in hosts[].mtls.trust_bundle)
+//   tls_certificate        = certificates[]       (with the key of a tls_private_key)
+//   tls_private_key        = pending_private_keys[] until its certificate arrives, then the key of
+//                            certificates[] (private_key_id); never returned
+//   tls_domain             = a SAN name of a certificate, or a host's hostname
+//   tls_configuration      = tls_configurations[] (a built-in default when none is the default)
+import { createHash } from "node:crypto";
+import type { Host, Model, TrustBundle } from "../model/schema.ts";
+import { ApiError, badRequest, notFound } from "./errors.ts";
+import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
+import { alnumId, DEFAULT_CONFIG_ID, now, removeAt, replaceAt } from "./plane.ts";
+import { caBundle, certInfo, covers, keyInfo } from "./pem.ts";
+
+const CT = "application/vnd.api+json";
+type Resource = { id: string; type: string; attributes?: Record<string, unknown>; relationships?: Record<string, unknown> };
+type Ref = { type: string; id: string };
+
+// ---- identities ------------------------------------------------------------------------
+
+/** A host entry's activation id: its own, else derived from the hostname (stable, alphanumeric). */
+export function activationId(h: Host): string {
+  return h.id ?? "a" + createHash("sha256").update(h.hostname).digest("hex").slice(0, 21);
+}
+
+function findActivation(model: Model, id: string): number {
+  const i = model.hosts.findIndex((h) => activationId(h) === id);
+  if (i < 0) throw notFound("tls_activation", id);
+  return i;
+}
+
+function configurations(model: Model): { id: string; name: string; default: boolean; created_at?: string; updated_at?: string }[] {
+  const list = model.tls_configurations.map((c) => ({ ...c }));
+  if (!list.some((c) => c.default)) list.unshift({ id: DEFAULT_CONFIG_ID, name: "Default TLS configuration", default: true });
+  return list;
+}
+const defaultConfigId = (model: Model): string => configurations(model).find((c) => c.default)!.id;
+
+/** The certificate a host serves: pinned, else chosen by SAN as the data plane does. */
+function certOf(ctx: Ctx, h: Host): string | null {
+  if (h.certificate) return h.certificate;
+  return ctx.plane.runtime.snapshot.certFor(h.hostname.replace(/^\*\./, "x."))?.id ?? null;
+}
+
+// ---- serialisation ---------------------------------------------------------------------
+
+const ref = (type: string, id: string): Ref => ({ type, id });
+const stamps = (o: { created_at?: string; updated_at?: string }) => ({ created_at: o.created_at ?? null, updated_at: o.updated_at ?? o.created_at ?? null, deleted_at: null });
+
+function activationRes(ctx: Ctx, model: Model, h: Host): Resource {
+  const cert = certOf(ctx, h);
+  return {
+    id: activationId(h),
+    type: "tls_activation",
+    attributes: stamps(h),
+    relationships: {
+      tls_certificate: { data: cert ? ref("tls_certificate", cert) : null },
+      tls_configuration: { data: ref("tls_configuration", h.tls_configuration ?? defaultConfigId(model)) },
+      tls_domain: { data: ref("tls_domain", h.hostname) },
+      mutual_authentication: { data: h.mtls.trust_bundle ? ref("mutual_authentication", h.mtls.trust_bundle) : null },
+    },
+  };
+}
+
+function mutualAuthRes(model: Model, b: TrustBundle): Resource {
+  return {
+    id: b.id,
+    type: "mutual_authentication",
+    attributes: { cert_bundle: b.ca, enforced: b.enforced, name: b.name ?? b.id, ...stamps(b) },
+    relationships: { tls_activations: { data: model.hosts.filter((h) => h.mtls.trust_bundle === b.id).map((h) => ref("tls_activation", activationId(h))) } },
+  };
+}
+
+function certRes(c: Model["certificates"][number]): Resource {
+  const i = certInfo(c.cert);
+  return {
+    id: c.id,
+    type: "tls_certificate",
+    attributes: {
+      name: c.name ?? i.issued_to,
+      issued_to: i.issued_to,
+      issuer: i.issuer,
+      serial_number: i.serial_number,
+      signature_algorithm: i.signature_algorithm,
+      not_before: i.not_before,
+      not_after: i.not_after,
+      replace: false,
+      ...stamps(c),
+    },
+    relationships: { tls_domains: { data: i.names.map((n) => ref("tls_domain", n)) } },
+  };
+}
+
+interface KeyView {
+  id: string;
+  name: string;
+  pem: string;
+  created_at?: string;
+  in_use: boolean;
+}
+
+function keys(model: Model): KeyView[] {
+  const out = new Map<string, KeyView>();
+  for (const c of model.certificates) {
+    const id = c.private_key_id ?? `k${createHash("sha256").update(c.id).digest("hex").slice(0, 21)}`;
+    if (!out.has(id)) out.set(id, { id, name: c.private_key_name ?? "", pem: c.key, created_at: c.created_at, in_use: true });
+  }
+  for (const k of model.pending_private_keys) out.set(k.id, { id: k.id, name: k.name, pem: k.key, created_at: k.created_at, in_use: false });
+  return [...out.values()];
+}
+
+function keyRes(k: KeyView): Resource {
+  const i = keyInfo(k.pem);
+  return {
+    id: k.id,
+    type: "tls_private_key",
+    attributes: { name: k.name, key_length: i.key_length, key_type: i.key_type, public_key_sha1: i.public_key_sha1, replace: false, created_at: k.created_at ?? null },
+  };
+}
+
+function domains(model: Model): string[] {
+  const set = new Set<string>();
+  for (const c of model.certificates) for (const n of certInfo(c.cert).names) set.add(n);
+  for (const h of model.hosts) set.add(h.hostname);
+  return [...set].sort();
+}
+
+function domainRes(model: Model, name: string): Resource {
+  return {
+    id: name,
+    type: "tls_domain",
+    relationships: {
+      tls_certificates: { data: model.certificates.filter((c) => certInfo(c.cert).names.includes(name)).map((c) => ref("tls_certificate", c.id)) },
+      tls_activations: { data: model.hosts.filter((h) => h.hostname === name).map((h) => ref("tls_activation", activationId(h))) },
+    },
+  };
+}
+
+function configRes(c: ReturnType<typeof configurations>[number]): Resource {
+  return {
+    id: c.id,
+    type: "tls_configuration",
+    attributes: { name: c.name, default: c.default, bulk: false, http_protocols: ["http/1.1"], tls_protocols: ["1.2", "1.3"], ...stamps(c) },
+  };
+}
+
+// ---- request helpers -------------------------------------------------------------------
+
+function doc(data: unknown, extra: Record<string, unknown> = {}, status = 200): Reply {
+  return { status, body: { data, ...extra }, contentType: CT };
+}
+
+function includes(ctx: Ctx, allowed: string[]): Set<string> {
+  const raw = ctx.query("include");
+  if (!raw) return new Set();
+  const out = new Set(raw.split(",").map((s) => s.trim()).filter(Boolean));
+  for (const i of out) if (!allowed.includes(i)) throw badRequest(`include "${i}" is not supported here; permitted: ${allowed.join(", ")}`, "include");
+  return out;
+}
+
+/** JSON:API pagination: page[number] (from 1), page[size] (1-100, default 20), meta and links. */
+function paginate<T>(ctx: Ctx, items: T[]): { page: T[]; meta: Record<string, number>; links: Record<string, string> } {
+  const size = intParam(ctx, "page[size]", 20, 1, 100);
+  const number = intParam(ctx, "page[number]", 1, 1, 1_000_000);
+  const total = Math.max(1, Math.ceil(items.length / size));
+  const link = (n: number) => {
+    const u = new URL(ctx.url.href);
+    u.searchParams.set("page[number]", String(n));
+    u.searchParams.set("page[size]", String(size));
+    return u.pathname + u.search;
+  };
+  const links: Record<string, string> = { self: link(number), first: link(1), last: link(total) };
+  if (number > 1) links.prev = link(Math.min(number - 1, total));
+  if (number < total) links.next = link(number + 1);
+  return {
+    page: items.slice((number - 1) * size, number * size),
+    meta: { current_page: number, per_page: size, record_count: items.length, total_pages: total },
+    links,
+  };
+}
+
+/** The `data` of a JSON:API write, checked for type (409 when wrong) and id (when in the path). */
+async function dataOf(ctx: Ctx, type: string, id?: string): Promise<{ attributes: Record<string, unknown>; relationships: Record<string, unknown> }> {
+  const body = await ctx.body();
+  if (!isObject(body) || !isObject(body.data)) throw badRequest("the body must be a JSON:API document with a `data` object", "/data");
+  const d = body.data;
+  if (d.type !== type) throw new ApiError("type_mismatch", `data.type must be "${type}", got ${JSON.stringify(d.type ?? null)}`, "/data/type");
+  if (id !== undefined && d.id !== undefined && d.id !== id) throw new ApiError("type_mismatch", `data.id "${String(d.id)}" does not match the URL's "${id}"`, "/data/id");
+  if (d.attributes !== undefined && !isObject(d.attributes)) throw badRequest("data.attributes must be an object", "/data/attributes");
+  if (d.relationships !== undefined && !isObject(d.relationships)) throw badRequest("data.relationships must be an object", "/data/relationships");
+  return { attributes: (d.attributes as Record<string, unknown>) ?? {}, relationships: (d.relationships as Record<string, unknown>) ?? {} };
+}
+
+/** A to-one relationship: undefined when absent, null when `data: null`, else the id. */
+function toOne(rels: Record<string, unknown>, name: string, type: string): string | null | undefined {
+  if (!(name in rels)) return undefined;
+  const r = rels[name];
+  if (!isObject(r) || !("data" in r)) throw badRequest(`relationships.${name} must be {"data": {...}} or {"data": null}`, `/data/relationships/${name}`);
+  if (r.data === null) return null;
+  if (!isObject(r.data) || typeof r.data.id !== "string") throw badRequest(`relationships.${name}.data must have an id`, `/data/relationships/${name}/data`);
+  if (r.data.type !== type) throw new ApiError("type_mismatch", `relationships.${name}.data.type must be "${type}", got ${JSON.stringify(r.data.type ?? null)}`, `/data/relationships/${name}/data/type`);
+  return r.data.id;
+}
+
+function toMany(rels: Record<string, unknown>, name: string, type: string): string[] | undefined {
+  if (!(name in rels)) return undefined;
+  const r = rels[name];
+  if (!isObject(r) || !Array.isArray(r.data)) throw badRequest(`relationships.${name}.data must be an array`, `/data/relationships/${name}`);
+  return r.data.map((x: unknown, i) => {
+    if (!isObject(x) || typeof x.id !== "string") throw badRequest(`relationships.${name}.data[${i}] must have an id`, `/data/relationships/${name}/data/${i}`);
+    if (x.type !== type) throw new ApiError("type_mismatch", `relationships.${name}.data[${i}].type must be "${type}"`, `/data/relationships/${name}/data/${i}/type`);
+    return x.id;
+  });
+}
+
+function bundleIndex(model: Model, id: string, inBody = false): number {
+  const i = model.trust_bundles.findIndex((b) => b.id === id);
+  if (i < 0) throw inBody ? badRequest(`mutual_authentication "${id}" not found`) : notFound("mutual_authentication", id);
+  return i;
+}
+
+/** Sets (or with null unsets) the mutual authentication of a host; the bundle's `enforced` then governs. */
+function setMtls(h: Host, bundle: string | null, at: string): Host {
+  return { ...h, mtls: bundle ? { trust_bundle: bundle } : {}, updated_at: at };
+}
+
+// ---- handlers --------------------------------------------------------------------------
+
+function listActivations(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  const inc = includes(ctx, ["tls_certificate", "tls_configuration", "tls_domain", "mutual_authentication"]);
+  let hosts = model.hosts;
+  const fCert = ctx.query("filter[tls_certificate.id]");
+  const fConf = ctx.query("filter[tls_configuration.id]");
+  const fDom = ctx.query("filter[tls_domain.id]");
+  const fMa = ctx.query("filter[mutual_authentication.id]");
+  if (fCert !== null) hosts = hosts.filter((h) => certOf(ctx, h) === fCert);
+  if (fConf !== null) hosts = hosts.filter((h) => (h.tls_configuration ?? defaultConfigId(model)) === fConf);
+  if (fDom !== null) hosts = hosts.filter((h) => h.hostname === fDom.toLowerCase());
+  if (fMa !== null) {
+    const none = fMa === "" || fMa === "null";
+    hosts = hosts.filter((h) => (none ? !h.mtls.trust_bundle : h.mtls.trust_bundle === fMa));
+  }
+  const { page, meta, links } = paginate(ctx, hosts);
+  const data = page.map((h) => activationRes(ctx, model, h));
+  return doc(data, { ...(inc.size ? { included: includedFor(ctx, model, data, inc) } : {}), meta, links });
+}
+
+/** Resources related to `data` through the requested relationships, each once. */
+function includedFor(ctx: Ctx, model: Model, data: Resource[], inc: Set<string>): Resource[] {
+  const seen = new Map<string, Resource>();
+  const add = (r: Resource | undefined) => {
+    if (r && !seen.has(`${r.type}/${r.id}`)) seen.set(`${r.type}/${r.id}`, r);
+  };
+  const confs = configurations(model);
+  for (const d of data) {
+    for (const name of inc) {
+      const rel = (d.relationships?.[name] as { data: Ref | Ref[] | null } | undefined)?.data;
+      for (const r of rel === null || rel === undefined ? [] : Array.isArray(rel) ? rel : [rel]) {
+        if (r.type === "tls_certificate") {
+          const c = model.certificates.find((x) => x.id === r.id);
+          add(c && certRes(c));
+        } else if (r.type === "tls_configuration") {
+          const c = confs.find((x) => x.id === r.id);
+          add(c && configRes(c));
+        } else if (r.type === "tls_domain") add(domainRes(model, r.id));
+        else if (r.type === "mutual_authentication") {
+          const b = model.trust_bundles.find((x) => x.id === r.id);
+          add(b && mutualAuthRes(model, b));
+        } else if (r.type === "tls_activation") {
+          const h = model.hosts.find((x) => activationId(x) === r.id);
+          add(h && activationRes(ctx, model, h));
+        }
+      }
+    }
+  }
+  return [...seen.values()];
+}
+
+function getActivation(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  const inc = includes(ctx, ["tls_certificate", "tls_configuration", "tls_domain", "mutual_authentication"]);
+  const h = model.hosts[findActivation(model, ctx.params.id!)]!;
+  const data = activationRes(ctx, model, h);
+  return doc(data, inc.size ? { included: includedFor(ctx, model, [data], inc) } : {});
+}
+
+async function createActivation(ctx: Ctx): Promise<Reply> {
+  const { relationships: rels } = await dataOf(ctx, "tls_activation");
+  const certId = toOne(rels, "tls_certificate", "tls_certificate");
+  const domain = toOne(rels, "tls_domain", "tls_domain");
+  const conf = toOne(rels, "tls_configuration", "tls_configuration");
+  const ma = toOne(rels, "mutual_authentication", "mutual_authentication");
+  if (!certId) throw badRequest("relationships.tls_certificate is required", "/data/relationships/tls_certificate");
+  if (!domain) throw badRequest("relationships.tls_domain is required", "/data/relationships/tls_domain");
+  const hostname = domain.toLowerCase();
+  const h = await ctx.write(`create tls_activation ${hostname} (certificate ${certId})`, (model) => {
+    const cert = model.certificates.find((c) => c.id === certId);
+    if (!cert) throw badRequest(`tls_certificate "${certId}" not found`, "/data/relationships/tls_certificate/data/id");
+    if (!covers(certInfo(cert.cert).names, hostname))
+      throw badRequest(`tls_domain "${hostname}" is not among the certificate's names (${certInfo(cert.cert).names.join(", ")})`, "/data/relationships/tls_domain/data/id");
+    if (conf && !configurations(model).some((c) => c.id === conf)) throw badRequest(`tls_configuration "${conf}" not found`, "/data/relationships/tls_configuration/data/id");
+    if (ma) bundleIndex(model, ma, true);
+    const at = now();
+    const i = model.hosts.findIndex((x) => x.hostname === hostname);
+    const existing = model.hosts[i];
+    if (existing?.certificate) throw new ApiError("conflict", `tls_domain "${hostname}" is already activated (tls_activation "${activationId(existing)}")`);
+    const host: Host = {
+      ...(existing ?? { hostname, mtls: {}, forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false }, created_at: at }),
+      id: existing?.id ?? alnumId(),
+      certificate: certId,
+      ...(conf ? { tls_configuration: conf } : {}),
+      ...(ma ? { mtls: { trust_bundle: ma } } : {}),
+      updated_at: at,
+    };
+    return { model: { ...model, hosts: existing ? replaceAt(model.hosts, i, host) : [...model.hosts, host] }, result: host };
+  });
+  return doc(activationRes(ctx, ctx.plane.model, h), {}, 201);
+}
+
+async function patchActivation(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  const { relationships: rels } = await dataOf(ctx, "tls_activation", id);
+  const ma = toOne(rels, "mutual_authentication", "mutual_authentication");
+  const certId = toOne(rels, "tls_certificate", "tls_certificate");
+  const conf = toOne(rels, "tls_configuration", "tls_configuration");
+  if (certId === null) throw badRequest("relationships.tls_certificate cannot be null", "/data/relationships/tls_certificate");
+  if (ma === undefined && certId === undefined && conf === undefined) throw badRequest("nothing to update: give relationships.mutual_authentication (or null), tls_certificate or tls_configuration");
+  const summary = `update tls_activation ${id}: ` + [ma !== undefined ? `mutual_authentication=${ma ?? "null"}` : "", certId ? `tls_certificate=${certId}` : "", conf !== undefined ? `tls_configuration=${conf ?? "default"}` : ""].filter(Boolean).join(" ");
+  const h = await ctx.write(summary, (model) => {
+    const i = findActivation(model, id);
+    let h = model.hosts[i]!;
+    const at = now();
+    if (ma !== undefined) {
+      if (ma) bundleIndex(model, ma, true);
+      h = setMtls(h, ma, at);
+    }
+    if (certId) {
+      const cert = model.certificates.find((c) => c.id === certId);
+      if (!cert) throw badRequest(`tls_certificate "${certId}" not found`, "/data/relationships/tls_certificate/data/id");
+      if (!covers(certInfo(cert.cert).names, h.hostname)) throw badRequest(`tls_domain "${h.hostname}" is not among the certificate's names`, "/data/relationships/tls_certificate/data/id");
+      h = { ...h, certificate: certId, updated_at: at };
+    }
+    if (conf !== undefined) {
+      if (conf && !configurations(model).some((c) => c.id === conf)) throw badRequest(`tls_configuration "${conf}" not found`, "/data/relationships/tls_configuration/data/id");
+      h = { ...h, tls_configuration: conf ?? undefined, updated_at: at };
+      if (!conf) delete h.tls_configuration;
+    }
+    return { model: { ...model, hosts: replaceAt(model.hosts, i, h) }, result: h };
+  });
+  return doc(activationRes(ctx, ctx.plane.model, h));
+}
+
+async function deleteActivation(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  await ctx.write(`delete tls_activation ${id}`, (model) => {
+    const i = findActivation(model, id);
+    const hostname = model.hosts[i]!.hostname;
+    if (model.routes.some((r) => r.hostname === hostname) && !model.certificates.some((c) => covers(certInfo(c.cert).names, hostname)) && !model.default_certificate)
+      throw new ApiError("conflict", `routes still use "${hostname}" and no other certificate covers it`);
+    return { model: { ...model, hosts: removeAt(model.hosts, i) }, result: null };
+  });
+  return { status: 204 };
+}
+
+// mutual authentications
+
+function listMutualAuths(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  const inc = includes(ctx, ["tls_activations"]);
+  const { page, meta, links } = paginate(ctx, model.trust_bundles);
+  const data = page.map((b) => mutualAuthRes(model, b));
+  return doc(data, { ...(inc.size ? { included: includedFor(ctx, model, data, inc) } : {}), meta, links });
+}
+
+function getMutualAuth(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  const inc = includes(ctx, ["tls_activations"]);
+  const b = model.trust_bundles[bundleIndex(model, ctx.params.id!)]!;
+  const data = mutualAuthRes(model, b);
+  return doc(data, inc.size ? { included: includedFor(ctx, model, [data], inc) } : {});
+}
+
+async function createMutualAuth(ctx: Ctx): Promise<Reply> {
+  const { attributes: a, relationships: rels } = await dataOf(ctx, "mutual_authentication");
+  const ca = str(a.cert_bundle, "cert_bundle", { required: true })!;
+  caBundle(ca, "/data/attributes/cert_bundle");
+  const enforced = bool(a.enforced, "enforced") ?? true;
+  const name = str(a.name, "name", { max: 255 });
+  const activations = toMany(rels, "tls_activations", "tls_activation") ?? [];
+  const b = await ctx.write(`create mutual_authentication ${name ?? ""}`.trim(), (model) => {
+    const id = alnumId();
+    const at = now();
+    const bundle: TrustBundle = { id, name: name ?? `mutual-authentication-${id.slice(0, 8).toLowerCase()}`, ca, verify_depth: 4, enforced, created_at: at, updated_at: at };
+    let hosts = model.hosts;
+    for (const aid of activations) {
+      const i = hosts.findIndex((h) => activationId(h) === aid);
+      if (i < 0) throw badRequest(`tls_activation "${aid}" not found`, "/data/relationships/tls_activations");
+      hosts = replaceAt(hosts, i, setMtls(hosts[i]!, id, at));
+    }
+    return { model: { ...model, trust_bundles: [...model.trust_bundles, bundle], hosts }, result: bundle };
+  });
+  return doc(mutualAuthRes(ctx.plane.model, b), {}, 201);
+}
+
+async function patchMutualAuth(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  const { attributes: a } = await dataOf(ctx, "mutual_authentication", id);
+  const ca = str(a.cert_bundle, "cert_bundle");
+  if (ca !== undefined) caBundle(ca, "/data/attributes/cert_bundle");
+  const enforced = bool(a.enforced, "enforced");
+  const name = str(a.name, "name", { max: 255 });
+  const summary = `update mutual_authentication ${id}: ${[ca !== undefined ? "cert_bundle" : "", enforced !== undefined ? `enforced=${enforced}` : "", name !== undefined ? "name" : ""].filter(Boolean).join(" ")}`;
+  const b = await ctx.write(summary, (model) => {
+    const i = bundleIndex(model, id);
+    const b: TrustBundle = { ...model.trust_bundles[i]!, ...(ca !== undefined ? { ca } : {}), ...(enforced !== undefined ? { enforced } : {}), ...(name !== undefined ? { name } : {}), updated_at: now() };
+    return { model: { ...model, trust_bundles: replaceAt(model.trust_bundles, i, b) }, result: b };
+  });
+  return doc(mutualAuthRes(ctx.plane.model, b));
+}
+
+async function deleteMutualAuth(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  await ctx.write(`delete mutual_authentication ${id}`, (model) => {
+    const i = bundleIndex(model, id);
+    const users = model.hosts.filter((h) => h.mtls.trust_bundle === id);
+    if (users.length)
+      throw new ApiError("conflict", `mutual_authentication "${id}" is in use by ${users.length} tls_activation(s) (${users.slice(0, 5).map((h) => h.hostname).join(", ")}); PATCH them with mutual_authentication null first`);
+    return { model: { ...model, trust_bundles: removeAt(model.trust_bundles, i) }, result: null };
+  });
+  return { status: 204 };
+}
+
+// certificates
+
+function listCertificates(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  let certs = model.certificates;
+  const fDomain = ctx.query("filter[tls_domains.id]");
+  const fNotAfter = ctx.query("filter[not_after]");
+  if (fDomain !== null) certs = certs.filter((c) => certInfo(c.cert).names.includes(fDomain.toLowerCase()));
+  if (fNotAfter !== null) certs = certs.filter((c) => certInfo(c.cert).not_after <= fNotAfter);
+  const inc = includes(ctx, ["tls_domains"]);
+  const { page, meta, links } = paginate(ctx, certs);
+  const data = page.map(certRes);
+  return doc(data, { ...(inc.size ? { included: includedFor(ctx, model, data, inc) } : {}), meta, links });
+}
+
+function getCertificate(ctx: Ctx): Reply {
+  const c = ctx.plane.model.certificates.find((x) => x.id === ctx.params.id);
+  if (!c) throw notFound("tls_certificate", ctx.params.id!);
+  return doc(certRes(c));
+}
+
+/** The key for a certificate: a pending one (consumed) or the key of a certificate sharing it. */
+function keyFor(model: Model, pem: string): { key: string; private_key_id: string; private_key_name: string; pending: number } {
+  const want = certInfo(pem).public_key_sha1;
+  const p = model.pending_private_keys.findIndex((k) => keyInfo(k.key).public_key_sha1 === want);
+  if (p >= 0) {
+    const k = model.pending_private_keys[p]!;
+    return { key: k.key, private_key_id: k.id, private_key_name: k.name, pending: p };
+  }
+  const kv = keys(model).find((k) => keyInfo(k.pem).public_key_sha1 === want);
+  if (kv) return { key: kv.pem, private_key_id: kv.id, private_key_name: kv.name, pending: -1 };
+  throw new ApiError("invalid_key", "no uploaded private key matches this certificate's public key; POST it to /tls/private_keys first", "/data/attributes/cert_blob");
+}
+
+async function createCertificate(ctx: Ctx): Promise<Reply> {
+  const { attributes: a } = await dataOf(ctx, "tls_certificate");
+  const blob = str(a.cert_blob, "cert_blob", { required: true })!;
+  const info = certInfo(blob, "/data/attributes/cert_blob");
+  if (!info.names.length) throw new ApiError("invalid_certificate", "the certificate has no DNS names in subjectAltName", "/data/attributes/cert_blob");
+  const name = str(a.name, "name", { max: 255 });
+  const c = await ctx.write(`create tls_certificate ${name ?? info.issued_to}`, (model) => {
+    const k = keyFor(model, blob);
+    const at = now();
+    const cert = { id: alnumId(), name: name ?? info.issued_to, cert: blob, key: k.key, private_key_id: k.private_key_id, private_key_name: k.private_key_name, created_at: at, updated_at: at };
+    return {
+      model: { ...model, certificates: [...model.certificates, cert], pending_private_keys: k.pending >= 0 ? removeAt(model.pending_private_keys, k.pending) : model.pending_private_keys },
+      result: cert,
+    };
+  });
+  return doc(certRes(c), {}, 201);
+}
+
+async function patchCertificate(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  const { attributes: a } = await dataOf(ctx, "tls_certificate", id);
+  const blob = str(a.cert_blob, "cert_blob");
+  if (blob !== undefined) certInfo(blob, "/data/attributes/cert_blob");
+  const name = str(a.name, "name", { max: 255 });
+  const c = await ctx.write(`update tls_certificate ${id}${blob ? " (new cert_blob)" : ""}`, (model) => {
+    const i = model.certificates.findIndex((x) => x.id === id);
+    if (i < 0) throw notFound("tls_certificate", id);
+    let c = { ...model.certificates[i]!, ...(name !== undefined ? { name } : {}), updated_at: now() };
+    let pending = model.pending_private_keys;
+    if (blob !== undefined) {
+      const k = keyFor(model, blob);
+      c = { ...c, cert: blob, key: k.key, private_key_id: k.private_key_id, private_key_name: k.private_key_name };
+      if (k.pending >= 0) pending = removeAt(pending, k.pending);
+      // Activations pinning it must still be covered by the new names.
+      const names = certInfo(blob).names;
+      const lost = model.hosts.filter((h) => h.certificate === id && !covers(names, h.hostname));
+      if (lost.length) throw badRequest(`the new certificate does not cover activated domain(s) ${lost.map((h) => h.hostname).join(", ")}`, "/data/attributes/cert_blob");
+    }
+    return { model: { ...model, certificates: replaceAt(model.certificates, i, c), pending_private_keys: pending }, result: c };
+  });
+  return doc(certRes(c));
+}
+
+async function deleteCertificate(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  await ctx.write(`delete tls_certificate ${id}`, (model) => {
+    const i = model.certificates.findIndex((x) => x.id === id);
+    if (i < 0) throw notFound("tls_certificate", id);
+    const users = model.hosts.filter((h) => h.certificate === id);
+    if (users.length) throw new ApiError("conflict", `tls_certificate "${id}" is used by ${users.length} tls_activation(s); delete them first`);
+    if (model.default_certificate === id) throw new ApiError("conflict", `tls_certificate "${id}" is the default certificate`);
+    if (model.routes.some((r) => r.origin_tls?.client_certificate === id)) throw new ApiError("conflict", `tls_certificate "${id}" is presented to an origin by a route`);
+    return { model: { ...model, certificates: removeAt(model.certificates, i) }, result: null };
+  });
+  return { status: 204 };
+}
+
+// private keys
+
+function listKeys(ctx: Ctx): Reply {
+  let list = keys(ctx.plane.model);
+  const inUse = ctx.query("filter[in_use]");
+  if (inUse !== null) list = list.filter((k) => String(k.in_use) === inUse);
+  const { page, meta, links } = paginate(ctx, list);
+  return doc(page.map(keyRes), { meta, links });
+}
+
+function getKey(ctx: Ctx): Reply {
+  const k = keys(ctx.plane.model).find((x) => x.id === ctx.params.id);
+  if (!k) throw notFound("tls_private_key", ctx.params.id!);
+  return doc(keyRes(k));
+}
+
+async function createKey(ctx: Ctx): Promise<Reply> {
+  const { attributes: a } = await dataOf(ctx, "tls_private_key");
+  const pem = str(a.key, "key", { required: true })!;
+  const info = keyInfo(pem, "/data/attributes/key");
+  const name = str(a.name, "name", { max: 255 }) ?? "";
+  const k = await ctx.write(`create tls_private_key ${name} (${info.key_type} ${info.key_length})`, (model) => {
+    if (keys(model).some((x) => keyInfo(x.pem).public_key_sha1 === info.public_key_sha1)) throw new ApiError("conflict", "this private key has already been uploaded");
+    const k = { id: alnumId(), name, key: pem, created_at: now() };
+    return { model: { ...model, pending_private_keys: [...model.pending_private_keys, k] }, result: k };
+  });
+  return doc(keyRes({ id: k.id, name: k.name, pem: k.key, created_at: k.created_at, in_use: false }), {}, 201);
+}
+
+async function deleteKey(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  await ctx.write(`delete tls_private_key ${id}`, (model) => {
+    const k = keys(model).find((x) => x.id === id);
+    if (!k) throw notFound("tls_private_key", id);
+    if (k.in_use) throw new ApiError("conflict", `tls_private_key "${id}" is in use by a certificate; delete the certificate first`);
+    return { model: { ...model, pending_private_keys: model.pending_private_keys.filter((x) => x.id !== id) }, result: null };
+  });
+  return { status: 204 };
+}
+
+// domains and configurations
+
+function listDomains(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  let list = domains(model);
+  const inUse = ctx.query("filter[in_use]");
+  const fCert = ctx.query("filter[tls_certificates.id]");
+  if (inUse !== null) list = list.filter((d) => String(model.hosts.some((h) => h.hostname === d)) === inUse);
+  if (fCert !== null) {
+    const c = model.certificates.find((x) => x.id === fCert);
+    list = c ? list.filter((d) => certInfo(c.cert).names.includes(d)) : [];
+  }
+  const inc = includes(ctx, ["tls_activations", "tls_certificates"]);
+  const { page, meta, links } = paginate(ctx, list);
+  const data = page.map((d) => domainRes(model, d));
+  return doc(data, { ...(inc.size ? { included: includedFor(ctx, model, data, inc) } : {}), meta, links });
+}
+
+function listConfigurations(ctx: Ctx): Reply {
+  const { page, meta, links } = paginate(ctx, configurations(ctx.plane.model));
+  return doc(page.map(configRes), { meta, links });
+}
+
+function getConfiguration(ctx: Ctx): Reply {
+  const c = configurations(ctx.plane.model).find((x) => x.id === ctx.params.id);
+  if (!c) throw notFound("tls_configuration", ctx.params.id!);
+  return doc(configRes(c));
+}
+
+async function patchConfiguration(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  const { attributes: a } = await dataOf(ctx, "tls_configuration", id);
+  const name = str(a.name, "name", { required: true, max: 255 })!;
+  const c = await ctx.write(`update tls_configuration ${id}: name`, (model) => {
+    const all = configurations(model);
+    const cur = all.find((x) => x.id === id);
+    if (!cur) throw notFound("tls_configuration", id);
+    const at = now();
+    const next = { id, name, default: cur.default, created_at: cur.created_at ?? at, updated_at: at };
+    const i = model.tls_configurations.findIndex((x) => x.id === id);
+    return { model: { ...model, tls_configurations: i >= 0 ? replaceAt(model.tls_configurations, i, next) : [...model.tls_configurations, next] }, result: next };
+  });
+  return doc(configRes(c));
+}
+
+export const FASTLY_ROUTES: Omit<RouteDef, "dialect">[] = [
+  { method: "GET", path: "/tls/activations", handler: listActivations },
+  { method: "POST", path: "/tls/activations", handler: createActivation },
+  { method: "GET", path: "/tls/activations/:id", handler: getActivation },
+  { method: "PATCH", path: "/tls/activations/:id", handler: patchActivation },
+  { method: "DELETE", path: "/tls/activations/:id", handler: deleteActivation },
+  { method: "GET", path: "/tls/mutual_authentications", handler: listMutualAuths },
+  { method: "POST", path: "/tls/mutual_authentications", handler: createMutualAuth },
+  { method: "GET", path: "/tls/mutual_authentications/:id", handler: getMutualAuth },
+  { method: "PATCH", path: "/tls/mutual_authentications/:id", handler: patchMutualAuth },
+  { method: "DELETE", path: "/tls/mutual_authentications/:id", handler: deleteMutualAuth },
+  { method: "GET", path: "/tls/certificates", handler: listCertificates },
+  { method: "POST", path: "/tls/certificates", handler: createCertificate },
+  { method: "GET", path: "/tls/certificates/:id", handler: getCertificate },
+  { method: "PATCH", path: "/tls/certificates/:id", handler: patchCertificate },
+  { method: "DELETE", path: "/tls/certificates/:id", handler: deleteCertificate },
+  { method: "GET", path: "/tls/private_keys", handler: listKeys },
+  { method: "POST", path: "/tls/private_keys", handler: createKey },
+  { method: "GET", path: "/tls/private_keys/:id", handler: getKey },
+  { method: "DELETE", path: "/tls/private_keys/:id", handler: deleteKey },
+  { method: "GET", path: "/tls/domains", handler: listDomains },
+  { method: "GET", path: "/tls/configurations", handler: listConfigurations },
+  { method: "GET", path: "/tls/configurations/:id", handler: getConfiguration },
+  { method: "PATCH", path: "/tls/configurations/:id", handler: patchConfiguration },
+];

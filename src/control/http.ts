@@ -1,0 +1,136 @@
+// The admin server's small HTTP toolkit: routes, request context, bodies, replies.
+import type http from "node:http";
+import { parse as parseYaml } from "yaml";
+import type { Principal } from "./auth.ts";
+import type { ControlPlane, WriteContext } from "./plane.ts";
+import { ApiError, type Dialect } from "./errors.ts";
+import type { Model } from "../model/schema.ts";
+
+export const MAX_BODY_BYTES = 32 << 20;
+
+export interface Reply {
+  status: number;
+  body?: unknown;
+  /** Raw text body (YAML export); `body` is JSON-encoded otherwise. */
+  text?: string;
+  contentType?: string;
+}
+
+export interface Ctx {
+  req: http.IncomingMessage;
+  url: URL;
+  params: Record<string, string>;
+  principal: Principal;
+  dialect: Dialect;
+  plane: ControlPlane;
+  /** The path as routed (without a /client/v4 prefix). */
+  path: string;
+  query(name: string): string | null;
+  /** The parsed JSON (or, where allowed, YAML) body; 400 when malformed. */
+  body(opts?: { yaml?: boolean }): Promise<unknown>;
+  write<T>(summary: string, mutate: (model: Model) => { model: Model; result: T }): Promise<T>;
+  writeCtx(): WriteContext;
+  /** 403 unless the token may act on this Cloudflare account. */
+  requireAccount(accountId: string | undefined): void;
+  /** Forget cached scoped tokens after /v1/tokens changes them. */
+  invalidateTokens(): void;
+}
+
+export interface RouteDef {
+  method: string;
+  /** Path pattern with `:name` parameters. */
+  path: string;
+  dialect: Dialect;
+  /** Only tokens that are neither read-only nor account-limited. */
+  adminOnly?: boolean;
+  /** Account-limited tokens may call it (Cloudflare routes checking requireAccount themselves). */
+  accountScoped?: boolean;
+  handler: (ctx: Ctx) => Promise<Reply> | Reply;
+}
+
+export interface CompiledRoute extends RouteDef {
+  re: RegExp;
+  names: string[];
+}
+
+export function compileRoute(r: RouteDef): CompiledRoute {
+  const names: string[] = [];
+  const re = new RegExp(
+    "^" +
+      r.path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/:([a-z_]+)/g, (_, n: string) => {
+        names.push(n);
+        return "([^/]+)";
+      }) +
+      "/?$",
+  );
+  return { ...r, re, names };
+}
+
+export function readBody(req: http.IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new ApiError("payload_too_large", `the body exceeds ${MAX_BODY_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+export function parseBody(req: http.IncomingMessage, raw: Buffer, yaml: boolean): unknown {
+  const text = raw.toString("utf8");
+  if (!text.trim()) throw new ApiError("invalid_json", "a request body is required");
+  const ct = String(req.headers["content-type"] ?? "").toLowerCase();
+  if (yaml && /yaml/.test(ct)) {
+    try {
+      return parseYaml(text);
+    } catch (e) {
+      throw new ApiError("invalid_json", `invalid YAML: ${(e as Error).message}`);
+    }
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new ApiError("invalid_json", `invalid JSON: ${(e as Error).message}`);
+  }
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** `page`-style integer query parameter within bounds, else 400. */
+export function intParam(ctx: Ctx, name: string, dflt: number, min: number, max: number): number {
+  const raw = ctx.query(name);
+  if (raw === null || raw === "") return dflt;
+  if (!/^\d+$/.test(raw)) throw new ApiError("invalid_pagination", `${name} must be an integer between ${min} and ${max}, got "${raw}"`, name);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ApiError("invalid_pagination", `${name} must be between ${min} and ${max}, got ${n}`, name);
+  return n;
+}
+
+export function str(v: unknown, pointer: string, opts: { required?: boolean; max?: number } = {}): string | undefined {
+  if (v === undefined || v === null) {
+    if (opts.required) throw new ApiError("bad_request", `${pointer} is required`, pointer);
+    return undefined;
+  }
+  if (typeof v !== "string") throw new ApiError("bad_request", `${pointer} must be a string`, pointer);
+  if (opts.max && v.length > opts.max) throw new ApiError("bad_request", `${pointer} is longer than ${opts.max} characters`, pointer);
+  return v;
+}
+
+export function bool(v: unknown, pointer: string, required = false): boolean | undefined {
+  if (v === undefined || v === null) {
+    if (required) throw new ApiError("bad_request", `${pointer} is required`, pointer);
+    return undefined;
+  }
+  if (typeof v !== "boolean") throw new ApiError("bad_request", `${pointer} must be a boolean`, pointer);
+  return v;
+}

@@ -1,0 +1,157 @@
+// The native API: what no vendor dialect covers. Routes, the whole model (the bootstrap file's
+// shape) as JSON or YAML, scoped tokens, and the audit log. Errors: {error: {code, message}}.
+import { stringify as toYaml } from "yaml";
+import type { Model, Route } from "../model/schema.ts";
+import { ApiError, badRequest, notFound } from "./errors.ts";
+import { intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
+import { now, removeAt, replaceAt } from "./plane.ts";
+import { newTokenSecret, sha256 } from "./auth.ts";
+import { randomBytes } from "node:crypto";
+
+/** What private keys read as in an export; PUT /v1/config keeps the stored key for it. */
+export const REDACTED = "<redacted>";
+
+const json = (body: unknown, status = 200): Reply => ({ status, body });
+
+function routeRes(r: Route): Route {
+  return r;
+}
+
+function listRoutes(ctx: Ctx): Reply {
+  let routes = ctx.plane.model.routes;
+  const host = ctx.query("hostname");
+  if (host !== null) routes = routes.filter((r) => r.hostname === host.toLowerCase());
+  return json({ routes: routes.map(routeRes) });
+}
+
+function getRoute(ctx: Ctx): Reply {
+  const r = ctx.plane.model.routes.find((x) => x.id === ctx.params.id);
+  if (!r) throw notFound("route", ctx.params.id!);
+  return json(routeRes(r));
+}
+
+async function putRoute(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  const b = await ctx.body();
+  if (!isObject(b)) throw badRequest("the body must be a JSON object: {hostname, path_prefix, origin, ...}");
+  if (b.id !== undefined && b.id !== id) throw badRequest(`id "${String(b.id)}" does not match the URL's "${id}"`, "id");
+  const hostname = str(b.hostname, "hostname", { required: true });
+  str(b.origin, "origin", { required: true });
+  const { created, route } = await ctx.write(`put route ${id} ${hostname}${typeof b.path_prefix === "string" ? b.path_prefix : "/"} → ${String(b.origin)}`, (model) => {
+    const i = model.routes.findIndex((r) => r.id === id);
+    const at = now();
+    const { created_at: _c, updated_at: _u, ...fields } = b;
+    const route = { ...fields, id, created_at: model.routes[i]?.created_at ?? at, updated_at: at } as unknown as Route;
+    return { model: { ...model, routes: i >= 0 ? replaceAt(model.routes, i, route) : [...model.routes, route] }, result: { created: i < 0, route } };
+  });
+  const stored = ctx.plane.model.routes.find((r) => r.id === route.id)!;
+  return json(routeRes(stored), created ? 201 : 200);
+}
+
+async function deleteRoute(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  await ctx.write(`delete route ${id}`, (model) => {
+    const i = model.routes.findIndex((r) => r.id === id);
+    if (i < 0) throw notFound("route", id);
+    return { model: { ...model, routes: removeAt(model.routes, i) }, result: null };
+  });
+  return { status: 204 };
+}
+
+/** The model without private keys. */
+export function redact(model: Model): Model {
+  return {
+    ...model,
+    certificates: model.certificates.map((c) => ({ ...c, key: REDACTED })),
+    pending_private_keys: model.pending_private_keys.map((k) => ({ ...k, key: REDACTED })),
+  };
+}
+
+function wantsYaml(ctx: Ctx): boolean {
+  const f = ctx.query("format");
+  if (f === "yaml" || f === "yml") return true;
+  if (f === "json") return false;
+  if (f !== null) throw badRequest(`format must be json or yaml, got "${f}"`, "format");
+  return /\b(application|text)\/(x-)?yaml\b/i.test(String(ctx.req.headers.accept ?? ""));
+}
+
+function getConfig(ctx: Ctx): Reply {
+  const model = redact(ctx.plane.model);
+  if (wantsYaml(ctx)) return { status: 200, text: toYaml(model, { lineWidth: 0 }), contentType: "application/yaml; charset=utf-8" };
+  return json(model);
+}
+
+async function putConfig(ctx: Ctx): Promise<Reply> {
+  const raw = await ctx.body({ yaml: true });
+  if (!isObject(raw)) throw badRequest("the body must be the whole model as a JSON or YAML object");
+  const counts = ["certificates", "trust_bundles", "hosts", "routes", "zones"].map((k) => `${Array.isArray(raw[k]) ? (raw[k] as unknown[]).length : 0} ${k}`).join(", ");
+  const revision = await ctx.plane.replace(ctx.writeCtx(), `replace config (${counts})`, (cur) => {
+    // Keys left redacted (or out) keep the stored key of the certificate / pending key with that id.
+    const fill = (list: unknown, stored: { id: string; key: string }[], what: string) =>
+      Array.isArray(list)
+        ? list.map((o: unknown, i) => {
+            if (!isObject(o) || (o.key !== undefined && o.key !== REDACTED)) return o;
+            const prev = stored.find((s) => s.id === o.id);
+            if (!prev) throw new ApiError("invalid_key", `${what}[${i}].key is redacted but no stored ${what} has id ${JSON.stringify(o.id ?? null)}`, `${what}[${i}].key`);
+            return { ...o, key: prev.key };
+          })
+        : list;
+    return {
+      model: { ...raw, certificates: fill(raw.certificates, cur.certificates, "certificates"), pending_private_keys: fill(raw.pending_private_keys, cur.pending_private_keys, "pending_private_keys") },
+      result: null,
+    };
+  });
+  void revision;
+  return json({ config_version: ctx.plane.runtime.snapshot.version, applied: true });
+}
+
+// tokens
+
+async function listTokens(ctx: Ctx): Promise<Reply> {
+  const tokens = await ctx.plane.store.listTokens();
+  return json({ tokens: tokens.map(({ hash: _h, ...t }) => t) });
+}
+
+async function createToken(ctx: Ctx): Promise<Reply> {
+  const b = await ctx.body();
+  if (!isObject(b)) throw badRequest("the body must be a JSON object: {name, read_only, account_id}");
+  const name = str(b.name, "name", { required: true, max: 200 })!;
+  if (b.read_only !== undefined && typeof b.read_only !== "boolean") throw badRequest("read_only must be a boolean", "read_only");
+  const account_id = str(b.account_id, "account_id", { max: 128 }) ?? null;
+  const secret = newTokenSecret();
+  const t = { id: "tok_" + randomBytes(8).toString("hex"), name, hash: sha256(secret).toString("hex"), read_only: b.read_only === true, account_id, created_at: now() };
+  await ctx.plane.store.addToken(t);
+  await ctx.plane.store.audit({ token_id: ctx.principal.token_id, method: "POST", path: ctx.path, status: 201, summary: `create token ${t.id} (${name}${t.read_only ? ", read-only" : ""}${account_id ? `, account ${account_id}` : ""})` });
+  ctx.invalidateTokens();
+  const { hash: _h, ...view } = t;
+  return json({ ...view, token: secret }, 201);
+}
+
+async function deleteToken(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  if (!(await ctx.plane.store.deleteToken(id))) throw notFound("token", id);
+  await ctx.plane.store.audit({ token_id: ctx.principal.token_id, method: "DELETE", path: ctx.path, status: 204, summary: `delete token ${id}` });
+  ctx.invalidateTokens();
+  return { status: 204 };
+}
+
+async function listAudit(ctx: Ctx): Promise<Reply> {
+  const limit = intParam(ctx, "limit", 100, 1, 1000);
+  const before = ctx.query("before");
+  if (before !== null && !/^\d+$/.test(before)) throw badRequest("before must be an audit entry id", "before");
+  const entries = await ctx.plane.store.listAudit({ limit, before: before === null ? undefined : Number(before) });
+  return json({ entries });
+}
+
+export const NATIVE_ROUTES: Omit<RouteDef, "dialect">[] = [
+  { method: "GET", path: "/v1/routes", handler: listRoutes },
+  { method: "GET", path: "/v1/routes/:id", handler: getRoute },
+  { method: "PUT", path: "/v1/routes/:id", handler: putRoute },
+  { method: "DELETE", path: "/v1/routes/:id", handler: deleteRoute },
+  { method: "GET", path: "/v1/config", handler: getConfig },
+  { method: "PUT", path: "/v1/config", handler: putConfig },
+  { method: "GET", path: "/v1/tokens", handler: listTokens, adminOnly: true },
+  { method: "POST", path: "/v1/tokens", handler: createToken, adminOnly: true },
+  { method: "DELETE", path: "/v1/tokens/:id", handler: deleteToken, adminOnly: true },
+  { method: "GET", path: "/v1/audit", handler: listAudit },
+];

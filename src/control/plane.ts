@@ -1,0 +1,204 @@
+// The control plane's write path, shared by every dialect:
+//   validate the request → in ONE store transaction: load the model, mutate it, validate the
+//   changed objects with the model's own schemas, compile (runtime.apply) → commit.
+// A compile failure rolls back: nothing stored, the old snapshot stays, the caller gets a 4xx.
+import { randomBytes } from "node:crypto";
+import {
+  Certificate,
+  Host,
+  Model as ModelSchema,
+  ModelError,
+  PendingPrivateKey,
+  Route,
+  Rule,
+  TlsConfiguration,
+  TrustBundle,
+  Zone,
+  formatPath,
+  type Model,
+} from "../model/schema.ts";
+import type { Runtime } from "../dataplane/runtime.ts";
+import { COLLECTIONS, keyOf, type AuditEntry, type Store } from "./store.ts";
+import type { Principal } from "./auth.ts";
+import { ApiError } from "./errors.ts";
+
+const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: unknown } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }> = {
+  certificates: Certificate,
+  trust_bundles: TrustBundle,
+  hosts: Host,
+  routes: Route,
+  zones: Zone,
+  rules: Rule,
+  tls_configurations: TlsConfiguration,
+  pending_private_keys: PendingPrivateKey,
+};
+
+export const now = (): string => new Date().toISOString();
+const ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/** A Fastly-style alphanumeric id (22 characters). */
+export function alnumId(): string {
+  const b = randomBytes(22);
+  let s = "";
+  for (const x of b) s += ALNUM[x % 62];
+  return s;
+}
+/** A Cloudflare-style id (32 hex digits). */
+export const hexId = (): string => randomBytes(16).toString("hex");
+
+export interface WriteContext {
+  principal: Principal;
+  method: string;
+  path: string;
+}
+
+/**
+ * Validates what a mutation changed, with the model's own zod schemas (element by element, so a
+ * write to one of 10,000 hosts does not re-parse the other 9,999), plus the references only the
+ * control plane knows about. Unchanged objects were validated when they were stored.
+ */
+export function validateChanged(prev: Model, next: Model): Model {
+  const problems: { path: string; message: string }[] = [];
+  const out: Record<string, unknown> = { ...next };
+  for (const kind of COLLECTIONS) {
+    const before = new Set(prev[kind] as unknown[]);
+    const after = next[kind] as unknown[];
+    if (after === prev[kind]) continue;
+    let copy: unknown[] | undefined;
+    after.forEach((o, i) => {
+      if (before.has(o)) return;
+      const r = ELEMENT[kind]!.safeParse(o);
+      if (!r.success) for (const iss of r.error.issues) problems.push({ path: formatPath([kind, i, ...iss.path]), message: iss.message });
+      else (copy ??= [...after])[i] = r.data;
+    });
+    if (copy) out[kind] = copy;
+  }
+  for (const [name, schema] of Object.entries(ModelSchema.shape)) {
+    if ((COLLECTIONS as string[]).includes(name)) continue;
+    const v = (next as Record<string, unknown>)[name];
+    if (v === (prev as Record<string, unknown>)[name]) continue;
+    const r = (schema as (typeof ELEMENT)[string]).safeParse(v);
+    if (!r.success) for (const iss of r.error.issues) problems.push({ path: formatPath([name, ...iss.path]), message: iss.message });
+    else out[name] = r.data;
+  }
+  for (const k of Object.keys(next)) if (!(k in ModelSchema.shape)) problems.push({ path: k, message: "unrecognized key" });
+  if (problems.length) throw new ModelError(problems);
+  const model = out as Model;
+  checkControlRefs(model);
+  return model;
+}
+
+/** References the data plane does not compile but the control plane relies on. */
+export function checkControlRefs(model: Model): void {
+  const problems: { path: string; message: string }[] = [];
+  const configs = new Set<string>();
+  model.tls_configurations.forEach((c, i) => {
+    if (configs.has(c.id)) problems.push({ path: `tls_configurations[${i}].id`, message: `duplicate id "${c.id}"` });
+    configs.add(c.id);
+  });
+  const hostIds = new Set<string>();
+  model.hosts.forEach((h, i) => {
+    if (h.tls_configuration && !configs.has(h.tls_configuration) && !(h.tls_configuration === DEFAULT_CONFIG_ID && !model.tls_configurations.some((c) => c.default)))
+      problems.push({ path: `hosts[${i}].tls_configuration`, message: `no tls_configuration with id "${h.tls_configuration}"` });
+    if (h.id) {
+      if (hostIds.has(h.id)) problems.push({ path: `hosts[${i}].id`, message: `duplicate id "${h.id}"` });
+      hostIds.add(h.id);
+    }
+  });
+  const keys = new Set<string>();
+  model.pending_private_keys.forEach((k, i) => {
+    if (keys.has(k.id)) problems.push({ path: `pending_private_keys[${i}].id`, message: `duplicate id "${k.id}"` });
+    keys.add(k.id);
+  });
+  const zoneIds = new Set<string>();
+  model.zones.forEach((z, i) => {
+    if (zoneIds.has(z.id)) problems.push({ path: `zones[${i}].id`, message: `duplicate id "${z.id}"` });
+    zoneIds.add(z.id);
+  });
+  if (problems.length) throw new ModelError(problems);
+}
+
+/** The id of the built-in TLS configuration shown when the model defines none as default. */
+export const DEFAULT_CONFIG_ID = "default";
+
+export class ControlPlane {
+  readonly store: Store;
+  readonly runtime: Runtime;
+  #model: Model;
+
+  constructor(store: Store, runtime: Runtime, model: Model) {
+    this.store = store;
+    this.runtime = runtime;
+    this.#model = model;
+  }
+
+  /** The committed model (what the running snapshot was compiled from). */
+  get model(): Model {
+    return this.#model;
+  }
+
+  /**
+   * One admin write. `mutate` gets the stored model and returns the next one (sharing unchanged
+   * objects) and a result; the change is validated, compiled, committed and live on return.
+   */
+  async write<T>(ctx: WriteContext, summary: string, mutate: (model: Model) => { model: Model; result: T }, opts: { full?: boolean } = {}): Promise<T> {
+    let applied: Model | undefined;
+    let prev: Model | undefined;
+    const audit: AuditEntry = { token_id: ctx.principal.token_id, method: ctx.method, path: ctx.path, status: 200, summary };
+    try {
+      const out = await this.store.transact(
+        (m) => {
+          prev = m;
+          const r = mutate(m);
+          if (r.model === m) return r;
+          const model = opts.full ? fullValidate(r.model) : validateChanged(m, r.model);
+          return { model, result: r.result };
+        },
+        {
+          audit,
+          beforeCommit: (model) => {
+            if (model === prev) return;
+            this.runtime.apply(model); // throws ModelError (and keeps the old snapshot) if it does not compile
+            applied = model;
+          },
+        },
+      );
+      this.#model = out.model;
+      return out.result;
+    } catch (e) {
+      // The snapshot went live but the commit failed: put the stored model back.
+      if (applied && prev) this.runtime.apply(prev);
+      if (e instanceof ApiError || e instanceof ModelError) {
+        const err = e instanceof ApiError ? e : null;
+        await this.store.audit({ ...audit, status: err?.status ?? 400, summary: `refused: ${summary}: ${(e as Error).message}` }).catch(() => {});
+      }
+      throw e;
+    }
+  }
+
+  /** Replaces the whole model (PUT /v1/config), with the full parser. */
+  replace<T>(ctx: WriteContext, summary: string, build: (current: Model) => { model: unknown; result: T }): Promise<T> {
+    return this.write(ctx, summary, (m) => {
+      const r = build(m);
+      return { model: r.model as Model, result: r.result };
+    }, { full: true });
+  }
+}
+
+function fullValidate(raw: Model): Model {
+  const r = ModelSchema.safeParse(raw);
+  if (!r.success) throw new ModelError(r.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })));
+  checkControlRefs(r.data);
+  return r.data;
+}
+
+/** Immutable update helpers. */
+export function replaceAt<T>(arr: readonly T[], i: number, v: T): T[] {
+  const out = arr.slice();
+  out[i] = v;
+  return out;
+}
+export function removeAt<T>(arr: readonly T[], i: number): T[] {
+  return arr.slice(0, i).concat(arr.slice(i + 1));
+}
+
+export { keyOf };

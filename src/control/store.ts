@@ -1,0 +1,335 @@
+// The control plane's store: the one model, persisted. SQLite (node:sqlite) in the data
+// directory today; the interface is async so a PostgreSQL adapter can implement it as is.
+//
+// Layout: every array of the model is a collection of rows in `objects` (kind, key, pos,
+// body JSON), every other top-level field a row in `scalars`. A write diffs the new model
+// against the cached one by object identity and touches only the rows that changed, all in
+// ONE transaction (WAL, synchronous=FULL), so a kill -9 leaves either the old or the new model.
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { chmodSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { Model as ModelSchema, parseModel, type Model } from "../model/schema.ts";
+
+export interface AuditEntry {
+  token_id: string;
+  method: string;
+  path: string;
+  status: number;
+  summary: string;
+}
+
+export interface AuditRecord extends AuditEntry {
+  id: number;
+  at: string;
+}
+
+export interface TokenRecord {
+  id: string;
+  name: string;
+  /** sha256 of the secret, hex. */
+  hash: string;
+  read_only: boolean;
+  /** Limited to this Cloudflare account (and nothing outside it). */
+  account_id: string | null;
+  created_at: string;
+}
+
+export interface TransactOptions {
+  /** Recorded in the same transaction as the change. */
+  audit?: AuditEntry;
+  /**
+   * Called with the new model inside the transaction, before commit; throwing rolls back.
+   * The admin server compiles (and swaps in) the snapshot here.
+   */
+  beforeCommit?: (model: Model) => void;
+}
+
+export interface Store {
+  /** True when nothing has ever been stored (the bootstrap may seed it). */
+  isEmpty(): Promise<boolean>;
+  load(): Promise<Model>;
+  /**
+   * Runs `mutate` on the current model (treat it as immutable; return a new one sharing
+   * unchanged objects) in one transaction. The result must already be validated.
+   */
+  transact<T>(mutate: (model: Model) => { model: Model; result: T }, opts?: TransactOptions): Promise<{ model: Model; result: T; revision: number }>;
+  /** Replaces the whole model (bootstrap, PUT /v1/config). */
+  replace(model: Model, opts?: TransactOptions): Promise<{ model: Model; revision: number }>;
+  revision(): Promise<number>;
+  audit(entry: AuditEntry): Promise<void>;
+  listAudit(opts: { limit: number; before?: number }): Promise<AuditRecord[]>;
+  listTokens(): Promise<TokenRecord[]>;
+  addToken(t: TokenRecord): Promise<void>;
+  deleteToken(id: string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+type Row = Record<string, unknown>;
+
+/** Migrations, applied in order, each in its own transaction; `schema_migrations` records them. */
+const MIGRATIONS: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: "model objects, scalars, tokens, audit",
+    sql: `
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE objects (
+        kind TEXT NOT NULL, key TEXT NOT NULL, pos INTEGER NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+      ) WITHOUT ROWID;
+      CREATE INDEX objects_pos ON objects (kind, pos);
+      CREATE TABLE scalars (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE tokens (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+        read_only INTEGER NOT NULL, account_id TEXT, created_at TEXT NOT NULL
+      );
+      CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, token_id TEXT NOT NULL,
+        method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, summary TEXT NOT NULL
+      );
+      INSERT INTO meta (key, value) VALUES ('revision', '0');
+    `,
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/** The model's arrays (stored as rows); everything else is a scalar. */
+export const COLLECTIONS = Object.entries(ModelSchema.shape)
+  .filter(([, s]) => isArraySchema(s))
+  .map(([k]) => k as keyof Model);
+
+function isArraySchema(s: unknown): boolean {
+  const def = (s as { def?: { type?: string; innerType?: { def?: { type?: string } } } }).def;
+  return def?.type === "array" || (def?.type === "default" && def.innerType?.def?.type === "array");
+}
+
+/** The row key of a collection element: its id, or a host's hostname. */
+export function keyOf(kind: string, obj: Record<string, unknown>): string {
+  return String(kind === "hosts" ? obj.hostname : obj.id);
+}
+
+export class SqliteStore implements Store {
+  readonly #db: DatabaseSync;
+  #cache: { revision: number; model: Model } | undefined;
+  readonly #stmts: Record<string, StatementSync>;
+
+  constructor(file: string) {
+    const fresh = !existsSync(file);
+    this.#db = new DatabaseSync(file);
+    if (fresh) chmodSync(file, 0o600);
+    this.#db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+    this.#migrate();
+    const p = (sql: string) => this.#db.prepare(sql);
+    this.#stmts = {
+      revision: p("SELECT value FROM meta WHERE key = 'revision'"),
+      setRevision: p("UPDATE meta SET value = ? WHERE key = 'revision'"),
+      objects: p("SELECT kind, key, body FROM objects ORDER BY kind, pos"),
+      scalars: p("SELECT name, value FROM scalars"),
+      upsert: p("INSERT INTO objects (kind, key, pos, body) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET pos = excluded.pos, body = excluded.body"),
+      del: p("DELETE FROM objects WHERE kind = ? AND key = ?"),
+      delKind: p("DELETE FROM objects WHERE kind = ?"),
+      setScalar: p("INSERT INTO scalars (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
+      audit: p("INSERT INTO audit (at, token_id, method, path, status, summary) VALUES (?, ?, ?, ?, ?, ?)"),
+      listAudit: p("SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?"),
+      tokens: p("SELECT * FROM tokens ORDER BY created_at, id"),
+      addToken: p("INSERT INTO tokens (id, name, hash, read_only, account_id, created_at) VALUES (?, ?, ?, ?, ?, ?)"),
+      delToken: p("DELETE FROM tokens WHERE id = ?"),
+    };
+  }
+
+  static open(dataDir: string): SqliteStore {
+    return new SqliteStore(join(dataDir, "certgate.db"));
+  }
+
+  #migrate(): void {
+    this.#db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)");
+    const done = new Set((this.#db.prepare("SELECT version FROM schema_migrations").all() as Row[]).map((r) => Number(r.version)));
+    const newer = (this.#db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as Row).v;
+    if (typeof newer === "number" && newer > SCHEMA_VERSION)
+      throw new Error(`the store's schema version ${newer} is newer than this certgate's (${SCHEMA_VERSION}); upgrade certgate`);
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue;
+      this.#tx(() => {
+        this.#db.exec(m.sql);
+        this.#db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, new Date().toISOString());
+      });
+    }
+  }
+
+  #tx<T>(fn: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    let result: T;
+    try {
+      result = fn();
+    } catch (e) {
+      this.#db.exec("ROLLBACK");
+      throw e;
+    }
+    try {
+      this.#db.exec("COMMIT");
+    } catch (e) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw e;
+    }
+    return result;
+  }
+
+  #revision(): number {
+    return Number((this.#stmts.revision!.get() as Row).value);
+  }
+
+  /** The model as stored; cached while the revision is unchanged (another process may write). */
+  #current(): { revision: number; model: Model } {
+    const revision = this.#revision();
+    if (this.#cache?.revision === revision) return this.#cache;
+    const raw: Record<string, unknown> = {};
+    for (const k of COLLECTIONS) raw[k] = [];
+    for (const r of this.#stmts.objects!.all() as Row[]) (raw[String(r.kind)] as unknown[]).push(JSON.parse(String(r.body)));
+    for (const r of this.#stmts.scalars!.all() as Row[]) raw[String(r.name)] = JSON.parse(String(r.value));
+    this.#cache = { revision, model: parseModel(raw) };
+    return this.#cache;
+  }
+
+  isEmpty(): Promise<boolean> {
+    return Promise.resolve(this.#revision() === 0);
+  }
+
+  load(): Promise<Model> {
+    return Promise.resolve(this.#current().model);
+  }
+
+  revision(): Promise<number> {
+    return Promise.resolve(this.#revision());
+  }
+
+  transact<T>(mutate: (model: Model) => { model: Model; result: T }, opts: TransactOptions = {}): Promise<{ model: Model; result: T; revision: number }> {
+    try {
+      return Promise.resolve(
+        this.#tx(() => {
+          const cur = this.#current();
+          const { model, result } = mutate(cur.model);
+          const revision = this.#write(cur.model, model, opts);
+          this.#cache = { revision, model };
+          return { model, result, revision };
+        }),
+      );
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+  }
+
+  replace(model: Model, opts: TransactOptions = {}): Promise<{ model: Model; revision: number }> {
+    return this.transact(() => ({ model, result: undefined }), opts).then(({ model, revision }) => ({ model, revision }));
+  }
+
+  /** Writes the difference between two models; returns the new revision. */
+  #write(prev: Model, next: Model, opts: TransactOptions): number {
+    const s = this.#stmts;
+    const fresh = this.#revision() === 0;
+    for (const kind of COLLECTIONS) {
+      const before = prev[kind] as unknown as Record<string, unknown>[];
+      const after = next[kind] as unknown as Record<string, unknown>[];
+      if (!fresh && before === after) continue;
+      const old = new Map<string, Record<string, unknown>>();
+      if (!fresh) for (const o of before) old.set(keyOf(kind, o), o);
+      // Keep positions when the surviving old objects stay in order and new ones are appended.
+      const oldIndex = new Map<string, number>();
+      before.forEach((o, i) => oldIndex.set(keyOf(kind, o), i));
+      let inOrder = !fresh;
+      let last = -1;
+      let appended = false;
+      for (const o of after) {
+        const i = oldIndex.get(keyOf(kind, o));
+        if (i === undefined) appended = true;
+        else if (i < last || appended) inOrder = false;
+        else last = i;
+      }
+      if (!inOrder) {
+        s.delKind!.run(kind);
+        after.forEach((o, i) => s.upsert!.run(kind, keyOf(kind, o), i, JSON.stringify(o)));
+        continue;
+      }
+      const seen = new Set<string>();
+      let pos = before.length;
+      for (const o of after) {
+        const key = keyOf(kind, o);
+        seen.add(key);
+        const was = old.get(key);
+        if (was === o) continue;
+        const i = oldIndex.get(key);
+        s.upsert!.run(kind, key, i ?? pos++, JSON.stringify(o));
+      }
+      for (const key of old.keys()) if (!seen.has(key)) s.del!.run(kind, key);
+    }
+    for (const [name, value] of Object.entries(next)) {
+      if ((COLLECTIONS as string[]).includes(name)) continue;
+      if (!fresh && (prev as Record<string, unknown>)[name] === value) continue;
+      s.setScalar!.run(name, JSON.stringify(value));
+    }
+    const revision = this.#revision() + 1;
+    s.setRevision!.run(String(revision));
+    if (opts.audit) this.#audit(opts.audit);
+    opts.beforeCommit?.(next);
+    return revision;
+  }
+
+  #audit(e: AuditEntry): void {
+    this.#stmts.audit!.run(new Date().toISOString(), e.token_id, e.method, e.path, e.status, e.summary.slice(0, 1000));
+  }
+
+  audit(entry: AuditEntry): Promise<void> {
+    this.#audit(entry);
+    return Promise.resolve();
+  }
+
+  listAudit(opts: { limit: number; before?: number }): Promise<AuditRecord[]> {
+    const rows = this.#stmts.listAudit!.all(opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit) as Row[];
+    return Promise.resolve(
+      rows.map((r) => ({
+        id: Number(r.id),
+        at: String(r.at),
+        token_id: String(r.token_id),
+        method: String(r.method),
+        path: String(r.path),
+        status: Number(r.status),
+        summary: String(r.summary),
+      })),
+    );
+  }
+
+  listTokens(): Promise<TokenRecord[]> {
+    return Promise.resolve(
+      (this.#stmts.tokens!.all() as Row[]).map((r) => ({
+        id: String(r.id),
+        name: String(r.name),
+        hash: String(r.hash),
+        read_only: Boolean(r.read_only),
+        account_id: r.account_id == null ? null : String(r.account_id),
+        created_at: String(r.created_at),
+      })),
+    );
+  }
+
+  addToken(t: TokenRecord): Promise<void> {
+    this.#stmts.addToken!.run(t.id, t.name, t.hash, t.read_only ? 1 : 0, t.account_id, t.created_at);
+    return Promise.resolve();
+  }
+
+  deleteToken(id: string): Promise<boolean> {
+    return Promise.resolve(Number(this.#stmts.delToken!.run(id).changes) > 0);
+  }
+
+  /** Integrity check for tests and operators: SQLite's own, plus "the model loads and parses". */
+  check(): { integrity: string; revision: number; model: Model } {
+    const integrity = String((this.#db.prepare("PRAGMA integrity_check").get() as Row).integrity_check);
+    this.#cache = undefined;
+    const { revision, model } = this.#current();
+    return { integrity, revision, model };
+  }
+
+  close(): Promise<void> {
+    if (this.#db.isOpen) this.#db.close();
+    return Promise.resolve();
+  }
+}
