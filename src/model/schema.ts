@@ -43,6 +43,31 @@ export const TrustBundle = z.strictObject({
   verify_depth: z.number().int().min(1).max(16).default(4),
   /** Fail closed (true) or open (false) on hosts that use this bundle without their own mode (Fastly's `enforced`). */
   enforced: z.boolean().default(true),
+  revocation: z
+    .strictObject({
+      crl: z
+        .strictObject({
+          /** Uploaded CRLs (PEM), each verified against a CA of this bundle. */
+          pem: z.string().optional(),
+          /** CRLs fetched over HTTP, kept until nextUpdate and refreshed before it. */
+          urls: z.array(z.url({ protocol: /^https?$/ })).default([]),
+          /** Also fetch the CRLs named in client certificates' CRL distribution points. */
+          fetch_distribution_points: z.boolean().default(false),
+          /** When no usable CRL covers a certificate's issuer: ignore it, or treat it as revoked. */
+          when_missing: z.enum(["ignore", "revoked"]).default("ignore"),
+        })
+        .optional(),
+      ocsp: z
+        .strictObject({
+          mode: z.enum(["off", "soft_fail", "hard_fail"]).default("off"),
+          /** Ask this responder instead of the one in the certificate's AIA. */
+          responder_url: z.url({ protocol: /^https?$/ }).optional(),
+          timeout_ms: z.number().int().min(50).max(30_000).default(3_000),
+          nonce: z.boolean().default(false),
+        })
+        .optional(),
+    })
+    .default({}),
   /** Control plane: the Cloudflare account owning this bundle as an Access certificate; absent = every account sees it. */
   account_id: id.optional(),
   created_at: stamp,
