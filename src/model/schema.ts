@@ -67,7 +67,7 @@ export const TrustBundle = z.strictObject({
         })
         .optional(),
     })
-    .default({}),
+    .optional(),
   /** Control plane: the Cloudflare account owning this bundle as an Access certificate; absent = every account sees it. */
   account_id: id.optional(),
   created_at: stamp,
