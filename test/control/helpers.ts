@@ -1,0 +1,134 @@
+// Control-plane test harness: a real Runtime + admin server on 127.0.0.1 over a temp data dir.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AddressInfo } from "node:net";
+import { fetch } from "undici";
+import { parseModel, type ModelInput } from "../../src/model/schema.ts";
+import { Runtime } from "../../src/dataplane/runtime.ts";
+import { createMetrics } from "../../src/observability/metrics.ts";
+import { createLogger } from "../../src/observability/log.ts";
+import { startEcho } from "../../src/demo/echo.ts";
+import { listenAdmin } from "../../src/control/admin.ts";
+import { loadStore, startControl } from "../../src/control/setup.ts";
+import type { ControlPlane } from "../../src/control/plane.ts";
+import { pki } from "../helpers/harness.ts";
+import type { DevPki } from "../../src/pki/devpki.ts";
+
+export const TOKEN = "test-admin-token";
+
+export interface Certgate {
+  dataDir: string;
+  port: number;
+  admin: string;
+  runtime: Runtime;
+  plane: ControlPlane;
+  close(): Promise<void>;
+}
+
+let echoUrl: Promise<string> | undefined;
+/** One echo origin per test file, kept across restarts. */
+export function echo(): Promise<string> {
+  return (echoUrl ??= startEcho().then((e) => {
+    e.server.unref();
+    return e.url;
+  }));
+}
+
+export const tmpData = (): string => mkdtempSync(join(tmpdir(), "certgate-control-"));
+
+/** The default seed: the dev server certificate (localhost, a.test, b.test...) and routes to the echo origin. */
+export function seedModel(p: DevPki, origin: string): ModelInput {
+  return {
+    certificates: [{ id: "srv", cert: p.server.certPem, key: p.server.keyPem }],
+    hosts: [],
+    routes: ["localhost", "a.test", "b.test", "up.test"].map((h, i) => ({ id: `r${i}`, hostname: h, origin })),
+    default_certificate: "srv",
+  };
+}
+
+/** Starts certgate on `dataDir` (new if absent); the seed only fills an empty store. */
+export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origin: string) => ModelInput = seedModel): Promise<Certgate> {
+  const p = await pki();
+  const origin = await echo();
+  const loaded = await loadStore(dataDir, () => parseModel(seed(p, origin)));
+  const metrics = createMetrics();
+  const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics });
+  const { port } = await runtime.listen("127.0.0.1", 0);
+  const { plane, server } = startControl(runtime, metrics, loaded, TOKEN, { onError: (e) => console.error(e) });
+  const addr: AddressInfo = await listenAdmin(server, "127.0.0.1", 0);
+  return {
+    dataDir,
+    port,
+    admin: `http://127.0.0.1:${addr.port}`,
+    runtime,
+    plane,
+    async close() {
+      server.closeAllConnections?.();
+      await new Promise((r) => server.close(r));
+      await runtime.close();
+      await loaded.store.close();
+    },
+  };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- response bodies are asserted field by field
+export interface ApiReply<T = any> {
+  status: number;
+  headers: Headers;
+  body: T;
+  text: string;
+}
+
+/** One admin call; `body` objects are sent as JSON (strings as they are). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
+export async function api<T = any>(
+  cg: Certgate | string,
+  method: string,
+  path: string,
+  body?: unknown,
+  opts: { token?: string | null; header?: "fastly" | "bearer"; headers?: Record<string, string> } = {},
+): Promise<ApiReply<T>> {
+  const base = typeof cg === "string" ? cg : cg.admin;
+  const token = opts.token === undefined ? TOKEN : opts.token;
+  const headers: Record<string, string> = { ...opts.headers };
+  if (token !== null) {
+    if ((opts.header ?? (path.startsWith("/tls/") ? "fastly" : "bearer")) === "fastly") headers["fastly-key"] = token;
+    else headers.authorization = `Bearer ${token}`;
+  }
+  if (body !== undefined) headers["content-type"] ??= path.startsWith("/tls/") ? "application/vnd.api+json" : "application/json";
+  const res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.status, headers: res.headers as unknown as Headers, body: parsed as T, text };
+}
+
+/** Asserts the Fastly error envelope and returns its first detail. */
+export function fastlyError(r: ApiReply): string {
+  if (!Array.isArray(r.body?.errors) || typeof r.body.errors[0]?.title !== "string" || typeof r.body.errors[0]?.detail !== "string")
+    throw new Error(`not a Fastly error envelope: ${r.text}`);
+  return r.body.errors[0].detail;
+}
+
+/** Asserts the Cloudflare error envelope and returns its first message. */
+export function cfError(r: ApiReply): string {
+  const b = r.body;
+  if (b?.success !== false || !Array.isArray(b.errors) || typeof b.errors[0]?.code !== "number" || !Array.isArray(b.messages) || b.result !== null)
+    throw new Error(`not a Cloudflare error envelope: ${r.text}`);
+  return b.errors[0].message;
+}
+
+export function nativeError(r: ApiReply): { code: string; message: string } {
+  if (typeof r.body?.error?.code !== "string" || typeof r.body.error.message !== "string") throw new Error(`not a native error envelope: ${r.text}`);
+  return r.body.error;
+}
+
+export const jsonapi = (type: string, attributes?: Record<string, unknown>, relationships?: Record<string, unknown>, id?: string) => ({
+  data: { type, ...(id ? { id } : {}), ...(attributes ? { attributes } : {}), ...(relationships ? { relationships } : {}) },
+});
+export const rel = (type: string, id: string | null) => ({ data: id === null ? null : { type, id } });
