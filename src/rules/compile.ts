@@ -34,6 +34,11 @@ export class Env {
     this.counts = fieldUseCounts;
   }
 
+  /** True when some field is cached, i.e. begin() must run before each evaluation. */
+  get needsBegin(): boolean {
+    return this.marks.length > 0;
+  }
+
   begin(): void {
     if (++this.state.ep > 0x3fffffff) {
       this.state.ep = 1;
@@ -41,25 +46,42 @@ export class Env {
     }
   }
 
+  /**
+   * A function of a field (lower(), len()), cached per evaluation when the field is used more
+   * than once: a ruleset of `http.host wildcard "…"` rules lower-cases the host once, not per rule.
+   */
+  derived(field: FieldDef, name: "lower" | "len", g: (v: string) => unknown): ValFn {
+    const key = `${name}(${field.name})`;
+    let r = this.readers.get(key);
+    if (r) return r;
+    const read = this.reader(field);
+    r = this.cached((i) => {
+      const v = read(i);
+      return v === undefined ? undefined : g(v as string);
+    }, (this.counts.get(field.name) ?? 0) > 1);
+    this.readers.set(key, r);
+    return r;
+  }
+
+  private cached(read: ValFn, multi: boolean): ValFn {
+    if (!multi) return read;
+    const k = this.marks.length;
+    this.marks.push(0);
+    this.vals.push(undefined);
+    const marks = this.marks, vals = this.vals, st = this.state;
+    return (i) => {
+      if (marks[k] === st.ep) return vals[k];
+      const v = read(i);
+      vals[k] = v;
+      marks[k] = st.ep;
+      return v;
+    };
+  }
+
   reader(field: FieldDef): ValFn {
     let r = this.readers.get(field.name);
     if (r) return r;
-    const read = field.read;
-    if ((this.counts.get(field.name) ?? 0) <= 1) {
-      r = read;
-    } else {
-      const k = this.marks.length;
-      this.marks.push(0);
-      this.vals.push(undefined);
-      const marks = this.marks, vals = this.vals, st = this.state;
-      r = (i) => {
-        if (marks[k] === st.ep) return vals[k];
-        const v = read(i);
-        vals[k] = v;
-        marks[k] = st.ep;
-        return v;
-      };
-    }
+    r = this.cached(field.read, (this.counts.get(field.name) ?? 0) > 1);
     this.readers.set(field.name, r);
     return r;
   }
@@ -104,6 +126,11 @@ function cond(e: TExpr, env: Env): Node<boolean> {
     case "bool":
       return konst(e.value);
     case "not": {
+      // not <Bool field>: one closure instead of three (each closure call is megamorphic).
+      if (e.expr.kind === "field") {
+        const read = env.reader(e.expr.field);
+        return fn((i) => read(i) !== true);
+      }
       const inner = cond(e.expr, env);
       if (inner.c) return konst(!inner.v);
       const f = inner.f;
@@ -115,6 +142,12 @@ function cond(e: TExpr, env: Env): Node<boolean> {
       if (e.lhs.each) throw new Error("internal: element-wise comparison used as a condition");
       return compare(e, env) as Node<boolean>;
     default: {
+      if (e.kind === "field") {
+        const read = env.reader(e.field);
+        return fn((i) => read(i) === true);
+      }
+      const direct = e.kind === "call" ? affixCondition(e, env) : undefined;
+      if (direct) return direct;
       // A Bool value (field, function, index): missing counts as false.
       const v = value(e, env);
       if (v.c) return konst(v.v === true);
@@ -122,6 +155,24 @@ function cond(e: TExpr, env: Env): Node<boolean> {
       return fn((i) => f(i) === true);
     }
   }
+}
+
+/** starts_with / ends_with with a literal affix, as a condition: fused into one closure. */
+function affixCondition(e: TExpr & { kind: "call" }, env: Env): Node<boolean> | undefined {
+  if ((e.name !== "starts_with" && e.name !== "ends_with") || e.args[0]!.each || e.args[1]!.kind !== "literal") return undefined;
+  const a = value(e.args[0]!, env);
+  const p = String(e.args[1]!.value);
+  if (a.c) return konst(typeof a.v === "string" && (e.name === "starts_with" ? a.v.startsWith(p) : a.v.endsWith(p)));
+  const f = a.f;
+  return e.name === "starts_with"
+    ? fn((i) => {
+        const v = f(i);
+        return v !== undefined && (v as string).startsWith(p);
+      })
+    : fn((i) => {
+        const v = f(i);
+        return v !== undefined && (v as string).endsWith(p);
+      });
 }
 
 function logical(op: "and" | "or" | "xor", items: Node<boolean>[]): Node<boolean> {
@@ -241,10 +292,12 @@ function call(e: TExpr & { kind: "call" }, env: Env): Node<unknown> {
   };
   switch (e.name) {
     case "lower":
+      if (e.args[0]!.kind === "field") return fn(env.derived(e.args[0]!.field, "lower", asciiLower));
       return unary(asciiLower);
     case "upper":
       return unary(asciiUpper);
     case "len":
+      if (e.args[0]!.kind === "field" && e.args[0]!.type.k === "String") return fn(env.derived(e.args[0]!.field, "len", byteLength));
       return unary((v: string | unknown[]) => (typeof v === "string" ? byteLength(v) : v.length));
     case "url_decode": {
       const opt = args[1];
@@ -290,6 +343,15 @@ function call(e: TExpr & { kind: "call" }, env: Env): Node<unknown> {
 // ---- comparisons ----
 
 function compare(e: TExpr & { kind: "compare" }, env: Env): Node<unknown> {
+  if (e.op === "wildcard" && e.lhs.kind === "field" && e.rhs.kind === "value") {
+    // Case-insensitive wildcard on a field: match the (cached) lower-cased value.
+    const m = wildcardFor(asciiLower(e.rhs.value as string));
+    const lowered = env.derived(e.lhs.field, "lower", asciiLower);
+    return fn((i) => {
+      const v = lowered(i);
+      return v !== undefined && m(v as string);
+    });
+  }
   const lhs = value(e.lhs, env);
   const pred = predicate(e.op, e.lhs.type.k, e.rhs);
   if (e.lhs.each) {
@@ -327,6 +389,8 @@ function stringItems(r: TRhs): string[] {
 function predicate(op: string, type: string, r: TRhs): (v: unknown) => boolean {
   if (r.kind === "regex") {
     const re = r.re;
+    const prefix = anchoredPrefix(r.source);
+    if (prefix) return (v) => (v as string).startsWith(prefix) && re.test(v as string);
     return (v) => re.test(v as string);
   }
   if (r.kind === "set" || r.kind === "list") return membership(type, r.items);
@@ -355,14 +419,18 @@ function predicate(op: string, type: string, r: TRhs): (v: unknown) => boolean {
     case "wildcard":
     case "strict wildcard": {
       const insensitive = op === "wildcard";
-      const p = parseWildcard(insensitive ? asciiLower(lit as string) : (lit as string));
-      if ("error" in p) throw new Error("internal: wildcard pattern was not checked");
-      const m = wildcardMatcher(p.segments);
+      const m = wildcardFor(insensitive ? asciiLower(lit as string) : (lit as string));
       return insensitive ? (v) => m(asciiLower(v as string)) : (v) => m(v as string);
     }
     default:
       throw new Error(`internal: no compiler for ${op}`);
   }
+}
+
+function wildcardFor(pattern: string): (v: string) => boolean {
+  const p = parseWildcard(pattern);
+  if ("error" in p) throw new Error("internal: wildcard pattern was not checked");
+  return wildcardMatcher(p.segments);
 }
 
 function membership(type: string, items: readonly SetItem[]): (v: unknown) => boolean {
@@ -419,3 +487,17 @@ function inRanges(lo: number[], hi: number[], v: number): boolean {
   return false;
 }
 
+
+/**
+ * The literal text every match of `^literal…` must start with, as a cheap pre-check before
+ * running the regex (most path rules look like "^/api/"). Conservative: no alternation, plain
+ * characters only, and a literal followed by a quantifier is left out.
+ */
+export function anchoredPrefix(pattern: string): string {
+  if (!pattern.startsWith("^") || pattern.includes("|")) return "";
+  let end = 1;
+  while (end < pattern.length && /[A-Za-z0-9/_\-=&%:;,@]/.test(pattern[end]!)) end++;
+  const next = pattern[end];
+  if (next === "*" || next === "?" || next === "{" || next === "+") end--;
+  return end > 1 ? pattern.slice(1, end) : "";
+}

@@ -33,10 +33,13 @@ export function compileExpression(src: string, options: CheckOptions = {}): Comp
   const env = new Env(counts);
   const { test, constant } = compileCondition(ast, env);
   return {
-    evaluate: (input) => {
-      env.begin();
-      return test(input);
-    },
+    // Without cached fields there is nothing to reset: hand out the compiled closure itself.
+    evaluate: env.needsBegin
+      ? (input) => {
+          env.begin();
+          return test(input);
+        }
+      : test,
     fields: [...counts.keys()].sort(),
     normalized: printExpr(ast),
     ast,

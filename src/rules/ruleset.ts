@@ -131,13 +131,14 @@ export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptio
     compiled.push({ spec, action, test, decision, response });
   }
   const fields = [...counts.keys()].sort();
+  const cache = env.needsBegin;
 
   if (!indexed) {
     return {
       size: compiled.length,
       fields,
       evaluate(input) {
-        env.begin();
+        if (cache) env.begin();
         let logged: RuleSpec[] | undefined;
         for (let k = 0; k < compiled.length; k++) {
           const r = compiled[k]!;
@@ -181,7 +182,7 @@ export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptio
     size: compiled.length,
     fields,
     evaluate(input) {
-      env.begin();
+      if (cache) env.begin();
       let order: readonly number[] = always;
       for (let k = 0; k < indexes.length; k++) {
         const idx = indexes[k]!;

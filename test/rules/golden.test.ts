@@ -95,6 +95,13 @@ const operatorCases: [string, InputPatch, boolean][] = [
   ['http.request.uri.path ~ "USERS"', { path: "/api/v2/users" }, false],
   ['http.request.uri.path ~ "(?i)USERS"', { path: "/api/v2/users" }, true],
   ['http.request.uri.path matches r"\\.(php|asp)$"', { path: "/x.php" }, true],
+  // anchored literal prefixes are pre-checked: quantifiers and alternation must not break that
+  ['http.request.uri.path matches "^/ab+c"', { path: "/abbbc" }, true],
+  ['http.request.uri.path matches "^/ab*c"', { path: "/ac" }, true],
+  ['http.request.uri.path matches "^/ab?c"', { path: "/ac" }, true],
+  ['http.request.uri.path matches "^/ab{0,2}c"', { path: "/ac" }, true],
+  ['http.request.uri.path matches "^/api|admin"', { path: "/x/admin" }, true],
+  ['http.request.uri.path matches "^/api/"', { path: "/apix" }, false],
   // wildcard: case-insensitive, * is any run; strict wildcard: case-sensitive
   ['http.host wildcard "*.EXAMPLE.com"', {}, true],
   ['http.host wildcard "*.example.org"', {}, false],
