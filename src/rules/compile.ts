@@ -26,7 +26,8 @@ const fn = <T>(f: (i: RequestInput) => T): Node<T> => ({ c: false, f });
 export class Env {
   private readonly readers = new Map<string, ValFn>();
   private readonly counts: ReadonlyMap<string, number>;
-  private readonly state = { ep: 0 };
+  // Epoch 0 is never current, so fresh slots (mark 0) are never mistaken for cached values.
+  private readonly state = { ep: 1 };
   private marks: number[] = [];
   private vals: unknown[] = [];
 

@@ -168,6 +168,8 @@ export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptio
     }
   });
   const indexes = [...byField.values()];
+  // Index readers may add cache slots: decide about begin() only now.
+  const cacheIndexed = env.needsBegin;
   const run = (input: RequestInput, order: readonly number[]): Decision => {
     let logged: RuleSpec[] | undefined;
     for (let k = 0; k < order.length; k++) {
@@ -182,7 +184,7 @@ export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptio
     size: compiled.length,
     fields,
     evaluate(input) {
-      if (cache) env.begin();
+      if (cacheIndexed) env.begin();
       let order: readonly number[] = always;
       for (let k = 0; k < indexes.length; k++) {
         const idx = indexes[k]!;
