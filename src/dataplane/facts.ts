@@ -2,7 +2,7 @@
 // secure (never touch the TLS socket after close: Node can segfault) and derived lazily on
 // first use, so a request whose rules and headers need none of them pays nothing.
 import "reflect-metadata"; // @peculiar/x509 needs it loaded first
-import { X509Certificate as PeculiarCert, SubjectKeyIdentifierExtension, AuthorityKeyIdentifierExtension } from "@peculiar/x509";
+import { X509Certificate as PeculiarCert, SubjectKeyIdentifierExtension, AuthorityKeyIdentifierExtension, CRLDistributionPointsExtension } from "@peculiar/x509";
 import { hash, type X509Certificate } from "node:crypto";
 import type { ClientCertInput } from "../rules/input.ts";
 import type { Verdict } from "./verify.ts";
@@ -20,6 +20,7 @@ export class ClientCertFacts implements ClientCertInput {
   readonly chain: readonly X509Certificate[];
   #cache = new Map<string, string>();
   #peculiar: PeculiarCert | undefined;
+  #crlUrls: string[] | undefined;
 
   constructor(leaf: X509Certificate | undefined, verdict: Verdict, chain: readonly X509Certificate[] = EMPTY_CHAIN) {
     this.leaf = leaf;
@@ -88,6 +89,14 @@ export class ClientCertFacts implements ClientCertInput {
   }
   get derBase64(): string {
     return this.#memo("der64", (c) => c.raw.toString("base64"));
+  }
+  /** HTTP URLs of the certificate's CRL distribution points. */
+  get crlUrls(): string[] {
+    if (!this.leaf) return [];
+    return (this.#crlUrls ??= (this.#parsed().getExtension(CRLDistributionPointsExtension)?.distributionPoints ?? [])
+      .flatMap((dp) => dp.distributionPoint?.fullName ?? [])
+      .map((n) => n.uniformResourceIdentifier)
+      .filter((u): u is string => typeof u === "string" && /^https?:\/\//.test(u)));
   }
   get subjectAltName(): string {
     return this.leaf?.subjectAltName ?? "";

@@ -15,6 +15,7 @@ import type { Origins } from "./origins.ts";
 import { normalizeTarget, type Target } from "./path.ts";
 import type { CompiledRoute, HostPolicy, Snapshot } from "./snapshot.ts";
 import { FAILURE_MESSAGES } from "./verify.ts";
+import type { RevocationChecker, Verdict } from "../revocation/checker.ts";
 
 export const CONN = Symbol("certgate.connection");
 
@@ -33,6 +34,7 @@ export interface RequestDeps {
   origins: Origins;
   metrics: Metrics;
   log: Logger;
+  revocation: RevocationChecker;
 }
 
 interface Refusal {
@@ -105,9 +107,30 @@ export function decide(req: IncomingMessage, conn: ConnState, deps: RequestDeps)
   return { kind: "pass", host, target, policy, route, snapshot };
 }
 
+/**
+ * Brings facts.revoked up to date for this request, against the current snapshot's bundle
+ * (revocation data changes without a policy change). Calls `next` at once, or after the
+ * first CRL fetch or OCSP answer for this certificate.
+ */
+function withRevocation(deps: RequestDeps, conn: ConnState, next: () => void): void {
+  const bundle = conn.facts.verified ? deps.snapshot().hostPolicy(conn.servername).bundle : null;
+  if (!bundle?.revocation) return next();
+  const count = (v: Verdict) => {
+    deps.metrics.revocationChecks.inc({ source: v.source, result: v.revoked ? "revoked" : "good" });
+    if (v.revoked) deps.log.info({ msg: "client certificate revoked", sni: conn.servername, serial: conn.facts.serial, source: v.source, detail: v.detail });
+  };
+  const v = deps.revocation.refresh(conn.facts, bundle);
+  if (!(v instanceof Promise)) return count(v), next();
+  v.then(count, () => {}).finally(next);
+}
+
 export function handleRequest(deps: RequestDeps, req: IncomingMessage, res: ServerResponse): void {
   const conn = connOf(req);
   if (!conn) return void req.socket.destroy();
+  withRevocation(deps, conn, () => respond(deps, req, res, conn));
+}
+
+function respond(deps: RequestDeps, req: IncomingMessage, res: ServerResponse, conn: ConnState): void {
   const started = process.hrtime.bigint();
   const outcome = decide(req, conn, deps);
   const label = outcome.kind === "pass" ? outcome.policy.pattern || "_default" : conn.policy.pattern || "_default";
@@ -199,10 +222,14 @@ function sendError(res: ServerResponse, status: number, body: string, close: boo
 }
 
 /** WebSocket (and other) upgrades: the same decision, then a spliced byte stream. */
-export async function handleUpgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+export function handleUpgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   const conn = connOf(req);
   socket.on("error", () => socket.destroy());
   if (!conn) return void socket.destroy();
+  withRevocation(deps, conn, () => void upgrade(deps, req, socket, head, conn));
+}
+
+async function upgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnState): Promise<void> {
   const outcome = decide(req, conn, deps);
   if (outcome.kind === "refuse") {
     deps.metrics.refusals.inc({ host: conn.policy.pattern || "_default", reason: outcome.reason });

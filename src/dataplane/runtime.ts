@@ -12,6 +12,9 @@ import { Origins } from "./origins.ts";
 import { CONN, handleRequest, handleUpgrade, type ConnState, type RequestDeps } from "./requests.ts";
 import { Snapshot, type HostPolicy } from "./snapshot.ts";
 import { TlsServers } from "./tlsservers.ts";
+import { RevocationChecker } from "../revocation/checker.ts";
+import { CrlFetcher } from "../revocation/fetcher.ts";
+import { OcspClient } from "../revocation/ocsp.ts";
 import { classify, MISSING, VERIFIED, type Verdict } from "./verify.ts";
 
 export interface RuntimeOptions {
@@ -30,18 +33,33 @@ export class Runtime implements Dispatcher {
   readonly #front: net.Server;
   readonly #sockets = new Set<net.Socket>();
   readonly #deps: RequestDeps;
+  readonly #crls: CrlFetcher;
 
   constructor(model: Model, opts: RuntimeOptions) {
     this.#log = opts.log;
     this.#metrics = opts.metrics;
     this.#snapshot = new Snapshot(model, 1);
     this.#metrics.configVersion.set(1);
-    this.#deps = { snapshot: () => this.#snapshot, origins: this.#origins, metrics: this.#metrics, log: this.#log };
+    this.#crls = new CrlFetcher(this.#log, {
+      fetched: (url, ok, age) => {
+        this.#metrics.crlFetches.inc({ result: ok ? "ok" : "error" });
+        if (age !== undefined) this.#metrics.crlAge.set({ url }, age);
+      },
+    });
+    const ocsp = new OcspClient((status) => this.#metrics.ocspAnswers.inc({ status }));
+    this.#deps = {
+      snapshot: () => this.#snapshot,
+      origins: this.#origins,
+      metrics: this.#metrics,
+      log: this.#log,
+      revocation: new RevocationChecker(this.#crls, ocsp),
+    };
+    this.#prefetchCrls(model);
     const deps = this.#deps;
     this.#servers = new TlsServers(
       {
         request: (req, res) => handleRequest(deps, req, res),
-        upgrade: (req, socket, head) => void handleUpgrade(deps, req, socket, head),
+        upgrade: (req, socket, head) => handleUpgrade(deps, req, socket, head),
         secure: (socket, servername, policy) => this.#secure(socket, servername, policy),
         tlsError: (err, _socket, policy) => this.#tlsError(err, policy),
       },
@@ -69,6 +87,7 @@ export class Runtime implements Dispatcher {
     }
     this.#snapshot = next;
     this.#origins.retain(next.originKeys);
+    this.#prefetchCrls(model);
     this.#metrics.configApplies.inc({ result: "ok" });
     this.#metrics.configVersion.set(next.version);
     this.#log.info({ msg: "config applied", version: next.version, hosts: model.hosts.length, routes: model.routes.length });
@@ -89,7 +108,13 @@ export class Runtime implements Dispatcher {
     const closed = new Promise<void>((r) => this.#front.close(() => r()));
     for (const s of this.#sockets) s.destroy();
     await closed;
+    this.#crls.close();
     await this.#origins.close();
+  }
+
+  /** Configured CRL URLs are fetched as soon as they are configured, not on first use. */
+  #prefetchCrls(model: Model): void {
+    for (const b of model.trust_bundles) for (const url of b.revocation?.crl?.urls ?? []) this.#crls.prefetch(url);
   }
 
   // Dispatcher

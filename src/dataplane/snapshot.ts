@@ -3,7 +3,9 @@
 // whole or throws ModelError naming the offending path: the caller keeps the old snapshot.
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { compileRuleset, type RuleProgram, type RuleSpec } from "../rules/index.ts";
-import { ModelError, type Forwarding, type Model, type MtlsMode, type Rule } from "../model/schema.ts";
+import { ModelError, type Forwarding, type Model, type MtlsMode, type Rule, type TrustBundle } from "../model/schema.ts";
+import { CrlError, crlDers, verifyCrl, type VerifiedCrl } from "../revocation/crl.ts";
+import type { RevocationPolicy } from "../revocation/checker.ts";
 import { NameTable } from "./names.ts";
 
 export interface CompiledCert {
@@ -25,6 +27,9 @@ export interface CompiledBundle {
   depthOf: Map<string, number>;
   /** Subject DN → the CA and the bundle CAs above it, for Client-Cert-Chain (roots left out). */
   chainOf: Map<string, X509Certificate[]>;
+  /** The bundle CA that issued `leaf`, for OCSP. */
+  issuerOf(leaf: X509Certificate): X509Certificate | undefined;
+  revocation: RevocationPolicy | null;
 }
 
 export interface HostPolicy {
@@ -86,7 +91,7 @@ export class Snapshot {
 
     const bundles = new Map<string, CompiledBundle>();
     model.trust_bundles.forEach((b, i) => {
-      const cb = compileBundle(b.id, b.ca, b.verify_depth, (m) => fail(`trust_bundles[${i}].ca`, m));
+      const cb = compileBundle(b, (m, field = "ca") => fail(`trust_bundles[${i}].${field}`, m));
       if (bundles.has(b.id)) fail(`trust_bundles[${i}].id`, `duplicate id "${b.id}"`);
       else if (cb) bundles.set(b.id, cb);
     });
@@ -233,8 +238,8 @@ export function compileCert(id: string, certPem: string, keyPem: string, fail: (
   return { id, certPem: pems.join("\n") + "\n", keyPem, leaf, names, fingerprint: leaf.fingerprint256 };
 }
 
-export function compileBundle(id: string, pem: string, verifyDepth: number, fail: (m: string) => void): CompiledBundle | undefined {
-  const pems = splitPem(pem);
+export function compileBundle(b: TrustBundle, fail: (m: string, field?: string) => void): CompiledBundle | undefined {
+  const pems = splitPem(b.ca);
   if (!pems.length) return void fail("no PEM certificate found");
   const cas: X509Certificate[] = [];
   for (const [i, p] of pems.entries()) {
@@ -260,7 +265,47 @@ export function compileBundle(id: string, pem: string, verifyDepth: number, fail
     chainOf.set(c.subject, chain);
     depthOf.set(c.subject, depth);
   }
-  return { id, caPem: pems.join("\n") + "\n", cas, verifyDepth, depthOf, chainOf };
+  const revocation = compileRevocation(b, cas, fail);
+  if (revocation === undefined) return undefined;
+  return {
+    id: b.id,
+    caPem: pems.join("\n") + "\n",
+    cas,
+    verifyDepth: b.verify_depth,
+    depthOf,
+    chainOf,
+    issuerOf: (leaf) => {
+      const ca = bySubject.get(leaf.issuer);
+      return ca && leaf.checkIssued(ca) ? ca : undefined;
+    },
+    revocation,
+  };
+}
+
+/** null: no revocation checks; undefined: an error was reported. */
+function compileRevocation(b: TrustBundle, cas: X509Certificate[], fail: (m: string, field?: string) => void): RevocationPolicy | null | undefined {
+  const r = b.revocation;
+  if (!r || (!r.crl && (!r.ocsp || r.ocsp.mode === "off"))) return null;
+  const uploaded = new Map<string, VerifiedCrl[]>();
+  if (r.crl?.pem) {
+    try {
+      for (const der of crlDers(r.crl.pem)) {
+        const crl = verifyCrl(der, cas);
+        uploaded.set(crl.issuer, [...(uploaded.get(crl.issuer) ?? []), crl]);
+      }
+    } catch (e) {
+      if (!(e instanceof CrlError)) throw e;
+      return void fail(e.message, "revocation.crl.pem");
+    }
+  }
+  return {
+    uploaded,
+    crl: r.crl && { urls: r.crl.urls, fetchDistributionPoints: r.crl.fetch_distribution_points, whenMissing: r.crl.when_missing },
+    ocsp:
+      r.ocsp && r.ocsp.mode !== "off"
+        ? { mode: r.ocsp.mode, responderUrl: r.ocsp.responder_url, timeoutMs: r.ocsp.timeout_ms, nonce: r.ocsp.nonce }
+        : undefined,
+  };
 }
 
 function policyVersion(mode: MtlsMode, bundle: CompiledBundle | null): string {

@@ -62,6 +62,30 @@ export function createMetrics() {
       labelNames: ["result"] as const,
       registers: [registry],
     }),
+    revocationChecks: new Counter({
+      name: "certgate_revocation_checks_total",
+      help: "Revocation checks of verified client certificates, by deciding source (none, crl, ocsp, managed) and result.",
+      labelNames: ["source", "result"] as const,
+      registers: [registry],
+    }),
+    crlFetches: new Counter({
+      name: "certgate_crl_fetches_total",
+      help: "CRL downloads by result (ok, error); on error the last good CRL stays in use.",
+      labelNames: ["result"] as const,
+      registers: [registry],
+    }),
+    crlAge: new Gauge({
+      name: "certgate_crl_age_seconds",
+      help: "Age of the CRL in use per URL, set at each fetch attempt (grows while refreshes fail).",
+      labelNames: ["url"] as const,
+      registers: [registry],
+    }),
+    ocspAnswers: new Counter({
+      name: "certgate_ocsp_answers_total",
+      help: "OCSP look-ups that reached a responder, by outcome (good, revoked, unknown, error).",
+      labelNames: ["status"] as const,
+      registers: [registry],
+    }),
     tlsServers: new Gauge({
       name: "certgate_tls_servers",
       help: "Per-hostname TLS server contexts currently cached.",

@@ -1,0 +1,93 @@
+// Per-request revocation status of a verified client certificate. CRLs cost a hash lookup;
+// OCSP answers come from a shared cache, so only the first request for a certificate (per
+// nextUpdate) waits. Checked on every request, so a revocation published while a keep-alive
+// connection is open applies to that connection's next request.
+import type { X509Certificate } from "node:crypto";
+import type { ClientCertFacts } from "../dataplane/facts.ts";
+import type { CompiledBundle } from "../dataplane/snapshot.ts";
+import { serialKey, type VerifiedCrl } from "./crl.ts";
+import type { CrlFetcher } from "./fetcher.ts";
+import { ocspUrlOf, type OcspAnswer, type OcspClient } from "./ocsp.ts";
+
+export interface RevocationPolicy {
+  /** Uploaded CRLs, verified at compile time, by issuer subject. */
+  uploaded: Map<string, VerifiedCrl[]>;
+  /** Serials the managed CA has revoked, when this bundle trusts it. */
+  managedRevoked?: Set<string>;
+  crl?: { urls: string[]; fetchDistributionPoints: boolean; whenMissing: "ignore" | "revoked" };
+  ocsp?: { mode: "soft_fail" | "hard_fail"; responderUrl?: string; timeoutMs: number; nonce: boolean };
+}
+
+export interface Verdict {
+  revoked: boolean;
+  source: "none" | "crl" | "ocsp" | "managed";
+  detail: string;
+}
+
+const GOOD: Verdict = { revoked: false, source: "none", detail: "" };
+
+export class RevocationChecker {
+  readonly #fetcher: CrlFetcher;
+  readonly #ocsp: OcspClient;
+
+  constructor(fetcher: CrlFetcher, ocsp: OcspClient) {
+    this.#fetcher = fetcher;
+    this.#ocsp = ocsp;
+  }
+
+  /** Sets facts.revoked; returns a promise only when a first CRL fetch or OCSP answer is awaited. */
+  refresh(facts: ClientCertFacts, bundle: CompiledBundle): Verdict | Promise<Verdict> {
+    const policy = bundle.revocation;
+    const leaf = facts.leaf;
+    if (!policy || !leaf || !facts.verified) return GOOD;
+    const set = (v: Verdict) => ((facts.revoked = v.revoked), v);
+    const fromCrl = this.#crl(policy, bundle, leaf, facts, false);
+    if (fromCrl instanceof Promise) return fromCrl.then((v) => (v.revoked ? set(v) : this.#thenOcsp(policy, bundle, leaf, set)));
+    if (fromCrl.revoked) return set(fromCrl);
+    return this.#thenOcsp(policy, bundle, leaf, set);
+  }
+
+  #thenOcsp(policy: RevocationPolicy, bundle: CompiledBundle, leaf: X509Certificate, set: (v: Verdict) => Verdict): Verdict | Promise<Verdict> {
+    if (!policy.ocsp) return set(GOOD);
+    const answer = this.#ocspAnswer(policy.ocsp, bundle, leaf);
+    const judge = (a: OcspAnswer): Verdict => {
+      if (a.status === "revoked") return set({ revoked: true, source: "ocsp", detail: a.detail });
+      if (a.status === "good" || policy.ocsp!.mode === "soft_fail") return set(GOOD);
+      // hard_fail: no proof of good standing counts as revoked.
+      return set({ revoked: true, source: "ocsp", detail: `hard-fail: ${a.detail}` });
+    };
+    return answer instanceof Promise ? answer.then(judge) : judge(answer);
+  }
+
+  #ocspAnswer(ocsp: NonNullable<RevocationPolicy["ocsp"]>, bundle: CompiledBundle, leaf: X509Certificate): OcspAnswer | Promise<OcspAnswer> {
+    const issuer = bundle.issuerOf(leaf);
+    if (!issuer) return { status: "error", detail: "the issuer is not in the trust bundle (client-supplied intermediate)" };
+    const url = ocsp.responderUrl ?? ocspUrlOf(leaf);
+    if (!url) return { status: "error", detail: "no OCSP responder configured or named in the certificate" };
+    return this.#ocsp.lookup(leaf, issuer, url, { timeoutMs: ocsp.timeoutMs, nonce: ocsp.nonce });
+  }
+
+  #crl(policy: RevocationPolicy, bundle: CompiledBundle, leaf: X509Certificate, facts: ClientCertFacts, waited: boolean): Verdict | Promise<Verdict> {
+    const serial = serialKey(leaf.serialNumber);
+    if (policy.managedRevoked?.has(serial)) return { revoked: true, source: "managed", detail: "revoked by the managed CA" };
+    let covered = false;
+    for (const crl of policy.uploaded.get(leaf.issuer) ?? []) {
+      covered = true;
+      if (crl.revoked.has(serial)) return { revoked: true, source: "crl", detail: "listed in an uploaded CRL" };
+    }
+    if (!policy.crl) return GOOD;
+    const urls = policy.crl.fetchDistributionPoints ? [...policy.crl.urls, ...facts.crlUrls] : policy.crl.urls;
+    const pending: Promise<void>[] = [];
+    for (const url of urls) {
+      const r = this.#fetcher.lookup(url, bundle.cas);
+      if (r instanceof Promise) pending.push(r);
+      else if (!(r instanceof Error) && r.issuer === leaf.issuer) {
+        covered = true;
+        if (r.revoked.has(serial)) return { revoked: true, source: "crl", detail: `listed in the CRL at ${url}` };
+      }
+    }
+    if (!covered && pending.length && !waited) return Promise.all(pending).then(() => this.#crl(policy, bundle, leaf, facts, true));
+    if (!covered && policy.crl.whenMissing === "revoked") return { revoked: true, source: "crl", detail: "no usable CRL covers the issuer" };
+    return GOOD;
+  }
+}

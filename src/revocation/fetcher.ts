@@ -1,0 +1,130 @@
+// CRLs fetched over HTTP: one entry per URL, kept until nextUpdate and refreshed in the
+// background before it; the last good CRL stays when a refresh fails. Verification is per
+// trust bundle (a URL is only believed for the CAs of the bundle that asked for it).
+import type { X509Certificate } from "node:crypto";
+import { request } from "undici";
+import type { Logger } from "../observability/log.ts";
+import { crlDers, crlNextUpdate, verifyCrl, type VerifiedCrl } from "./crl.ts";
+
+const MAX_CRL_BYTES = 32 << 20;
+const MIN_REFRESH_MS = 60_000;
+const RETRY_MS = 30_000;
+const DEFAULT_LIFETIME_MS = 3_600_000; // CRLs without nextUpdate: refresh hourly
+
+interface Entry {
+  url: string;
+  der?: Buffer;
+  fetchedAt?: number;
+  nextUpdate?: number;
+  inflight?: Promise<void>;
+  timer?: NodeJS.Timeout;
+  failures: number;
+  /** Verified views of `der`, per set of trusted CAs (bundle). */
+  verified: WeakMap<readonly X509Certificate[], VerifiedCrl | Error>;
+  lastUsed: number;
+}
+
+export interface FetcherHooks {
+  fetched(url: string, ok: boolean, ageSeconds: number | undefined): void;
+}
+
+export class CrlFetcher {
+  readonly #entries = new Map<string, Entry>();
+  readonly #log: Logger;
+  readonly #hooks: FetcherHooks;
+  readonly #timeoutMs: number;
+
+  constructor(log: Logger, hooks: FetcherHooks, timeoutMs = 5_000) {
+    this.#log = log;
+    this.#hooks = hooks;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /**
+   * The verified CRL at `url` for these CAs, or a promise settling when the first fetch
+   * finishes (the caller decides whether to wait), or an Error if none is usable.
+   */
+  lookup(url: string, cas: readonly X509Certificate[]): VerifiedCrl | Promise<void> | Error {
+    const entry = this.#entry(url);
+    entry.lastUsed = Date.now();
+    if (!entry.der) return entry.inflight ?? new Error(`CRL ${url} could not be fetched`);
+    let v = entry.verified.get(cas);
+    if (!v) {
+      try {
+        v = verifyCrl(crlDers(entry.der)[0]!, cas);
+      } catch (e) {
+        v = e as Error;
+      }
+      entry.verified.set(cas, v);
+    }
+    return v;
+  }
+
+  /** Starts fetching `url` now if it is not known yet. */
+  prefetch(url: string): void {
+    this.#entry(url);
+  }
+
+  ageSeconds(url: string): number | undefined {
+    const e = this.#entries.get(url);
+    return e?.fetchedAt ? (Date.now() - e.fetchedAt) / 1000 : undefined;
+  }
+
+  close(): void {
+    for (const e of this.#entries.values()) clearTimeout(e.timer);
+    this.#entries.clear();
+  }
+
+  #entry(url: string): Entry {
+    let e = this.#entries.get(url);
+    if (!e) {
+      e = { url, failures: 0, verified: new WeakMap(), lastUsed: Date.now() };
+      this.#entries.set(url, e);
+      e.inflight = this.#fetch(e);
+    }
+    return e;
+  }
+
+  async #fetch(e: Entry): Promise<void> {
+    try {
+      const res = await request(e.url, { method: "GET", headersTimeout: this.#timeoutMs, bodyTimeout: this.#timeoutMs, maxRedirections: 0 } as Parameters<typeof request>[1]);
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        throw new Error(`HTTP ${res.statusCode}`);
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_CRL_BYTES) throw new Error("CRL larger than 32 MiB");
+        chunks.push(chunk as Buffer);
+      }
+      const der = crlDers(Buffer.concat(chunks))[0]!;
+      // Read nextUpdate before verification: it only schedules the next fetch.
+      const next = crlNextUpdate(der);
+      e.der = der;
+      e.verified = new WeakMap();
+      e.fetchedAt = Date.now();
+      e.nextUpdate = next ?? Date.now() + DEFAULT_LIFETIME_MS;
+      e.failures = 0;
+      this.#hooks.fetched(e.url, true, 0);
+      this.#schedule(e, Math.max(MIN_REFRESH_MS, (e.nextUpdate - Date.now()) * 0.8));
+    } catch (err) {
+      e.failures++;
+      this.#hooks.fetched(e.url, false, this.ageSeconds(e.url));
+      this.#log.warn({ msg: "CRL fetch failed", url: e.url, err: (err as Error).message, keeping_last_good: Boolean(e.der) });
+      this.#schedule(e, Math.min(RETRY_MS * 2 ** Math.min(e.failures - 1, 5), 15 * 60_000));
+    } finally {
+      e.inflight = undefined;
+    }
+  }
+
+  #schedule(e: Entry, ms: number): void {
+    clearTimeout(e.timer);
+    e.timer = setTimeout(() => {
+      // Stop refreshing CRLs nobody has asked for in a day.
+      if (Date.now() - e.lastUsed > 86_400_000) return void this.#entries.delete(e.url);
+      e.inflight = this.#fetch(e);
+    }, ms).unref();
+  }
+}

@@ -1,0 +1,115 @@
+// OCSP for client certificates: ask the responder, verify the answer (signature by the
+// issuer or a responder it delegated with id-kp-OCSPSigning, times, optional nonce), cache
+// it until nextUpdate, and make concurrent look-ups for one certificate share one request.
+import { randomBytes, type X509Certificate } from "node:crypto";
+import * as asn1js from "asn1js";
+import * as pkijs from "pkijs";
+import { LRUCache } from "lru-cache";
+import { request } from "undici";
+
+export type OcspStatus = "good" | "revoked" | "unknown" | "error";
+export interface OcspAnswer {
+  status: OcspStatus;
+  /** Why, for logs: "responder said revoked", "timeout", "bad signature", ... */
+  detail: string;
+}
+export interface OcspOptions {
+  timeoutMs: number;
+  nonce: boolean;
+}
+
+const NONCE_OID = "1.3.6.1.5.5.7.48.1.2";
+const SKEW_MS = 5 * 60_000;
+const ERROR_TTL_MS = 5_000;
+const NO_NEXT_UPDATE_TTL_MS = 5 * 60_000;
+
+export class OcspClient {
+  readonly #cache = new LRUCache<string, OcspAnswer>({ max: 50_000, ttlAutopurge: false });
+  readonly #inflight = new Map<string, Promise<OcspAnswer>>();
+  readonly #answered: (status: OcspStatus) => void;
+
+  constructor(answered: (status: OcspStatus) => void = () => {}) {
+    this.#answered = answered;
+  }
+
+  /** A cached answer, or a promise of one; never rejects. */
+  lookup(leaf: X509Certificate, issuer: X509Certificate, url: string, opts: OcspOptions): OcspAnswer | Promise<OcspAnswer> {
+    const key = `${issuer.fingerprint256}|${leaf.serialNumber}|${url}`;
+    const hit = this.#cache.get(key);
+    if (hit) return hit;
+    let pending = this.#inflight.get(key);
+    if (!pending) {
+      pending = this.#ask(leaf, issuer, url, opts).then(
+        ({ answer, ttlMs }) => {
+          this.#cache.set(key, answer, { ttl: Math.max(1_000, ttlMs) });
+          return answer;
+        },
+        (err: unknown) => {
+          const answer: OcspAnswer = { status: "error", detail: (err as Error).message };
+          this.#cache.set(key, answer, { ttl: ERROR_TTL_MS });
+          return answer;
+        },
+      );
+      pending.finally(() => this.#inflight.delete(key)).catch(() => {});
+      pending.then((a) => this.#answered(a.status)).catch(() => {});
+      this.#inflight.set(key, pending);
+    }
+    return pending;
+  }
+
+  async #ask(leaf: X509Certificate, issuer: X509Certificate, url: string, opts: OcspOptions): Promise<{ answer: OcspAnswer; ttlMs: number }> {
+    const cert = pkijs.Certificate.fromBER(new Uint8Array(leaf.raw));
+    const issuerCert = pkijs.Certificate.fromBER(new Uint8Array(issuer.raw));
+    const req = new pkijs.OCSPRequest();
+    await req.createForCertificate(cert, { hashAlgorithm: "SHA-1", issuerCertificate: issuerCert });
+    const nonce = opts.nonce ? randomBytes(16) : undefined;
+    if (nonce) {
+      req.tbsRequest.requestExtensions = [
+        new pkijs.Extension({ extnID: NONCE_OID, extnValue: new asn1js.OctetString({ valueHex: nonce }).toBER(false) }),
+      ];
+    }
+    const res = await request(url, {
+      method: "POST",
+      headers: { "content-type": "application/ocsp-request", accept: "application/ocsp-response" },
+      body: Buffer.from(req.toSchema(true).toBER(false)),
+      signal: AbortSignal.timeout(opts.timeoutMs),
+    });
+    const body = Buffer.from(await res.body.arrayBuffer());
+    if (res.statusCode !== 200) throw new Error(`responder answered HTTP ${res.statusCode}`);
+    const ocsp = pkijs.OCSPResponse.fromBER(new Uint8Array(body));
+    const code = ocsp.responseStatus.valueBlock.valueDec;
+    if (code !== 0 || !ocsp.responseBytes) throw new Error(`responder status ${code} (${["successful", "malformedRequest", "internalError", "tryLater", "", "sigRequired", "unauthorized"][code] ?? "?"})`);
+    const basic = pkijs.BasicOCSPResponse.fromBER(ocsp.responseBytes.response.valueBlock.valueHexView);
+    // pkijs checks the signature and that the signer is the issuer or its delegated responder.
+    if (!(await basic.verify({ issuerCerts: [issuerCert] }))) throw new Error("response signature or responder authorisation invalid");
+    if (nonce) {
+      const ext = basic.tbsResponseData.responseExtensions?.find((e) => e.extnID === NONCE_OID);
+      const got = ext ? Buffer.from(ext.extnValue.valueBlock.valueHexView) : undefined;
+      // The nonce may come wrapped in an OCTET STRING (RFC 8954) or bare (older responders).
+      if (!got || !(got.equals(nonce) || got.subarray(-16).equals(nonce))) throw new Error("response nonce does not match the request");
+    }
+    const single = basic.tbsResponseData.responses.find((r) =>
+      Buffer.from(r.certID.serialNumber.valueBlock.valueHexView).equals(Buffer.from(cert.serialNumber.valueBlock.valueHexView)),
+    );
+    if (!single) throw new Error("response does not cover the certificate");
+    const status = await basic.getCertificateStatus(cert, issuerCert);
+    if (!status.isForCertificate) throw new Error("response is for another issuer");
+    const now = Date.now();
+    if (single.thisUpdate.getTime() > now + SKEW_MS) throw new Error("response thisUpdate is in the future");
+    const next = single.nextUpdate?.getTime();
+    if (next !== undefined && next < now - SKEW_MS) throw new Error("response is stale (nextUpdate passed)");
+    const answer: OcspAnswer =
+      status.status === 0
+        ? { status: "good", detail: "responder said good" }
+        : status.status === 1
+          ? { status: "revoked", detail: "responder said revoked" }
+          : { status: "unknown", detail: "responder does not know the certificate" };
+    return { answer, ttlMs: next !== undefined ? next - now : NO_NEXT_UPDATE_TTL_MS };
+  }
+}
+
+/** The OCSP responder URL from a certificate's Authority Information Access. */
+export function ocspUrlOf(cert: X509Certificate): string | undefined {
+  const m = /OCSP - URI:(\S+)/.exec(cert.infoAccess ?? "");
+  return m?.[1];
+}
