@@ -23,8 +23,16 @@ type Ref = { type: string; id: string };
 // ---- identities ------------------------------------------------------------------------
 
 /** A host entry's activation id: its own, else derived from the hostname (stable, alphanumeric). */
+const derivedIds = new Map<string, string>();
 export function activationId(h: Host): string {
-  return h.id ?? "a" + createHash("sha256").update(h.hostname).digest("hex").slice(0, 21);
+  if (h.id) return h.id;
+  let id = derivedIds.get(h.hostname);
+  if (!id) {
+    id = "a" + createHash("sha256").update(h.hostname).digest("hex").slice(0, 21);
+    if (derivedIds.size > 200_000) derivedIds.clear();
+    derivedIds.set(h.hostname, id);
+  }
+  return id;
 }
 
 function findActivation(model: Model, id: string): number {
