@@ -68,20 +68,22 @@ export class OcspClient {
         new pkijs.Extension({ extnID: NONCE_OID, extnValue: new asn1js.OctetString({ valueHex: nonce }).toBER(false) }),
       ];
     }
+    const body = Buffer.from(req.toSchema(true).toBER(false));
     const res = await request(url, {
       method: "POST",
-      headers: { "content-type": "application/ocsp-request", accept: "application/ocsp-response" },
-      body: Buffer.from(req.toSchema(true).toBER(false)),
+      // Canonical case: OpenSSL's own responder (3.0) only recognises "Content-Length".
+      headers: { "Content-Type": "application/ocsp-request", "Content-Length": String(body.length), Accept: "application/ocsp-response" },
+      body,
       signal: AbortSignal.timeout(opts.timeoutMs),
     });
-    const body = Buffer.from(await res.body.arrayBuffer());
+    const raw = Buffer.from(await res.body.arrayBuffer());
     if (res.statusCode !== 200) throw new Error(`responder answered HTTP ${res.statusCode}`);
-    const ocsp = pkijs.OCSPResponse.fromBER(new Uint8Array(body));
+    const ocsp = pkijs.OCSPResponse.fromBER(new Uint8Array(raw));
     const code = ocsp.responseStatus.valueBlock.valueDec;
     if (code !== 0 || !ocsp.responseBytes) throw new Error(`responder status ${code} (${["successful", "malformedRequest", "internalError", "tryLater", "", "sigRequired", "unauthorized"][code] ?? "?"})`);
     const basic = pkijs.BasicOCSPResponse.fromBER(ocsp.responseBytes.response.valueBlock.valueHexView);
     // pkijs checks the signature and that the signer is the issuer or its delegated responder.
-    if (!(await basic.verify({ issuerCerts: [issuerCert] }))) throw new Error("response signature or responder authorisation invalid");
+    if (!(await basic.verify({ issuerCerts: [issuerCert], trustedCerts: [issuerCert] }))) throw new Error("response signature or responder authorisation invalid");
     if (nonce) {
       const ext = basic.tbsResponseData.responseExtensions?.find((e) => e.extnID === NONCE_OID);
       const got = ext ? Buffer.from(ext.extnValue.valueBlock.valueHexView) : undefined;

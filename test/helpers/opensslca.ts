@@ -27,7 +27,7 @@ export class OpensslCa {
   markValid(certPem: string): void {
     const c = new X509Certificate(certPem);
     const exp = new Date(c.validTo).toISOString().replace(/[-:T]/g, "").slice(2, 14) + "Z";
-    appendFileSync(join(this.dir, "index.txt"), `V\t${exp}\t\t${c.serialNumber}\tunknown\t/CN=${c.subject.split("\n").find((l) => l.startsWith("CN="))?.slice(3)}\n`);
+    appendFileSync(join(this.dir, "index.txt"), `V\t${exp}\t\t${c.serialNumber}\tunknown\t/${c.subject.split("\n").join("/")}\n`);
   }
 
   async revoke(certPem: string): Promise<void> {
@@ -44,16 +44,26 @@ export class OpensslCa {
     return (await import("node:fs")).readFileSync(out, "utf8");
   }
 
-  /** Starts `openssl ocsp` as a responder on 127.0.0.1; resolves once it accepts connections. */
-  async startOcsp(): Promise<{ url: string; child: ChildProcess }> {
-    const port = await freePort();
-    const child = spawn("openssl", ["ocsp", "-index", join(this.dir, "index.txt"), "-port", `127.0.0.1:${port}`, "-rsigner", join(this.dir, "ca.pem"), "-rkey", join(this.dir, "ca.key"), "-CA", join(this.dir, "ca.pem"), "-ndays", "1"], { stdio: "ignore" });
-    for (let i = 0; i < 100; i++) {
-      if (await canConnect(port)) return { url: `http://127.0.0.1:${port}`, child };
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    child.kill();
-    throw new Error("openssl ocsp did not start");
+  /**
+   * Starts `openssl ocsp` as a responder; resolves when it says it is waiting. (It serves one
+   * connection at a time, so a connect-and-close readiness probe would wedge it.)
+   */
+  async startOcsp(port?: number): Promise<{ url: string; child: ChildProcess }> {
+    port ??= await freePort();
+    const child = spawn(
+      "openssl",
+      ["ocsp", "-index", join(this.dir, "index.txt"), "-port", String(port), "-timeout", "5", "-rsigner", join(this.dir, "ca.pem"), "-rkey", join(this.dir, "ca.key"), "-CA", join(this.dir, "ca.pem"), "-ndays", "1"],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    await new Promise<void>((resolve, reject) => {
+      let err = "";
+      const timer = setTimeout(() => (child.kill(), reject(new Error(`openssl ocsp did not start: ${err}`))), 10_000);
+      child.stderr!.on("data", (d) => {
+        err += d;
+        if (err.includes("waiting for OCSP client connections")) clearTimeout(timer), resolve();
+      });
+    });
+    return { url: `http://127.0.0.1:${port}`, child };
   }
 }
 
@@ -63,12 +73,5 @@ export function freePort(): Promise<number> {
       const port = (s.address() as net.AddressInfo).port;
       s.close(() => resolve(port));
     });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, "127.0.0.1", () => (s.destroy(), resolve(true)));
-    s.on("error", () => resolve(false));
   });
 }

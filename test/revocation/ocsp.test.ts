@@ -1,0 +1,101 @@
+// OCSP against `openssl ocsp -index` as the responder: good, revoked, unknown, unreachable, slow.
+import type { ChildProcess } from "node:child_process";
+import net from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { baseModel, pki, request, startProxy, type Proxy } from "../helpers/harness.ts";
+import { OpensslCa, freePort } from "../helpers/opensslca.ts";
+import { issue, type Issued } from "../../src/pki/issue.ts";
+import type { Model } from "../../src/model/schema.ts";
+
+describe("OCSP for client certificates", () => {
+  let proxy: Proxy;
+  let ca: OpensslCa;
+  let responder: { url: string; child: ChildProcess };
+  let model: Model;
+  let good: Issued; // in the index as valid; names the responder in its AIA
+  let revoked: Issued;
+  let unknown: Issued; // not in the index
+  let slow: net.Server;
+  let slowUrl: string;
+
+  beforeAll(async () => {
+    const p = await pki();
+    ca = new OpensslCa(p.ca);
+    // The index must be complete before the responder starts: it re-reads it only when its
+    // mtime (in whole seconds) changes.
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    good = await issue({ subject: "O=certgate dev,CN=ocsp good", ocspUrls: [url] }, p.ca);
+    revoked = await issue({ subject: "O=certgate dev,CN=ocsp revoked", ocspUrls: [url] }, p.ca);
+    unknown = await issue({ subject: "O=certgate dev,CN=ocsp unknown", ocspUrls: [url] }, p.ca);
+    ca.markValid(good.certPem);
+    ca.markValid(revoked.certPem);
+    await ca.revoke(revoked.certPem);
+    responder = await ca.startOcsp(port);
+    slow = net.createServer(() => {}); // accepts, never answers
+    await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
+    slowUrl = `http://127.0.0.1:${(slow.address() as net.AddressInfo).port}`;
+    proxy = await startProxy((pk, origin) => baseModel(pk, origin, [{ hostname: "b.test", mtls: { trust_bundle: "clients", mode: "enforced" } }]));
+    model = proxy.runtime.snapshot.model;
+  });
+  afterAll(async () => {
+    await proxy.close();
+    responder.child.kill();
+    slow.close();
+  });
+
+  const ocsp = (mode: "soft_fail" | "hard_fail", extra: { responder_url?: string; timeout_ms?: number; nonce?: boolean } = {}) =>
+    proxy.runtime.apply({ ...model, trust_bundles: [{ ...model.trust_bundles[0]!, revocation: { ocsp: { mode, timeout_ms: 3_000, nonce: false, ...extra } } }] });
+  const status = async (cert: Issued) => (await request(proxy.port, { servername: "b.test", cert })).status;
+
+  it("good passes, revoked is refused (responder from the certificate's AIA)", async () => {
+    ocsp("hard_fail");
+    expect(await status(good)).toBe(200);
+    const r = await request(proxy.port, { servername: "b.test", cert: revoked });
+    expect(r.status).toBe(403);
+    expect(r.body).toContain("revoked");
+  });
+
+  it("verifies a nonce when asked to", async () => {
+    ocsp("hard_fail", { nonce: true, responder_url: `${responder.url}/` });
+    expect(await status(good)).toBe(200);
+  });
+
+  it("unknown: soft-fail passes, hard-fail refuses", async () => {
+    ocsp("soft_fail", { responder_url: `${responder.url}/soft` });
+    expect(await status(unknown)).toBe(200);
+    ocsp("hard_fail", { responder_url: `${responder.url}/hard` });
+    expect(await status(unknown)).toBe(403);
+  });
+
+  it("unreachable responder: soft-fail passes, hard-fail refuses", async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    ocsp("soft_fail", { responder_url: dead });
+    expect(await status(good)).toBe(200);
+    ocsp("hard_fail", { responder_url: `${dead}/h` });
+    expect(await status(good)).toBe(403);
+  });
+
+  it("a slow responder is bounded by timeout_ms", async () => {
+    ocsp("soft_fail", { responder_url: slowUrl, timeout_ms: 300 });
+    const started = Date.now();
+    expect(await status(good)).toBe(200);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    ocsp("hard_fail", { responder_url: `${slowUrl}/h`, timeout_ms: 300 });
+    expect(await status(good)).toBe(403);
+  });
+
+  it("caches answers and coalesces concurrent look-ups for one certificate into one request", async () => {
+    ocsp("hard_fail", { responder_url: `${responder.url}/coalesce` });
+    const before = await answersTotal();
+    const results = await Promise.all(Array.from({ length: 8 }, () => status(good)));
+    expect(results.every((s) => s === 200)).toBe(true);
+    expect(await status(good)).toBe(200);
+    expect((await answersTotal()) - before).toBe(1);
+  });
+
+  async function answersTotal(): Promise<number> {
+    const m = await proxy.metrics.registry.getSingleMetricAsString("certgate_ocsp_answers_total");
+    return [...m.matchAll(/} (\d+)/g)].reduce((a, x) => a + Number(x[1]), 0);
+  }
+});
