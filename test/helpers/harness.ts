@@ -145,6 +145,7 @@ export function rawRequest(socket: tls.TLSSocket, host: string, path = "/"): Pro
       const len = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
       if (buf.length < end + 4 + len) return;
       socket.off("data", onData);
+      socket.off("error", reject);
       resolve({ status: Number(head.split(" ")[1]), head, body: buf.slice(end + 4, end + 4 + len) });
     };
     socket.on("data", onData);

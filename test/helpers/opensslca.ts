@@ -57,10 +57,15 @@ export class OpensslCa {
     );
     await new Promise<void>((resolve, reject) => {
       let err = "";
-      const timer = setTimeout(() => (child.kill(), reject(new Error(`openssl ocsp did not start: ${err}`))), 10_000);
+      const timer = setTimeout(() => {
+        child.kill();
+        reject(new Error(`openssl ocsp did not start: ${err}`));
+      }, 10_000);
       child.stderr!.on("data", (d) => {
         err += d;
-        if (err.includes("waiting for OCSP client connections")) clearTimeout(timer), resolve();
+        if (!err.includes("waiting for OCSP client connections")) return;
+        clearTimeout(timer);
+        resolve();
       });
     });
     return { url: `http://127.0.0.1:${port}`, child };
