@@ -84,7 +84,7 @@ async function serve(argv: string[]): Promise<void> {
     const origin = demoOrigin;
     const r = await loaded.store.transact((m) => {
       const i = m.routes.findIndex((x) => x.id === "echo" && /^http:\/\/127\.0\.0\.1:\d+$/.test(x.origin));
-      return i < 0 ? { model: m, result: m } : { model: { ...m, routes: m.routes.map((x, j) => (j === i ? { ...x, origin } : x)) }, result: null };
+      return { model: i < 0 ? m : { ...m, routes: m.routes.map((x, j) => (j === i ? { ...x, origin } : x)) }, result: null };
     });
     loaded.model = r.model;
   }

@@ -209,6 +209,7 @@ export class SqliteStore implements Store {
         this.#tx(() => {
           const cur = this.#current();
           const { model, result } = mutate(cur.model);
+          if (model === cur.model && !opts.audit) return { model, result, revision: cur.revision };
           const revision = this.#write(cur.model, model, opts);
           this.#cache = { revision, model };
           return { model, result, revision };

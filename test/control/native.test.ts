@@ -6,8 +6,13 @@ import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pki, request } from "../helpers/harness.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
 import { resolveAdminToken } from "../../src/control/auth.ts";
-import { api, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, tmpData, type Certgate } from "./helpers.ts";
+import { listenAdmin } from "../../src/control/admin.ts";
+import { startControl } from "../../src/control/setup.ts";
+import { createMetrics } from "../../src/observability/metrics.ts";
+import { api, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, tmpData, TOKEN, type Certgate } from "./helpers.ts";
 
 describe("native API", () => {
   let cg: Certgate;
@@ -146,6 +151,36 @@ describe("native API", () => {
       expect(page.body.entries).toEqual([e[1]]);
       expect((await api(cg, "GET", "/v1/audit?limit=0")).status).toBe(400);
     });
+  });
+});
+
+describe("admin listener with mTLS", () => {
+  it("refuses a client without a certificate; with one (and the token) it answers", async () => {
+    const p = await pki();
+    const cg = await startCertgate();
+    const { server } = startControl(cg.runtime, createMetrics(), { store: cg.plane.store, model: cg.plane.model, seeded: false }, TOKEN, {
+      tls: { cert: p.server.certPem, key: p.server.keyPem, clientCa: p.ca.certPem },
+    });
+    const { port } = (await listenAdmin(server, "127.0.0.1", 0)) as AddressInfo;
+    const get = (cert?: { certPem: string; keyPem: string }) =>
+      new Promise<number>((resolve, reject) => {
+        const req = https.get(
+          { host: "127.0.0.1", port, path: "/v1/routes", servername: "localhost", ca: p.serverCa.certPem, cert: cert?.certPem, key: cert?.keyPem, agent: false, headers: { authorization: `Bearer ${TOKEN}` } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on("error", reject);
+      });
+    try {
+      await expect(get()).rejects.toThrow();
+      await expect(get(p.untrusted)).rejects.toThrow();
+      expect(await get(p.client)).toBe(200);
+    } finally {
+      server.close();
+      await cg.close();
+    }
   });
 });
 
