@@ -76,21 +76,30 @@ export class Runtime implements Dispatcher {
     return this.#snapshot;
   }
 
-  /** Compiles and swaps in a new model; throws ModelError and keeps the old one on failure. */
-  apply(model: Model): Snapshot {
-    let next: Snapshot;
+  /** Compiles a model without putting it in force; throws ModelError if it does not compile. */
+  compile(model: Model): Snapshot {
     try {
-      next = new Snapshot(model, this.#snapshot.version + 1);
+      return new Snapshot(model, this.#snapshot.version + 1);
     } catch (e) {
       this.#metrics.configApplies.inc({ result: "rejected" });
       throw e;
     }
+  }
+
+  /** Puts a compiled snapshot in force: new connections and requests see it at once. */
+  swap(next: Snapshot): void {
     this.#snapshot = next;
     this.#origins.retain(next.originKeys);
-    this.#prefetchCrls(model);
+    this.#prefetchCrls(next.model);
     this.#metrics.configApplies.inc({ result: "ok" });
     this.#metrics.configVersion.set(next.version);
-    this.#log.info({ msg: "config applied", version: next.version, hosts: model.hosts.length, routes: model.routes.length });
+    this.#log.info({ msg: "config applied", version: next.version, hosts: next.model.hosts.length, routes: next.model.routes.length });
+  }
+
+  /** compile() then swap(); on failure the old snapshot stays. */
+  apply(model: Model): Snapshot {
+    const next = this.compile(model);
+    this.swap(next);
     return next;
   }
 

@@ -20,6 +20,8 @@ export interface CompiledCert {
 
 export interface CompiledBundle {
   id: string;
+  /** Hash of everything that decides chain verification; hosts' policy versions build on it. */
+  digest: string;
   caPem: string;
   cas: X509Certificate[];
   verifyDepth: number;
@@ -79,7 +81,7 @@ export class Snapshot {
     this.certs = new Map();
     this.#certByName = new NameTable();
     model.certificates.forEach((c, i) => {
-      const cc = compileCert(c.id, c.cert, c.key, (m, f = "cert") => fail(`certificates[${i}].${f}`, m));
+      const cc = memo(certMemo, c, () => compileCert(c.id, c.cert, c.key, (m, f = "cert") => fail(`certificates[${i}].${f}`, m)));
       if (!cc) return;
       if (this.certs.has(c.id)) return fail(`certificates[${i}].id`, `duplicate id "${c.id}"`);
       this.certs.set(c.id, cc);
@@ -91,7 +93,7 @@ export class Snapshot {
 
     const bundles = new Map<string, CompiledBundle>();
     model.trust_bundles.forEach((b, i) => {
-      const cb = compileBundle(b, (m, field = "ca") => fail(`trust_bundles[${i}].${field}`, m));
+      const cb = memo(bundleMemo, b, () => compileBundle(b, (m, field = "ca") => fail(`trust_bundles[${i}].${field}`, m)));
       if (bundles.has(b.id)) fail(`trust_bundles[${i}].id`, `duplicate id "${b.id}"`);
       else if (cb) bundles.set(b.id, cb);
     });
@@ -212,6 +214,19 @@ function compileRules(
   }
 }
 
+// Compiled certificates and bundles, by the (immutable) model object they came from. The
+// control plane shares unchanged objects between models, so a write to one host does not
+// re-parse every PEM. Failures are not cached: they must be reported again.
+const certMemo = new WeakMap<object, CompiledCert>();
+const bundleMemo = new WeakMap<object, CompiledBundle>();
+function memo<K extends object, V>(cache: WeakMap<K, V>, key: K, build: () => V | undefined): V | undefined {
+  const hit = cache.get(key);
+  if (hit) return hit;
+  const v = build();
+  if (v !== undefined) cache.set(key, v);
+  return v;
+}
+
 export function splitPem(pem: string): string[] {
   return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }
@@ -267,9 +282,11 @@ export function compileBundle(b: TrustBundle, fail: (m: string, field?: string) 
   }
   const revocation = compileRevocation(b, cas, fail);
   if (revocation === undefined) return undefined;
+  const caPem = pems.join("\n") + "\n";
   return {
     id: b.id,
-    caPem: pems.join("\n") + "\n",
+    digest: createHash("sha256").update(`${b.id}\0${b.verify_depth}\0${caPem}`).digest("base64url").slice(0, 22),
+    caPem,
     cas,
     verifyDepth: b.verify_depth,
     depthOf,
@@ -309,9 +326,5 @@ function compileRevocation(b: TrustBundle, cas: X509Certificate[], fail: (m: str
 }
 
 function policyVersion(mode: MtlsMode, bundle: CompiledBundle | null): string {
-  if (mode === "off") return "off";
-  return createHash("sha256")
-    .update(`${mode}\0${bundle!.id}\0${bundle!.verifyDepth}\0${bundle!.caPem}`)
-    .digest("base64url")
-    .slice(0, 22);
+  return mode === "off" ? "off" : `${mode}:${bundle!.digest}`;
 }
