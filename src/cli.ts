@@ -3,6 +3,7 @@ import { mkdirSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import http from "node:http";
 import { loadBootstrap } from "./model/bootstrap.ts";
 import { ModelError, type Model } from "./model/schema.ts";
 import { createDevPki, writeDevPki } from "./pki/devpki.ts";
@@ -11,17 +12,22 @@ import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { Runtime } from "./dataplane/runtime.ts";
+// Apinizer dialect: this node compiles the policies deployed to its --environment
+import { ApinizerRuntime, DEFAULT_ENVIRONMENT } from "./control/apinizer-runtime.ts";
 import { listenAdmin } from "./control/admin.ts";
 // control plane wiring (store + admin API)
 import { resolveAdminToken } from "./control/auth.ts";
+import { ManagedCaService } from "./managedca/service.ts";
 import { loadStore, startControl } from "./control/setup.ts";
 
 const USAGE = `usage:
   certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--data DIR] [--config FILE]
                 [--admin-tls-cert PEM --admin-tls-key PEM --admin-client-ca PEM]
+                [--environment NAME]
       Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444.
       The model is kept in DIR/certgate.db; --config (or the demo) only seeds an empty store.
       Admin token: $CERTGATE_ADMIN_TOKEN, else DIR/admin-token (generated at first start).
+      --environment: the Apinizer environment this node serves (default production).
       Without --config: a demo on https://localhost:8443 (mTLS enforced) using certs/dev.
   certgate certs dev [--out DIR] [--force]
       Write a development PKI (client CA, localhost server certificate, client certificates:
@@ -42,11 +48,14 @@ async function serve(argv: string[]): Promise<void> {
     options: {
       listen: { type: "string", default: "0.0.0.0:8443" },
       admin: { type: "string", default: "127.0.0.1:8444" },
+      public: { type: "string", default: "127.0.0.1:8445" },
+      "public-url": { type: "string" },
       data: { type: "string", default: "./data" },
       config: { type: "string" },
       "admin-tls-cert": { type: "string" },
       "admin-tls-key": { type: "string" },
       "admin-client-ca": { type: "string" },
+      environment: { type: "string", default: DEFAULT_ENVIRONMENT }, // Apinizer dialect
     },
     strict: true,
   });
@@ -97,12 +106,19 @@ async function serve(argv: string[]): Promise<void> {
   if (!adminTls && (values["admin-tls-cert"] || values["admin-tls-key"] || values["admin-client-ca"]))
     throw new Error("admin mTLS needs all three of --admin-tls-cert, --admin-tls-key and --admin-client-ca");
 
-  const runtime = new Runtime(model, { log, metrics, ticketSecret: ticketSecret(dataDir) });
+  // Apinizer dialect: a Runtime that adds the rules of the policies deployed to this node's environment.
+  const runtime: Runtime = new ApinizerRuntime(model, { log, metrics, ticketSecret: ticketSecret(dataDir) }, values.environment);
   const bound = await runtime.listen(listen.host, listen.port);
-  const { server: adminServer } = startControl(runtime, metrics, loaded, adminToken, { tls: adminTls, onError: (e) => log.error({ msg: "admin error", err: e }) });
+  // The public listener: the managed CA's certificate, CRL and OCSP, for any relying party.
+  const pub = parseHostPort(values.public, "--public");
+  // The handler runs only after listen resolves, by which time managedCa is set.
+  const publicServer = http.createServer((req, res) => managedCa.handler()(req, res));
+  const publicBound = await listenAdmin(publicServer, pub.host, pub.port);
+  const managedCa = new ManagedCaService(dataDir, values["public-url"] ?? `http://${publicBound.address.includes(":") ? `[${publicBound.address}]` : publicBound.address}:${publicBound.port}`, () => runtime.snapshot.model);
+  const { server: adminServer } = startControl(runtime, metrics, loaded, adminToken, { tls: adminTls, managedCa, onError: (e) => log.error({ msg: "admin error", err: e }) });
   const adminBound = await listenAdmin(adminServer, admin.host, admin.port);
   // --- end control plane wiring ---
-  log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, config_version: runtime.snapshot.version });
+  log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, public: managedCa.publicUrl, config_version: runtime.snapshot.version });
   if (demo) console.error(`\ncertgate demo: https://localhost:${bound.port} (mTLS enforced, echo origin)\n  ${demo.curl.join("\n  ")}\n`);
 
   let stopping = false;
@@ -111,6 +127,7 @@ async function serve(argv: string[]): Promise<void> {
     stopping = true;
     log.info({ msg: "shutting down", signal: sig });
     adminServer.close();
+    publicServer.close();
     void runtime.close().then(() => process.exit(0));
     setTimeout(() => process.exit(0), 5_000).unref();
   };

@@ -8,7 +8,10 @@ import type { Metrics } from "../observability/metrics.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
 import type { Authenticator } from "./auth.ts";
 import { presentedToken } from "./auth.ts";
+import { APINIZER_ROUTES, isApinizerPath, renderApinizerError } from "./apinizer.ts";
 import { CLOUDFLARE_ROUTES } from "./cloudflare.ts";
+import { CLIENT_CERT_ROUTES } from "./clientcerts.ts";
+import type { ManagedCaService } from "../managedca/service.ts";
 import { ApiError, renderError, toApiError, type Dialect } from "./errors.ts";
 import { FASTLY_ROUTES } from "./fastly.ts";
 import { compileRoute, parseBody, readBody, type CompiledRoute, type Ctx, type Reply } from "./http.ts";
@@ -22,12 +25,16 @@ export interface AdminOptions {
   tls?: { cert: string; key: string; clientCa: string };
   /** Called with unexpected errors (500s). */
   onError?: (e: unknown) => void;
+  managedCa?: ManagedCaService;
 }
 
 const ROUTES: CompiledRoute[] = [
   ...FASTLY_ROUTES.map((r) => compileRoute({ ...r, dialect: "fastly" as Dialect })),
   ...CLOUDFLARE_ROUTES.map((r) => compileRoute({ ...r, dialect: "cloudflare" as Dialect })),
+  ...CLIENT_CERT_ROUTES.map((r) => compileRoute({ ...r, dialect: "cloudflare" as Dialect })),
   ...NATIVE_ROUTES.map((r) => compileRoute({ ...r, dialect: "native" as Dialect })),
+  // Apinizer (/apiops/...): native error codes, rendered in Apinizer's envelope by sendError.
+  ...APINIZER_ROUTES.map((r) => compileRoute({ ...r, dialect: "native" as Dialect })),
 ];
 
 function dialectOf(path: string): Dialect {
@@ -46,7 +53,8 @@ function send(res: http.ServerResponse, reply: Reply): void {
   res.end(body);
 }
 
-function sendError(res: http.ServerResponse, dialect: Dialect, err: ApiError): void {
+function sendError(res: http.ServerResponse, dialect: Dialect, err: ApiError, path = ""): void {
+  if (isApinizerPath(path)) return send(res, { status: err.status, body: renderApinizerError(err), contentType: "application/json" });
   const { contentType, body } = renderError(dialect, err);
   send(res, { status: err.status, body, contentType });
 }
@@ -63,11 +71,11 @@ export function createAdminServer(runtime: Runtime, metrics: Metrics, opts?: Adm
     }
     const path = rawPath.startsWith("/client/v4/") ? rawPath.slice("/client/v4".length) : rawPath;
     const dialect = dialectOf(path);
-    if (!opts) return sendError(res, dialect, new ApiError("not_found", `no admin endpoint ${req.method} ${rawPath}`));
+    if (!opts) return sendError(res, dialect, new ApiError("not_found", `no admin endpoint ${req.method} ${rawPath}`), path);
     void route(opts, req, res, path, dialect).catch((e: unknown) => {
       const err = toApiError(e);
       if (err.status >= 500) opts.onError?.(e);
-      if (!res.headersSent) sendError(res, dialect, err);
+      if (!res.headersSent) sendError(res, dialect, err, path);
       else res.destroy();
     });
   };
@@ -114,6 +122,7 @@ async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.Se
     principal,
     dialect,
     plane: opts.plane,
+    managedCa: opts.managedCa,
     path,
     query: (name) => url.searchParams.get(name),
     body: async (o = {}) => parseBody(req, await (bodyCache ??= readBody(req)), o.yaml ?? false),

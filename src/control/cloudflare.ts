@@ -15,30 +15,30 @@ import { caBundle } from "./pem.ts";
 
 const PHASE = "http_request_firewall_custom";
 
-function ok(result: unknown, status = 200, result_info?: Record<string, number>): Reply {
+export function ok(result: unknown, status = 200, result_info?: Record<string, number>): Reply {
   return { status, body: { success: true, errors: [], messages: [], result, ...(result_info ? { result_info } : {}) } };
 }
 
-function page<T>(ctx: Ctx, items: T[], dflt: number, min: number, max: number): { items: T[]; info: Record<string, number> } {
+export function page<T>(ctx: Ctx, items: T[], dflt: number, min: number, max: number): { items: T[]; info: Record<string, number> } {
   const per_page = intParam(ctx, "per_page", dflt, min, max);
   const p = intParam(ctx, "page", 1, 1, 1_000_000);
   const slice = items.slice((p - 1) * per_page, p * per_page);
   return { items: slice, info: { page: p, per_page, count: slice.length, total_count: items.length, total_pages: Math.max(1, Math.ceil(items.length / per_page)) } };
 }
 
-async function objectBody(ctx: Ctx): Promise<Record<string, unknown>> {
+export async function objectBody(ctx: Ctx): Promise<Record<string, unknown>> {
   const b = await ctx.body();
   if (!isObject(b)) throw badRequest("the body must be a JSON object");
   return b;
 }
 
-function hostnames(v: unknown, pointer: string): string[] | undefined {
+export function hostnames(v: unknown, pointer: string): string[] | undefined {
   if (v === undefined || v === null) return undefined;
   if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || !x)) throw badRequest(`${pointer} must be an array of hostnames`, pointer);
   return [...new Set((v as string[]).map((s) => s.toLowerCase()))];
 }
 
-const blankHost = (hostname: string, at: string): Host => ({ hostname, mtls: {}, forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false }, created_at: at, updated_at: at });
+export const blankHost = (hostname: string, at: string): Host => ({ hostname, mtls: {}, forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false }, created_at: at, updated_at: at });
 
 // ---- Access certificates ---------------------------------------------------------------
 
@@ -204,7 +204,7 @@ function zoneAllowed(ctx: Ctx, z: Zone): boolean {
   return ctx.principal.account_id === null || z.account_id === ctx.principal.account_id;
 }
 
-function findZone(ctx: Ctx, model: Model, id: string): number {
+export function findZone(ctx: Ctx, model: Model, id: string): number {
   const i = model.zones.findIndex((z) => z.id === id);
   if (i < 0 || !zoneAllowed(ctx, model.zones[i]!)) throw notFound("zone", id);
   return i;

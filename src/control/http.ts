@@ -5,6 +5,7 @@ import type { Principal } from "./auth.ts";
 import type { ControlPlane, WriteContext } from "./plane.ts";
 import { ApiError, type Dialect } from "./errors.ts";
 import type { Model } from "../model/schema.ts";
+import type { ManagedCaService } from "../managedca/service.ts";
 
 export const MAX_BODY_BYTES = 32 << 20;
 
@@ -23,6 +24,8 @@ export interface Ctx {
   principal: Principal;
   dialect: Dialect;
   plane: ControlPlane;
+  /** certgate's managed CA (Cloudflare client certificates); absent where not configured. */
+  managedCa?: ManagedCaService;
   /** The path as routed (without a /client/v4 prefix). */
   path: string;
   query(name: string): string | null;

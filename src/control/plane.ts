@@ -7,6 +7,7 @@ import {
   Certificate,
   Host,
   Model as ModelSchema,
+  ManagedClientCertificate,
   ModelError,
   PendingPrivateKey,
   Route,
@@ -31,6 +32,7 @@ const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: un
   rules: Rule,
   tls_configurations: TlsConfiguration,
   pending_private_keys: PendingPrivateKey,
+  managed_client_certificates: ManagedClientCertificate,
 };
 
 export const now = (): string => new Date().toISOString();

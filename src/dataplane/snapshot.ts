@@ -92,8 +92,11 @@ export class Snapshot {
       fail("default_certificate", `no certificate with id "${model.default_certificate}"`);
 
     const bundles = new Map<string, CompiledBundle>();
+    const managedRevoked = new Set(model.managed_client_certificates.filter((c) => c.status !== "active").map((c) => c.serial));
     model.trust_bundles.forEach((b, i) => {
-      const cb = memo(bundleMemo, b, () => compileBundle(b, (m, field = "ca") => fail(`trust_bundles[${i}].${field}`, m)));
+      let cb = memo(bundleMemo, b, () => compileBundle(b, (m, field = "ca") => fail(`trust_bundles[${i}].${field}`, m)));
+      // The managed CA's revocations live in another collection: joined here, not memoised.
+      if (cb && b.managed_ca) cb = { ...cb, revocation: { uploaded: new Map(), ...cb.revocation, managedRevoked } };
       if (bundles.has(b.id)) fail(`trust_bundles[${i}].id`, `duplicate id "${b.id}"`);
       else if (cb) bundles.set(b.id, cb);
     });

@@ -68,6 +68,8 @@ export const TrustBundle = z.strictObject({
         .optional(),
     })
     .optional(),
+  /** This bundle is certgate's managed CA: certificates revoked through the client-certificates API are refused. */
+  managed_ca: z.boolean().optional(),
   /** Control plane: the Cloudflare account owning this bundle as an Access certificate; absent = every account sees it. */
   account_id: id.optional(),
   created_at: stamp,
@@ -192,6 +194,105 @@ export const Limits = z.strictObject({
   keep_alive_timeout_ms: ms.default(5_000),
 });
 
+/** A client certificate issued by certgate's managed CA (Cloudflare's client_certificates). */
+export const ManagedClientCertificate = z.strictObject({
+  id,
+  zone_id: id,
+  certificate: pem,
+  csr: z.string(),
+  /** Upper-case hex, no leading zeros. */
+  serial: z.string().regex(/^[0-9A-F]+$/),
+  common_name: z.string().default(""),
+  country: z.string().default(""),
+  state: z.string().default(""),
+  location: z.string().default(""),
+  organization: z.string().default(""),
+  organizational_unit: z.string().default(""),
+  /** pending_revocation is already refused; it becomes revoked (final) after a grace period. */
+  status: z.enum(["active", "pending_revocation", "revoked"]),
+  validity_days: z.number().int().min(1).max(3650),
+  issued_on: z.string(),
+  expires_on: z.string(),
+  fingerprint_sha256: z.string(),
+  ski: z.string(),
+  revoked_at: z.string().optional(),
+});
+
+// ---- Apinizer dialect (control plane; see docs/apinizer.md) -------------------------------
+// Projects, API proxies, issuer ACLs, environments and `policy-auth-mtls` policies. The data
+// plane never reads these directly: each node compiles the policies deployed to ITS environment
+// into block rules (src/control/apinizer-compile.ts) when it builds a snapshot.
+const apinizerName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "names are 1-64 of [A-Za-z0-9._-], starting with a letter or digit");
+
+export const ApinizerPolicy = z
+  .strictObject({
+    name: apinizerName,
+    type: z.literal("policy-auth-mtls"),
+    description: z.string().max(1000).default(""),
+    active: z.boolean().default(true),
+    validate_certificate: z.boolean().default(true),
+    validate_acl_for_issuer: z.boolean().default(true),
+    pipeline: z.enum(["REQUEST", "RESPONSE", "ERROR"]),
+    scope: z.enum(["ALL", "ENDPOINT"]),
+    /** Relative to the API proxy's relative path; `{param}` segments match one path segment. */
+    target_endpoint: z.string().startsWith("/").max(1024).optional(),
+    target_method: z.enum(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]).optional(),
+    created_at: stamp,
+    updated_at: stamp,
+  })
+  .refine((p) => p.scope === "ALL" || (p.target_endpoint && p.target_method), { message: "ENDPOINT scope needs target_endpoint and target_method", path: ["target_endpoint"] });
+
+/** An allowed issuer: its RFC 2253 DN; for a CA given by fingerprint, also that CA's fingerprint and SKI. */
+export const ApinizerIssuer = z.strictObject({
+  dn: z.string().min(1).max(1024),
+  fingerprint_sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  ski: z.string().regex(/^[0-9A-F]*$/).optional(),
+});
+
+/** What an environment runs: a copy of the proxy's policies taken when it was deployed there. */
+export const ApinizerDeployment = z.strictObject({
+  environment: apinizerName,
+  policies: z.array(ApinizerPolicy).default([]),
+  deployed_at: stamp,
+});
+
+export const ApinizerProxy = z.strictObject({
+  name: apinizerName,
+  description: z.string().max(1000).default(""),
+  /** Exact hostname the proxy answers on. */
+  hostname,
+  relative_path: z.string().regex(/^\/[^\s?#]*$/, "a path starting with /").default("/"),
+  backend_urls: z.array(z.url({ protocol: /^https?$/ })).min(1),
+  /** The routes[] entry this proxy owns. */
+  route_id: id,
+  /** The trust bundle the proxy's hostname verifies client certificates with (hosts[].mtls). */
+  trust_bundle: id.optional(),
+  issuer_acl: z.array(ApinizerIssuer).default([]),
+  /** The working copy, in execution order (per pipeline). */
+  policies: z.array(ApinizerPolicy).default([]),
+  deployments: z.array(ApinizerDeployment).default([]),
+  created_at: stamp,
+  updated_at: stamp,
+});
+
+export const ApinizerProject = z.strictObject({
+  name: apinizerName,
+  description: z.string().max(1000).default(""),
+  /** Issuers allowed for every API proxy of the project (added to each proxy's own ACL). */
+  issuer_acl: z.array(ApinizerIssuer).default([]),
+  api_proxies: z.array(ApinizerProxy).default([]),
+  created_at: stamp,
+  updated_at: stamp,
+});
+
+export const ApinizerEnvironment = z.strictObject({ name: apinizerName, description: z.string().max(1000).default(""), created_at: stamp });
+
+export const Apinizer = z.strictObject({
+  environments: z.array(ApinizerEnvironment).default([{ name: "production", description: "" }]),
+  projects: z.array(ApinizerProject).default([]),
+});
+// ---- end Apinizer ---------------------------------------------------------------------------
+
 export const Model = z.strictObject({
   certificates: z.array(Certificate).default([]),
   trust_bundles: z.array(TrustBundle).default([]),
@@ -208,6 +309,10 @@ export const Model = z.strictObject({
   /** Control plane only (see docs/admin-api.md): Fastly TLS configurations and keys awaiting their certificate. */
   tls_configurations: z.array(TlsConfiguration).default([]),
   pending_private_keys: z.array(PendingPrivateKey).default([]),
+  /** Control plane: the Apinizer dialect's projects, API proxies, policies and environments (docs/apinizer.md). */
+  apinizer: Apinizer.default(Apinizer.parse({})),
+  /** Certificates issued by the managed CA; bundles with `managed_ca: true` refuse the revoked ones. */
+  managed_client_certificates: z.array(ManagedClientCertificate).default([]),
 });
 
 export type Model = z.infer<typeof Model>;
@@ -222,7 +327,15 @@ export type MtlsMode = z.infer<typeof MtlsMode>;
 export type Forwarding = z.infer<typeof Forwarding>;
 export type TlsConfiguration = z.infer<typeof TlsConfiguration>;
 export type PendingPrivateKey = z.infer<typeof PendingPrivateKey>;
+export type ManagedClientCertificate = z.infer<typeof ManagedClientCertificate>;
 export type RulesetMeta = z.infer<typeof RulesetMeta>;
+export type Apinizer = z.infer<typeof Apinizer>;
+export type ApinizerProject = z.infer<typeof ApinizerProject>;
+export type ApinizerProxy = z.infer<typeof ApinizerProxy>;
+export type ApinizerPolicy = z.infer<typeof ApinizerPolicy>;
+export type ApinizerIssuer = z.infer<typeof ApinizerIssuer>;
+export type ApinizerDeployment = z.infer<typeof ApinizerDeployment>;
+export type ApinizerEnvironment = z.infer<typeof ApinizerEnvironment>;
 
 /** A validation failure naming where in the model it is and why. */
 export class ModelError extends Error {

@@ -1,5 +1,7 @@
 // Control-plane test harness: a real Runtime + admin server on 127.0.0.1 over a temp data dir.
 import { mkdtempSync } from "node:fs";
+import http from "node:http";
+import { ManagedCaService } from "../../src/managedca/service.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
@@ -21,6 +23,8 @@ export interface Certgate {
   dataDir: string;
   port: number;
   admin: string;
+  /** The public listener (managed CA's certificate, CRL and OCSP). */
+  publicUrl: string;
   runtime: Runtime;
   plane: ControlPlane;
   close(): Promise<void>;
@@ -55,15 +59,22 @@ export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origi
   const metrics = createMetrics();
   const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics });
   const { port } = await runtime.listen("127.0.0.1", 0);
-  const { plane, server } = startControl(runtime, metrics, loaded, TOKEN, { onError: (e) => console.error(e) });
+  const publicServer = http.createServer((req, res) => managedCa.handler()(req, res));
+  const publicAddr: AddressInfo = await listenAdmin(publicServer, "127.0.0.1", 0);
+  const publicUrl = `http://127.0.0.1:${publicAddr.port}`;
+  const managedCa = new ManagedCaService(dataDir, publicUrl, () => runtime.snapshot.model);
+  const { plane, server } = startControl(runtime, metrics, loaded, TOKEN, { onError: (e) => console.error(e), managedCa });
   const addr: AddressInfo = await listenAdmin(server, "127.0.0.1", 0);
   return {
     dataDir,
     port,
     admin: `http://127.0.0.1:${addr.port}`,
+    publicUrl,
     runtime,
     plane,
     async close() {
+      publicServer.closeAllConnections();
+      publicServer.close();
       server.closeAllConnections?.();
       await new Promise((r) => server.close(r));
       await runtime.close();

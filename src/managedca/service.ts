@@ -1,0 +1,108 @@
+// The managed CA as the rest of certgate sees it: opened on first use, its revocation state
+// read from the model (so the store and the data plane agree), and a public listener that
+// serves its certificate, CRL and OCSP to any relying party.
+import { existsSync } from "node:fs";
+import type http from "node:http";
+import { join } from "node:path";
+import type { ManagedClientCertificate, Model } from "../model/schema.ts";
+import { ManagedCa, type SerialStatus } from "./ca.ts";
+
+export const MANAGED_BUNDLE_ID = "managed-ca";
+/** A revoked certificate stays reactivatable (pending_revocation) this long, then is final. */
+export const REVOCATION_GRACE_MS = 24 * 3_600_000;
+
+export function effectiveStatus(c: ManagedClientCertificate, now = Date.now()): ManagedClientCertificate["status"] {
+  if (c.status === "pending_revocation" && c.revoked_at && now - Date.parse(c.revoked_at) > REVOCATION_GRACE_MS) return "revoked";
+  return c.status;
+}
+
+export class ManagedCaService {
+  readonly #dir: string;
+  readonly publicUrl: string;
+  readonly #model: () => Model;
+  #ca: Promise<ManagedCa> | undefined;
+  #index: { model: Model; bySerial: Map<string, ManagedClientCertificate> } | undefined;
+
+  constructor(dataDir: string, publicUrl: string, model: () => Model) {
+    this.#dir = join(dataDir, "managed-ca");
+    this.publicUrl = publicUrl.replace(/\/$/, "");
+    this.#model = model;
+  }
+
+  /** The CA, created with its key on first call. */
+  ca(): Promise<ManagedCa> {
+    return (this.#ca ??= ManagedCa.open(this.#dir));
+  }
+
+  get exists(): boolean {
+    return this.#ca !== undefined || existsSync(join(this.#dir, "managed-ca.key"));
+  }
+
+  urls(): { crl: string; ocsp: string } {
+    return { crl: `${this.publicUrl}/managed-ca/crl`, ocsp: `${this.publicUrl}/managed-ca/ocsp` };
+  }
+
+  statusOf(serial: string): SerialStatus {
+    const model = this.#model();
+    if (this.#index?.model !== model) this.#index = { model, bySerial: new Map(model.managed_client_certificates.map((c) => [c.serial, c])) };
+    const c = this.#index.bySerial.get(serial);
+    if (!c) return { status: "unknown" };
+    return c.status === "active" ? { status: "good" } : { status: "revoked", revokedAt: new Date(c.revoked_at ?? c.issued_on) };
+  }
+
+  revoked(): { serial: string; revokedAt: Date }[] {
+    return this.#model()
+      .managed_client_certificates.filter((c) => c.status !== "active")
+      .map((c) => ({ serial: c.serial, revokedAt: new Date(c.revoked_at ?? c.issued_on) }));
+  }
+
+  /** The public listener: GET /managed-ca/ca.pem, GET /managed-ca/crl, POST or GET /managed-ca/ocsp. */
+  handler(): http.RequestListener {
+    return (req, res) => {
+      void this.#serve(req, res).catch(() => {
+        if (!res.headersSent) res.writeHead(500).end();
+        else res.destroy();
+      });
+    };
+  }
+
+  async #serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = (req.url ?? "/").split("?")[0]!;
+    const reply = (status: number, type: string, body: string | Buffer) => {
+      res.writeHead(status, { "content-type": type, "content-length": Buffer.byteLength(body), "cache-control": "max-age=60" });
+      res.end(body);
+    };
+    if (path === "/healthz") return reply(200, "text/plain", "ok\n");
+    if (!path.startsWith("/managed-ca/")) return reply(404, "text/plain", "not found\n");
+    if (!this.exists) return reply(404, "text/plain", "the managed CA has not issued anything yet\n");
+    const ca = await this.ca();
+    if (req.method === "GET" && path === "/managed-ca/ca.pem") return reply(200, "application/x-pem-file", ca.certPem);
+    if (req.method === "GET" && path === "/managed-ca/crl") return reply(200, "application/pkix-crl", await ca.crl(this.revoked()));
+    if (path === "/managed-ca/ocsp" && req.method === "POST") {
+      const body = await readLimited(req, 64 * 1024);
+      if (!body) return reply(413, "text/plain", "request too large\n");
+      return reply(200, "application/ocsp-response", await ca.ocsp(body, (s) => this.statusOf(s)));
+    }
+    if (req.method === "GET" && path.startsWith("/managed-ca/ocsp/")) {
+      const der = Buffer.from(decodeURIComponent(path.slice("/managed-ca/ocsp/".length)), "base64");
+      return reply(200, "application/ocsp-response", await ca.ocsp(der, (s) => this.statusOf(s)));
+    }
+    return reply(404, "text/plain", "not found\n");
+  }
+}
+
+function readLimited(req: http.IncomingMessage, max: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        req.destroy();
+        resolve(null);
+      } else chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}

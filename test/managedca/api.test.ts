@@ -1,0 +1,94 @@
+// The managed CA through the Cloudflare client-certificates API, end to end: issue from an
+// openssl CSR, trust the CA on a hostname, use the certificate, revoke it, and see the next
+// request refused; CRL and OCSP from the public listener agree (openssl verify, openssl ocsp).
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { api, startCertgate, type Certgate } from "../control/helpers.ts";
+import { connect, rawRequest, request } from "../helpers/harness.ts";
+import { run } from "../helpers/tools.ts";
+
+describe("managed CA via the Cloudflare API", () => {
+  let cg: Certgate;
+  let zone: string;
+  let dir: string;
+  let client: { certPem: string; keyPem: string };
+  let certId: string;
+
+  beforeAll(async () => {
+    cg = await startCertgate();
+    dir = mkdtempSync(join(tmpdir(), "certgate-mca-api-"));
+    zone = (await api(cg, "POST", "/zones", { name: "a.test" })).body.result.id;
+    const r = await run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.csr"), "-subj", "/O=Example/CN=device-7"]);
+    expect(r.code).toBe(0);
+  });
+  afterAll(() => cg.close());
+
+  it("issues a certificate from a CSR with the documented fields", async () => {
+    const r = await api(cg, "POST", `/zones/${zone}/client_certificates`, { csr: readFileSync(join(dir, "c.csr"), "utf8"), validity_days: 30 });
+    expect(r.status).toBe(200);
+    const c = r.body.result;
+    expect(c).toMatchObject({ common_name: "device-7", organization: "Example", status: "active", validity_days: 30, certificate_authority: { id: "managed-ca" } });
+    for (const f of ["id", "certificate", "csr", "expires_on", "issued_on", "fingerprint_sha256", "serial_number", "ski", "signature"]) expect(c[f], f).toBeTruthy();
+    expect(JSON.stringify(r.body)).not.toContain("PRIVATE KEY");
+    certId = c.id;
+    client = { certPem: c.certificate, keyPem: readFileSync(join(dir, "k.pem"), "utf8") };
+    const list = await api(cg, "GET", `/zones/${zone}/client_certificates?status=active&per_page=5`);
+    expect(list.body.result.map((x: { id: string }) => x.id)).toEqual([certId]);
+    expect(list.body.result_info).toMatchObject({ page: 1, per_page: 5, total_count: 1 });
+    expect((await api(cg, "GET", `/zones/${zone}/client_certificates/${certId}`)).body.result.id).toBe(certId);
+  });
+
+  it("refuses a bad CSR and a bad validity with Cloudflare's envelope", async () => {
+    const bad = await api(cg, "POST", `/zones/${zone}/client_certificates`, { csr: "not a csr", validity_days: 30 });
+    expect(bad.status).toBe(400);
+    expect(bad.body).toMatchObject({ success: false, result: null });
+    expect((await api(cg, "POST", `/zones/${zone}/client_certificates`, { csr: readFileSync(join(dir, "c.csr"), "utf8"), validity_days: 0 })).status).toBe(400);
+    expect((await api(cg, "GET", `/zones/${zone}/client_certificates?status=bogus`)).status).toBe(400);
+  });
+
+  it("trusts the managed CA on a hostname; a rule requires a valid, unrevoked certificate", async () => {
+    const assoc = await api(cg, "PUT", `/zones/${zone}/certificate_authorities/hostname_associations`, { hostnames: ["a.test"] });
+    expect(assoc.body.result.hostnames).toEqual(["a.test"]);
+    const rule = await api(cg, "PUT", `/zones/${zone}/rulesets/phases/http_request_firewall_custom/entrypoint`, {
+      rules: [{ action: "block", expression: "not cf.tls_client_auth.cert_verified or cf.tls_client_auth.cert_revoked", description: "mTLS" }],
+    });
+    expect(rule.status).toBe(200);
+    expect((await request(cg.port, { servername: "a.test", cert: client })).status).toBe(200);
+    expect((await request(cg.port, { servername: "a.test" })).status).toBe(403);
+  });
+
+  it("DELETE revokes: the next request on an open connection is refused, within 1 s", async () => {
+    const { socket } = await connect(cg.port, { servername: "a.test", cert: client });
+    expect((await rawRequest(socket, "a.test")).status).toBe(200);
+    const del = await api(cg, "DELETE", `/zones/${zone}/client_certificates/${certId}`);
+    expect(del.body.result.status).toBe("pending_revocation");
+    const started = Date.now();
+    expect((await rawRequest(socket, "a.test")).status).toBe(403);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    socket.destroy();
+    expect((await request(cg.port, { servername: "a.test", cert: client })).status).toBe(403);
+  });
+
+  it("the public CRL lists it (openssl verify -crl_check) and the public OCSP says revoked (openssl ocsp)", async () => {
+    const crl = Buffer.from(await (await fetch(`${cg.publicUrl}/managed-ca/crl`)).arrayBuffer());
+    const caPem = await (await fetch(`${cg.publicUrl}/managed-ca/ca.pem`)).text();
+    const files = { ca: join(dir, "ca.pem"), cert: join(dir, "cert.pem"), crl: join(dir, "crl.der") };
+    writeFileSync(files.ca, caPem);
+    writeFileSync(files.cert, client.certPem);
+    writeFileSync(files.crl, crl);
+    await run("openssl", ["crl", "-inform", "DER", "-in", files.crl, "-out", `${files.crl}.pem`]);
+    const v = await run("openssl", ["verify", "-crl_check", "-CAfile", files.ca, "-CRLfile", `${files.crl}.pem`, files.cert]);
+    expect(v.stdout + v.stderr).toContain("certificate revoked");
+    const o = await run("openssl", ["ocsp", "-issuer", files.ca, "-cert", files.cert, "-url", `${cg.publicUrl}/managed-ca/ocsp`, "-CAfile", files.ca]);
+    expect(o.stdout).toContain(": revoked");
+  });
+
+  it("PATCH reactivate brings it back while pending revocation", async () => {
+    const r = await api(cg, "PATCH", `/zones/${zone}/client_certificates/${certId}`, { reactivate: true });
+    expect(r.body.result.status).toBe("active");
+    expect((await request(cg.port, { servername: "a.test", cert: client })).status).toBe(200);
+    expect((await api(cg, "PATCH", `/zones/${zone}/client_certificates/${certId}`, { reactivate: true })).status).toBe(400);
+  });
+});
