@@ -7,9 +7,16 @@ import type { Logger } from "../observability/log.ts";
 import { crlDers, crlNextUpdate, verifyCrl, type VerifiedCrl } from "./crl.ts";
 
 const MAX_CRL_BYTES = 32 << 20;
-const MIN_REFRESH_MS = 60_000;
-const RETRY_MS = 30_000;
 const DEFAULT_LIFETIME_MS = 3_600_000; // CRLs without nextUpdate: refresh hourly
+
+export interface FetcherTiming {
+  timeoutMs: number;
+  /** Never refresh sooner than this, whatever nextUpdate says. */
+  minRefreshMs: number;
+  /** First retry after a failed fetch; doubles up to 15 minutes. */
+  retryMs: number;
+}
+const TIMING: FetcherTiming = { timeoutMs: 5_000, minRefreshMs: 60_000, retryMs: 30_000 };
 
 interface Entry {
   url: string;
@@ -32,12 +39,12 @@ export class CrlFetcher {
   readonly #entries = new Map<string, Entry>();
   readonly #log: Logger;
   readonly #hooks: FetcherHooks;
-  readonly #timeoutMs: number;
+  readonly #t: FetcherTiming;
 
-  constructor(log: Logger, hooks: FetcherHooks, timeoutMs = 5_000) {
+  constructor(log: Logger, hooks: FetcherHooks, timing: Partial<FetcherTiming> = {}) {
     this.#log = log;
     this.#hooks = hooks;
-    this.#timeoutMs = timeoutMs;
+    this.#t = { ...TIMING, ...timing };
   }
 
   /**
@@ -87,7 +94,7 @@ export class CrlFetcher {
 
   async #fetch(e: Entry): Promise<void> {
     try {
-      const res = await request(e.url, { method: "GET", headersTimeout: this.#timeoutMs, bodyTimeout: this.#timeoutMs, maxRedirections: 0 } as Parameters<typeof request>[1]);
+      const res = await request(e.url, { method: "GET", headersTimeout: this.#t.timeoutMs, bodyTimeout: this.#t.timeoutMs, maxRedirections: 0 } as Parameters<typeof request>[1]);
       if (res.statusCode !== 200) {
         await res.body.dump();
         throw new Error(`HTTP ${res.statusCode}`);
@@ -108,12 +115,12 @@ export class CrlFetcher {
       e.nextUpdate = next ?? Date.now() + DEFAULT_LIFETIME_MS;
       e.failures = 0;
       this.#hooks.fetched(e.url, true, 0);
-      this.#schedule(e, Math.max(MIN_REFRESH_MS, (e.nextUpdate - Date.now()) * 0.8));
+      this.#schedule(e, Math.max(this.#t.minRefreshMs, (e.nextUpdate - Date.now()) * 0.8));
     } catch (err) {
       e.failures++;
       this.#hooks.fetched(e.url, false, this.ageSeconds(e.url));
       this.#log.warn({ msg: "CRL fetch failed", url: e.url, err: (err as Error).message, keeping_last_good: Boolean(e.der) });
-      this.#schedule(e, Math.min(RETRY_MS * 2 ** Math.min(e.failures - 1, 5), 15 * 60_000));
+      this.#schedule(e, Math.min(this.#t.retryMs * 2 ** Math.min(e.failures - 1, 5), 15 * 60_000));
     } finally {
       e.inflight = undefined;
     }

@@ -37,9 +37,10 @@ export class OpensslCa {
     if (r.code !== 0) throw new Error(`openssl ca -revoke failed: ${r.stderr}`);
   }
 
-  async gencrl(): Promise<string> {
+  /** A CRL of the revocations so far; `seconds` sets nextUpdate that far ahead (default 1 day). */
+  async gencrl(seconds?: number): Promise<string> {
     const out = join(this.dir, "crl.pem");
-    const r = await run("openssl", ["ca", "-config", join(this.dir, "ca.cnf"), "-gencrl", "-out", out, "-batch"]);
+    const r = await run("openssl", ["ca", "-config", join(this.dir, "ca.cnf"), "-gencrl", "-out", out, "-batch", ...(seconds ? ["-crlsec", String(seconds)] : [])]);
     if (r.code !== 0) throw new Error(`openssl ca -gencrl failed: ${r.stderr}`);
     return (await import("node:fs")).readFileSync(out, "utf8");
   }
