@@ -143,7 +143,36 @@ async function listAudit(ctx: Ctx): Promise<Reply> {
   return json({ entries });
 }
 
+// ---- revocation settings of a trust bundle (CRL and OCSP; no vendor has these fields) ----
+
+function bundleIndex(model: Model, id: string): number {
+  const i = model.trust_bundles.findIndex((b) => b.id === id);
+  if (i < 0) throw notFound("trust bundle", id);
+  return i;
+}
+
+function getRevocation(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  return json(model.trust_bundles[bundleIndex(model, ctx.params.id!)]!.revocation ?? {});
+}
+
+/** PUT replaces the bundle's revocation settings; an uploaded CRL is verified before anything is stored. */
+async function putRevocation(ctx: Ctx): Promise<Reply> {
+  const id = ctx.params.id!;
+  const b = await ctx.body({ yaml: true });
+  if (!isObject(b)) throw badRequest("the body must be an object: {crl?: {...}, ocsp?: {...}}");
+  const bundle = await ctx.write(`put revocation settings of trust bundle ${id}`, (model) => {
+    const i = bundleIndex(model, id);
+    const next = { ...model.trust_bundles[i]!, revocation: b as Model["trust_bundles"][number]["revocation"], updated_at: now() };
+    return { model: { ...model, trust_bundles: replaceAt(model.trust_bundles, i, next) }, result: next };
+  });
+  // The stored (validated, defaulted) bundle: the write path parsed it with the model's schema.
+  return json(ctx.plane.model.trust_bundles.find((x) => x.id === bundle.id)?.revocation ?? {});
+}
+
 export const NATIVE_ROUTES: Omit<RouteDef, "dialect">[] = [
+  { method: "GET", path: "/v1/trust_bundles/:id/revocation", handler: getRevocation },
+  { method: "PUT", path: "/v1/trust_bundles/:id/revocation", handler: putRevocation },
   { method: "GET", path: "/v1/routes", handler: listRoutes },
   { method: "GET", path: "/v1/routes/:id", handler: getRoute },
   { method: "PUT", path: "/v1/routes/:id", handler: putRoute },

@@ -123,3 +123,37 @@ describe("CRLs", () => {
     expect(checks).toMatch(/source="crl",result="revoked"} [1-9]/);
   });
 });
+
+describe("revocation settings through the native API", () => {
+  it("PUT /v1/trust_bundles/:id/revocation applies a CRL live; a foreign CRL is refused and nothing changes", async () => {
+    const { api, startCertgate } = await import("../control/helpers.ts");
+    const p = await pki();
+    const cg = await startCertgate(undefined, (pk, origin) => ({
+      certificates: [{ id: "srv", cert: pk.server.certPem, key: pk.server.keyPem }],
+      trust_bundles: [{ id: "clients", ca: pk.ca.certPem }],
+      hosts: [{ hostname: "b.test", mtls: { trust_bundle: "clients", mode: "enforced" } }],
+      routes: [{ id: "b", hostname: "b.test", origin }],
+      default_certificate: "srv",
+    }));
+    try {
+      const ca = new OpensslCa(p.ca);
+      const victim = await issue({ subject: "O=certgate dev,CN=api victim" }, p.ca);
+      await ca.revoke(victim.certPem);
+      const crl = await ca.gencrl();
+      expect((await request(cg.port, { servername: "b.test", cert: victim })).status).toBe(200);
+      const put = await api(cg, "PUT", "/v1/trust_bundles/clients/revocation", { crl: { pem: crl }, ocsp: { mode: "off" } });
+      expect(put.status).toBe(200);
+      expect(put.body.crl).toMatchObject({ when_missing: "ignore", urls: [] });
+      expect((await request(cg.port, { servername: "b.test", cert: victim })).status).toBe(403);
+      const foreign = await new OpensslCa(p.otherCa).gencrl();
+      const bad = await api(cg, "PUT", "/v1/trust_bundles/clients/revocation", { crl: { pem: foreign } });
+      expect(bad.status).toBe(400);
+      expect(bad.body.error.message).toContain("not signed by any CA of the trust bundle");
+      expect((await api(cg, "GET", "/v1/trust_bundles/clients/revocation")).body.crl.pem).toBe(crl);
+      expect((await api(cg, "PUT", "/v1/trust_bundles/clients/revocation", { ocsp: { mode: "sometimes" } })).status).toBe(400);
+      expect((await api(cg, "GET", "/v1/trust_bundles/nope/revocation")).status).toBe(404);
+    } finally {
+      await cg.close();
+    }
+  });
+});
