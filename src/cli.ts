@@ -11,7 +11,7 @@ import { demoModel, ensureDevPki } from "./demo/demo.ts";
 import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
-import { Runtime } from "./dataplane/runtime.ts";
+import type { Runtime } from "./dataplane/runtime.ts";
 // Apinizer dialect: this node compiles the policies deployed to its --environment
 import { ApinizerRuntime, DEFAULT_ENVIRONMENT } from "./control/apinizer-runtime.ts";
 import { listenAdmin } from "./control/admin.ts";

@@ -1,0 +1,759 @@
+// The Apinizer dialect (/apiops/...): projects, API proxies, issuer ACLs, environments and
+// `policy-auth-mtls` policies, with Apinizer's `{success, resultList, resultCount}` and
+// `{success, deploymentResult}` shapes; errors `{success: false, errors: [{code, message, field?}]}`.
+//
+//   project            = apinizer.projects[]
+//   API proxy          = apinizer.projects[].api_proxies[] + the routes[] entry it owns
+//                        (hostname, path_prefix = relative path, origin = backend URL) + the
+//                        hosts[] entry's mtls (trust bundle, fail_open by default)
+//   issuer ACL         = api_proxies[].issuer_acl and projects[].issuer_acl (both apply)
+//   environment        = apinizer.environments[] (default: production)
+//   policy             = api_proxies[].policies[] (working copy, in execution order); deploying
+//                        copies them into api_proxies[].deployments[{environment, policies}]
+//   enforcement        = each node compiles the policies deployed to its --environment into
+//                        401 block rules (apinizer-compile.ts, apinizer-runtime.ts)
+import "reflect-metadata"; // @peculiar/x509 needs it loaded first
+import { SubjectKeyIdentifierExtension, X509Certificate as PeculiarCert } from "@peculiar/x509";
+import { createHash, X509Certificate } from "node:crypto";
+import type {
+  ApinizerDeployment,
+  ApinizerIssuer,
+  ApinizerPolicy,
+  ApinizerProject,
+  ApinizerProxy,
+  Host,
+  Model,
+  MtlsMode,
+  Route,
+  TrustBundle,
+} from "../model/schema.ts";
+import { splitPem } from "../dataplane/snapshot.ts";
+import { rfc2253 } from "../dataplane/facts.ts";
+import { ApiError, ERRORS, badRequest, notFound } from "./errors.ts";
+import { isObject, type Ctx, type Reply, type RouteDef } from "./http.ts";
+import { now, removeAt, replaceAt } from "./plane.ts";
+import { checkApinizerRules, endpointPath } from "./apinizer-compile.ts";
+import { ApinizerRuntime } from "./apinizer-runtime.ts";
+
+export const APINIZER_PREFIX = "/apiops/";
+export const POLICY_TYPE = "policy-auth-mtls";
+const PIPELINES = ["REQUEST", "RESPONSE", "ERROR"] as const;
+const SCOPES = ["ALL", "ENDPOINT"] as const;
+const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"] as const;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export const isApinizerPath = (path: string): boolean => path.startsWith(APINIZER_PREFIX) || path === "/apiops";
+
+/** Apinizer's envelope for errors: `{success: false, errors: [...]}`, plus the first message at the top. */
+export function renderApinizerError(err: ApiError): unknown {
+  return {
+    success: false,
+    message: err.message,
+    errors: [{ code: `CERTGATE_ERR_${err.code.toUpperCase()}`, title: ERRORS[err.code].title, message: err.message, ...(err.pointer ? { field: err.pointer } : {}) }],
+  };
+}
+
+const ok = (extra: Record<string, unknown> = {}, status = 200): Reply => ({ status, body: { success: true, ...extra } });
+const list = (items: unknown[]): Reply => ok({ resultList: items, resultCount: items.length });
+
+// ---- input helpers -----------------------------------------------------------------------
+
+function checkName(v: string, what: string): string {
+  if (!NAME.test(v)) throw badRequest(`${what} "${v}" is not valid: names are 1-64 of [A-Za-z0-9._-], starting with a letter or digit`, what);
+  return v;
+}
+
+async function objectBody(ctx: Ctx, optional = false): Promise<Record<string, unknown> | undefined> {
+  let b: unknown;
+  try {
+    b = await ctx.body();
+  } catch (e) {
+    if (optional && e instanceof ApiError && e.message === "a request body is required") return undefined;
+    throw e;
+  }
+  if (!isObject(b)) throw badRequest("the body must be a JSON object");
+  return b;
+}
+
+function noUnknown(o: Record<string, unknown>, known: readonly string[], where: string): void {
+  for (const k of Object.keys(o)) if (!known.includes(k)) throw badRequest(`${where}${k} is not a known field (known: ${known.join(", ")})`, `${where}${k}`);
+}
+
+function optBool(o: Record<string, unknown>, k: string, where: string, dflt: boolean): boolean {
+  const v = o[k];
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== "boolean") throw badRequest(`${where}${k} must be true or false`, `${where}${k}`);
+  return v;
+}
+
+function optString(o: Record<string, unknown>, k: string, where: string, max = 1000): string | undefined {
+  const v = o[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string") throw badRequest(`${where}${k} must be a string`, `${where}${k}`);
+  if (v.length > max) throw badRequest(`${where}${k} is longer than ${max} characters`, `${where}${k}`);
+  return v;
+}
+
+function oneOf<T extends string>(o: Record<string, unknown>, k: string, where: string, allowed: readonly T[], required: boolean): T | undefined {
+  const v = o[k];
+  if (v === undefined || v === null) {
+    if (required) throw badRequest(`${where}${k} is required (one of ${allowed.join(", ")})`, `${where}${k}`);
+    return undefined;
+  }
+  if (typeof v !== "string" || !(allowed as readonly string[]).includes(v))
+    throw badRequest(`${where}${k} must be one of ${allowed.join(", ")}, got ${JSON.stringify(v)}`, `${where}${k}`);
+  return v as T;
+}
+
+function envList(o: Record<string, unknown>, where: string): string[] {
+  const v = o.deployTargetEnvironmentNameList;
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || !x)) throw badRequest(`${where}deployTargetEnvironmentNameList must be an array of environment names`, `${where}deployTargetEnvironmentNameList`);
+  return [...new Set(v as string[])];
+}
+
+function orderOf(o: Record<string, unknown>, where: string): number | null {
+  const v = o.order;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw badRequest(`${where}order must be an integer starting from 1`, `${where}order`);
+  return v;
+}
+
+// ---- lookups -----------------------------------------------------------------------------
+
+function findProject(model: Model, name: string): number {
+  const i = model.apinizer.projects.findIndex((p) => p.name === name);
+  if (i < 0) throw notFound("project", name);
+  return i;
+}
+
+function findProxy(model: Model, project: string, name: string): { pi: number; xi: number; project: ApinizerProject; proxy: ApinizerProxy } {
+  const pi = findProject(model, project);
+  const p = model.apinizer.projects[pi]!;
+  const xi = p.api_proxies.findIndex((x) => x.name === name);
+  if (xi < 0) throw notFound("API proxy", `${project}/${name}`);
+  return { pi, xi, project: p, proxy: p.api_proxies[xi]! };
+}
+
+function withProxy(model: Model, pi: number, xi: number, proxy: ApinizerProxy): Model {
+  const p = model.apinizer.projects[pi]!;
+  const project: ApinizerProject = { ...p, api_proxies: replaceAt(p.api_proxies, xi, proxy) };
+  return withProject(model, pi, project);
+}
+
+function withProject(model: Model, pi: number, project: ApinizerProject): Model {
+  return { ...model, apinizer: { ...model.apinizer, projects: replaceAt(model.apinizer.projects, pi, project) } };
+}
+
+/** Refuses a change whose rules would not compile in some environment. */
+function checked(model: Model): Model {
+  const err = checkApinizerRules(model);
+  if (err) throw new ApiError("invalid_config", `the policies would not compile: ${err}`);
+  return model;
+}
+
+function nodeEnvironment(ctx: Ctx): string | undefined {
+  return ctx.plane.runtime instanceof ApinizerRuntime ? ctx.plane.runtime.environment : undefined;
+}
+
+// ---- deployment --------------------------------------------------------------------------
+
+interface EnvResult {
+  environmentName: string;
+  success: boolean;
+  message: string;
+}
+
+/**
+ * Deploys the proxy's working copy to `names` (none given: every environment it is deployed to).
+ * Unknown environments are reported, the others deployed.
+ */
+function deploy(model: Model, proxy: ApinizerProxy, names: string[], at: string): { proxy: ApinizerProxy; results: EnvResult[] } {
+  const targets = names.length ? names : proxy.deployments.map((d) => d.environment);
+  const known = new Set(model.apinizer.environments.map((e) => e.name));
+  let deployments = proxy.deployments;
+  const results: EnvResult[] = [];
+  for (const env of targets) {
+    if (!known.has(env)) {
+      results.push({ environmentName: env, success: false, message: `Environment "${env}" not found (known: ${[...known].join(", ") || "none"})` });
+      continue;
+    }
+    const dep: ApinizerDeployment = { environment: env, policies: proxy.policies, deployed_at: at };
+    const i = deployments.findIndex((d) => d.environment === env);
+    deployments = i < 0 ? [...deployments, dep] : replaceAt(deployments, i, dep);
+    results.push({ environmentName: env, success: true, message: "Deployment successful" });
+  }
+  return { proxy: { ...proxy, deployments }, results };
+}
+
+function deploymentResult(results: EnvResult[]): Record<string, unknown> {
+  return { deploymentResult: { success: results.every((r) => r.success), deploymentResults: results } };
+}
+
+// ---- environments ------------------------------------------------------------------------
+
+function envRes(ctx: Ctx, model: Model, name: string, description: string): Record<string, unknown> {
+  const proxies = model.apinizer.projects.flatMap((p) => p.api_proxies.filter((x) => x.deployments.some((d) => d.environment === name)).map((x) => `${p.name}/${x.name}`));
+  return { name, description, servedByThisNode: nodeEnvironment(ctx) === name, deployedApiProxyList: proxies };
+}
+
+function listEnvironments(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  return list(model.apinizer.environments.map((e) => envRes(ctx, model, e.name, e.description)));
+}
+
+async function createEnvironment(ctx: Ctx): Promise<Reply> {
+  const name = checkName(ctx.params.environment!, "environmentName");
+  const b = (await objectBody(ctx, true)) ?? {};
+  noUnknown(b, ["description"], "");
+  const description = optString(b, "description", "") ?? "";
+  await ctx.write(`apinizer: create environment ${name}`, (model) => {
+    if (model.apinizer.environments.some((e) => e.name === name)) throw new ApiError("conflict", `environment "${name}" already exists`);
+    return { model: { ...model, apinizer: { ...model.apinizer, environments: [...model.apinizer.environments, { name, description, created_at: now() }] } }, result: null };
+  });
+  return ok({ result: envRes(ctx, ctx.plane.model, name, description) });
+}
+
+async function deleteEnvironment(ctx: Ctx): Promise<Reply> {
+  const name = ctx.params.environment!;
+  await ctx.write(`apinizer: delete environment ${name}`, (model) => {
+    const i = model.apinizer.environments.findIndex((e) => e.name === name);
+    if (i < 0) throw notFound("environment", name);
+    const users = model.apinizer.projects.flatMap((p) => p.api_proxies.filter((x) => x.deployments.some((d) => d.environment === name)).map((x) => `${p.name}/${x.name}`));
+    if (users.length) throw new ApiError("conflict", `environment "${name}" still has deployed API proxies (${users.slice(0, 5).join(", ")}); undeploy them first`);
+    return { model: { ...model, apinizer: { ...model.apinizer, environments: removeAt(model.apinizer.environments, i) } }, result: null };
+  });
+  return ok();
+}
+
+// ---- issuer ACLs -------------------------------------------------------------------------
+
+/** An ACL entry as given: an issuer DN, a CA certificate's SHA-256 fingerprint, or a CA certificate PEM. */
+export function parseIssuer(model: Model, raw: unknown, pointer: string): ApinizerIssuer {
+  if (typeof raw !== "string" || !raw.trim()) throw badRequest(`${pointer} must be an issuer DN, a CA certificate SHA-256 fingerprint or a PEM CA certificate`, pointer);
+  const s = raw.trim();
+  if (s.startsWith("-----BEGIN CERTIFICATE-----")) {
+    const pem = splitPem(s)[0];
+    let ca: X509Certificate;
+    try {
+      ca = new X509Certificate(pem ?? "");
+    } catch (e) {
+      throw new ApiError("invalid_certificate", `${pointer}: malformed certificate: ${(e as Error).message}`, pointer);
+    }
+    return fromCa(ca);
+  }
+  const hex = s.replace(/:/g, "").toLowerCase();
+  if (/^[0-9a-f]{64}$/.test(hex)) {
+    for (const b of model.trust_bundles)
+      for (const p of splitPem(b.ca)) {
+        const c = new X509Certificate(p);
+        if (c.fingerprint256.replace(/:/g, "").toLowerCase() === hex) return fromCa(c);
+      }
+    throw badRequest(`${pointer}: no CA certificate with SHA-256 fingerprint ${hex} in any trust bundle; give the issuer DN or the CA certificate PEM instead`, pointer);
+  }
+  if (!s.includes("=")) throw badRequest(`${pointer}: "${s}" is neither a DN (CN=...,O=...) nor a SHA-256 fingerprint`, pointer);
+  return { dn: normalizeDn(s) };
+}
+
+function fromCa(ca: X509Certificate): ApinizerIssuer {
+  let ski = "";
+  try {
+    ski = (new PeculiarCert(ca.raw).getExtension(SubjectKeyIdentifierExtension)?.keyId ?? "").toUpperCase();
+  } catch {
+    ski = "";
+  }
+  return { dn: rfc2253(ca.subject), fingerprint_sha256: createHash("sha256").update(ca.raw).digest("hex"), ...(ski ? { ski } : {}) };
+}
+
+/** RFC 2253 as certgate prints issuers: most specific RDN first, no spaces around the separators; "/C=../CN=.." is turned around. */
+export function normalizeDn(dn: string): string {
+  if (dn.startsWith("/")) return dn.slice(1).split("/").reverse().map((r) => r.trim()).join(",");
+  const parts: string[] = [];
+  let cur = "";
+  for (let i = 0; i < dn.length; i++) {
+    const c = dn[i]!;
+    if (c === "\\" && i + 1 < dn.length) {
+      cur += c + dn[++i];
+      continue;
+    }
+    if (c === "," || c === ";") {
+      parts.push(cur);
+      cur = "";
+    } else cur += c;
+  }
+  parts.push(cur);
+  return parts
+    .map((p) => {
+      const t = p.trim();
+      const eq = t.indexOf("=");
+      return eq < 0 ? t : t.slice(0, eq).trim() + "=" + t.slice(eq + 1).trim();
+    })
+    .filter(Boolean)
+    .join(",");
+}
+
+function issuerList(acl: readonly ApinizerIssuer[]): string[] {
+  return acl.map((a) => a.fingerprint_sha256 ?? a.dn);
+}
+
+function aclRes(acl: readonly ApinizerIssuer[]): Record<string, unknown> {
+  return { issuerList: issuerList(acl), issuers: acl.map((a) => ({ issuerDN: a.dn, ...(a.fingerprint_sha256 ? { fingerprintSha256: a.fingerprint_sha256 } : {}), ...(a.ski ? { ski: a.ski } : {}) })) };
+}
+
+function parseAcl(model: Model, b: Record<string, unknown>, key: string): ApinizerIssuer[] {
+  const v = b[key];
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw badRequest(`${key} must be an array of issuer DNs or CA fingerprints`, key);
+  const out = v.map((x, i) => parseIssuer(model, x, `${key}[${i}]`));
+  const seen = new Set<string>();
+  return out.filter((a) => {
+    const k = a.fingerprint_sha256 ?? a.dn;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function getProxyAcl(ctx: Ctx): Reply {
+  const { proxy } = findProxy(ctx.plane.model, ctx.params.project!, ctx.params.proxy!);
+  return ok({ result: aclRes(proxy.issuer_acl) });
+}
+
+async function putProxyAcl(ctx: Ctx): Promise<Reply> {
+  const b = (await objectBody(ctx))!;
+  noUnknown(b, ["issuerList"], "");
+  if (b.issuerList === undefined) throw badRequest("issuerList is required (an array; [] clears the ACL)", "issuerList");
+  const proxy = await ctx.write(`apinizer: set issuer ACL of ${ctx.params.project}/${ctx.params.proxy}`, (model) => {
+    const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
+    const next: ApinizerProxy = { ...proxy, issuer_acl: parseAcl(model, b, "issuerList"), updated_at: now() };
+    return { model: checked(withProxy(model, pi, xi, next)), result: next };
+  });
+  return ok({ result: aclRes(proxy.issuer_acl) });
+}
+
+function getProjectAcl(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  return ok({ result: aclRes(model.apinizer.projects[findProject(model, ctx.params.project!)]!.issuer_acl) });
+}
+
+async function putProjectAcl(ctx: Ctx): Promise<Reply> {
+  const b = (await objectBody(ctx))!;
+  noUnknown(b, ["issuerList"], "");
+  if (b.issuerList === undefined) throw badRequest("issuerList is required (an array; [] clears the ACL)", "issuerList");
+  const project = await ctx.write(`apinizer: set issuer ACL of project ${ctx.params.project}`, (model) => {
+    const pi = findProject(model, ctx.params.project!);
+    const next: ApinizerProject = { ...model.apinizer.projects[pi]!, issuer_acl: parseAcl(model, b, "issuerList"), updated_at: now() };
+    return { model: checked(withProject(model, pi, next)), result: next };
+  });
+  return ok({ result: aclRes(project.issuer_acl) });
+}
+
+// ---- projects ----------------------------------------------------------------------------
+
+function projectRes(p: ApinizerProject): Record<string, unknown> {
+  return { name: p.name, description: p.description, apiProxyList: p.api_proxies.map((x) => x.name), issuerList: issuerList(p.issuer_acl), createdAt: p.created_at ?? null, updatedAt: p.updated_at ?? null };
+}
+
+function listProjects(ctx: Ctx): Reply {
+  return list(ctx.plane.model.apinizer.projects.map(projectRes));
+}
+
+function getProject(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  return ok({ result: projectRes(model.apinizer.projects[findProject(model, ctx.params.project!)]!) });
+}
+
+function newProject(name: string, description: string, at: string): ApinizerProject {
+  return { name, description, issuer_acl: [], api_proxies: [], created_at: at, updated_at: at };
+}
+
+async function createProject(ctx: Ctx): Promise<Reply> {
+  const name = checkName(ctx.params.project!, "projectName");
+  const b = (await objectBody(ctx, true)) ?? {};
+  noUnknown(b, ["description", "issuerList"], "");
+  const description = optString(b, "description", "") ?? "";
+  const project = await ctx.write(`apinizer: create project ${name}`, (model) => {
+    if (model.apinizer.projects.some((p) => p.name === name)) throw new ApiError("conflict", `project "${name}" already exists`);
+    const project = { ...newProject(name, description, now()), issuer_acl: parseAcl(model, b, "issuerList") };
+    return { model: { ...model, apinizer: { ...model.apinizer, projects: [...model.apinizer.projects, project] } }, result: project };
+  });
+  return ok({ result: projectRes(project) });
+}
+
+async function deleteProject(ctx: Ctx): Promise<Reply> {
+  const name = ctx.params.project!;
+  await ctx.write(`apinizer: delete project ${name}`, (model) => {
+    const pi = findProject(model, name);
+    const p = model.apinizer.projects[pi]!;
+    if (p.api_proxies.length) throw new ApiError("conflict", `project "${name}" still has API proxies (${p.api_proxies.map((x) => x.name).slice(0, 5).join(", ")}); delete them first`);
+    return { model: { ...model, apinizer: { ...model.apinizer, projects: removeAt(model.apinizer.projects, pi) } }, result: null };
+  });
+  return ok();
+}
+
+// ---- API proxies -------------------------------------------------------------------------
+
+function proxyRes(model: Model, p: ApinizerProxy): Record<string, unknown> {
+  const host = model.hosts.find((h) => h.hostname === p.hostname);
+  const route = model.routes.find((r) => r.id === p.route_id);
+  return {
+    name: p.name,
+    description: p.description,
+    hostname: p.hostname,
+    relativePath: p.relative_path,
+    backendUrlList: p.backend_urls,
+    routeId: p.route_id,
+    routePresent: route !== undefined,
+    trustBundleId: p.trust_bundle ?? host?.mtls.trust_bundle ?? null,
+    mtlsMode: host?.mtls.trust_bundle ? (host.mtls.mode ?? (model.trust_bundles.find((b) => b.id === host.mtls.trust_bundle)?.enforced ? "enforced" : "fail_open")) : "off",
+    issuerList: issuerList(p.issuer_acl),
+    policyCount: p.policies.length,
+    deployments: p.deployments.map((d) => ({ environmentName: d.environment, deployedAt: d.deployed_at ?? null, policyCount: d.policies.length })),
+    createdAt: p.created_at ?? null,
+    updatedAt: p.updated_at ?? null,
+  };
+}
+
+function listProxies(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  const p = model.apinizer.projects[findProject(model, ctx.params.project!)]!;
+  return list(p.api_proxies.map((x) => proxyRes(model, x)));
+}
+
+function getProxy(ctx: Ctx): Reply {
+  const model = ctx.plane.model;
+  return ok({ result: proxyRes(model, findProxy(model, ctx.params.project!, ctx.params.proxy!).proxy) });
+}
+
+function routeIdFor(project: string, proxy: string): string {
+  const id = `apinizer.${project}.${proxy}`;
+  return id.length <= 128 ? id : `apinizer.${createHash("sha256").update(`${project}/${proxy}`).digest("hex").slice(0, 40)}`;
+}
+
+function backendUrls(b: Record<string, unknown>): string[] {
+  let urls: unknown[];
+  if (b.backendUrlList !== undefined && b.backendUrlList !== null) {
+    if (!Array.isArray(b.backendUrlList)) throw badRequest("backendUrlList must be an array of URLs", "backendUrlList");
+    urls = b.backendUrlList;
+  } else if (b.backendUrl !== undefined && b.backendUrl !== null) urls = [b.backendUrl];
+  else throw badRequest("backendUrl (or backendUrlList) is required: the backend the API proxy forwards to", "backendUrl");
+  if (urls.length !== 1) throw badRequest(`backendUrlList must hold exactly one URL (certgate routes an API proxy to one backend), got ${urls.length}`, "backendUrlList");
+  return urls.map((u, i) => {
+    let url: URL;
+    try {
+      if (typeof u !== "string") throw new Error();
+      url = new URL(u);
+    } catch {
+      throw badRequest(`backendUrlList[${i}] must be an http(s) URL`, `backendUrlList[${i}]`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw badRequest(`backendUrlList[${i}] must be an http or https URL`, `backendUrlList[${i}]`);
+    if (url.pathname !== "/" || url.search || url.hash)
+      throw badRequest(`backendUrlList[${i}] must be scheme://host[:port] without a path: certgate forwards the request path unchanged (${url.pathname} would be ignored)`, `backendUrlList[${i}]`);
+    return url.origin;
+  });
+}
+
+async function createProxy(ctx: Ctx): Promise<Reply> {
+  const projectName = checkName(ctx.params.project!, "projectName");
+  const name = checkName(ctx.params.proxy!, "apiProxyName");
+  const b = (await objectBody(ctx))!;
+  noUnknown(
+    b,
+    ["description", "hostname", "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList"],
+    "",
+  );
+  const hostname = optString(b, "hostname", "", 253)?.toLowerCase();
+  if (!hostname) throw badRequest("hostname is required: the name clients reach the API proxy on", "hostname");
+  if (hostname.startsWith("*.")) throw badRequest("hostname must be an exact name (no wildcard)", "hostname");
+  const relativePath = optString(b, "relativePath", "", 1024) ?? "/";
+  if (!/^\/[^\s?#]*$/.test(relativePath)) throw badRequest(`relativePath must start with / and hold no spaces, ? or #, got ${JSON.stringify(relativePath)}`, "relativePath");
+  const urls = backendUrls(b);
+  const trustBundleId = optString(b, "trustBundleId", "", 128);
+  const caPem = optString(b, "clientCaCertificate", "", 1 << 20);
+  if (trustBundleId && caPem) throw badRequest("give trustBundleId or clientCaCertificate, not both", "clientCaCertificate");
+  const mode = oneOf<MtlsMode>(b, "mtlsMode", "", ["fail_open", "enforced"], false) ?? "fail_open";
+  const deployIt = optBool(b, "deploy", "", true);
+  const envs = envList(b, "");
+  const out = await ctx.write(`apinizer: create API proxy ${projectName}/${name} (${hostname}${relativePath})`, (model) => {
+    const at = now();
+    let m = model;
+    let pi = m.apinizer.projects.findIndex((p) => p.name === projectName);
+    if (pi < 0) {
+      m = { ...m, apinizer: { ...m.apinizer, projects: [...m.apinizer.projects, newProject(projectName, "", at)] } };
+      pi = m.apinizer.projects.length - 1;
+    }
+    const project = m.apinizer.projects[pi]!;
+    if (project.api_proxies.some((x) => x.name === name)) throw new ApiError("conflict", `API proxy "${projectName}/${name}" already exists`);
+    const routeId = routeIdFor(projectName, name);
+    if (m.routes.some((r) => r.id === routeId)) throw new ApiError("conflict", `route "${routeId}" already exists`);
+    const clash = m.routes.find((r) => r.hostname === hostname && r.path_prefix === relativePath);
+    if (clash) throw new ApiError("conflict", `${hostname}${relativePath} is already routed (route "${clash.id}")`, "relativePath");
+    // The client CA: an existing trust bundle, or one made from the given PEM.
+    let bundleId = trustBundleId;
+    if (bundleId && !m.trust_bundles.some((t) => t.id === bundleId)) throw badRequest(`no trust bundle with id "${bundleId}"`, "trustBundleId");
+    if (caPem) {
+      bundleId = `${routeId}.clients`.slice(0, 128);
+      if (m.trust_bundles.some((t) => t.id === bundleId)) throw new ApiError("conflict", `trust bundle "${bundleId}" already exists`);
+      const bundle: TrustBundle = { id: bundleId, name: `Apinizer ${projectName}/${name} client CA`, ca: caPem, verify_depth: 4, enforced: mode === "enforced", created_at: at, updated_at: at };
+      m = { ...m, trust_bundles: [...m.trust_bundles, bundle] };
+    }
+    if (bundleId) {
+      const hi = m.hosts.findIndex((h) => h.hostname === hostname);
+      const host = m.hosts[hi];
+      if (host?.mtls.trust_bundle && host.mtls.trust_bundle !== bundleId)
+        throw new ApiError("conflict", `hostname "${hostname}" already verifies client certificates with trust bundle "${host.mtls.trust_bundle}"; use that trustBundleId`, "trustBundleId");
+      if (!host?.mtls.trust_bundle) {
+        const next: Host = { ...(host ?? { hostname, forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false }, created_at: at }), mtls: { mode, trust_bundle: bundleId }, updated_at: at };
+        m = { ...m, hosts: host ? replaceAt(m.hosts, hi, next) : [...m.hosts, next] };
+      }
+    }
+    const route: Route = { id: routeId, hostname, path_prefix: relativePath, origin: urls[0]!, connect_timeout_ms: 5_000, read_timeout_ms: 30_000, created_at: at, updated_at: at };
+    m = { ...m, routes: [...m.routes, route] };
+    let proxy: ApinizerProxy = {
+      name,
+      description: optString(b, "description", "") ?? "",
+      hostname,
+      relative_path: relativePath,
+      backend_urls: urls,
+      route_id: routeId,
+      ...(bundleId ? { trust_bundle: bundleId } : {}),
+      issuer_acl: parseAcl(m, b, "issuerList"),
+      policies: [],
+      deployments: [],
+      created_at: at,
+      updated_at: at,
+    };
+    let results: EnvResult[] = [];
+    if (deployIt && envs.length) ({ proxy, results } = deploy(m, proxy, envs, at));
+    m = withProject(m, pi, { ...project, api_proxies: [...project.api_proxies, proxy], updated_at: at });
+    return { model: checked(m), result: { proxy, results } };
+  });
+  return ok({ result: proxyRes(ctx.plane.model, out.proxy), ...deploymentResult(out.results) });
+}
+
+async function deleteProxy(ctx: Ctx): Promise<Reply> {
+  await ctx.write(`apinizer: delete API proxy ${ctx.params.project}/${ctx.params.proxy}`, (model) => {
+    const { pi, xi, project, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
+    const m = { ...model, routes: model.routes.filter((r) => r.id !== proxy.route_id) };
+    return { model: withProject(m, pi, { ...project, api_proxies: removeAt(project.api_proxies, xi), updated_at: now() }), result: null };
+  });
+  return ok({ ...deploymentResult([]) });
+}
+
+async function deployProxy(ctx: Ctx): Promise<Reply> {
+  const env = ctx.params.environment!;
+  const results = await ctx.write(`apinizer: deploy ${ctx.params.project}/${ctx.params.proxy} to ${env}`, (model) => {
+    const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
+    if (!model.apinizer.environments.some((e) => e.name === env)) throw notFound("environment", env);
+    const d = deploy(model, proxy, [env], now());
+    return { model: checked(withProxy(model, pi, xi, d.proxy)), result: d.results };
+  });
+  return ok(deploymentResult(results));
+}
+
+async function undeployProxy(ctx: Ctx): Promise<Reply> {
+  const env = ctx.params.environment!;
+  const results = await ctx.write(`apinizer: undeploy ${ctx.params.project}/${ctx.params.proxy} from ${env}`, (model) => {
+    const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
+    const i = proxy.deployments.findIndex((d) => d.environment === env);
+    if (i < 0) throw notFound("deployment of this API proxy to environment", env);
+    return { model: withProxy(model, pi, xi, { ...proxy, deployments: removeAt(proxy.deployments, i) }), result: [{ environmentName: env, success: true, message: "Undeployment successful" }] };
+  });
+  return ok(deploymentResult(results));
+}
+
+// ---- policies ----------------------------------------------------------------------------
+
+interface PolicyInput {
+  policy: Omit<ApinizerPolicy, "name" | "created_at" | "updated_at">;
+  order: number | null;
+  deploy: boolean;
+  envs: string[];
+}
+
+const META_FIELDS = ["targetScope", "targetEndpoint", "targetEndpointHTTPMethod", "targetPipeline", "deploy", "deployTargetEnvironmentNameList", "order"];
+const POLICY_FIELDS = ["type", "name", "description", "active", "validateCertificate", "validateACLForIssuer"];
+
+/** The documented body: `operationMetadata` + `policy`, with the documented defaults. */
+export function parsePolicyBody(b: Record<string, unknown>, name: string): PolicyInput {
+  noUnknown(b, ["operationMetadata", "policy"], "");
+  const om = b.operationMetadata;
+  if (!isObject(om)) throw badRequest("operationMetadata is required (an object with targetScope and targetPipeline)", "operationMetadata");
+  const pol = b.policy;
+  if (!isObject(pol)) throw badRequest("policy is required (an object with type policy-auth-mtls)", "policy");
+  noUnknown(om, META_FIELDS, "operationMetadata.");
+  noUnknown(pol, POLICY_FIELDS, "policy.");
+  const scope = oneOf(om, "targetScope", "operationMetadata.", SCOPES, true)!;
+  const pipeline = oneOf(om, "targetPipeline", "operationMetadata.", PIPELINES, true)!;
+  let endpoint = optString(om, "targetEndpoint", "operationMetadata.", 1024);
+  let method = oneOf(om, "targetEndpointHTTPMethod", "operationMetadata.", METHODS, false);
+  if (scope === "ENDPOINT") {
+    if (!endpoint) throw badRequest("operationMetadata.targetEndpoint is required when targetScope is ENDPOINT", "operationMetadata.targetEndpoint");
+    if (!endpoint.startsWith("/") || /[\s?#]/.test(endpoint))
+      throw badRequest(`operationMetadata.targetEndpoint must be a path starting with / (no spaces, ? or #), got ${JSON.stringify(endpoint)}`, "operationMetadata.targetEndpoint");
+    if (!method) throw badRequest(`operationMetadata.targetEndpointHTTPMethod is required when targetScope is ENDPOINT (one of ${METHODS.join(", ")})`, "operationMetadata.targetEndpointHTTPMethod");
+  } else {
+    if (endpoint || method) throw badRequest("operationMetadata.targetEndpoint and targetEndpointHTTPMethod are only valid with targetScope ENDPOINT", endpoint ? "operationMetadata.targetEndpoint" : "operationMetadata.targetEndpointHTTPMethod");
+    endpoint = undefined;
+    method = undefined;
+  }
+  const type = pol.type;
+  if (type === undefined || type === null) throw badRequest(`policy.type is required ("${POLICY_TYPE}")`, "policy.type");
+  if (type !== POLICY_TYPE) throw badRequest(`unknown policy type ${JSON.stringify(type)}: certgate supports "${POLICY_TYPE}"`, "policy.type");
+  if (pol.name !== undefined && pol.name !== null && pol.name !== name) throw badRequest(`policy.name "${String(pol.name)}" differs from the policy name in the path ("${name}")`, "policy.name");
+  return {
+    policy: {
+      type: POLICY_TYPE,
+      description: optString(pol, "description", "policy.") ?? "",
+      active: optBool(pol, "active", "policy.", true),
+      validate_certificate: optBool(pol, "validateCertificate", "policy.", true),
+      validate_acl_for_issuer: optBool(pol, "validateACLForIssuer", "policy.", true),
+      pipeline,
+      scope,
+      ...(endpoint ? { target_endpoint: endpoint, target_method: method! } : {}),
+    },
+    order: orderOf(om, "operationMetadata."),
+    deploy: optBool(om, "deploy", "operationMetadata.", true),
+    envs: envList(om, "operationMetadata."),
+  };
+}
+
+/** Places `p` at 1-based `order` among the policies of its pipeline (null: last; past the end: last). */
+function place(policies: readonly ApinizerPolicy[], p: ApinizerPolicy, order: number | null): ApinizerPolicy[] {
+  const same = policies.filter((x) => x.pipeline === p.pipeline);
+  const k = order === null ? same.length : Math.min(order - 1, same.length);
+  if (k >= same.length) return [...policies, p];
+  const before = same[k]!;
+  const at = policies.indexOf(before);
+  return [...policies.slice(0, at), p, ...policies.slice(at)];
+}
+
+function orderIn(policies: readonly ApinizerPolicy[], p: ApinizerPolicy): number {
+  return policies.filter((x) => x.pipeline === p.pipeline).indexOf(p) + 1;
+}
+
+function policyRes(proxy: ApinizerProxy, p: ApinizerPolicy): Record<string, unknown> {
+  return {
+    type: p.type,
+    name: p.name,
+    description: p.description,
+    active: p.active,
+    validateCertificate: p.validate_certificate,
+    validateACLForIssuer: p.validate_acl_for_issuer,
+    order: orderIn(proxy.policies, p),
+    targetScope: p.scope,
+    targetPipeline: p.pipeline,
+    ...(p.scope === "ENDPOINT" ? { targetEndpoint: p.target_endpoint, targetEndpointHTTPMethod: p.target_method } : {}),
+    /** Environments running exactly this version of the policy. */
+    deployedEnvironmentNameList: proxy.deployments.filter((d) => d.policies.some((x) => samePolicy(x, p))).map((d) => d.environment),
+  };
+}
+
+const samePolicy = (a: ApinizerPolicy, b: ApinizerPolicy): boolean => a === b || JSON.stringify(a) === JSON.stringify(b);
+
+function listPolicies(ctx: Ctx): Reply {
+  const { proxy } = findProxy(ctx.plane.model, ctx.params.project!, ctx.params.proxy!);
+  const of = (pipeline: string) => proxy.policies.filter((p) => p.pipeline === pipeline).map((p) => policyRes(proxy, p));
+  return list([{ apiProxy: { name: proxy.name, requestPolicyList: of("REQUEST"), responsePolicyList: of("RESPONSE"), errorPolicyList: of("ERROR") } }]);
+}
+
+function getPolicy(ctx: Ctx): Reply {
+  const { proxy } = findProxy(ctx.plane.model, ctx.params.project!, ctx.params.proxy!);
+  const p = proxy.policies.find((x) => x.name === ctx.params.policy);
+  if (!p) throw notFound("policy", ctx.params.policy!);
+  return ok({ result: policyRes(proxy, p) });
+}
+
+/** A policy that checks certificates on a hostname that never asks for one would refuse every request. */
+function requireClientCa(model: Model, proxy: ApinizerProxy, p: ApinizerPolicy): void {
+  if (!p.active || (!p.validate_certificate && !p.validate_acl_for_issuer)) return;
+  const host = model.hosts.find((h) => h.hostname === proxy.hostname);
+  if (host?.mtls.trust_bundle && host.mtls.mode !== "off") return;
+  throw badRequest(
+    `API proxy "${proxy.name}" has no client CA: its hostname ${proxy.hostname} does not request client certificates, so this policy would refuse every request; create the API proxy with trustBundleId or clientCaCertificate`,
+    "policy",
+  );
+}
+
+async function writePolicy(ctx: Ctx, create: boolean): Promise<Reply> {
+  const name = checkName(ctx.params.policy!, "policyName");
+  const input = parsePolicyBody((await objectBody(ctx))!, name);
+  const verb = create ? "add" : "update";
+  const results = await ctx.write(`apinizer: ${verb} policy ${ctx.params.project}/${ctx.params.proxy}/${name}`, (model) => {
+    const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
+    const at = now();
+    const i = proxy.policies.findIndex((p) => p.name === name);
+    if (create && i >= 0) throw new ApiError("conflict", `policy "${name}" already exists on API proxy "${proxy.name}"; use PUT to update it`);
+    if (!create && i < 0) throw notFound("policy", name);
+    const prev = proxy.policies[i];
+    const policy: ApinizerPolicy = { name, ...input.policy, created_at: prev?.created_at ?? at, updated_at: at };
+    requireClientCa(model, proxy, policy);
+    let policies = prev ? removeAt(proxy.policies, i) : proxy.policies;
+    // Update without an order keeps the policy where it was (within its pipeline).
+    const order = input.order ?? (prev && prev.pipeline === policy.pipeline ? orderIn(proxy.policies, prev) : null);
+    policies = place(policies, policy, order);
+    let next: ApinizerProxy = { ...proxy, policies, updated_at: at };
+    let results: EnvResult[] = [];
+    if (input.deploy) ({ proxy: next, results } = deploy(model, next, input.envs, at));
+    return { model: checked(withProxy(model, pi, xi, next)), result: results };
+  });
+  return ok(deploymentResult(results));
+}
+
+async function deletePolicy(ctx: Ctx): Promise<Reply> {
+  const name = ctx.params.policy!;
+  const b = await objectBody(ctx, true);
+  let deployIt = true;
+  let envs: string[] = [];
+  if (b) {
+    noUnknown(b, ["operationMetadata"], "");
+    const om = b.operationMetadata;
+    if (om !== undefined && om !== null) {
+      if (!isObject(om)) throw badRequest("operationMetadata must be an object", "operationMetadata");
+      noUnknown(om, META_FIELDS, "operationMetadata.");
+      oneOf(om, "targetScope", "operationMetadata.", SCOPES, false);
+      oneOf(om, "targetPipeline", "operationMetadata.", PIPELINES, false);
+      deployIt = optBool(om, "deploy", "operationMetadata.", true);
+      envs = envList(om, "operationMetadata.");
+    }
+  }
+  const results = await ctx.write(`apinizer: delete policy ${ctx.params.project}/${ctx.params.proxy}/${name}`, (model) => {
+    const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
+    const i = proxy.policies.findIndex((p) => p.name === name);
+    if (i < 0) throw notFound("policy", name);
+    let next: ApinizerProxy = { ...proxy, policies: removeAt(proxy.policies, i), updated_at: now() };
+    let results: EnvResult[] = [];
+    if (deployIt) ({ proxy: next, results } = deploy(model, next, envs, now()));
+    return { model: checked(withProxy(model, pi, xi, next)), result: results };
+  });
+  return ok(deploymentResult(results));
+}
+
+const P = "/apiops/projects/:project/apiProxies/:proxy";
+
+export const APINIZER_ROUTES: Omit<RouteDef, "dialect">[] = [
+  { method: "GET", path: "/apiops/environments", handler: listEnvironments },
+  { method: "POST", path: "/apiops/environments/:environment", handler: createEnvironment },
+  { method: "DELETE", path: "/apiops/environments/:environment", handler: deleteEnvironment },
+  { method: "GET", path: "/apiops/projects", handler: listProjects },
+  { method: "GET", path: "/apiops/projects/:project", handler: getProject },
+  { method: "POST", path: "/apiops/projects/:project", handler: createProject },
+  { method: "DELETE", path: "/apiops/projects/:project", handler: deleteProject },
+  { method: "GET", path: "/apiops/projects/:project/issuerAcl", handler: getProjectAcl },
+  { method: "PUT", path: "/apiops/projects/:project/issuerAcl", handler: putProjectAcl },
+  { method: "GET", path: "/apiops/projects/:project/apiProxies", handler: listProxies },
+  { method: "GET", path: P, handler: getProxy },
+  { method: "POST", path: P, handler: createProxy },
+  { method: "DELETE", path: P, handler: deleteProxy },
+  { method: "GET", path: `${P}/issuerAcl`, handler: getProxyAcl },
+  { method: "PUT", path: `${P}/issuerAcl`, handler: putProxyAcl },
+  { method: "POST", path: `${P}/environments/:environment`, handler: deployProxy },
+  { method: "DELETE", path: `${P}/environments/:environment`, handler: undeployProxy },
+  { method: "GET", path: `${P}/policies`, handler: listPolicies },
+  { method: "GET", path: `${P}/policies/:policy`, handler: getPolicy },
+  { method: "POST", path: `${P}/policies/:policy`, handler: (ctx) => writePolicy(ctx, true) },
+  { method: "PUT", path: `${P}/policies/:policy`, handler: (ctx) => writePolicy(ctx, false) },
+  { method: "DELETE", path: `${P}/policies/:policy`, handler: deletePolicy },
+];
+
+export { endpointPath };
