@@ -386,6 +386,14 @@ describe("Apinizer dialect: policies decide real requests", () => {
     expect((await get("/myapi/hello", undefined, "GET", "b.test")).status).toBe(200);
   });
 
+  it("a longer route of the same host (another API) is outside the policy's scope", async () => {
+    expect((await call("PUT", "/v1/routes/public", { hostname: "a.test", path_prefix: "/myapi/public", origin: await echo() })).status).toBe(201);
+    expect((await get("/myapi/public/x")).status).toBe(200);
+    unauthorized(await get("/myapi/x"), /client certificate is required/);
+    expect((await call("DELETE", "/v1/routes/public")).status).toBe(204);
+    unauthorized(await get("/myapi/public/x"), /client certificate is required/);
+  });
+
   it("the ACL is live: adding the other CA by fingerprint lets its certificates through", async () => {
     const fp = new X509Certificate(p.otherCa.certPem).fingerprint256;
     expect((await call("PUT", "/apiops/projects/MyProject/apiProxies/MyAPI/issuerAcl/", { issuerList: [CA_DN, fp] })).status).toBe(200);
