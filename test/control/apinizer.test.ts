@@ -17,6 +17,7 @@ import { ApinizerRuntime } from "../../src/control/apinizer-runtime.ts";
 import { api, echo, tmpData, type ApiReply } from "./helpers.ts";
 
 interface Node {
+  dataDir: string;
   port: number;
   admin: string;
   plane: ControlPlane;
@@ -25,7 +26,7 @@ interface Node {
 }
 
 /** certgate serving `environment`, with trust bundle "clients" = dev CA + other CA, a.test/ and b.test/ routed to echo. */
-async function startNode(environment = "production"): Promise<Node> {
+async function startNode(environment = "production", dataDir = tmpData()): Promise<Node> {
   const p = await pki();
   const origin = await echo();
   const seed = (): ModelInput => ({
@@ -37,13 +38,14 @@ async function startNode(environment = "production"): Promise<Node> {
     ],
     default_certificate: "srv",
   });
-  const loaded = await loadStore(tmpData(), () => parseModel(seed()));
+  const loaded = await loadStore(dataDir, () => parseModel(seed()));
   const metrics = createMetrics();
   const runtime = new ApinizerRuntime(loaded.model, { log: createLogger({ level: "silent" }), metrics }, environment);
   const { port } = await runtime.listen("127.0.0.1", 0);
   const { plane, server } = startControl(runtime, metrics, loaded, "test-admin-token", { onError: (e) => console.error(e) });
   const addr: AddressInfo = await listenAdmin(server, "127.0.0.1", 0);
   return {
+    dataDir,
     port,
     admin: `http://127.0.0.1:${addr.port}`,
     plane,
@@ -462,6 +464,18 @@ describe("Apinizer dialect: policies decide real requests", () => {
     unauthorized(await get("/myapi/x", strangerClient), /issuer is not allowed/);
     expect((await get("/myapi/x", p.client)).status).toBe(200);
     for (const name of ["a", "b"]) await call("DELETE", `${POLICIES}${name}/`);
+  });
+
+  it("policies and deployments survive a restart on the same data directory", async () => {
+    await call("POST", `${POLICIES}after-restart/`, FULL);
+    unauthorized(await get("/myapi/x"), /client certificate is required/);
+    await n.close();
+    n = await startNode("production", n.dataDir);
+    unauthorized(await get("/myapi/x"), /client certificate is required/);
+    expect((await get("/myapi/x", p.client)).status).toBe(200);
+    expect((await call("GET", POLICIES)).body.resultList[0].apiProxy.requestPolicyList.map((x: { name: string }) => x.name)).toEqual(["after-restart"]);
+    await call("DELETE", `${POLICIES}after-restart/`);
+    expect((await get("/myapi/x")).status).toBe(200);
   });
 
   it("a policy deployed to another environment has no effect on this node, and decides on a node of that environment", async () => {
