@@ -162,6 +162,7 @@ function oneConnection(scheduledUs: number, next: () => void): void {
     sock.destroy();
     next();
   };
+  sock.setNoDelay(true);
   if (spec.kind === "resumed") sock.on("session", (s: Buffer) => (session = s));
   sock.on("secureConnect", () => {
     if (counted && phase === "measure" && sock.isSessionReused()) r.resumed++;
@@ -190,9 +191,9 @@ const queue: number[] = []; // open loop: scheduled start times waiting for a co
 
 function kaOpen(c: KaConn): void {
   const sock = tls.connect({ host: spec.host, port: spec.port, servername: spec.servername, secureContext, rejectUnauthorized: false });
+  sock.setNoDelay(true);
   if (phase === "measure") r.connections++;
   c.sock = sock;
-  sock.setNoDelay(true);
   sock.on("data", (chunk: Buffer) => {
     if (!c.busy) return;
     let complete = false;

@@ -19,7 +19,7 @@ import { probe, type ProbeResult } from "./lib/probe.ts";
 import { cryptoLimit, type CryptoLimit } from "./lib/speed.ts";
 import { profileMarkdown, summariseProfile, type ProfileSummary } from "./lib/cpuprofile.ts";
 import { perfAvailable, startPerf, stopPerf, summarisePerf, type PerfSummary } from "./lib/perf.ts";
-import { ensurePeers, pinned, REPO, SERVERNAME, startCertgate, startHaproxy, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
+import { ensurePeers, killLeftovers, pinned, REPO, SERVERNAME, startCertgate, startHaproxy, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
 
 // ---------------------------------------------------------------- options
 
@@ -120,7 +120,10 @@ for (const sig of ["SIGINT", "SIGTERM"] as const)
     if (interrupted) return;
     interrupted = true;
     log(`${sig}: stopping servers`);
-    void stopAll().then(() => process.exit(130));
+    void stopAll().then(() => {
+      killLeftovers();
+      process.exit(130);
+    });
   });
 
 // ---------------------------------------------------------------- one measurement
@@ -586,5 +589,6 @@ try {
   process.exitCode = 1;
 } finally {
   await stopAll();
+  killLeftovers();
   if (tempDir && !args["keep-temp"]) rmSync(tempDir, { recursive: true, force: true });
 }

@@ -136,10 +136,29 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals, graceMs: n
   }
 }
 
+/** Every server process started and not yet exited, so an interrupted run can stop them all. */
+export const spawned = new Set<ChildProcess>();
+
+/** SIGKILLs (by PID) whatever is still running of what start() spawned, descendants included. */
+export function killLeftovers(): void {
+  for (const child of spawned) {
+    if (child.pid === undefined) continue;
+    for (const pid of processTree(child.pid).reverse()) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }
+  }
+}
+
 function start(name: string, cpu: string | null, cmd: string, args: string[], log: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const [c, a] = pinned(cpu, cmd, args);
   const out = createWriteStream(log);
   const child = spawn(c, a, { env, stdio: ["ignore", "pipe", "pipe"] });
+  spawned.add(child);
+  child.once("exit", () => spawned.delete(child));
   child.stdout!.pipe(out);
   child.stderr!.pipe(out);
   child.on("error", (e) => out.write(`\n[bench] ${name}: ${e.message}\n`));
