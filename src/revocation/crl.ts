@@ -16,6 +16,14 @@ export interface VerifiedCrl {
 
 export class CrlError extends Error {}
 
+/**
+ * asn1js stops at 10,000 nodes by default, about 1,600 CRL entries; real CRLs hold far more.
+ * Every node takes at least 2 bytes, so half the size bounds the count (sizes are capped).
+ */
+function berLimits(der: Buffer): asn1js.FromBerOptions {
+  return { maxNodes: Math.ceil(der.length / 2) + 16 };
+}
+
 /** Upper-case hex without leading zeros: the one serial format used for lookups. */
 export function serialKey(hex: string): string {
   return hex.replace(/[:\s]/g, "").toUpperCase().replace(/^0+(?=.)/, "");
@@ -45,7 +53,7 @@ export function crlDers(input: string | Buffer): Buffer[] {
 export function verifyCrl(der: Buffer, cas: readonly X509Certificate[], now = new Date()): VerifiedCrl {
   let crl: pkijs.CertificateRevocationList;
   try {
-    const asn = asn1js.fromBER(new Uint8Array(der));
+    const asn = asn1js.fromBER(new Uint8Array(der), berLimits(der));
     if (asn.offset === -1) throw new Error(asn.result.error);
     crl = new pkijs.CertificateRevocationList({ schema: asn.result });
   } catch (e) {
@@ -90,7 +98,7 @@ function subjectDer(ca: X509Certificate): Buffer {
 /** nextUpdate of a CRL, unverified: only for scheduling refreshes. */
 export function crlNextUpdate(der: Buffer): number | undefined {
   try {
-    const crl = new pkijs.CertificateRevocationList({ schema: asn1js.fromBER(new Uint8Array(der)).result });
+    const crl = new pkijs.CertificateRevocationList({ schema: asn1js.fromBER(new Uint8Array(der), berLimits(der)).result });
     return crl.nextUpdate?.value.getTime();
   } catch {
     return undefined;

@@ -56,6 +56,10 @@ export class OpensslCa {
       ["ocsp", "-index", join(this.dir, "index.txt"), "-port", String(port), "-timeout", "5", "-rsigner", join(this.dir, "ca.pem"), "-rkey", join(this.dir, "ca.key"), "-CA", join(this.dir, "ca.pem"), "-ndays", "1"],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
+    // Never outlive the test process, whatever happens to its teardown.
+    const stop = () => child.kill();
+    process.once("exit", stop);
+    child.once("exit", () => process.off("exit", stop));
     await new Promise<void>((resolve, reject) => {
       let err = "";
       const timer = setTimeout(() => {

@@ -39,9 +39,9 @@ describe("OCSP for client certificates", () => {
     model = proxy.runtime.snapshot.model;
   });
   afterAll(async () => {
-    await proxy.close();
-    responder.child.kill();
-    slow.close();
+    responder?.child.kill();
+    slow?.close();
+    await proxy?.close();
   });
 
   const ocsp = (mode: "soft_fail" | "hard_fail", extra: { responder_url?: string; timeout_ms?: number; nonce?: boolean } = {}) =>
