@@ -228,7 +228,7 @@ default_certificate: srv
 `,
   );
   const log = join(d, "certgate.log");
-  const args = [...nodeArgs, join(REPO, "src/cli.ts"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--data", join(d, "data"), "--config", config];
+  const args = [...nodeArgs, join(REPO, "src/cli.ts"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(d, "data"), "--config", config];
   // Access logs off, as for nginx (access_log off) and HAProxy (no log): see docs/benchmarks.md.
   const env = { ...process.env, CERTGATE_LOG_LEVEL: process.env.CERTGATE_BENCH_LOG_LEVEL ?? "warn" };
   const child = start(tag, cpu, process.execPath, args, log, env);

@@ -18,7 +18,7 @@ interface Started {
 
 function startServe(cwd: string, args: string[]): Promise<Started> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(NODE, [CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", ...args], { cwd, env: { ...process.env, CERTGATE_LOG_LEVEL: "info" } });
+    const child = spawn(NODE, [CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", ...args], { cwd, env: { ...process.env, CERTGATE_LOG_LEVEL: "info" } });
     let out = "";
     let err = "";
     const timer = setTimeout(() => reject(new Error(`serve did not start:\n${out}\n${err}`)), 20_000);
@@ -68,7 +68,7 @@ describe("certgate serve", () => {
     const dir = mkdtempSync(join(tmpdir(), "certgate-badcfg-"));
     const cfg = join(dir, "certgate.yaml");
     writeFileSync(cfg, "hosts:\n  - hostname: a.example\n    mtls: { mode: enforced }\n    colour: blue\nroutes:\n  - id: r\n    hostname: a.example\n    origin: ftp://x\n");
-    const r = await run(NODE, [CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", join(dir, "data"), "--config", cfg]);
+    const r = await run(NODE, [CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", cfg]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("hosts[0].mtls.trust_bundle: trust_bundle is required unless mode is off");
     expect(r.stderr).toContain('hosts[0]: Unrecognized key: "colour"');
@@ -80,7 +80,7 @@ describe("certgate serve", () => {
     await run(NODE, [CLI, "certs", "dev", "--out", join(dir, "pki")]);
     const cfg = join(dir, "certgate.yaml");
     writeFileSync(cfg, "certificates:\n  - id: s\n    cert_file: pki/server.pem\n    key_file: pki/client.key\n");
-    const r = await run(NODE, [CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", join(dir, "data"), "--config", cfg]);
+    const r = await run(NODE, [CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", cfg]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("certificates[0].key: the private key does not match the certificate");
   });
