@@ -11,9 +11,9 @@ import { demoModel, ensureDevPki } from "./demo/demo.ts";
 import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
-import type { Runtime } from "./dataplane/runtime.ts";
+import { Runtime } from "./dataplane/runtime.ts";
 // Apinizer dialect: this node compiles the policies deployed to its --environment
-import { ApinizerRuntime, DEFAULT_ENVIRONMENT } from "./control/apinizer-runtime.ts";
+import { DEFAULT_ENVIRONMENT } from "./model/apinizer-rules.ts";
 import { listenAdmin } from "./control/admin.ts";
 // control plane wiring (store + admin API)
 import { resolveAdminToken } from "./control/auth.ts";
@@ -106,8 +106,7 @@ async function serve(argv: string[]): Promise<void> {
   if (!adminTls && (values["admin-tls-cert"] || values["admin-tls-key"] || values["admin-client-ca"]))
     throw new Error("admin mTLS needs all three of --admin-tls-cert, --admin-tls-key and --admin-client-ca");
 
-  // Apinizer dialect: a Runtime that adds the rules of the policies deployed to this node's environment.
-  const runtime: Runtime = new ApinizerRuntime(model, { log, metrics, ticketSecret: ticketSecret(dataDir) }, values.environment);
+  const runtime = new Runtime(model, { log, metrics, ticketSecret: ticketSecret(dataDir), environment: values.environment });
   const bound = await runtime.listen(listen.host, listen.port);
   // The public listener: the managed CA's certificate, CRL and OCSP, for any relying party.
   const pub = parseHostPort(values.public, "--public");

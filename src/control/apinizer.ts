@@ -11,7 +11,7 @@
 //   policy             = api_proxies[].policies[] (working copy, in execution order); deploying
 //                        copies them into api_proxies[].deployments[{environment, policies}]
 //   enforcement        = each node compiles the policies deployed to its --environment into
-//                        401 block rules (apinizer-compile.ts, apinizer-runtime.ts)
+//                        401 block rules (model/apinizer-rules.ts, compiled per node by Snapshot)
 import "reflect-metadata"; // @peculiar/x509 needs it loaded first
 import { SubjectKeyIdentifierExtension, X509Certificate as PeculiarCert } from "@peculiar/x509";
 import { createHash, X509Certificate } from "node:crypto";
@@ -32,8 +32,7 @@ import { rfc2253 } from "../dataplane/facts.ts";
 import { ApiError, ERRORS, badRequest, notFound } from "./errors.ts";
 import { isObject, type Ctx, type Reply, type RouteDef } from "./http.ts";
 import { now, removeAt, replaceAt } from "./plane.ts";
-import { checkApinizerRules, endpointPath } from "./apinizer-compile.ts";
-import { ApinizerRuntime } from "./apinizer-runtime.ts";
+import { checkApinizerRules, endpointPath } from "../model/apinizer-rules.ts";
 
 export const APINIZER_PREFIX = "/apiops/";
 export const POLICY_TYPE = "policy-auth-mtls";
@@ -153,7 +152,7 @@ function checked(model: Model): Model {
 }
 
 function nodeEnvironment(ctx: Ctx): string | undefined {
-  return ctx.plane.runtime instanceof ApinizerRuntime ? ctx.plane.runtime.environment : undefined;
+  return ctx.plane.runtime.environment;
 }
 
 // ---- deployment --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import { createFrontServer, type Dispatcher } from "./listener.ts";
 import { Origins } from "./origins.ts";
 import { CONN, handleRequest, handleUpgrade, type ConnState, type RequestDeps } from "./requests.ts";
 import { Snapshot, type HostPolicy } from "./snapshot.ts";
+import { DEFAULT_ENVIRONMENT } from "../model/apinizer-rules.ts";
 import { TlsServers } from "./tlsservers.ts";
 import { RevocationChecker } from "../revocation/checker.ts";
 import { CrlFetcher } from "../revocation/fetcher.ts";
@@ -22,6 +23,8 @@ export interface RuntimeOptions {
   metrics: Metrics;
   /** Shared by every node and worker that must resume each other's sessions. */
   ticketSecret?: Buffer;
+  /** The Apinizer environment this node serves (default production). */
+  environment?: string;
 }
 
 export class Runtime implements Dispatcher {
@@ -34,11 +37,13 @@ export class Runtime implements Dispatcher {
   readonly #sockets = new Set<net.Socket>();
   readonly #deps: RequestDeps;
   readonly #crls: CrlFetcher;
+  readonly environment: string;
 
   constructor(model: Model, opts: RuntimeOptions) {
     this.#log = opts.log;
     this.#metrics = opts.metrics;
-    this.#snapshot = new Snapshot(model, 1);
+    this.environment = opts.environment ?? DEFAULT_ENVIRONMENT;
+    this.#snapshot = new Snapshot(model, 1, this.environment);
     this.#metrics.configVersion.set(1);
     this.#crls = new CrlFetcher(this.#log, {
       fetched: (url, ok, age) => {
@@ -79,7 +84,7 @@ export class Runtime implements Dispatcher {
   /** Compiles a model without putting it in force; throws ModelError if it does not compile. */
   compile(model: Model): Snapshot {
     try {
-      return new Snapshot(model, this.#snapshot.version + 1);
+      return new Snapshot(model, this.#snapshot.version + 1, this.environment);
     } catch (e) {
       this.#metrics.configApplies.inc({ result: "rejected" });
       throw e;

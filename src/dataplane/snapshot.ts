@@ -4,6 +4,7 @@
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { compileRuleset, type RuleProgram, type RuleSpec } from "../rules/index.ts";
 import { ModelError, type Forwarding, type Model, type MtlsMode, type Rule, type TrustBundle } from "../model/schema.ts";
+import { DEFAULT_ENVIRONMENT, apinizerRules } from "../model/apinizer-rules.ts";
 import { CrlError, crlDers, verifyCrl, type VerifiedCrl } from "../revocation/crl.ts";
 import type { RevocationPolicy } from "../revocation/checker.ts";
 import { NameTable } from "./names.ts";
@@ -72,7 +73,8 @@ export class Snapshot {
   readonly #zoneRules: Map<string, RuleProgram>;
   readonly #globalRules: RuleProgram | null;
 
-  constructor(model: Model, version: number) {
+  /** `environment`: the Apinizer environment this node serves; its deployed policies become rules. */
+  constructor(model: Model, version: number, environment: string = DEFAULT_ENVIRONMENT) {
     const problems: { path: string; message: string }[] = [];
     const fail = (path: string, message: string): void => void problems.push({ path, message });
     this.version = version;
@@ -154,11 +156,14 @@ export class Snapshot {
     });
     for (const [host, list] of byHost) this.#routes.add(host, list.sort((a, b) => b.pathPrefix.length - a.pathPrefix.length));
 
-    // Rules: global ones first, then the zone's, compiled once per zone.
-    this.#globalRules = model.rules.length ? compileRules(model.rules, "rules", fail) : null;
+    // Rules: the ones derived from Apinizer policies, then global ones, then the zone's,
+    // compiled once per zone. Derived rules are never stored: each node derives its own.
+    const derived = apinizerRules(model, environment);
+    const global = derived.length ? [...derived, ...model.rules] : model.rules;
+    this.#globalRules = global.length ? compileRules(global, "rules", fail, 0, derived.length) : null;
     this.#zoneRules = new Map();
     model.zones.forEach((z, i) => {
-      const program = compileRules([...model.rules, ...z.rules], `zones[${i}].rules`, fail, model.rules.length);
+      const program = compileRules([...global, ...z.rules], `zones[${i}].rules`, fail, global.length, derived.length);
       if (this.#zoneRules.has(z.name)) fail(`zones[${i}].name`, `duplicate zone "${z.name}"`);
       else if (program) this.#zoneRules.set(z.name, program);
     });
@@ -192,11 +197,13 @@ export class Snapshot {
   }
 }
 
+/** `offset`: rules before the list at `path`; the first `derived` of them come from Apinizer policies. */
 function compileRules(
   rules: Rule[],
   path: string,
   fail: (path: string, message: string) => void,
   offset = 0,
+  derived = 0,
 ): RuleProgram | null {
   const specs: RuleSpec[] = rules.map((r) => ({
     id: r.id,
@@ -211,7 +218,8 @@ function compileRules(
   } catch (e) {
     const err = e as { ruleId?: string; message: string };
     const idx = rules.findIndex((r) => r.id === err.ruleId);
-    const where = idx < 0 ? path : idx < offset ? `rules[${idx}].expression` : `${path}[${idx - offset}].expression`;
+    const where =
+      idx < 0 ? path : idx < derived ? `apinizer (rule ${err.ruleId})` : idx < offset ? `rules[${idx - derived}].expression` : `${path}[${idx - offset}].expression`;
     fail(where, err.message);
     return null;
   }

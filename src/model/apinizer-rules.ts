@@ -2,7 +2,7 @@
 // every active policy deployed to that environment becomes block rules (401, JSON body) at the
 // front of the global rules, scoped to the API proxy's hostname and relative path (and, for
 // ENDPOINT scope, the endpoint path and method). Nothing derived is stored: each node compiles
-// the policies of ITS environment when it builds a snapshot (see apinizer-runtime.ts).
+// the policies of ITS environment when it builds a snapshot (Snapshot, with Runtime's `environment`).
 //
 // One policy gives, in this order (the first that matches answers):
 //   <id>:no-cert  scope and not cert_presented                         (either check on)
@@ -11,9 +11,11 @@
 //   <id>:issuer   scope and cert_presented and not <issuer in ACL>     (validateACLForIssuer)
 // with <id> = apinizer:<project>:<proxy>:<policy>.
 import { compileRuleset, type RuleSpec } from "../rules/index.ts";
-import type { ApinizerIssuer, ApinizerPolicy, ApinizerProject, ApinizerProxy, Model, Rule } from "../model/schema.ts";
+import type { ApinizerIssuer, ApinizerPolicy, ApinizerProject, ApinizerProxy, Model, Rule } from "./schema.ts";
 
 export const RULE_PREFIX = "apinizer:";
+/** The environment a node serves unless `certgate serve --environment` says otherwise. */
+export const DEFAULT_ENVIRONMENT = "production";
 const F = "cf.tls_client_auth.";
 const PATH = "http.request.uri.path";
 

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { compileExpression } from "../../src/rules/index.ts";
 import { parseModel } from "../../src/model/schema.ts";
-import { aclCondition, apinizerRules, endpointPath, lit, withApinizerRules } from "../../src/control/apinizer-compile.ts";
+import { aclCondition, apinizerRules, endpointPath, lit, withApinizerRules } from "../../src/model/apinizer-rules.ts";
 import { normalizeDn } from "../../src/control/apinizer.ts";
 
 describe("Apinizer compiler", () => {

@@ -13,7 +13,7 @@ import { createLogger } from "../../src/observability/log.ts";
 import { listenAdmin } from "../../src/control/admin.ts";
 import { loadStore, startControl } from "../../src/control/setup.ts";
 import type { ControlPlane } from "../../src/control/plane.ts";
-import { ApinizerRuntime } from "../../src/control/apinizer-runtime.ts";
+import { Runtime } from "../../src/dataplane/runtime.ts";
 import { api, echo, tmpData, type ApiReply } from "./helpers.ts";
 
 interface Node {
@@ -21,7 +21,7 @@ interface Node {
   port: number;
   admin: string;
   plane: ControlPlane;
-  runtime: ApinizerRuntime;
+  runtime: Runtime;
   close(): Promise<void>;
 }
 
@@ -40,7 +40,7 @@ async function startNode(environment = "production", dataDir = tmpData()): Promi
   });
   const loaded = await loadStore(dataDir, () => parseModel(seed()));
   const metrics = createMetrics();
-  const runtime = new ApinizerRuntime(loaded.model, { log: createLogger({ level: "silent" }), metrics }, environment);
+  const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics, environment });
   const { port } = await runtime.listen("127.0.0.1", 0);
   const { plane, server } = startControl(runtime, metrics, loaded, "test-admin-token", { onError: (e) => console.error(e) });
   const addr: AddressInfo = await listenAdmin(server, "127.0.0.1", 0);
@@ -484,7 +484,7 @@ describe("Apinizer dialect: policies decide real requests", () => {
     expect(r.body).toEqual({ success: true, deploymentResult: { success: true, deploymentResults: [{ environmentName: "staging", success: true, message: "Deployment successful" }] } });
     expect((await get("/myapi/x")).status).toBe(200);
     // A staging node compiling the same stored model enforces it.
-    const staging = new ApinizerRuntime(n.plane.model, { log: createLogger({ level: "silent" }), metrics: createMetrics() }, "staging");
+    const staging = new Runtime(n.plane.model, { log: createLogger({ level: "silent" }), metrics: createMetrics(), environment: "staging" });
     const { port } = await staging.listen("127.0.0.1", 0);
     try {
       const denied = await request(port, { servername: "a.test", path: "/myapi/x" });
