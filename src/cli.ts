@@ -89,11 +89,12 @@ async function serve(argv: string[]): Promise<void> {
   const loaded = await loadStore(dataDir, (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!)));
   if (!loaded.seeded && configFile) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: join(dataDir, "certgate.db") });
   if (!loaded.seeded && demoOrigin) {
-    // The demo's echo origin listens on a new port each start: point the demo route at it.
+    // The demo's echo origin listens on a new port each start: point every route that used
+    // the previous one (the demo's own, and any an operator added against it) at the new one.
     const origin = demoOrigin;
     const r = await loaded.store.transact((m) => {
-      const i = m.routes.findIndex((x) => x.id === "echo" && /^http:\/\/127\.0\.0\.1:\d+$/.test(x.origin));
-      return { model: i < 0 ? m : { ...m, routes: m.routes.map((x, j) => (j === i ? { ...x, origin } : x)) }, result: null };
+      const old = m.routes.find((x) => x.id === "echo" && /^http:\/\/127\.0\.0\.1:\d+$/.test(x.origin))?.origin;
+      return { model: old ? { ...m, routes: m.routes.map((x) => (x.origin === old ? { ...x, origin } : x)) } : m, result: null };
     });
     loaded.model = r.model;
   }
