@@ -27,7 +27,7 @@ export interface IssueOptions {
   dnsNames?: string[];
   ipAddresses?: string[];
   /** Extended key usages; [] means the extension is absent. */
-  eku?: ("serverAuth" | "clientAuth")[];
+  eku?: ("serverAuth" | "clientAuth" | "ocspSigning")[];
   notBefore?: Date;
   notAfter?: Date;
   days?: number;
@@ -36,7 +36,7 @@ export interface IssueOptions {
   ocspUrls?: string[];
 }
 
-const EKU_OIDS = { serverAuth: x509.ExtendedKeyUsage.serverAuth, clientAuth: x509.ExtendedKeyUsage.clientAuth };
+const EKU_OIDS = { serverAuth: x509.ExtendedKeyUsage.serverAuth, clientAuth: x509.ExtendedKeyUsage.clientAuth, ocspSigning: x509.ExtendedKeyUsage.ocspSigning };
 
 export function randomSerial(): string {
   const bytes = webcrypto.getRandomValues(new Uint8Array(16));

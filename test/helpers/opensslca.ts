@@ -49,11 +49,17 @@ export class OpensslCa {
    * Starts `openssl ocsp` as a responder; resolves when it says it is waiting. (It serves one
    * connection at a time, so a connect-and-close readiness probe would wedge it.)
    */
-  async startOcsp(port?: number): Promise<{ url: string; child: ChildProcess }> {
+  async startOcsp(port?: number, signer?: Issued): Promise<{ url: string; child: ChildProcess }> {
     port ??= await freePort();
+    // A delegated responder signs with its own certificate and key; by default the CA itself.
+    const [rsigner, rkey] = signer ? [join(this.dir, "rsigner.pem"), join(this.dir, "rsigner.key")] : [join(this.dir, "ca.pem"), join(this.dir, "ca.key")];
+    if (signer) {
+      writeFileSync(rsigner, signer.certPem);
+      writeFileSync(rkey, signer.keyPem, { mode: 0o600 });
+    }
     const child = spawn(
       "openssl",
-      ["ocsp", "-index", join(this.dir, "index.txt"), "-port", String(port), "-timeout", "5", "-rsigner", join(this.dir, "ca.pem"), "-rkey", join(this.dir, "ca.key"), "-CA", join(this.dir, "ca.pem"), "-ndays", "1"],
+      ["ocsp", "-index", join(this.dir, "index.txt"), "-port", String(port), "-timeout", "5", "-rsigner", rsigner, "-rkey", rkey, "-CA", join(this.dir, "ca.pem"), "-ndays", "1"],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     // Never outlive the test process, whatever happens to its teardown.

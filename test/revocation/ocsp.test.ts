@@ -99,3 +99,29 @@ describe("OCSP for client certificates", () => {
     return [...m.matchAll(/} (\d+)/g)].reduce((a, x) => a + Number(x[1]), 0);
   }
 });
+
+describe("OCSP responder authorisation", () => {
+  it("accepts a delegated responder (id-kp-OCSPSigning, issued by the CA) and refuses one without that EKU", async () => {
+    const p = await pki();
+    const cert = await issue({ subject: "O=certgate dev,CN=delegated check" }, p.ca);
+    const delegated = await issue({ subject: "O=certgate dev,CN=ocsp responder", eku: ["ocspSigning"] }, p.ca);
+    const impostor = await issue({ subject: "O=certgate dev,CN=not a responder", eku: ["clientAuth"] }, p.ca);
+    const results: number[] = [];
+    for (const signer of [delegated, impostor]) {
+      const ca = new OpensslCa(p.ca);
+      ca.markValid(cert.certPem);
+      const responder = await ca.startOcsp(undefined, signer);
+      const proxy = await startProxy((pk, origin) => ({
+        ...baseModel(pk, origin, [{ hostname: "b.test", mtls: { trust_bundle: "clients", mode: "enforced" } }]),
+        trust_bundles: [{ id: "clients", ca: pk.ca.certPem, revocation: { ocsp: { mode: "hard_fail", responder_url: responder.url } } }],
+      }));
+      try {
+        results.push((await request(proxy.port, { servername: "b.test", cert })).status);
+      } finally {
+        responder.child.kill();
+        await proxy.close();
+      }
+    }
+    expect(results).toEqual([200, 403]);
+  });
+});
