@@ -135,6 +135,7 @@ function respond(deps: RequestDeps, req: IncomingMessage, res: ServerResponse, c
   const label = outcome.kind === "pass" ? outcome.policy.pattern || "_default" : conn.policy.pattern || "_default";
   res.once("finish", () => {
     deps.metrics.requests.inc({ host: label, status: res.statusCode });
+    if (!deps.log.isLevelEnabled("info")) return; // no access-log object when the log is off
     deps.log.info({
       msg: "request",
       host: req.headers.host,
