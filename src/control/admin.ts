@@ -8,7 +8,7 @@ import type { Metrics } from "../observability/metrics.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
 import type { Authenticator } from "./auth.ts";
 import { presentedToken } from "./auth.ts";
-import { APINIZER_ROUTES, isApinizerPath, renderApinizerError } from "./apinizer.ts";
+import { APINIZER_ROUTES } from "./apinizer.ts";
 import { CLOUDFLARE_ROUTES } from "./cloudflare.ts";
 import { CLIENT_CERT_ROUTES } from "./clientcerts.ts";
 import type { ManagedCaService } from "../managedca/service.ts";
@@ -33,13 +33,13 @@ const ROUTES: CompiledRoute[] = [
   ...CLOUDFLARE_ROUTES.map((r) => compileRoute({ ...r, dialect: "cloudflare" as Dialect })),
   ...CLIENT_CERT_ROUTES.map((r) => compileRoute({ ...r, dialect: "cloudflare" as Dialect })),
   ...NATIVE_ROUTES.map((r) => compileRoute({ ...r, dialect: "native" as Dialect })),
-  // Apinizer (/apiops/...): native error codes, rendered in Apinizer's envelope by sendError.
-  ...APINIZER_ROUTES.map((r) => compileRoute({ ...r, dialect: "native" as Dialect })),
+  ...APINIZER_ROUTES.map((r) => compileRoute({ ...r, dialect: "apinizer" as Dialect })),
 ];
 
 function dialectOf(path: string): Dialect {
   if (path.startsWith("/tls/")) return "fastly";
   if (path.startsWith("/accounts/") || path === "/zones" || path.startsWith("/zones/")) return "cloudflare";
+  if (path === "/apiops" || path.startsWith("/apiops/")) return "apinizer";
   return "native";
 }
 
@@ -53,8 +53,7 @@ function send(res: http.ServerResponse, reply: Reply): void {
   res.end(body);
 }
 
-function sendError(res: http.ServerResponse, dialect: Dialect, err: ApiError, path = ""): void {
-  if (isApinizerPath(path)) return send(res, { status: err.status, body: renderApinizerError(err), contentType: "application/json" });
+function sendError(res: http.ServerResponse, dialect: Dialect, err: ApiError): void {
   const { contentType, body } = renderError(dialect, err);
   send(res, { status: err.status, body, contentType });
 }
@@ -71,11 +70,11 @@ export function createAdminServer(runtime: Runtime, metrics: Metrics, opts?: Adm
     }
     const path = rawPath.startsWith("/client/v4/") ? rawPath.slice("/client/v4".length) : rawPath;
     const dialect = dialectOf(path);
-    if (!opts) return sendError(res, dialect, new ApiError("not_found", `no admin endpoint ${req.method} ${rawPath}`), path);
+    if (!opts) return sendError(res, dialect, new ApiError("not_found", `no admin endpoint ${req.method} ${rawPath}`));
     void route(opts, req, res, path, dialect).catch((e: unknown) => {
       const err = toApiError(e);
       if (err.status >= 500) opts.onError?.(e);
-      if (!res.headersSent) sendError(res, dialect, err, path);
+      if (!res.headersSent) sendError(res, dialect, err);
       else res.destroy();
     });
   };

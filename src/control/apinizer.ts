@@ -29,28 +29,16 @@ import type {
 } from "../model/schema.ts";
 import { splitPem } from "../dataplane/snapshot.ts";
 import { rfc2253 } from "../dataplane/facts.ts";
-import { ApiError, ERRORS, badRequest, notFound } from "./errors.ts";
+import { ApiError, badRequest, notFound } from "./errors.ts";
 import { isObject, type Ctx, type Reply, type RouteDef } from "./http.ts";
 import { now, removeAt, replaceAt } from "./plane.ts";
 import { checkApinizerRules, endpointPath } from "../model/apinizer-rules.ts";
 
-export const APINIZER_PREFIX = "/apiops/";
 export const POLICY_TYPE = "policy-auth-mtls";
 const PIPELINES = ["REQUEST", "RESPONSE", "ERROR"] as const;
 const SCOPES = ["ALL", "ENDPOINT"] as const;
 const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"] as const;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-export const isApinizerPath = (path: string): boolean => path.startsWith(APINIZER_PREFIX) || path === "/apiops";
-
-/** Apinizer's envelope for errors: `{success: false, errors: [...]}`, plus the first message at the top. */
-export function renderApinizerError(err: ApiError): unknown {
-  return {
-    success: false,
-    message: err.message,
-    errors: [{ code: `CERTGATE_ERR_${err.code.toUpperCase()}`, title: ERRORS[err.code].title, message: err.message, ...(err.pointer ? { field: err.pointer } : {}) }],
-  };
-}
 
 const ok = (extra: Record<string, unknown> = {}, status = 200): Reply => ({ status, body: { success: true, ...extra } });
 const list = (items: unknown[]): Reply => ok({ resultList: items, resultCount: items.length });

@@ -1,7 +1,7 @@
 // One error catalog for the admin API; each dialect renders it in its own envelope.
 import { ModelError } from "../model/schema.ts";
 
-export type Dialect = "fastly" | "cloudflare" | "native";
+export type Dialect = "fastly" | "cloudflare" | "apinizer" | "native";
 
 /** code → HTTP status, Fastly title, Cloudflare numeric code. */
 export const ERRORS = {
@@ -72,6 +72,15 @@ export function renderError(dialect: Dialect, err: ApiError): { contentType: str
           errors: [{ code: meta.cf, message: err.message, ...(err.pointer ? { source: { pointer: err.pointer } } : {}) }],
           messages: [],
           result: null,
+        },
+      };
+    case "apinizer":
+      return {
+        contentType: "application/json",
+        body: {
+          success: false,
+          message: err.message,
+          errors: [{ code: `CERTGATE_ERR_${err.code.toUpperCase()}`, title: meta.title, message: err.message, ...(err.pointer ? { field: err.pointer } : {}) }],
         },
       };
     default:
