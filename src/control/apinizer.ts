@@ -27,7 +27,7 @@ import type {
   Route,
   TrustBundle,
 } from "../model/schema.ts";
-import { splitPem } from "../dataplane/snapshot.ts";
+import { PemError, parseCertificates, splitPem } from "../pki/pem.ts";
 import { rfc2253 } from "../dataplane/facts.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { isObject, type Ctx, type Reply, type RouteDef } from "./http.ts";
@@ -220,14 +220,12 @@ export function parseIssuer(model: Model, raw: unknown, pointer: string): Apiniz
   if (typeof raw !== "string" || !raw.trim()) throw badRequest(`${pointer} must be an issuer DN, a CA certificate SHA-256 fingerprint or a PEM CA certificate`, pointer);
   const s = raw.trim();
   if (s.startsWith("-----BEGIN CERTIFICATE-----")) {
-    const pem = splitPem(s)[0];
-    let ca: X509Certificate;
     try {
-      ca = new X509Certificate(pem ?? "");
+      return fromCa(parseCertificates(s)[0]!);
     } catch (e) {
-      throw new ApiError("invalid_certificate", `${pointer}: malformed certificate: ${(e as Error).message}`, pointer);
+      if (e instanceof PemError) throw new ApiError("invalid_certificate", `${pointer}: ${e.message}`, pointer);
+      throw e;
     }
-    return fromCa(ca);
   }
   const hex = s.replace(/:/g, "").toLowerCase();
   if (/^[0-9a-f]{64}$/.test(hex)) {

@@ -1,7 +1,7 @@
 // PEM inspection for the dialects: what Fastly and Cloudflare read back about certificates and
 // keys (issuer, serial, validity, fingerprints, key type), and clear 4xx errors on bad input.
-import { createHash, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from "node:crypto";
-import { splitPem } from "../dataplane/snapshot.ts";
+import { createHash, createPrivateKey, createPublicKey, type X509Certificate, type KeyObject } from "node:crypto";
+import { PemError, dnsNames, parseCaBundle, parseCertificates } from "../pki/pem.ts";
 import { ApiError } from "./errors.ts";
 
 export interface CertInfo {
@@ -34,18 +34,8 @@ export function spkiSha1(key: KeyObject): string {
 export function certInfo(pem: string, pointer = "cert_blob"): CertInfo {
   const hit = cache.get(pem);
   if (hit) return hit;
-  const pems = splitPem(pem);
-  if (!pems.length) throw new ApiError("invalid_certificate", "no PEM certificate found (expected -----BEGIN CERTIFICATE-----)", pointer);
-  let cert: X509Certificate;
-  try {
-    cert = new X509Certificate(pems[0]!);
-  } catch (e) {
-    throw new ApiError("invalid_certificate", `malformed certificate: ${(e as Error).message}`, pointer);
-  }
-  const names = (cert.subjectAltName ?? "")
-    .split(", ")
-    .filter((s) => s.startsWith("DNS:"))
-    .map((s) => s.slice(4).toLowerCase());
+  const cert = pemOrThrow(() => parseCertificates(pem), pointer)[0]!;
+  const names = dnsNames(cert);
   const info: CertInfo = {
     cert,
     issued_to: cn(cert.subject) || names[0] || "",
@@ -66,18 +56,16 @@ export function certInfo(pem: string, pointer = "cert_blob"): CertInfo {
 /** A CA bundle: every certificate parses and is a CA; returns them. */
 export function caBundle(pem: unknown, pointer: string): X509Certificate[] {
   if (typeof pem !== "string" || !pem.trim()) throw new ApiError("invalid_certificate", "a PEM CA bundle is required", pointer);
-  const pems = splitPem(pem);
-  if (!pems.length) throw new ApiError("invalid_certificate", "no PEM certificate found in the bundle (expected -----BEGIN CERTIFICATE-----)", pointer);
-  return pems.map((p, i) => {
-    let c: X509Certificate;
-    try {
-      c = new X509Certificate(p);
-    } catch (e) {
-      throw new ApiError("invalid_certificate", `certificate ${i + 1} of the bundle is malformed: ${(e as Error).message}`, pointer);
-    }
-    if (!c.ca) throw new ApiError("invalid_certificate", `certificate ${i + 1} of the bundle (${c.subject.replace(/\n/g, ", ")}) is not a CA certificate`, pointer);
-    return c;
-  });
+  return pemOrThrow(() => parseCaBundle(pem), pointer);
+}
+
+function pemOrThrow<T>(parse: () => T, pointer: string): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof PemError) throw new ApiError("invalid_certificate", e.message, pointer);
+    throw e;
+  }
 }
 
 export interface KeyInfo {

@@ -1,7 +1,8 @@
 // Compiles the model into an immutable snapshot: everything the data plane needs, checked
 // and precomputed, so a request does lookups and nothing else. Compilation either succeeds
 // whole or throws ModelError naming the offending path: the caller keeps the old snapshot.
-import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
+import { createHash, createPrivateKey, type X509Certificate } from "node:crypto";
+import { PemError, dnsNames, parseCaBundle, parseCertificates } from "../pki/pem.ts";
 import { compileRuleset, type RuleProgram, type RuleSpec } from "../rules/index.ts";
 import { ModelError, type Forwarding, type Model, type MtlsMode, type Rule, type TrustBundle } from "../model/schema.ts";
 import { DEFAULT_ENVIRONMENT, apinizerRules } from "../model/apinizer-rules.ts";
@@ -238,45 +239,32 @@ function memo<K extends object, V>(cache: WeakMap<K, V>, key: K, build: () => V 
   return v;
 }
 
-export function splitPem(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-}
-
 export function compileCert(id: string, certPem: string, keyPem: string, fail: (m: string, field?: string) => void): CompiledCert | undefined {
-  const pems = splitPem(certPem);
-  if (!pems.length) return void fail("no PEM certificate found");
-  let leaf: X509Certificate;
+  let chain: X509Certificate[];
   try {
-    leaf = new X509Certificate(pems[0]!);
+    chain = parseCertificates(certPem);
   } catch (e) {
-    return void fail(`malformed certificate: ${(e as Error).message}`);
+    if (e instanceof PemError) return void fail(e.message);
+    throw e;
   }
+  const leaf = chain[0]!;
   try {
     if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) return void fail("the private key does not match the certificate", "key");
   } catch {
     return void fail("malformed private key (PEM PKCS#8, PKCS#1 or SEC1 expected)", "key");
   }
-  const names = (leaf.subjectAltName ?? "")
-    .split(", ")
-    .filter((s) => s.startsWith("DNS:"))
-    .map((s) => s.slice(4).toLowerCase());
   // No DNS names is fine: such a certificate is served only where a host pins it, or presented to origins.
-  return { id, certPem: pems.join("\n") + "\n", keyPem, leaf, names, fingerprint: leaf.fingerprint256 };
+  const names = dnsNames(leaf);
+  return { id, certPem: chain.map((c) => c.toString()).join(""), keyPem, leaf, names, fingerprint: leaf.fingerprint256 };
 }
 
 export function compileBundle(b: TrustBundle, fail: (m: string, field?: string) => void): CompiledBundle | undefined {
-  const pems = splitPem(b.ca);
-  if (!pems.length) return void fail("no PEM certificate found");
-  const cas: X509Certificate[] = [];
-  for (const [i, p] of pems.entries()) {
-    let c: X509Certificate;
-    try {
-      c = new X509Certificate(p);
-    } catch (e) {
-      return void fail(`certificate ${i + 1}: malformed: ${(e as Error).message}`);
-    }
-    if (!c.ca) return void fail(`certificate ${i + 1} (${c.subject.replace(/\n/g, ", ")}) is not a CA certificate`);
-    cas.push(c);
+  let cas: X509Certificate[];
+  try {
+    cas = parseCaBundle(b.ca);
+  } catch (e) {
+    if (e instanceof PemError) return void fail(e.message);
+    throw e;
   }
   const bySubject = new Map(cas.map((c) => [c.subject, c]));
   const chainOf = new Map<string, X509Certificate[]>();
@@ -293,7 +281,7 @@ export function compileBundle(b: TrustBundle, fail: (m: string, field?: string) 
   }
   const revocation = compileRevocation(b, cas, fail);
   if (revocation === undefined) return undefined;
-  const caPem = pems.join("\n") + "\n";
+  const caPem = cas.map((c) => c.toString()).join("");
   return {
     id: b.id,
     digest: createHash("sha256").update(`${b.id}\0${b.verify_depth}\0${caPem}`).digest("base64url").slice(0, 22),
