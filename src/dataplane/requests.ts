@@ -12,7 +12,7 @@ import { downstreamHeaders, upstreamHeaders } from "./headers.ts";
 import { hostOfHeader } from "./names.ts";
 import type { Origins } from "./origins.ts";
 import { normalizeTarget, type Target } from "./path.ts";
-import type { CompiledRoute, HostPolicy, Snapshot } from "./snapshot.ts";
+import type { CompiledRoute, HostPolicy, HostView, Snapshot } from "./snapshot.ts";
 import { FAILURE_MESSAGES } from "./verify.ts";
 import type { RevocationChecker, Verdict } from "../revocation/checker.ts";
 
@@ -26,6 +26,21 @@ export interface ConnState {
   tlsVersion: string;
   remoteAddress: string;
   resumed: boolean;
+  /** The last Host this connection asked for, resolved in one snapshot: keep-alive requests reuse it. */
+  view?: CachedView;
+}
+
+interface CachedView extends HostView {
+  snapshot: Snapshot;
+  header: string | undefined;
+}
+
+/** The Host header's view in the current snapshot, from the connection's memo when unchanged; null if malformed. */
+function hostView(conn: ConnState, header: string | undefined, snapshot: Snapshot): CachedView | null {
+  const m = conn.view;
+  if (m && m.snapshot === snapshot && m.header === header) return m;
+  const host = hostOfHeader(header);
+  return host ? (conn.view = { snapshot, header, ...snapshot.view(host) }) : null;
 }
 
 export interface RequestDeps {
@@ -67,13 +82,11 @@ function connOf(req: IncomingMessage): ConnState | undefined {
 }
 
 /** Decides what happens to a request; pure apart from metrics and logs. */
-export function decide(req: IncomingMessage, conn: ConnState, deps: RequestDeps): Refusal | Pass {
+export function decide(req: IncomingMessage, conn: ConnState, view: CachedView | null, deps: RequestDeps): Refusal | Pass {
   const target = normalizeTarget(req.url ?? "");
   if (!target) return refuse(400, "bad_request", "Bad request target.\n", true);
-  const host = hostOfHeader(req.headers.host);
-  if (!host) return refuse(400, "bad_request", "A valid Host header is required.\n", true);
-  const snapshot = deps.snapshot();
-  const policy = snapshot.hostPolicy(host);
+  if (!view) return refuse(400, "bad_request", "A valid Host header is required.\n", true);
+  const { host, policy, snapshot } = view;
 
   // A connection is only good for the hostname and the trust policy it was verified under.
   if (conn.policy.mode !== "off" ? host !== conn.servername : policy.mode !== "off")
@@ -87,7 +100,7 @@ export function decide(req: IncomingMessage, conn: ConnState, deps: RequestDeps)
     return refuse(403, `cert_${failure}`, `Client certificate error: ${failure}. ${FAILURE_MESSAGES[failure]}\n`, true);
   }
 
-  const program = snapshot.rules(host);
+  const program = view.rules;
   if (program) {
     const decision = program.evaluate(new RequestView(req, host, target, conn));
     for (const r of decision.logged) {
@@ -101,7 +114,7 @@ export function decide(req: IncomingMessage, conn: ConnState, deps: RequestDeps)
     }
   }
 
-  const route = snapshot.routes(host)?.find((r) => target.path.startsWith(r.pathPrefix));
+  const route = view.routes?.find((r) => target.path.startsWith(r.pathPrefix));
   if (!route) return refuse(404, "no_route", "No route for this host and path.\n");
   return { kind: "pass", host, target, policy, route, snapshot };
 }
@@ -109,10 +122,11 @@ export function decide(req: IncomingMessage, conn: ConnState, deps: RequestDeps)
 /**
  * Brings facts.revoked up to date for this request, against the current snapshot's bundle
  * (revocation data changes without a policy change). Calls `next` at once, or after the
- * first CRL fetch or OCSP answer for this certificate.
+ * first CRL fetch or OCSP answer for this certificate. A Host other than the SNI is refused
+ * later (421), so only the SNI's own bundle matters.
  */
-function withRevocation(deps: RequestDeps, conn: ConnState, next: () => void): void {
-  const bundle = conn.facts.verified ? deps.snapshot().hostPolicy(conn.servername).bundle : null;
+function withRevocation(deps: RequestDeps, conn: ConnState, view: CachedView | null, next: () => void): void {
+  const bundle = conn.facts.verified && view?.host === conn.servername ? view.policy.bundle : null;
   if (!bundle?.revocation) return next();
   const count = (v: Verdict) => {
     deps.metrics.revocationChecks.inc({ source: v.source, result: v.revoked ? "revoked" : "good" });
@@ -126,12 +140,13 @@ function withRevocation(deps: RequestDeps, conn: ConnState, next: () => void): v
 export function handleRequest(deps: RequestDeps, req: IncomingMessage, res: ServerResponse): void {
   const conn = connOf(req);
   if (!conn) return void req.socket.destroy();
-  withRevocation(deps, conn, () => respond(deps, req, res, conn));
+  const view = hostView(conn, req.headers.host, deps.snapshot());
+  withRevocation(deps, conn, view, () => respond(deps, req, res, conn, view));
 }
 
-function respond(deps: RequestDeps, req: IncomingMessage, res: ServerResponse, conn: ConnState): void {
+function respond(deps: RequestDeps, req: IncomingMessage, res: ServerResponse, conn: ConnState, view: CachedView | null): void {
   const started = process.hrtime.bigint();
-  const outcome = decide(req, conn, deps);
+  const outcome = decide(req, conn, view, deps);
   const label = outcome.kind === "pass" ? outcome.policy.pattern || "_default" : conn.policy.pattern || "_default";
   res.once("finish", () => {
     deps.metrics.requests.inc({ host: label, status: res.statusCode });
@@ -234,11 +249,12 @@ export function handleUpgrade(deps: RequestDeps, req: IncomingMessage, socket: D
   const conn = connOf(req);
   socket.on("error", () => socket.destroy());
   if (!conn) return void socket.destroy();
-  withRevocation(deps, conn, () => void upgrade(deps, req, socket, head, conn));
+  const view = hostView(conn, req.headers.host, deps.snapshot());
+  withRevocation(deps, conn, view, () => void upgrade(deps, req, socket, head, conn, view));
 }
 
-async function upgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnState): Promise<void> {
-  const outcome = decide(req, conn, deps);
+async function upgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnState, view: CachedView | null): Promise<void> {
+  const outcome = decide(req, conn, view, deps);
   if (outcome.kind === "refuse") {
     deps.metrics.refusals.inc({ host: conn.policy.pattern || "_default", reason: outcome.reason });
     socket.end(

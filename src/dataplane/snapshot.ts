@@ -45,6 +45,14 @@ export interface HostPolicy {
   version: string;
 }
 
+/** Everything a request needs to know about its hostname in one snapshot. */
+export interface HostView {
+  host: string;
+  policy: HostPolicy;
+  rules: RuleProgram | null;
+  routes: CompiledRoute[] | undefined;
+}
+
 export interface CompiledRoute {
   id: string;
   pathPrefix: string;
@@ -184,6 +192,10 @@ export class Snapshot {
 
   routes(name: string): CompiledRoute[] | undefined {
     return this.#routes.get(name);
+  }
+
+  view(host: string): HostView {
+    return { host, policy: this.hostPolicy(host), rules: this.rules(host), routes: this.routes(host) };
   }
 
   /** The rules of the zone holding `name` (the longest zone name that is a suffix), else global. */
