@@ -59,14 +59,12 @@ describe("managed CA via the Cloudflare API", () => {
     expect((await request(cg.port, { servername: "a.test" })).status).toBe(403);
   });
 
-  it("DELETE revokes: the next request on an open connection is refused, within 1 s", async () => {
+  it("DELETE revokes: the very next request, even on an open keep-alive connection, is refused", async () => {
     const { socket } = await connect(cg.port, { servername: "a.test", cert: client });
     expect((await rawRequest(socket, "a.test")).status).toBe(200);
     const del = await api(cg, "DELETE", `/zones/${zone}/client_certificates/${certId}`);
     expect(del.body.result.status).toBe("pending_revocation");
-    const started = Date.now();
     expect((await rawRequest(socket, "a.test")).status).toBe(403);
-    expect(Date.now() - started).toBeLessThan(1_000);
     socket.destroy();
     expect((await request(cg.port, { servername: "a.test", cert: client })).status).toBe(403);
   });
