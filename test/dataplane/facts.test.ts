@@ -39,7 +39,7 @@ describe("connection facts", () => {
     }));
     rules.push({ id: "verified", expression: 'http.request.uri.path eq "/fact/verified" and cf.tls_client_auth.cert_verified and cf.tls_client_auth.cert_presented and not cf.tls_client_auth.cert_revoked and cf.tls_version eq "TLSv1.3" and ip.src eq 127.0.0.1', action: "block", response: { status: 418, body: "match" } });
     proxy = await startProxy((pk, origin) => ({
-      ...baseModel(pk, origin, [{ hostname: "a.test", mtls: { trust_bundle: "clients", mode: "fail_open" } }], { rules }),
+      ...baseModel(pk, origin, [{ hostname: "a.test", mtls: { trust_bundle: "clients", mode: "fail_open" }, forward_client_cert: { rfc9440: true } }], { rules }),
       // The intermediate is in the bundle, so the chain through it is known to certgate.
       trust_bundles: [{ id: "clients", ca: pk.ca.certPem + pk.intermediate.certPem }],
     }));
@@ -52,6 +52,14 @@ describe("connection facts", () => {
       const r = await rawRequest(socket, "a.test", `/fact/${field}`);
       expect(r.status, field).toBe(418);
     }
+    socket.destroy();
+  });
+
+  it("are what the origin receives as RFC 9440 Client-Cert and Client-Cert-Chain", async () => {
+    const { socket } = await connect(proxy.port, { servername: "a.test", cert: p.clientViaIntermediate });
+    const echo = JSON.parse((await rawRequest(socket, "a.test", "/origin")).body) as { headers: Record<string, string> };
+    expect(echo.headers["client-cert"]).toBe(expected.cert_rfc9440);
+    expect(echo.headers["client-cert-chain"]).toBe(expected.cert_chain_rfc9440);
     socket.destroy();
   });
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseModel, pki, request, startProxy, type Proxy } from "../helpers/harness.ts";
+import { baseModel, connect, pki, request, startProxy, type Proxy } from "../helpers/harness.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 
@@ -115,6 +115,26 @@ describe("per-hostname mTLS: off, fail_open, enforced", () => {
     } finally {
       proxy.runtime.apply(model);
     }
+  });
+
+  it("WebSocket upgrades pass the same checks: refused with a bad certificate or a foreign Host, through with a valid one", async () => {
+    const upgrade = async (opts: Parameters<typeof connect>[1], host: string) => {
+      const { socket } = await connect(proxy.port, opts);
+      const head = await new Promise<string>((resolve) => {
+        let b = "";
+        socket.on("data", (d: Buffer) => {
+          b += d.toString("latin1");
+          if (b.includes("\r\n\r\n")) resolve(b.slice(0, b.indexOf("\r\n")));
+        });
+        socket.on("close", () => resolve(b.slice(0, b.indexOf("\r\n"))));
+        socket.write(`GET /ws HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      });
+      socket.destroy();
+      return head;
+    };
+    expect(await upgrade({ servername: "b.test", cert: p.untrusted }, "b.test")).toMatch(/^HTTP\/1.1 403/);
+    expect(await upgrade({ servername: "b.test", cert: p.client }, "a.test")).toMatch(/^HTTP\/1.1 421/);
+    expect(await upgrade({ servername: "b.test", cert: p.client }, "b.test")).toMatch(/^HTTP\/1.1 101/);
   });
 
   it("interop: curl --cert gets 200 with a valid certificate and 403 with an expired one", async () => {

@@ -18,11 +18,18 @@ describe("origin proxying", () => {
   let tlsOrigin: https.Server;
   let deadPort: number;
   let seenOriginClientCert: string | undefined;
+  let hang: http.Server;
+  let hangClosed: Promise<void>;
 
   beforeAll(async () => {
     p = await pki();
     slow = http.createServer(() => {}); // never answers
     const slowPort = await listen(slow);
+    // Never answers either, and tells us when certgate gives up on the request.
+    let closed: () => void = () => {};
+    hangClosed = new Promise((r) => (closed = r));
+    hang = http.createServer((req) => req.socket.once("close", closed));
+    const hangPort = await listen(hang);
     const dead = net.createServer();
     deadPort = await listen(dead);
     await new Promise((r) => dead.close(r)); // nothing listens there any more
@@ -44,6 +51,7 @@ describe("origin proxying", () => {
         { id: "a", hostname: "a.test", origin },
         { id: "slow", hostname: "localhost", path_prefix: "/slow", origin: `http://127.0.0.1:${slowPort}`, read_timeout_ms: 300 },
         { id: "dead", hostname: "localhost", path_prefix: "/dead", origin: `http://127.0.0.1:${deadPort}` },
+        { id: "hang", hostname: "localhost", path_prefix: "/hang", origin: `http://127.0.0.1:${hangPort}`, read_timeout_ms: 600_000 },
         {
           id: "tls",
           hostname: "localhost",
@@ -59,6 +67,8 @@ describe("origin proxying", () => {
     await proxy.close();
     slow.closeAllConnections();
     slow.close();
+    hang.closeAllConnections();
+    hang.close();
     tlsOrigin.close();
   });
 
@@ -131,6 +141,33 @@ describe("origin proxying", () => {
     expect(slowReply.status).toBe(504);
     // The proxy keeps serving.
     expect((await request(proxy.port)).status).toBe(200);
+  });
+
+  it("a client that goes away while the origin is silent aborts the origin request", async () => {
+    const { socket } = await connect(proxy.port);
+    socket.write("GET /hang HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    await new Promise((r) => setTimeout(r, 200)); // the request reaches the origin
+    socket.destroy();
+    await hangClosed; // with a 10-minute read timeout, only the client's departure can close it
+  });
+
+  it("appends to an incoming X-Forwarded-For only when trust_forwarded_for is set", async () => {
+    const model = proxy.runtime.snapshot.model;
+    expect((await request(proxy.port, { headers: { "x-forwarded-for": "10.1.1.1" } })).json().headers["x-forwarded-for"]).toBe("127.0.0.1");
+    proxy.runtime.apply({ ...model, trust_forwarded_for: true });
+    try {
+      expect((await request(proxy.port, { headers: { "x-forwarded-for": "10.1.1.1" } })).json().headers["x-forwarded-for"]).toBe("10.1.1.1, 127.0.0.1");
+    } finally {
+      proxy.runtime.apply(model);
+    }
+  });
+
+  it("records origin latency by route and outcome", async () => {
+    await request(proxy.port, { path: "/api/x" });
+    const text = await proxy.metrics.registry.getSingleMetricAsString("certgate_origin_duration_seconds");
+    expect(text).toMatch(/certgate_origin_duration_seconds_count\{route="api",outcome="ok"\} [1-9]/);
+    expect(text).toMatch(/certgate_origin_duration_seconds_count\{route="dead",outcome="error"\} [1-9]/);
+    expect(text).toMatch(/certgate_origin_duration_seconds_count\{route="slow",outcome="timeout"\} [1-9]/);
   });
 
   it("proxies to an https origin, verifying it and presenting a client certificate", async () => {

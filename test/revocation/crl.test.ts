@@ -91,6 +91,18 @@ describe("CRLs", () => {
     expect((await request(proxy.port, { servername: "b.test", cert: p.client })).status).toBe(200); // no CDP: nothing to check
   });
 
+  it("fetches a CRL configured by URL as soon as it is configured, and enforces it for certificates that name no CDP", async () => {
+    const noCdp = await issue({ subject: "O=certgate dev,CN=no cdp victim" }, p.ca);
+    await ca.revoke(noCdp.certPem);
+    crlPem = await ca.gencrl();
+    const hits = crlHits;
+    withBundle({ crl: { urls: [`${crlUrl}?configured`], fetch_distribution_points: false, when_missing: "ignore" } });
+    for (let i = 0; i < 250 && crlHits === hits; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(crlHits - hits).toBe(1); // fetched on apply, before any client asked
+    expect((await request(proxy.port, { servername: "b.test", cert: noCdp })).status).toBe(403);
+    expect((await request(proxy.port, { servername: "b.test", cert: p.client })).status).toBe(200);
+  });
+
   it("no usable CRL: ignored, or treated as revoked, as the bundle says", async () => {
     withBundle({ crl: { urls: [], fetch_distribution_points: true, when_missing: "ignore" } });
     expect((await request(proxy.port, { servername: "b.test", cert: deadCdp })).status).toBe(200);
