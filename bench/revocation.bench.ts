@@ -5,16 +5,17 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import net from "node:net";
 import tls from "node:tls";
 import { stringify } from "yaml";
 import { createDevPki } from "../src/pki/devpki.ts";
 import { issue, randomSerial } from "../src/pki/issue.ts";
 import { startEcho } from "../src/demo/echo.ts";
-import { OpensslCa, freePort } from "../test/helpers/opensslca.ts";
+import { OpensslCa } from "../test/helpers/opensslca.ts";
+import { cpuSeconds } from "./lib/proc.ts";
+import { freePort, waitForPort } from "./lib/servers.ts";
 
 const quick = process.argv.includes("--quick");
 const PER_ROUND = quick ? 150 : 600;
@@ -52,31 +53,14 @@ const config = {
 writeFileSync(join(dir, "certgate.yaml"), stringify(config));
 
 const port = await freePort();
+const log = join(dir, "certgate.log");
 const child = spawn(process.execPath, ["src/cli.ts", "serve", "--listen", `127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", join(dir, "certgate.yaml")], {
   env: { ...process.env, CERTGATE_LOG_LEVEL: "warn" }, // no access log: measure the proxy, not the logger
-  stdio: ["ignore", "ignore", "inherit"],
+  stdio: ["ignore", "ignore", openSync(log, "w")],
 });
 process.once("exit", () => child.kill());
-for (let i = 0; ; i++) {
-  if (await canConnect(port)) break;
-  if (i > 200 || child.exitCode !== null) throw new Error("certgate did not start");
-  await new Promise((r) => setTimeout(r, 100));
-}
-
-function canConnect(p: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(p, "127.0.0.1", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on("error", () => resolve(false));
-  });
-}
-
-function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime, in clock ticks of 10 ms
-}
+await waitForPort(port, child, "certgate", log);
+const cpuMs = (pid: number) => cpuSeconds([pid]) * 1000;
 
 function once(host: string): Promise<void> {
   return new Promise((resolve, reject) => {

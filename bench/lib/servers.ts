@@ -79,7 +79,7 @@ export async function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitForPort(port: number, child: ChildProcess, name: string, log: string, timeoutMs = 20_000): Promise<void> {
+export async function waitForPort(port: number, child: ChildProcess, name: string, log: string, timeoutMs = 20_000): Promise<void> {
   const t0 = Date.now();
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null)
