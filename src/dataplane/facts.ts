@@ -18,7 +18,7 @@ export class ClientCertFacts implements ClientCertInput {
   readonly leaf: X509Certificate | undefined;
   /** CA certificates above the leaf that certgate knows (from the trust bundle), nearest first. */
   readonly chain: readonly X509Certificate[];
-  #cache = new Map<string, string>();
+  #cache: Map<string, string> | undefined; // created on the first derived field
   #peculiar: PeculiarCert | undefined;
   #crlUrls: string[] | undefined;
 
@@ -32,8 +32,9 @@ export class ClientCertFacts implements ClientCertInput {
 
   #memo(key: string, f: (c: X509Certificate) => string): string {
     if (!this.leaf) return "";
-    let v = this.#cache.get(key);
-    if (v === undefined) this.#cache.set(key, (v = f(this.leaf)));
+    const cache = (this.#cache ??= new Map());
+    let v = cache.get(key);
+    if (v === undefined) cache.set(key, (v = f(this.leaf)));
     return v;
   }
   #parsed(): PeculiarCert {

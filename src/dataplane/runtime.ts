@@ -66,7 +66,7 @@ export class Runtime implements Dispatcher {
         request: (req, res) => handleRequest(deps, req, res),
         upgrade: (req, socket, head) => handleUpgrade(deps, req, socket, head),
         secure: (socket, servername, policy) => this.#secure(socket, servername, policy),
-        tlsError: (err, _socket, policy) => this.#tlsError(err, policy),
+        tlsError: (err, policy) => this.#tlsError(err, policy),
       },
       opts.ticketSecret ?? randomBytes(32),
     );

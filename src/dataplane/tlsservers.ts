@@ -16,7 +16,7 @@ export interface ServerHooks {
   request: (req: IncomingMessage, res: ServerResponse) => void;
   upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   secure: (socket: TLSSocket, servername: string, policy: HostPolicy) => void;
-  tlsError: (err: Error, socket: TLSSocket, policy: HostPolicy) => void;
+  tlsError: (err: Error, policy: HostPolicy) => void;
 }
 
 /**
@@ -81,7 +81,8 @@ export class TlsServers {
     server.prependListener("secureConnection", (socket: TLSSocket) => hooks.secure(socket, servername, policy));
     server.on("request", hooks.request);
     server.on("upgrade", hooks.upgrade);
-    server.on("tlsClientError", (err, socket) => hooks.tlsError(err, socket, policy));
+    // Never touch the socket here: Node can segfault on TLS getters after a client error.
+    server.on("tlsClientError", (err) => hooks.tlsError(err, policy));
     // These servers never listen, and Node starts tracking header and request deadlines
     // (slow clients: 408) only on 'listening'. Without this, a slowloris client is never cut.
     server.emit("listening");

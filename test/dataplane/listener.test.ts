@@ -83,7 +83,6 @@ describe("listener: one TLS port, many hostnames", () => {
   });
 
   it("reassembles a ClientHello that arrives a few bytes at a time", async () => {
-    const p = await pki();
     // A pass-through relay that forwards the client's bytes in 7-byte pieces.
     const relay = net.createServer((c) => {
       const up = net.connect(proxy.port, "127.0.0.1");
@@ -100,7 +99,6 @@ describe("listener: one TLS port, many hostnames", () => {
     expect(socket.getPeerCertificate().subjectaltname).toContain("DNS:localhost");
     socket.destroy();
     relay.close();
-    void p;
   });
 
   it("drops a client that never sends a ClientHello, after the handshake timeout", async () => {
