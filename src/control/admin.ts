@@ -124,7 +124,7 @@ async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.Se
     managedCa: opts.managedCa,
     path,
     query: (name) => url.searchParams.get(name),
-    body: async (o = {}) => parseBody(req, await (bodyCache ??= readBody(req)), o.yaml ?? false),
+    body: async (o = {}) => parseBody(req, await (bodyCache ??= readBody(req)), o.yaml ?? false, o.optional ?? false),
     write: (summary, mutate) => opts.plane.write({ principal, method, path }, summary, mutate),
     writeCtx: () => ({ principal, method, path }),
     requireAccount: (acc) => {

@@ -30,7 +30,7 @@ import type {
 import { PemError, parseCertificates, splitPem } from "../pki/pem.ts";
 import { rfc2253 } from "../dataplane/facts.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
-import { isObject, type Ctx, type Reply, type RouteDef } from "./http.ts";
+import { isObject, objectBody, optionalObjectBody, type Ctx, type Reply, type RouteDef } from "./http.ts";
 import { now, removeAt, replaceAt } from "./plane.ts";
 import { checkApinizerRules, endpointPath } from "../model/apinizer-rules.ts";
 
@@ -50,17 +50,6 @@ function checkName(v: string, what: string): string {
   return v;
 }
 
-async function objectBody(ctx: Ctx, optional = false): Promise<Record<string, unknown> | undefined> {
-  let b: unknown;
-  try {
-    b = await ctx.body();
-  } catch (e) {
-    if (optional && e instanceof ApiError && e.message === "a request body is required") return undefined;
-    throw e;
-  }
-  if (!isObject(b)) throw badRequest("the body must be a JSON object");
-  return b;
-}
 
 function noUnknown(o: Record<string, unknown>, known: readonly string[], where: string): void {
   for (const k of Object.keys(o)) if (!known.includes(k)) throw badRequest(`${where}${k} is not a known field (known: ${known.join(", ")})`, `${where}${k}`);
@@ -191,7 +180,7 @@ function listEnvironments(ctx: Ctx): Reply {
 
 async function createEnvironment(ctx: Ctx): Promise<Reply> {
   const name = checkName(ctx.params.environment!, "environmentName");
-  const b = (await objectBody(ctx, true)) ?? {};
+  const b = (await optionalObjectBody(ctx)) ?? {};
   noUnknown(b, ["description"], "");
   const description = optString(b, "description", "") ?? "";
   await ctx.write(`apinizer: create environment ${name}`, (model) => {
@@ -305,7 +294,7 @@ function getProxyAcl(ctx: Ctx): Reply {
 }
 
 async function putProxyAcl(ctx: Ctx): Promise<Reply> {
-  const b = (await objectBody(ctx))!;
+  const b = (await objectBody(ctx));
   noUnknown(b, ["issuerList"], "");
   if (b.issuerList === undefined) throw badRequest("issuerList is required (an array; [] clears the ACL)", "issuerList");
   const proxy = await ctx.write(`apinizer: set issuer ACL of ${ctx.params.project}/${ctx.params.proxy}`, (model) => {
@@ -322,7 +311,7 @@ function getProjectAcl(ctx: Ctx): Reply {
 }
 
 async function putProjectAcl(ctx: Ctx): Promise<Reply> {
-  const b = (await objectBody(ctx))!;
+  const b = (await objectBody(ctx));
   noUnknown(b, ["issuerList"], "");
   if (b.issuerList === undefined) throw badRequest("issuerList is required (an array; [] clears the ACL)", "issuerList");
   const project = await ctx.write(`apinizer: set issuer ACL of project ${ctx.params.project}`, (model) => {
@@ -354,7 +343,7 @@ function newProject(name: string, description: string, at: string): ApinizerProj
 
 async function createProject(ctx: Ctx): Promise<Reply> {
   const name = checkName(ctx.params.project!, "projectName");
-  const b = (await objectBody(ctx, true)) ?? {};
+  const b = (await optionalObjectBody(ctx)) ?? {};
   noUnknown(b, ["description", "issuerList"], "");
   const description = optString(b, "description", "") ?? "";
   const project = await ctx.write(`apinizer: create project ${name}`, (model) => {
@@ -441,7 +430,7 @@ function backendUrls(b: Record<string, unknown>): string[] {
 async function createProxy(ctx: Ctx): Promise<Reply> {
   const projectName = checkName(ctx.params.project!, "projectName");
   const name = checkName(ctx.params.proxy!, "apiProxyName");
-  const b = (await objectBody(ctx))!;
+  const b = (await objectBody(ctx));
   noUnknown(
     b,
     ["description", "hostname", "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList"],
@@ -662,7 +651,7 @@ function requireClientCa(model: Model, proxy: ApinizerProxy, p: ApinizerPolicy):
 
 async function writePolicy(ctx: Ctx, create: boolean): Promise<Reply> {
   const name = checkName(ctx.params.policy!, "policyName");
-  const input = parsePolicyBody((await objectBody(ctx))!, name);
+  const input = parsePolicyBody((await objectBody(ctx)), name);
   const verb = create ? "add" : "update";
   const results = await ctx.write(`apinizer: ${verb} policy ${ctx.params.project}/${ctx.params.proxy}/${name}`, (model) => {
     const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
@@ -687,7 +676,7 @@ async function writePolicy(ctx: Ctx, create: boolean): Promise<Reply> {
 
 async function deletePolicy(ctx: Ctx): Promise<Reply> {
   const name = ctx.params.policy!;
-  const b = await objectBody(ctx, true);
+  const b = await optionalObjectBody(ctx);
   let deployIt = true;
   let envs: string[] = [];
   if (b) {

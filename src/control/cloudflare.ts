@@ -9,7 +9,7 @@
 //                              (+ zones[].ruleset: id, name, description, version)
 import type { Host, Model, Rule, TrustBundle, Zone } from "../model/schema.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
-import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
+import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
 import { hexId, now, removeAt, replaceAt } from "./plane.ts";
 import { caBundle } from "./pem.ts";
 
@@ -26,11 +26,6 @@ export function page<T>(ctx: Ctx, items: T[], dflt: number, min: number, max: nu
   return { items: slice, info: { page: p, per_page, count: slice.length, total_count: items.length, total_pages: Math.max(1, Math.ceil(items.length / per_page)) } };
 }
 
-export async function objectBody(ctx: Ctx): Promise<Record<string, unknown>> {
-  const b = await ctx.body();
-  if (!isObject(b)) throw badRequest("the body must be a JSON object");
-  return b;
-}
 
 export function hostnames(v: unknown, pointer: string): string[] | undefined {
   if (v === undefined || v === null) return undefined;

@@ -29,8 +29,8 @@ export interface Ctx {
   /** The path as routed (without a /client/v4 prefix). */
   path: string;
   query(name: string): string | null;
-  /** The parsed JSON (or, where allowed, YAML) body; 400 when malformed. */
-  body(opts?: { yaml?: boolean }): Promise<unknown>;
+  /** The parsed JSON (or, where allowed, YAML) body; 400 when malformed or, unless optional, empty. */
+  body(opts?: { yaml?: boolean; optional?: boolean }): Promise<unknown>;
   write<T>(summary: string, mutate: (model: Model) => { model: Model; result: T }): Promise<T>;
   writeCtx(): WriteContext;
   /** 403 unless the token may act on this Cloudflare account. */
@@ -87,9 +87,12 @@ export function readBody(req: http.IncomingMessage): Promise<Buffer> {
   });
 }
 
-export function parseBody(req: http.IncomingMessage, raw: Buffer, yaml: boolean): unknown {
+export function parseBody(req: http.IncomingMessage, raw: Buffer, yaml: boolean, optional = false): unknown {
   const text = raw.toString("utf8");
-  if (!text.trim()) throw new ApiError("invalid_json", "a request body is required");
+  if (!text.trim()) {
+    if (optional) return undefined;
+    throw new ApiError("invalid_json", "a request body is required");
+  }
   const ct = String(req.headers["content-type"] ?? "").toLowerCase();
   if (yaml && /yaml/.test(ct)) {
     try {
@@ -103,6 +106,21 @@ export function parseBody(req: http.IncomingMessage, raw: Buffer, yaml: boolean)
   } catch (e) {
     throw new ApiError("invalid_json", `invalid JSON: ${(e as Error).message}`);
   }
+}
+
+/** A JSON object body (400 otherwise). */
+export async function objectBody(ctx: Ctx): Promise<Record<string, unknown>> {
+  const b = await ctx.body();
+  if (!isObject(b)) throw new ApiError("bad_request", "the body must be a JSON object");
+  return b;
+}
+
+/** A JSON object body, or undefined when the request has none. */
+export async function optionalObjectBody(ctx: Ctx): Promise<Record<string, unknown> | undefined> {
+  const b = await ctx.body({ optional: true });
+  if (b === undefined) return undefined;
+  if (!isObject(b)) throw new ApiError("bad_request", "the body must be a JSON object");
+  return b;
 }
 
 export function isObject(v: unknown): v is Record<string, unknown> {
