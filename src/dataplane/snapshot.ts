@@ -24,6 +24,8 @@ export interface CompiledBundle {
   id: string;
   /** Hash of everything that decides chain verification; hosts' policy versions build on it. */
   digest: string;
+  /** Mode of hosts that name this bundle without their own. */
+  enforced: boolean;
   caPem: string;
   cas: X509Certificate[];
   verifyDepth: number;
@@ -118,7 +120,7 @@ export class Snapshot {
       const bundleId = h.mtls.trust_bundle;
       const bundle = bundleId ? bundles.get(bundleId) : undefined;
       if (bundleId && !bundle) return fail(`hosts[${i}].mtls.trust_bundle`, `no trust bundle with id "${bundleId}"`);
-      const mode: MtlsMode = !bundle ? "off" : (h.mtls.mode ?? (model.trust_bundles.find((b) => b.id === bundleId)!.enforced ? "enforced" : "fail_open"));
+      const mode: MtlsMode = !bundle ? "off" : (h.mtls.mode ?? (bundle.enforced ? "enforced" : "fail_open"));
       const policy: HostPolicy = {
         pattern: h.hostname,
         mode,
@@ -167,12 +169,16 @@ export class Snapshot {
 
     // Rules: the ones derived from Apinizer policies, then global ones, then the zone's,
     // compiled once per zone. Derived rules are never stored: each node derives its own.
+    // A zone's program is reused while the zone object and the global rules are the same.
     const derived = apinizerRules(model, environment);
     const global = derived.length ? [...derived, ...model.rules] : model.rules;
     this.#globalRules = global.length ? compileRules(global, "rules", fail, 0, derived.length) : null;
     this.#zoneRules = new Map();
     model.zones.forEach((z, i) => {
-      const program = compileRules([...global, ...z.rules], `zones[${i}].rules`, fail, global.length, derived.length);
+      const hit = zoneMemo.get(z);
+      const program =
+        hit?.global === global ? hit.program : compileRules([...global, ...z.rules], `zones[${i}].rules`, fail, global.length, derived.length);
+      if (program) zoneMemo.set(z, { global, program });
       if (this.#zoneRules.has(z.name)) fail(`zones[${i}].name`, `duplicate zone "${z.name}"`);
       else if (program) this.#zoneRules.set(z.name, program);
     });
@@ -243,6 +249,7 @@ function compileRules(
 // re-parse every PEM. Failures are not cached: they must be reported again.
 const certMemo = new WeakMap<object, CompiledCert>();
 const bundleMemo = new WeakMap<object, CompiledBundle>();
+const zoneMemo = new WeakMap<object, { global: readonly Rule[]; program: RuleProgram }>();
 function memo<K extends object, V>(cache: WeakMap<K, V>, key: K, build: () => V | undefined): V | undefined {
   const hit = cache.get(key);
   if (hit) return hit;
@@ -296,6 +303,7 @@ export function compileBundle(b: TrustBundle, fail: (m: string, field?: string) 
   const caPem = cas.map((c) => c.toString()).join("");
   return {
     id: b.id,
+    enforced: b.enforced,
     digest: createHash("sha256").update(`${b.id}\0${b.verify_depth}\0${caPem}`).digest("base64url").slice(0, 22),
     caPem,
     cas,
