@@ -112,7 +112,7 @@ async function serve(argv: string[]): Promise<void> {
   // The public listener: the managed CA's certificate, CRL and OCSP, for any relying party.
   const pub = parseHostPort(values.public, "--public");
   // The handler runs only after listen resolves, by which time managedCa is set.
-  const publicServer = http.createServer((req, res) => managedCa.handler()(req, res));
+  const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicBound = await listenAdmin(publicServer, pub.host, pub.port);
   const managedCa = new ManagedCaService(dataDir, values["public-url"] ?? `http://${publicBound.address.includes(":") ? `[${publicBound.address}]` : publicBound.address}:${publicBound.port}`, () => runtime.snapshot.model);
   const { server: adminServer } = startControl(runtime, metrics, loaded, adminToken, { tls: adminTls, managedCa, onError: (e) => log.error({ msg: "admin error", err: e }) });

@@ -57,14 +57,12 @@ export class ManagedCaService {
   }
 
   /** The public listener: GET /managed-ca/ca.pem, GET /managed-ca/crl, POST or GET /managed-ca/ocsp. */
-  handler(): http.RequestListener {
-    return (req, res) => {
-      void this.#serve(req, res).catch(() => {
-        if (!res.headersSent) res.writeHead(500).end();
-        else res.destroy();
-      });
-    };
-  }
+  readonly handler: http.RequestListener = (req, res) => {
+    void this.#serve(req, res).catch(() => {
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+  };
 
   async #serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0]!;

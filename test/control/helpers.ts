@@ -59,7 +59,7 @@ export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origi
   const metrics = createMetrics();
   const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics });
   const { port } = await runtime.listen("127.0.0.1", 0);
-  const publicServer = http.createServer((req, res) => managedCa.handler()(req, res));
+  const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicAddr: AddressInfo = await listenAdmin(publicServer, "127.0.0.1", 0);
   const publicUrl = `http://127.0.0.1:${publicAddr.port}`;
   const managedCa = new ManagedCaService(dataDir, publicUrl, () => runtime.snapshot.model);
