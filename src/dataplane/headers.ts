@@ -1,14 +1,16 @@
 // The request headers an origin receives: hop-by-hop headers removed, every header a client
 // could use to impersonate certgate's own assertions removed, then certgate's own added.
-import type { IncomingMessage } from "node:http";
 import type { ClientCertFacts } from "./facts.ts";
 import type { HostPolicy } from "./snapshot.ts";
 
-export type HeaderMap = Record<string, string | string[]>;
+/** Raw headers as Node and llhttp give them: [name, value, name, value, ...]. */
+export type HeaderList = string[];
 
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate"]);
 /** Never trusted from a client, whether forwarding is on or off. */
 const CERTGATE_ASSERTED = new Set([
+  "host", // re-added: exactly the one certgate decided on
+  "content-length", // the origin client frames the body itself
   "client-cert",
   "client-cert-chain",
   "cf-client-cert-der-base64",
@@ -19,18 +21,20 @@ const CERTGATE_ASSERTED = new Set([
   "x-forwarded-proto",
   "x-forwarded-host",
   "x-real-ip",
-  "expect", // Node has answered 100-continue already
+  "expect", // 100-continue is answered to the client already
 ]);
 
-export function isHopByHop(name: string): boolean {
-  return HOP_BY_HOP.has(name);
-}
-
-/** Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1). */
-function connectionTokens(req: IncomingMessage): Set<string> | null {
-  const c = req.headers.connection;
-  if (!c || c === "keep-alive" || c === "close") return null;
-  return new Set(c.toLowerCase().split(",").map((s) => s.trim()));
+/** Names listed in any Connection header are hop-by-hop too (RFC 9110 §7.6.1). */
+function connectionTokens(raw: HeaderList): Set<string> | null {
+  let tokens: Set<string> | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length !== 10 || raw[i]!.toLowerCase() !== "connection") continue;
+    for (const t of raw[i + 1]!.toLowerCase().split(",")) {
+      const name = t.trim();
+      if (name && name !== "keep-alive" && name !== "close") (tokens ??= new Set()).add(name);
+    }
+  }
+  return tokens;
 }
 
 export interface ForwardContext {
@@ -41,41 +45,50 @@ export interface ForwardContext {
   trustForwardedFor: boolean;
 }
 
-export function upstreamHeaders(req: IncomingMessage, ctx: ForwardContext, keepUpgrade = false): HeaderMap {
-  const out: HeaderMap = {};
-  const extra = connectionTokens(req);
+export interface ForwardedRequest {
+  rawHeaders: HeaderList;
+  /** The Host header certgate decided on. */
+  host: string;
+  /** Keep the Upgrade header (WebSocket). */
+  upgrade?: string;
+}
+
+export function upstreamHeaders(req: ForwardedRequest, ctx: ForwardContext): HeaderList {
   const raw = req.rawHeaders;
+  const extra = connectionTokens(raw);
+  const out: HeaderList = ["host", req.host];
   let incomingXff: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
     if (name === "x-forwarded-for") incomingXff = incomingXff ? `${incomingXff}, ${value}` : value;
     if (HOP_BY_HOP.has(name) || CERTGATE_ASSERTED.has(name) || extra?.has(name)) continue;
-    const prev = out[name];
-    out[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+    out.push(raw[i]!, value);
   }
-  if (keepUpgrade && req.headers.upgrade) out.upgrade = req.headers.upgrade;
-  out["x-forwarded-for"] = ctx.trustForwardedFor && incomingXff ? `${incomingXff}, ${ctx.remoteAddress}` : ctx.remoteAddress;
-  out["x-forwarded-proto"] = "https";
-  out["x-forwarded-host"] = req.headers.host ?? ctx.host;
+  if (req.upgrade) out.push("connection", "upgrade", "upgrade", req.upgrade);
+  out.push(
+    "x-forwarded-for",
+    ctx.trustForwardedFor && incomingXff ? `${incomingXff}, ${ctx.remoteAddress}` : ctx.remoteAddress,
+    "x-forwarded-proto",
+    "https",
+    "x-forwarded-host",
+    req.host,
+  );
   addClientCertHeaders(out, ctx.policy, ctx.facts);
   return out;
 }
 
 /** Only a verified, unrevoked certificate is ever asserted to the origin. */
-function addClientCertHeaders(out: HeaderMap, policy: HostPolicy, facts: ClientCertFacts): void {
+function addClientCertHeaders(out: HeaderList, policy: HostPolicy, facts: ClientCertFacts): void {
   const f = policy.forwarding;
   if (policy.mode === "off" || !facts.verified || facts.revoked || !(f.rfc9440 || f.cloudflare || f.xfcc)) return;
   if (f.rfc9440) {
-    out["client-cert"] = facts.rfc9440;
+    out.push("client-cert", facts.rfc9440);
     const chain = facts.chainRfc9440;
-    if (chain) out["client-cert-chain"] = chain;
+    if (chain) out.push("client-cert-chain", chain);
   }
-  if (f.cloudflare) {
-    out["cf-client-cert-der-base64"] = facts.derBase64;
-    out["cf-client-cert-sha256"] = facts.fingerprintSha256;
-  }
-  if (f.xfcc) out["x-forwarded-client-cert"] = xfcc(facts);
+  if (f.cloudflare) out.push("cf-client-cert-der-base64", facts.derBase64, "cf-client-cert-sha256", facts.fingerprintSha256);
+  if (f.xfcc) out.push("x-forwarded-client-cert", xfcc(facts));
 }
 
 /** Envoy's SANITIZE_SET format: Hash, Cert, Subject, URI and DNS elements. */
@@ -88,15 +101,14 @@ function xfcc(facts: ClientCertFacts): string {
   return parts.join(";");
 }
 
-/** Response headers an origin sends that must not cross the proxy. */
-export function downstreamHeaders(headers: Record<string, string | string[] | undefined>): HeaderMap {
-  const out: HeaderMap = {};
-  const conn = headers.connection;
-  const extra = typeof conn === "string" ? new Set(conn.toLowerCase().split(",").map((s) => s.trim())) : null;
-  for (const name in headers) {
-    const v = headers[name];
-    if (v === undefined || HOP_BY_HOP.has(name) || extra?.has(name)) continue;
-    out[name] = v;
+/** Response headers an origin sends that must not cross the proxy (framing is the client side's own). */
+export function downstreamHeaders(raw: HeaderList): HeaderList {
+  const extra = connectionTokens(raw);
+  const out: HeaderList = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(name) || extra?.has(name)) continue;
+    out.push(raw[i]!, raw[i + 1]!);
   }
   return out;
 }

@@ -1,46 +1,376 @@
-// Keep-alive connection pools to origins (undici), one per distinct origin configuration,
+// Keep-alive HTTP/1.1 connections to origins: one pool per distinct origin configuration,
 // shared across snapshots so a config change does not drop warm connections.
-import { Pool } from "undici";
+//
+// Deliberately lean, because it runs once per proxied request: the request head is written
+// as one string, Node's native llhttp parses the response, and the body goes straight into
+// the client's stream with backpressure. undici cost ~100 µs more server CPU per keep-alive
+// request on the benchmark machine (docs/benchmarks.md).
+import net from "node:net";
+import type { Readable, Writable } from "node:stream";
+import tls from "node:tls";
+import { createParser, HTTPParser, type Parser } from "./llhttp.ts";
 import type { CompiledRoute } from "./snapshot.ts";
 
-export class Origins {
-  readonly #pools = new Map<string, Pool>();
+export type OriginErrorCode = "connect" | "connect_timeout" | "timeout" | "reset" | "protocol" | "body_too_large" | "aborted";
 
-  get(route: CompiledRoute): Pool {
-    let pool = this.#pools.get(route.originKey);
-    if (!pool) {
-      const tls = route.tls;
-      pool = new Pool(route.origin.origin, {
-        connect: {
-          timeout: route.connectTimeoutMs,
-          ...(tls && {
-            ca: tls.ca,
-            cert: tls.cert,
-            key: tls.key,
-            servername: tls.serverName,
-            rejectUnauthorized: tls.verify,
-          }),
-        },
-        headersTimeout: route.readTimeoutMs,
-        bodyTimeout: route.readTimeoutMs,
-        keepAliveTimeout: 4_000,
-      });
-      this.#pools.set(route.originKey, pool);
+export class OriginError extends Error {
+  readonly code: OriginErrorCode;
+  constructor(code: OriginErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export interface OriginRequest {
+  method: string;
+  /** Origin-form target: path and query. */
+  target: string;
+  /** Flat [name, value, ...], Host included, hop-by-hop and framing headers removed. */
+  headers: string[];
+  /** The request body, or null; sent with Content-Length when `bodyLength` ≥ 0, else chunked. */
+  body: Readable | null;
+  bodyLength: number;
+  maxBodyBytes: number;
+}
+
+/** Receives the origin's final response head (1xx interim responses are dropped) and returns where the body goes. */
+export type ResponseHead = (status: number, headers: string[]) => Writable;
+
+export interface Exchange {
+  /** Settles when the response body has been handed to the writable and ended. */
+  readonly done: Promise<void>;
+  /** The client went away: drop the origin connection. */
+  abort(): void;
+}
+
+export interface Upgraded {
+  status: number;
+  headers: string[];
+  socket: net.Socket;
+  head: Buffer;
+}
+
+const IDLE_MS = 4_000; // below common origin keep-alive timeouts (nginx 75 s, Node 5 s)
+const MAX_IDLE = 256;
+const MAX_HEAD = 64 * 1024;
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/** A connection to an origin and its parser; `exchange` is the request it is serving. */
+interface Conn {
+  socket: net.Socket;
+  parser: Parser;
+  exchange: ExchangeImpl | null;
+  /** Served at least one response: a reset before any byte may be a keep-alive race. */
+  reused: boolean;
+  /** TCP (and TLS) established: errors before are connect failures. */
+  connected: boolean;
+}
+
+export class OriginPool {
+  readonly route: CompiledRoute;
+  readonly #idle: Conn[] = [];
+  #session: Buffer | undefined;
+  #closed = false;
+
+  constructor(route: CompiledRoute) {
+    this.route = route;
+  }
+
+  exchange(req: OriginRequest, onHead: ResponseHead): Exchange {
+    const x = new ExchangeImpl(this, req, onHead);
+    x.start(this.#take());
+    return x;
+  }
+
+  /** Sends an Upgrade request on a fresh connection; resolves on 101 with the raw socket. */
+  upgrade(req: OriginRequest): Promise<Upgraded> {
+    return new Promise((resolve, reject) => {
+      const conn = this.connect();
+      const x = new ExchangeImpl(this, req, null);
+      x.upgraded = resolve;
+      x.done.catch(reject);
+      x.start(conn);
+    });
+  }
+
+  #take(): Conn {
+    let c: Conn | undefined;
+    while ((c = this.#idle.pop())) {
+      if (!c.socket.destroyed) return c;
     }
+    return this.connect();
+  }
+
+  /** Returns a connection whose last exchange ended cleanly; origin-closed ones are dropped. */
+  release(c: Conn): void {
+    c.exchange = null;
+    c.reused = true;
+    if (this.#closed || this.#idle.length >= MAX_IDLE || c.socket.destroyed) return void c.socket.destroy();
+    c.socket.setTimeout(IDLE_MS);
+    this.#idle.push(c);
+  }
+
+  connect(): Conn {
+    const r = this.route;
+    const u = r.origin;
+    const port = Number(u.port) || (u.protocol === "https:" ? 443 : 80);
+    const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+    const socket = r.tls
+      ? tls.connect({
+          host,
+          port,
+          servername: r.tls.serverName,
+          ca: r.tls.ca,
+          cert: r.tls.cert,
+          key: r.tls.key,
+          rejectUnauthorized: r.tls.verify,
+          ALPNProtocols: ["http/1.1"],
+          session: this.#session,
+        })
+      : net.connect({ host, port });
+    socket.setNoDelay(true);
+    if (r.tls) socket.on("session", (s: Buffer) => (this.#session = s));
+    const conn: Conn = { socket, parser: undefined as unknown as Parser, exchange: null, reused: false, connected: false };
+    conn.parser = createParser(HTTPParser.RESPONSE, MAX_HEAD, {
+      headersComplete: (_maj, _min, headers, _m, _u, status, _msg, upgrade, keepAlive) => conn.exchange?.onHead(status ?? 0, headers!, upgrade, keepAlive) ?? 0,
+      body: (chunk) => conn.exchange?.onBody(chunk),
+      messageComplete: () => conn.exchange?.onComplete(),
+    });
+    // Until connected, the socket's timeout is the connect timeout.
+    socket.setTimeout(r.connectTimeoutMs);
+    socket.once(r.tls ? "secureConnect" : "connect", () => {
+      conn.connected = true;
+      socket.setTimeout(conn.exchange ? r.readTimeoutMs : IDLE_MS);
+    });
+    socket.on("data", (d: Buffer) => (conn.exchange ? conn.exchange.onData(d) : socket.destroy()));
+    socket.on("timeout", () => (conn.exchange ? conn.exchange.fail(conn.connected ? "timeout" : "connect_timeout") : socket.destroy()));
+    socket.on("error", (err) => conn.exchange?.fail(conn.connected ? "reset" : "connect", err.message));
+    socket.on("end", () => conn.exchange?.onEnd());
+    socket.on("close", () => {
+      conn.exchange?.onEnd();
+      conn.parser.free();
+    });
+    return conn;
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const c of this.#idle.splice(0)) c.socket.destroy();
+  }
+}
+
+class ExchangeImpl implements Exchange {
+  readonly done: Promise<void>;
+  upgraded: ((u: Upgraded) => void) | null = null;
+  #resolve!: () => void;
+  #reject!: (e: Error) => void;
+  readonly #pool: OriginPool;
+  readonly #req: OriginRequest;
+  readonly #onHead: ResponseHead | null;
+  #conn!: Conn;
+  #out: Writable | null = null;
+  #keepAlive = false;
+  #sent = false; // whole request written
+  #received = false; // any response byte seen
+  #settled = false;
+  #retried = false;
+  #paused = false; // origin reads paused until the client drains
+  #stopBody: (() => void) | null = null;
+  #upgradeHead: Buffer | null = null;
+
+  constructor(pool: OriginPool, req: OriginRequest, onHead: ResponseHead | null) {
+    this.#pool = pool;
+    this.#req = req;
+    this.#onHead = onHead;
+    this.done = new Promise((res, rej) => {
+      this.#resolve = res;
+      this.#reject = rej;
+    });
+  }
+
+  start(conn: Conn): void {
+    this.#conn = conn;
+    conn.exchange = this;
+    const s = conn.socket;
+    if (conn.connected) s.setTimeout(this.#pool.route.readTimeoutMs);
+    const r = this.#req;
+    let head = `${r.method} ${r.target} HTTP/1.1\r\n`;
+    const h = r.headers;
+    for (let i = 0; i < h.length; i += 2) head += `${h[i]}: ${h[i + 1]}\r\n`;
+    if (!r.body) {
+      // A body-less request still tells the origin so when its method usually has one.
+      head += r.method === "POST" || r.method === "PUT" || r.method === "PATCH" ? "content-length: 0\r\n\r\n" : "\r\n";
+      s.write(head);
+      this.#sent = true;
+      return;
+    }
+    head += r.bodyLength >= 0 ? `content-length: ${r.bodyLength}\r\n\r\n` : "transfer-encoding: chunked\r\n\r\n";
+    s.write(head);
+    this.#sendBody(r.body, r.bodyLength < 0);
+  }
+
+  #sendBody(body: Readable, chunked: boolean): void {
+    const s = this.#conn.socket;
+    let seen = 0;
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > this.#req.maxBodyBytes) return this.fail("body_too_large", "request body too large");
+      let ok: boolean;
+      if (chunked) {
+        s.write(`${chunk.length.toString(16)}\r\n`);
+        s.write(chunk);
+        ok = s.write("\r\n");
+      } else ok = s.write(chunk);
+      if (!ok) {
+        body.pause();
+        s.once("drain", () => body.resume());
+      }
+    };
+    const onEnd = () => {
+      this.#stopBody = null;
+      cleanup();
+      if (chunked) s.write("0\r\n\r\n");
+      this.#sent = true;
+      this.#maybeRelease();
+    };
+    const onAbort = () => {
+      this.#stopBody = null;
+      cleanup();
+      this.fail("aborted", "the client's request body was cut short");
+    };
+    const cleanup = () => {
+      body.off("data", onData);
+      body.off("end", onEnd);
+      body.off("close", onClose);
+    };
+    const onClose = () => {
+      if (!this.#sent) onAbort();
+    };
+    body.on("data", onData);
+    body.on("end", onEnd);
+    body.on("close", onClose);
+    this.#stopBody = cleanup;
+  }
+
+  onData(d: Buffer): void {
+    this.#received = true;
+    const ret = this.#conn.parser.execute(d);
+    if (typeof ret !== "number") return this.fail("protocol", `malformed response from the origin: ${ret.code ?? ret.message}`);
+    if (!this.#onHead && this.#settled) {
+      // The bytes after the 101 head belong to the upgraded protocol.
+      this.#upgradeHead = d.subarray(ret);
+    }
+  }
+
+  onHead(status: number, headers: string[], upgrade: boolean, keepAlive: boolean): number {
+    if (status < 200 && !(upgrade && status === 101)) return 1; // interim (103 Early Hints): dropped
+    if (!this.#onHead) {
+      if (status !== 101) {
+        this.fail("protocol", `the origin answered the upgrade with ${status}`);
+        return 1;
+      }
+      const socket = this.#conn.socket;
+      this.#settled = true;
+      this.#conn.exchange = null;
+      socket.setTimeout(0);
+      socket.removeAllListeners("data");
+      queueMicrotask(() => {
+        this.upgraded!({ status, headers, socket, head: this.#upgradeHead ?? Buffer.alloc(0) });
+        this.#resolve();
+      });
+      return 0;
+    }
+    this.#keepAlive = keepAlive;
+    try {
+      this.#out = this.#onHead(status, headers);
+    } catch (err) {
+      this.fail("protocol", (err as Error).message);
+      return 1;
+    }
+    return this.#req.method === "HEAD" ? 1 : 0;
+  }
+
+  onBody(chunk: Buffer): void {
+    const out = this.#out;
+    if (!out || out.write(chunk) || this.#paused) return;
+    const s = this.#conn.socket;
+    this.#paused = true;
+    s.pause();
+    out.once("drain", () => {
+      this.#paused = false;
+      s.resume();
+    });
+  }
+
+  onComplete(): void {
+    if (this.#settled || !this.#out) return;
+    this.#settled = true;
+    this.#out.end();
+    this.#resolve();
+    this.#maybeRelease();
+  }
+
+  /** The connection is reusable once both the response and the request body are complete. */
+  #maybeRelease(): void {
+    if (!this.#settled || !this.#sent || !this.#onHead) return;
+    const c = this.#conn;
+    if (c.exchange !== this) return;
+    if (this.#keepAlive) this.#pool.release(c);
+    else {
+      c.exchange = null;
+      c.socket.destroy();
+    }
+  }
+
+  onEnd(): void {
+    if (this.#settled) return;
+    // A close-delimited body ends here; anything else was cut short.
+    if (this.#out && this.#conn.parser.finish() === undefined && this.#settled) return;
+    this.fail("reset", "the origin closed the connection");
+  }
+
+  fail(code: OriginErrorCode, message: string = code): void {
+    if (this.#settled) return;
+    const c = this.#conn;
+    c.exchange = null;
+    c.socket.destroy();
+    this.#stopBody?.();
+    this.#stopBody = null;
+    // An idle keep-alive connection the origin closed as we reused it: retry once, fresh.
+    if (code === "reset" && c.reused && !this.#received && !this.#retried && !this.#req.body && IDEMPOTENT.has(this.#req.method)) {
+      this.#retried = true;
+      return this.start(this.#pool.connect());
+    }
+    this.#settled = true;
+    if (this.#out) this.#out.destroy(new OriginError(code, message));
+    this.#reject(new OriginError(code, message));
+  }
+
+  abort(): void {
+    this.fail("aborted", "the client went away");
+  }
+}
+
+export class Origins {
+  readonly #pools = new Map<string, OriginPool>();
+
+  get(route: CompiledRoute): OriginPool {
+    let pool = this.#pools.get(route.originKey);
+    if (!pool) this.#pools.set(route.originKey, (pool = new OriginPool(route)));
     return pool;
   }
 
-  /** Closes pools no route uses any more (in-flight requests finish first). */
+  /** Closes the idle connections of pools no route uses any more (in-flight exchanges finish). */
   retain(keys: Set<string>): void {
     for (const [key, pool] of this.#pools) {
       if (keys.has(key)) continue;
       this.#pools.delete(key);
-      pool.close().catch(() => {});
+      pool.close();
     }
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.#pools.values()].map((p) => p.destroy()));
+    for (const pool of this.#pools.values()) pool.close();
     this.#pools.clear();
   }
 }

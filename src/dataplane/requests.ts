@@ -2,15 +2,14 @@
 // enforcement, rules, route, then the origin. Every refusal is decided here, in one place.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { Transform } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { RequestInput } from "../rules/input.ts";
 import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { ClientCertFacts } from "./facts.ts";
-import { downstreamHeaders, upstreamHeaders } from "./headers.ts";
+import { downstreamHeaders, upstreamHeaders, type ForwardContext } from "./headers.ts";
 import { hostOfHeader } from "./names.ts";
-import type { Origins } from "./origins.ts";
+import { OriginError, type Origins } from "./origins.ts";
 import { normalizeTarget, type Target } from "./path.ts";
 import type { CompiledRoute, HostPolicy, HostView, Snapshot } from "./snapshot.ts";
 import { FAILURE_MESSAGES } from "./verify.ts";
@@ -35,8 +34,21 @@ interface CachedView extends HostView {
   header: string | undefined;
 }
 
-/** The Host header's view in the current snapshot, from the connection's memo when unchanged; null if malformed. */
-function hostView(conn: ConnState, header: string | undefined, snapshot: Snapshot): CachedView | null {
+/** The request's one Host header; null when repeated (RFC 9112 §3.2 demands a 400), so no later reader can pick another. */
+function hostHeader(req: IncomingMessage): string | undefined | null {
+  const raw = req.rawHeaders;
+  let found: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length !== 4 || raw[i]!.toLowerCase() !== "host") continue;
+    if (found !== undefined) return null;
+    found = raw[i + 1]!;
+  }
+  return found;
+}
+
+/** The Host header's view in the current snapshot, from the connection's memo when unchanged; null if malformed or repeated. */
+function hostView(conn: ConnState, header: string | undefined | null, snapshot: Snapshot): CachedView | null {
+  if (header === null) return null;
   const m = conn.view;
   if (m && m.snapshot === snapshot && m.header === header) return m;
   const host = hostOfHeader(header);
@@ -140,7 +152,7 @@ function withRevocation(deps: RequestDeps, conn: ConnState, view: CachedView | n
 export function handleRequest(deps: RequestDeps, req: IncomingMessage, res: ServerResponse): void {
   const conn = connOf(req);
   if (!conn) return void req.socket.destroy();
-  const view = hostView(conn, req.headers.host, deps.snapshot());
+  const view = hostView(conn, hostHeader(req), deps.snapshot());
   withRevocation(deps, conn, view, () => respond(deps, req, res, conn, view));
 }
 
@@ -180,63 +192,49 @@ function respond(deps: RequestDeps, req: IncomingMessage, res: ServerResponse, c
   void proxy(deps, req, res, conn, outcome);
 }
 
-class BodyTooLarge extends Error {}
-
 async function proxy(deps: RequestDeps, req: IncomingMessage, res: ServerResponse, conn: ConnState, p: Pass): Promise<void> {
   const limits = p.snapshot.model.limits;
-  const declared = Number(req.headers["content-length"] ?? 0);
+  const te = req.headers["transfer-encoding"];
+  const declared = te === undefined ? Number(req.headers["content-length"] ?? 0) : -1;
   if (declared > limits.max_body_bytes) return void sendError(res, 413, "Request body too large.\n", true);
-  const hasBody = declared > 0 || req.headers["transfer-encoding"] !== undefined;
-  const abort = new AbortController();
-  // Only a client gone before the response ended aborts the origin request; aborting after
-  // completion would cost a DOMException per request (8.5% of keep-alive CPU in profiles).
-  res.once("close", () => res.writableEnded || abort.abort());
   const started = process.hrtime.bigint();
   const observe = (outcome: string) =>
     deps.metrics.originDuration.observe({ route: p.route.id, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+  const exchange = deps.origins.get(p.route).exchange(
+    {
+      method: req.method ?? "GET",
+      target: p.target.query ? `${p.target.path}?${p.target.query}` : p.target.path,
+      headers: upstreamHeaders({ rawHeaders: req.rawHeaders, host: p.host }, forwardContext(conn, p)),
+      body: declared !== 0 ? req : null,
+      bodyLength: declared,
+      maxBodyBytes: limits.max_body_bytes,
+    },
+    (status, headers) => {
+      observe("ok");
+      res.writeHead(status, downstreamHeaders(headers));
+      return res;
+    },
+  );
+  // Only a client gone before the response ended aborts the origin request.
+  res.once("close", () => res.writableEnded || exchange.abort());
   try {
-    // undici's stream(): the origin's body is written straight into `res` (no Readable per
-    // response, no pipe); a client that goes away during the body aborts the origin request.
-    await deps.origins.get(p.route).stream(
-      withServername(p.route, {
-        method: req.method as "GET",
-        path: p.target.query ? `${p.target.path}?${p.target.query}` : p.target.path,
-        headers: upstreamHeaders(req, { host: p.host, policy: p.policy, facts: conn.facts, remoteAddress: conn.remoteAddress, trustForwardedFor: p.snapshot.model.trust_forwarded_for }),
-        body: hasBody ? req.pipe(limitBody(limits.max_body_bytes)) : null,
-        signal: abort.signal,
-      }),
-      ({ statusCode, headers }) => {
-        observe("ok");
-        res.writeHead(statusCode, downstreamHeaders(headers));
-        return res;
-      },
-    );
+    await exchange.done;
   } catch (err) {
-    const code = (err as { code?: string }).code ?? "";
-    if (res.headersSent || abort.signal.aborted) return void res.destroy();
-    const tooLarge = err instanceof BodyTooLarge || (err as { cause?: unknown }).cause instanceof BodyTooLarge;
-    const timeout = code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT";
-    observe(tooLarge ? "body_too_large" : timeout ? "timeout" : "error");
-    if (tooLarge) return void sendError(res, 413, "Request body too large.\n", true);
+    const code = err instanceof OriginError ? err.code : "error";
+    if (res.headersSent || code === "aborted") return void res.destroy();
+    const timeout = code === "timeout" || code === "connect_timeout";
+    observe(code === "body_too_large" ? code : timeout ? "timeout" : "error");
+    if (code === "body_too_large") return void sendError(res, 413, "Request body too large.\n", true);
     deps.log.warn({ msg: "origin failed", route: p.route.id, origin: p.route.origin.origin, code, err: (err as Error).message });
-    if (timeout) sendError(res, 504, "Gateway Timeout: the origin did not answer in time.\n", false);
-    else sendError(res, 502, "Bad Gateway: the origin could not be reached.\n", false);
+    // The request body may be partly unsent: the connection cannot carry another request.
+    const close = declared !== 0;
+    if (timeout) sendError(res, 504, "Gateway Timeout: the origin did not answer in time.\n", close);
+    else sendError(res, 502, "Bad Gateway: the origin could not be reached.\n", close);
   }
 }
 
-/** undici takes the TLS name from the Host header unless told (its types omit the option). */
-function withServername<T extends object>(route: CompiledRoute, opts: T): T {
-  return route.tls ? Object.assign(opts, { servername: route.tls.serverName }) : opts;
-}
-
-function limitBody(max: number): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      seen += chunk.length;
-      cb(seen > max ? new BodyTooLarge("request body too large") : null, chunk);
-    },
-  });
+function forwardContext(conn: ConnState, p: Pass): ForwardContext {
+  return { host: p.host, policy: p.policy, facts: conn.facts, remoteAddress: conn.remoteAddress, trustForwardedFor: p.snapshot.model.trust_forwarded_for };
 }
 
 function sendError(res: ServerResponse, status: number, body: string, close: boolean): void {
@@ -245,15 +243,15 @@ function sendError(res: ServerResponse, status: number, body: string, close: boo
 }
 
 /** WebSocket (and other) upgrades: the same decision, then a spliced byte stream. */
-export function handleUpgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+export function handleUpgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, clientHead: Buffer): void {
   const conn = connOf(req);
   socket.on("error", () => socket.destroy());
   if (!conn) return void socket.destroy();
-  const view = hostView(conn, req.headers.host, deps.snapshot());
-  withRevocation(deps, conn, view, () => void upgrade(deps, req, socket, head, conn, view));
+  const view = hostView(conn, hostHeader(req), deps.snapshot());
+  withRevocation(deps, conn, view, () => void upgrade(deps, req, socket, clientHead, conn, view));
 }
 
-async function upgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnState, view: CachedView | null): Promise<void> {
+async function upgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, clientHead: Buffer, conn: ConnState, view: CachedView | null): Promise<void> {
   const outcome = decide(req, conn, view, deps);
   if (outcome.kind === "refuse") {
     deps.metrics.refusals.inc({ host: conn.policy.pattern || "_default", reason: outcome.reason });
@@ -263,16 +261,19 @@ async function upgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, 
     return;
   }
   try {
-    const up = await deps.origins.get(outcome.route).upgrade(withServername(outcome.route, {
-      path: outcome.target.query ? `${outcome.target.path}?${outcome.target.query}` : outcome.target.path,
-      method: req.method,
-      headers: upstreamHeaders(req, { host: outcome.host, policy: outcome.policy, facts: conn.facts, remoteAddress: conn.remoteAddress, trustForwardedFor: outcome.snapshot.model.trust_forwarded_for }),
-      protocol: req.headers.upgrade ?? "websocket",
-    }));
-    const lines = ["HTTP/1.1 101 Switching Protocols"];
-    for (const [k, v] of Object.entries(up.headers)) for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined) lines.push(`${k}: ${one}`);
-    socket.write(lines.join("\r\n") + "\r\n\r\n");
-    if (head.length) up.socket.write(head);
+    const up = await deps.origins.get(outcome.route).upgrade({
+      method: req.method ?? "GET",
+      target: outcome.target.query ? `${outcome.target.path}?${outcome.target.query}` : outcome.target.path,
+      headers: upstreamHeaders({ rawHeaders: req.rawHeaders, host: outcome.host, upgrade: req.headers.upgrade ?? "websocket" }, forwardContext(conn, outcome)),
+      body: null,
+      bodyLength: 0,
+      maxBodyBytes: 0,
+    });
+    let head = "HTTP/1.1 101 Switching Protocols\r\n";
+    for (let i = 0; i < up.headers.length; i += 2) head += `${up.headers[i]}: ${up.headers[i + 1]}\r\n`;
+    socket.write(head + "\r\n");
+    if (up.head.length) socket.write(up.head);
+    if (clientHead.length) up.socket.write(clientHead);
     up.socket.on("error", () => socket.destroy());
     socket.on("close", () => up.socket.destroy());
     up.socket.on("close", () => socket.destroy());

@@ -1,0 +1,80 @@
+// Node's own native HTTP/1 parser (llhttp), the one node:http runs: strict (no lenient
+// flags: Content-Length with Transfer-Encoding, bad chunk sizes and bare LFs are errors),
+// in C, and already in the process. `_http_common` is not documented API, so everything
+// certgate relies on is declared here and pinned by tests.
+import { createRequire } from "node:module";
+
+export interface Parser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  /** Bytes parsed, or an Error with `code` (HPE_*) and `bytesParsed`. */
+  execute(data: Buffer): number | (Error & { code?: string; bytesParsed?: number });
+  /** End of input: completes a close-delimited body, else an Error if a message is cut. */
+  finish(): undefined | Error;
+  pause(): void;
+  resume(): void;
+  remove(): void;
+  free(): void;
+  [key: number]: unknown;
+}
+
+/** Called with raw [name, value, ...] headers; return 1 to skip the body (HEAD, 1xx). */
+export type OnHeadersComplete = (
+  versionMajor: number,
+  versionMinor: number,
+  headers: string[] | undefined,
+  method: number | undefined,
+  url: string | undefined,
+  statusCode: number | undefined,
+  statusMessage: string | undefined,
+  upgrade: boolean,
+  shouldKeepAlive: boolean,
+) => number | undefined;
+
+interface ParserClass {
+  new (): Parser;
+  REQUEST: number;
+  RESPONSE: number;
+  kOnHeaders: number;
+  kOnHeadersComplete: number;
+  kOnBody: number;
+  kOnMessageComplete: number;
+  kOnExecute: number;
+}
+
+const common = createRequire(import.meta.url)("_http_common") as { HTTPParser: ParserClass; methods: string[] };
+export const HTTPParser = common.HTTPParser;
+/** llhttp's method numbers to names. */
+export const METHODS: readonly string[] = common.methods;
+
+export interface ParserHooks {
+  headersComplete: OnHeadersComplete;
+  body: (chunk: Buffer) => void;
+  messageComplete: () => void;
+}
+
+/**
+ * A strict parser. Heads over 32 header lines or split across reads arrive in parts through
+ * kOnHeaders; they are gathered here so `headersComplete` always sees the whole head.
+ */
+export function createParser(type: number, maxHeaderSize: number, hooks: ParserHooks): Parser {
+  const p = new HTTPParser();
+  p.initialize(type, {}, maxHeaderSize, 0);
+  let partial: string[] | null = null;
+  let partialUrl = "";
+  p[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
+    partial = partial ? partial.concat(headers) : headers;
+    partialUrl += url;
+  };
+  p[HTTPParser.kOnHeadersComplete] = ((maj, min, headers, method, url, status, message, upgrade, keepAlive) => {
+    if (partial) {
+      headers = headers ? partial.concat(headers) : partial;
+      url = partialUrl + (url ?? "");
+      partial = null;
+      partialUrl = "";
+    }
+    return hooks.headersComplete(maj, min, headers ?? [], method, url, status, message, upgrade, keepAlive);
+  }) satisfies OnHeadersComplete;
+  p[HTTPParser.kOnBody] = hooks.body;
+  p[HTTPParser.kOnMessageComplete] = hooks.messageComplete;
+  return p;
+}
