@@ -125,6 +125,17 @@ describe("origin client", () => {
     expect(heads.find((h) => h.startsWith("GET /host-check"))).toBeUndefined();
   });
 
+  it("passes header bytes outside ASCII through unchanged", async () => {
+    heads = [];
+    const { socket } = await connect(proxy.port);
+    await new Promise<void>((resolve) => {
+      socket.once("data", () => resolve());
+      socket.write(Buffer.from("GET /bytes HTTP/1.1\r\nHost: localhost\r\nX-Name: caf\xe9\r\n\r\n", "latin1"));
+    });
+    socket.destroy();
+    expect(heads.find((h) => h.startsWith("GET /bytes"))).toContain("X-Name: caf\xe9");
+  });
+
   it("forwards request bodies of unknown length as chunked", async () => {
     heads = [];
     const r = await new Promise<number>((resolve, reject) => {
