@@ -1,0 +1,87 @@
+// Minimal Node servers that bound what any proxy written on Node's TLS stack can reach on
+// this machine, each doing strictly less than certgate (mTLS, same certificates):
+//
+//   tls-direct     TLS server answering each request's bytes with a fixed response (no HTTP parsing)
+//   https-direct   node:https answering with a fixed response (no origin)
+//   tls-pipe       TLS bytes piped to one origin connection per client (no HTTP at all)
+//   https-undici   node:https proxying with undici stream() (what certgate did before)
+//   https-llhttp   node:https proxying with certgate's origin client
+//
+// Usage: node bench/floor-server.ts VARIANT PORT ORIGIN_PORT PKI_DIR
+import https from "node:https";
+import net from "node:net";
+import tls from "node:tls";
+import { readFileSync } from "node:fs";
+import { Pool } from "undici";
+import { ORIGIN_BODY } from "./lib/body.ts";
+import { Origins } from "../src/dataplane/origins.ts";
+import type { CompiledRoute } from "../src/dataplane/snapshot.ts";
+
+const [variant, portArg, originPortArg, dir] = process.argv.slice(2);
+const port = Number(portArg);
+const originPort = Number(originPortArg);
+const file = (name: string) => readFileSync(`${dir}/${name}`);
+const options: tls.TlsOptions = {
+  key: file("server.key"),
+  cert: file("server.pem"),
+  ca: file("client-ca.pem"),
+  requestCert: true,
+  rejectUnauthorized: true,
+  minVersion: "TLSv1.3",
+};
+const FIXED = Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${ORIGIN_BODY.length}\r\n\r\n${ORIGIN_BODY}`);
+const target = (url: string | undefined) => url ?? "/";
+
+let server: net.Server;
+switch (variant) {
+  case "tls-direct":
+    server = tls.createServer(options, (s) => {
+      s.on("data", () => s.write(FIXED));
+      s.on("error", () => s.destroy());
+    });
+    break;
+  case "https-direct":
+    server = https.createServer(options, (_req, res) => {
+      res.writeHead(200, { "content-type": "text/plain", "content-length": ORIGIN_BODY.length });
+      res.end(ORIGIN_BODY);
+    });
+    break;
+  case "tls-pipe":
+    server = tls.createServer(options, (s) => {
+      const o = net.connect({ port: originPort, host: "127.0.0.1", noDelay: true });
+      s.on("data", (d: Buffer) => o.write(d));
+      o.on("data", (d: Buffer) => s.write(d));
+      s.on("error", () => o.destroy());
+      o.on("error", () => s.destroy());
+      s.on("close", () => o.destroy());
+    });
+    break;
+  case "https-undici": {
+    const pool = new Pool(`http://127.0.0.1:${originPort}`);
+    server = https.createServer(options, (req, res) => {
+      pool
+        .stream({ method: "GET", path: target(req.url), headers: { host: "localhost" } }, ({ statusCode, headers }) => {
+          res.writeHead(statusCode, headers as Record<string, string>);
+          return res;
+        })
+        .catch(() => res.destroy());
+    });
+    break;
+  }
+  case "https-llhttp": {
+    const origins = new Origins();
+    const route = { originKey: "o", origin: new URL(`http://127.0.0.1:${originPort}`), tls: undefined, connectTimeoutMs: 5_000, readTimeoutMs: 30_000 } as unknown as CompiledRoute;
+    server = https.createServer(options, (req, res) => {
+      const x = origins.get(route).exchange({ method: "GET", target: target(req.url), headers: ["host", "localhost"], body: null, bodyLength: 0, maxBodyBytes: 0 }, (status, headers) => {
+        res.writeHead(status, headers);
+        return res;
+      });
+      x.done.catch(() => res.destroy());
+    });
+    break;
+  }
+  default:
+    throw new Error(`unknown variant ${variant}`);
+}
+server.listen(port, "127.0.0.1");
+process.on("SIGTERM", () => process.exit(0));

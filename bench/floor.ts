@@ -1,0 +1,98 @@
+// How close certgate is to what Node's own stack allows: certgate and nginx against the
+// minimal Node servers of bench/floor-server.ts, same client, same origin, one run,
+// interleaved, server CPU per request (see docs/benchmarks.md, "Floors").
+//
+// Usage: node bench/floor.ts [--load keepalive|full|resumed] [--reps 3] [--duration 2.5]
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { LoadResult, LoadSpec } from "./load.ts";
+import { cpuCount } from "./lib/proc.ts";
+import { freePort, killLeftovers, pinned, REPO, SERVERNAME, spawned, startCertgate, startNginx, startOrigin, waitForPort, which, writePki, type Running } from "./lib/servers.ts";
+
+const VARIANTS = ["tls-direct", "https-direct", "tls-pipe", "https-undici", "https-llhttp"] as const;
+const { values: args } = parseArgs({
+  options: { load: { type: "string", default: "keepalive" }, reps: { type: "string", default: "3" }, duration: { type: "string", default: "2.5" } },
+});
+const kind = args.load as LoadSpec["kind"];
+const two = cpuCount() >= 2;
+const [serverCpu, loadCpu] = two ? ["1", "0"] : [null, null];
+const dir = mkdtempSync(join(os.tmpdir(), "certgate-floor-"));
+process.on("exit", () => {
+  killLeftovers();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const pki = await writePki(dir);
+const origin = await startOrigin(dir, loadCpu);
+
+async function startVariant(variant: string): Promise<Running> {
+  const port = await freePort();
+  const [cmd, a] = pinned(serverCpu, process.execPath, [join(REPO, "bench/floor-server.ts"), variant, String(port), String(origin.port), dir]);
+  const child = spawn(cmd, a, { stdio: ["ignore", "ignore", "inherit"] });
+  spawned.add(child);
+  await waitForPort(port, child, variant, "(stderr)");
+  const stop = () =>
+    new Promise<void>((r) => {
+      child.once("exit", () => r());
+      child.kill("SIGTERM");
+    });
+  return { name: variant, pid: child.pid!, port, version: variant, log: "", child, stop };
+}
+
+function load(server: Running): Promise<LoadResult> {
+  const spec: LoadSpec = {
+    kind,
+    host: "127.0.0.1",
+    port: server.port,
+    servername: SERVERNAME,
+    path: "/bench",
+    certFile: pki.clientCert,
+    keyFile: pki.clientKey,
+    concurrency: 8,
+    rate: 0,
+    measureAt: Date.now() + 1_000,
+    durationMs: Number(args.duration) * 1000,
+    maxRequests: 1e9,
+    serverPid: server.pid,
+  };
+  const [cmd, a] = pinned(loadCpu, process.execPath, [join(REPO, "bench/load.ts"), JSON.stringify(spec)]);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, a, { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("exit", () => {
+      try {
+        resolve(JSON.parse(out.trim().split("\n").at(-1) ?? "") as LoadResult);
+      } catch {
+        reject(new Error(`load generator failed: ${out.slice(-300)}`));
+      }
+    });
+  });
+}
+
+const names = ["certgate", ...(which("nginx") ? ["nginx"] : []), ...VARIANTS];
+const perOp = new Map<string, number[]>(names.map((n) => [n, []]));
+for (let rep = 0; rep < Number(args.reps); rep++) {
+  for (const name of names) {
+    const server =
+      name === "certgate" ? await startCertgate(dir, pki, origin.port, serverCpu, [], `certgate-${rep}`) : name === "nginx" ? await startNginx(dir, pki, origin.port, serverCpu) : await startVariant(name);
+    const r = await load(server);
+    await server.stop();
+    if (r.failed || r.serverCpuS === null || !r.ok) throw new Error(`${name}: ${r.failed} failed (${r.firstError})`);
+    perOp.get(name)!.push((r.serverCpuS / r.ok) * 1e6);
+    console.error(`[floor] ${name} rep ${rep}: ${((r.serverCpuS / r.ok) * 1e6).toFixed(0)} µs per ${kind === "keepalive" ? "request" : "handshake"}`);
+  }
+}
+await origin.stop();
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const nginx = perOp.has("nginx") ? median(perOp.get("nginx")!) : null;
+console.log(`\n${kind}: server CPU per operation, median of ${args.reps} interleaved runs\n`);
+console.log(`| server | µs per op | ops per CPU-second | vs nginx |\n|---|---:|---:|---:|`);
+for (const [name, xs] of perOp) {
+  const m = median(xs);
+  console.log(`| ${name} | ${m.toFixed(0)} | ${Math.round(1e6 / m).toLocaleString("en-US")} | ${nginx ? `${(nginx / m).toFixed(2)}×` : "–"} |`);
+}
