@@ -3,14 +3,14 @@
 // interleaved, server CPU per request (see docs/benchmarks.md, "Floors").
 //
 // Usage: node bench/floor.ts [--load keepalive|full|resumed] [--reps 3] [--duration 2.5]
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { LoadResult, LoadSpec } from "./load.ts";
 import { cpuCount } from "./lib/proc.ts";
-import { freePort, killLeftovers, pinned, REPO, SERVERNAME, spawned, startCertgate, startNginx, startOrigin, waitForPort, which, writePki, type Running } from "./lib/servers.ts";
+import { runLoadProcess } from "./lib/loadproc.ts";
+import { freePort, killLeftovers, SERVERNAME, startCertgate, startNginx, startOrigin, startScript, which, writePki, type Running } from "./lib/servers.ts";
 
 const VARIANTS = ["tls-direct", "https-direct", "tls-pipe", "https-undici", "https-llhttp"] as const;
 const { values: args } = parseArgs({
@@ -28,57 +28,39 @@ process.on("exit", () => {
 const pki = await writePki(dir);
 const origin = await startOrigin(dir, loadCpu);
 
-async function startVariant(variant: string): Promise<Running> {
+async function startServer(name: string, rep: number): Promise<Running> {
+  if (name === "certgate") return startCertgate(dir, pki, origin.port, serverCpu, [], `certgate-${rep}`);
+  if (name === "nginx") return startNginx(dir, pki, origin.port, serverCpu);
   const port = await freePort();
-  const [cmd, a] = pinned(serverCpu, process.execPath, [join(REPO, "bench/floor-server.ts"), variant, String(port), String(origin.port), dir]);
-  const child = spawn(cmd, a, { stdio: ["ignore", "ignore", "inherit"] });
-  spawned.add(child);
-  await waitForPort(port, child, variant, "(stderr)");
-  const stop = () =>
-    new Promise<void>((r) => {
-      child.once("exit", () => r());
-      child.kill("SIGTERM");
-    });
-  return { name: variant, pid: child.pid!, port, version: variant, log: "", child, stop };
+  return startScript(dir, `${name}-${rep}`, "bench/floor-server.ts", [name, String(port), String(origin.port), dir], port, serverCpu);
 }
 
 function load(server: Running): Promise<LoadResult> {
-  const spec: LoadSpec = {
-    kind,
-    host: "127.0.0.1",
-    port: server.port,
-    servername: SERVERNAME,
-    path: "/bench",
-    certFile: pki.clientCert,
-    keyFile: pki.clientKey,
-    concurrency: 8,
-    rate: 0,
-    measureAt: Date.now() + 1_000,
-    durationMs: Number(args.duration) * 1000,
-    maxRequests: 1e9,
-    serverPid: server.pid,
-  };
-  const [cmd, a] = pinned(loadCpu, process.execPath, [join(REPO, "bench/load.ts"), JSON.stringify(spec)]);
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, a, { stdio: ["ignore", "pipe", "inherit"] });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.on("exit", () => {
-      try {
-        resolve(JSON.parse(out.trim().split("\n").at(-1) ?? "") as LoadResult);
-      } catch {
-        reject(new Error(`load generator failed: ${out.slice(-300)}`));
-      }
-    });
-  });
+  return runLoadProcess(
+    {
+      kind,
+      host: "127.0.0.1",
+      port: server.port,
+      servername: SERVERNAME,
+      path: "/bench",
+      certFile: pki.clientCert,
+      keyFile: pki.clientKey,
+      concurrency: 8,
+      rate: 0,
+      measureAt: Date.now() + 1_000,
+      durationMs: Number(args.duration) * 1000,
+      maxRequests: 1e9,
+      serverPid: server.pid,
+    },
+    loadCpu,
+  );
 }
 
 const names = ["certgate", ...(which("nginx") ? ["nginx"] : []), ...VARIANTS];
 const perOp = new Map<string, number[]>(names.map((n) => [n, []]));
 for (let rep = 0; rep < Number(args.reps); rep++) {
   for (const name of names) {
-    const server =
-      name === "certgate" ? await startCertgate(dir, pki, origin.port, serverCpu, [], `certgate-${rep}`) : name === "nginx" ? await startNginx(dir, pki, origin.port, serverCpu) : await startVariant(name);
+    const server = await startServer(name, rep);
     const r = await load(server);
     await server.stop();
     if (r.failed || r.serverCpuS === null || !r.ok) throw new Error(`${name}: ${r.failed} failed (${r.firstError})`);

@@ -7,19 +7,19 @@
 // interleaved (A B C A B C ...), at least twice; reports medians of throughput, latency and
 // server CPU per operation, ratios to the peers, and the crypto-only limit. Optionally
 // profiles certgate under load (--profile; always in the full run).
-import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { LoadKind, LoadResult, LoadSpec } from "./load.ts";
+import type { LoadKind, LoadSpec } from "./load.ts";
 import { count, merge, quantileMs, type Histogram } from "./lib/hist.ts";
 import { cpuCount, loadavg, waitForIdle } from "./lib/proc.ts";
 import { probe, type ProbeResult } from "./lib/probe.ts";
 import { cryptoLimit, type CryptoLimit } from "./lib/speed.ts";
 import { profileMarkdown, summariseProfile, type ProfileSummary } from "./lib/cpuprofile.ts";
 import { perfAvailable, startPerf, stopPerf, summarisePerf, type PerfSummary } from "./lib/perf.ts";
-import { ensurePeers, killLeftovers, pinned, REPO, SERVERNAME, startCertgate, startHaproxy, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
+import { runLoadProcess } from "./lib/loadproc.ts";
+import { ensurePeers, killLeftovers, REPO, SERVERNAME, startCertgate, startHaproxy, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
 
 // ---------------------------------------------------------------- options
 
@@ -203,27 +203,6 @@ async function measure(server: Running, load: LoadDef, pki: Pki, rep: number, lo
   };
 }
 
-function runLoadProcess(spec: LoadSpec, cpu: string | null): Promise<LoadResult> {
-  return new Promise((resolve, reject) => {
-    const [cmd, a] = pinned(cpu, process.execPath, [join(REPO, "bench/load.ts"), JSON.stringify(spec)]);
-    const child = spawn(cmd, a, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
-    const limit = spec.measureAt - Date.now() + spec.durationMs + 20_000;
-    const timer = setTimeout(() => child.kill("SIGKILL"), limit);
-    child.on("exit", (code, signal) => {
-      clearTimeout(timer);
-      const line = out.trim().split("\n").at(-1) ?? "";
-      try {
-        resolve(JSON.parse(line) as LoadResult);
-      } catch {
-        reject(new Error(`load generator failed (${code ?? signal}): ${err.trim().slice(-600) || out.slice(-300)}`));
-      }
-    });
-  });
-}
 
 // ---------------------------------------------------------------- aggregation
 

@@ -206,6 +206,14 @@ http {
 
 // ---------------------------------------------------------------- certgate
 
+/** A benchmark script of this repository (bench/floor-server.ts) as a pinned server process listening on `port`. */
+export async function startScript(dir: string, name: string, script: string, args: string[], port: number, cpu: string | null): Promise<Running> {
+  const log = join(dir, `${name}.log`);
+  const child = start(name, cpu, process.execPath, [join(REPO, script), ...args], log);
+  await waitForPort(port, child, name, log);
+  return { name, pid: child.pid!, port, version: `${name} (node ${process.versions.node})`, log, child, stop: () => stopChild(child, "SIGTERM", 5_000) };
+}
+
 export async function startCertgate(dir: string, pki: Pki, originPort: number, cpu: string | null, nodeArgs: string[] = [], tag = "certgate"): Promise<Running> {
   const d = join(dir, tag);
   mkdirSync(d, { recursive: true, mode: 0o700 });
