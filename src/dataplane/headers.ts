@@ -38,25 +38,18 @@ function connectionTokens(raw: HeaderList): Set<string> | null {
 }
 
 export interface ForwardContext {
-  host: string;
+  /** The one Host header certgate decided on, as the client sent it (port included). */
+  hostHeader: string;
   policy: HostPolicy;
   facts: ClientCertFacts;
   remoteAddress: string;
   trustForwardedFor: boolean;
 }
 
-export interface ForwardedRequest {
-  rawHeaders: HeaderList;
-  /** The Host header certgate decided on. */
-  host: string;
-  /** Keep the Upgrade header (WebSocket). */
-  upgrade?: string;
-}
-
-export function upstreamHeaders(req: ForwardedRequest, ctx: ForwardContext): HeaderList {
-  const raw = req.rawHeaders;
+/** `upgrade`: keep the Upgrade header with this protocol (WebSocket). */
+export function upstreamHeaders(raw: HeaderList, ctx: ForwardContext, upgrade?: string): HeaderList {
   const extra = connectionTokens(raw);
-  const out: HeaderList = ["host", req.host];
+  const out: HeaderList = ["host", ctx.hostHeader];
   let incomingXff: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
@@ -65,14 +58,14 @@ export function upstreamHeaders(req: ForwardedRequest, ctx: ForwardContext): Hea
     if (HOP_BY_HOP.has(name) || CERTGATE_ASSERTED.has(name) || extra?.has(name)) continue;
     out.push(raw[i]!, value);
   }
-  if (req.upgrade) out.push("connection", "upgrade", "upgrade", req.upgrade);
+  if (upgrade) out.push("connection", "upgrade", "upgrade", upgrade);
   out.push(
     "x-forwarded-for",
     ctx.trustForwardedFor && incomingXff ? `${incomingXff}, ${ctx.remoteAddress}` : ctx.remoteAddress,
     "x-forwarded-proto",
     "https",
     "x-forwarded-host",
-    req.host,
+    ctx.hostHeader,
   );
   addClientCertHeaders(out, ctx.policy, ctx.facts);
   return out;

@@ -6,6 +6,11 @@ export interface Target {
   query: string;
 }
 
+/** The target as sent to the origin and seen by rules (`http.request.uri`). */
+export function originForm(t: Target): string {
+  return t.query ? `${t.path}?${t.query}` : t.path;
+}
+
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 
 /** Returns null for a target certgate will not forward (absolute-form, bad escapes, NUL). */

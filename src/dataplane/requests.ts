@@ -10,7 +10,7 @@ import type { ClientCertFacts } from "./facts.ts";
 import { downstreamHeaders, upstreamHeaders, type ForwardContext } from "./headers.ts";
 import { hostOfHeader } from "./names.ts";
 import { OriginError, type Origins } from "./origins.ts";
-import { normalizeTarget, type Target } from "./path.ts";
+import { normalizeTarget, originForm, type Target } from "./path.ts";
 import type { CompiledRoute, HostPolicy, HostView, Snapshot } from "./snapshot.ts";
 import { FAILURE_MESSAGES } from "./verify.ts";
 import type { RevocationChecker, Verdict } from "../revocation/checker.ts";
@@ -31,7 +31,8 @@ export interface ConnState {
 
 interface CachedView extends HostView {
   snapshot: Snapshot;
-  header: string | undefined;
+  /** The Host header as sent. */
+  header: string;
 }
 
 /** The request's one Host header; null when repeated (RFC 9112 §3.2 demands a 400), so no later reader can pick another. */
@@ -48,7 +49,7 @@ function hostHeader(req: IncomingMessage): string | undefined | null {
 
 /** The Host header's view in the current snapshot, from the connection's memo when unchanged; null if malformed or repeated. */
 function hostView(conn: ConnState, header: string | undefined | null, snapshot: Snapshot): CachedView | null {
-  if (header === null) return null;
+  if (!header) return null;
   const m = conn.view;
   if (m && m.snapshot === snapshot && m.header === header) return m;
   const host = hostOfHeader(header);
@@ -74,13 +75,15 @@ interface Refusal {
 interface Pass {
   kind: "pass";
   host: string;
+  hostHeader: string;
   target: Target;
   policy: HostPolicy;
   route: CompiledRoute;
   snapshot: Snapshot;
 }
 
-const refuse = (status: number, reason: string, body: string, close = false, contentType = "text/plain; charset=utf-8"): Refusal => ({
+const TEXT = "text/plain; charset=utf-8";
+const refuse = (status: number, reason: string, body: string, close = false, contentType = TEXT): Refusal => ({
   kind: "refuse",
   status,
   reason,
@@ -122,13 +125,13 @@ export function decide(req: IncomingMessage, conn: ConnState, view: CachedView |
     if (decision.action !== "pass" && decision.rule) deps.metrics.ruleMatches.inc({ rule: decision.rule.id, action: decision.action });
     if (decision.action === "block") {
       const r = decision.response;
-      return refuse(r?.status ?? 403, "rule", r?.body ?? "Forbidden\n", false, r?.contentType ?? "text/plain; charset=utf-8");
+      return refuse(r?.status ?? 403, "rule", r?.body ?? "Forbidden\n", false, r?.contentType ?? TEXT);
     }
   }
 
   const route = view.routes?.find((r) => target.path.startsWith(r.pathPrefix));
   if (!route) return refuse(404, "no_route", "No route for this host and path.\n");
-  return { kind: "pass", host, target, policy, route, snapshot };
+  return { kind: "pass", host, hostHeader: view.header, target, policy, route, snapshot };
 }
 
 /**
@@ -181,13 +184,7 @@ function respond(deps: RequestDeps, req: IncomingMessage, res: ServerResponse, c
     deps.metrics.refusals.inc({ host: label, reason: outcome.reason });
     // Drain what the client sends so the answer is read rather than reset.
     req.resume();
-    res.writeHead(outcome.status, {
-      "content-type": outcome.contentType,
-      "content-length": Buffer.byteLength(outcome.body),
-      ...(outcome.close && { connection: "close" }),
-    });
-    res.end(outcome.body);
-    return;
+    return send(res, outcome.status, outcome.body, outcome.close, outcome.contentType);
   }
   void proxy(deps, req, res, conn, outcome);
 }
@@ -196,15 +193,15 @@ async function proxy(deps: RequestDeps, req: IncomingMessage, res: ServerRespons
   const limits = p.snapshot.model.limits;
   const te = req.headers["transfer-encoding"];
   const declared = te === undefined ? Number(req.headers["content-length"] ?? 0) : -1;
-  if (declared > limits.max_body_bytes) return void sendError(res, 413, "Request body too large.\n", true);
+  if (declared > limits.max_body_bytes) return void send(res, 413, "Request body too large.\n", true);
   const started = process.hrtime.bigint();
   const observe = (outcome: string) =>
     deps.metrics.originDuration.observe({ route: p.route.id, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
   const exchange = deps.origins.get(p.route).exchange(
     {
       method: req.method ?? "GET",
-      target: p.target.query ? `${p.target.path}?${p.target.query}` : p.target.path,
-      headers: upstreamHeaders({ rawHeaders: req.rawHeaders, host: p.host }, forwardContext(conn, p)),
+      target: originForm(p.target),
+      headers: upstreamHeaders(req.rawHeaders, forwardContext(conn, p)),
       body: declared !== 0 ? req : null,
       bodyLength: declared,
       maxBodyBytes: limits.max_body_bytes,
@@ -224,21 +221,21 @@ async function proxy(deps: RequestDeps, req: IncomingMessage, res: ServerRespons
     if (res.headersSent || code === "aborted") return void res.destroy();
     const timeout = code === "timeout" || code === "connect_timeout";
     observe(code === "body_too_large" ? code : timeout ? "timeout" : "error");
-    if (code === "body_too_large") return void sendError(res, 413, "Request body too large.\n", true);
+    if (code === "body_too_large") return void send(res, 413, "Request body too large.\n", true);
     deps.log.warn({ msg: "origin failed", route: p.route.id, origin: p.route.origin.origin, code, err: (err as Error).message });
     // The request body may be partly unsent: the connection cannot carry another request.
     const close = declared !== 0;
-    if (timeout) sendError(res, 504, "Gateway Timeout: the origin did not answer in time.\n", close);
-    else sendError(res, 502, "Bad Gateway: the origin could not be reached.\n", close);
+    if (timeout) send(res, 504, "Gateway Timeout: the origin did not answer in time.\n", close);
+    else send(res, 502, "Bad Gateway: the origin could not be reached.\n", close);
   }
 }
 
 function forwardContext(conn: ConnState, p: Pass): ForwardContext {
-  return { host: p.host, policy: p.policy, facts: conn.facts, remoteAddress: conn.remoteAddress, trustForwardedFor: p.snapshot.model.trust_forwarded_for };
+  return { hostHeader: p.hostHeader, policy: p.policy, facts: conn.facts, remoteAddress: conn.remoteAddress, trustForwardedFor: p.snapshot.model.trust_forwarded_for };
 }
 
-function sendError(res: ServerResponse, status: number, body: string, close: boolean): void {
-  res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body), ...(close && { connection: "close" }) });
+function send(res: ServerResponse, status: number, body: string, close: boolean, contentType = TEXT): void {
+  res.writeHead(status, { "content-type": contentType, "content-length": Buffer.byteLength(body), ...(close && { connection: "close" }) });
   res.end(body);
 }
 
@@ -263,8 +260,8 @@ async function upgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, 
   try {
     const up = await deps.origins.get(outcome.route).upgrade({
       method: req.method ?? "GET",
-      target: outcome.target.query ? `${outcome.target.path}?${outcome.target.query}` : outcome.target.path,
-      headers: upstreamHeaders({ rawHeaders: req.rawHeaders, host: outcome.host, upgrade: req.headers.upgrade ?? "websocket" }, forwardContext(conn, outcome)),
+      target: originForm(outcome.target),
+      headers: upstreamHeaders(req.rawHeaders, forwardContext(conn, outcome), req.headers.upgrade ?? "websocket"),
       body: null,
       bodyLength: 0,
       maxBodyBytes: 0,
@@ -301,7 +298,7 @@ class RequestView implements RequestInput {
     return this.#req.method ?? "";
   }
   get uri(): string {
-    return this.#target.query ? `${this.#target.path}?${this.#target.query}` : this.#target.path;
+    return originForm(this.#target);
   }
   get path(): string {
     return this.#target.path;

@@ -125,6 +125,15 @@ describe("origin client", () => {
     expect(heads.find((h) => h.startsWith("GET /host-check"))).toBeUndefined();
   });
 
+  it("sends the client's Host, port included, once, and the same in X-Forwarded-Host", async () => {
+    heads = [];
+    const host = `LocalHost:${proxy.port}`;
+    expect((await request(proxy.port, { path: "/host-port", host })).status).toBe(200);
+    const head = heads.find((h) => h.startsWith("GET /host-port"))!;
+    expect(head.match(/^host:/gim)).toHaveLength(1);
+    expect(head.split("\r\n")).toEqual(expect.arrayContaining([`host: ${host}`, `x-forwarded-host: ${host}`]));
+  });
+
   it("passes header bytes outside ASCII through unchanged", async () => {
     heads = [];
     const { socket } = await connect(proxy.port);
