@@ -142,12 +142,13 @@ export function decide(req: IncomingMessage, conn: ConnState, view: CachedView |
  */
 function withRevocation(deps: RequestDeps, conn: ConnState, view: CachedView | null, next: () => void): void {
   const bundle = conn.facts.verified && view?.host === conn.servername ? view.policy.bundle : null;
-  if (!bundle?.revocation) return next();
+  if (!bundle) return next();
   const count = (v: Verdict) => {
     deps.metrics.revocationChecks.inc({ source: v.source, result: v.revoked ? "revoked" : "good" });
     if (v.revoked) deps.log.info({ msg: "client certificate revoked", sni: conn.servername, serial: conn.facts.serial, source: v.source, detail: v.detail });
   };
   const v = deps.revocation.refresh(conn.facts, bundle);
+  if (v === null) return next();
   if (!(v instanceof Promise)) return count(v), next();
   v.then(count, () => {}).finally(next);
 }

@@ -35,11 +35,19 @@ export class RevocationChecker {
     this.#ocsp = ocsp;
   }
 
-  /** Sets facts.revoked; returns a promise only when a first CRL fetch or OCSP answer is awaited. */
-  refresh(facts: ClientCertFacts, bundle: CompiledBundle): Verdict | Promise<Verdict> {
+  /**
+   * Sets facts.revoked, the only writer of that field: also back to false when the bundle no
+   * longer checks revocation (a policy version does not cover revocation settings, so the
+   * connection lives on). Null when nothing was checked; a promise only when a first CRL
+   * fetch or OCSP answer is awaited.
+   */
+  refresh(facts: ClientCertFacts, bundle: CompiledBundle): Verdict | Promise<Verdict> | null {
     const policy = bundle.revocation;
     const leaf = facts.leaf;
-    if (!policy || !leaf || !facts.verified) return GOOD;
+    if (!policy || !leaf || !facts.verified) {
+      facts.revoked = false;
+      return null;
+    }
     const set = (v: Verdict) => ((facts.revoked = v.revoked), v);
     const fromCrl = this.#crl(policy, bundle, leaf, facts, false);
     if (fromCrl instanceof Promise) return fromCrl.then((v) => (v.revoked ? set(v) : this.#thenOcsp(policy, bundle, leaf, set)));

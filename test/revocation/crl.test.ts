@@ -68,6 +68,16 @@ describe("CRLs", () => {
     expect((await request(proxy.port, { servername: "a.test", path: "/admin", cert: bystander })).status).toBe(200);
   });
 
+  it("on a keep-alive connection, revocation settings removed from the bundle stop counting the certificate revoked", async () => {
+    withBundle({ crl: { pem: crlPem, urls: [], fetch_distribution_points: false, when_missing: "ignore" } });
+    const { socket } = await connect(proxy.port, { servername: "a.test", cert: victim });
+    expect((await rawRequest(socket, "a.test", "/admin")).body).toBe("revoked by rule\n");
+    // The same CAs, so the host's policy version (and the connection) stays.
+    proxy.runtime.apply({ ...model, trust_bundles: [{ ...model.trust_bundles[0]!, revocation: undefined }] });
+    expect((await rawRequest(socket, "a.test", "/admin")).status).toBe(200);
+    socket.destroy();
+  });
+
   it("a revocation published while a keep-alive connection is open applies to its next request", async () => {
     withBundle({ crl: { pem: crlPem, urls: [], fetch_distribution_points: false, when_missing: "ignore" } });
     const { socket } = await connect(proxy.port, { servername: "b.test", cert: bystander });
