@@ -286,6 +286,7 @@ export function compileBundle(b: TrustBundle, fail: (m: string, field?: string) 
     throw e;
   }
   const bySubject = new Map(cas.map((c) => [c.subject, c]));
+  const issuers = new WeakMap<X509Certificate, X509Certificate | undefined>();
   const chainOf = new Map<string, X509Certificate[]>();
   const depthOf = new Map<string, number>();
   for (const c of cas) {
@@ -311,8 +312,12 @@ export function compileBundle(b: TrustBundle, fail: (m: string, field?: string) 
     depthOf,
     chainOf,
     issuerOf: (leaf) => {
+      // Asked on every request of a connection (OCSP), always with the same leaf object.
+      if (issuers.has(leaf)) return issuers.get(leaf);
       const ca = bySubject.get(leaf.issuer);
-      return ca && leaf.checkIssued(ca) ? ca : undefined;
+      const issuer = ca && leaf.checkIssued(ca) ? ca : undefined;
+      issuers.set(leaf, issuer);
+      return issuer;
     },
     revocation,
   };

@@ -26,9 +26,16 @@ export interface Verdict {
 
 const GOOD: Verdict = { revoked: false, source: "none", detail: "" };
 
+/** What every check reads off a leaf, derived once per certificate (a connection's leaf is the same object on every request). */
+interface LeafKeys {
+  serial: string;
+  ocspUrl: string | undefined;
+}
+
 export class RevocationChecker {
   readonly #fetcher: CrlFetcher;
   readonly #ocsp: OcspClient;
+  readonly #keys = new WeakMap<X509Certificate, LeafKeys>();
 
   constructor(fetcher: CrlFetcher, ocsp: OcspClient) {
     this.#fetcher = fetcher;
@@ -67,16 +74,22 @@ export class RevocationChecker {
     return answer instanceof Promise ? answer.then(judge) : judge(answer);
   }
 
+  #keysOf(leaf: X509Certificate): LeafKeys {
+    let k = this.#keys.get(leaf);
+    if (!k) this.#keys.set(leaf, (k = { serial: serialKey(leaf.serialNumber), ocspUrl: ocspUrlOf(leaf) }));
+    return k;
+  }
+
   #ocspAnswer(ocsp: NonNullable<RevocationPolicy["ocsp"]>, bundle: CompiledBundle, leaf: X509Certificate): OcspAnswer | Promise<OcspAnswer> {
     const issuer = bundle.issuerOf(leaf);
     if (!issuer) return { status: "error", detail: "the issuer is not in the trust bundle (client-supplied intermediate)" };
-    const url = ocsp.responderUrl ?? ocspUrlOf(leaf);
+    const url = ocsp.responderUrl ?? this.#keysOf(leaf).ocspUrl;
     if (!url) return { status: "error", detail: "no OCSP responder configured or named in the certificate" };
     return this.#ocsp.lookup(leaf, issuer, url, { timeoutMs: ocsp.timeoutMs, nonce: ocsp.nonce });
   }
 
   #crl(policy: RevocationPolicy, bundle: CompiledBundle, leaf: X509Certificate, facts: ClientCertFacts, waited: boolean): Verdict | Promise<Verdict> {
-    const serial = serialKey(leaf.serialNumber);
+    const serial = this.#keysOf(leaf).serial;
     if (policy.managedRevoked?.has(serial)) return { revoked: true, source: "managed", detail: "revoked by the managed CA" };
     let covered = false;
     for (const crl of policy.uploaded.get(leaf.issuer) ?? []) {
@@ -84,16 +97,16 @@ export class RevocationChecker {
       if (crl.revoked.has(serial)) return { revoked: true, source: "crl", detail: "listed in an uploaded CRL" };
     }
     if (!policy.crl) return GOOD;
-    const urls = policy.crl.fetchDistributionPoints ? [...policy.crl.urls, ...facts.crlUrls] : policy.crl.urls;
     const pending: Promise<void>[] = [];
-    for (const url of urls) {
-      const r = this.#fetcher.lookup(url, bundle.cas);
-      if (r instanceof Promise) pending.push(r);
-      else if (!(r instanceof Error) && r.issuer === leaf.issuer) {
-        covered = true;
-        if (r.revoked.has(serial)) return { revoked: true, source: "crl", detail: `listed in the CRL at ${url}` };
+    for (const urls of policy.crl.fetchDistributionPoints ? [policy.crl.urls, facts.crlUrls] : [policy.crl.urls])
+      for (const url of urls) {
+        const r = this.#fetcher.lookup(url, bundle.cas);
+        if (r instanceof Promise) pending.push(r);
+        else if (!(r instanceof Error) && r.issuer === leaf.issuer) {
+          covered = true;
+          if (r.revoked.has(serial)) return { revoked: true, source: "crl", detail: `listed in the CRL at ${url}` };
+        }
       }
-    }
     if (!covered && pending.length && !waited) return Promise.all(pending).then(() => this.#crl(policy, bundle, leaf, facts, true));
     if (!covered && policy.crl.whenMissing === "revoked") return { revoked: true, source: "crl", detail: "no usable CRL covers the issuer" };
     return GOOD;
