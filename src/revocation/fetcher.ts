@@ -58,7 +58,7 @@ export class CrlFetcher {
     let v = entry.verified.get(cas);
     if (!v) {
       try {
-        v = verifyCrl(crlDers(entry.der)[0]!, cas);
+        v = verifyCrl(entry.der, cas);
       } catch (e) {
         v = e as Error;
       }
