@@ -76,7 +76,8 @@ export class ManagedCa {
       throw new CsrError(`malformed CSR: ${(e as Error).message}`);
     }
     if (!(await csr.verify())) throw new CsrError("the CSR's signature does not verify");
-    const notBefore = new Date(Date.now() - 60_000);
+    // Whole seconds, as the certificate stores them, so the dates the API reports are the certificate's.
+    const notBefore = new Date(Math.floor((Date.now() - 60_000) / 1000) * 1000);
     const notAfter = new Date(notBefore.getTime() + validityDays * DAY);
     const serialHex = randomSerial();
     const cert = await x509.X509CertificateGenerator.create({

@@ -1,5 +1,6 @@
 // The managed CA against independent peers: a CSR from `openssl req`, `openssl verify
 // -crl_check` against certgate's CRL, `openssl ocsp` against certgate's responder.
+import { X509Certificate } from "node:crypto";
 import http from "node:http";
 import { mkdtempSync, statSync, writeFileSync } from "node:fs";
 import type net from "node:net";
@@ -52,7 +53,10 @@ describe("managed CA", () => {
     const issued = await ca.issue(pem, 30, { crl: "http://127.0.0.1:1/crl", ocsp: ocspUrl });
     expect(issued.commonName).toBe("device-1");
     expect(issued.subject).toMatchObject({ country: "US", organization: "Example", organizationalUnit: "Ops" });
-    expect(issued.expiresOn.getTime() - issued.issuedOn.getTime()).toBe(30 * 86_400_000);
+    // Read off the issued certificate itself, not the CA's own bookkeeping.
+    const cert = new X509Certificate(issued.certificate);
+    expect(Date.parse(cert.validTo) - Date.parse(cert.validFrom)).toBe(30 * 86_400_000);
+    expect([Date.parse(cert.validFrom), Date.parse(cert.validTo)]).toEqual([issued.issuedOn.getTime(), issued.expiresOn.getTime()]);
     const files = { ca: join(dir, "ca.pem"), cert: join(dir, "device-1.pem"), crl: join(dir, "crl.pem") };
     writeFileSync(files.ca, ca.certPem);
     writeFileSync(files.cert, issued.certificate);

@@ -1,5 +1,6 @@
 // OCSP against `openssl ocsp -index` as the responder: good, revoked, unknown, unreachable, slow.
 import type { ChildProcess } from "node:child_process";
+import http from "node:http";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, pki, request, startProxy, type Proxy } from "../helpers/harness.ts";
@@ -56,9 +57,36 @@ describe("OCSP for client certificates", () => {
     expect(r.body).toContain("revoked");
   });
 
-  it("verifies a nonce when asked to", async () => {
-    ocsp("hard_fail", { nonce: true, responder_url: `${responder.url}/` });
-    expect(await status(good)).toBe(200);
+  it("verifies a nonce when asked to: a replayed response is refused under hard-fail", async () => {
+    // Relays the first request to the real responder and replays that answer ever after.
+    let recorded: Buffer | undefined;
+    const replay = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        if (recorded) return void res.end(recorded);
+        const up = http.request(responder.url, { method: "POST", headers: { "content-type": "application/ocsp-request" } }, (r) => {
+          const body: Buffer[] = [];
+          r.on("data", (c: Buffer) => body.push(c));
+          r.on("end", () => res.end((recorded = Buffer.concat(body))));
+        });
+        up.end(Buffer.concat(chunks));
+      });
+    });
+    await new Promise<void>((r) => replay.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(replay.address() as net.AddressInfo).port}`;
+    try {
+      ocsp("hard_fail", { nonce: true, responder_url: `${url}/fresh` });
+      expect(await status(good)).toBe(200);
+      expect(recorded).toBeDefined();
+      // The same signed "good" answer, replayed: valid without a nonce check, refused with one.
+      ocsp("hard_fail", { nonce: false, responder_url: `${url}/replayed-no-nonce` });
+      expect(await status(good)).toBe(200);
+      ocsp("hard_fail", { nonce: true, responder_url: `${url}/replayed` });
+      expect(await status(good)).toBe(403);
+    } finally {
+      replay.close();
+    }
   });
 
   it("unknown: soft-fail passes, hard-fail refuses", async () => {
