@@ -41,7 +41,9 @@ export class ManagedCa {
   readonly certPem: string;
   readonly #key: CryptoKey;
   readonly #pkijsCert: pkijs.Certificate;
-  #crl: { key: string; der: Buffer; number: bigint } | undefined;
+  #crl: { key: string; der: Buffer; number: bigint; thisUpdate: number } | undefined;
+  /** This CA's own CertID hashes per hash algorithm: the same for every OCSP request. */
+  readonly #certIds = new Map<string, Promise<pkijs.CertID>>();
 
   private constructor(cert: x509.X509Certificate, key: CryptoKey) {
     this.cert = cert;
@@ -123,7 +125,7 @@ export class ManagedCa {
   /** The current CRL (DER), re-signed only when the revoked set changes or nears nextUpdate. */
   async crl(revoked: readonly { serial: string; revokedAt: Date }[]): Promise<Buffer> {
     const key = revoked.map((r) => `${r.serial}@${r.revokedAt.getTime()}`).sort().join(",");
-    const fresh = this.#crl && this.#crl.key === key && Date.now() - crlThisUpdate(this.#crl.der) < 6 * 3_600_000;
+    const fresh = this.#crl && this.#crl.key === key && Date.now() - this.#crl.thisUpdate < 6 * 3_600_000;
     if (fresh) return this.#crl!.der;
     const number = (this.#crl?.number ?? BigInt(Math.floor(Date.now() / 1000))) + 1n;
     const now = new Date();
@@ -137,8 +139,17 @@ export class ManagedCa {
       // A reason on every entry: the generator writes an empty, invalid extension list without one.
       entries: revoked.map((r) => ({ serialNumber: r.serial.length % 2 ? `0${r.serial}` : r.serial, revocationDate: r.revokedAt, reason: x509.X509CrlReason.cessationOfOperation })),
     });
-    this.#crl = { key, der: Buffer.from(crl.rawData), number };
+    this.#crl = { key, der: Buffer.from(crl.rawData), number, thisUpdate: now.getTime() };
     return this.#crl.der;
+  }
+
+  #certId(hashAlgorithm: string): Promise<pkijs.CertID> {
+    let id = this.#certIds.get(hashAlgorithm);
+    if (!id) {
+      const c = new pkijs.CertID();
+      this.#certIds.set(hashAlgorithm, (id = c.createForCertificate(this.#pkijsCert, { hashAlgorithm, issuerCertificate: this.#pkijsCert }).then(() => c)));
+    }
+    return id;
   }
 
   /** Answers a DER OCSP request for certificates this CA issued; signed by the CA itself. */
@@ -155,11 +166,7 @@ export class ManagedCa {
     const now = new Date();
     for (const r of req.tbsRequest.requestList) {
       const id = r.reqCert;
-      const ours = new pkijs.CertID();
-      await ours.createForCertificate(this.#pkijsCert, {
-        hashAlgorithm: hashName(id.hashAlgorithm.algorithmId),
-        issuerCertificate: this.#pkijsCert,
-      });
+      const ours = await this.#certId(hashName(id.hashAlgorithm.algorithmId));
       const sameIssuer =
         Buffer.from(ours.issuerNameHash.valueBlock.valueHexView).equals(Buffer.from(id.issuerNameHash.valueBlock.valueHexView)) &&
         Buffer.from(ours.issuerKeyHash.valueBlock.valueHexView).equals(Buffer.from(id.issuerKeyHash.valueBlock.valueHexView));
@@ -204,10 +211,6 @@ function crlNumber(n: bigint): x509.Extension {
   const hex = n.toString(16);
   const value = new asn1js.Integer({ valueHex: Buffer.from(hex.length % 2 ? `0${hex}` : hex, "hex") }).toBER(false);
   return new x509.Extension("2.5.29.20", false, value);
-}
-
-function crlThisUpdate(der: Buffer): number {
-  return new x509.X509Crl(der).thisUpdate.getTime();
 }
 
 function atomicWrite(file: string, body: string, mode: number): void {
