@@ -32,7 +32,7 @@ import { rfc2253 } from "../dataplane/facts.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { isObject, objectBody, optionalObjectBody, type Ctx, type Reply, type RouteDef } from "./http.ts";
 import { now, removeAt, replaceAt } from "./plane.ts";
-import { checkApinizerRules, endpointPath } from "../model/apinizer-rules.ts";
+import { endpointPath } from "../model/apinizer-rules.ts";
 
 export const POLICY_TYPE = "policy-auth-mtls";
 const PIPELINES = ["REQUEST", "RESPONSE", "ERROR"] as const;
@@ -119,13 +119,6 @@ function withProxy(model: Model, pi: number, xi: number, proxy: ApinizerProxy): 
 
 function withProject(model: Model, pi: number, project: ApinizerProject): Model {
   return { ...model, apinizer: { ...model.apinizer, projects: replaceAt(model.apinizer.projects, pi, project) } };
-}
-
-/** Refuses a change whose rules would not compile in some environment. */
-function checked(model: Model): Model {
-  const err = checkApinizerRules(model);
-  if (err) throw new ApiError("invalid_config", `the policies would not compile: ${err}`);
-  return model;
 }
 
 function nodeEnvironment(ctx: Ctx): string | undefined {
@@ -300,7 +293,7 @@ async function putProxyAcl(ctx: Ctx): Promise<Reply> {
   const proxy = await ctx.write(`apinizer: set issuer ACL of ${ctx.params.project}/${ctx.params.proxy}`, (model) => {
     const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
     const next: ApinizerProxy = { ...proxy, issuer_acl: parseAcl(model, b, "issuerList"), updated_at: now() };
-    return { model: checked(withProxy(model, pi, xi, next)), result: next };
+    return { model: withProxy(model, pi, xi, next), result: next };
   });
   return ok({ result: aclRes(proxy.issuer_acl) });
 }
@@ -317,7 +310,7 @@ async function putProjectAcl(ctx: Ctx): Promise<Reply> {
   const project = await ctx.write(`apinizer: set issuer ACL of project ${ctx.params.project}`, (model) => {
     const pi = findProject(model, ctx.params.project!);
     const next: ApinizerProject = { ...model.apinizer.projects[pi]!, issuer_acl: parseAcl(model, b, "issuerList"), updated_at: now() };
-    return { model: checked(withProject(model, pi, next)), result: next };
+    return { model: withProject(model, pi, next), result: next };
   });
   return ok({ result: aclRes(project.issuer_acl) });
 }
@@ -500,7 +493,7 @@ async function createProxy(ctx: Ctx): Promise<Reply> {
     let results: EnvResult[] = [];
     if (deployIt && envs.length) ({ proxy, results } = deploy(m, proxy, envs, at));
     m = withProject(m, pi, { ...project, api_proxies: [...project.api_proxies, proxy], updated_at: at });
-    return { model: checked(m), result: { proxy, results } };
+    return { model: m, result: { proxy, results } };
   });
   return ok({ result: proxyRes(ctx.plane.model, out.proxy), ...deploymentResult(out.results) });
 }
@@ -520,7 +513,7 @@ async function deployProxy(ctx: Ctx): Promise<Reply> {
     const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
     if (!model.apinizer.environments.some((e) => e.name === env)) throw notFound("environment", env);
     const d = deploy(model, proxy, [env], now());
-    return { model: checked(withProxy(model, pi, xi, d.proxy)), result: d.results };
+    return { model: withProxy(model, pi, xi, d.proxy), result: d.results };
   });
   return ok(deploymentResult(results));
 }
@@ -638,17 +631,6 @@ function getPolicy(ctx: Ctx): Reply {
   return ok({ result: policyRes(proxy, p) });
 }
 
-/** A policy that checks certificates on a hostname that never asks for one would refuse every request. */
-function requireClientCa(model: Model, proxy: ApinizerProxy, p: ApinizerPolicy): void {
-  if (!p.active || (!p.validate_certificate && !p.validate_acl_for_issuer)) return;
-  const host = model.hosts.find((h) => h.hostname === proxy.hostname);
-  if (host?.mtls.trust_bundle && host.mtls.mode !== "off") return;
-  throw badRequest(
-    `API proxy "${proxy.name}" has no client CA: its hostname ${proxy.hostname} does not request client certificates, so this policy would refuse every request; create the API proxy with trustBundleId or clientCaCertificate`,
-    "policy",
-  );
-}
-
 async function writePolicy(ctx: Ctx, create: boolean): Promise<Reply> {
   const name = checkName(ctx.params.policy!, "policyName");
   const input = parsePolicyBody((await objectBody(ctx)), name);
@@ -661,7 +643,6 @@ async function writePolicy(ctx: Ctx, create: boolean): Promise<Reply> {
     if (!create && i < 0) throw notFound("policy", name);
     const prev = proxy.policies[i];
     const policy: ApinizerPolicy = { name, ...input.policy, created_at: prev?.created_at ?? at, updated_at: at };
-    requireClientCa(model, proxy, policy);
     let policies = prev ? removeAt(proxy.policies, i) : proxy.policies;
     // Update without an order keeps the policy where it was (within its pipeline).
     const order = input.order ?? (prev && prev.pipeline === policy.pipeline ? orderIn(proxy.policies, prev) : null);
@@ -669,7 +650,7 @@ async function writePolicy(ctx: Ctx, create: boolean): Promise<Reply> {
     let next: ApinizerProxy = { ...proxy, policies, updated_at: at };
     let results: EnvResult[] = [];
     if (input.deploy) ({ proxy: next, results } = deploy(model, next, input.envs, at));
-    return { model: checked(withProxy(model, pi, xi, next)), result: results };
+    return { model: withProxy(model, pi, xi, next), result: results };
   });
   return ok(deploymentResult(results));
 }
@@ -698,7 +679,7 @@ async function deletePolicy(ctx: Ctx): Promise<Reply> {
     let next: ApinizerProxy = { ...proxy, policies: removeAt(proxy.policies, i), updated_at: now() };
     let results: EnvResult[] = [];
     if (deployIt) ({ proxy: next, results } = deploy(model, next, envs, now()));
-    return { model: checked(withProxy(model, pi, xi, next)), result: results };
+    return { model: withProxy(model, pi, xi, next), result: results };
   });
   return ok(deploymentResult(results));
 }

@@ -22,6 +22,7 @@ import type { Runtime } from "../dataplane/runtime.ts";
 import { COLLECTIONS, keyOf, type AuditEntry, type Store } from "./store.ts";
 import type { Principal } from "./auth.ts";
 import { ApiError } from "./errors.ts";
+import { checkApinizerRules, enforces } from "../model/apinizer-rules.ts";
 
 const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: unknown } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }> = {
   certificates: Certificate,
@@ -85,12 +86,17 @@ export function validateChanged(prev: Model, next: Model): Model {
   for (const k of Object.keys(next)) if (!(k in ModelSchema.shape)) problems.push({ path: k, message: "unrecognized key" });
   if (problems.length) throw new ModelError(problems);
   const model = out as Model;
-  checkControlRefs(model);
+  checkControlRefs(model, prev);
   return model;
 }
 
-/** References the data plane does not compile but the control plane relies on. */
-export function checkControlRefs(model: Model): void {
+/**
+ * References the data plane does not compile but the control plane relies on, and the Apinizer
+ * invariants. Runs for every write (validateChanged, and the full parse of PUT /v1/config) and for
+ * the bootstrap seed, so no dialect can store what another one refuses. With `prev` (the stored
+ * model), checks whose inputs are the same objects as in `prev` are skipped.
+ */
+export function checkControlRefs(model: Model, prev?: Model): void {
   const problems: { path: string; message: string }[] = [];
   const configs = new Set<string>();
   model.tls_configurations.forEach((c, i) => {
@@ -116,7 +122,39 @@ export function checkControlRefs(model: Model): void {
     if (zoneIds.has(z.id)) problems.push({ path: `zones[${i}].id`, message: `duplicate id "${z.id}"` });
     zoneIds.add(z.id);
   });
+  if (model.apinizer.projects.length) {
+    const same = (k: "apinizer" | "hosts" | "routes") => prev !== undefined && prev[k] === model[k];
+    if (!same("apinizer") || !same("hosts")) problems.push(...clientCaProblems(model));
+    if (!same("apinizer") || !same("routes")) problems.push(...checkApinizerRules(model));
+  }
   if (problems.length) throw new ModelError(problems);
+}
+
+/**
+ * A deployed policy that checks certificates on a hostname that never asks for one would refuse
+ * every request of its API proxy: each such deployment is a problem.
+ */
+function clientCaProblems(model: Model): { path: string; message: string }[] {
+  const problems: { path: string; message: string }[] = [];
+  const hosts = new Map(model.hosts.map((h) => [h.hostname, h]));
+  model.apinizer.projects.forEach((project, pi) =>
+    project.api_proxies.forEach((proxy, xi) => {
+      const host = hosts.get(proxy.hostname);
+      if (host?.mtls.trust_bundle && host.mtls.mode !== "off") return;
+      proxy.deployments.forEach((d, di) => {
+        const policy = d.policies.find(enforces);
+        if (!policy) return;
+        problems.push({
+          path: `apinizer.projects[${pi}].api_proxies[${xi}].deployments[${di}]`,
+          message:
+            `API proxy "${project.name}/${proxy.name}" has no client CA: its hostname ${proxy.hostname} does not request client certificates, ` +
+            `so policy "${policy.name}" deployed to ${d.environment} would refuse every request; give the hostname a trust bundle ` +
+            `(create the API proxy with trustBundleId or clientCaCertificate), or deactivate or undeploy the policy`,
+        });
+      });
+    }),
+  );
+  return problems;
 }
 
 /** The id of the built-in TLS configuration shown when the model defines none as default. */

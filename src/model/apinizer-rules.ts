@@ -78,8 +78,13 @@ function block(id: string, expression: string, description: string, message: str
   return { id, expression, action: "block", description, enabled: true, response: { status: 401, content_type: "application/json", body: unauthorizedBody(message) } };
 }
 
+/** Does the policy become rules (active, in a pipeline certgate runs, with a check on)? */
+export function enforces(policy: ApinizerPolicy): boolean {
+  return policy.active && policy.pipeline !== "ERROR" && (policy.validate_certificate || policy.validate_acl_for_issuer);
+}
+
 export function policyRules(model: Model, project: ApinizerProject, proxy: ApinizerProxy, policy: ApinizerPolicy, environment: string): Rule[] {
-  if (!policy.active || policy.pipeline === "ERROR" || (!policy.validate_certificate && !policy.validate_acl_for_issuer)) return [];
+  if (!enforces(policy)) return [];
   let scope = proxyScope(model, proxy);
   if (policy.scope === "ENDPOINT") scope += ` and ${pathCondition(endpointPath(proxy.relative_path, policy.target_endpoint!))} and http.request.method eq ${lit(policy.target_method!)}`;
   const id = `${RULE_PREFIX}${project.name}:${proxy.name}:${policy.name}`;
@@ -125,10 +130,16 @@ export function withApinizerRules(model: Model, environment: string): Model {
   return rules.length ? { ...model, rules: [...rules, ...model.rules] } : model;
 }
 
-/** Compiles the rules every environment would get; the first error, or null. */
-export function checkApinizerRules(model: Model): string | null {
-  for (const env of model.apinizer.environments) {
-    const specs: RuleSpec[] = apinizerRules(model, env.name).map((r) => ({
+/**
+ * Compiles the rules the nodes of every environment (listed, or deployed to) would derive. One
+ * problem per environment that does not compile, at the deployment holding the failing rule's policy.
+ */
+export function checkApinizerRules(model: Model): { path: string; message: string }[] {
+  const envs = new Set(model.apinizer.environments.map((e) => e.name));
+  for (const p of model.apinizer.projects) for (const x of p.api_proxies) for (const d of x.deployments) envs.add(d.environment);
+  const problems: { path: string; message: string }[] = [];
+  for (const env of envs) {
+    const specs: RuleSpec[] = apinizerRules(model, env).map((r) => ({
       id: r.id,
       expression: r.expression,
       action: r.action,
@@ -137,8 +148,22 @@ export function checkApinizerRules(model: Model): string | null {
     try {
       compileRuleset(specs);
     } catch (e) {
-      return `environment ${env.name}: ${(e as Error).message}`;
+      const ruleId = (e as { ruleId?: unknown }).ruleId;
+      problems.push({
+        path: typeof ruleId === "string" ? deploymentPath(model, ruleId, env) : "apinizer",
+        message: `the policies deployed to environment ${env} would not compile: ${(e as Error).message}`,
+      });
     }
   }
-  return null;
+  return problems;
+}
+
+/** The model path of the deployment a derived rule comes from (names hold no ':'). */
+function deploymentPath(model: Model, ruleId: string, environment: string): string {
+  const [, project, proxy] = ruleId.split(":");
+  const pi = model.apinizer.projects.findIndex((p) => p.name === project);
+  const xi = pi < 0 ? -1 : model.apinizer.projects[pi]!.api_proxies.findIndex((x) => x.name === proxy);
+  if (xi < 0) return "apinizer";
+  const di = model.apinizer.projects[pi]!.api_proxies[xi]!.deployments.findIndex((d) => d.environment === environment);
+  return `apinizer.projects[${pi}].api_proxies[${xi}]` + (di < 0 ? "" : `.deployments[${di}]`);
 }

@@ -14,7 +14,7 @@ import { listenAdmin } from "../../src/control/admin.ts";
 import { loadStore, startControl } from "../../src/control/setup.ts";
 import type { ControlPlane } from "../../src/control/plane.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
-import { api, echo, tmpData, type ApiReply } from "./helpers.ts";
+import { api, cfError, echo, fastlyError, jsonapi, nativeError, rel, tmpData, type ApiReply } from "./helpers.ts";
 
 interface Node {
   dataDir: string;
@@ -325,6 +325,80 @@ describe("Apinizer dialect: contract", () => {
     expect(apinizerError(r)).toMatch(/has no client CA/);
     const inactive = await call("POST", "/apiops/projects/MyProject/apiProxies/NoCa/policies/p/", { ...FULL, policy: { ...FULL.policy, active: false } });
     expect(inactive.status).toBe(200);
+  });
+
+  // The Apinizer invariants hold for every write path, not only the Apinizer handlers.
+  describe("the invariants hold for every dialect's writes", () => {
+    const unchanged = async (before: { version: number; revision: number; config: string }) => {
+      expect(n.runtime.snapshot.version).toBe(before.version);
+      expect(await n.plane.store.revision()).toBe(before.revision);
+      expect(JSON.stringify((await call("GET", "/v1/config")).body)).toBe(before.config);
+    };
+    const state = async () => ({ version: n.runtime.snapshot.version, revision: await n.plane.store.revision(), config: JSON.stringify((await call("GET", "/v1/config")).body) });
+
+    it("PUT /v1/config with a policy deployed to another environment that does not compile → 400, nothing changed", async () => {
+      const before = await state();
+      const cfg = JSON.parse(before.config);
+      const proxy = cfg.apinizer.projects[0].api_proxies[0];
+      expect(proxy.name).toBe("MyAPI");
+      const pol = proxy.deployments.find((d: { environment: string }) => d.environment === "production").policies[0];
+      // Two policies of one name: their rules share ids, which a staging node could not compile.
+      cfg.apinizer.environments.push({ name: "staging", description: "" });
+      proxy.deployments.push({ environment: "staging", policies: [pol, pol] });
+      const r = await call("PUT", "/v1/config", cfg);
+      expect(r.status).toBe(400);
+      expect(nativeError(r)).toMatchObject({ code: "invalid_config", path: "apinizer.projects[0].api_proxies[0].deployments[1]" });
+      expect(nativeError(r).message).toMatch(/the policies deployed to environment staging would not compile: .*duplicate rule id/);
+      await unchanged(before);
+      // The same document without the broken deployment is accepted (the check is not over-eager).
+      proxy.deployments.pop();
+      expect((await call("PUT", "/v1/config", cfg)).status).toBe(200);
+      expect(n.plane.model.apinizer.environments.map((e) => e.name)).toEqual(["production", "staging"]);
+    });
+
+    it("PUT /v1/config turning off the client CA of a host with a deployed policy → 400", async () => {
+      const before = await state();
+      const cfg = JSON.parse(before.config);
+      cfg.hosts = cfg.hosts.map((h: { hostname: string }) => (h.hostname === "a.test" ? { ...h, mtls: {} } : h));
+      const r = await call("PUT", "/v1/config", cfg);
+      expect(r.status).toBe(400);
+      expect(nativeError(r).message).toMatch(/API proxy "MyProject\/MyAPI" has no client CA: its hostname a\.test does not request client certificates, so policy "mtls-auth-policy" deployed to production would refuse every request/);
+      await unchanged(before);
+    });
+
+    it("Fastly: PATCH tls_activation unsetting mutual_authentication on that host → 400 in the JSON:API envelope, nothing changed", async () => {
+      const acts = await call("GET", "/tls/activations?filter[tls_domain.id]=a.test");
+      expect(acts.body.data).toHaveLength(1);
+      const before = await state();
+      const r = await call("PATCH", `/tls/activations/${acts.body.data[0].id}`, jsonapi("tls_activation", undefined, { mutual_authentication: rel("mutual_authentication", null) }));
+      expect(r.status).toBe(400);
+      expect(fastlyError(r)).toMatch(/has no client CA/);
+      await unchanged(before);
+      expect(n.plane.model.hosts.find((h) => h.hostname === "a.test")?.mtls.trust_bundle).toBe("clients");
+    });
+
+    it("Cloudflare: removing the host from the access certificate's associated_hostnames → 400 in Cloudflare's envelope, nothing changed", async () => {
+      const before = await state();
+      const r = await call("PUT", "/accounts/acc1/access/certificates/clients", { associated_hostnames: [] });
+      expect(r.status).toBe(400);
+      expect(cfError(r)).toMatch(/has no client CA/);
+      await unchanged(before);
+    });
+
+    it("once the policy is undeployed, the same writes go through", async () => {
+      expect((await call("DELETE", "/apiops/projects/MyProject/apiProxies/MyAPI/environments/production/")).status).toBe(200);
+      const r = await call("PUT", "/accounts/acc1/access/certificates/clients", { associated_hostnames: [] });
+      expect(r.status).toBe(200);
+      expect(n.plane.model.hosts.find((h) => h.hostname === "a.test")?.mtls).toEqual({});
+      // Deploying it again is refused now, in the Apinizer envelope.
+      const d = await call("POST", "/apiops/projects/MyProject/apiProxies/MyAPI/environments/production/");
+      expect(d.status).toBe(400);
+      expect(apinizerError(d)).toMatch(/has no client CA/);
+      expect(d.body.errors[0].code).toBe("CERTGATE_ERR_INVALID_CONFIG");
+      // Restore: associate again and redeploy.
+      expect((await call("PUT", "/accounts/acc1/access/certificates/clients", { associated_hostnames: ["a.test"] })).status).toBe(200);
+      expect((await call("POST", "/apiops/projects/MyProject/apiProxies/MyAPI/environments/production/")).status).toBe(200);
+    });
   });
 
   it("the model is one: /v1/config shows the Apinizer objects, a project with proxies cannot be deleted, deleting a proxy removes its route", async () => {
