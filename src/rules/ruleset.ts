@@ -152,7 +152,8 @@ export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptio
   }
 
   // Index: per key field, value → ascending rule positions; plus the rules no index covers.
-  const byField = new Map<string, { read: (i: RequestInput) => unknown; map: Map<string, number[]> }>();
+  // Each rule is in `always` or under exactly one field, so the lists a request selects are disjoint.
+  const byField = new Map<string, FieldIndex>();
   const always: number[] = [];
   chosen.forEach((c, pos) => {
     if (!c) {
@@ -160,14 +161,20 @@ export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptio
       return;
     }
     let idx = byField.get(c.field.name);
-    if (!idx) byField.set(c.field.name, (idx = { read: env.reader(c.field), map: new Map() }));
+    if (!idx) byField.set(c.field.name, (idx = { read: env.reader(c.field), map: new Map(), rules: 0 }));
+    idx.rules++;
     for (const v of new Set(c.values)) {
       const list = idx.map.get(v);
       if (list) list.push(pos);
       else idx.map.set(v, [pos]);
     }
   });
-  const indexes = [...byField.values()];
+  // The index covering the most rules comes first, and its lists are merged with `always` now:
+  // a request that hits only that index (the common single-field ruleset) allocates nothing.
+  // Hits in further indexes are merged in per request.
+  const indexes = [...byField.values()].sort((a, b) => b.rules - a.rules);
+  const first = indexes[0]!, rest = indexes.slice(1);
+  for (const [v, list] of first.map) first.map.set(v, mergeSorted(always, list));
   // Index readers may add cache slots: decide about begin() only now.
   const cacheIndexed = env.needsBegin;
   const run = (input: RequestInput, order: readonly number[]): Decision => {
@@ -185,11 +192,11 @@ export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptio
     fields,
     evaluate(input) {
       if (cacheIndexed) env.begin();
-      let order: readonly number[] = always;
-      for (let k = 0; k < indexes.length; k++) {
-        const idx = indexes[k]!;
-        const v = idx.read(input);
-        const hits = typeof v === "string" ? idx.map.get(v) : undefined;
+      // Keys are strings: any other value (none expected from a String field) finds nothing.
+      let order: readonly number[] = first.map.get(first.read(input) as string) ?? always;
+      for (let k = 0; k < rest.length; k++) {
+        const idx = rest[k]!;
+        const hits = idx.map.get(idx.read(input) as string);
         if (hits) order = order.length === 0 ? hits : mergeSorted(order, hits);
       }
       return run(input, order);
@@ -209,6 +216,14 @@ function mergeSorted(a: readonly number[], b: readonly number[]): number[] {
   while (i < a.length) out.push(a[i++]!);
   while (j < b.length) out.push(b[j++]!);
   return out;
+}
+
+interface FieldIndex {
+  readonly read: (i: RequestInput) => unknown;
+  /** Value → ascending rule positions. */
+  readonly map: Map<string, number[]>;
+  /** How many rules are keyed on this field. */
+  rules: number;
 }
 
 interface KeyCandidate {

@@ -153,6 +153,9 @@ describe("indexed rulesets", () => {
     rules.push({ id: `r${i}`, expression: `http.host eq "h${i}.example.com" and http.request.uri.path in {"/p${i}" "/q${i}"}`, action: i % 3 === 0 ? "log" : "block" });
     if (i === 50) rules.push({ id: "unindexed", expression: 'starts_with(http.request.uri.path, "/p60") and http.request.method ne "GET"', action: "allow" });
     if (i === 70) rules.push({ id: "or-rule", expression: 'http.host eq "h80.example.com" or http.request.uri.path eq "/special"', action: "log" });
+    // Keyed on other fields than the host: a request can hit several indexes at once.
+    if (i === 30) rules.push({ id: "post-p40", expression: 'http.request.method eq "POST" and http.request.uri.path eq "/p40"', action: "allow" });
+    if (i === 90) rules.push({ id: "purge", expression: 'http.request.method in {"PURGE" "DELETE"}', action: "log" });
   }
   const p = compileRuleset(rules);
   const linear = (input: ReturnType<typeof makeInput>) => {
@@ -182,5 +185,14 @@ describe("indexed rulesets", () => {
     expect(probe("nobody", "/nothing").action).toBe("pass");
     expect(probe("h199.example.com", "/p199").rule?.id).toBe("r199");
     for (let i = 0; i < N; i += 7) probe(`h${i}.example.com`, `/p${(i * 13) % N}`);
+  });
+  it("merges hits from several indexes in rule order", () => {
+    expect(probe("h40.example.com", "/p40", "POST").rule?.id).toBe("post-p40");
+    expect(probe("h41.example.com", "/p40", "POST").rule?.id).toBe("post-p40");
+    const purge = probe("h95.example.com", "/p95", "PURGE");
+    expect([purge.rule?.id, purge.logged.map((r) => r.id)]).toEqual(["r95", ["purge"]]);
+    expect(probe("h40.example.com", "/p40", "DELETE").rule?.id).toBe("r40");
+    expect(probe("h10.example.com", "/p10", "DELETE").logged.map((r) => r.id)).toEqual([]);
+    expect(probe("nobody", "/p40", "DELETE").logged.map((r) => r.id)).toEqual(["purge"]);
   });
 });
