@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, issue, pki, rawRequest, request } from "../helpers/harness.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import type { Issued } from "../../src/pki/issue.ts";
+import type { SqliteStore } from "../../src/control/store.ts";
 import { api, fastlyError, jsonapi, rel, startCertgate, type ApiReply, type Certgate } from "./helpers.ts";
 
 describe("Fastly dialect", () => {
@@ -302,11 +303,53 @@ describe("Fastly dialect", () => {
       expect((await call("GET", `/tls/private_keys/${keyId}`)).status).toBe(404);
     });
 
-    it("a refused write leaves the snapshot and the store as they were", async () => {
-      const version = cg.runtime.snapshot.version;
-      const r = await call("POST", "/tls/certificates", jsonapi("tls_certificate", { cert_blob: p.serverCa.certPem }));
-      expect(r.status).toBe(400);
-      expect(cg.runtime.snapshot.version).toBe(version);
+    describe("a write refused inside the store transaction leaves the snapshot, the store and the audit log as they were (plus the refusal)", () => {
+      const store = () => cg.plane.store as SqliteStore;
+      async function state() {
+        const { revision, model } = store().check(); // read back from the database, not the cache
+        return { version: cg.runtime.snapshot.version, revision, model: JSON.stringify(model), audit: (await store().listAudit({ limit: 1 }))[0]?.id ?? 0 };
+      }
+      async function unchanged(before: Awaited<ReturnType<typeof state>>, refusal: { method: string; path: string; summary: RegExp }) {
+        const after = await state();
+        expect(after.version).toBe(before.version);
+        expect(after.revision).toBe(before.revision);
+        expect(after.model).toBe(before.model);
+        expect(JSON.stringify(cg.plane.model)).toBe(before.model);
+        // Exactly one new audit entry: the refusal (the write's own entry was rolled back with it).
+        const fresh = (await store().listAudit({ limit: 10 })).filter((e) => e.id > before.audit);
+        expect(fresh).toHaveLength(1);
+        expect(fresh[0]).toMatchObject({ method: refusal.method, path: refusal.path, status: 400 });
+        expect(fresh[0]!.summary).toMatch(refusal.summary);
+      }
+
+      it("refused by the model's schema: a domain the certificate covers (by wildcard) that is no valid hostname", async () => {
+        const before = await state();
+        const r = await call("POST", "/tls/activations", jsonapi("tls_activation", undefined, { tls_certificate: rel("tls_certificate", "srv"), tls_domain: rel("tls_domain", "bad_name.wild.test") }));
+        expect(r.status).toBe(400);
+        expect(fastlyError(r)).toMatch(/^hosts\[\d+\]\.hostname: a DNS name/);
+        await unchanged(before, { method: "POST", path: "/tls/activations", summary: /^refused: create tls_activation bad_name\.wild\.test/ });
+      });
+
+      it("refused by the data plane's compiler, after the rows were written: rolled back", async () => {
+        const before = await state();
+        // The compiler refuses the next model (as it would a certificate whose key does not match).
+        const apply = cg.runtime.apply;
+        cg.runtime.apply = (m) => apply.call(cg.runtime, { ...m, default_certificate: "gone" });
+        let r: ApiReply;
+        try {
+          r = await call("POST", "/tls/private_keys", jsonapi("tls_private_key", { key: up2.keyPem, name: "never stored" }));
+        } finally {
+          cg.runtime.apply = apply;
+        }
+        expect(r.status).toBe(400);
+        expect(fastlyError(r)).toMatch(/default_certificate: no certificate with id "gone"/);
+        await unchanged(before, { method: "POST", path: "/tls/private_keys", summary: /^refused: create tls_private_key never stored/ });
+        expect((await call("GET", "/tls/private_keys")).body.data.map((k: { attributes: { name: string } }) => k.attributes.name)).not.toContain("never stored");
+        // The same write goes through once the compiler accepts it.
+        const ok = await call("POST", "/tls/private_keys", jsonapi("tls_private_key", { key: up2.keyPem, name: "stored" }));
+        expect(ok.status).toBe(201);
+        expect((await state()).revision).toBe(before.revision + 1);
+      });
     });
   });
 });
