@@ -74,11 +74,11 @@ const PASS: Decision = Object.freeze({ action: "pass", logged: EMPTY });
 
 interface CompiledRule {
   readonly spec: RuleSpec;
-  readonly action: RuleAction;
   readonly test: Cond;
-  /** The decision when no log rule matched before (shared, frozen). */
+  /** The decision when no log rule matched before (shared, frozen); "pass" for a log rule. */
   readonly decision: Decision;
-  readonly response: DecisionResponse | undefined;
+  /** Position among the enabled rules: index hits are merged in this order. */
+  readonly pos: number;
 }
 
 export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptions = {}): RuleProgram {
@@ -126,38 +126,53 @@ export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptio
             body: spec.response?.body ?? defaultResponse.body,
           })
         : undefined;
-    const action = spec.action;
-    const decision: Decision = Object.freeze({ action: action === "log" ? "pass" : action, rule: spec, response, logged: EMPTY });
-    compiled.push({ spec, action, test, decision, response });
+    const decision: Decision = Object.freeze({ action: spec.action === "log" ? "pass" : spec.action, rule: spec, response, logged: EMPTY });
+    compiled.push({ spec, test, decision, pos: compiled.length });
   }
   const fields = [...counts.keys()].sort();
+  const select = indexed ? indexSelector(chosen, compiled, env) : undefined;
+  // After the index: its readers could add cache slots (in practice they reuse the rules' own).
   const cache = env.needsBegin;
 
-  if (!indexed) {
-    return {
-      size: compiled.length,
-      fields,
-      evaluate(input) {
-        if (cache) env.begin();
-        let logged: RuleSpec[] | undefined;
-        for (let k = 0; k < compiled.length; k++) {
-          const r = compiled[k]!;
-          if (!r.test(input)) continue;
-          if (r.action === "log") (logged ??= []).push(r.spec);
-          else return decide(r, logged);
-        }
-        return logged ? { action: "pass", logged } : PASS;
-      },
-    };
-  }
+  return {
+    size: compiled.length,
+    fields,
+    evaluate(input) {
+      if (cache) env.begin();
+      const rules = select ? select(input) : compiled;
+      let logged: RuleSpec[] | undefined;
+      for (let k = 0; k < rules.length; k++) {
+        const r = rules[k]!;
+        if (!r.test(input)) continue;
+        // A log rule's own decision is "pass": record it and go on.
+        if (r.decision.action === "pass") (logged ??= []).push(r.spec);
+        else return logged ? { action: r.decision.action, rule: r.spec, response: r.decision.response, logged } : r.decision;
+      }
+      return logged ? { action: "pass", logged } : PASS;
+    },
+  };
+}
 
-  // Index: per key field, value → ascending rule positions; plus the rules no index covers.
-  // Each rule is in `always` or under exactly one field, so the lists a request selects are disjoint.
+interface FieldIndex {
+  readonly read: (i: RequestInput) => unknown;
+  /** Value → the rules keyed on it, in rule order. */
+  readonly map: Map<string, CompiledRule[]>;
+  /** How many rules are keyed on this field. */
+  rules: number;
+}
+
+/**
+ * The rules a request must evaluate, in order: per key field, the rules keyed on the request's
+ * value, plus the rules no index covers. Each rule is in `always` or under exactly one field, so
+ * the lists a request selects are disjoint.
+ */
+function indexSelector(chosen: readonly (KeyCandidate | undefined)[], compiled: readonly CompiledRule[], env: Env): (input: RequestInput) => readonly CompiledRule[] {
   const byField = new Map<string, FieldIndex>();
-  const always: number[] = [];
+  const always: CompiledRule[] = [];
   chosen.forEach((c, pos) => {
+    const rule = compiled[pos]!;
     if (!c) {
-      always.push(pos);
+      always.push(rule);
       return;
     }
     let idx = byField.get(c.field.name);
@@ -165,65 +180,35 @@ export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptio
     idx.rules++;
     for (const v of new Set(c.values)) {
       const list = idx.map.get(v);
-      if (list) list.push(pos);
-      else idx.map.set(v, [pos]);
+      if (list) list.push(rule);
+      else idx.map.set(v, [rule]);
     }
   });
-  // The index covering the most rules comes first, and its lists are merged with `always` now:
-  // a request that hits only that index (the common single-field ruleset) allocates nothing.
-  // Hits in further indexes are merged in per request.
+  // The index covering the most rules comes first (there is one: the ruleset is indexed), and its
+  // lists are merged with `always` now: a request that hits only that index (the common
+  // single-field ruleset) allocates nothing. Hits in further indexes are merged in per request.
   const indexes = [...byField.values()].sort((a, b) => b.rules - a.rules);
   const first = indexes[0]!, rest = indexes.slice(1);
   for (const [v, list] of first.map) first.map.set(v, mergeSorted(always, list));
-  // Index readers may add cache slots: decide about begin() only now.
-  const cacheIndexed = env.needsBegin;
-  const run = (input: RequestInput, order: readonly number[]): Decision => {
-    let logged: RuleSpec[] | undefined;
-    for (let k = 0; k < order.length; k++) {
-      const r = compiled[order[k]!]!;
-      if (!r.test(input)) continue;
-      if (r.action === "log") (logged ??= []).push(r.spec);
-      else return decide(r, logged);
+  return (input) => {
+    // Keys are strings: any other value (none expected from a String field) finds nothing.
+    let order: readonly CompiledRule[] = first.map.get(first.read(input) as string) ?? always;
+    for (let k = 0; k < rest.length; k++) {
+      const idx = rest[k]!;
+      const hits = idx.map.get(idx.read(input) as string);
+      if (hits) order = order.length === 0 ? hits : mergeSorted(order, hits);
     }
-    return logged ? { action: "pass", logged } : PASS;
-  };
-  return {
-    size: compiled.length,
-    fields,
-    evaluate(input) {
-      if (cacheIndexed) env.begin();
-      // Keys are strings: any other value (none expected from a String field) finds nothing.
-      let order: readonly number[] = first.map.get(first.read(input) as string) ?? always;
-      for (let k = 0; k < rest.length; k++) {
-        const idx = rest[k]!;
-        const hits = idx.map.get(idx.read(input) as string);
-        if (hits) order = order.length === 0 ? hits : mergeSorted(order, hits);
-      }
-      return run(input, order);
-    },
+    return order;
   };
 }
 
-function decide(r: CompiledRule, logged: RuleSpec[] | undefined): Decision {
-  if (!logged) return r.decision;
-  return { action: r.action as "block" | "allow", rule: r.spec, response: r.response, logged };
-}
-
-function mergeSorted(a: readonly number[], b: readonly number[]): number[] {
-  const out: number[] = [];
+function mergeSorted(a: readonly CompiledRule[], b: readonly CompiledRule[]): CompiledRule[] {
+  const out: CompiledRule[] = [];
   let i = 0, j = 0;
-  while (i < a.length && j < b.length) out.push(a[i]! <= b[j]! ? a[i++]! : b[j++]!);
+  while (i < a.length && j < b.length) out.push(a[i]!.pos <= b[j]!.pos ? a[i++]! : b[j++]!);
   while (i < a.length) out.push(a[i++]!);
   while (j < b.length) out.push(b[j++]!);
   return out;
-}
-
-interface FieldIndex {
-  readonly read: (i: RequestInput) => unknown;
-  /** Value → ascending rule positions. */
-  readonly map: Map<string, number[]>;
-  /** How many rules are keyed on this field. */
-  rules: number;
 }
 
 interface KeyCandidate {
