@@ -33,20 +33,39 @@ describe("SQLite store", () => {
     const origin = "http://127.0.0.1:9";
     const m0 = parseModel({ routes: ["a", "b", "c"].map((id) => ({ id, hostname: `${id}.test`, origin })) });
     await s.replace(m0);
+    // Every row the store writes from now on, logged by triggers in the database itself.
     const db = new DatabaseSync(join(dir, "certgate.db"));
-    const bodies = () => db.prepare("SELECT key, pos, body FROM objects WHERE kind = 'routes' ORDER BY pos").all() as { key: string; pos: number; body: string }[];
-    const before = bodies();
+    db.exec(`
+      CREATE TABLE writes (n INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT, kind TEXT, key TEXT);
+      CREATE TRIGGER objects_ins AFTER INSERT ON objects BEGIN INSERT INTO writes (op, kind, key) VALUES ('insert', NEW.kind, NEW.key); END;
+      CREATE TRIGGER objects_upd AFTER UPDATE ON objects BEGIN INSERT INTO writes (op, kind, key) VALUES ('update', NEW.kind, NEW.key); END;
+      CREATE TRIGGER objects_del AFTER DELETE ON objects BEGIN INSERT INTO writes (op, kind, key) VALUES ('delete', OLD.kind, OLD.key); END;
+    `);
+    const writes = () => {
+      const rows = db.prepare("SELECT op, kind, key FROM writes ORDER BY n").all() as { op: string; kind: string; key: string }[];
+      db.exec("DELETE FROM writes");
+      return rows.map((r) => `${r.op} ${r.kind}/${r.key}`);
+    };
+    const positions = () => (db.prepare("SELECT key FROM objects WHERE kind = 'routes' ORDER BY pos").all() as { key: string }[]).map((r) => r.key);
+
     await s.transact((m) => ({ model: { ...m, routes: [m.routes[0]!, { ...m.routes[1]!, path_prefix: "/b" }, m.routes[2]!] }, result: null }));
-    const after = bodies();
-    expect(after.map((r) => r.key)).toEqual(["a", "b", "c"]);
-    expect(after[0]).toEqual(before[0]);
-    expect(after[1]!.body).not.toEqual(before[1]!.body);
+    expect(writes()).toEqual(["update routes/b"]);
+    expect(positions()).toEqual(["a", "b", "c"]);
+    // An appended object is one insert; a scalar change touches no object row.
+    await s.transact((m) => ({ model: { ...m, routes: [...m.routes, { ...m.routes[0]!, id: "d", hostname: "d.test" }] }, result: null }));
+    expect(writes()).toEqual(["insert routes/d"]);
+    await s.transact((m) => ({ model: { ...m, trust_forwarded_for: true }, result: null }));
+    expect(writes()).toEqual([]);
+    // A removal is one delete; a reorder rewrites that collection (and only it) in the new order.
+    await s.transact((m) => ({ model: { ...m, routes: m.routes.filter((r) => r.id !== "d") }, result: null }));
+    expect(writes()).toEqual(["delete routes/d"]);
     await s.transact((m) => ({ model: { ...m, routes: [m.routes[2]!, m.routes[0]!] }, result: null }));
+    expect(writes().sort()).toEqual(["delete routes/a", "delete routes/b", "delete routes/c", "insert routes/a", "insert routes/c"]);
+    expect(positions()).toEqual(["c", "a"]);
     expect((await s.load()).routes.map((r) => r.id)).toEqual(["c", "a"]);
     await s.close();
     const s2 = SqliteStore.open(dir);
     expect((await s2.load()).routes.map((r) => r.id)).toEqual(["c", "a"]);
-    expect((await s2.load()).routes[1]!.id).toBe("a");
     await s2.close();
     db.close();
   });
