@@ -1,10 +1,10 @@
 // `certgate rules check 'EXPR'`: the normalised expression and its fields with their types, or
 // the error with its caret. Pure: the CLI prints `output` and exits non-zero unless `ok`.
 
-import type { TExpr } from "./ast.ts";
 import { RuleSyntaxError } from "./errors.ts";
 import { compileExpression } from "./expression.ts";
 import type { CheckOptions } from "./expression.ts";
+import { lookupField } from "./scheme.ts";
 import { typeName } from "./types.ts";
 
 export interface CheckResult {
@@ -19,7 +19,7 @@ export interface CheckResult {
 export function checkExpression(src: string, options: CheckOptions = {}): CheckResult {
   try {
     const c = compileExpression(src, options);
-    const fields = collectFields(c.ast);
+    const fields = c.fields.map((name) => ({ name, type: typeName(lookupField(name)!.type) }));
     const width = Math.max(0, ...fields.map((f) => f.name.length));
     const lines = [`ok: ${c.normalized}`];
     if (c.constant !== undefined) lines.push(`note: the expression is always ${c.constant}`);
@@ -32,32 +32,4 @@ export function checkExpression(src: string, options: CheckOptions = {}): CheckR
     if (!(e instanceof RuleSyntaxError)) throw e;
     return { ok: false, output: e.describe() + "\n", error: e };
   }
-}
-
-function collectFields(e: TExpr): { name: string; type: string }[] {
-  const out = new Map<string, string>();
-  const walk = (n: TExpr): void => {
-    switch (n.kind) {
-      case "field":
-        out.set(n.name, typeName(n.type));
-        break;
-      case "not":
-        walk(n.expr);
-        break;
-      case "logical":
-      case "call":
-        for (const x of n.kind === "logical" ? n.items : n.args) walk(x);
-        break;
-      case "compare":
-        walk(n.lhs);
-        break;
-      case "index":
-        walk(n.base);
-        break;
-      default:
-        break;
-    }
-  };
-  walk(e);
-  return [...out].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, type]) => ({ name, type }));
 }
