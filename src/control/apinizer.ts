@@ -14,7 +14,7 @@
 //                        401 block rules (model/apinizer-rules.ts, compiled per node by Snapshot)
 import "reflect-metadata"; // @peculiar/x509 needs it loaded first
 import { SubjectKeyIdentifierExtension, X509Certificate as PeculiarCert } from "@peculiar/x509";
-import { createHash, X509Certificate } from "node:crypto";
+import { createHash, type X509Certificate } from "node:crypto";
 import type {
   ApinizerDeployment,
   ApinizerIssuer,
@@ -27,11 +27,11 @@ import type {
   Route,
   TrustBundle,
 } from "../model/schema.ts";
-import { PemError, parseCertificates, splitPem } from "../pki/pem.ts";
 import { rfc2253 } from "../dataplane/facts.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
-import { isObject, objectBody, optionalObjectBody, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { now, removeAt, replaceAt } from "./plane.ts";
+import { bool, isObject, objectBody, optionalObjectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
+import { blankHost, now, removeAt, replaceAt } from "./plane.ts";
+import { caBundle, certInfo } from "./pem.ts";
 import { endpointPath } from "../model/apinizer-rules.ts";
 
 export const POLICY_TYPE = "policy-auth-mtls";
@@ -53,21 +53,6 @@ function checkName(v: string, what: string): string {
 
 function noUnknown(o: Record<string, unknown>, known: readonly string[], where: string): void {
   for (const k of Object.keys(o)) if (!known.includes(k)) throw badRequest(`${where}${k} is not a known field (known: ${known.join(", ")})`, `${where}${k}`);
-}
-
-function optBool(o: Record<string, unknown>, k: string, where: string, dflt: boolean): boolean {
-  const v = o[k];
-  if (v === undefined || v === null) return dflt;
-  if (typeof v !== "boolean") throw badRequest(`${where}${k} must be true or false`, `${where}${k}`);
-  return v;
-}
-
-function optString(o: Record<string, unknown>, k: string, where: string, max = 1000): string | undefined {
-  const v = o[k];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "string") throw badRequest(`${where}${k} must be a string`, `${where}${k}`);
-  if (v.length > max) throw badRequest(`${where}${k} is longer than ${max} characters`, `${where}${k}`);
-  return v;
 }
 
 function oneOf<T extends string>(o: Record<string, unknown>, k: string, where: string, allowed: readonly T[], required: boolean): T | undefined {
@@ -175,7 +160,7 @@ async function createEnvironment(ctx: Ctx): Promise<Reply> {
   const name = checkName(ctx.params.environment!, "environmentName");
   const b = (await optionalObjectBody(ctx)) ?? {};
   noUnknown(b, ["description"], "");
-  const description = optString(b, "description", "") ?? "";
+  const description = str(b.description, "description", { max: 1000 }) ?? "";
   await ctx.write(`apinizer: create environment ${name}`, (model) => {
     if (model.apinizer.environments.some((e) => e.name === name)) throw new ApiError("conflict", `environment "${name}" already exists`);
     return { model: { ...model, apinizer: { ...model.apinizer, environments: [...model.apinizer.environments, { name, description, created_at: now() }] } }, result: null };
@@ -201,21 +186,11 @@ async function deleteEnvironment(ctx: Ctx): Promise<Reply> {
 export function parseIssuer(model: Model, raw: unknown, pointer: string): ApinizerIssuer {
   if (typeof raw !== "string" || !raw.trim()) throw badRequest(`${pointer} must be an issuer DN, a CA certificate SHA-256 fingerprint or a PEM CA certificate`, pointer);
   const s = raw.trim();
-  if (s.startsWith("-----BEGIN CERTIFICATE-----")) {
-    try {
-      return fromCa(parseCertificates(s)[0]!);
-    } catch (e) {
-      if (e instanceof PemError) throw new ApiError("invalid_certificate", `${pointer}: ${e.message}`, pointer);
-      throw e;
-    }
-  }
+  if (s.startsWith("-----BEGIN CERTIFICATE-----")) return fromCa(certInfo(s, pointer).cert);
   const hex = s.replace(/:/g, "").toLowerCase();
   if (/^[0-9a-f]{64}$/.test(hex)) {
     for (const b of model.trust_bundles)
-      for (const p of splitPem(b.ca)) {
-        const c = new X509Certificate(p);
-        if (c.fingerprint256.replace(/:/g, "").toLowerCase() === hex) return fromCa(c);
-      }
+      for (const c of caBundle(b.ca, "trust_bundles")) if (c.fingerprint256.replace(/:/g, "").toLowerCase() === hex) return fromCa(c);
     throw badRequest(`${pointer}: no CA certificate with SHA-256 fingerprint ${hex} in any trust bundle; give the issuer DN or the CA certificate PEM instead`, pointer);
   }
   if (!s.includes("=")) throw badRequest(`${pointer}: "${s}" is neither a DN (CN=...,O=...) nor a SHA-256 fingerprint`, pointer);
@@ -338,7 +313,7 @@ async function createProject(ctx: Ctx): Promise<Reply> {
   const name = checkName(ctx.params.project!, "projectName");
   const b = (await optionalObjectBody(ctx)) ?? {};
   noUnknown(b, ["description", "issuerList"], "");
-  const description = optString(b, "description", "") ?? "";
+  const description = str(b.description, "description", { max: 1000 }) ?? "";
   const project = await ctx.write(`apinizer: create project ${name}`, (model) => {
     if (model.apinizer.projects.some((p) => p.name === name)) throw new ApiError("conflict", `project "${name}" already exists`);
     const project = { ...newProject(name, description, now()), issuer_acl: parseAcl(model, b, "issuerList") };
@@ -429,17 +404,17 @@ async function createProxy(ctx: Ctx): Promise<Reply> {
     ["description", "hostname", "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList"],
     "",
   );
-  const hostname = optString(b, "hostname", "", 253)?.toLowerCase();
+  const hostname = str(b.hostname, "hostname", { max: 253 })?.toLowerCase();
   if (!hostname) throw badRequest("hostname is required: the name clients reach the API proxy on", "hostname");
   if (hostname.startsWith("*.")) throw badRequest("hostname must be an exact name (no wildcard)", "hostname");
-  const relativePath = optString(b, "relativePath", "", 1024) ?? "/";
+  const relativePath = str(b.relativePath, "relativePath", { max: 1024 }) ?? "/";
   if (!/^\/[^\s?#]*$/.test(relativePath)) throw badRequest(`relativePath must start with / and hold no spaces, ? or #, got ${JSON.stringify(relativePath)}`, "relativePath");
   const urls = backendUrls(b);
-  const trustBundleId = optString(b, "trustBundleId", "", 128);
-  const caPem = optString(b, "clientCaCertificate", "", 1 << 20);
+  const trustBundleId = str(b.trustBundleId, "trustBundleId", { max: 128 });
+  const caPem = str(b.clientCaCertificate, "clientCaCertificate", { max: 1 << 20 });
   if (trustBundleId && caPem) throw badRequest("give trustBundleId or clientCaCertificate, not both", "clientCaCertificate");
   const mode = oneOf<MtlsMode>(b, "mtlsMode", "", ["fail_open", "enforced"], false) ?? "fail_open";
-  const deployIt = optBool(b, "deploy", "", true);
+  const deployIt = bool(b.deploy, "deploy") ?? true;
   const envs = envList(b, "");
   const out = await ctx.write(`apinizer: create API proxy ${projectName}/${name} (${hostname}${relativePath})`, (model) => {
     const at = now();
@@ -470,7 +445,7 @@ async function createProxy(ctx: Ctx): Promise<Reply> {
       if (host?.mtls.trust_bundle && host.mtls.trust_bundle !== bundleId)
         throw new ApiError("conflict", `hostname "${hostname}" already verifies client certificates with trust bundle "${host.mtls.trust_bundle}"; use that trustBundleId`, "trustBundleId");
       if (!host?.mtls.trust_bundle) {
-        const next: Host = { ...(host ?? { hostname, forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false }, created_at: at }), mtls: { mode, trust_bundle: bundleId }, updated_at: at };
+        const next: Host = { ...(host ?? blankHost(hostname, at)), mtls: { mode, trust_bundle: bundleId }, updated_at: at };
         m = { ...m, hosts: host ? replaceAt(m.hosts, hi, next) : [...m.hosts, next] };
       }
     }
@@ -478,7 +453,7 @@ async function createProxy(ctx: Ctx): Promise<Reply> {
     m = { ...m, routes: [...m.routes, route] };
     let proxy: ApinizerProxy = {
       name,
-      description: optString(b, "description", "") ?? "",
+      description: str(b.description, "description", { max: 1000 }) ?? "",
       hostname,
       relative_path: relativePath,
       backend_urls: urls,
@@ -552,7 +527,7 @@ export function parsePolicyBody(b: Record<string, unknown>, name: string): Polic
   noUnknown(pol, POLICY_FIELDS, "policy.");
   const scope = oneOf(om, "targetScope", "operationMetadata.", SCOPES, true)!;
   const pipeline = oneOf(om, "targetPipeline", "operationMetadata.", PIPELINES, true)!;
-  let endpoint = optString(om, "targetEndpoint", "operationMetadata.", 1024);
+  let endpoint = str(om.targetEndpoint, "operationMetadata.targetEndpoint", { max: 1024 });
   let method = oneOf(om, "targetEndpointHTTPMethod", "operationMetadata.", METHODS, false);
   if (scope === "ENDPOINT") {
     if (!endpoint) throw badRequest("operationMetadata.targetEndpoint is required when targetScope is ENDPOINT", "operationMetadata.targetEndpoint");
@@ -571,16 +546,16 @@ export function parsePolicyBody(b: Record<string, unknown>, name: string): Polic
   return {
     policy: {
       type: POLICY_TYPE,
-      description: optString(pol, "description", "policy.") ?? "",
-      active: optBool(pol, "active", "policy.", true),
-      validate_certificate: optBool(pol, "validateCertificate", "policy.", true),
-      validate_acl_for_issuer: optBool(pol, "validateACLForIssuer", "policy.", true),
+      description: str(pol.description, "policy.description", { max: 1000 }) ?? "",
+      active: bool(pol.active, "policy.active") ?? true,
+      validate_certificate: bool(pol.validateCertificate, "policy.validateCertificate") ?? true,
+      validate_acl_for_issuer: bool(pol.validateACLForIssuer, "policy.validateACLForIssuer") ?? true,
       pipeline,
       scope,
       ...(endpoint ? { target_endpoint: endpoint, target_method: method! } : {}),
     },
     order: orderOf(om, "operationMetadata."),
-    deploy: optBool(om, "deploy", "operationMetadata.", true),
+    deploy: bool(om.deploy, "operationMetadata.deploy") ?? true,
     envs: envList(om, "operationMetadata."),
   };
 }
@@ -668,7 +643,7 @@ async function deletePolicy(ctx: Ctx): Promise<Reply> {
       noUnknown(om, META_FIELDS, "operationMetadata.");
       oneOf(om, "targetScope", "operationMetadata.", SCOPES, false);
       oneOf(om, "targetPipeline", "operationMetadata.", PIPELINES, false);
-      deployIt = optBool(om, "deploy", "operationMetadata.", true);
+      deployIt = bool(om.deploy, "operationMetadata.deploy") ?? true;
       envs = envList(om, "operationMetadata.");
     }
   }

@@ -9,10 +9,10 @@
 import type { ManagedClientCertificate, Model, TrustBundle } from "../model/schema.ts";
 import { CsrError } from "../managedca/ca.ts";
 import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../managedca/service.ts";
-import { blankHost, findZone, hostnames, ok, page } from "./cloudflare.ts";
+import { findZone, hostnames, ok, page } from "./cloudflare.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { intParam, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { hexId, now, replaceAt } from "./plane.ts";
+import { blankHost, hexId, now, replaceAt } from "./plane.ts";
 
 const STATUSES = ["all", "active", "pending_revocation", "revoked", "pending_reactivation"] as const;
 

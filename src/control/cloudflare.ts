@@ -10,7 +10,7 @@
 import type { Host, Model, Rule, TrustBundle, Zone } from "../model/schema.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { hexId, now, removeAt, replaceAt } from "./plane.ts";
+import { blankHost, hexId, now, removeAt, replaceAt } from "./plane.ts";
 import { caBundle } from "./pem.ts";
 
 const PHASE = "http_request_firewall_custom";
@@ -32,8 +32,6 @@ export function hostnames(v: unknown, pointer: string): string[] | undefined {
   if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || !x)) throw badRequest(`${pointer} must be an array of hostnames`, pointer);
   return [...new Set((v as string[]).map((s) => s.toLowerCase()))];
 }
-
-export const blankHost = (hostname: string, at: string): Host => ({ hostname, mtls: {}, forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false }, created_at: at, updated_at: at });
 
 // ---- Access certificates ---------------------------------------------------------------
 

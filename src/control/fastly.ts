@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import type { Host, Model, TrustBundle } from "../model/schema.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { alnumId, DEFAULT_CONFIG_ID, now, removeAt, replaceAt } from "./plane.ts";
+import { alnumId, blankHost, DEFAULT_CONFIG_ID, now, removeAt, replaceAt } from "./plane.ts";
 import { caBundle, certInfo, covers, keyInfo } from "./pem.ts";
 
 const CT = "application/vnd.api+json";
@@ -318,7 +318,7 @@ async function createActivation(ctx: Ctx): Promise<Reply> {
     const existing = model.hosts[i];
     if (existing?.certificate) throw new ApiError("conflict", `tls_domain "${hostname}" is already activated (tls_activation "${activationId(existing)}")`);
     const host: Host = {
-      ...(existing ?? { hostname, mtls: {}, forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false }, created_at: at }),
+      ...(existing ?? blankHost(hostname, at)),
       id: existing?.id ?? alnumId(),
       certificate: certId,
       ...(conf ? { tls_configuration: conf } : {}),

@@ -3,7 +3,7 @@
 import { stringify as toYaml } from "yaml";
 import type { Model, Route } from "../model/schema.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
-import { intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
+import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
 import { now, removeAt, replaceAt } from "./plane.ts";
 import { newTokenSecret, sha256 } from "./auth.ts";
 import { randomBytes } from "node:crypto";
@@ -116,10 +116,10 @@ async function createToken(ctx: Ctx): Promise<Reply> {
   const b = await ctx.body();
   if (!isObject(b)) throw badRequest("the body must be a JSON object: {name, read_only, account_id}");
   const name = str(b.name, "name", { required: true, max: 200 })!;
-  if (b.read_only !== undefined && typeof b.read_only !== "boolean") throw badRequest("read_only must be a boolean", "read_only");
+  const read_only = bool(b.read_only, "read_only") ?? false;
   const account_id = str(b.account_id, "account_id", { max: 128 }) ?? null;
   const secret = newTokenSecret();
-  const t = { id: "tok_" + randomBytes(8).toString("hex"), name, hash: sha256(secret).toString("hex"), read_only: b.read_only === true, account_id, created_at: now() };
+  const t = { id: "tok_" + randomBytes(8).toString("hex"), name, hash: sha256(secret).toString("hex"), read_only, account_id, created_at: now() };
   await ctx.plane.store.addToken(t);
   await ctx.plane.store.audit({ token_id: ctx.principal.token_id, method: "POST", path: ctx.path, status: 201, summary: `create token ${t.id} (${name}${t.read_only ? ", read-only" : ""}${account_id ? `, account ${account_id}` : ""})` });
   ctx.invalidateTokens();

@@ -16,6 +16,7 @@ import {
   TrustBundle,
   Zone,
   formatPath,
+  parseModel,
   type Model,
 } from "../model/schema.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
@@ -37,6 +38,9 @@ const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: un
 };
 
 export const now = (): string => new Date().toISOString();
+
+/** A host entry with nothing set: no certificate pinned, mTLS off, nothing forwarded. */
+export const blankHost = (hostname: string, at: string): Host => ({ hostname, mtls: {}, forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false }, created_at: at, updated_at: at });
 const ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /** A Fastly-style alphanumeric id (22 characters). */
 export function alnumId(): string {
@@ -225,10 +229,9 @@ export class ControlPlane {
 }
 
 function fullValidate(raw: Model): Model {
-  const r = ModelSchema.safeParse(raw);
-  if (!r.success) throw new ModelError(r.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })));
-  checkControlRefs(r.data);
-  return r.data;
+  const model = parseModel(raw);
+  checkControlRefs(model);
+  return model;
 }
 
 /** Immutable update helpers. */

@@ -10,8 +10,8 @@
 //   <id>:revoked  scope and cert_revoked                               (validateCertificate)
 //   <id>:issuer   scope and cert_presented and not <issuer in ACL>     (validateACLForIssuer)
 // with <id> = apinizer:<project>:<proxy>:<policy>.
-import { compileRuleset, type RuleSpec } from "../rules/index.ts";
-import type { ApinizerIssuer, ApinizerPolicy, ApinizerProject, ApinizerProxy, Model, Rule } from "./schema.ts";
+import { compileRuleset } from "../rules/index.ts";
+import { toRuleSpec, type ApinizerIssuer, type ApinizerPolicy, type ApinizerProject, type ApinizerProxy, type Model, type Rule } from "./schema.ts";
 
 export const RULE_PREFIX = "apinizer:";
 /** The environment a node serves unless `certgate serve --environment` says otherwise. */
@@ -123,13 +123,6 @@ export function apinizerRules(model: Model, environment: string): Rule[] {
   return out;
 }
 
-/** The model a node of `environment` compiles: its Apinizer rules first among the global rules. Unchanged when there are none. */
-export function withApinizerRules(model: Model, environment: string): Model {
-  if (!model.apinizer?.projects.length) return model;
-  const rules = apinizerRules(model, environment);
-  return rules.length ? { ...model, rules: [...rules, ...model.rules] } : model;
-}
-
 /**
  * Compiles the rules the nodes of every environment (listed, or deployed to) would derive. One
  * problem per environment that does not compile, at the deployment holding the failing rule's policy.
@@ -139,14 +132,8 @@ export function checkApinizerRules(model: Model): { path: string; message: strin
   for (const p of model.apinizer.projects) for (const x of p.api_proxies) for (const d of x.deployments) envs.add(d.environment);
   const problems: { path: string; message: string }[] = [];
   for (const env of envs) {
-    const specs: RuleSpec[] = apinizerRules(model, env).map((r) => ({
-      id: r.id,
-      expression: r.expression,
-      action: r.action,
-      response: r.response && { status: r.response.status, contentType: r.response.content_type, body: r.response.body },
-    }));
     try {
-      compileRuleset(specs);
+      compileRuleset(apinizerRules(model, env).map(toRuleSpec));
     } catch (e) {
       const ruleId = (e as { ruleId?: unknown }).ruleId;
       problems.push({

@@ -2,6 +2,7 @@
 // read and write exactly this shape (snake_case, as it appears on the wire). Unknown fields
 // are errors: a typo must never silently weaken a policy.
 import { z } from "zod";
+import type { RuleSpec } from "../rules/index.ts";
 
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "ids are 1-128 of [A-Za-z0-9._-]");
 const hostname = z
@@ -336,6 +337,18 @@ export type ApinizerPolicy = z.infer<typeof ApinizerPolicy>;
 export type ApinizerIssuer = z.infer<typeof ApinizerIssuer>;
 export type ApinizerDeployment = z.infer<typeof ApinizerDeployment>;
 export type ApinizerEnvironment = z.infer<typeof ApinizerEnvironment>;
+
+/** A stored rule as the rules engine compiles it. */
+export function toRuleSpec(r: Rule): RuleSpec {
+  return {
+    id: r.id,
+    expression: r.expression,
+    action: r.action,
+    description: r.description,
+    enabled: r.enabled,
+    response: r.response && { status: r.response.status, contentType: r.response.content_type, body: r.response.body },
+  };
+}
 
 /** A validation failure naming where in the model it is and why. */
 export class ModelError extends Error {

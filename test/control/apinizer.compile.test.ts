@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { compileExpression } from "../../src/rules/index.ts";
 import { parseModel } from "../../src/model/schema.ts";
-import { aclCondition, apinizerRules, endpointPath, lit, withApinizerRules } from "../../src/model/apinizer-rules.ts";
+import { aclCondition, apinizerRules, endpointPath, lit } from "../../src/model/apinizer-rules.ts";
 import { normalizeDn } from "../../src/control/apinizer.ts";
 
 describe("Apinizer compiler", () => {
@@ -60,7 +60,6 @@ describe("Apinizer compiler", () => {
     expect(apinizerRules(model, "production").map((r) => r.id)).toEqual(["apinizer:P:X:on:no-cert", "apinizer:P:X:on:cert", "apinizer:P:X:on:revoked", "apinizer:P:X:on:issuer"]);
     expect(apinizerRules(model, "staging").map((r) => r.id)).toEqual(["apinizer:P:X:stg:no-cert", "apinizer:P:X:stg:issuer"]);
     expect(apinizerRules(model, "dev")).toEqual([]);
-    expect(withApinizerRules(model, "dev")).toBe(model);
     const rule = apinizerRules(model, "production")[0]!;
     expect(rule).toMatchObject({ action: "block", response: { status: 401, content_type: "application/json" } });
     expect(JSON.parse(rule.response!.body)).toEqual({ error: "unauthorized", message: "mTLS authentication failed: a client certificate is required" });
