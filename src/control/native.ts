@@ -4,7 +4,7 @@ import { stringify as toYaml } from "yaml";
 import type { Model, Route } from "../model/schema.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { now, removeAt, replaceAt } from "./plane.ts";
+import { auditEntry, now, removeAt, replaceAt } from "./plane.ts";
 import { newTokenSecret, sha256 } from "./auth.ts";
 import { randomBytes } from "node:crypto";
 
@@ -120,8 +120,8 @@ async function createToken(ctx: Ctx): Promise<Reply> {
   const account_id = str(b.account_id, "account_id", { max: 128 }) ?? null;
   const secret = newTokenSecret();
   const t = { id: "tok_" + randomBytes(8).toString("hex"), name, hash: sha256(secret).toString("hex"), read_only, account_id, created_at: now() };
-  await ctx.plane.store.addToken(t);
-  await ctx.plane.store.audit({ token_id: ctx.principal.token_id, method: "POST", path: ctx.path, status: 201, summary: `create token ${t.id} (${name}${t.read_only ? ", read-only" : ""}${account_id ? `, account ${account_id}` : ""})` });
+  const summary = `create token ${t.id} (${name}${t.read_only ? ", read-only" : ""}${account_id ? `, account ${account_id}` : ""})`;
+  await ctx.plane.store.addToken(t, { audit: auditEntry(ctx.writeCtx(), summary, 201) });
   ctx.invalidateTokens();
   const { hash: _h, ...view } = t;
   return json({ ...view, token: secret }, 201);
@@ -129,8 +129,7 @@ async function createToken(ctx: Ctx): Promise<Reply> {
 
 async function deleteToken(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
-  if (!(await ctx.plane.store.deleteToken(id))) throw notFound("token", id);
-  await ctx.plane.store.audit({ token_id: ctx.principal.token_id, method: "DELETE", path: ctx.path, status: 204, summary: `delete token ${id}` });
+  if (!(await ctx.plane.store.deleteToken(id, { audit: auditEntry(ctx.writeCtx(), `delete token ${id}`, 204) }))) throw notFound("token", id);
   ctx.invalidateTokens();
   return { status: 204 };
 }

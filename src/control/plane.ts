@@ -58,6 +58,11 @@ export interface WriteContext {
   path: string;
 }
 
+/** The audit entry of an admin write. */
+export function auditEntry(ctx: WriteContext, summary: string, status = 200): AuditEntry {
+  return { token_id: ctx.principal.token_id, method: ctx.method, path: ctx.path, status, summary };
+}
+
 /**
  * Validates what a mutation changed, with the model's own zod schemas (element by element, so a
  * write to one of 10,000 hosts does not re-parse the other 9,999), plus the references only the
@@ -187,7 +192,7 @@ export class ControlPlane {
   async write<T>(ctx: WriteContext, summary: string, mutate: (model: Model) => { model: Model; result: T }, opts: { full?: boolean } = {}): Promise<T> {
     let applied: Model | undefined;
     let prev: Model | undefined;
-    const audit: AuditEntry = { token_id: ctx.principal.token_id, method: ctx.method, path: ctx.path, status: 200, summary };
+    const audit = auditEntry(ctx, summary);
     try {
       const out = await this.store.transact(
         (m) => {

@@ -59,8 +59,10 @@ export interface Store {
   audit(entry: AuditEntry): Promise<void>;
   listAudit(opts: { limit: number; before?: number }): Promise<AuditRecord[]>;
   listTokens(): Promise<TokenRecord[]>;
-  addToken(t: TokenRecord): Promise<void>;
-  deleteToken(id: string): Promise<boolean>;
+  /** Adds a token; `audit` is recorded in the same transaction. */
+  addToken(t: TokenRecord, opts?: { audit?: AuditEntry }): Promise<void>;
+  /** Deletes a token (false when there is none); `audit` is recorded in the same transaction, only when one was deleted. */
+  deleteToken(id: string, opts?: { audit?: AuditEntry }): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -312,13 +314,30 @@ export class SqliteStore implements Store {
     );
   }
 
-  addToken(t: TokenRecord): Promise<void> {
-    this.#stmts.addToken!.run(t.id, t.name, t.hash, t.read_only ? 1 : 0, t.account_id, t.created_at);
-    return Promise.resolve();
+  addToken(t: TokenRecord, opts: { audit?: AuditEntry } = {}): Promise<void> {
+    try {
+      this.#tx(() => {
+        this.#stmts.addToken!.run(t.id, t.name, t.hash, t.read_only ? 1 : 0, t.account_id, t.created_at);
+        if (opts.audit) this.#audit(opts.audit);
+      });
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
   }
 
-  deleteToken(id: string): Promise<boolean> {
-    return Promise.resolve(Number(this.#stmts.delToken!.run(id).changes) > 0);
+  deleteToken(id: string, opts: { audit?: AuditEntry } = {}): Promise<boolean> {
+    try {
+      return Promise.resolve(
+        this.#tx(() => {
+          const deleted = Number(this.#stmts.delToken!.run(id).changes) > 0;
+          if (deleted && opts.audit) this.#audit(opts.audit);
+          return deleted;
+        }),
+      );
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
   }
 
   /** Integrity check for tests and operators: SQLite's own, plus "the model loads and parses". */

@@ -70,6 +70,22 @@ describe("SQLite store", () => {
     db.close();
   });
 
+  it("stores a token write and its audit entry in one transaction", async () => {
+    const s = SqliteStore.open(tmpData());
+    const audit = (summary: string) => ({ token_id: "admin", method: "POST", path: "/v1/tokens", status: 201, summary });
+    const t = { id: "t1", name: "one", hash: "h1", read_only: false, account_id: null, created_at: "2020-01-01T00:00:00.000Z" };
+    await s.addToken(t, { audit: audit("create t1") });
+    // A second token with the same hash fails: neither it nor its audit entry is stored.
+    await expect(s.addToken({ ...t, id: "t2" }, { audit: audit("create t2") })).rejects.toThrow(/UNIQUE/);
+    expect((await s.listTokens()).map((x) => x.id)).toEqual(["t1"]);
+    expect((await s.listAudit({ limit: 10 })).map((e) => e.summary)).toEqual(["create t1"]);
+    // Deleting a token that is not there records nothing.
+    expect(await s.deleteToken("nope", { audit: audit("delete nope") })).toBe(false);
+    expect(await s.deleteToken("t1", { audit: audit("delete t1") })).toBe(true);
+    expect((await s.listAudit({ limit: 10 })).map((e) => e.summary)).toEqual(["delete t1", "create t1"]);
+    await s.close();
+  });
+
   it("rolls back when the commit hook throws: nothing stored", async () => {
     const s = SqliteStore.open(tmpData());
     await s.replace(parseModel({}));
