@@ -354,36 +354,41 @@ function compare(e: TExpr & { kind: "compare" }, env: Env): Node<unknown> {
     });
   }
   const lhs = value(e.lhs, env);
-  const pred = predicate(e.op, e.lhs.type.k, e.rhs);
+  const r = e.rhs;
+  if (!e.lhs.each && !lhs.c) {
+    // `eq literal` and String `in {…}` test the read value against the literals directly, in one
+    // closure (a missing value, undefined, is never among them, so it stays false by itself).
+    const lits =
+      e.op === "eq" && r.kind === "value" && typeof r.value !== "object"
+        ? [r.value]
+        : e.op === "in" && e.lhs.type.k === "String" && (r.kind === "set" || r.kind === "list")
+          ? stringValues(r.items)
+          : undefined;
+    if (lits) {
+      const f = lhs.f;
+      if (lits.length === 1) {
+        const lit = lits[0];
+        return fn((i) => f(i) === lit);
+      }
+      const set = new Set<unknown>(lits);
+      return fn((i) => set.has(f(i)));
+    }
+  }
+  const pred = predicate(e.op, e.lhs.type.k, r);
   if (e.lhs.each) {
     return mapNode(lhs, (v) => (v === undefined ? undefined : (v as unknown[]).map(pred)));
   }
   if (lhs.c) return konst(lhs.v !== undefined && pred(lhs.v));
   const f = lhs.f;
-  // Equality and set membership are already false for a missing (undefined) value: skip the check.
-  const r = e.rhs;
-  if (e.op === "eq" && r.kind === "value" && typeof r.value !== "object") {
-    const lit = r.value;
-    return fn((i) => f(i) === lit);
-  }
-  if (e.op === "in" && e.lhs.type.k === "String") {
-    const strs = stringItems(r);
-    if (strs.length === 1) {
-      const lit = strs[0];
-      return fn((i) => f(i) === lit);
-    }
-    const set = new Set(strs);
-    return fn((i) => set.has(f(i) as string));
-  }
   return fn((i) => {
     const v = f(i);
     return v !== undefined && pred(v);
   });
 }
 
-function stringItems(r: TRhs): string[] {
-  if (r.kind !== "set" && r.kind !== "list") return [];
-  return r.items.map((it) => (it as { value: string }).value);
+/** The values of a String set's items (the type checker made them all strings). */
+export function stringValues(items: readonly SetItem[]): string[] {
+  return items.map((it) => (it as { value: string }).value);
 }
 
 /** The test applied to a present left-hand value. */
@@ -436,7 +441,7 @@ function wildcardFor(pattern: string): (v: string) => boolean {
 
 function membership(type: string, items: readonly SetItem[]): (v: unknown) => boolean {
   if (type === "String") {
-    const set = new Set(items.map((i) => (i as { value: string }).value));
+    const set = new Set(stringValues(items));
     return (v) => set.has(v as string);
   }
   if (type === "Int") {

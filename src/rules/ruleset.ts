@@ -5,7 +5,7 @@
 // request only evaluates the rules that can match it, still in their original order.
 
 import type { TExpr } from "./ast.ts";
-import { Env, compileCondition, countFields } from "./compile.ts";
+import { Env, compileCondition, countFields, stringValues } from "./compile.ts";
 import type { Cond } from "./compile.ts";
 import { RuleSetError, RuleSyntaxError } from "./errors.ts";
 import { parseExpression } from "./expression.ts";
@@ -228,7 +228,7 @@ function indexKey(e: TExpr): KeyCandidate[] {
     if (c.kind !== "compare" || c.lhs.kind !== "field" || c.lhs.type.k !== "String") continue;
     if (c.op === "eq" && c.rhs.kind === "value" && typeof c.rhs.value === "string") out.push({ field: c.lhs.field, values: [c.rhs.value] });
     else if (c.op === "in" && (c.rhs.kind === "set" || c.rhs.kind === "list") && c.rhs.items.length <= 64) {
-      out.push({ field: c.lhs.field, values: c.rhs.items.map((i) => (i as { value: string }).value) });
+      out.push({ field: c.lhs.field, values: stringValues(c.rhs.items) });
     }
   }
   return out;
