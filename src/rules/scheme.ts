@@ -1,7 +1,8 @@
 // The scheme: the typed registry of fields a rule can name, and how each is read from a request.
 
 import type { RequestInput } from "./input.ts";
-import { parseIp } from "./values.ts";
+import { parseIp } from "./ip.ts";
+import type { IpAddr } from "./ip.ts";
 import { BOOL, IP, STRING, arrayOf, mapOf } from "./types.ts";
 import type { Type } from "./types.ts";
 
@@ -15,6 +16,24 @@ export interface FieldDef {
 }
 
 const cert = "cf.tls_client_auth.";
+
+/**
+ * ip.src: the source address is fixed per connection, so keep-alive requests bring the same text
+ * again and again. A one-entry memo skips re-parsing it; the shared result is frozen.
+ */
+function srcIpReader(): (i: RequestInput) => IpAddr | undefined {
+  let lastText: string | undefined;
+  let last: IpAddr | undefined;
+  return (i) => {
+    const s = i.srcIp;
+    if (s !== lastText) {
+      const a = parseIp(s);
+      last = a && Object.freeze(a);
+      lastText = s;
+    }
+    return last;
+  };
+}
 
 const defs: FieldDef[] = [
   { name: `${cert}cert_presented`, type: BOOL, read: (i) => i.cert.presented, doc: "a client certificate was presented" },
@@ -44,7 +63,7 @@ const defs: FieldDef[] = [
   { name: "http.request.headers", type: mapOf(arrayOf(STRING)), read: (i) => i.headers, doc: "lower-cased header name to all its values" },
   { name: "http.request.headers.names", type: arrayOf(STRING), read: (i) => Object.keys(i.headers), doc: "header names, lower-cased" },
   { name: "http.request.headers.values", type: arrayOf(STRING), read: (i) => Object.values(i.headers).flat(), doc: "all header values" },
-  { name: "ip.src", type: IP, read: (i) => parseIp(i.srcIp), doc: "client IP address" },
+  { name: "ip.src", type: IP, read: srcIpReader(), doc: "client IP address" },
   { name: "ssl", type: BOOL, read: (i) => i.ssl, doc: "the request came over TLS" },
   { name: "cf.tls_version", type: STRING, read: (i) => i.tlsVersion, doc: 'TLS version ("TLSv1.3"), empty without TLS' },
 ];

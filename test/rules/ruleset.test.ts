@@ -1,7 +1,7 @@
 // Rulesets: order, actions, custom responses, disabled rules, validation, field reads, index.
 
 import { describe, expect, it } from "vitest";
-import { DEFAULT_BLOCK_RESPONSE, RuleSetError, RuleSyntaxError, compileExpression, compileRuleset } from "../../src/rules/index.ts";
+import { DEFAULT_BLOCK_RESPONSE, FIELDS, RuleSetError, RuleSyntaxError, compileExpression, compileRuleset } from "../../src/rules/index.ts";
 import type { RuleSpec } from "../../src/rules/index.ts";
 import { VALID_CERT, countingInput, makeInput } from "./helpers.ts";
 
@@ -137,6 +137,18 @@ describe("field reads", () => {
     const second = countingInput({ path: "/b" });
     expect(p.evaluate(second.input).action).toBe("pass");
     expect(second.reads.get("path")).toBe(1);
+  });
+  it("ip.src parses an address once while it stays the same, and follows when it changes", () => {
+    const read = FIELDS.get("ip.src")!.read;
+    const a = read(makeInput({ srcIp: "10.1.2.3" }));
+    expect(a).toEqual({ v: 4, n: 0x0a010203 });
+    expect(read(makeInput({ srcIp: "10.1.2.3" }))).toBe(a); // the memo: same object
+    expect(Object.isFrozen(a)).toBe(true);
+    expect(read(makeInput({ srcIp: "bogus" }))).toBeUndefined();
+    expect(read(makeInput({ srcIp: "::1" }))).toEqual({ v: 6, n: 1n });
+    expect(read(makeInput({ srcIp: "10.1.2.4" }))).toEqual({ v: 4, n: 0x0a010204 });
+    const c = compileExpression("ip.src in {10.0.0.0/8}");
+    expect([c.evaluate(makeInput({ srcIp: "10.9.9.9" })), c.evaluate(makeInput({ srcIp: "11.0.0.1" })), c.evaluate(makeInput({ srcIp: "10.9.9.9" }))]).toEqual([true, false, true]);
   });
   it("a compiled expression also reads a field once", () => {
     const c = compileExpression('http.host eq "a" or http.host eq "b" or lower(http.host) eq "c"');
