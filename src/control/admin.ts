@@ -28,13 +28,8 @@ export interface AdminOptions {
   managedCa?: ManagedCaService;
 }
 
-const ROUTES: CompiledRoute[] = [
-  ...FASTLY_ROUTES.map((r) => compileRoute({ ...r, dialect: "fastly" as Dialect })),
-  ...CLOUDFLARE_ROUTES.map((r) => compileRoute({ ...r, dialect: "cloudflare" as Dialect })),
-  ...CLIENT_CERT_ROUTES.map((r) => compileRoute({ ...r, dialect: "cloudflare" as Dialect })),
-  ...NATIVE_ROUTES.map((r) => compileRoute({ ...r, dialect: "native" as Dialect })),
-  ...APINIZER_ROUTES.map((r) => compileRoute({ ...r, dialect: "apinizer" as Dialect })),
-];
+// The dialect of a route (its error envelope) follows from its path: dialectOf.
+const ROUTES: CompiledRoute[] = [...FASTLY_ROUTES, ...CLOUDFLARE_ROUTES, ...CLIENT_CERT_ROUTES, ...NATIVE_ROUTES, ...APINIZER_ROUTES].map(compileRoute);
 
 function dialectOf(path: string): Dialect {
   if (path.startsWith("/tls/")) return "fastly";
@@ -119,7 +114,6 @@ async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.Se
     url,
     params,
     principal,
-    dialect,
     plane: opts.plane,
     managedCa: opts.managedCa,
     path,

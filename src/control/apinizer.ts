@@ -32,9 +32,8 @@ import { ApiError, badRequest, notFound } from "./errors.ts";
 import { bool, isObject, objectBody, optionalObjectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
 import { blankHost, now, removeAt, replaceAt } from "./plane.ts";
 import { caBundle, certInfo } from "./pem.ts";
-import { endpointPath } from "../model/apinizer-rules.ts";
 
-export const POLICY_TYPE = "policy-auth-mtls";
+const POLICY_TYPE = "policy-auth-mtls";
 const PIPELINES = ["REQUEST", "RESPONSE", "ERROR"] as const;
 const SCOPES = ["ALL", "ENDPOINT"] as const;
 const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"] as const;
@@ -183,7 +182,7 @@ async function deleteEnvironment(ctx: Ctx): Promise<Reply> {
 // ---- issuer ACLs -------------------------------------------------------------------------
 
 /** An ACL entry as given: an issuer DN, a CA certificate's SHA-256 fingerprint, or a CA certificate PEM. */
-export function parseIssuer(model: Model, raw: unknown, pointer: string): ApinizerIssuer {
+function parseIssuer(model: Model, raw: unknown, pointer: string): ApinizerIssuer {
   if (typeof raw !== "string" || !raw.trim()) throw badRequest(`${pointer} must be an issuer DN, a CA certificate SHA-256 fingerprint or a PEM CA certificate`, pointer);
   const s = raw.trim();
   if (s.startsWith("-----BEGIN CERTIFICATE-----")) return fromCa(certInfo(s, pointer).cert);
@@ -517,7 +516,7 @@ const META_FIELDS = ["targetScope", "targetEndpoint", "targetEndpointHTTPMethod"
 const POLICY_FIELDS = ["type", "name", "description", "active", "validateCertificate", "validateACLForIssuer"];
 
 /** The documented body: `operationMetadata` + `policy`, with the documented defaults. */
-export function parsePolicyBody(b: Record<string, unknown>, name: string): PolicyInput {
+function parsePolicyBody(b: Record<string, unknown>, name: string): PolicyInput {
   noUnknown(b, ["operationMetadata", "policy"], "");
   const om = b.operationMetadata;
   if (!isObject(om)) throw badRequest("operationMetadata is required (an object with targetScope and targetPipeline)", "operationMetadata");
@@ -661,7 +660,7 @@ async function deletePolicy(ctx: Ctx): Promise<Reply> {
 
 const P = "/apiops/projects/:project/apiProxies/:proxy";
 
-export const APINIZER_ROUTES: Omit<RouteDef, "dialect">[] = [
+export const APINIZER_ROUTES: RouteDef[] = [
   { method: "GET", path: "/apiops/environments", handler: listEnvironments },
   { method: "POST", path: "/apiops/environments/:environment", handler: createEnvironment },
   { method: "DELETE", path: "/apiops/environments/:environment", handler: deleteEnvironment },
@@ -686,4 +685,3 @@ export const APINIZER_ROUTES: Omit<RouteDef, "dialect">[] = [
   { method: "DELETE", path: `${P}/policies/:policy`, handler: deletePolicy },
 ];
 
-export { endpointPath };

@@ -192,7 +192,7 @@ async function putAssociations(ctx: Ctx): Promise<Reply> {
   return ok({ hostnames: result });
 }
 
-export const CLIENT_CERT_ROUTES: Omit<RouteDef, "dialect">[] = [
+export const CLIENT_CERT_ROUTES: RouteDef[] = [
   { method: "POST", path: "/zones/:zone_id/client_certificates", handler: create },
   { method: "GET", path: "/zones/:zone_id/client_certificates", handler: list },
   { method: "GET", path: "/zones/:zone_id/client_certificates/:id", handler: get },

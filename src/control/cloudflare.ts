@@ -427,7 +427,7 @@ async function deleteRule(ctx: Ctx): Promise<Reply> {
   return ok(rulesetRes(z));
 }
 
-export const CLOUDFLARE_ROUTES: Omit<RouteDef, "dialect">[] = [
+export const CLOUDFLARE_ROUTES: RouteDef[] = [
   { method: "GET", path: "/accounts/:account_id/access/certificates/settings", handler: getSettings },
   { method: "PUT", path: "/accounts/:account_id/access/certificates/settings", handler: putSettings },
   { method: "GET", path: "/accounts/:account_id/access/certificates", handler: listAccessCerts },

@@ -4,7 +4,7 @@ import { ModelError } from "../model/schema.ts";
 export type Dialect = "fastly" | "cloudflare" | "apinizer" | "native";
 
 /** code → HTTP status, Fastly title, Cloudflare numeric code. */
-export const ERRORS = {
+const ERRORS = {
   unauthorized: { status: 401, title: "Unauthorized", cf: 10000 },
   forbidden: { status: 403, title: "Forbidden", cf: 10000 },
   not_found: { status: 404, title: "Not found", cf: 10006 },
@@ -19,7 +19,6 @@ export const ERRORS = {
   type_mismatch: { status: 409, title: "Conflict", cf: 10005 },
   conflict: { status: 409, title: "Conflict", cf: 10009 },
   payload_too_large: { status: 413, title: "Payload too large", cf: 10413 },
-  unsupported_media_type: { status: 415, title: "Unsupported media type", cf: 10415 },
   internal: { status: 500, title: "Internal server error", cf: 10500 },
 } as const;
 
@@ -43,7 +42,7 @@ export const notFound = (what: string, id: string): ApiError => new ApiError("no
 export const badRequest = (message: string, pointer?: string): ApiError => new ApiError("bad_request", message, pointer);
 
 /** A compile failure of the new model → 400, the expression ones as invalid_expression. */
-export function fromModelError(e: ModelError): ApiError {
+function fromModelError(e: ModelError): ApiError {
   const first = e.issues[0];
   const code: ErrorCode = e.issues.some((i) => /\.expression$/.test(i.path)) ? "invalid_expression" : /\.(cert|ca)$/.test(first?.path ?? "") ? "invalid_certificate" : /\.key$/.test(first?.path ?? "") ? "invalid_key" : "invalid_config";
   return new ApiError(code, e.issues.map((i) => `${i.path || "(root)"}: ${i.message}`).join("; "), first?.path);

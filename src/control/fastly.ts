@@ -619,7 +619,7 @@ async function patchConfiguration(ctx: Ctx): Promise<Reply> {
   return doc(configRes(c));
 }
 
-export const FASTLY_ROUTES: Omit<RouteDef, "dialect">[] = [
+export const FASTLY_ROUTES: RouteDef[] = [
   { method: "GET", path: "/tls/activations", handler: listActivations },
   { method: "POST", path: "/tls/activations", handler: createActivation },
   { method: "GET", path: "/tls/activations/:id", handler: getActivation },

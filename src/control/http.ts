@@ -3,7 +3,7 @@ import type http from "node:http";
 import { parse as parseYaml } from "yaml";
 import type { Principal } from "./auth.ts";
 import type { ControlPlane, WriteContext } from "./plane.ts";
-import { ApiError, type Dialect } from "./errors.ts";
+import { ApiError } from "./errors.ts";
 import type { Model } from "../model/schema.ts";
 import type { ManagedCaService } from "../managedca/service.ts";
 
@@ -22,7 +22,6 @@ export interface Ctx {
   url: URL;
   params: Record<string, string>;
   principal: Principal;
-  dialect: Dialect;
   plane: ControlPlane;
   /** certgate's managed CA (Cloudflare client certificates); absent where not configured. */
   managedCa?: ManagedCaService;
@@ -43,7 +42,6 @@ export interface RouteDef {
   method: string;
   /** Path pattern with `:name` parameters. */
   path: string;
-  dialect: Dialect;
   /** Only tokens that are neither read-only nor account-limited. */
   adminOnly?: boolean;
   /** Account-limited tokens may call it (Cloudflare routes checking requireAccount themselves). */

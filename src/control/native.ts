@@ -9,25 +9,21 @@ import { newTokenSecret, sha256 } from "./auth.ts";
 import { randomBytes } from "node:crypto";
 
 /** What private keys read as in an export; PUT /v1/config keeps the stored key for it. */
-export const REDACTED = "<redacted>";
+const REDACTED = "<redacted>";
 
 const json = (body: unknown, status = 200): Reply => ({ status, body });
-
-function routeRes(r: Route): Route {
-  return r;
-}
 
 function listRoutes(ctx: Ctx): Reply {
   let routes = ctx.plane.model.routes;
   const host = ctx.query("hostname");
   if (host !== null) routes = routes.filter((r) => r.hostname === host.toLowerCase());
-  return json({ routes: routes.map(routeRes) });
+  return json({ routes });
 }
 
 function getRoute(ctx: Ctx): Reply {
   const r = ctx.plane.model.routes.find((x) => x.id === ctx.params.id);
   if (!r) throw notFound("route", ctx.params.id!);
-  return json(routeRes(r));
+  return json(r);
 }
 
 async function putRoute(ctx: Ctx): Promise<Reply> {
@@ -45,7 +41,7 @@ async function putRoute(ctx: Ctx): Promise<Reply> {
     return { model: { ...model, routes: i >= 0 ? replaceAt(model.routes, i, route) : [...model.routes, route] }, result: { created: i < 0, route } };
   });
   const stored = ctx.plane.model.routes.find((r) => r.id === route.id)!;
-  return json(routeRes(stored), created ? 201 : 200);
+  return json(stored, created ? 201 : 200);
 }
 
 async function deleteRoute(ctx: Ctx): Promise<Reply> {
@@ -85,7 +81,7 @@ async function putConfig(ctx: Ctx): Promise<Reply> {
   const raw = await ctx.body({ yaml: true });
   if (!isObject(raw)) throw badRequest("the body must be the whole model as a JSON or YAML object");
   const counts = ["certificates", "trust_bundles", "hosts", "routes", "zones"].map((k) => `${Array.isArray(raw[k]) ? (raw[k] as unknown[]).length : 0} ${k}`).join(", ");
-  const revision = await ctx.plane.replace(ctx.writeCtx(), `replace config (${counts})`, (cur) => {
+  await ctx.plane.replace(ctx.writeCtx(), `replace config (${counts})`, (cur) => {
     // Keys left redacted (or out) keep the stored key of the certificate / pending key with that id.
     const fill = (list: unknown, stored: { id: string; key: string }[], what: string) =>
       Array.isArray(list)
@@ -101,7 +97,6 @@ async function putConfig(ctx: Ctx): Promise<Reply> {
       result: null,
     };
   });
-  void revision;
   return json({ config_version: ctx.plane.runtime.snapshot.version, applied: true });
 }
 
@@ -169,7 +164,7 @@ async function putRevocation(ctx: Ctx): Promise<Reply> {
   return json(ctx.plane.model.trust_bundles.find((x) => x.id === bundle.id)?.revocation ?? {});
 }
 
-export const NATIVE_ROUTES: Omit<RouteDef, "dialect">[] = [
+export const NATIVE_ROUTES: RouteDef[] = [
   { method: "GET", path: "/v1/trust_bundles/:id/revocation", handler: getRevocation },
   { method: "PUT", path: "/v1/trust_bundles/:id/revocation", handler: putRevocation },
   { method: "GET", path: "/v1/routes", handler: listRoutes },

@@ -26,7 +26,7 @@ function cn(dn: string): string {
   return m ? m[1]! : dn.replace(/\n/g, ", ");
 }
 
-export function spkiSha1(key: KeyObject): string {
+function spkiSha1(key: KeyObject): string {
   return createHash("sha1").update(key.export({ type: "spki", format: "der" })).digest("hex");
 }
 

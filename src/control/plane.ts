@@ -20,7 +20,7 @@ import {
   type Model,
 } from "../model/schema.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
-import { COLLECTIONS, keyOf, type AuditEntry, type Store } from "./store.ts";
+import { COLLECTIONS, type AuditEntry, type Store } from "./store.ts";
 import type { Principal } from "./auth.ts";
 import { ApiError } from "./errors.ts";
 import { checkApinizerRules, enforces } from "../model/apinizer-rules.ts";
@@ -68,13 +68,13 @@ export function auditEntry(ctx: WriteContext, summary: string, status = 200): Au
  * write to one of 10,000 hosts does not re-parse the other 9,999), plus the references only the
  * control plane knows about. Unchanged objects were validated when they were stored.
  */
-export function validateChanged(prev: Model, next: Model): Model {
+function validateChanged(prev: Model, next: Model): Model {
   const problems: { path: string; message: string }[] = [];
   const out: Record<string, unknown> = { ...next };
   for (const kind of COLLECTIONS) {
-    const before = new Set(prev[kind] as unknown[]);
     const after = next[kind] as unknown[];
     if (after === prev[kind]) continue;
+    const before = new Set(prev[kind] as unknown[]);
     let copy: unknown[] | undefined;
     after.forEach((o, i) => {
       if (before.has(o)) return;
@@ -248,5 +248,3 @@ export function replaceAt<T>(arr: readonly T[], i: number, v: T): T[] {
 export function removeAt<T>(arr: readonly T[], i: number): T[] {
   return arr.slice(0, i).concat(arr.slice(i + 1));
 }
-
-export { keyOf };

@@ -107,7 +107,7 @@ function isArraySchema(s: unknown): boolean {
 }
 
 /** The row key of a collection element: its id, or a host's hostname. */
-export function keyOf(kind: string, obj: Record<string, unknown>): string {
+function keyOf(kind: string, obj: Record<string, unknown>): string {
   return String(kind === "hosts" ? obj.hostname : obj.id);
 }
 
@@ -234,8 +234,6 @@ export class SqliteStore implements Store {
       const before = prev[kind] as unknown as Record<string, unknown>[];
       const after = next[kind] as unknown as Record<string, unknown>[];
       if (!fresh && before === after) continue;
-      const old = new Map<string, Record<string, unknown>>();
-      if (!fresh) for (const o of before) old.set(keyOf(kind, o), o);
       // Keep positions when the surviving old objects stay in order and new ones are appended.
       const oldIndex = new Map<string, number>();
       before.forEach((o, i) => oldIndex.set(keyOf(kind, o), i));
@@ -258,12 +256,11 @@ export class SqliteStore implements Store {
       for (const o of after) {
         const key = keyOf(kind, o);
         seen.add(key);
-        const was = old.get(key);
-        if (was === o) continue;
         const i = oldIndex.get(key);
+        if (i !== undefined && before[i] === o) continue;
         s.upsert!.run(kind, key, i ?? pos++, JSON.stringify(o));
       }
-      for (const key of old.keys()) if (!seen.has(key)) s.del!.run(kind, key);
+      for (const key of oldIndex.keys()) if (!seen.has(key)) s.del!.run(kind, key);
     }
     for (const [name, value] of Object.entries(next)) {
       if ((COLLECTIONS as string[]).includes(name)) continue;

@@ -13,7 +13,7 @@
 import { compileRuleset } from "../rules/index.ts";
 import { toRuleSpec, type ApinizerIssuer, type ApinizerPolicy, type ApinizerProject, type ApinizerProxy, type Model, type Rule } from "./schema.ts";
 
-export const RULE_PREFIX = "apinizer:";
+const RULE_PREFIX = "apinizer:";
 /** The environment a node serves unless `certgate serve --environment` says otherwise. */
 export const DEFAULT_ENVIRONMENT = "production";
 const F = "cf.tls_client_auth.";
@@ -70,7 +70,7 @@ export function aclCondition(acl: readonly ApinizerIssuer[]): string | null {
   return terms.length ? terms.join(" or ") : null;
 }
 
-export function unauthorizedBody(message: string): string {
+function unauthorizedBody(message: string): string {
   return JSON.stringify({ error: "unauthorized", message: `mTLS authentication failed: ${message}` }) + "\n";
 }
 
@@ -83,7 +83,7 @@ export function enforces(policy: ApinizerPolicy): boolean {
   return policy.active && policy.pipeline !== "ERROR" && (policy.validate_certificate || policy.validate_acl_for_issuer);
 }
 
-export function policyRules(model: Model, project: ApinizerProject, proxy: ApinizerProxy, policy: ApinizerPolicy, environment: string): Rule[] {
+function policyRules(model: Model, project: ApinizerProject, proxy: ApinizerProxy, policy: ApinizerPolicy, environment: string): Rule[] {
   if (!enforces(policy)) return [];
   let scope = proxyScope(model, proxy);
   if (policy.scope === "ENDPOINT") scope += ` and ${pathCondition(endpointPath(proxy.relative_path, policy.target_endpoint!))} and http.request.method eq ${lit(policy.target_method!)}`;

@@ -109,7 +109,7 @@ export const Host = z.strictObject({
   updated_at: stamp,
 });
 
-export const OriginTls = z.strictObject({
+const OriginTls = z.strictObject({
   /** PEM CAs to verify the origin; the system store when absent. */
   ca: pem.optional(),
   /** Id of a certificate (with key) to present to the origin. */
@@ -130,7 +130,7 @@ export const Route = z.strictObject({
   updated_at: stamp,
 });
 
-export const RuleResponse = z.strictObject({
+const RuleResponse = z.strictObject({
   status: z.number().int().min(400).max(599).default(403),
   content_type: z.string().default("text/plain; charset=utf-8"),
   body: z.string().max(65_536).default("Forbidden\n"),
@@ -150,7 +150,7 @@ export const Rule = z.strictObject({
 });
 
 /** Control plane: Cloudflare's phase entrypoint ruleset holding a zone's custom rules. */
-export const RulesetMeta = z.strictObject({
+const RulesetMeta = z.strictObject({
   id,
   name: z.string().default("default"),
   description: z.string().default(""),
@@ -187,7 +187,7 @@ export const PendingPrivateKey = z.strictObject({
   created_at: stamp,
 });
 
-export const Limits = z.strictObject({
+const Limits = z.strictObject({
   max_header_bytes: z.number().int().min(1024).max(1 << 20).default(16_384),
   max_body_bytes: z.number().int().min(0).default(10 << 20),
   handshake_timeout_ms: ms.default(10_000),
@@ -286,7 +286,7 @@ export const ApinizerProject = z.strictObject({
   updated_at: stamp,
 });
 
-export const ApinizerEnvironment = z.strictObject({ name: apinizerName, description: z.string().max(1000).default(""), created_at: stamp });
+const ApinizerEnvironment = z.strictObject({ name: apinizerName, description: z.string().max(1000).default(""), created_at: stamp });
 
 export const Apinizer = z.strictObject({
   environments: z.array(ApinizerEnvironment).default([{ name: "production", description: "" }]),
@@ -329,14 +329,12 @@ export type Forwarding = z.infer<typeof Forwarding>;
 export type TlsConfiguration = z.infer<typeof TlsConfiguration>;
 export type PendingPrivateKey = z.infer<typeof PendingPrivateKey>;
 export type ManagedClientCertificate = z.infer<typeof ManagedClientCertificate>;
-export type RulesetMeta = z.infer<typeof RulesetMeta>;
 export type Apinizer = z.infer<typeof Apinizer>;
 export type ApinizerProject = z.infer<typeof ApinizerProject>;
 export type ApinizerProxy = z.infer<typeof ApinizerProxy>;
 export type ApinizerPolicy = z.infer<typeof ApinizerPolicy>;
 export type ApinizerIssuer = z.infer<typeof ApinizerIssuer>;
 export type ApinizerDeployment = z.infer<typeof ApinizerDeployment>;
-export type ApinizerEnvironment = z.infer<typeof ApinizerEnvironment>;
 
 /** A stored rule as the rules engine compiles it. */
 export function toRuleSpec(r: Rule): RuleSpec {
