@@ -493,13 +493,12 @@ function inRanges(lo: number[], hi: number[], v: number): boolean {
   return false;
 }
 
-
 /**
  * The literal text every match of `^literal…` must start with, as a cheap pre-check before
  * running the regex (most path rules look like "^/api/"). Conservative: no alternation, plain
  * characters only, and a literal followed by a quantifier is left out.
  */
-export function anchoredPrefix(pattern: string): string {
+function anchoredPrefix(pattern: string): string {
   if (!pattern.startsWith("^") || pattern.includes("|")) return "";
   let end = 1;
   while (end < pattern.length && /[A-Za-z0-9/_\-=&%:;,@]/.test(pattern[end]!)) end++;

@@ -122,16 +122,6 @@ function maskAddr(a: IpAddr, bits: number): IpAddr {
   return { v: 6, n: a.n & ~hostMask & ((1n << 128n) - 1n) };
 }
 
-export function cidrRange(addr: IpAddr, bits: number): IpRange {
-  if (addr.v === 4) {
-    const size = 2 ** (32 - bits);
-    const lo = maskAddr(addr, bits).n as number;
-    return { v: 4, lo, hi: lo + size - 1 };
-  }
-  const lo = maskAddr(addr, bits).n as bigint;
-  return { v: 6, lo, hi: lo + (1n << BigInt(128 - bits)) - 1n };
-}
-
 /** Splits an inclusive range into the minimal list of CIDR blocks (for the prefix table). */
 export function rangeToCidrs(r: IpRange): { addr: IpAddr; bits: number }[] {
   const width = r.v === 4 ? 32 : 128;

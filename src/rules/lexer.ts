@@ -53,11 +53,8 @@ export class Lexer {
 
   /** Reads a right-hand literal: a string, a `$list`, a `{`, or a bare word. */
   rhsToken(): Token {
-    if (this.peeked) {
-      // Only reachable if the parser peeked past an operator; re-scan from the peeked position.
-      this.pos = this.peeked.pos;
-      this.peeked = undefined;
-    }
+    // Never called with a token peeked: the parser calls it right after consuming the operator
+    // (next()) or a previous right-hand token, and scan() only while nothing is peeked.
     this.skipSpace();
     const start = this.pos;
     const c = this.src[start];

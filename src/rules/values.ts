@@ -1,8 +1,6 @@
 // Runtime semantics shared by the compiler and the reference interpreter: string functions with
 // Cloudflare's definitions (ASCII-only case mapping, byte lengths, percent-decoding).
 
-export { parseIp } from "./ip.ts";
-
 const HAS_UPPER = /[A-Z]/;
 const HAS_LOWER = /[a-z]/;
 // eslint-disable-next-line no-control-regex
