@@ -69,6 +69,8 @@ export function createAdminServer(runtime: Runtime, metrics: Metrics, opts?: Adm
     void route(opts, req, res, path, dialect).catch((e: unknown) => {
       const err = toApiError(e);
       if (err.status >= 500) opts.onError?.(e);
+      // The rest of an oversized body is left unread: close the connection after the 413.
+      if (err.code === "payload_too_large") res.setHeader("connection", "close");
       if (!res.headersSent) sendError(res, dialect, err);
       else res.destroy();
     });

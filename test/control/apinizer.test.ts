@@ -568,4 +568,28 @@ describe("Apinizer dialect: policies decide real requests", () => {
       await staging.close();
     }
   });
+
+  it("an API proxy created with clientCaCertificate and mtlsMode enforced: a bundle of its own, the host refuses handshakes without a certificate", async () => {
+    const r = await call("POST", "/apiops/projects/MyProject/apiProxies/Enforced/", {
+      hostname: "b.test",
+      relativePath: "/enf",
+      backendUrl: await echo(),
+      clientCaCertificate: p.ca.certPem,
+      mtlsMode: "enforced",
+      issuerList: [p.ca.certPem],
+    });
+    expect(r.status).toBe(200);
+    const bundleId = "apinizer.MyProject.Enforced.clients";
+    expect(r.body.result).toMatchObject({ trustBundleId: bundleId, mtlsMode: "enforced", issuerList: [new X509Certificate(p.ca.certPem).fingerprint256.replace(/:/g, "").toLowerCase()] });
+    expect(n.plane.model.trust_bundles.find((b) => b.id === bundleId)).toMatchObject({ ca: p.ca.certPem, enforced: true });
+    expect(n.plane.model.hosts.find((h) => h.hostname === "b.test")?.mtls).toEqual({ mode: "enforced", trust_bundle: bundleId });
+    // Enforced: without a certificate the handshake fails; one from a CA outside this bundle is refused (403) before the rules.
+    await expect(get("/enf/x", undefined, "GET", "b.test")).rejects.toThrow();
+    const untrusted = await get("/enf/x", p.untrusted, "GET", "b.test");
+    expect(untrusted.status).toBe(403);
+    expect(untrusted.body).toMatch(/^Client certificate error: untrusted/);
+    const ok = await get("/enf/x", p.client, "GET", "b.test");
+    expect(ok.status).toBe(200);
+    expect(ok.json().url).toBe("/enf/x");
+  });
 });

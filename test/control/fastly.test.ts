@@ -13,6 +13,9 @@ describe("Fastly dialect", () => {
   let p: DevPki;
   let up: Issued;
   let up2: Issued;
+  let upNext: Issued; // up.test again, same key: a rotation
+  let elsewhere: Issued; // same key, does not cover up.test
+  let spare: Issued;
   const seen: ApiReply[] = [];
   const call = async (method: string, path: string, body?: unknown, opts?: Parameters<typeof api>[4]) => {
     const r = await api(cg, method, path, body, opts);
@@ -28,6 +31,9 @@ describe("Fastly dialect", () => {
     p = await pki();
     up = await issue({ subject: "O=certgate test,CN=up.test", dnsNames: ["up.test", "*.up.test"], eku: ["serverAuth"] }, p.serverCa);
     up2 = await issue({ subject: "O=certgate test,CN=other.test", dnsNames: ["other.test"], eku: ["serverAuth"] }, p.serverCa);
+    upNext = await issue({ subject: "O=certgate test,CN=up.test", dnsNames: ["up.test", "*.up.test"], eku: ["serverAuth"] }, p.serverCa, up.keys);
+    elsewhere = await issue({ subject: "O=certgate test,CN=elsewhere.test", dnsNames: ["elsewhere.test"], eku: ["serverAuth"] }, p.serverCa, up.keys);
+    spare = await issue({ subject: "O=certgate test,CN=spare.test", dnsNames: ["spare.test"], eku: ["serverAuth"] }, p.serverCa);
     cg = await startCertgate();
   });
   afterAll(async () => {
@@ -85,6 +91,16 @@ describe("Fastly dialect", () => {
       const r = await call("POST", "/tls/private_keys", jsonapi("tls_private_key", { key: up.keyPem }));
       expect(r.status).toBe(409);
       fastlyError(r);
+    });
+    it("deletes a pending key (204): gone from the list and 404 after", async () => {
+      const r = await call("POST", "/tls/private_keys", jsonapi("tls_private_key", { key: spare.keyPem, name: "spare" }));
+      expect(r.status).toBe(201);
+      const id = r.body.data.id;
+      expect((await call("DELETE", `/tls/private_keys/${id}`)).status).toBe(204);
+      expect((await call("GET", `/tls/private_keys/${id}`)).status).toBe(404);
+      expect((await call("GET", "/tls/private_keys")).body.data.map((d: { id: string }) => d.id)).not.toContain(id);
+      expect(cg.plane.model.pending_private_keys.map((k) => k.id)).not.toContain(id);
+      expect((await call("DELETE", `/tls/private_keys/${id}`)).status).toBe(404);
     });
   });
 
@@ -279,6 +295,24 @@ describe("Fastly dialect", () => {
       const wrongRel = await call("PATCH", `/tls/activations/${activationId}`, jsonapi("tls_activation", undefined, { mutual_authentication: rel("tls_certificate", certId) }));
       expect(wrongRel.status).toBe(409);
       expect((await call("PATCH", "/tls/mutual_authentications/nope", jsonapi("mutual_authentication", { enforced: true }))).status).toBe(404);
+    });
+
+    it("PATCH tls_certificate rotates an activated certificate (same key), served on the next connection; refuses one that does not cover its domains", async () => {
+      const bad = await call("PATCH", `/tls/certificates/${certId}`, jsonapi("tls_certificate", { cert_blob: elsewhere.certPem }, undefined, certId));
+      expect(bad.status).toBe(400);
+      expect(fastlyError(bad)).toBe("the new certificate does not cover activated domain(s) up.test");
+      expect(bad.body.errors[0].source).toEqual({ pointer: "/data/attributes/cert_blob" });
+      expect((await request(cg.port, { servername: "up.test", cert: p.client })).socket.getPeerX509Certificate()?.serialNumber).toBe(up.cert.serialNumber.toUpperCase());
+
+      const r = await call("PATCH", `/tls/certificates/${certId}`, jsonapi("tls_certificate", { cert_blob: upNext.certPem, name: "up cert, rotated" }, undefined, certId));
+      expect(r.status).toBe(200);
+      expect(r.body.data).toMatchObject({ id: certId, attributes: { name: "up cert, rotated", serial_number: BigInt("0x" + upNext.cert.serialNumber).toString(10) } });
+      const res = await request(cg.port, { servername: "up.test", cert: p.client });
+      expect(res.status).toBe(200);
+      expect(res.socket.getPeerX509Certificate()?.serialNumber).toBe(upNext.cert.serialNumber.toUpperCase());
+      // The key is the one already in use: still one key, in use.
+      expect((await call("GET", "/tls/private_keys?filter[in_use]=true")).body.data.map((d: { id: string }) => d.id)).toContain(keyId);
+      expect((await call("PATCH", "/tls/certificates/nope", jsonapi("tls_certificate", { name: "x" }, undefined, "nope"))).status).toBe(404);
     });
 
     it("refuses to delete a mutual authentication, certificate or key still in use (409)", async () => {

@@ -10,6 +10,7 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { resolveAdminToken } from "../../src/control/auth.ts";
 import { listenAdmin } from "../../src/control/admin.ts";
+import { MAX_BODY_BYTES } from "../../src/control/http.ts";
 import { startControl } from "../../src/control/setup.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
 import { api, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, tmpData, TOKEN, type Certgate } from "./helpers.ts";
@@ -102,6 +103,21 @@ describe("native API", () => {
       expect(redacted.status).toBe(400);
       expect(nativeError(redacted).message).toMatch(/redacted/);
       expect(cg.runtime.snapshot.version).toBe(version);
+    });
+  });
+
+  describe("admin body limit", () => {
+    it("answers a body over MAX_BODY_BYTES with 413 in the dialect's envelope, closes that connection, stores nothing", async () => {
+      const revision = await cg.plane.store.revision();
+      const r = await api(cg, "PUT", "/v1/config", "x".repeat(MAX_BODY_BYTES + 1));
+      expect(r.status).toBe(413);
+      expect(nativeError(r)).toEqual({ code: "payload_too_large", message: `the body exceeds ${MAX_BODY_BYTES} bytes` });
+      expect(r.headers.get("connection")).toBe("close");
+      const f = await api(cg, "POST", "/tls/private_keys", "x".repeat(MAX_BODY_BYTES + 1));
+      expect(f.status).toBe(413);
+      expect(fastlyError(f)).toMatch(/exceeds/);
+      expect(await cg.plane.store.revision()).toBe(revision);
+      expect((await api(cg, "GET", "/v1/config")).status).toBe(200);
     });
   });
 
