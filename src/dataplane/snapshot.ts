@@ -3,8 +3,8 @@
 // whole or throws ModelError naming the offending path: the caller keeps the old snapshot.
 import { createHash, createPrivateKey, type X509Certificate } from "node:crypto";
 import { PemError, dnsNames, parseCaBundle, parseCertificates } from "../pki/pem.ts";
-import { compileRuleset, type RuleProgram, type RuleSpec } from "../rules/index.ts";
-import { ModelError, type Forwarding, type Model, type MtlsMode, type Rule, type TrustBundle } from "../model/schema.ts";
+import { compileRuleset, type RuleProgram } from "../rules/index.ts";
+import { ModelError, toRuleSpec, type Forwarding, type Model, type MtlsMode, type Rule, type TrustBundle } from "../model/schema.ts";
 import { DEFAULT_ENVIRONMENT, apinizerRules } from "../model/apinizer-rules.ts";
 import { CrlError, crlDers, verifyCrl, type VerifiedCrl } from "../revocation/crl.ts";
 import type { RevocationPolicy } from "../revocation/checker.ts";
@@ -224,16 +224,8 @@ function compileRules(
   offset = 0,
   derived = 0,
 ): RuleProgram | null {
-  const specs: RuleSpec[] = rules.map((r) => ({
-    id: r.id,
-    expression: r.expression,
-    action: r.action,
-    description: r.description,
-    enabled: r.enabled,
-    response: r.response && { status: r.response.status, contentType: r.response.content_type, body: r.response.body },
-  }));
   try {
-    return compileRuleset(specs);
+    return compileRuleset(rules.map(toRuleSpec));
   } catch (e) {
     const err = e as { ruleId?: string; message: string };
     const idx = rules.findIndex((r) => r.id === err.ruleId);
