@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { LoadResult, LoadSpec } from "./load.ts";
 import { cpuCount } from "./lib/proc.ts";
-import { runLoadProcess } from "./lib/loadproc.ts";
-import { freePort, killLeftovers, SERVERNAME, startCertgate, startNginx, startOrigin, startScript, which, writePki, type Running } from "./lib/servers.ts";
+import { runLoadProcess, target } from "./lib/loadproc.ts";
+import { freePort, killLeftovers, startCertgate, startNginx, startOrigin, startScript, which, writePki, type Running } from "./lib/servers.ts";
 
 const VARIANTS = ["tls-direct", "https-direct", "tls-pipe", "https-undici", "https-llhttp"] as const;
 const { values: args } = parseArgs({
@@ -39,12 +39,7 @@ function load(server: Running): Promise<LoadResult> {
   return runLoadProcess(
     {
       kind,
-      host: "127.0.0.1",
-      port: server.port,
-      servername: SERVERNAME,
-      path: "/bench",
-      certFile: pki.clientCert,
-      keyFile: pki.clientKey,
+      ...target(server.port, pki),
       concurrency: 8,
       rate: 0,
       measureAt: Date.now() + 1_000,

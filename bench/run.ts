@@ -18,8 +18,8 @@ import { probe, type ProbeResult } from "./lib/probe.ts";
 import { cryptoLimit, type CryptoLimit } from "./lib/speed.ts";
 import { profileMarkdown, summariseProfile, type ProfileSummary } from "./lib/cpuprofile.ts";
 import { perfAvailable, startPerf, stopPerf, summarisePerf, type PerfSummary } from "./lib/perf.ts";
-import { runLoadProcess } from "./lib/loadproc.ts";
-import { ensurePeers, killLeftovers, REPO, SERVERNAME, startCertgate, startHaproxy, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
+import { runLoadProcess, target } from "./lib/loadproc.ts";
+import { ensurePeers, killLeftovers, REPO, startCertgate, startHaproxy, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
 
 // ---------------------------------------------------------------- options
 
@@ -157,12 +157,7 @@ async function measure(server: Running, load: LoadDef, pki: Pki, rep: number, lo
   const measureAt = Date.now() + 600 + opt.warmupMs; // node start-up, then the warm-up
   const specs: LoadSpec[] = Array.from({ length: n }, (_, i) => ({
     kind: load.kind,
-    host: "127.0.0.1",
-    port: server.port,
-    servername: SERVERNAME,
-    path: "/bench",
-    certFile: pki.clientCert,
-    keyFile: pki.clientKey,
+    ...target(server.port, pki),
     concurrency: Math.max(1, Math.round(load.concurrency / n)),
     rate: load.rate / n,
     measureAt,

@@ -2,7 +2,12 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import type { LoadResult, LoadSpec } from "../load.ts";
-import { pinned, REPO } from "./servers.ts";
+import { pinned, REPO, SERVERNAME, type Pki } from "./servers.ts";
+
+/** What every load says the same way: the server under test, its name, the client certificate. */
+export function target(port: number, pki: Pki): Pick<LoadSpec, "host" | "port" | "servername" | "path" | "certFile" | "keyFile"> {
+  return { host: "127.0.0.1", port, servername: SERVERNAME, path: "/bench", certFile: pki.clientCert, keyFile: pki.clientKey };
+}
 
 export function runLoadProcess(spec: LoadSpec, cpu: string | null): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
