@@ -6,6 +6,7 @@
 //   tls-pipe       TLS bytes piped to one origin connection per client (no HTTP at all)
 //   https-undici   node:https proxying with undici stream() (what certgate did before)
 //   https-llhttp   node:https proxying with certgate's origin client
+//   tls-http1      certgate's HTTP/1.1 front end and origin client, without its policy layer
 //
 // Usage: node bench/floor-server.ts VARIANT PORT ORIGIN_PORT PKI_DIR
 import https from "node:https";
@@ -14,7 +15,8 @@ import tls from "node:tls";
 import { readFileSync } from "node:fs";
 import { Pool } from "undici";
 import { ORIGIN_BODY } from "./lib/body.ts";
-import { Origins } from "../src/dataplane/origins.ts";
+import { Origins, type BodySink } from "../src/dataplane/origins.ts";
+import { serveHttp1, type Http1Handlers } from "../src/dataplane/http1.ts";
 import type { CompiledRoute } from "../src/dataplane/snapshot.ts";
 
 const [variant, portArg, originPortArg, dir] = process.argv.slice(2);
@@ -74,10 +76,28 @@ switch (variant) {
     server = https.createServer(options, (req, res) => {
       const x = origins.get(route).exchange({ method: "GET", target: target(req.url), headers: ["host", "localhost"], body: null, bodyLength: 0, maxBodyBytes: 0 }, (status, headers) => {
         res.writeHead(status, headers);
-        return res;
+        return { write: (c) => res.write(c), end: () => res.end(), destroy: () => res.destroy(), onDrain: (cb) => res.once("drain", cb) } satisfies BodySink;
       });
       x.done.catch(() => res.destroy());
     });
+    break;
+  }
+  case "tls-http1": {
+    const origins = new Origins();
+    const route = { originKey: "o", origin: new URL(`http://127.0.0.1:${originPort}`), tls: undefined, connectTimeoutMs: 5_000, readTimeoutMs: 30_000 } as unknown as CompiledRoute;
+    const limits = { maxHeaderBytes: 16_384, headersTimeoutMs: 30_000, requestTimeoutMs: 60_000, keepAliveTimeoutMs: 5_000 };
+    const handlers: Http1Handlers = {
+      request: (req, res) => {
+        const x = origins.get(route).exchange({ method: "GET", target: req.url, headers: ["host", "localhost"], body: null, bodyLength: 0, maxBodyBytes: 0 }, (status, headers) => {
+          res.writeHead(status, headers);
+          return res;
+        });
+        x.done.catch(() => res.destroy());
+      },
+      upgrade: (_req, socket) => socket.destroy(),
+      refused: () => {},
+    };
+    server = tls.createServer(options, (s) => serveHttp1(s, limits, handlers));
     break;
   }
   default:

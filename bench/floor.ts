@@ -12,7 +12,7 @@ import { cpuCount } from "./lib/proc.ts";
 import { runLoadProcess, target } from "./lib/loadproc.ts";
 import { freePort, killLeftovers, startCertgate, startNginx, startOrigin, startScript, which, writePki, type Running } from "./lib/servers.ts";
 
-const VARIANTS = ["tls-direct", "https-direct", "tls-pipe", "https-undici", "https-llhttp"] as const;
+const VARIANTS = ["tls-direct", "https-direct", "tls-pipe", "https-undici", "https-llhttp", "tls-http1"] as const;
 const { values: args } = parseArgs({
   options: { load: { type: "string", default: "keepalive" }, reps: { type: "string", default: "3" }, duration: { type: "string", default: "2.5" } },
 });

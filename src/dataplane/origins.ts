@@ -6,7 +6,7 @@
 // the client's stream with backpressure. undici cost ~100 µs more server CPU per keep-alive
 // request on the benchmark machine (docs/benchmarks.md).
 import net from "node:net";
-import type { Readable, Writable } from "node:stream";
+import type { Readable } from "node:stream";
 import tls from "node:tls";
 import { createParser, HTTPParser, type Parser } from "./llhttp.ts";
 import type { CompiledRoute } from "./snapshot.ts";
@@ -33,8 +33,18 @@ export interface OriginRequest {
   maxBodyBytes: number;
 }
 
+/** Where a response body goes: the client's response. */
+export interface BodySink {
+  /** False when the client is behind: stop until onDrain. */
+  write(chunk: Buffer): boolean;
+  end(): void;
+  /** The body cannot complete: cut the client's response short. */
+  destroy(): void;
+  onDrain(cb: () => void): void;
+}
+
 /** Receives the origin's final response head (1xx interim responses are dropped) and returns where the body goes. */
-export type ResponseHead = (status: number, headers: string[]) => Writable;
+export type ResponseHead = (status: number, headers: string[]) => BodySink;
 
 export interface Exchange {
   /** Settles when the response body has been handed to the writable and ended. */
@@ -168,7 +178,7 @@ class ExchangeImpl implements Exchange {
   readonly #req: OriginRequest;
   readonly #onHead: ResponseHead | null;
   #conn!: Conn;
-  #out: Writable | null = null;
+  #out: BodySink | null = null;
   #keepAlive = false;
   #sent = false; // whole request written
   #received = false; // any response byte seen
@@ -298,7 +308,7 @@ class ExchangeImpl implements Exchange {
     const s = this.#conn.socket;
     this.#paused = true;
     s.pause();
-    out.once("drain", () => {
+    out.onDrain(() => {
       this.#paused = false;
       s.resume();
     });
@@ -332,8 +342,15 @@ class ExchangeImpl implements Exchange {
   }
 
   fail(code: OriginErrorCode, message: string = code): void {
-    if (this.#settled) return;
     const c = this.#conn;
+    if (this.#settled) {
+      // The response went out but the request body did not: the connection is not reusable.
+      if (c.exchange === this) {
+        c.exchange = null;
+        c.socket.destroy();
+      }
+      return;
+    }
     c.exchange = null;
     c.socket.destroy();
     this.#stopBody?.();
@@ -344,7 +361,7 @@ class ExchangeImpl implements Exchange {
       return this.start(this.#pool.connect());
     }
     this.#settled = true;
-    if (this.#out) this.#out.destroy(new OriginError(code, message));
+    this.#out?.destroy();
     this.#reject(new OriginError(code, message));
   }
 

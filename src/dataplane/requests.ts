@@ -1,13 +1,12 @@
 // The per-request pipeline: Host vs SNI, the connection's policy vs the current one,
 // enforcement, rules, route, then the origin. Every refusal is decided here, in one place.
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { RequestInput } from "../rules/input.ts";
 import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { ClientCertFacts } from "./facts.ts";
 import { downstreamHeaders, upstreamHeaders, type ForwardContext } from "./headers.ts";
+import type { Request, Response } from "./http1.ts";
 import { hostOfHeader } from "./names.ts";
 import { OriginError, type Origins } from "./origins.ts";
 import { normalizeTarget, originForm, type Target } from "./path.ts";
@@ -36,7 +35,7 @@ interface CachedView extends HostView {
 }
 
 /** The request's one Host header; null when repeated (RFC 9112 §3.2 demands a 400), so no later reader can pick another. */
-function hostHeader(req: IncomingMessage): string | undefined | null {
+function hostHeader(req: Request): string | undefined | null {
   const raw = req.rawHeaders;
   let found: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -92,13 +91,13 @@ const refuse = (status: number, reason: string, body: string, close = false, con
   close,
 });
 
-function connOf(req: IncomingMessage): ConnState | undefined {
+function connOf(req: Request): ConnState | undefined {
   return (req.socket as TLSSocket & { [CONN]?: ConnState })[CONN];
 }
 
 /** Decides what happens to a request; pure apart from metrics and logs. */
-export function decide(req: IncomingMessage, conn: ConnState, view: CachedView | null, deps: RequestDeps): Refusal | Pass {
-  const target = normalizeTarget(req.url ?? "");
+export function decide(req: Request, conn: ConnState, view: CachedView | null, deps: RequestDeps): Refusal | Pass {
+  const target = normalizeTarget(req.url);
   if (!target) return refuse(400, "bad_request", "Bad request target.\n", true);
   if (!view) return refuse(400, "bad_request", "A valid Host header is required.\n", true);
   const { host, policy, snapshot } = view;
@@ -153,23 +152,23 @@ function withRevocation(deps: RequestDeps, conn: ConnState, view: CachedView | n
   v.then(count, () => {}).finally(next);
 }
 
-export function handleRequest(deps: RequestDeps, req: IncomingMessage, res: ServerResponse): void {
+export function handleRequest(deps: RequestDeps, req: Request, res: Response): void {
   const conn = connOf(req);
   if (!conn) return void req.socket.destroy();
   const view = hostView(conn, hostHeader(req), deps.snapshot());
   withRevocation(deps, conn, view, () => respond(deps, req, res, conn, view));
 }
 
-function respond(deps: RequestDeps, req: IncomingMessage, res: ServerResponse, conn: ConnState, view: CachedView | null): void {
+function respond(deps: RequestDeps, req: Request, res: Response, conn: ConnState, view: CachedView | null): void {
   const started = process.hrtime.bigint();
   const outcome = decide(req, conn, view, deps);
   const label = outcome.kind === "pass" ? outcome.policy.pattern || "_default" : conn.policy.pattern || "_default";
-  res.once("finish", () => {
+  res.onFinish = () => {
     deps.metrics.requests.inc({ host: label, status: res.statusCode });
     if (!deps.log.isLevelEnabled("info")) return; // no access-log object when the log is off
     deps.log.info({
       msg: "request",
-      host: req.headers.host,
+      host: view?.header,
       sni: conn.servername,
       method: req.method,
       path: outcome.kind === "pass" ? outcome.target.path : req.url,
@@ -180,30 +179,30 @@ function respond(deps: RequestDeps, req: IncomingMessage, res: ServerResponse, c
       route: outcome.kind === "pass" ? outcome.route.id : undefined,
       refused: outcome.kind === "refuse" ? outcome.reason : undefined,
     });
-  });
+  };
   if (outcome.kind === "refuse") {
     deps.metrics.refusals.inc({ host: label, reason: outcome.reason });
     // Drain what the client sends so the answer is read rather than reset.
-    req.resume();
+    req.discardBody();
     return send(res, outcome.status, outcome.body, outcome.close, outcome.contentType);
   }
   void proxy(deps, req, res, conn, outcome);
 }
 
-async function proxy(deps: RequestDeps, req: IncomingMessage, res: ServerResponse, conn: ConnState, p: Pass): Promise<void> {
+async function proxy(deps: RequestDeps, req: Request, res: Response, conn: ConnState, p: Pass): Promise<void> {
   const limits = p.snapshot.model.limits;
-  const te = req.headers["transfer-encoding"];
-  const declared = te === undefined ? Number(req.headers["content-length"] ?? 0) : -1;
-  if (declared > limits.max_body_bytes) return void send(res, 413, "Request body too large.\n", true);
+  const declared = req.bodyLength;
+  if (declared > limits.max_body_bytes) return req.discardBody(), send(res, 413, "Request body too large.\n", true);
+  if (req.body) res.writeContinue();
   const started = process.hrtime.bigint();
   const observe = (outcome: string) =>
     deps.metrics.originDuration.observe({ route: p.route.id, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
   const exchange = deps.origins.get(p.route).exchange(
     {
-      method: req.method ?? "GET",
+      method: req.method,
       target: originForm(p.target),
       headers: upstreamHeaders(req.rawHeaders, forwardContext(conn, p)),
-      body: declared !== 0 ? req : null,
+      body: req.body,
       bodyLength: declared,
       maxBodyBytes: limits.max_body_bytes,
     },
@@ -214,7 +213,7 @@ async function proxy(deps: RequestDeps, req: IncomingMessage, res: ServerRespons
     },
   );
   // Only a client gone before the response ended aborts the origin request.
-  res.once("close", () => res.writableEnded || exchange.abort());
+  res.onAbort = () => exchange.abort();
   try {
     await exchange.done;
   } catch (err) {
@@ -235,13 +234,13 @@ function forwardContext(conn: ConnState, p: Pass): ForwardContext {
   return { hostHeader: p.hostHeader, policy: p.policy, facts: conn.facts, remoteAddress: conn.remoteAddress, trustForwardedFor: p.snapshot.model.trust_forwarded_for };
 }
 
-function send(res: ServerResponse, status: number, body: string, close: boolean, contentType = TEXT): void {
-  res.writeHead(status, { "content-type": contentType, "content-length": Buffer.byteLength(body), ...(close && { connection: "close" }) });
+function send(res: Response, status: number, body: string, close: boolean, contentType = TEXT): void {
+  res.writeHead(status, ["content-type", contentType, "content-length", String(Buffer.byteLength(body))], close);
   res.end(body);
 }
 
 /** WebSocket (and other) upgrades: the same decision, then a spliced byte stream. */
-export function handleUpgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, clientHead: Buffer): void {
+export function handleUpgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clientHead: Buffer): void {
   const conn = connOf(req);
   socket.on("error", () => socket.destroy());
   if (!conn) return void socket.destroy();
@@ -249,7 +248,7 @@ export function handleUpgrade(deps: RequestDeps, req: IncomingMessage, socket: D
   withRevocation(deps, conn, view, () => void upgrade(deps, req, socket, clientHead, conn, view));
 }
 
-async function upgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, clientHead: Buffer, conn: ConnState, view: CachedView | null): Promise<void> {
+async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clientHead: Buffer, conn: ConnState, view: CachedView | null): Promise<void> {
   const outcome = decide(req, conn, view, deps);
   if (outcome.kind === "refuse") {
     deps.metrics.refusals.inc({ host: conn.policy.pattern || "_default", reason: outcome.reason });
@@ -260,9 +259,9 @@ async function upgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, 
   }
   try {
     const up = await deps.origins.get(outcome.route).upgrade({
-      method: req.method ?? "GET",
+      method: req.method,
       target: originForm(outcome.target),
-      headers: upstreamHeaders(req.rawHeaders, forwardContext(conn, outcome), req.headers.upgrade ?? "websocket"),
+      headers: upstreamHeaders(req.rawHeaders, forwardContext(conn, outcome), req.header("upgrade") ?? "websocket"),
       body: null,
       bodyLength: 0,
       maxBodyBytes: 0,
@@ -284,19 +283,19 @@ async function upgrade(deps: RequestDeps, req: IncomingMessage, socket: Duplex, 
 
 /** The rules engine's view of a request; each field is computed only if a rule reads it. */
 class RequestView implements RequestInput {
-  readonly #req: IncomingMessage;
+  readonly #req: Request;
   readonly host: string;
   readonly #target: Target;
   readonly #conn: ConnState;
   readonly ssl = true;
-  constructor(req: IncomingMessage, host: string, target: Target, conn: ConnState) {
+  constructor(req: Request, host: string, target: Target, conn: ConnState) {
     this.#req = req;
     this.host = host;
     this.#target = target;
     this.#conn = conn;
   }
   get method(): string {
-    return this.#req.method ?? "";
+    return this.#req.method;
   }
   get uri(): string {
     return originForm(this.#target);
@@ -308,10 +307,10 @@ class RequestView implements RequestInput {
     return this.#target.query;
   }
   get userAgent(): string {
-    return this.#req.headers["user-agent"] ?? "";
+    return this.#req.header("user-agent") ?? "";
   }
   get headers(): Record<string, string[]> {
-    return this.#req.headersDistinct as Record<string, string[]>;
+    return this.#req.headersDistinct;
   }
   get srcIp(): string {
     return this.#conn.remoteAddress;

@@ -10,6 +10,7 @@ import { ClientCertFacts, NO_CERT } from "./facts.ts";
 import { createFrontServer, type Dispatcher } from "./listener.ts";
 import { Origins } from "./origins.ts";
 import { CONN, handleRequest, handleUpgrade, type ConnState, type RequestDeps } from "./requests.ts";
+import { serveHttp1, type Http1Handlers } from "./http1.ts";
 import { Snapshot, type HostPolicy } from "./snapshot.ts";
 import { DEFAULT_ENVIRONMENT } from "../model/apinizer-rules.ts";
 import { TlsServers } from "./tlsservers.ts";
@@ -36,6 +37,7 @@ export class Runtime implements Dispatcher {
   readonly #front: net.Server;
   readonly #sockets = new Set<net.Socket>();
   readonly #deps: RequestDeps;
+  readonly #http: Http1Handlers;
   readonly #crls: CrlFetcher;
   readonly environment: string;
 
@@ -61,10 +63,16 @@ export class Runtime implements Dispatcher {
     };
     this.#prefetchCrls(model);
     const deps = this.#deps;
+    this.#http = {
+      request: (req, res) => handleRequest(deps, req, res),
+      upgrade: (req, socket, head) => handleUpgrade(deps, req, socket, head),
+      refused: (socket, _status, reason) => {
+        const state = (socket as TLSSocket & { [CONN]?: ConnState })[CONN];
+        this.#metrics.refusals.inc({ host: state?.policy.pattern || "_default", reason });
+      },
+    };
     this.#servers = new TlsServers(
       {
-        request: (req, res) => handleRequest(deps, req, res),
-        upgrade: (req, socket, head) => handleUpgrade(deps, req, socket, head),
         secure: (socket, servername, policy) => this.#secure(socket, servername, policy),
         tlsError: (err, policy) => this.#tlsError(err, policy),
       },
@@ -176,6 +184,17 @@ export class Runtime implements Dispatcher {
     };
     (socket as TLSSocket & { [CONN]?: ConnState })[CONN] = state;
     this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(state.resumed) });
+    const limits = this.#snapshot.model.limits;
+    serveHttp1(
+      socket,
+      {
+        maxHeaderBytes: limits.max_header_bytes,
+        headersTimeoutMs: Math.min(limits.request_timeout_ms, 30_000),
+        requestTimeoutMs: limits.request_timeout_ms,
+        keepAliveTimeoutMs: limits.keep_alive_timeout_ms,
+      },
+      this.#http,
+    );
   }
 
   #tlsError(err: Error, policy: HostPolicy): void {

@@ -1,20 +1,16 @@
-// One non-listening HTTPS server per (SNI name, certificate, trust-policy version): Node
+// One non-listening TLS server per (SNI name, certificate, trust-policy version): Node
 // cannot vary CertificateRequest per SNI inside one server, and this also scopes session
 // tickets and the session id context to exactly one hostname and policy. A policy change
 // yields a new key, hence new ticket keys: old tickets stop resuming, and resumption can
 // never carry a verification made under one policy over to another.
 import { createHash, hkdfSync, randomBytes } from "node:crypto";
-import https from "node:https";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Duplex } from "node:stream";
-import type { TLSSocket } from "node:tls";
+import tls, { type TLSSocket } from "node:tls";
 import { LRUCache } from "lru-cache";
 import type { Model } from "../model/schema.ts";
 import type { CompiledCert, HostPolicy } from "./snapshot.ts";
 
 export interface ServerHooks {
-  request: (req: IncomingMessage, res: ServerResponse) => void;
-  upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** The handshake is complete: the connection is the caller's (HTTP) from here. */
   secure: (socket: TLSSocket, servername: string, policy: HostPolicy) => void;
   tlsError: (err: Error, policy: HostPolicy) => void;
 }
@@ -35,8 +31,8 @@ function keepSocketForHttpError(this: TLSSocket, _name: string, cb: (err: Error 
 export class TlsServers {
   readonly #hooks: ServerHooks;
   readonly #master: Buffer;
-  // Evicted servers stop their deadline timer; their open connections carry on.
-  readonly #servers = new LRUCache<string, https.Server>({ max: 20_000, dispose: (server) => server.close(() => {}) });
+  // Servers never listen, so eviction just drops them; their open connections carry on.
+  readonly #servers = new LRUCache<string, tls.Server>({ max: 20_000 });
 
   constructor(hooks: ServerHooks, ticketSecret: Buffer = randomBytes(32)) {
     this.#hooks = hooks;
@@ -47,17 +43,17 @@ export class TlsServers {
     return this.#servers.size;
   }
 
-  get(servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"]): https.Server {
-    const key = `${servername}\0${cert.fingerprint}\0${policy.version}\0${limits.max_header_bytes}:${limits.handshake_timeout_ms}:${limits.request_timeout_ms}:${limits.keep_alive_timeout_ms}`;
+  get(servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"]): tls.Server {
+    const key = `${servername}\0${cert.fingerprint}\0${policy.version}\0${limits.handshake_timeout_ms}`;
     let server = this.#servers.get(key);
     if (!server) this.#servers.set(key, (server = this.#create(servername, cert, policy, limits)));
     return server;
   }
 
-  #create(servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"]): https.Server {
+  #create(servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"]): tls.Server {
     const scope = `${servername}\0${policy.version}`;
     const enforced = policy.mode === "enforced";
-    const server = https.createServer({
+    const server = tls.createServer({
       key: cert.keyPem,
       cert: cert.certPem,
       ca: policy.bundle?.caPem,
@@ -69,23 +65,11 @@ export class TlsServers {
       sessionIdContext: createHash("sha256").update(scope).digest("hex").slice(0, 32),
       ticketKeys: Buffer.from(hkdfSync("sha256", this.#master, "certgate-ticket-keys", scope, 48)),
       handshakeTimeout: limits.handshake_timeout_ms,
-      maxHeaderSize: limits.max_header_bytes,
-      requestTimeout: limits.request_timeout_ms,
-      headersTimeout: Math.min(limits.request_timeout_ms, 30_000),
-      keepAliveTimeout: limits.keep_alive_timeout_ms,
-      // How often Node checks header/request deadlines (slow clients); its default is 30 s.
-      connectionsCheckingInterval: Math.min(1_000, limits.request_timeout_ms),
     });
     const hooks = this.#hooks;
-    // Before Node's HTTP listener, so the facts exist before any request can be parsed.
-    server.prependListener("secureConnection", (socket: TLSSocket) => hooks.secure(socket, servername, policy));
-    server.on("request", hooks.request);
-    server.on("upgrade", hooks.upgrade);
+    server.on("secureConnection", (socket: TLSSocket) => hooks.secure(socket, servername, policy));
     // Never touch the socket here: Node can segfault on TLS getters after a client error.
     server.on("tlsClientError", (err) => hooks.tlsError(err, policy));
-    // These servers never listen, and Node starts tracking header and request deadlines
-    // (slow clients: 408) only on 'listening'. Without this, a slowloris client is never cut.
-    server.emit("listening");
     return server;
   }
 }

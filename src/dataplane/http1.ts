@@ -1,0 +1,486 @@
+// HTTP/1.1 towards clients, on the TLS socket. Requests are parsed by Node's native llhttp,
+// the same strict parser node:http runs (smuggling checks included: Content-Length with
+// Transfer-Encoding, duplicate lengths, bare LFs and bad chunk sizes are errors); framing,
+// keep-alive, pipelining, 100-continue, upgrades and slow-client deadlines are done here.
+// node:https did the same with per-request objects and listeners that cost more server CPU
+// than the rest of a proxied request (docs/benchmarks.md).
+import { STATUS_CODES } from "node:http";
+import { Readable } from "node:stream";
+import type { TLSSocket } from "node:tls";
+import { createParser, HTTPParser, METHODS, type Parser } from "./llhttp.ts";
+
+export interface Http1Limits {
+  maxHeaderBytes: number;
+  /** From the first byte of a request (or the connection) to the end of its head. */
+  headersTimeoutMs: number;
+  /** From the first byte of a request to the end of its body. */
+  requestTimeoutMs: number;
+  /** Idle time allowed between requests. */
+  keepAliveTimeoutMs: number;
+}
+
+export interface Http1Handlers {
+  request(req: Request, res: Response): void;
+  /** An Upgrade request without a body. The socket is no longer HTTP; `head` is what the client sent after the request. */
+  upgrade(req: Request, socket: TLSSocket, head: Buffer): void;
+  /** The HTTP layer itself refused a request (malformed, too large, too slow, CONNECT, bad Expect). */
+  refused(socket: TLSSocket, status: number, reason: string): void;
+}
+
+const CONNECT = METHODS.indexOf("CONNECT");
+
+/** A parsed request head. Header names keep the client's case; values are Latin-1, as llhttp gives them. */
+export class Request {
+  readonly method: string;
+  readonly url: string;
+  readonly rawHeaders: string[];
+  readonly httpMinor: number;
+  readonly keepAlive: boolean;
+  readonly socket: TLSSocket;
+  /** The declared body length; -1 when chunked. */
+  readonly bodyLength: number;
+  readonly expectsContinue: boolean;
+  /** The body as it arrives, when the request has one. */
+  body: RequestBody | null = null;
+  /** Received in full (always true without a body). */
+  complete = false;
+  /** Nobody reads the body: what arrives is dropped. */
+  discarding = false;
+  continued = false;
+  /** The raw Expect header, if any. */
+  readonly expect: string | undefined;
+  #distinct: Record<string, string[]> | undefined;
+
+  constructor(socket: TLSSocket, method: string, url: string, headers: string[], minor: number, keepAlive: boolean) {
+    this.socket = socket;
+    this.method = method;
+    this.url = url;
+    this.rawHeaders = headers;
+    this.httpMinor = minor;
+    this.keepAlive = keepAlive;
+    // llhttp has already refused conflicting or malformed framing headers.
+    let length = 0;
+    let expect: string | undefined;
+    for (let i = 0; i < headers.length; i += 2) {
+      const n = headers[i]!;
+      if (n.length === 14 && n.toLowerCase() === "content-length") length = Number(headers[i + 1]);
+      else if (n.length === 17 && n.toLowerCase() === "transfer-encoding") length = -1;
+      else if (n.length === 6 && n.toLowerCase() === "expect") expect = headers[i + 1];
+    }
+    this.bodyLength = length;
+    this.expect = expect;
+    // HTTP/1.0 clients never wait for 100 Continue (RFC 9110 §10.1.1).
+    this.expectsContinue = expect !== undefined && minor >= 1 && length !== 0 && expect.trim().toLowerCase() === "100-continue";
+  }
+
+  /** The first value of a header, by lower-case name. */
+  header(name: string): string | undefined {
+    const raw = this.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) return raw[i + 1];
+    return undefined;
+  }
+
+  /** Every header by lower-case name, each with all its values in order. */
+  get headersDistinct(): Record<string, string[]> {
+    if (this.#distinct) return this.#distinct;
+    const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
+    const raw = this.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) (out[raw[i]!.toLowerCase()] ??= []).push(raw[i + 1]!);
+    return (this.#distinct = out);
+  }
+
+  /** The handler will not read the body: drop it as it arrives (the connection stays in sync). */
+  discardBody(): void {
+    this.discarding = true;
+    this.body?.resume();
+  }
+}
+
+/** A request body: a Readable whose backpressure pauses the client socket. */
+class RequestBody extends Readable {
+  readonly #conn: Connection;
+  constructor(conn: Connection) {
+    super();
+    this.#conn = conn;
+  }
+  override _read(): void {
+    this.#conn.bodyWanted();
+  }
+}
+
+let dateCache = "";
+let dateSecond = 0;
+function httpDate(): string {
+  const now = Date.now();
+  const s = Math.floor(now / 1000);
+  if (s !== dateSecond) {
+    dateSecond = s;
+    dateCache = new Date(now).toUTCString();
+  }
+  return dateCache;
+}
+
+/** One response; its framing (length, chunked, or close) is chosen from the headers it is given. */
+export class Response {
+  readonly request: Request;
+  statusCode = 0;
+  headersSent = false;
+  finished = false;
+  /** The connection stays open for another request after this response. */
+  keepAlive = false;
+  /** After the last byte was handed to the socket. */
+  onFinish: (() => void) | null = null;
+  /** The connection closed before the response finished. */
+  onAbort: (() => void) | null = null;
+  readonly #conn: Connection;
+  #chunked = false;
+  #noBody = false;
+
+  constructor(conn: Connection, req: Request) {
+    this.#conn = conn;
+    this.request = req;
+  }
+
+  /** Sends 100 Continue if the client waits for it; call before reading the body. */
+  writeContinue(): void {
+    const req = this.request;
+    if (!req.expectsContinue || req.continued || this.headersSent) return;
+    req.continued = true;
+    this.#conn.write("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+
+  /** `headers`: flat [name, value, ...] without framing headers except Content-Length. */
+  writeHead(status: number, headers: string[], close = false): void {
+    if (this.headersSent) throw new Error("response head already sent");
+    const req = this.request;
+    this.statusCode = status;
+    this.headersSent = true;
+    this.#noBody = req.method === "HEAD" || status === 204 || status === 304 || status < 200;
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\n`;
+    let length = false;
+    let date = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const n = headers[i]!;
+      if (n.length === 14 && n.toLowerCase() === "content-length") length = true;
+      else if (n.length === 4 && n.toLowerCase() === "date") date = true;
+      head += `${n}: ${headers[i + 1]}\r\n`;
+    }
+    if (!date) head += `date: ${httpDate()}\r\n`;
+    // A client still waiting for 100 Continue may never send its body: the connection cannot be reused.
+    let keepAlive = req.keepAlive && !close && !this.#conn.closing && !(req.expectsContinue && !req.continued && !req.complete);
+    if (!this.#noBody && !length) {
+      if (req.httpMinor >= 1) {
+        this.#chunked = true;
+        head += "transfer-encoding: chunked\r\n";
+      } else keepAlive = false; // HTTP/1.0 without a length: the body ends with the connection
+    }
+    if (!keepAlive) head += "connection: close\r\n";
+    else if (req.httpMinor === 0) head += "connection: keep-alive\r\n";
+    this.keepAlive = keepAlive;
+    this.#conn.write(head + "\r\n");
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.#noBody || this.finished || chunk.length === 0) return true;
+    if (!this.#chunked) return this.#conn.write(chunk);
+    this.#conn.write(`${chunk.length.toString(16)}\r\n`);
+    this.#conn.write(chunk);
+    return this.#conn.write("\r\n");
+  }
+
+  end(body?: string): void {
+    if (this.finished) return;
+    if (body && !this.#noBody) {
+      if (this.#chunked) this.write(Buffer.from(body));
+      else this.#conn.write(body, "utf8");
+    }
+    if (this.#chunked && !this.#noBody) this.#conn.write("0\r\n\r\n");
+    this.finished = true;
+    this.#conn.finished(this);
+  }
+
+  /** Calls `cb` once the client has read what was written. */
+  onDrain(cb: () => void): void {
+    this.#conn.socket.once("drain", cb);
+  }
+
+  /** Cuts the connection: the client sees the response end early. */
+  destroy(): void {
+    this.#conn.socket.destroy();
+  }
+}
+
+// Header and request deadlines, checked for every connection on one timer (as node:http does),
+// so that a request costs a number store rather than a timer.
+const TICK_MS = 250;
+const live = new Set<Connection>();
+let ticker: NodeJS.Timeout | null = null;
+function sweep(): void {
+  const now = Date.now();
+  for (const c of live) if (c.deadline !== 0 && now >= c.deadline) c.expire();
+}
+
+/** No deadline; receiving a request (408 when it passes); idle between requests (close quietly). */
+const NONE = 0;
+const RECEIVING = 1;
+const IDLE = 2;
+
+/** Serves HTTP/1.1 on a TLS socket that has completed its handshake. */
+export function serveHttp1(socket: TLSSocket, limits: Http1Limits, handlers: Http1Handlers): void {
+  new Connection(socket, limits, handlers);
+}
+
+class Connection {
+  readonly socket: TLSSocket;
+  readonly #parser: Parser;
+  readonly #limits: Http1Limits;
+  readonly #handlers: Http1Handlers;
+  /** The dispatched request whose response is not finished. */
+  #current: Response | null = null;
+  /** Requests parsed while another's response was in flight (pipelining), in order. */
+  readonly #queue: Request[] = [];
+  /** The request whose body is being received. */
+  #receiving: Request | null = null;
+  /** Between a message's first byte and its end. */
+  #inMessage = false;
+  #messageStart = 0;
+  #upgrade: Request | null = null;
+  #upgradeHead: Buffer | null = null;
+  #bodyFull = false;
+  #paused = false;
+  #corked = false;
+  /** A refusal of a pipelined request, sent once the response in flight finishes. */
+  #refusal: (() => void) | null = null;
+  /** No further requests are read: the connection ends after the responses in hand. */
+  closing = false;
+  #detached = false;
+  deadline = 0;
+  #deadlineKind = NONE;
+
+  constructor(socket: TLSSocket, limits: Http1Limits, handlers: Http1Handlers) {
+    this.socket = socket;
+    this.#limits = limits;
+    this.#handlers = handlers;
+    this.#parser = createParser(HTTPParser.REQUEST, limits.maxHeaderBytes, {
+      headersComplete: (_maj, minor, headers, method, url, _s, _m, upgrade, keepAlive) => this.#onHead(minor, headers ?? [], method ?? 0, url ?? "", upgrade, keepAlive),
+      body: (chunk) => this.#onBody(chunk),
+      messageComplete: () => this.#onMessageComplete(),
+    });
+    this.#parser[HTTPParser.kOnMessageBegin] = () => {
+      this.#inMessage = true;
+      this.#messageStart = Date.now();
+      this.#setDeadline(this.#messageStart + limits.headersTimeoutMs, RECEIVING);
+    };
+    this.#setDeadline(Date.now() + limits.headersTimeoutMs, RECEIVING);
+    live.add(this);
+    if (!ticker) (ticker = setInterval(sweep, TICK_MS)).unref();
+    socket.on("data", this.#onData);
+    socket.on("error", () => socket.destroy());
+    socket.on("end", () => this.#onEnd());
+    socket.on("close", () => this.#onClose());
+  }
+
+  #setDeadline(at: number, kind: number): void {
+    this.deadline = at;
+    this.#deadlineKind = kind;
+  }
+
+  readonly #onData = (data: Buffer): void => {
+    while (!this.closing && !this.#detached) {
+      const ret = this.#parser.execute(data);
+      if (typeof ret !== "number") return this.#parseError(ret.code ?? "");
+      if (this.#upgrade) {
+        this.#upgradeHead = data.subarray(ret);
+        return this.#enqueue(this.#upgrade);
+      }
+      // llhttp stops after a message with Upgrade and a body; that request was served as a plain one.
+      if (ret >= data.length || ret === 0) return;
+      data = data.subarray(ret);
+    }
+  };
+
+  #onHead(minor: number, headers: string[], method: number, url: string, upgrade: boolean, keepAlive: boolean): number {
+    if (this.closing) return 1;
+    const req = new Request(this.socket, METHODS[method] ?? "", url, headers, minor, keepAlive);
+    // The rest of the request (its body) is due within the request timeout of its first byte.
+    this.#setDeadline(this.#messageStart + this.#limits.requestTimeoutMs, RECEIVING);
+    if (method === CONNECT) return this.#refuse(405, "connect"), 1;
+    if (req.expect !== undefined && req.expect.trim().toLowerCase() !== "100-continue") return this.#refuse(417, "expectation_failed"), 1;
+    if (req.bodyLength === 0) req.complete = true;
+    else {
+      req.body = new RequestBody(this);
+      this.#receiving = req;
+    }
+    // An upgrade is handed over once llhttp returns with the bytes after the head.
+    if (upgrade && req.bodyLength === 0) this.#upgrade = req;
+    else this.#enqueue(req);
+    return 0;
+  }
+
+  #onBody(chunk: Buffer): void {
+    const req = this.#receiving;
+    if (!req || req.discarding || !req.body || req.body.destroyed) return;
+    if (!req.body.push(chunk)) {
+      this.#bodyFull = true;
+      this.#flow();
+    }
+  }
+
+  #onMessageComplete(): void {
+    this.#inMessage = false;
+    if (this.#deadlineKind === RECEIVING) this.#setDeadline(0, NONE);
+    const req = this.#receiving;
+    if (!req) return;
+    this.#receiving = null;
+    req.complete = true;
+    this.#bodyFull = false;
+    if (!req.discarding) req.body?.push(null);
+    this.#flow();
+  }
+
+  /** The body's reader wants more. */
+  bodyWanted(): void {
+    if (!this.#bodyFull) return;
+    this.#bodyFull = false;
+    this.#flow();
+  }
+
+  #enqueue(req: Request): void {
+    if (this.#current || this.#queue.length) {
+      this.#queue.push(req);
+      this.#flow();
+    } else this.#dispatch(req);
+  }
+
+  #dispatch(req: Request): void {
+    if (req === this.#upgrade) {
+      const head = this.#upgradeHead ?? Buffer.alloc(0);
+      this.#upgrade = this.#upgradeHead = null;
+      this.#detach();
+      return this.#handlers.upgrade(req, this.socket, head);
+    }
+    const res = new Response(this, req);
+    this.#current = res;
+    this.#handlers.request(req, res);
+  }
+
+  /** Reads only while nothing is queued, the body reader keeps up and the socket is still HTTP. */
+  #flow(): void {
+    const pause = this.#queue.length > 0 || this.#bodyFull || this.#upgrade !== null || this.closing;
+    if (pause === this.#paused || this.#detached) return;
+    this.#paused = pause;
+    if (pause) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  /** Strings are protocol text (Latin-1, as llhttp reads header bytes) unless told otherwise. */
+  write(data: string | Buffer, encoding: BufferEncoding = "latin1"): boolean {
+    const s = this.socket;
+    if (s.destroyed || s.writableEnded) return false;
+    // The head and the first body bytes go out as one TLS record.
+    if (!this.#corked) {
+      this.#corked = true;
+      s.cork();
+      process.nextTick(() => this.#uncork());
+    }
+    return typeof data === "string" ? s.write(data, encoding) : s.write(data);
+  }
+
+  #uncork(): void {
+    if (!this.#corked) return;
+    this.#corked = false;
+    this.socket.uncork();
+  }
+
+  /** Called by Response.end(). */
+  finished(res: Response): void {
+    this.#uncork();
+    if (this.#current === res) this.#current = null;
+    res.onFinish?.();
+    if (this.#refusal) return this.#refusal();
+    const req = res.request;
+    // A body the handler neither read in full nor discarded cannot be skipped safely: close.
+    if (!res.keepAlive || this.closing || (!req.complete && !req.discarding)) return this.#close();
+    const next = this.#queue.shift();
+    // Later pipelined requests are dispatched from a fresh stack.
+    if (next) return void queueMicrotask(() => this.#current || this.socket.destroyed || this.#dispatch(next));
+    if (!this.#inMessage) this.#setDeadline(Date.now() + this.#limits.keepAliveTimeoutMs, IDLE);
+    this.#flow();
+  }
+
+  #close(): void {
+    this.closing = true;
+    for (const r of this.#queue.splice(0)) r.body?.destroy();
+    this.#setDeadline(0, NONE);
+    this.#uncork();
+    // Not end(): with reads paused the client's FIN would never be read and the socket would linger.
+    this.socket.destroySoon();
+  }
+
+  /** The HTTP layer answers by itself and closes; answered at once or after the responses in hand. */
+  #refuse(status: number, reason: string): void {
+    this.closing = true;
+    this.#flow();
+    const answer = () => {
+      this.#handlers.refused(this.socket, status, reason);
+      const body = `${STATUS_CODES[status] ?? "Error"}\n`;
+      this.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\ndate: ${httpDate()}\r\nconnection: close\r\n\r\n${body}`);
+      this.#close();
+    };
+    // Pipelined: the response in flight goes first; the connection closes after it.
+    if (this.#current) this.#refusal = answer;
+    else answer();
+  }
+
+  #parseError(code: string): void {
+    // Cut inside a body being forwarded: the origin must see an aborted request, not an ended one.
+    if (this.#receiving && !this.#receiving.discarding) {
+      this.#receiving.body?.destroy();
+      return void this.socket.destroy();
+    }
+    const status = code === "HPE_HEADER_OVERFLOW" ? 431 : code === "HPE_CHUNK_EXTENSIONS_OVERFLOW" ? 413 : 400;
+    this.#refuse(status, status === 431 ? "headers_too_large" : "bad_request");
+  }
+
+  /** A deadline passed (called by the sweep). */
+  expire(): void {
+    if (this.#deadlineKind === IDLE) return void this.socket.destroy();
+    const cur = this.#current;
+    // Waiting on our own response to an earlier request does not count against the client.
+    if (cur && cur.request !== this.#receiving) return;
+    this.#setDeadline(0, NONE);
+    if (cur) {
+      this.#receiving?.body?.destroy();
+      return void this.socket.destroy();
+    }
+    this.#refuse(408, "request_timeout");
+  }
+
+  /** The socket leaves HTTP (upgrade): the handler owns it from here. */
+  #detach(): void {
+    this.#detached = true;
+    live.delete(this);
+    this.socket.off("data", this.#onData);
+    this.socket.pause();
+  }
+
+  #onEnd(): void {
+    // The client sent all it will; Node ends our side too (TLS sockets do not stay half-open).
+    this.closing = true;
+    if (!this.#detached) this.#parser.finish();
+  }
+
+  #onClose(): void {
+    live.delete(this);
+    if (!live.size && ticker) {
+      clearInterval(ticker);
+      ticker = null;
+    }
+    this.#parser.free();
+    this.#receiving?.body?.destroy();
+    for (const r of this.#queue.splice(0)) r.body?.destroy();
+    const cur = this.#current;
+    this.#current = null;
+    if (cur && !cur.finished) cur.onAbort?.();
+  }
+}
