@@ -7,7 +7,7 @@
 import { STATUS_CODES } from "node:http";
 import { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import { createParser, HTTPParser, METHODS, type Parser } from "./llhttp.ts";
+import { closeParser, createParser, HTTPParser, METHODS, type Parser } from "./llhttp.ts";
 
 export interface Http1Limits {
   maxHeaderBytes: number;
@@ -476,7 +476,7 @@ class Connection {
       clearInterval(ticker);
       ticker = null;
     }
-    this.#parser.free();
+    closeParser(this.#parser);
     this.#receiving?.body?.destroy();
     for (const r of this.#queue.splice(0)) r.body?.destroy();
     const cur = this.#current;

@@ -12,8 +12,8 @@ export interface Parser {
   finish(): undefined | Error;
   pause(): void;
   resume(): void;
-  remove(): void;
-  free(): void;
+  /** Deletes the native parser; until then it and everything its callbacks hold stay alive. */
+  close(): void;
   [key: number]: unknown;
 }
 
@@ -51,6 +51,15 @@ export interface ParserHooks {
   headersComplete: OnHeadersComplete;
   body: (chunk: Buffer) => void;
   messageComplete: () => void;
+}
+
+/**
+ * Deletes a parser's native half: it is not garbage-collected (node:http closes its parsers
+ * the same way). Call from a socket's 'close' handler, never from inside execute().
+ */
+export function closeParser(p: Parser): void {
+  p[HTTPParser.kOnHeaders] = p[HTTPParser.kOnHeadersComplete] = p[HTTPParser.kOnBody] = p[HTTPParser.kOnMessageComplete] = p[HTTPParser.kOnMessageBegin] = null;
+  p.close();
 }
 
 /**

@@ -8,7 +8,7 @@
 import net from "node:net";
 import type { Readable } from "node:stream";
 import tls from "node:tls";
-import { createParser, HTTPParser, type Parser } from "./llhttp.ts";
+import { closeParser, createParser, HTTPParser, type Parser } from "./llhttp.ts";
 import type { CompiledRoute } from "./snapshot.ts";
 
 export type OriginErrorCode = "connect" | "connect_timeout" | "timeout" | "reset" | "protocol" | "body_too_large" | "aborted";
@@ -158,7 +158,7 @@ export class OriginPool {
     socket.on("end", () => conn.exchange?.onEnd());
     socket.on("close", () => {
       conn.exchange?.onEnd();
-      conn.parser.free();
+      closeParser(conn.parser);
     });
     return conn;
   }

@@ -6,6 +6,7 @@ import type tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, connect, pki, startProxy, type Proxy } from "../helpers/harness.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
+import { HTTPParser } from "../../src/dataplane/llhttp.ts";
 
 interface Parsed {
   status: number;
@@ -266,6 +267,23 @@ describe("HTTP/1.1 front end", () => {
     await exchange(s, "NOT A REQUEST\r\n\r\n");
     const after = (await proxy.metrics.registry.getSingleMetricAsString("certgate_refusals_total")).match(/reason="bad_request"} (\d+)/)?.[1];
     expect(Number(after)).toBe(Number(before) + 1);
+  });
+
+  it("deletes each connection's native parser when it closes (they are never garbage-collected)", async () => {
+    const proto = HTTPParser.prototype as unknown as { close(this: unknown): void };
+    const original = proto.close;
+    let deleted = 0;
+    proto.close = function (this: unknown) {
+      deleted++;
+      original.call(this);
+    };
+    try {
+      for (let i = 0; i < 5; i++) await exchange(await open(), "GET /p HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+      await new Promise((r) => setTimeout(r, 50));
+      expect(deleted).toBeGreaterThanOrEqual(5);
+    } finally {
+      proto.close = original;
+    }
   });
 
   it("interop: curl reuses one connection for two requests", async () => {
