@@ -91,8 +91,9 @@ const refuse = (status: number, reason: string, body: string, close = false, con
   close,
 });
 
-function connOf(req: Request): ConnState | undefined {
-  return (req.socket as TLSSocket & { [CONN]?: ConnState })[CONN];
+/** The connection's state, set once its handshake completed. */
+export function connOf(socket: TLSSocket): ConnState | undefined {
+  return (socket as TLSSocket & { [CONN]?: ConnState })[CONN];
 }
 
 /** Decides what happens to a request; pure apart from metrics and logs. */
@@ -153,7 +154,7 @@ function withRevocation(deps: RequestDeps, conn: ConnState, view: CachedView | n
 }
 
 export function handleRequest(deps: RequestDeps, req: Request, res: Response): void {
-  const conn = connOf(req);
+  const conn = connOf(req.socket);
   if (!conn) return void req.socket.destroy();
   const view = hostView(conn, hostHeader(req), deps.snapshot());
   withRevocation(deps, conn, view, () => respond(deps, req, res, conn, view));
@@ -241,7 +242,7 @@ function send(res: Response, status: number, body: string, close: boolean, conte
 
 /** WebSocket (and other) upgrades: the same decision, then a spliced byte stream. */
 export function handleUpgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clientHead: Buffer): void {
-  const conn = connOf(req);
+  const conn = connOf(req.socket);
   socket.on("error", () => socket.destroy());
   if (!conn) return void socket.destroy();
   const view = hostView(conn, hostHeader(req), deps.snapshot());
