@@ -214,6 +214,8 @@ export class Response {
 // so that a request costs a number store rather than a timer.
 const TICK_MS = 250;
 const live = new Set<Connection>();
+/** Connections serving HTTP now (a metric). */
+export const openConnections = (): number => live.size;
 let ticker: NodeJS.Timeout | null = null;
 function sweep(): void {
   const now = Date.now();

@@ -2,6 +2,7 @@
 // `host` is the configured host pattern (or "_default"), never the raw SNI or Host header,
 // so a client cannot create label values at will.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { openConnections } from "../dataplane/http1.ts";
 
 export function createMetrics() {
   const registry = new Registry();
@@ -90,6 +91,14 @@ export function createMetrics() {
       name: "certgate_tls_servers",
       help: "Per-hostname TLS server contexts currently cached.",
       registers: [registry],
+    }),
+    httpConnections: new Gauge({
+      name: "certgate_http_connections",
+      help: "Client connections past their handshake, serving HTTP/1.1 (read at scrape time, not counted per connection).",
+      registers: [registry],
+      collect() {
+        this.set(openConnections());
+      },
     }),
   };
   return m;

@@ -96,6 +96,11 @@ describe("HTTP/1.1 front end", () => {
         res.end(body);
       });
     });
+    origin.on("upgrade", (req, socket) => {
+      seen.push(`UPGRADE ${req.url}`);
+      socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n");
+      socket.pipe(socket);
+    });
     await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
     const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
     proxy = await startProxy((p) => baseModel(p, url, [{ hostname: "localhost" }], { limits: { request_timeout_ms: 800, keep_alive_timeout_ms: 400, max_body_bytes: 1 << 20 } }));
@@ -229,6 +234,34 @@ describe("HTTP/1.1 front end", () => {
     s.destroy();
   });
 
+  it("an Upgrade pipelined behind a request waits for its response, then the bytes after it reach the origin", async () => {
+    seen = [];
+    const s = await open();
+    const { text } = await exchange(
+      s,
+      "GET /first HTTP/1.1\r\nHost: localhost\r\n\r\nGET /tunnel HTTP/1.1\r\nHost: localhost\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nPING",
+      (t) => t.endsWith("PING"),
+    );
+    const [first] = parseResponses(text);
+    expect(first!.body).toBe("GET /first 0\n");
+    expect(text.slice(text.indexOf("GET /first 0\n") + 13)).toMatch(/^HTTP\/1.1 101 Switching Protocols\r\n[\s\S]*\r\n\r\nPING$/);
+    expect(seen).toEqual(["GET /first", "UPGRADE /tunnel"]);
+    s.destroy();
+  });
+
+  it("an Upgrade request with a body is served as a plain request (the Upgrade is ignored), and the connection goes on", async () => {
+    seen = [];
+    const s = await open();
+    const { text } = await exchange(
+      s,
+      "POST /up HTTP/1.1\r\nHost: localhost\r\nUpgrade: echo\r\nConnection: Upgrade\r\nContent-Length: 3\r\n\r\nabcGET /next HTTP/1.1\r\nHost: localhost\r\n\r\n",
+      responses(2),
+    );
+    expect(parseResponses(text).map((r) => `${r.status} ${r.body.trim()}`)).toEqual(["200 POST /up 3", "200 GET /next 0"]);
+    expect(seen).toEqual(["POST /up", "GET /next"]);
+    s.destroy();
+  });
+
   it("405 and close for CONNECT", async () => {
     const s = await open();
     const { text, closed } = await exchange(s, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
@@ -284,6 +317,17 @@ describe("HTTP/1.1 front end", () => {
     } finally {
       proto.close = original;
     }
+  });
+
+  it("reports open client connections at scrape time", async () => {
+    const gauge = async () => Number(/certgate_http_connections (\d+)/.exec(await proxy.metrics.registry.getSingleMetricAsString("certgate_http_connections"))?.[1]);
+    const before = await gauge();
+    const s = await open();
+    await exchange(s, "GET /g HTTP/1.1\r\nHost: localhost\r\n\r\n", responses(1));
+    expect(await gauge()).toBe(before + 1);
+    s.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await gauge()).toBe(before);
   });
 
   it("interop: curl reuses one connection for two requests", async () => {
