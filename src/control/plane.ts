@@ -20,7 +20,7 @@ import {
   type Model,
 } from "../model/schema.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
-import { COLLECTIONS, type AuditEntry, type Store } from "./store.ts";
+import { COLLECTIONS, keyField, type AuditEntry, type Store } from "./store.ts";
 import type { Principal } from "./auth.ts";
 import { ApiError } from "./errors.ts";
 import { checkApinizerRules, enforces } from "../model/apinizer-rules.ts";
@@ -100,39 +100,37 @@ function validateChanged(prev: Model, next: Model): Model {
 }
 
 /**
- * References the data plane does not compile but the control plane relies on, and the Apinizer
- * invariants. Runs for every write (validateChanged, and the full parse of PUT /v1/config) and for
+ * One element per key in every collection (the store's rows), references the data plane does not
+ * compile but the control plane relies on, and the Apinizer invariants. Runs for every write (validateChanged, and the full parse of PUT /v1/config) and for
  * the bootstrap seed, so no dialect can store what another one refuses. With `prev` (the stored
  * model), checks whose inputs are the same objects as in `prev` are skipped.
  */
 export function checkControlRefs(model: Model, prev?: Model): void {
   const problems: { path: string; message: string }[] = [];
-  const configs = new Set<string>();
-  model.tls_configurations.forEach((c, i) => {
-    if (configs.has(c.id)) problems.push({ path: `tls_configurations[${i}].id`, message: `duplicate id "${c.id}"` });
-    configs.add(c.id);
-  });
-  const hostIds = new Set<string>();
-  model.hosts.forEach((h, i) => {
-    if (h.tls_configuration && !configs.has(h.tls_configuration) && !(h.tls_configuration === DEFAULT_CONFIG_ID && !model.tls_configurations.some((c) => c.default)))
-      problems.push({ path: `hosts[${i}].tls_configuration`, message: `no tls_configuration with id "${h.tls_configuration}"` });
-    if (h.id) {
-      if (hostIds.has(h.id)) problems.push({ path: `hosts[${i}].id`, message: `duplicate id "${h.id}"` });
-      hostIds.add(h.id);
-    }
-  });
-  const keys = new Set<string>();
-  model.pending_private_keys.forEach((k, i) => {
-    if (keys.has(k.id)) problems.push({ path: `pending_private_keys[${i}].id`, message: `duplicate id "${k.id}"` });
-    keys.add(k.id);
-  });
-  const zoneIds = new Set<string>();
-  model.zones.forEach((z, i) => {
-    if (zoneIds.has(z.id)) problems.push({ path: `zones[${i}].id`, message: `duplicate id "${z.id}"` });
-    zoneIds.add(z.id);
-  });
+  const same = (k: keyof Model) => prev?.[k] === model[k];
+  // The store keeps one row per key: a second element with the same key would silently replace the first.
+  for (const kind of COLLECTIONS) {
+    if (same(kind)) continue;
+    const field = keyField(kind);
+    const seen = new Set<unknown>();
+    (model[kind] as unknown as Record<string, unknown>[]).forEach((o, i) => {
+      if (seen.has(o[field])) problems.push({ path: `${kind}[${i}].${field}`, message: `duplicate ${field} "${String(o[field])}"` });
+      seen.add(o[field]);
+    });
+  }
+  if (!same("hosts") || !same("tls_configurations")) {
+    const configs = new Set(model.tls_configurations.map((c) => c.id));
+    if (!model.tls_configurations.some((c) => c.default)) configs.add(DEFAULT_CONFIG_ID);
+    const hostIds = new Set<string>();
+    model.hosts.forEach((h, i) => {
+      if (h.tls_configuration && !configs.has(h.tls_configuration)) problems.push({ path: `hosts[${i}].tls_configuration`, message: `no tls_configuration with id "${h.tls_configuration}"` });
+      if (h.id) {
+        if (hostIds.has(h.id)) problems.push({ path: `hosts[${i}].id`, message: `duplicate id "${h.id}"` });
+        hostIds.add(h.id);
+      }
+    });
+  }
   if (model.apinizer.projects.length) {
-    const same = (k: "apinizer" | "hosts" | "routes") => prev !== undefined && prev[k] === model[k];
     if (!same("apinizer") || !same("hosts")) problems.push(...clientCaProblems(model));
     if (!same("apinizer") || !same("routes")) problems.push(...checkApinizerRules(model));
   }

@@ -106,9 +106,12 @@ function isArraySchema(s: unknown): boolean {
   return def?.type === "array" || (def?.type === "default" && def.innerType?.def?.type === "array");
 }
 
-/** The row key of a collection element: its id, or a host's hostname. */
+/** The field that keys a collection's rows: `id`, or a host's `hostname`. Two elements with one key would share a row. */
+export const keyField = (kind: string): "id" | "hostname" => (kind === "hosts" ? "hostname" : "id");
+
+/** The row key of a collection element. */
 function keyOf(kind: string, obj: Record<string, unknown>): string {
-  return String(kind === "hosts" ? obj.hostname : obj.id);
+  return String(obj[keyField(kind)]);
 }
 
 export class SqliteStore implements Store {

@@ -104,6 +104,16 @@ describe("native API", () => {
       expect(nativeError(redacted).message).toMatch(/redacted/);
       expect(cg.runtime.snapshot.version).toBe(version);
     });
+    it("PUT refuses two objects of one collection with the same id (the store keeps one row per id): 400, nothing stored", async () => {
+      const cfg = (await api(cg, "GET", "/v1/config")).body;
+      const revision = await cg.plane.store.revision();
+      const cert = { id: "c1", zone_id: "z1", certificate: "pem", csr: "csr", serial: "01", status: "active", validity_days: 1, issued_on: "", expires_on: "", fingerprint_sha256: "", ski: "" };
+      const r = await api(cg, "PUT", "/v1/config", { ...cfg, managed_client_certificates: [cert, { ...cert, serial: "02", status: "revoked" }] });
+      expect(r.status).toBe(400);
+      expect(nativeError(r).message).toBe('managed_client_certificates[1].id: duplicate id "c1"');
+      expect(await cg.plane.store.revision()).toBe(revision);
+      expect(cg.plane.model.managed_client_certificates).toEqual([]);
+    });
   });
 
   describe("admin body limit", () => {
