@@ -5,7 +5,7 @@ import "reflect-metadata"; // @peculiar/x509 needs it loaded first
 import { X509Certificate as PeculiarCert, SubjectKeyIdentifierExtension, AuthorityKeyIdentifierExtension, CRLDistributionPointsExtension } from "@peculiar/x509";
 import { hash, type X509Certificate } from "node:crypto";
 import type { ClientCertInput } from "../rules/input.ts";
-import type { Verdict } from "./verify.ts";
+import { MISSING, type Verdict } from "./verify.ts";
 
 const EMPTY_CHAIN: readonly X509Certificate[] = [];
 
@@ -82,7 +82,7 @@ export class ClientCertFacts implements ClientCertInput {
   }
   /** RFC 9440 Client-Cert: the DER leaf as an sf-binary item. */
   get rfc9440(): string {
-    return this.#memo("rfc9440", (c) => `:${c.raw.toString("base64")}:`);
+    return this.#memo("rfc9440", () => `:${this.derBase64}:`);
   }
   /** RFC 9440 Client-Cert-Chain: the CAs used for validation that certgate can see. */
   get chainRfc9440(): string {
@@ -103,11 +103,22 @@ export class ClientCertFacts implements ClientCertInput {
     return this.leaf?.subjectAltName ?? "";
   }
   get pem(): string {
-    return this.leaf?.toString() ?? "";
+    return this.#memo("pem", (c) => c.toString());
+  }
+  /** Envoy's X-Forwarded-Client-Cert in its SANITIZE_SET form: Hash, Cert, Subject, URI and DNS elements. */
+  get xfcc(): string {
+    return this.#memo("xfcc", () => {
+      const parts = [`Hash=${this.fingerprintSha256}`, `Cert="${encodeURIComponent(this.pem)}"`, `Subject="${this.subjectDn.replace(/["\\]/g, "\\$&")}"`];
+      for (const san of this.subjectAltName.split(", ")) {
+        if (san.startsWith("URI:")) parts.push(`URI=${san.slice(4)}`);
+        else if (san.startsWith("DNS:")) parts.push(`DNS=${san.slice(4)}`);
+      }
+      return parts.join(";");
+    });
   }
 }
 
-export const NO_CERT = new ClientCertFacts(undefined, { ok: false, failure: "missing", reason: "no_certificate" });
+export const NO_CERT = new ClientCertFacts(undefined, MISSING);
 
 function hex(id: string | undefined): string {
   return id ? id.toUpperCase() : "";

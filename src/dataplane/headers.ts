@@ -81,17 +81,7 @@ function addClientCertHeaders(out: HeaderList, policy: HostPolicy, facts: Client
     if (chain) out.push("client-cert-chain", chain);
   }
   if (f.cloudflare) out.push("cf-client-cert-der-base64", facts.derBase64, "cf-client-cert-sha256", facts.fingerprintSha256);
-  if (f.xfcc) out.push("x-forwarded-client-cert", xfcc(facts));
-}
-
-/** Envoy's SANITIZE_SET format: Hash, Cert, Subject, URI and DNS elements. */
-function xfcc(facts: ClientCertFacts): string {
-  const parts = [`Hash=${facts.fingerprintSha256}`, `Cert="${encodeURIComponent(facts.pem)}"`, `Subject="${facts.subjectDn.replace(/["\\]/g, "\\$&")}"`];
-  for (const san of facts.subjectAltName.split(", ")) {
-    if (san.startsWith("URI:")) parts.push(`URI=${san.slice(4)}`);
-    else if (san.startsWith("DNS:")) parts.push(`DNS=${san.slice(4)}`);
-  }
-  return parts.join(";");
+  if (f.xfcc) out.push("x-forwarded-client-cert", facts.xfcc);
 }
 
 /** Response headers an origin sends that must not cross the proxy (framing is the client side's own). */
