@@ -120,6 +120,11 @@ function httpDate(): string {
   return dateCache;
 }
 
+/** A whole response after which the connection closes: for answers given outside a Response (refusals, upgrades). */
+export function closingResponse(status: number, body: string, contentType = "text/plain; charset=utf-8"): string {
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ndate: ${httpDate()}\r\nconnection: close\r\n\r\n${body}`;
+}
+
 /** One response; its framing (length, chunked, or close) is chosen from the headers it is given. */
 export class Response {
   readonly request: Request;
@@ -425,8 +430,7 @@ class Connection {
     this.#flow();
     const answer = () => {
       this.#handlers.refused(this.socket, status, reason);
-      const body = `${STATUS_CODES[status] ?? "Error"}\n`;
-      this.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\ndate: ${httpDate()}\r\nconnection: close\r\n\r\n${body}`);
+      this.write(closingResponse(status, `${STATUS_CODES[status]}\n`));
       this.#close();
     };
     // Pipelined: the response in flight goes first; the connection closes after it.

@@ -2,6 +2,7 @@
 // server, puts the bytes back and hands the socket over; Node then runs the handshake.
 import net from "node:net";
 import { parseClientHello } from "./clienthello.ts";
+import { closingResponse } from "./http1.ts";
 
 export interface Dispatcher {
   /** Returns false when no certificate serves this name: the handshake is refused. */
@@ -12,8 +13,6 @@ export interface Dispatcher {
 
 // TLS alert record: fatal (2) unrecognized_name (112), the answer to an SNI we do not serve.
 const UNRECOGNIZED_NAME = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]);
-const PLAIN_HTTP_BODY = "This port speaks HTTPS only: use https://\n";
-const PLAIN_HTTP = `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${PLAIN_HTTP_BODY.length}\r\nConnection: close\r\n\r\n${PLAIN_HTTP_BODY}`;
 
 export function createFrontServer(d: Dispatcher): net.Server {
   return net.createServer({ noDelay: true }, (socket) => {
@@ -32,7 +31,7 @@ export function createFrontServer(d: Dispatcher): net.Server {
       socket.pause();
       if (hello.kind === "http") {
         d.rejected("plaintext_http");
-        socket.end(PLAIN_HTTP);
+        socket.end(closingResponse(400, "This port speaks HTTPS only: use https://\n"));
       } else if (hello.kind === "invalid") {
         d.rejected("not_tls");
         socket.destroy();

@@ -6,7 +6,7 @@ import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { ClientCertFacts } from "./facts.ts";
 import { downstreamHeaders, upstreamHeaders, type ForwardContext } from "./headers.ts";
-import type { Request, Response } from "./http1.ts";
+import { closingResponse, type Request, type Response } from "./http1.ts";
 import { hostOfHeader } from "./names.ts";
 import { OriginError, type Origins } from "./origins.ts";
 import { normalizeTarget, originForm, type Target } from "./path.ts";
@@ -253,10 +253,7 @@ async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clien
   const outcome = decide(req, conn, view, deps);
   if (outcome.kind === "refuse") {
     deps.metrics.refusals.inc({ host: conn.policy.pattern || "_default", reason: outcome.reason });
-    socket.end(
-      `HTTP/1.1 ${outcome.status} ${outcome.status === 421 ? "Misdirected Request" : "Refused"}\r\ncontent-type: ${outcome.contentType}\r\ncontent-length: ${Buffer.byteLength(outcome.body)}\r\nconnection: close\r\n\r\n${outcome.body}`,
-    );
-    return;
+    return void socket.end(closingResponse(outcome.status, outcome.body, outcome.contentType));
   }
   try {
     const up = await deps.origins.get(outcome.route).upgrade({
@@ -278,7 +275,7 @@ async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clien
     up.socket.pipe(socket).pipe(up.socket);
   } catch (err) {
     deps.log.warn({ msg: "upgrade failed", route: outcome.route.id, err: (err as Error).message });
-    socket.end("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    socket.end(closingResponse(502, "Bad Gateway: the origin did not accept the upgrade.\n"));
   }
 }
 

@@ -98,6 +98,7 @@ describe("HTTP/1.1 front end", () => {
     });
     origin.on("upgrade", (req, socket) => {
       seen.push(`UPGRADE ${req.url}`);
+      if (req.url === "/no-upgrade") return void socket.end("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
       socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n");
       socket.pipe(socket);
     });
@@ -247,6 +248,16 @@ describe("HTTP/1.1 front end", () => {
     expect(text.slice(text.indexOf("GET /first 0\n") + 13)).toMatch(/^HTTP\/1.1 101 Switching Protocols\r\n[\s\S]*\r\n\r\nPING$/);
     expect(seen).toEqual(["GET /first", "UPGRADE /tunnel"]);
     s.destroy();
+  });
+
+  it("an origin that does not switch protocols: 502 with its reason phrase, and the connection closes", async () => {
+    const s = await open();
+    const { text, closed } = await exchange(s, "GET /no-upgrade HTTP/1.1\r\nHost: localhost\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n");
+    expect(closed).toBe(true);
+    const [r] = parseResponses(text);
+    expect(r!.head).toMatch(/^HTTP\/1.1 502 Bad Gateway\r\n/);
+    expect(r!.head).toMatch(/\r\nconnection: close/i);
+    expect(r!.body).toContain("did not accept the upgrade");
   });
 
   it("an Upgrade request with a body is served as a plain request (the Upgrade is ignored), and the connection goes on", async () => {
