@@ -47,7 +47,7 @@ export class Request {
   /** Nobody reads the body: what arrives is dropped. */
   discarding = false;
   continued = false;
-  /** The raw Expect header, if any. */
+  /** The Expect header, trimmed and lower-cased, if any. */
   readonly expect: string | undefined;
   #distinct: Record<string, string[]> | undefined;
 
@@ -65,12 +65,12 @@ export class Request {
       const n = headers[i]!;
       if (n.length === 14 && n.toLowerCase() === "content-length") length = Number(headers[i + 1]);
       else if (n.length === 17 && n.toLowerCase() === "transfer-encoding") length = -1;
-      else if (n.length === 6 && n.toLowerCase() === "expect") expect = headers[i + 1];
+      else if (n.length === 6 && n.toLowerCase() === "expect") expect = headers[i + 1]!.trim().toLowerCase();
     }
     this.bodyLength = length;
     this.expect = expect;
     // HTTP/1.0 clients never wait for 100 Continue (RFC 9110 §10.1.1).
-    this.expectsContinue = expect !== undefined && minor >= 1 && length !== 0 && expect.trim().toLowerCase() === "100-continue";
+    this.expectsContinue = expect === "100-continue" && minor >= 1 && length !== 0;
   }
 
   /** The first value of a header, by lower-case name. */
@@ -312,7 +312,7 @@ class Connection {
     // The rest of the request (its body) is due within the request timeout of its first byte.
     this.#setDeadline(this.#messageStart + this.#limits.requestTimeoutMs, RECEIVING);
     if (method === CONNECT) return this.#refuse(405, "connect"), 1;
-    if (req.expect !== undefined && req.expect.trim().toLowerCase() !== "100-continue") return this.#refuse(417, "expectation_failed"), 1;
+    if (req.expect !== undefined && req.expect !== "100-continue") return this.#refuse(417, "expectation_failed"), 1;
     if (req.bodyLength === 0) req.complete = true;
     else {
       req.body = new RequestBody(this);

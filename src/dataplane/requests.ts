@@ -161,12 +161,13 @@ export function handleRequest(deps: RequestDeps, req: Request, res: Response): v
 }
 
 function respond(deps: RequestDeps, req: Request, res: Response, conn: ConnState, view: CachedView | null): void {
-  const started = process.hrtime.bigint();
+  const logged = deps.log.isLevelEnabled("info"); // no clock read nor access-log object when the log is off
+  const started = logged ? process.hrtime.bigint() : 0n;
   const outcome = decide(req, conn, view, deps);
   const label = outcome.kind === "pass" ? outcome.policy.pattern || "_default" : conn.policy.pattern || "_default";
   res.onFinish = () => {
     deps.metrics.requests.inc({ host: label, status: res.statusCode });
-    if (!deps.log.isLevelEnabled("info")) return; // no access-log object when the log is off
+    if (!logged) return;
     deps.log.info({
       msg: "request",
       host: view?.header,

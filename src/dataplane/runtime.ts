@@ -181,17 +181,7 @@ export class Runtime implements Dispatcher {
     };
     (socket as TLSSocket & { [CONN]?: ConnState })[CONN] = state;
     this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(state.resumed) });
-    const limits = this.#snapshot.model.limits;
-    serveHttp1(
-      socket,
-      {
-        maxHeaderBytes: limits.max_header_bytes,
-        headersTimeoutMs: Math.min(limits.request_timeout_ms, 30_000),
-        requestTimeoutMs: limits.request_timeout_ms,
-        keepAliveTimeoutMs: limits.keep_alive_timeout_ms,
-      },
-      this.#http,
-    );
+    serveHttp1(socket, this.#snapshot.http, this.#http);
   }
 
   #tlsError(err: Error, policy: HostPolicy): void {

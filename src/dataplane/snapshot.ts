@@ -9,6 +9,7 @@ import { DEFAULT_ENVIRONMENT, apinizerRules } from "../model/apinizer-rules.ts";
 import { CrlError, crlDers, verifyCrl, type VerifiedCrl } from "../revocation/crl.ts";
 import type { RevocationPolicy } from "../revocation/checker.ts";
 import { NameTable } from "./names.ts";
+import type { Http1Limits } from "./http1.ts";
 
 export interface CompiledCert {
   id: string;
@@ -74,6 +75,8 @@ export class Snapshot {
   readonly model: Model;
   readonly certs: Map<string, CompiledCert>;
   readonly defaultCert: CompiledCert | null;
+  /** What the HTTP/1.1 front end enforces on connections accepted under this snapshot. */
+  readonly http: Http1Limits;
   /** Every origin configuration routes use: the pools worth keeping. */
   readonly originKeys = new Set<string>();
   readonly #certByName: NameTable<CompiledCert>;
@@ -90,6 +93,13 @@ export class Snapshot {
     const fail = (path: string, message: string): void => void problems.push({ path, message });
     this.version = version;
     this.model = model;
+    const l = model.limits;
+    this.http = {
+      maxHeaderBytes: l.max_header_bytes,
+      headersTimeoutMs: Math.min(l.request_timeout_ms, 30_000),
+      requestTimeoutMs: l.request_timeout_ms,
+      keepAliveTimeoutMs: l.keep_alive_timeout_ms,
+    };
 
     this.certs = new Map();
     this.#certByName = new NameTable();
