@@ -2,62 +2,27 @@
 // Validation" and "Certificate Validation Only", update, delete, errors), API proxies, issuer
 // ACLs and environments; and end to end over real TLS: the policies decide real requests.
 import { X509Certificate } from "node:crypto";
-import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issue, pki, request, type Reply } from "../helpers/harness.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import type { Issued } from "../../src/pki/issue.ts";
-import { parseModel, type ModelInput } from "../../src/model/schema.ts";
+import type { ModelInput } from "../../src/model/schema.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
 import { createLogger } from "../../src/observability/log.ts";
-import { listenAdmin } from "../../src/control/admin.ts";
-import { loadStore, startControl } from "../../src/control/setup.ts";
-import type { ControlPlane } from "../../src/control/plane.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
-import { api, cfError, echo, fastlyError, jsonapi, nativeError, rel, tmpData, type ApiReply } from "./helpers.ts";
+import { api, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, type ApiReply, type Certgate } from "./helpers.ts";
 
-interface Node {
-  dataDir: string;
-  port: number;
-  admin: string;
-  plane: ControlPlane;
-  runtime: Runtime;
-  close(): Promise<void>;
-}
-
-/** certgate serving `environment`, with trust bundle "clients" = dev CA + other CA, a.test/ and b.test/ routed to echo. */
-async function startNode(environment = "production", dataDir = tmpData()): Promise<Node> {
-  const p = await pki();
-  const origin = await echo();
-  const seed = (): ModelInput => ({
-    certificates: [{ id: "srv", cert: p.server.certPem, key: p.server.keyPem }],
-    trust_bundles: [{ id: "clients", ca: p.ca.certPem + p.otherCa.certPem }],
-    routes: [
-      { id: "a-root", hostname: "a.test", origin },
-      { id: "b-root", hostname: "b.test", origin },
-    ],
-    default_certificate: "srv",
-  });
-  const loaded = await loadStore(dataDir, () => parseModel(seed()));
-  const metrics = createMetrics();
-  const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics, environment });
-  const { port } = await runtime.listen("127.0.0.1", 0);
-  const { plane, server } = startControl(runtime, metrics, loaded, "test-admin-token", { onError: (e) => console.error(e) });
-  const addr: AddressInfo = await listenAdmin(server, "127.0.0.1", 0);
-  return {
-    dataDir,
-    port,
-    admin: `http://127.0.0.1:${addr.port}`,
-    plane,
-    runtime,
-    async close() {
-      server.closeAllConnections?.();
-      await new Promise((r) => server.close(r));
-      await runtime.close();
-      await loaded.store.close();
-    },
-  };
-}
+/** Trust bundle "clients" = dev CA + other CA; a.test/ and b.test/ routed to the echo origin. */
+const seed = (p: DevPki, origin: string): ModelInput => ({
+  certificates: [{ id: "srv", cert: p.server.certPem, key: p.server.keyPem }],
+  trust_bundles: [{ id: "clients", ca: p.ca.certPem + p.otherCa.certPem }],
+  routes: [
+    { id: "a-root", hostname: "a.test", origin },
+    { id: "b-root", hostname: "b.test", origin },
+  ],
+  default_certificate: "srv",
+});
+const startNode = (dataDir?: string): Promise<Certgate> => startCertgate(dataDir, seed);
 
 // The seed's two request bodies, as written.
 const FULL = {
@@ -81,7 +46,7 @@ function apinizerError(r: ApiReply): string {
 const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
 
 describe("Apinizer dialect: contract", () => {
-  let n: Node;
+  let n: Certgate;
   let p: DevPki;
   const call = (method: string, path: string, body?: unknown, opts?: Parameters<typeof api>[4]) => api(n.admin, method, path, body, opts);
   beforeAll(async () => {
@@ -412,7 +377,7 @@ describe("Apinizer dialect: contract", () => {
 });
 
 describe("Apinizer dialect: policies decide real requests", () => {
-  let n: Node;
+  let n: Certgate;
   let p: DevPki;
   let stranger: Issued; // a CA outside the trust bundle
   let strangerClient: Issued;
@@ -544,7 +509,7 @@ describe("Apinizer dialect: policies decide real requests", () => {
     await call("POST", `${POLICIES}after-restart/`, FULL);
     unauthorized(await get("/myapi/x"), /client certificate is required/);
     await n.close();
-    n = await startNode("production", n.dataDir);
+    n = await startNode(n.dataDir);
     unauthorized(await get("/myapi/x"), /client certificate is required/);
     expect((await get("/myapi/x", p.client)).status).toBe(200);
     expect((await call("GET", POLICIES)).body.resultList[0].apiProxy.requestPolicyList.map((x: { name: string }) => x.name)).toEqual(["after-restart"]);
