@@ -19,10 +19,6 @@ export class NameTable<T> {
     const dot = name.indexOf(".");
     return dot > 0 ? this.#wildcard.get(name.slice(dot + 1)) : undefined;
   }
-
-  get size(): number {
-    return this.#exact.size + this.#wildcard.size;
-  }
 }
 
 /** Lower-cased hostname of a Host header, without port or IPv6 brackets; null if malformed. */

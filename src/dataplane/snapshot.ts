@@ -260,7 +260,7 @@ function memo<K extends object, V>(cache: WeakMap<K, V>, key: K, build: () => V 
   return v;
 }
 
-export function compileCert(id: string, certPem: string, keyPem: string, fail: (m: string, field?: string) => void): CompiledCert | undefined {
+function compileCert(id: string, certPem: string, keyPem: string, fail: (m: string, field?: string) => void): CompiledCert | undefined {
   let chain: X509Certificate[];
   try {
     chain = parseCertificates(certPem);
@@ -279,7 +279,7 @@ export function compileCert(id: string, certPem: string, keyPem: string, fail: (
   return { id, certPem: chain.map((c) => c.toString()).join(""), keyPem, leaf, names, fingerprint: leaf.fingerprint256 };
 }
 
-export function compileBundle(b: TrustBundle, fail: (m: string, field?: string) => void): CompiledBundle | undefined {
+function compileBundle(b: TrustBundle, fail: (m: string, field?: string) => void): CompiledBundle | undefined {
   let cas: X509Certificate[];
   try {
     cas = parseCaBundle(b.ca);

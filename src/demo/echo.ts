@@ -11,7 +11,7 @@ export interface EchoReply {
   bodyBytes: number;
 }
 
-export function createEchoServer(): http.Server {
+function createEchoServer(): http.Server {
   const server = http.createServer((req, res) => {
     let bodyBytes = 0;
     req.on("data", (c: Buffer) => (bodyBytes += c.length));
