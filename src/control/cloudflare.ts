@@ -7,6 +7,7 @@
 //                              china_network = hosts[].china_network (stored, returned, no effect)
 //   zone                     = zones[] (account_id); its custom rules ruleset = zones[].rules
 //                              (+ zones[].ruleset: id, name, description, version)
+import { createHash } from "node:crypto";
 import type { Host, Model, Rule, TrustBundle, Zone } from "../model/schema.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
@@ -255,8 +256,20 @@ function ruleRes(r: Rule): Record<string, unknown> {
   };
 }
 
+type Ruleset = NonNullable<Zone["ruleset"]>;
+
+/**
+ * A zone's entrypoint ruleset: the stored one; for rules written outside this dialect (bootstrap
+ * file, /v1/config), one whose id is derived from the zone's, so every read names the same ruleset.
+ */
+function rulesetOf(z: Zone): Ruleset | undefined {
+  if (z.ruleset || !z.rules.length) return z.ruleset;
+  return { id: createHash("sha256").update(`ruleset/${z.id}`).digest("hex").slice(0, 32), name: "default", description: "", version: "1", last_updated: z.updated_at };
+}
+
+/** The ruleset of a zone that has one. */
 function rulesetRes(z: Zone): Record<string, unknown> {
-  const rs = z.ruleset!;
+  const rs = rulesetOf(z)!;
   return { id: rs.id, name: rs.name, description: rs.description, kind: "zone", version: rs.version, phase: PHASE, rules: z.rules.map(ruleRes), last_updated: rs.last_updated ?? null };
 }
 
@@ -305,8 +318,8 @@ function ruleFrom(v: unknown, pointer: string, prev: Rule | undefined, at: strin
   };
 }
 
-function bumpRuleset(z: Zone, at: string, extra: Partial<NonNullable<Zone["ruleset"]>> = {}): NonNullable<Zone["ruleset"]> {
-  const rs = z.ruleset;
+function bumpRuleset(z: Zone, at: string, extra: Partial<Ruleset> = {}): Ruleset {
+  const rs = rulesetOf(z);
   return {
     id: rs?.id ?? hexId(),
     name: rs?.name ?? "default",
@@ -325,8 +338,8 @@ function getEntrypoint(ctx: Ctx): Reply {
   checkPhase(ctx);
   const model = ctx.plane.model;
   const z = model.zones[findZone(ctx, model, ctx.params.zone_id!)]!;
-  if (!z.ruleset && !z.rules.length) throw new ApiError("not_found", `zone "${z.id}" has no ${PHASE} entrypoint ruleset yet; PUT one`);
-  return ok(rulesetRes(z.ruleset ? z : { ...z, ruleset: bumpRuleset(z, z.updated_at ?? now()) }));
+  if (!rulesetOf(z)) throw new ApiError("not_found", `zone "${z.id}" has no ${PHASE} entrypoint ruleset yet; PUT one`);
+  return ok(rulesetRes(z));
 }
 
 async function putEntrypoint(ctx: Ctx): Promise<Reply> {
@@ -359,7 +372,7 @@ async function putEntrypoint(ctx: Ctx): Promise<Reply> {
 function zoneWithRuleset(ctx: Ctx, model: Model): { i: number; z: Zone } {
   const i = findZone(ctx, model, ctx.params.zone_id!);
   const z = model.zones[i]!;
-  if (z.ruleset?.id !== ctx.params.ruleset_id) throw notFound("ruleset", ctx.params.ruleset_id!);
+  if (rulesetOf(z)?.id !== ctx.params.ruleset_id) throw notFound("ruleset", ctx.params.ruleset_id!);
   return { i, z };
 }
 
@@ -370,7 +383,7 @@ function getRuleset(ctx: Ctx): Reply {
 function listRulesets(ctx: Ctx): Reply {
   const model = ctx.plane.model;
   const z = model.zones[findZone(ctx, model, ctx.params.zone_id!)]!;
-  if (!z.ruleset) return ok([]);
+  if (!rulesetOf(z)) return ok([]);
   const { rules: _rules, ...summary } = rulesetRes(z);
   return ok([summary]);
 }

@@ -4,7 +4,7 @@ import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pki, request } from "../helpers/harness.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
-import { api, cfError, startCertgate, type ApiReply, type Certgate } from "./helpers.ts";
+import { api, cfError, seedModel, startCertgate, type ApiReply, type Certgate } from "./helpers.ts";
 
 const ACC = "0123456789abcdef0123456789abcdef";
 const OTHER = "fedcba9876543210fedcba9876543210";
@@ -252,5 +252,35 @@ describe("Cloudflare dialect", () => {
       expect(r.body.result).toEqual({ id: zone });
       expect((await request(cg.port, { servername: "b.test", path: "/admin" })).status).toBe(200);
     });
+  });
+});
+
+describe("Cloudflare dialect: a zone whose rules were written outside it (bootstrap file, /v1/config)", () => {
+  let cg: Certgate;
+  const ZONE = "z-file";
+  const EP = `/zones/${ZONE}/rulesets/phases/http_request_firewall_custom/entrypoint`;
+  beforeAll(async () => {
+    cg = await startCertgate(undefined, (p, origin) => ({
+      ...seedModel(p, origin),
+      zones: [{ id: ZONE, name: "b.test", rules: [{ id: "from-file", expression: 'http.request.uri.path eq "/one"', action: "block" }] }],
+    }));
+  });
+  afterAll(() => cg.close());
+
+  it("has one entrypoint ruleset, with the same id on every read, that the rule endpoints accept", async () => {
+    const first = await api(cg, "GET", EP);
+    expect(first.status).toBe(200);
+    expect(first.body.result.rules.map((r: { id: string }) => r.id)).toEqual(["from-file"]);
+    const id = first.body.result.id as string;
+    expect((await api(cg, "GET", EP)).body.result.id).toBe(id);
+    expect((await api(cg, "GET", `/zones/${ZONE}/rulesets`)).body.result).toEqual([expect.objectContaining({ id })]);
+    expect((await api(cg, "GET", `/zones/${ZONE}/rulesets/${id}`)).status).toBe(200);
+    const add = await api(cg, "POST", `/zones/${ZONE}/rulesets/${id}/rules`, { action: "block", expression: 'http.request.uri.path eq "/two"' });
+    expect(add.status).toBe(200);
+    expect(add.body.result).toMatchObject({ id, version: "2" });
+    expect(add.body.result.rules.map((r: { id: string }) => r.id)[0]).toBe("from-file");
+    expect((await request(cg.port, { servername: "b.test", path: "/two" })).status).toBe(403);
+    expect((await request(cg.port, { servername: "b.test", path: "/one" })).status).toBe(403);
+    expect((await api(cg, "GET", EP)).body.result.id).toBe(id);
   });
 });
