@@ -85,7 +85,7 @@ export class RevocationChecker {
     if (!issuer) return { status: "error", detail: "the issuer is not in the trust bundle (client-supplied intermediate)" };
     const url = ocsp.responderUrl ?? this.#keysOf(leaf).ocspUrl;
     if (!url) return { status: "error", detail: "no OCSP responder configured or named in the certificate" };
-    return this.#ocsp.lookup(leaf, issuer, url, { timeoutMs: ocsp.timeoutMs, nonce: ocsp.nonce });
+    return this.#ocsp.lookup(leaf, issuer, url, ocsp);
   }
 
   #crl(policy: RevocationPolicy, bundle: CompiledBundle, leaf: X509Certificate, facts: ClientCertFacts, waited: boolean): Verdict | Promise<Verdict> {

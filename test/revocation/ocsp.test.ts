@@ -3,7 +3,7 @@ import type { ChildProcess } from "node:child_process";
 import http from "node:http";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseModel, pki, request, startProxy, type Proxy } from "../helpers/harness.ts";
+import { baseModel, connect, pki, rawRequest, request, startProxy, type Proxy } from "../helpers/harness.ts";
 import { OpensslCa, freePort } from "../helpers/opensslca.ts";
 import { issue, type Issued } from "../../src/pki/issue.ts";
 import type { Model } from "../../src/model/schema.ts";
@@ -112,6 +112,21 @@ describe("OCSP for client certificates", () => {
     ocsp("hard_fail", { responder_url: `${slowUrl}/h`, timeout_ms: 300 });
     expect(await status(good)).toBe(403);
     expect((await errors()) - before).toBe(2); // both look-ups ended in an error (the timeout), not an answer
+  });
+
+  it("on a keep-alive connection, each request follows the bundle's current OCSP settings", async () => {
+    ocsp("hard_fail", { responder_url: `${responder.url}/keep-alive` });
+    const { socket } = await connect(proxy.port, { servername: "b.test", cert: good });
+    try {
+      expect((await rawRequest(socket, "b.test")).status).toBe(200);
+      expect((await rawRequest(socket, "b.test")).status).toBe(200); // answered from the cache
+      // Revocation settings are not part of the policy version: the connection stays, and its
+      // next request asks the new responder (unreachable, so hard-fail refuses).
+      ocsp("hard_fail", { responder_url: `http://127.0.0.1:${await freePort()}/gone` });
+      expect((await rawRequest(socket, "b.test")).status).toBe(403);
+    } finally {
+      socket.destroy();
+    }
   });
 
   it("caches answers and coalesces concurrent look-ups for one certificate into one request", async () => {
