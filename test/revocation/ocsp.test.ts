@@ -129,6 +129,27 @@ describe("OCSP for client certificates", () => {
     }
   });
 
+  it("a certificate issued by a client-supplied intermediate gets an error without asking: soft-fail passes, hard-fail refuses", async () => {
+    const p = await pki();
+    let asked = 0;
+    const counting = http.createServer((_req, res) => {
+      asked++;
+      res.writeHead(500).end();
+    });
+    await new Promise<void>((r) => counting.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(counting.address() as net.AddressInfo).port}`;
+    const via = { ...p.clientViaIntermediate, chain: p.intermediate.certPem };
+    try {
+      ocsp("soft_fail", { responder_url: `${url}/soft` });
+      expect((await request(proxy.port, { servername: "b.test", cert: via })).status).toBe(200);
+      ocsp("hard_fail", { responder_url: `${url}/hard` });
+      expect((await request(proxy.port, { servername: "b.test", cert: via })).status).toBe(403);
+      expect(asked).toBe(0); // the bundle holds only the root: there is no issuer to ask about
+    } finally {
+      counting.close();
+    }
+  });
+
   it("caches answers and coalesces concurrent look-ups for one certificate into one request", async () => {
     ocsp("hard_fail", { responder_url: `${responder.url}/coalesce` });
     const before = await answersTotal();
