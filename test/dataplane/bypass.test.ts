@@ -21,6 +21,15 @@ describe("no bypasses: Host vs SNI, resumption, policy changes", () => {
   });
   afterAll(() => proxy.close());
 
+  /** A session ticket from one request on `servername`. */
+  const ticketFrom = async (servername: string, cert?: typeof p.client): Promise<Buffer> => {
+    const first = await connect(proxy.port, { servername, cert });
+    await rawRequest(first.socket, servername);
+    const session = await first.session;
+    first.socket.destroy();
+    return session;
+  };
+
   it("421 when Host names another host than the SNI of an mTLS connection", async () => {
     const r = await request(proxy.port, { servername: "b.test", host: "a.test", cert: p.client });
     expect(r.status).toBe(421);
@@ -43,10 +52,7 @@ describe("no bypasses: Host vs SNI, resumption, policy changes", () => {
   });
 
   it("resumes a session on the same host and policy (positive control)", async () => {
-    const first = await connect(proxy.port, { servername: "a.test", cert: p.client });
-    await rawRequest(first.socket, "a.test");
-    const session = await first.session;
-    first.socket.destroy();
+    const session = await ticketFrom("a.test", p.client);
     const again = await connect(proxy.port, { servername: "a.test", cert: p.client, session });
     expect(again.socket.isSessionReused()).toBe(true);
     const r = await rawRequest(again.socket, "a.test");
@@ -56,10 +62,7 @@ describe("no bypasses: Host vs SNI, resumption, policy changes", () => {
   });
 
   it("a ticket from a host without mTLS does not resume on an mTLS host", async () => {
-    const first = await connect(proxy.port, { servername: "localhost" });
-    await rawRequest(first.socket, "localhost");
-    const session = await first.session;
-    first.socket.destroy();
+    const session = await ticketFrom("localhost");
     // Replayed on the enforced host without a certificate: a full handshake, which fails.
     await expect(connect(proxy.port, { servername: "b.test", session }).then(async (c) => rawRequest(c.socket, "b.test"))).rejects.toThrow();
     // Replayed on the fail-open host: not resumed, so no certificate is assumed.
@@ -69,20 +72,14 @@ describe("no bypasses: Host vs SNI, resumption, policy changes", () => {
   });
 
   it("a ticket from one mTLS host does not resume on another", async () => {
-    const first = await connect(proxy.port, { servername: "b.test", cert: p.client });
-    await rawRequest(first.socket, "b.test");
-    const session = await first.session;
-    first.socket.destroy();
+    const session = await ticketFrom("b.test", p.client);
     const replay = await connect(proxy.port, { servername: "a.test", session });
     expect(replay.socket.isSessionReused()).toBe(false);
     replay.socket.destroy();
   });
 
   it("a policy change invalidates tickets issued under the old policy", async () => {
-    const first = await connect(proxy.port, { servername: "a.test", cert: p.client });
-    await rawRequest(first.socket, "a.test");
-    const session = await first.session;
-    first.socket.destroy();
+    const session = await ticketFrom("a.test", p.client);
     // Trust a different CA only: the old verification must not be carried over.
     proxy.runtime.apply({ ...model, trust_bundles: [{ ...model.trust_bundles[0]!, ca: p.otherCa.certPem }] });
     try {
