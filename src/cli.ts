@@ -12,19 +12,19 @@ import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { Runtime } from "./dataplane/runtime.ts";
-// Apinizer dialect: this node compiles the policies deployed to its --environment
 import { DEFAULT_ENVIRONMENT } from "./model/apinizer-rules.ts";
 import { listenAdmin } from "./control/admin.ts";
-// control plane wiring (store + admin API)
 import { resolveAdminToken } from "./control/auth.ts";
 import { ManagedCaService } from "./managedca/service.ts";
 import { loadStore, startControl } from "./control/setup.ts";
 
 const USAGE = `usage:
-  certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--data DIR] [--config FILE]
+  certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--public HOST:PORT] [--public-url URL]
+                [--data DIR] [--config FILE] [--environment NAME]
                 [--admin-tls-cert PEM --admin-tls-key PEM --admin-client-ca PEM]
-                [--environment NAME]
-      Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444.
+      Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444; the managed
+      CA's certificate, CRL and OCSP on 127.0.0.1:8445 (--public-url: the base URL written
+      into issued certificates, default from --public).
       The model is kept in DIR/certgate.db; --config (or the demo) only seeds an empty store.
       Admin token: $CERTGATE_ADMIN_TOKEN, else DIR/admin-token (generated at first start).
       --environment: the Apinizer environment this node serves (default production).
