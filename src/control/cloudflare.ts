@@ -304,6 +304,7 @@ function ruleFrom(v: unknown, pointer: string, prev: Rule | undefined, at: strin
     }
   }
   const id = str(v.id, `${pointer}.id`) ?? prev?.id ?? hexId();
+  const ref = str(v.ref, `${pointer}.ref`, { max: 128 }) ?? prev?.ref;
   const changed = !prev || JSON.stringify([prev.action, prev.expression, prev.response]) !== JSON.stringify([action, expression, response]) || v.enabled !== undefined || v.description !== undefined;
   return {
     id,
@@ -313,7 +314,7 @@ function ruleFrom(v: unknown, pointer: string, prev: Rule | undefined, at: strin
     enabled: bool(v.enabled, `${pointer}.enabled`) ?? prev?.enabled ?? true,
     ...(response ? { response } : {}),
     version: prev ? (changed ? String(Number(prev.version ?? "1") + 1) : (prev.version ?? "1")) : "1",
-    ...((str(v.ref, `${pointer}.ref`, { max: 128 }) ?? prev?.ref) ? { ref: (v.ref as string | undefined) ?? prev?.ref } : {}),
+    ...(ref ? { ref } : {}),
     last_updated: changed ? at : (prev?.last_updated ?? at),
   };
 }
@@ -354,10 +355,7 @@ async function putEntrypoint(ctx: Ctx): Promise<Reply> {
     const z = model.zones[i]!;
     const at = now();
     const byId = new Map(z.rules.map((r) => [r.id, r]));
-    const rules = ((b.rules as unknown[] | undefined) ?? []).map((r, j) => {
-      const prev = isObject(r) && typeof r.id === "string" ? byId.get(r.id) : undefined;
-      return ruleFrom(isObject(r) && prev ? { ...r } : r, `rules[${j}]`, prev, at);
-    });
+    const rules = ((b.rules as unknown[] | undefined) ?? []).map((r, j) => ruleFrom(r, `rules[${j}]`, isObject(r) && typeof r.id === "string" ? byId.get(r.id) : undefined, at));
     const ids = new Set<string>();
     for (const r of rules) {
       if (ids.has(r.id)) throw badRequest(`duplicate rule id "${r.id}"`, "rules");
@@ -374,6 +372,14 @@ function zoneWithRuleset(ctx: Ctx, model: Model): { i: number; z: Zone } {
   const z = model.zones[i]!;
   if (rulesetOf(z)?.id !== ctx.params.ruleset_id) throw notFound("ruleset", ctx.params.ruleset_id!);
   return { i, z };
+}
+
+/** The rule of the path's rule_id in the zone's ruleset: the zone and the rule's index. */
+function zoneWithRule(ctx: Ctx, model: Model): { i: number; z: Zone; k: number } {
+  const { i, z } = zoneWithRuleset(ctx, model);
+  const k = z.rules.findIndex((r) => r.id === ctx.params.rule_id);
+  if (k < 0) throw notFound("rule", ctx.params.rule_id!);
+  return { i, z, k };
 }
 
 function getRuleset(ctx: Ctx): Reply {
@@ -416,9 +422,7 @@ async function patchRule(ctx: Ctx): Promise<Reply> {
   const b = await objectBody(ctx);
   const ruleId = ctx.params.rule_id!;
   const z = await ctx.write(`update rule ${ruleId} of zone ${ctx.params.zone_id}`, (model) => {
-    const { i, z } = zoneWithRuleset(ctx, model);
-    const k = z.rules.findIndex((r) => r.id === ruleId);
-    if (k < 0) throw notFound("rule", ruleId);
+    const { i, z, k } = zoneWithRule(ctx, model);
     const at = now();
     const rule = ruleFrom({ ...b, id: ruleId, position: undefined }, "rule", z.rules[k], at);
     const next: Zone = { ...z, rules: replaceAt(z.rules, k, rule), ruleset: bumpRuleset(z, at), updated_at: at };
@@ -430,9 +434,7 @@ async function patchRule(ctx: Ctx): Promise<Reply> {
 async function deleteRule(ctx: Ctx): Promise<Reply> {
   const ruleId = ctx.params.rule_id!;
   const z = await ctx.write(`delete rule ${ruleId} of zone ${ctx.params.zone_id}`, (model) => {
-    const { i, z } = zoneWithRuleset(ctx, model);
-    const k = z.rules.findIndex((r) => r.id === ruleId);
-    if (k < 0) throw notFound("rule", ruleId);
+    const { i, z, k } = zoneWithRule(ctx, model);
     const at = now();
     const next: Zone = { ...z, rules: removeAt(z.rules, k), ruleset: bumpRuleset(z, at), updated_at: at };
     return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
