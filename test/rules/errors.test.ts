@@ -65,6 +65,8 @@ const cases: [string, RuleErrorCode, number, number][] = [
   ['http.request.uri.path matches r"(?<!x)y"', "bad_regex", 32, 4],
   ['http.request.uri.path matches "a["', "bad_regex", 32, 1],
   ['http.request.uri.path matches "a{2,1}"', "bad_regex", 32, 5],
+  // 10 × 1,000 repetitions: 10,002 RE2 instructions, over the documented 10,000
+  [`http.request.uri.path matches "${[..."abcdefghij"].map((c) => `${c}{1000}`).join("")}"`, "bad_regex", 31, 70],
   ['http.host in $nope', "unknown_list", 13, 5],
   [`http.host eq "${"a".repeat(4100)}"`, "too_large", 4096, 1],
   [`${"(".repeat(MAX_DEPTH + 1)}ssl${")".repeat(MAX_DEPTH + 1)}`, "too_deep", MAX_DEPTH, 1],
@@ -105,6 +107,12 @@ describe("error codes and positions", () => {
   it("explains why backreferences and lookaround are refused", () => {
     expect(error('http.request.uri.path matches "(a)\\\\1"').message).toMatch(/backreferences are not supported.*linear/);
     expect(error('http.request.uri.path matches "(?=a)"').message).toMatch(/lookaround is not supported/);
+  });
+
+  it("refuses a regular expression over 10,000 RE2 instructions as too complex, and accepts one just under", () => {
+    const pattern = (n: number) => [..."abcdefghij"].slice(0, n).map((c) => `${c}{1000}`).join("");
+    expect(error(`http.request.uri.path matches "${pattern(10)}"`).message).toMatch(/too complex \(10002 instructions, at most 10000\)/);
+    expect(() => parseExpression(`http.request.uri.path matches "${pattern(9)}"`)).not.toThrow();
   });
 
   it("resolves lists given at compile time and types their items", () => {
