@@ -225,10 +225,9 @@ async function proxy(deps: RequestDeps, req: Request, res: Response, conn: ConnS
     observe(code === "body_too_large" ? code : timeout ? "timeout" : "error");
     if (code === "body_too_large") return void send(res, 413, "Request body too large.\n", true);
     deps.log.warn({ msg: "origin failed", route: p.route.id, origin: p.route.origin.origin, code, err: (err as Error).message });
-    // The request body may be partly unsent: the connection cannot carry another request.
-    const close = declared !== 0;
-    if (timeout) send(res, 504, "Gateway Timeout: the origin did not answer in time.\n", close);
-    else send(res, 502, "Bad Gateway: the origin could not be reached.\n", close);
+    // A request body not yet read in full makes the front end close the connection after this answer.
+    if (timeout) send(res, 504, "Gateway Timeout: the origin did not answer in time.\n", false);
+    else send(res, 502, "Bad Gateway: the origin could not be reached.\n", false);
   }
 }
 

@@ -3,7 +3,7 @@ import https from "node:https";
 import net from "node:net";
 import type tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseModel, connect, pki, request, startProxy, type Proxy } from "../helpers/harness.ts";
+import { baseModel, connect, pki, rawExchange, request, startProxy, type Proxy } from "../helpers/harness.ts";
 import { issue } from "../../src/pki/issue.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 
@@ -141,6 +141,20 @@ describe("origin proxying", () => {
     expect(slowReply.status).toBe(504);
     // The proxy keeps serving.
     expect((await request(proxy.port)).status).toBe(200);
+  });
+
+  it("after a 502, the connection stays usable when the request body was read in full, and closes when it was not", async () => {
+    const whole = (await connect(proxy.port)).socket;
+    const first = await rawExchange(whole, "POST /dead HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello");
+    expect(first.status).toBe(502);
+    expect(first.head).not.toMatch(/\r\nconnection: close/i);
+    expect((await rawExchange(whole, "GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n")).status).toBe(200);
+    whole.destroy();
+
+    const partial = (await connect(proxy.port)).socket;
+    const closed = new Promise((r) => partial.once("close", r));
+    expect((await rawExchange(partial, "POST /dead HTTP/1.1\r\nHost: localhost\r\nContent-Length: 50\r\n\r\nonly-part")).status).toBe(502);
+    await closed; // the rest of the body never came: the connection cannot carry another request
   });
 
   it("a client that goes away while the origin is silent aborts the origin request", async () => {

@@ -133,8 +133,13 @@ export function connect(port: number, o: ClientOpts = {}): Promise<{ socket: tls
   );
 }
 
-/** Sends one raw HTTP/1.1 request on an open socket and reads one response (Content-Length framed). */
+/** Sends one raw HTTP/1.1 GET on an open socket and reads one response (Content-Length framed). */
 export function rawRequest(socket: tls.TLSSocket, host: string, path = "/"): Promise<{ status: number; head: string; body: string }> {
+  return rawExchange(socket, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+}
+
+/** Writes raw request bytes on an open socket and reads one response (Content-Length framed). */
+export function rawExchange(socket: tls.TLSSocket, data: string): Promise<{ status: number; head: string; body: string }> {
   return new Promise((resolve, reject) => {
     let buf = "";
     const onData = (d: Buffer) => {
@@ -150,7 +155,7 @@ export function rawRequest(socket: tls.TLSSocket, host: string, path = "/"): Pro
     };
     socket.on("data", onData);
     socket.once("error", reject);
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+    socket.write(data);
   });
 }
 
