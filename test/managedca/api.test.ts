@@ -83,6 +83,19 @@ describe("managed CA via the Cloudflare API", () => {
     expect(o.stdout).toContain(": revoked");
   });
 
+  it("the OCSP GET form (RFC 6960 A.1: base64 of the request in the path) answers the same, verified by openssl", async () => {
+    const files = { ca: join(dir, "get-ca.pem"), cert: join(dir, "get-cert.pem"), req: join(dir, "get-req.der"), resp: join(dir, "get-resp.der") };
+    writeFileSync(files.ca, await (await fetch(`${cg.publicUrl}/managed-ca/ca.pem`)).text());
+    writeFileSync(files.cert, client.certPem);
+    expect((await run("openssl", ["ocsp", "-issuer", files.ca, "-cert", files.cert, "-no_nonce", "-reqout", files.req])).code).toBe(0);
+    const res = await fetch(`${cg.publicUrl}/managed-ca/ocsp/${encodeURIComponent(readFileSync(files.req).toString("base64"))}`);
+    expect([res.status, res.headers.get("content-type")]).toEqual([200, "application/ocsp-response"]);
+    writeFileSync(files.resp, Buffer.from(await res.arrayBuffer()));
+    const o = await run("openssl", ["ocsp", "-respin", files.resp, "-issuer", files.ca, "-cert", files.cert, "-CAfile", files.ca]);
+    expect(o.stderr).toContain("Response verify OK");
+    expect(o.stdout).toContain(": revoked");
+  });
+
   it("PATCH reactivate brings it back while pending revocation", async () => {
     const r = await api(cg, "PATCH", `/zones/${zone}/client_certificates/${certId}`, { reactivate: true });
     expect(r.body.result.status).toBe("active");
