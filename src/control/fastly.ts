@@ -231,6 +231,19 @@ function bundleIndex(model: Model, id: string, inBody = false): number {
   return i;
 }
 
+/** A write's tls_certificate relationship: it must exist and cover `hostname` (400 at `pointer` otherwise). */
+function checkCovers(model: Model, certId: string, hostname: string, pointer: string): void {
+  const cert = model.certificates.find((c) => c.id === certId);
+  if (!cert) throw badRequest(`tls_certificate "${certId}" not found`, "/data/relationships/tls_certificate/data/id");
+  const names = certInfo(cert.cert).names;
+  if (!covers(names, hostname)) throw badRequest(`tls_domain "${hostname}" is not among the certificate's names (${names.join(", ")})`, pointer);
+}
+
+/** A write's tls_configuration relationship must name one (400). */
+function checkConfiguration(model: Model, id: string): void {
+  if (!configurations(model).some((c) => c.id === id)) throw badRequest(`tls_configuration "${id}" not found`, "/data/relationships/tls_configuration/data/id");
+}
+
 /** Sets (or with null unsets) the mutual authentication of a host; the bundle's `enforced` then governs. */
 function setMtls(h: Host, bundle: string | null, at: string): Host {
   return { ...h, mtls: bundle ? { trust_bundle: bundle } : {}, updated_at: at };
@@ -307,11 +320,8 @@ async function createActivation(ctx: Ctx): Promise<Reply> {
   if (!domain) throw badRequest("relationships.tls_domain is required", "/data/relationships/tls_domain");
   const hostname = domain.toLowerCase();
   const h = await ctx.write(`create tls_activation ${hostname} (certificate ${certId})`, (model) => {
-    const cert = model.certificates.find((c) => c.id === certId);
-    if (!cert) throw badRequest(`tls_certificate "${certId}" not found`, "/data/relationships/tls_certificate/data/id");
-    if (!covers(certInfo(cert.cert).names, hostname))
-      throw badRequest(`tls_domain "${hostname}" is not among the certificate's names (${certInfo(cert.cert).names.join(", ")})`, "/data/relationships/tls_domain/data/id");
-    if (conf && !configurations(model).some((c) => c.id === conf)) throw badRequest(`tls_configuration "${conf}" not found`, "/data/relationships/tls_configuration/data/id");
+    checkCovers(model, certId, hostname, "/data/relationships/tls_domain/data/id");
+    if (conf) checkConfiguration(model, conf);
     if (ma) bundleIndex(model, ma, true);
     const at = now();
     const i = model.hosts.findIndex((x) => x.hostname === hostname);
@@ -348,15 +358,13 @@ async function patchActivation(ctx: Ctx): Promise<Reply> {
       h = setMtls(h, ma, at);
     }
     if (certId) {
-      const cert = model.certificates.find((c) => c.id === certId);
-      if (!cert) throw badRequest(`tls_certificate "${certId}" not found`, "/data/relationships/tls_certificate/data/id");
-      if (!covers(certInfo(cert.cert).names, h.hostname)) throw badRequest(`tls_domain "${h.hostname}" is not among the certificate's names`, "/data/relationships/tls_certificate/data/id");
+      checkCovers(model, certId, h.hostname, "/data/relationships/tls_certificate/data/id");
       h = { ...h, certificate: certId, updated_at: at };
     }
     if (conf !== undefined) {
-      if (conf && !configurations(model).some((c) => c.id === conf)) throw badRequest(`tls_configuration "${conf}" not found`, "/data/relationships/tls_configuration/data/id");
-      h = { ...h, tls_configuration: conf ?? undefined, updated_at: at };
-      if (!conf) delete h.tls_configuration;
+      if (conf) checkConfiguration(model, conf);
+      const { tls_configuration: _unset, ...rest } = h;
+      h = { ...rest, ...(conf ? { tls_configuration: conf } : {}), updated_at: at };
     }
     return { model: { ...model, hosts: replaceAt(model.hosts, i, h) }, result: h };
   });

@@ -195,6 +195,27 @@ describe("Fastly dialect", () => {
       expect(dup.status).toBe(409);
     });
 
+    it("PATCH activation: a certificate not covering the domain and an unknown configuration are 400; a configuration is set, and unset with null", async () => {
+      const patch = (rels: Record<string, unknown>) => call("PATCH", `/tls/activations/${activationId}`, jsonapi("tls_activation", undefined, rels, activationId));
+      const host = () => cg.plane.model.hosts.find((h) => h.hostname === "up.test")!;
+      const uncovered = await patch({ tls_certificate: rel("tls_certificate", "srv") });
+      expect(uncovered.status).toBe(400);
+      expect(fastlyError(uncovered)).toMatch(/tls_domain "up.test" is not among the certificate's names/);
+      expect(uncovered.body.errors[0].source).toEqual({ pointer: "/data/relationships/tls_certificate/data/id" });
+      const unknown = await patch({ tls_configuration: rel("tls_configuration", "nope") });
+      expect(unknown.status).toBe(400);
+      expect(fastlyError(unknown)).toMatch(/tls_configuration "nope" not found/);
+      expect(host().certificate).toBe(certId);
+      const conf = (await call("GET", "/tls/configurations")).body.data[0].id;
+      const set = await patch({ tls_configuration: rel("tls_configuration", conf) });
+      expect(set.status).toBe(200);
+      expect(host().tls_configuration).toBe(conf);
+      const unset = await patch({ tls_configuration: { data: null } });
+      expect(unset.status).toBe(200);
+      expect(unset.body.data.relationships.tls_configuration.data).toEqual({ type: "tls_configuration", id: conf });
+      expect(host()).not.toHaveProperty("tls_configuration");
+    });
+
     it("refuses a non-CA or malformed cert_bundle with 400, and nothing is stored", async () => {
       const before = (await call("GET", "/tls/mutual_authentications")).body.meta.record_count;
       const leaf = await call("POST", "/tls/mutual_authentications", jsonapi("mutual_authentication", { cert_bundle: p.client.certPem }));
