@@ -50,7 +50,7 @@ async function exportKeyPem(key: CryptoKey): Promise<string> {
   return `-----BEGIN PRIVATE KEY-----\n${der.toString("base64").replace(/.{64}/g, "$&\n").replace(/\n?$/, "\n")}-----END PRIVATE KEY-----\n`;
 }
 
-export function generateKeys(): Promise<CryptoKeyPair> {
+function generateKeys(): Promise<CryptoKeyPair> {
   return webcrypto.subtle.generateKey(EC, true, ["sign", "verify"]) as Promise<CryptoKeyPair>;
 }
 

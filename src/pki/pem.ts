@@ -4,7 +4,7 @@ import { X509Certificate } from "node:crypto";
 
 export class PemError extends Error {}
 
-export function splitPem(pem: string): string[] {
+function splitPem(pem: string): string[] {
   return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }
 

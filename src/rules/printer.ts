@@ -95,7 +95,7 @@ function printItem(i: SetItem): string {
  * A string literal. Backslash-heavy strings (regexes) print raw when possible, since r"\d+"
  * reads better than "\\d+"; control characters print as \xHH.
  */
-export function quote(s: string): string {
+function quote(s: string): string {
   // eslint-disable-next-line no-control-regex
   const hasControl = /[\x00-\x1f\x7f]/.test(s);
   if (s.includes("\\") && !hasControl && !s.includes('"')) return `r"${s}"`;

@@ -83,7 +83,7 @@ interface CompiledRule {
 
 export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptions = {}): RuleProgram {
   const seen = new Set<string>();
-  const checked: { spec: RuleSpec; ast: TExpr; index: number }[] = [];
+  const checked: { spec: RuleSpec; ast: TExpr }[] = [];
   rules.forEach((spec, index) => {
     validate(spec, index, seen);
     let ast: TExpr;
@@ -93,7 +93,7 @@ export function compileRuleset(rules: readonly RuleSpec[], options: RulesetOptio
       if (e instanceof RuleSyntaxError) throw new RuleSetError(spec.id, index, e.message, e);
       throw e;
     }
-    if (spec.enabled !== false) checked.push({ spec, ast, index });
+    if (spec.enabled !== false) checked.push({ spec, ast });
   });
 
   // Choose index keys first: an index read counts as a use of its field.
