@@ -109,18 +109,19 @@ export function parseBody(req: http.IncomingMessage, raw: Buffer, yaml: boolean,
   }
 }
 
-/** A JSON object body (400 otherwise). */
-export async function objectBody(ctx: Ctx): Promise<Record<string, unknown>> {
-  const b = await ctx.body();
-  if (!isObject(b)) throw new ApiError("bad_request", "the body must be a JSON object");
-  return b;
+/** A JSON (or, with `yaml`, YAML) object body; 400 otherwise, naming the expected `shape` when given. */
+export async function objectBody(ctx: Ctx, opts: { yaml?: boolean; shape?: string } = {}): Promise<Record<string, unknown>> {
+  return asObject(await ctx.body({ yaml: opts.yaml }), opts.shape);
 }
 
 /** A JSON object body, or undefined when the request has none. */
 export async function optionalObjectBody(ctx: Ctx): Promise<Record<string, unknown> | undefined> {
   const b = await ctx.body({ optional: true });
-  if (b === undefined) return undefined;
-  if (!isObject(b)) throw new ApiError("bad_request", "the body must be a JSON object");
+  return b === undefined ? undefined : asObject(b);
+}
+
+function asObject(b: unknown, shape?: string): Record<string, unknown> {
+  if (!isObject(b)) throw new ApiError("bad_request", shape ? `the body must be ${shape}` : "the body must be a JSON object");
   return b;
 }
 

@@ -3,7 +3,7 @@
 import { stringify as toYaml } from "yaml";
 import type { Model, Route } from "../model/schema.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
-import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
+import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
 import { auditEntry, now, removeAt, replaceAt } from "./plane.ts";
 import { newTokenSecret, sha256 } from "./auth.ts";
 import { randomBytes } from "node:crypto";
@@ -28,8 +28,7 @@ function getRoute(ctx: Ctx): Reply {
 
 async function putRoute(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
-  const b = await ctx.body();
-  if (!isObject(b)) throw badRequest("the body must be a JSON object: {hostname, path_prefix, origin, ...}");
+  const b = await objectBody(ctx, { shape: "a JSON object: {hostname, path_prefix, origin, ...}" });
   if (b.id !== undefined && b.id !== id) throw badRequest(`id "${String(b.id)}" does not match the URL's "${id}"`, "id");
   const hostname = str(b.hostname, "hostname", { required: true });
   str(b.origin, "origin", { required: true });
@@ -78,8 +77,7 @@ function getConfig(ctx: Ctx): Reply {
 }
 
 async function putConfig(ctx: Ctx): Promise<Reply> {
-  const raw = await ctx.body({ yaml: true });
-  if (!isObject(raw)) throw badRequest("the body must be the whole model as a JSON or YAML object");
+  const raw = await objectBody(ctx, { yaml: true, shape: "the whole model as a JSON or YAML object" });
   const counts = ["certificates", "trust_bundles", "hosts", "routes", "zones"].map((k) => `${Array.isArray(raw[k]) ? (raw[k] as unknown[]).length : 0} ${k}`).join(", ");
   await ctx.plane.replace(ctx.writeCtx(), `replace config (${counts})`, (cur) => {
     // Keys left redacted (or out) keep the stored key of the certificate / pending key with that id.
@@ -108,8 +106,7 @@ async function listTokens(ctx: Ctx): Promise<Reply> {
 }
 
 async function createToken(ctx: Ctx): Promise<Reply> {
-  const b = await ctx.body();
-  if (!isObject(b)) throw badRequest("the body must be a JSON object: {name, read_only, account_id}");
+  const b = await objectBody(ctx, { shape: "a JSON object: {name, read_only, account_id}" });
   const name = str(b.name, "name", { required: true, max: 200 })!;
   const read_only = bool(b.read_only, "read_only") ?? false;
   const account_id = str(b.account_id, "account_id", { max: 128 }) ?? null;
@@ -153,8 +150,7 @@ function getRevocation(ctx: Ctx): Reply {
 /** PUT replaces the bundle's revocation settings; an uploaded CRL is verified before anything is stored. */
 async function putRevocation(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
-  const b = await ctx.body({ yaml: true });
-  if (!isObject(b)) throw badRequest("the body must be an object: {crl?: {...}, ocsp?: {...}}");
+  const b = await objectBody(ctx, { yaml: true, shape: "an object: {crl?: {...}, ocsp?: {...}}" });
   const bundle = await ctx.write(`put revocation settings of trust bundle ${id}`, (model) => {
     const i = bundleIndex(model, id);
     const next = { ...model.trust_bundles[i]!, revocation: b as Model["trust_bundles"][number]["revocation"], updated_at: now() };

@@ -55,6 +55,9 @@ describe("native API", () => {
       expect(nativeError(r).message).toMatch(/routes\[\d+\]\.origin/);
       const u = await api(cg, "PUT", "/v1/routes/bad", { hostname: "x.wild.test", origin, colour: "red" });
       expect(u.status).toBe(400);
+      const list = await api(cg, "PUT", "/v1/routes/bad", [{ hostname: "x.wild.test", origin }]);
+      expect(list.status).toBe(400);
+      expect(nativeError(list).message).toBe("the body must be a JSON object: {hostname, path_prefix, origin, ...}");
       const dup = await api(cg, "PUT", "/v1/routes/dup", { hostname: "a.test", path_prefix: "/", origin });
       expect(dup.status).toBe(400);
       expect(nativeError(dup).message).toMatch(/already routed/);
@@ -96,6 +99,9 @@ describe("native API", () => {
       const r = await api(cg, "PUT", "/v1/config", { ...cfg, hosts: [{ hostname: "b.test", mtls: { trust_bundle: "missing" } }] });
       expect(r.status).toBe(400);
       expect(nativeError(r).message).toMatch(/hosts\[0\]\.mtls\.trust_bundle: no trust bundle/);
+      const yamlList = await api(cg, "PUT", "/v1/config", "- certificates: []\n", { headers: { "content-type": "application/yaml" } });
+      expect(yamlList.status).toBe(400);
+      expect(nativeError(yamlList).message).toBe("the body must be the whole model as a JSON or YAML object");
       const typo = await api(cg, "PUT", "/v1/config", { ...cfg, hostz: [] });
       expect(typo.status).toBe(400);
       expect(nativeError(typo).message).toMatch(/hostz/);
