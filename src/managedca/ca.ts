@@ -8,12 +8,10 @@ import * as pkijs from "pkijs";
 import { createHash, webcrypto } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { issue, randomSerial } from "../pki/issue.ts";
+import { EC, SIGN, issue, randomSerial } from "../pki/issue.ts";
 import { serialKey } from "../revocation/crl.ts";
 
 type CryptoKey = webcrypto.CryptoKey;
-const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
-const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
 const DAY = 86_400_000;
 
 export class CsrError extends Error {}

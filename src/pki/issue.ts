@@ -9,8 +9,9 @@ type CryptoKey = webcrypto.CryptoKey;
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
-const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
-const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
+/** The key algorithm of every key issue() creates, and the signature algorithm it signs with. */
+export const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
+export const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
 const DAY = 86_400_000;
 
 export interface Issued {
