@@ -105,10 +105,6 @@ function withProject(model: Model, pi: number, project: ApinizerProject): Model 
   return { ...model, apinizer: { ...model.apinizer, projects: replaceAt(model.apinizer.projects, pi, project) } };
 }
 
-function nodeEnvironment(ctx: Ctx): string | undefined {
-  return ctx.plane.runtime.environment;
-}
-
 // ---- deployment --------------------------------------------------------------------------
 
 interface EnvResult {
@@ -145,9 +141,13 @@ function deploymentResult(results: EnvResult[]): Record<string, unknown> {
 
 // ---- environments ------------------------------------------------------------------------
 
+/** The API proxies deployed to an environment, as project/proxy. */
+function deployedTo(model: Model, environment: string): string[] {
+  return model.apinizer.projects.flatMap((p) => p.api_proxies.filter((x) => x.deployments.some((d) => d.environment === environment)).map((x) => `${p.name}/${x.name}`));
+}
+
 function envRes(ctx: Ctx, model: Model, name: string, description: string): Record<string, unknown> {
-  const proxies = model.apinizer.projects.flatMap((p) => p.api_proxies.filter((x) => x.deployments.some((d) => d.environment === name)).map((x) => `${p.name}/${x.name}`));
-  return { name, description, servedByThisNode: nodeEnvironment(ctx) === name, deployedApiProxyList: proxies };
+  return { name, description, servedByThisNode: ctx.plane.runtime.environment === name, deployedApiProxyList: deployedTo(model, name) };
 }
 
 function listEnvironments(ctx: Ctx): Reply {
@@ -172,7 +172,7 @@ async function deleteEnvironment(ctx: Ctx): Promise<Reply> {
   await ctx.write(`apinizer: delete environment ${name}`, (model) => {
     const i = model.apinizer.environments.findIndex((e) => e.name === name);
     if (i < 0) throw notFound("environment", name);
-    const users = model.apinizer.projects.flatMap((p) => p.api_proxies.filter((x) => x.deployments.some((d) => d.environment === name)).map((x) => `${p.name}/${x.name}`));
+    const users = deployedTo(model, name);
     if (users.length) throw new ApiError("conflict", `environment "${name}" still has deployed API proxies (${users.slice(0, 5).join(", ")}); undeploy them first`);
     return { model: { ...model, apinizer: { ...model.apinizer, environments: removeAt(model.apinizer.environments, i) } }, result: null };
   });
@@ -241,6 +241,14 @@ function aclRes(acl: readonly ApinizerIssuer[]): Record<string, unknown> {
   return { issuerList: issuerList(acl), issuers: acl.map((a) => ({ issuerDN: a.dn, ...(a.fingerprint_sha256 ? { fingerprintSha256: a.fingerprint_sha256 } : {}), ...(a.ski ? { ski: a.ski } : {}) })) };
 }
 
+/** The body of PUT .../issuerAcl: `{issuerList}`, required ([] clears the ACL). */
+async function aclBody(ctx: Ctx): Promise<Record<string, unknown>> {
+  const b = await objectBody(ctx);
+  noUnknown(b, ["issuerList"], "");
+  if (b.issuerList === undefined) throw badRequest("issuerList is required (an array; [] clears the ACL)", "issuerList");
+  return b;
+}
+
 function parseAcl(model: Model, b: Record<string, unknown>, key: string): ApinizerIssuer[] {
   const v = b[key];
   if (v === undefined || v === null) return [];
@@ -261,9 +269,7 @@ function getProxyAcl(ctx: Ctx): Reply {
 }
 
 async function putProxyAcl(ctx: Ctx): Promise<Reply> {
-  const b = (await objectBody(ctx));
-  noUnknown(b, ["issuerList"], "");
-  if (b.issuerList === undefined) throw badRequest("issuerList is required (an array; [] clears the ACL)", "issuerList");
+  const b = await aclBody(ctx);
   const proxy = await ctx.write(`apinizer: set issuer ACL of ${ctx.params.project}/${ctx.params.proxy}`, (model) => {
     const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
     const next: ApinizerProxy = { ...proxy, issuer_acl: parseAcl(model, b, "issuerList"), updated_at: now() };
@@ -278,9 +284,7 @@ function getProjectAcl(ctx: Ctx): Reply {
 }
 
 async function putProjectAcl(ctx: Ctx): Promise<Reply> {
-  const b = (await objectBody(ctx));
-  noUnknown(b, ["issuerList"], "");
-  if (b.issuerList === undefined) throw badRequest("issuerList is required (an array; [] clears the ACL)", "issuerList");
+  const b = await aclBody(ctx);
   const project = await ctx.write(`apinizer: set issuer ACL of project ${ctx.params.project}`, (model) => {
     const pi = findProject(model, ctx.params.project!);
     const next: ApinizerProject = { ...model.apinizer.projects[pi]!, issuer_acl: parseAcl(model, b, "issuerList"), updated_at: now() };
@@ -397,7 +401,7 @@ function backendUrls(b: Record<string, unknown>): string[] {
 async function createProxy(ctx: Ctx): Promise<Reply> {
   const projectName = checkName(ctx.params.project!, "projectName");
   const name = checkName(ctx.params.proxy!, "apiProxyName");
-  const b = (await objectBody(ctx));
+  const b = await objectBody(ctx);
   noUnknown(
     b,
     ["description", "hostname", "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList"],
@@ -607,7 +611,7 @@ function getPolicy(ctx: Ctx): Reply {
 
 async function writePolicy(ctx: Ctx, create: boolean): Promise<Reply> {
   const name = checkName(ctx.params.policy!, "policyName");
-  const input = parsePolicyBody((await objectBody(ctx)), name);
+  const input = parsePolicyBody(await objectBody(ctx), name);
   const verb = create ? "add" : "update";
   const results = await ctx.write(`apinizer: ${verb} policy ${ctx.params.project}/${ctx.params.proxy}/${name}`, (model) => {
     const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);

@@ -267,6 +267,12 @@ describe("Apinizer dialect: contract", () => {
     const bad = await call("PUT", "/apiops/projects/MyProject/apiProxies/MyAPI/issuerAcl/", { issuerList: ["ab".repeat(32)] });
     expect(bad.status).toBe(400);
     expect(apinizerError(bad)).toMatch(/no CA certificate with SHA-256 fingerprint/);
+    for (const path of ["/apiops/projects/MyProject/apiProxies/MyAPI/issuerAcl/", "/apiops/projects/MyProject/issuerAcl/"]) {
+      const missing = await call("PUT", path, {});
+      expect(missing.status, path).toBe(400);
+      expect(apinizerError(missing)).toBe("issuerList is required (an array; [] clears the ACL)");
+      expect(apinizerError(await call("PUT", path, { issuerList: [], colour: "red" }))).toMatch(/colour is not a known field/);
+    }
     const legacy = await call("PUT", "/apiops/projects/MyProject/issuerAcl/", { issuerList: ["/O=certgate dev/CN=certgate dev intermediate CA"] });
     expect(legacy.body.result.issuerList).toEqual(["CN=certgate dev intermediate CA,O=certgate dev"]);
     expect((await call("GET", "/apiops/projects/MyProject/issuerAcl/")).body.result.issuerList).toHaveLength(1);
