@@ -55,23 +55,24 @@ export class RevocationChecker {
       facts.revoked = false;
       return null;
     }
-    const set = (v: Verdict) => ((facts.revoked = v.revoked), v);
-    const fromCrl = this.#crl(policy, bundle, leaf, facts, false);
-    if (fromCrl instanceof Promise) return fromCrl.then((v) => (v.revoked ? set(v) : this.#thenOcsp(policy, bundle, leaf, set)));
-    if (fromCrl.revoked) return set(fromCrl);
-    return this.#thenOcsp(policy, bundle, leaf, set);
+    const v = this.#check(policy, bundle, leaf, facts);
+    if (v instanceof Promise) return v.then((r) => ((facts.revoked = r.revoked), r));
+    facts.revoked = v.revoked;
+    return v;
   }
 
-  #thenOcsp(policy: RevocationPolicy, bundle: CompiledBundle, leaf: X509Certificate, set: (v: Verdict) => Verdict): Verdict | Promise<Verdict> {
-    if (!policy.ocsp) return set(GOOD);
-    const answer = this.#ocspAnswer(policy.ocsp, bundle, leaf);
-    const judge = (a: OcspAnswer): Verdict => {
-      if (a.status === "revoked") return set({ revoked: true, source: "ocsp", detail: a.detail });
-      if (a.status === "good" || policy.ocsp!.mode === "soft_fail") return set(GOOD);
-      // hard_fail: no proof of good standing counts as revoked.
-      return set({ revoked: true, source: "ocsp", detail: `hard-fail: ${a.detail}` });
-    };
-    return answer instanceof Promise ? answer.then(judge) : judge(answer);
+  /** CRLs first (hash lookups); OCSP only when they do not already say revoked. */
+  #check(policy: RevocationPolicy, bundle: CompiledBundle, leaf: X509Certificate, facts: ClientCertFacts): Verdict | Promise<Verdict> {
+    const fromCrl = this.#crl(policy, bundle, leaf, facts, false);
+    if (fromCrl instanceof Promise) return fromCrl.then((v) => (v.revoked ? v : this.#fromOcsp(policy, bundle, leaf)));
+    return fromCrl.revoked ? fromCrl : this.#fromOcsp(policy, bundle, leaf);
+  }
+
+  #fromOcsp(policy: RevocationPolicy, bundle: CompiledBundle, leaf: X509Certificate): Verdict | Promise<Verdict> {
+    const ocsp = policy.ocsp;
+    if (!ocsp) return GOOD;
+    const answer = this.#ocspAnswer(ocsp, bundle, leaf);
+    return answer instanceof Promise ? answer.then((a) => judge(a, ocsp.mode)) : judge(answer, ocsp.mode);
   }
 
   #keysOf(leaf: X509Certificate): LeafKeys {
@@ -111,4 +112,11 @@ export class RevocationChecker {
     if (!covered && policy.crl.whenMissing === "revoked") return { revoked: true, source: "crl", detail: "no usable CRL covers the issuer" };
     return GOOD;
   }
+}
+
+function judge(a: OcspAnswer, mode: "soft_fail" | "hard_fail"): Verdict {
+  if (a.status === "revoked") return { revoked: true, source: "ocsp", detail: a.detail };
+  if (a.status === "good" || mode === "soft_fail") return GOOD;
+  // hard_fail: no proof of good standing counts as revoked.
+  return { revoked: true, source: "ocsp", detail: `hard-fail: ${a.detail}` };
 }
