@@ -22,7 +22,7 @@ import {
 import type { Runtime } from "../dataplane/runtime.ts";
 import { COLLECTIONS, keyField, type AuditEntry, type Store } from "./store.ts";
 import type { Principal } from "./auth.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError, toApiError } from "./errors.ts";
 import { checkApinizerRules, enforces } from "../model/apinizer-rules.ts";
 
 const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: unknown } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }> = {
@@ -214,10 +214,8 @@ export class ControlPlane {
     } catch (e) {
       // The snapshot went live but the commit failed: put the stored model back.
       if (applied && prev) this.runtime.apply(prev);
-      if (e instanceof ApiError || e instanceof ModelError) {
-        const err = e instanceof ApiError ? e : null;
-        await this.store.audit({ ...audit, status: err?.status ?? 400, summary: `refused: ${summary}: ${(e as Error).message}` }).catch(() => {});
-      }
+      if (e instanceof ApiError || e instanceof ModelError)
+        await this.store.audit({ ...audit, status: toApiError(e).status, summary: `refused: ${summary}: ${e.message}` }).catch(() => {});
       throw e;
     }
   }
