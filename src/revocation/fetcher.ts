@@ -21,6 +21,8 @@ const TIMING: FetcherTiming = { timeoutMs: 5_000, minRefreshMs: 60_000, retryMs:
 interface Entry {
   url: string;
   der?: Buffer;
+  /** Why the last fetch failed; what lookup() answers while there is no CRL and no fetch under way. */
+  error?: Error;
   fetchedAt?: number;
   nextUpdate?: number;
   inflight?: Promise<void>;
@@ -54,7 +56,8 @@ export class CrlFetcher {
   lookup(url: string, cas: readonly X509Certificate[]): VerifiedCrl | Promise<void> | Error {
     const entry = this.#entry(url);
     entry.lastUsed = Date.now();
-    if (!entry.der) return entry.inflight ?? new Error(`CRL ${url} could not be fetched`);
+    // No CRL: a first fetch is under way, or it failed (an Error built per request would cost ~10 µs).
+    if (!entry.der) return entry.inflight ?? entry.error!;
     let v = entry.verified.get(cas);
     if (!v) {
       try {
@@ -114,10 +117,12 @@ export class CrlFetcher {
       e.fetchedAt = Date.now();
       e.nextUpdate = next ?? Date.now() + DEFAULT_LIFETIME_MS;
       e.failures = 0;
+      e.error = undefined;
       this.#hooks.fetched(e.url, true, 0);
       this.#schedule(e, Math.max(this.#t.minRefreshMs, (e.nextUpdate - Date.now()) * 0.8));
     } catch (err) {
       e.failures++;
+      e.error = new Error(`CRL ${e.url} could not be fetched: ${(err as Error).message}`);
       this.#hooks.fetched(e.url, false, this.ageSeconds(e.url));
       this.#log.warn({ msg: "CRL fetch failed", url: e.url, err: (err as Error).message, keeping_last_good: Boolean(e.der) });
       this.#schedule(e, Math.min(this.#t.retryMs * 2 ** Math.min(e.failures - 1, 5), 15 * 60_000));
