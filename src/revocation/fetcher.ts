@@ -90,9 +90,21 @@ export class CrlFetcher {
     if (!e) {
       e = { url, failures: 0, verified: new WeakMap(), lastUsed: Date.now() };
       this.#entries.set(url, e);
-      e.inflight = this.#fetch(e);
+      this.#start(e);
     }
     return e;
+  }
+
+  /**
+   * Fetches in the background; `inflight` is set until the fetch settles. Cleared by a callback
+   * (always asynchronous): a fetch can fail before its first await (undici refuses an ldap://
+   * URL synchronously), and clearing it inside #fetch would then precede setting it.
+   */
+  #start(e: Entry): void {
+    const p = this.#fetch(e).finally(() => {
+      if (e.inflight === p) e.inflight = undefined;
+    });
+    e.inflight = p;
   }
 
   async #fetch(e: Entry): Promise<void> {
@@ -126,8 +138,6 @@ export class CrlFetcher {
       this.#hooks.fetched(e.url, false, this.ageSeconds(e.url));
       this.#log.warn({ msg: "CRL fetch failed", url: e.url, err: (err as Error).message, keeping_last_good: Boolean(e.der) });
       this.#schedule(e, Math.min(this.#t.retryMs * 2 ** Math.min(e.failures - 1, 5), 15 * 60_000));
-    } finally {
-      e.inflight = undefined;
     }
   }
 
@@ -136,7 +146,7 @@ export class CrlFetcher {
     e.timer = setTimeout(() => {
       // Stop refreshing CRLs nobody has asked for in a day.
       if (Date.now() - e.lastUsed > 86_400_000) return void this.#entries.delete(e.url);
-      e.inflight = this.#fetch(e);
+      this.#start(e);
     }, ms).unref();
   }
 }

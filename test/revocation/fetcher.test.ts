@@ -27,6 +27,22 @@ describe("CRL fetcher", () => {
   });
   afterAll(() => server.close());
 
+  it("a URL refused before any request is made (an ldap:// distribution point) answers its error, not a promise, once that fetch failed", async () => {
+    const fetcher = new CrlFetcher(createLogger({ level: "silent" }), { fetched: () => {} });
+    const ldap = "ldap://ldap.example/CN=CA?certificateRevocationList";
+    try {
+      const first = fetcher.lookup(ldap, []);
+      expect(first).toBeInstanceOf(Promise);
+      await first;
+      // Each request would otherwise wait on the settled fetch again, forever.
+      const again = fetcher.lookup(ldap, []);
+      expect(again).toBeInstanceOf(Error);
+      expect((again as Error).message).toMatch(/could not be fetched: .*protocol/);
+    } finally {
+      fetcher.close();
+    }
+  });
+
   it("refreshes in the background and keeps the last good CRL when a refresh fails", async () => {
     const p = await pki();
     const ca = new OpensslCa(p.ca);
