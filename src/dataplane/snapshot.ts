@@ -4,7 +4,7 @@
 import { createHash, createPrivateKey, type X509Certificate } from "node:crypto";
 import { PemError, dnsNames, parseCaBundle, parseCertificates } from "../pki/pem.ts";
 import { compileRuleset, type RuleProgram } from "../rules/index.ts";
-import { ModelError, toRuleSpec, type Forwarding, type Model, type MtlsMode, type Rule, type TrustBundle } from "../model/schema.ts";
+import { ModelError, managedRevokedAt, toRuleSpec, type Forwarding, type Model, type MtlsMode, type Rule, type TrustBundle } from "../model/schema.ts";
 import { DEFAULT_ENVIRONMENT, apinizerRules } from "../model/apinizer-rules.ts";
 import { CrlError, crlDers, verifyCrl, type VerifiedCrl } from "../revocation/crl.ts";
 import type { RevocationPolicy } from "../revocation/checker.ts";
@@ -115,7 +115,7 @@ export class Snapshot {
       fail("default_certificate", `no certificate with id "${model.default_certificate}"`);
 
     const bundles = new Map<string, CompiledBundle>();
-    const managedRevoked = new Set(model.managed_client_certificates.filter((c) => c.status !== "active").map((c) => c.serial));
+    const managedRevoked = new Set(model.managed_client_certificates.filter((c) => managedRevokedAt(c)).map((c) => c.serial));
     model.trust_bundles.forEach((b, i) => {
       let cb = memo(bundleMemo, b, () => compileBundle(b, (m, field = "ca") => fail(`trust_bundles[${i}].${field}`, m)));
       // The managed CA's revocations live in another collection: joined here, not memoised.

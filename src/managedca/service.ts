@@ -4,7 +4,7 @@
 import { existsSync } from "node:fs";
 import type http from "node:http";
 import { join } from "node:path";
-import type { ManagedClientCertificate, Model } from "../model/schema.ts";
+import { managedRevokedAt, type ManagedClientCertificate, type Model } from "../model/schema.ts";
 import { ManagedCa, type SerialStatus } from "./ca.ts";
 
 export const MANAGED_BUNDLE_ID = "managed-ca";
@@ -47,13 +47,15 @@ export class ManagedCaService {
     if (this.#index?.model !== model) this.#index = { model, bySerial: new Map(model.managed_client_certificates.map((c) => [c.serial, c])) };
     const c = this.#index.bySerial.get(serial);
     if (!c) return { status: "unknown" };
-    return c.status === "active" ? { status: "good" } : { status: "revoked", revokedAt: new Date(c.revoked_at ?? c.issued_on) };
+    const revokedAt = managedRevokedAt(c);
+    return revokedAt ? { status: "revoked", revokedAt } : { status: "good" };
   }
 
   revoked(): { serial: string; revokedAt: Date }[] {
-    return this.#model()
-      .managed_client_certificates.filter((c) => c.status !== "active")
-      .map((c) => ({ serial: c.serial, revokedAt: new Date(c.revoked_at ?? c.issued_on) }));
+    return this.#model().managed_client_certificates.flatMap((c) => {
+      const revokedAt = managedRevokedAt(c);
+      return revokedAt ? [{ serial: c.serial, revokedAt }] : [];
+    });
   }
 
   /** The public listener: GET /managed-ca/ca.pem, GET /managed-ca/crl, POST or GET /managed-ca/ocsp. */

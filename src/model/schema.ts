@@ -329,6 +329,11 @@ export type Forwarding = z.infer<typeof Forwarding>;
 export type TlsConfiguration = z.infer<typeof TlsConfiguration>;
 export type PendingPrivateKey = z.infer<typeof PendingPrivateKey>;
 export type ManagedClientCertificate = z.infer<typeof ManagedClientCertificate>;
+
+/** When a managed certificate was revoked, or null while active: pending_revocation is already refused, so the CRL, OCSP and the data plane all treat it as revoked. */
+export function managedRevokedAt(c: ManagedClientCertificate): Date | null {
+  return c.status === "active" ? null : new Date(c.revoked_at ?? c.issued_on);
+}
 export type Apinizer = z.infer<typeof Apinizer>;
 export type ApinizerProject = z.infer<typeof ApinizerProject>;
 export type ApinizerProxy = z.infer<typeof ApinizerProxy>;
