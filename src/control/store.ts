@@ -8,9 +8,9 @@
 // Every transaction counts itself (meta.commits) and store-state.json records the count
 // outside SQLite, so a lost or corrupt WAL is an error at the next start (storefile.ts).
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { chmodSync, existsSync } from "node:fs";
+import { chmodSync, closeSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { checkDbFile, commitsIn, DB_FILE, readState, verifyExisting, writeState } from "./storefile.ts";
+import { checkDbFile, commitsIn, createState, DB_FILE, openState, readState, updateState, verifyExisting } from "./storefile.ts";
 import { Model as ModelSchema, parseModel, type Model } from "../model/schema.ts";
 
 export interface AuditEntry {
@@ -123,7 +123,8 @@ const COUNT_COMMIT = "INSERT INTO meta (key, value) VALUES ('commits', '1') ON C
 
 export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
-  readonly #file: string;
+  /** store-state.json, open for updates after each commit (set once the store is open). */
+  #state = -1;
   #cache: { revision: number; model: Model } | undefined;
   readonly #stmts: Record<string, StatementSync>;
 
@@ -137,7 +138,6 @@ export class SqliteStore implements Store {
     checkDbFile(file, state !== undefined);
     const fresh = !existsSync(file);
     if (!fresh) verifyExisting(file, state);
-    this.#file = file;
     try {
       this.#db = new DatabaseSync(file);
       if (fresh) chmodSync(file, 0o600);
@@ -147,8 +147,9 @@ export class SqliteStore implements Store {
       throw new Error(`${file}: ${(e as Error).message}`);
     }
     const commits = commitsIn(this.#db);
-    // First open (or a store from before store-state.json), or the file lags after a crash.
-    if (!state || commits > state.commits) writeState(file, commits);
+    // First open (or a store from before store-state.json); the count may lag after a crash.
+    this.#state = state ? openState(file) : createState(file, commits);
+    if (state && commits > state.commits) updateState(this.#state, commits);
     const p = (sql: string) => this.#db.prepare(sql);
     this.#stmts = {
       revision: p("SELECT value FROM meta WHERE key = 'revision'"),
@@ -204,8 +205,8 @@ export class SqliteStore implements Store {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw e;
     }
-    // After the commit (durable by then): a crash in between leaves the file behind the database, never ahead.
-    writeState(this.#file, commits);
+    // After the commit (durable by then): a crash in between leaves the count behind the database, never ahead.
+    if (this.#state >= 0) updateState(this.#state, commits);
     return result;
   }
 
@@ -389,6 +390,8 @@ export class SqliteStore implements Store {
       this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } finally {
       this.#db.close();
+      if (this.#state >= 0) closeSync(this.#state);
+      this.#state = -1;
     }
     return Promise.resolve();
   }

@@ -11,7 +11,7 @@
 //   in place), and certgate refuses to start. The file is rewritten after the commit, so it
 //   may lag the database after a crash (fewer commits than the database holds: fine), never
 //   lead it. The check runs on a read-only connection, which leaves a suspect WAL as it is.
-import { accessSync, closeSync, constants, existsSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, fdatasyncSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { backup, DatabaseSync } from "node:sqlite";
 
@@ -40,24 +40,39 @@ export function readState(db: string): StoreState | undefined {
   return { store: String((state as { store?: unknown }).store), commits };
 }
 
-/** Replaces store-state.json atomically and durably (temp file, fsync, rename, fsync of the directory). */
-export function writeState(db: string, commits: number): void {
+/** One record, always the same length, so rewriting it never changes the file's size. */
+const record = (commits: number): string => JSON.stringify({ store: DB_FILE, commits } satisfies StoreState).padEnd(63) + "\n";
+
+/**
+ * Creates store-state.json (temp file, fsync, rename: never half written) and returns an open
+ * descriptor for updateState(). The directory is not fsynced: a rename lost in a power cut
+ * leaves no file, which reads as a directory that never held a store (as before this file).
+ */
+export function createState(db: string, commits: number): number {
   const file = stateFile(db);
   const tmp = `${file}.tmp`;
   const fd = openSync(tmp, "w", 0o600);
   try {
-    writeSync(fd, JSON.stringify({ store: DB_FILE, commits } satisfies StoreState) + "\n");
+    writeSync(fd, record(commits));
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
   renameSync(tmp, file);
-  const dir = openSync(dirname(file), "r");
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  return openSync(file, "r+");
+}
+
+/** An open descriptor on an existing store-state.json. */
+export const openState = (db: string): number => openSync(stateFile(db), "r+");
+
+/**
+ * Rewrites the count in place: one 64-byte write at offset 0 (within one sector) and an
+ * fdatasync, cheaper than a new file per commit. A count lost in a power cut lags the
+ * database, which is safe; one that led it would not be.
+ */
+export function updateState(fd: number, commits: number): void {
+  writeSync(fd, record(commits), 0);
+  fdatasyncSync(fd);
 }
 
 const HEADER = Buffer.from("SQLite format 3\0", "latin1");
