@@ -205,8 +205,14 @@ export class SqliteStore implements Store {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw e;
     }
-    // After the commit (durable by then): a crash in between leaves the count behind the database, never ahead.
-    if (this.#state >= 0) updateState(this.#state, commits);
+    // After the commit (durable by then): a crash in between leaves the count behind the database,
+    // never ahead. A failed update (disk full) is not the write's failure: the write is committed,
+    // and a count that lags only narrows what the next start can check.
+    try {
+      if (this.#state >= 0) updateState(this.#state, commits);
+    } catch {
+      /* lagging is safe */
+    }
     return result;
   }
 
