@@ -107,5 +107,5 @@ describe("certgate serve", () => {
     children.push(s.child);
     expect((await fetch(`http://127.0.0.1:${s.admin}/healthz`)).status).toBe(200);
     expect(revision()).toEqual({ value: "1" });
-  });
+  }, 90_000); // three certgate starts
 });
