@@ -17,6 +17,7 @@ import { listenAdmin } from "./control/admin.ts";
 import { resolveAdminToken } from "./control/auth.ts";
 import { ManagedCaService } from "./managedca/service.ts";
 import { loadStore, startControl } from "./control/setup.ts";
+import { backupStore, DB_FILE } from "./control/storefile.ts";
 
 const USAGE = `usage:
   certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--public HOST:PORT] [--public-url URL]
@@ -25,10 +26,15 @@ const USAGE = `usage:
       Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444; the managed
       CA's certificate, CRL and OCSP on 127.0.0.1:8445 (--public-url: the base URL written
       into issued certificates, default from --public).
-      The model is kept in DIR/certgate.db; --config (or the demo) only seeds an empty store.
+      The model is kept in DIR/certgate.db; --config (or the demo) only seeds an empty store,
+      and only with a model that compiles. A directory that has held a store (DIR/store-state.json)
+      refuses to start when certgate.db is missing, damaged or short of committed writes.
       Admin token: $CERTGATE_ADMIN_TOKEN, else DIR/admin-token (generated at first start).
       --environment: the Apinizer environment this node serves (default production).
       Without --config: a demo on https://localhost:8443 (mTLS enforced) using certs/dev.
+  certgate backup --out FILE [--data DIR]
+      A consistent copy of DIR/certgate.db (default ./data), also while certgate serves;
+      README "Backup and restore" says how to restore it.
   certgate certs dev [--out DIR] [--force]
       Write a development PKI (client CA, localhost server certificate, client certificates:
       valid, via an intermediate, expired, not yet valid, untrusted) into DIR (default certs/dev).
@@ -86,8 +92,8 @@ async function serve(argv: string[]): Promise<void> {
     };
   }
   const configFile = values.config;
-  const loaded = await loadStore(dataDir, (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!)));
-  if (!loaded.seeded && configFile) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: join(dataDir, "certgate.db") });
+  const loaded = await loadStore(dataDir, (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!)), values.environment);
+  if (!loaded.seeded && configFile) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: join(dataDir, DB_FILE) });
   if (!loaded.seeded && demoOrigin) {
     // The demo's echo origin listens on a new port each start: point every route that used
     // the previous one (the demo's own, and any an operator added against it) at the new one.
@@ -126,10 +132,22 @@ async function serve(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ msg: "shutting down", signal: sig });
+    // The store last: checkpointed and closed, so DATA/certgate.db alone holds every write.
+    // Its calls are synchronous, so no transaction is half done when it closes.
+    const exit = () => {
+      void loaded.store.close().then(
+        () => process.exit(0),
+        (e: unknown) => {
+          log.error({ msg: "closing the store failed", store: join(dataDir, DB_FILE), err: (e as Error).message });
+          process.exit(1);
+        },
+      );
+    };
     adminServer.close();
+    adminServer.closeIdleConnections();
     publicServer.close();
-    void runtime.close().then(() => process.exit(0));
-    setTimeout(() => process.exit(0), 5_000).unref();
+    void runtime.close().then(exit, exit);
+    setTimeout(exit, 5_000).unref();
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
@@ -142,6 +160,14 @@ function ticketSecret(dataDir: string): Buffer {
   const secret = randomBytes(32);
   writeFileSync(file, secret, { mode: 0o600 });
   return secret;
+}
+
+async function backupCmd(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { data: { type: "string", default: "./data" }, out: { type: "string" } }, strict: true });
+  if (!values.out) throw new Error("usage: certgate backup --out FILE [--data DIR]");
+  const out = resolve(values.out);
+  const r = await backupStore(resolve(values.data), out);
+  console.log(JSON.stringify({ backup: out, bytes: r.bytes, revision: r.revision, commits: r.commits }));
 }
 
 async function certsDev(argv: string[]): Promise<void> {
@@ -164,6 +190,7 @@ async function rulesCheck(argv: string[]): Promise<number> {
 async function main(argv: string[]): Promise<number> {
   const [cmd, sub, ...rest] = argv;
   if (cmd === "serve") return serve(argv.slice(1)).then(() => 0);
+  if (cmd === "backup") return backupCmd(argv.slice(1)).then(() => 0);
   if (cmd === "certs" && sub === "dev") return certsDev(rest).then(() => 0);
   if (cmd === "rules" && sub === "check") return rulesCheck(rest);
   console.error(USAGE);

@@ -1,13 +1,16 @@
 // Wiring for `certgate serve` and the tests: the store in the data directory, the model it holds
 // (seeded from the bootstrap when empty), the control plane, the token, the admin server.
 //
-// Precedence: a store that holds a model wins. --config (or the demo) only seeds an empty store;
-// from then on the admin API and /v1/config are how the model changes. To start over from a
-// file, PUT it to /v1/config or remove DATA/certgate.db.
+// Precedence: a store that holds a model wins. --config (or the demo) only seeds an empty store,
+// and only with a model that compiles (nothing is stored otherwise, so a corrected file seeds
+// the next start); from then on the admin API and /v1/config are how the model changes. To
+// start over from a file, PUT it to /v1/config, or remove DATA/certgate.db and
+// DATA/store-state.json (certgate refuses a missing database while store-state.json is there).
 import type http from "node:http";
 import type https from "node:https";
 import type { Model } from "../model/schema.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
+import { Snapshot } from "../dataplane/snapshot.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { createAdminServer, type AdminOptions } from "./admin.ts";
 import { Authenticator } from "./auth.ts";
@@ -21,13 +24,26 @@ export interface Loaded {
   seeded: boolean;
 }
 
-/** Opens the store and returns the model to start with. */
-export async function loadStore(dataDir: string, seed: () => Model | Promise<Model>): Promise<Loaded> {
+/**
+ * Opens the store and returns the model to start with. An empty store is seeded with `seed()`
+ * once it compiles (`environment`: the Apinizer environment the data plane will serve).
+ */
+export async function loadStore(dataDir: string, seed: () => Model | Promise<Model>, environment?: string): Promise<Loaded> {
   const store = SqliteStore.open(dataDir);
   if (await store.isEmpty()) {
-    const model = await seed();
-    checkControlRefs(model);
-    const { model: stored } = await store.replace(model, { audit: { token_id: "system", method: "SEED", path: "", status: 200, summary: "store seeded from the bootstrap configuration" } });
+    let stored: Model;
+    try {
+      const model = await seed();
+      checkControlRefs(model);
+      // Compiled inside the transaction: a model the data plane refuses rolls back, leaving the store empty.
+      ({ model: stored } = await store.replace(model, {
+        audit: { token_id: "system", method: "SEED", path: "", status: 200, summary: "store seeded from the bootstrap configuration" },
+        beforeCommit: (m) => void new Snapshot(m, 1, environment),
+      }));
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
     return { store, model: stored, seeded: true };
   }
   return { store, model: await store.load(), seeded: false };

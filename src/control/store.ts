@@ -5,9 +5,12 @@
 // body JSON), every other top-level field a row in `scalars`. A write diffs the new model
 // against the cached one by object identity and touches only the rows that changed, all in
 // ONE transaction (WAL, synchronous=FULL), so a kill -9 leaves either the old or the new model.
+// Every transaction counts itself (meta.commits) and store-state.json records the count
+// outside SQLite, so a lost or corrupt WAL is an error at the next start (storefile.ts).
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { chmodSync, existsSync } from "node:fs";
+import { chmodSync, closeSync, existsSync } from "node:fs";
 import { join } from "node:path";
+import { checkDbFile, commitsIn, createState, DB_FILE, openState, readState, updateState, verifyExisting } from "./storefile.ts";
 import { Model as ModelSchema, parseModel, type Model } from "../model/schema.ts";
 
 export interface AuditEntry {
@@ -63,6 +66,7 @@ export interface Store {
   addToken(t: TokenRecord, opts?: { audit?: AuditEntry }): Promise<void>;
   /** Deletes a token (false when there is none); `audit` is recorded in the same transaction, only when one was deleted. */
   deleteToken(id: string, opts?: { audit?: AuditEntry }): Promise<boolean>;
+  /** Checkpoints the WAL into the database file and closes: the database file alone then holds everything. */
   close(): Promise<void>;
 }
 
@@ -114,17 +118,38 @@ function keyOf(kind: string, obj: Record<string, unknown>): string {
   return String(obj[keyField(kind)]);
 }
 
+/** Counts the transaction it runs in; store-state.json gets the count after the commit. */
+const COUNT_COMMIT = "INSERT INTO meta (key, value) VALUES ('commits', '1') ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1";
+
 export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
+  /** store-state.json, open for updates after each commit (set once the store is open). */
+  #state = -1;
   #cache: { revision: number; model: Model } | undefined;
   readonly #stmts: Record<string, StatementSync>;
 
+  /**
+   * Opens (or creates) the store in `file`. Refuses, naming the file, a database that is
+   * missing, empty, truncated, damaged, read-only or short of commits while store-state.json
+   * says the directory has held a store.
+   */
   constructor(file: string) {
+    const state = readState(file);
+    checkDbFile(file, state !== undefined);
     const fresh = !existsSync(file);
-    this.#db = new DatabaseSync(file);
-    if (fresh) chmodSync(file, 0o600);
-    this.#db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
-    this.#migrate();
+    if (!fresh) verifyExisting(file, state);
+    try {
+      this.#db = new DatabaseSync(file);
+      if (fresh) chmodSync(file, 0o600);
+      this.#db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+      this.#migrate();
+    } catch (e) {
+      throw new Error(`${file}: ${(e as Error).message}`);
+    }
+    const commits = commitsIn(this.#db);
+    // First open (or a store from before store-state.json); the count may lag after a crash.
+    this.#state = state ? openState(file) : createState(file, commits);
+    if (state && commits > state.commits) updateState(this.#state, commits);
     const p = (sql: string) => this.#db.prepare(sql);
     this.#stmts = {
       revision: p("SELECT value FROM meta WHERE key = 'revision'"),
@@ -144,7 +169,7 @@ export class SqliteStore implements Store {
   }
 
   static open(dataDir: string): SqliteStore {
-    return new SqliteStore(join(dataDir, "certgate.db"));
+    return new SqliteStore(join(dataDir, DB_FILE));
   }
 
   #migrate(): void {
@@ -165,8 +190,11 @@ export class SqliteStore implements Store {
   #tx<T>(fn: () => T): T {
     this.#db.exec("BEGIN IMMEDIATE");
     let result: T;
+    let commits: number;
     try {
       result = fn();
+      this.#db.exec(COUNT_COMMIT);
+      commits = commitsIn(this.#db);
     } catch (e) {
       this.#db.exec("ROLLBACK");
       throw e;
@@ -176,6 +204,14 @@ export class SqliteStore implements Store {
     } catch (e) {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw e;
+    }
+    // After the commit (durable by then): a crash in between leaves the count behind the database,
+    // never ahead. A failed update (disk full) is not the write's failure: the write is committed,
+    // and a count that lags only narrows what the next start can check.
+    try {
+      if (this.#state >= 0) updateState(this.#state, commits);
+    } catch {
+      /* lagging is safe */
     }
     return result;
   }
@@ -282,8 +318,12 @@ export class SqliteStore implements Store {
   }
 
   audit(entry: AuditEntry): Promise<void> {
-    this.#audit(entry);
-    return Promise.resolve();
+    try {
+      this.#tx(() => this.#audit(entry));
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
   }
 
   listAudit(opts: { limit: number; before?: number }): Promise<AuditRecord[]> {
@@ -349,7 +389,16 @@ export class SqliteStore implements Store {
   }
 
   close(): Promise<void> {
-    if (this.#db.isOpen) this.#db.close();
+    if (!this.#db.isOpen) return Promise.resolve();
+    try {
+      // TRUNCATE: everything into certgate.db and an empty WAL, even if another connection
+      // (a running `certgate backup`) keeps SQLite from removing the WAL on close.
+      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } finally {
+      this.#db.close();
+      if (this.#state >= 0) closeSync(this.#state);
+      this.#state = -1;
+    }
     return Promise.resolve();
   }
 }

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { afterAll, describe, expect, it } from "vitest";
 import { run } from "../helpers/tools.ts";
 
@@ -75,13 +76,36 @@ describe("certgate serve", () => {
     expect(r.stderr).toContain("routes[0].origin");
   });
 
-  it("refuses a bootstrap file whose key does not match its certificate", async () => {
+  it("refuses a bootstrap file that does not compile, storing nothing: the corrected file then serves", async () => {
     const dir = mkdtempSync(join(tmpdir(), "certgate-badkey-"));
     await run(NODE, [CLI, "certs", "dev", "--out", join(dir, "pki")]);
     const cfg = join(dir, "certgate.yaml");
-    writeFileSync(cfg, "certificates:\n  - id: s\n    cert_file: pki/server.pem\n    key_file: pki/client.key\n");
-    const r = await run(NODE, [CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", cfg]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("certificates[0].key: the private key does not match the certificate");
-  });
+    const data = join(dir, "data");
+    const args = ["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", data, "--config", cfg];
+    const file = (key: string, expression: string) =>
+      `certificates:\n  - id: s\n    cert_file: pki/server.pem\n    key_file: pki/${key}\ndefault_certificate: s\nrules:\n  - id: r\n    expression: '${expression}'\n    action: block\n`;
+    const revision = () => {
+      const db = new DatabaseSync(join(data, "certgate.db"), { readOnly: true });
+      const row = db.prepare("SELECT value FROM meta WHERE key = 'revision'").get();
+      db.close();
+      return row;
+    };
+    // A key that does not match its certificate; then a regular expression that does not compile.
+    writeFileSync(cfg, file("client.key", 'http.request.uri.path eq "/x"'));
+    const badKey = await run(NODE, [CLI, ...args]);
+    expect(badKey.code).toBe(1);
+    expect(badKey.stderr).toContain("certificates[0].key: the private key does not match the certificate");
+    expect(revision()).toEqual({ value: "0" });
+    writeFileSync(cfg, file("server.key", 'http.request.uri.path matches "(a"'));
+    const badRule = await run(NODE, [CLI, ...args]);
+    expect(badRule.code).toBe(1);
+    expect(badRule.stderr).toContain("rules[0].expression");
+    expect(revision()).toEqual({ value: "0" });
+    // Corrected: it seeds the store and serves.
+    writeFileSync(cfg, file("server.key", 'http.request.uri.path matches "(a)"'));
+    const s = await startServe(dir, ["--data", data, "--config", cfg]);
+    children.push(s.child);
+    expect((await fetch(`http://127.0.0.1:${s.admin}/healthz`)).status).toBe(200);
+    expect(revision()).toEqual({ value: "1" });
+  }, 90_000); // three certgate starts
 });

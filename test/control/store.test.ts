@@ -1,7 +1,9 @@
-// The store: migrations, diffed writes, rollback on a compile failure, and a real
-// `certgate serve` killed with SIGKILL in the middle of a burst of admin writes.
+// The store: migrations, diffed writes, rollback on a compile failure, a real `certgate serve`
+// killed with SIGKILL in the middle of a burst of admin writes, stopped with SIGTERM, started
+// on a damaged data directory, and backed up while it takes writes.
 import { spawn, type ChildProcess } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterEach, describe, expect, it } from "vitest";
@@ -9,6 +11,7 @@ import { pki } from "../helpers/harness.ts";
 import { SqliteStore, SCHEMA_VERSION } from "../../src/control/store.ts";
 import { parseModel } from "../../src/model/schema.ts";
 import { api, echo, tmpData, TOKEN } from "./helpers.ts";
+import { run } from "../helpers/tools.ts";
 
 const NODE = join(process.cwd(), "node_modules/.bin/node");
 
@@ -105,33 +108,64 @@ describe("SQLite store", () => {
   });
 });
 
-describe("kill -9 during a burst of writes", () => {
-  const children: ChildProcess[] = [];
-  afterEach(() => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+});
+
+/** `certgate serve` as a child on ephemeral ports; `exited` settles with its exit code. */
+async function serve(dir: string, config: string): Promise<{ child: ChildProcess; admin: string; exited: Promise<number | null> }> {
+  const child = spawn(NODE, ["src/cli.ts", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", dir, "--config", config], {
+    env: { ...process.env, CERTGATE_ADMIN_TOKEN: TOKEN },
+    stdio: ["ignore", "pipe", "pipe"],
   });
+  children.push(child);
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  const admin = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /"admin":"([\d.]+:\d+)"/.exec(out);
+      if (m) resolve(`http://${m[1]}`);
+    });
+    child.once("exit", (code) => reject(new Error(`certgate exited (${code}): ${err}${out}`)));
+  });
+  return { child, admin, exited };
+}
 
-  async function serve(dir: string, config: string): Promise<{ child: ChildProcess; admin: string; exited: Promise<void> }> {
-    const child = spawn(NODE, ["src/cli.ts", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", dir, "--config", config], {
-      env: { ...process.env, CERTGATE_ADMIN_TOKEN: TOKEN },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    children.push(child);
-    const exited = new Promise<void>((r) => child.once("exit", () => r()));
-    let err = "";
-    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-    const admin = await new Promise<string>((resolve, reject) => {
-      let out = "";
-      child.stdout!.on("data", (d: Buffer) => {
-        out += d.toString();
-        const m = /"admin":"([\d.]+:\d+)"/.exec(out);
-        if (m) resolve(`http://${m[1]}`);
-      });
-      child.once("exit", (code) => reject(new Error(`certgate exited (${code}): ${err}${out}`)));
-    });
-    return { child, admin, exited };
+/** A bootstrap with the dev server certificate and no routes. */
+async function bootstrap(dir: string): Promise<string> {
+  const p = await pki();
+  const config = join(dir, "bootstrap.json");
+  writeFileSync(config, JSON.stringify({ certificates: [{ id: "srv", cert: p.server.certPem, key: p.server.keyPem }], default_certificate: "srv", routes: [] }));
+  return config;
+}
+
+/** `certgate serve` that is expected to refuse to start. */
+function serveRefused(dir: string, config: string) {
+  return run(NODE, ["src/cli.ts", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", dir, "--config", config], "", 20_000);
+}
+
+const routeIds = (file: string): string[] => {
+  const db = new DatabaseSync(file, { readOnly: true });
+  try {
+    return (db.prepare("SELECT key FROM objects WHERE kind = 'routes' ORDER BY pos").all() as { key: string }[]).map((r) => r.key);
+  } finally {
+    db.close();
   }
+};
 
+/** Copies one file alone into a new directory (no -wal, no -shm) and returns its path there. */
+function alone(file: string): string {
+  const copy = join(mkdtempSync(join(tmpdir(), "certgate-alone-")), "copy.db");
+  copyFileSync(file, copy);
+  return copy;
+}
+
+describe("kill -9 during a burst of writes", () => {
   it("leaves the store consistent: every acknowledged write is there, the model loads, a restart serves it", async () => {
     const p = await pki();
     const origin = await echo();
@@ -180,5 +214,131 @@ describe("kill -9 during a burst of writes", () => {
     expect(new Set(routes.body.routes.map((r: { id: string }) => r.id))).toEqual(stored);
     second.child.kill("SIGTERM");
     await second.exited;
+  });
+});
+
+// Several certgate starts per test: room for a loaded machine.
+describe("the data directory across stops, damage and backups", { timeout: 90_000 }, () => {
+  it("SIGTERM checkpoints and closes the store: certgate.db alone holds an acknowledged write", async () => {
+    const dir = tmpData();
+    const s = await serve(dir, await bootstrap(dir));
+    const r = await api(s.admin, "PUT", "/v1/routes/kept", { hostname: "kept.test", origin: await echo() });
+    expect(r.status).toBe(201);
+    s.child.kill("SIGTERM");
+    expect(await s.exited).toBe(0);
+    const wal = join(dir, "certgate.db-wal");
+    expect(existsSync(wal) ? statSync(wal).size : 0).toBe(0);
+    expect(routeIds(alone(join(dir, "certgate.db")))).toEqual(["kept"]);
+  });
+
+  it("refuses to start, naming the file, when certgate.db is missing, empty, truncated, not a database or read-only; never re-seeds", async () => {
+    const good = tmpData();
+    const config = await bootstrap(good);
+    const s = await serve(good, config);
+    for (let i = 0; i < 40; i++) expect((await api(s.admin, "PUT", `/v1/routes/r${i}`, { hostname: `r${i}.test`, origin: await echo(), path_prefix: "/" + "p".repeat(200) })).status).toBe(201);
+    s.child.kill("SIGTERM");
+    expect(await s.exited).toBe(0);
+    const size = statSync(join(good, "certgate.db")).size;
+    expect(size).toBeGreaterThan(3 * 4096);
+
+    const damage: [string, RegExp, (db: string) => void][] = [
+      ["missing", /is missing, but store-state.json records/, (db) => rmSync(db)],
+      ["empty", /is empty, but store-state.json records/, (db) => truncateSync(db, 0)],
+      ["truncated", /is truncated/, (db) => truncateSync(db, size - 4096)],
+      ["not a database", /is not an SQLite database/, (db) => writeFileSync(db, "routes: []\n".repeat(500))],
+      ["read-only", /is read-only/, (db) => chmodSync(db, 0o400)],
+    ];
+    // `certgate serve` for the case that used to re-seed silently; the store's own open for the
+    // others (the same refusal, without a process start each).
+    for (const [what, message, mutate] of damage) {
+      const dir = tmpData();
+      for (const f of ["certgate.db", "store-state.json"]) copyFileSync(join(good, f), join(dir, f));
+      const db = join(dir, "certgate.db");
+      mutate(db);
+      const before = existsSync(db) ? readFileSync(db) : undefined;
+      if (what === "missing") {
+        const r = await serveRefused(dir, config);
+        expect(r.code, what).toBe(1);
+        expect(r.stderr, what).toContain(`certgate: ${db} is missing`);
+      } else {
+        expect(() => SqliteStore.open(dir), what).toThrow(db);
+      }
+      expect(() => SqliteStore.open(dir), what).toThrow(message);
+      // Nothing seeded in its place, nothing rewritten.
+      expect(existsSync(db) ? readFileSync(db) : undefined, what).toEqual(before);
+    }
+  });
+
+  it("a corrupt WAL is an error, not a silent rollback; the WAL is left as it was", async () => {
+    const dir = tmpData();
+    const config = await bootstrap(dir);
+    const s = await serve(dir, config);
+    for (let i = 0; i < 12; i++) expect((await api(s.admin, "PUT", `/v1/routes/w${i}`, { hostname: `w${i}.test`, origin: await echo() })).status).toBe(201);
+    // Killed: the acknowledged writes are only in certgate.db-wal (no checkpoint yet).
+    s.child.kill("SIGKILL");
+    await s.exited;
+    const walFile = join(dir, "certgate.db-wal");
+    const wal = readFileSync(walFile);
+    const pageSize = wal.readUInt32BE(8);
+    const frames = Math.floor((wal.length - 32) / (24 + pageSize));
+    expect(frames).toBeGreaterThan(12);
+    // One flipped byte in the page of a frame in the middle: SQLite would drop it and every later frame.
+    wal[32 + Math.floor(frames / 2) * (24 + pageSize) + 24 + 100]! ^= 0xff;
+    writeFileSync(walFile, wal);
+    const r = await serveRefused(dir, config);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(join(dir, "certgate.db"));
+    expect(r.stderr).toMatch(/committed writes are missing/);
+    expect(readFileSync(walFile)).toEqual(wal);
+  });
+
+  it("certgate backup makes a consistent copy while certgate takes writes; the README's restore serves it", async () => {
+    const dir = tmpData();
+    const config = await bootstrap(dir);
+    const s = await serve(dir, config);
+    const origin = await echo();
+    const acked: string[] = [];
+    let stop = false;
+    const writer = (async () => {
+      for (let i = 0; !stop && i < 5000; i++) {
+        const r = await api(s.admin, "PUT", `/v1/routes/b${i}`, { hostname: `b${i}.test`, origin });
+        expect(r.status).toBe(201);
+        acked.push(`b${i}`);
+      }
+    })();
+    while (acked.length < 10) await new Promise((r) => setTimeout(r, 20));
+    const out = join(mkdtempSync(join(tmpdir(), "certgate-backup-")), "certgate-backup.db");
+    const ackedBefore = acked.length;
+    const b = await run(NODE, ["src/cli.ts", "backup", "--data", dir, "--out", out]);
+    const sentAfter = acked.length + 1; // at most one write was in flight when the backup finished
+    expect(b.code, b.stderr).toBe(0);
+    expect(JSON.parse(b.stdout)).toMatchObject({ backup: out });
+    // The backup alone (no -wal): intact, and a prefix of the writes: every write acknowledged
+    // before it started, nothing that was never sent.
+    const copy = alone(out);
+    const check = new DatabaseSync(copy, { readOnly: true });
+    expect(check.prepare("PRAGMA integrity_check").get()).toEqual({ integrity_check: "ok" });
+    check.close();
+    const ids = routeIds(copy);
+    expect(ids.length).toBeGreaterThanOrEqual(ackedBefore);
+    expect(ids.length).toBeLessThanOrEqual(sentAfter);
+    expect(ids).toEqual(Array.from({ length: ids.length }, (_, i) => `b${i}`));
+    // Writes go on after the backup, and none of them is in it.
+    while (acked.length < ids.length + 5) await new Promise((r) => setTimeout(r, 20));
+    stop = true;
+    await writer;
+    expect(routeIds(alone(out))).toEqual(ids);
+
+    // Restore as the README says: stop certgate, put the copy in place of certgate.db, remove
+    // certgate.db-wal, certgate.db-shm and store-state.json, start.
+    s.child.kill("SIGTERM");
+    expect(await s.exited).toBe(0);
+    copyFileSync(out, join(dir, "certgate.db"));
+    for (const f of ["certgate.db-wal", "certgate.db-shm", "store-state.json"]) rmSync(join(dir, f), { force: true });
+    const restored = await serve(dir, config);
+    const routes = await api(restored.admin, "GET", "/v1/routes");
+    expect(routes.body.routes.map((r: { id: string }) => r.id)).toEqual(ids);
+    restored.child.kill("SIGTERM");
+    expect(await restored.exited).toBe(0);
   });
 });

@@ -16,6 +16,10 @@ export function run(cmd: string, args: string[], input = "", timeoutMs = 15_000,
       const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
+    // A child may exit (or close its stdin) before reading its input: the EPIPE that follows
+    // is not a test failure (its exit code and stderr say what happened), and unhandled it
+    // failed whichever test was running when a busy machine delayed this write.
+    child.stdin?.on("error", () => {});
     child.stdin?.end(input);
   });
 }
