@@ -77,10 +77,12 @@ export async function startRawOrigin(handler: Handler = answer, port = 0): Promi
         if (buf.length < end + 4 + length) return;
         const body = buf.subarray(end + 4, end + 4 + length);
         buf = buf.subarray(end + 4 + length);
+        // After the origin closed its side, a request is never seen (no server would answer it).
+        if (s.destroyed || s.writableEnded) return;
         const [method = "", path = ""] = head.split(" ");
         const r: OriginRequest = { method, path, head, body, socket: s, served: served++ };
         o.seen.push(r);
-        if (!s.destroyed) o.handler(r);
+        o.handler(r);
       }
     });
   });
