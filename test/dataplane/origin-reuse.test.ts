@@ -32,6 +32,7 @@ describe("origin connection reuse", () => {
     held = [];
     origin.seen = [];
     origin.handler = (r) => (r.path.startsWith("/hold") ? held.push(r) : answer(r));
+    origin.onBytes = null;
   });
 
   const until = async (cond: () => boolean) => {
@@ -99,6 +100,29 @@ describe("origin connection reuse", () => {
       expect([method, r.status, r.body]).toEqual([method, 200, path]);
       expect(attempts.get(path)).toBe(2);
     }
+  });
+
+  it("retries an idempotent request whose body has not started streaming", async () => {
+    await request(proxy.port, { path: "/warm" });
+    // The reused connection closes as soon as the request head reaches it, before the client sends its body.
+    let closed = 0;
+    origin.onBytes = (s, served) => served > 0 && closed++ === 0 && s.destroy();
+    origin.seen = [];
+    const { socket } = await connect(proxy.port);
+    const reply = new Promise<string>((resolve) => {
+      let b = "";
+      socket.on("data", (d: Buffer) => {
+        b += d.toString("latin1");
+        const end = b.indexOf("\r\n\r\n");
+        if (end > 0 && b.length >= end + 4 + Number(/content-length: *(\d+)/i.exec(b)?.[1])) resolve(b);
+      });
+    });
+    socket.write("PUT /put-late HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\n");
+    await until(() => closed === 1);
+    socket.write("data");
+    expect(await reply).toMatch(/^HTTP\/1.1 200 .*\/put-late$/s);
+    socket.destroy();
+    expect(origin.seen.map((r) => [r.path, r.body.toString()])).toEqual([["/put-late", "data"]]);
   });
 
   it("answers 502 at once, without a retry, for a request that cannot be sent again", async () => {

@@ -22,6 +22,8 @@ export interface RawOrigin {
   accepted: number;
   sockets: Set<net.Socket>;
   handler: Handler;
+  /** Sees every read before it is parsed, with the count of requests served on that connection. */
+  onBytes: ((socket: net.Socket, served: number) => void) | null;
   close(): Promise<void>;
   /** Stops listening and drops every connection; `listen()` starts again on the same port. */
   stop(): Promise<void>;
@@ -41,6 +43,7 @@ export async function startRawOrigin(handler: Handler = answer, port = 0): Promi
     accepted: 0,
     sockets: new Set(),
     handler,
+    onBytes: null,
     async close() {
       await o.stop();
     },
@@ -68,6 +71,8 @@ export async function startRawOrigin(handler: Handler = answer, port = 0): Promi
     let buf = Buffer.alloc(0);
     let served = 0;
     s.on("data", (d: Buffer) => {
+      o.onBytes?.(s, served);
+      if (s.destroyed) return;
       buf = Buffer.concat([buf, d]);
       for (;;) {
         const end = buf.indexOf("\r\n\r\n");
