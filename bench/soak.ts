@@ -4,8 +4,9 @@
 //
 //   keep-alive   16 connections, one GET every 20 ms each, good client certificate
 //   new conns    20 new mTLS connections per second, one GET each (Connection: close); one in
-//                four presents the latest revoked certificate (403 expected), one in four a
-//                certificate about to be revoked
+//                four presents the latest revoked certificate (403 expected), one in eight a
+//                certificate about to be revoked, one in sixteen hangs up right after sending
+//                its request (as `printf ... | openssl s_client` does)
 //   flip host    a second host whose bundle's `enforced` flips (a policy change: keep-alive
 //                connections get 421 and reconnect); clients with and without certificates
 //   admin        a route written every 2 s; a CRL revoking one more certificate every 60 s;
@@ -110,7 +111,8 @@ class Stats {
   failed(key: string, detail: string): void {
     this.unexpected[key] = (this.unexpected[key] ?? 0) + 1;
     const line = `${((performance.now() - t0) / 1000).toFixed(1)} s: ${key}: ${detail}`;
-    if (this.examples.length < 25) this.examples.push(line);
+    if (this.examples.length >= 25) return;
+    this.examples.push(line);
     log(`UNEXPECTED ${line}`);
   }
 }
@@ -367,8 +369,21 @@ async function drive(pki: DevPki, port: number, adminUrl: string, token: string,
     socket?.destroy();
   };
 
+  /** A client that sends its request and shuts its side a moment later, without reading. */
+  const hangUp = async (path: string) => {
+    const s = await open(port, "localhost", good);
+    if ("error" in s) return stats.failed(`new connection: ${s.error}`, path);
+    s.write(get(path, "localhost"));
+    await sleep(1);
+    s.end();
+    s.resume();
+    await new Promise((r) => (s.destroyed ? r(null) : s.once("close", r)));
+    stats.refused("client hung up after sending (no answer expected)");
+  };
+
   /** One new connection, one GET, and what it should have got. */
   const oneShot = async (n: number) => {
+    if (n % 16 === 13) return hangUp(`/new/${n}`);
     const kind = n % 8;
     // 0, 4: the latest revoked certificate; 2: the one about to be revoked; 6: the flip host without a certificate; else the good one.
     const useRevoked = (kind === 0 || kind === 4) && revoked !== null;
