@@ -78,7 +78,7 @@ const opts = {
 const CLIENT_TIMEOUT_MS = 10_000;
 const FLIP_HOST = "flip.localhost";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 const log = (s: string) => console.error(`[soak ${((performance.now() - t0) / 1000).toFixed(0).padStart(5)} s] ${s}`);
 const t0 = performance.now();
 

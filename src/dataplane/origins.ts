@@ -200,7 +200,7 @@ class ExchangeImpl implements Exchange {
   #out: BodySink | null = null;
   #keepAlive = false;
   #sent = false; // whole request written
-  #bodyStarted = false; // a request body byte was written: the request cannot be sent again
+  #bodyStarted = false; // the request body was read from (a byte, or its end): it cannot be sent again
   #received = false; // any response byte seen
   #complete = false; // the whole response was handed over
   #settled = false;
@@ -262,6 +262,7 @@ class ExchangeImpl implements Exchange {
     };
     const onEnd = () => {
       this.#stopBody = null;
+      this.#bodyStarted = true;
       cleanup();
       if (chunked) s.write("0\r\n\r\n");
       this.#sent = true;
