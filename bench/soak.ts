@@ -514,7 +514,7 @@ function report(r: Result): number {
     machine: { cpu, cpus: (readFileSync("/proc/cpuinfo", "utf8").match(/^processor/gm) ?? []).length, node: process.version, openssl: process.versions.openssl },
     options: opts,
     load_seconds: Math.round(r.loadMs / 1000),
-    requests: { answered: stats.answered, ok: stats.ok, expected_refusals: stats.expected, unexpected_failures: stats.unexpected, unexpected_total: unexpected, examples: stats.examples },
+    requests: { answered: stats.answered, per_second: Math.round(stats.answered / (r.loadMs / 1000)), ok: stats.ok, expected_refusals: stats.expected, unexpected_failures: stats.unexpected, unexpected_total: unexpected, examples: stats.examples },
     admin_writes: stats.admin,
     latency_ms: { p50: q(0.5), p99: q(0.99), p999: q(0.999), max: Math.round(stats.maxMs * 10) / 10, max_request: stats.maxAt },
     memory: {
@@ -532,7 +532,7 @@ function report(r: Result): number {
   const tooSlow = stats.maxMs > opts.maxLatencyMs;
   console.log(
     [
-      `soak: ${json.load_seconds} s, ${stats.answered} requests answered (${stats.ok} ok), ${stats.admin.ok} admin writes (${stats.admin.failed} failed)`,
+      `soak: ${json.load_seconds} s, ${stats.answered} requests answered (${json.requests.per_second}/s, ${stats.ok} ok), ${stats.admin.ok} admin writes (${stats.admin.failed} failed)`,
       `expected refusals: ${JSON.stringify(stats.expected)}`,
       `unexpected failures: ${unexpected} ${JSON.stringify(stats.unexpected)}`,
       `latency ms: p50 ${q(0.5)}, p99 ${q(0.99)}, p99.9 ${q(0.999)}, max ${stats.maxMs.toFixed(1)} (${stats.maxAt})`,
