@@ -70,6 +70,8 @@ interface Conn {
   socket: net.Socket;
   parser: Parser;
   exchange: ExchangeImpl | null;
+  /** Between a response's first byte and its end: bytes the next request must not inherit. */
+  inMessage: boolean;
   /** Served at least one response: a reset before any byte may be a keep-alive race. */
   reused: boolean;
   /** TCP (and TLS) established: errors before are connect failures. */
@@ -106,16 +108,17 @@ export class OriginPool {
   #take(): Conn {
     let c: Conn | undefined;
     while ((c = this.#idle.pop())) {
-      if (!c.socket.destroyed) return c;
+      if (reusable(c)) return c;
+      c.socket.destroy();
     }
     return this.connect();
   }
 
-  /** Returns a connection whose last exchange ended cleanly; origin-closed ones are dropped. */
+  /** Returns a connection whose last exchange ended cleanly; any other is closed. */
   release(c: Conn): void {
     c.exchange = null;
     c.reused = true;
-    if (this.#closed || this.#idle.length >= MAX_IDLE || c.socket.destroyed) return void c.socket.destroy();
+    if (this.#closed || this.#idle.length >= MAX_IDLE || !reusable(c)) return void c.socket.destroy();
     c.socket.setTimeout(IDLE_MS);
     this.#idle.push(c);
   }
@@ -140,12 +143,18 @@ export class OriginPool {
       : net.connect({ host, port });
     socket.setNoDelay(true);
     if (r.tls) socket.on("session", (s: Buffer) => (this.#session = s));
-    const conn: Conn = { socket, parser: undefined as unknown as Parser, exchange: null, reused: false, connected: false };
+    const conn: Conn = { socket, parser: undefined as unknown as Parser, exchange: null, inMessage: false, reused: false, connected: false };
     conn.parser = createParser(HTTPParser.RESPONSE, MAX_HEAD, {
       headersComplete: (_maj, _min, headers, _m, _u, status, _msg, upgrade, keepAlive) => conn.exchange?.onHead(status ?? 0, headers!, upgrade, keepAlive) ?? 0,
       body: (chunk) => conn.exchange?.onBody(chunk),
-      messageComplete: () => conn.exchange?.onComplete(),
+      messageComplete: () => {
+        conn.inMessage = false;
+        conn.exchange?.onComplete();
+      },
     });
+    conn.parser[HTTPParser.kOnMessageBegin] = () => {
+      conn.inMessage = true;
+    };
     // Until connected, the socket's timeout is the connect timeout.
     socket.setTimeout(r.connectTimeoutMs);
     socket.once(r.tls ? "secureConnect" : "connect", () => {
@@ -155,7 +164,8 @@ export class OriginPool {
     socket.on("data", (d: Buffer) => (conn.exchange ? conn.exchange.onData(d) : socket.destroy()));
     socket.on("timeout", () => (conn.exchange ? conn.exchange.fail(conn.connected ? "timeout" : "connect_timeout") : socket.destroy()));
     socket.on("error", (err) => conn.exchange?.fail(conn.connected ? "reset" : "connect", err.message));
-    socket.on("end", () => conn.exchange?.onEnd());
+    // An idle connection the origin closes is dropped at once, not left for a request to find half-closed.
+    socket.on("end", () => (conn.exchange ? conn.exchange.onEnd() : socket.destroy()));
     socket.on("close", () => {
       conn.exchange?.onEnd();
       closeParser(conn.parser);
@@ -167,6 +177,15 @@ export class OriginPool {
     this.#closed = true;
     for (const c of this.#idle.splice(0)) c.socket.destroy();
   }
+}
+
+/**
+ * Ready for a new request: open both ways, reading (on a paused socket the next response
+ * would never be seen and the request would wait for the read timeout), between messages.
+ */
+function reusable(c: Conn): boolean {
+  const s = c.socket;
+  return c.exchange === null && !c.inMessage && !s.destroyed && !s.readableEnded && s.writable && !s.isPaused();
 }
 
 class ExchangeImpl implements Exchange {
@@ -181,7 +200,9 @@ class ExchangeImpl implements Exchange {
   #out: BodySink | null = null;
   #keepAlive = false;
   #sent = false; // whole request written
+  #bodyStarted = false; // the request body was read from (a byte, or its end): it cannot be sent again
   #received = false; // any response byte seen
+  #complete = false; // the whole response was handed over
   #settled = false;
   #retried = false;
   #paused = false; // origin reads paused until the client drains
@@ -227,6 +248,7 @@ class ExchangeImpl implements Exchange {
     const onData = (chunk: Buffer) => {
       seen += chunk.length;
       if (seen > this.#req.maxBodyBytes) return this.fail("body_too_large", "request body too large");
+      this.#bodyStarted = true;
       let ok: boolean;
       if (chunked) {
         s.write(`${chunk.length.toString(16)}\r\n`);
@@ -240,6 +262,7 @@ class ExchangeImpl implements Exchange {
     };
     const onEnd = () => {
       this.#stopBody = null;
+      this.#bodyStarted = true;
       cleanup();
       if (chunked) s.write("0\r\n\r\n");
       this.#sent = true;
@@ -268,13 +291,22 @@ class ExchangeImpl implements Exchange {
     this.#received = true;
     const ret = this.#conn.parser.execute(d);
     if (typeof ret !== "number") return this.fail("protocol", `malformed response from the origin: ${ret.code ?? ret.message}`);
-    if (!this.#onHead && this.#settled) {
+    if (!this.#onHead) {
       // The bytes after the 101 head belong to the upgraded protocol.
-      this.#upgradeHead = d.subarray(ret);
+      if (this.#settled) this.#upgradeHead = d.subarray(ret);
+      return;
     }
+    // Released only here, after execute(): whatever followed the response in this read has
+    // been seen (and makes the connection unusable) rather than left for the next request.
+    this.#maybeRelease();
   }
 
   onHead(status: number, headers: string[], upgrade: boolean, keepAlive: boolean): number {
+    if (this.#complete) {
+      // A second response to one request: the connection is out of step.
+      this.fail("protocol", "the origin sent a response nobody asked for");
+      return 1;
+    }
     if (status < 200 && !(upgrade && status === 101)) return 1; // interim (103 Early Hints): dropped
     if (!this.#onHead) {
       if (status !== 101) {
@@ -305,26 +337,34 @@ class ExchangeImpl implements Exchange {
   onBody(chunk: Buffer): void {
     const out = this.#out;
     if (!out || out.write(chunk) || this.#paused) return;
-    const s = this.#conn.socket;
+    // The client is behind: stop reading the origin until it catches up.
     this.#paused = true;
-    s.pause();
-    out.onDrain(() => {
-      this.#paused = false;
-      s.resume();
-    });
+    this.#conn.socket.pause();
+    out.onDrain(() => this.#unpause());
+  }
+
+  /**
+   * Reading resumes when the client drains or when this response is whole, whichever comes
+   * first: a client gone without draining must not leave the connection paused for the next.
+   */
+  #unpause(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#conn.socket.resume();
   }
 
   onComplete(): void {
     if (this.#settled || !this.#out) return;
     this.#settled = true;
+    this.#complete = true;
+    this.#unpause();
     this.#out.end();
     this.#resolve();
-    this.#maybeRelease();
   }
 
   /** The connection is reusable once both the response and the request body are complete. */
   #maybeRelease(): void {
-    if (!this.#settled || !this.#sent || !this.#onHead) return;
+    if (!this.#complete || !this.#sent) return;
     const c = this.#conn;
     if (c.exchange !== this) return;
     if (this.#keepAlive) this.#pool.release(c);
@@ -335,9 +375,13 @@ class ExchangeImpl implements Exchange {
   }
 
   onEnd(): void {
-    if (this.#settled) return;
+    if (this.#settled) {
+      // Answered while the request body is still going: the connection is done.
+      if (this.#complete) this.fail("reset");
+      return;
+    }
     // A close-delimited body ends here; anything else was cut short.
-    if (this.#out && this.#conn.parser.finish() === undefined && this.#settled) return;
+    if (this.#out && this.#conn.parser.finish() === undefined && this.#settled) return void this.#maybeRelease();
     this.fail("reset", "the origin closed the connection");
   }
 
@@ -355,8 +399,10 @@ class ExchangeImpl implements Exchange {
     c.socket.destroy();
     this.#stopBody?.();
     this.#stopBody = null;
-    // An idle keep-alive connection the origin closed as we reused it: retry once, fresh.
-    if (code === "reset" && c.reused && !this.#received && !this.#retried && !this.#req.body && IDEMPOTENT.has(this.#req.method)) {
+    // A reused keep-alive connection the origin closed before answering (it may have been
+    // closing it as the request went out): retry once on a fresh one when the request can be
+    // sent again unchanged, as nginx (proxy_next_upstream error) and undici do.
+    if (code === "reset" && c.reused && !this.#received && !this.#retried && !this.#bodyStarted && IDEMPOTENT.has(this.#req.method)) {
       this.#retried = true;
       return this.start(this.#pool.connect());
     }

@@ -6,7 +6,9 @@ import { openConnections } from "../dataplane/http1.ts";
 
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "certgate_process_" });
+  // Node and process metrics under their standard names (process_cpu_seconds_total,
+  // nodejs_heap_size_used_bytes, ...), which existing dashboards and alerts expect.
+  collectDefaultMetrics({ register: registry });
   const m = {
     registry,
     handshakes: new Counter({
