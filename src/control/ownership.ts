@@ -1,0 +1,202 @@
+// Who owns what in the model, and the one check every admin write goes through.
+//
+// Every object has exactly one owner: a Cloudflare account (`account_id`) or, without one, the
+// operator ("global"). Hosts, trust bundles and zones carry `account_id`; a managed client
+// certificate belongs to the owner of its zone; everything else (certificates, routes, rules
+// outside zones, TLS configurations, keys, Apinizer, limits...) is always global.
+// A hostname belongs to exactly one owner: the zones and host entries whose names overlap it
+// must all have the same owner (ownershipProblems, checked on every write and on the bootstrap
+// seed). A name that only routes or Apinizer proxies use is the operator's.
+// authorize() compares the stored model with the one a write would commit: a scoped token may
+// change, create, remove or point at only its own account's objects and hostnames.
+import type { Host, Model, Zone } from "../model/schema.ts";
+import { MANAGED_BUNDLE_ID } from "../managedca/service.ts";
+import type { Principal } from "./auth.ts";
+import { ApiError } from "./errors.ts";
+import { COLLECTIONS, keyField } from "./store.ts";
+
+/** An account id, or null for the operator (global). */
+export type Owner = string | null;
+
+const ownerOf = (o: { account_id?: string }): Owner => o.account_id ?? null;
+
+/** What a message calls an owner. */
+export const ownerName = (o: Owner): string => (o === null ? "global (operator)" : `account "${o}"`);
+
+/** May this principal read an object of `owner`? Global tokens read everything. */
+export function canRead(principal: Principal, owner: Owner): boolean {
+  return principal.account_id === null || principal.account_id === owner;
+}
+
+/** The owner of a collection element: its account_id, a managed client certificate its zone's; other kinds are global. */
+export function elementOwner(kind: keyof Model, o: Record<string, unknown>, model: Model): Owner {
+  if (kind === "hosts" || kind === "trust_bundles" || kind === "zones") return ownerOf(o as { account_id?: string });
+  if (kind === "managed_client_certificates") {
+    const z = model.zones.find((x) => x.id === o.zone_id);
+    return z ? ownerOf(z) : null;
+  }
+  return null;
+}
+
+// ---- names ---------------------------------------------------------------------------------
+
+/** `name` is `zone` or below it (a wildcard `*.p` is below `zone` when `p` is). */
+const within = (name: string, zone: string): boolean => name === zone || name.endsWith("." + zone);
+const parent = (name: string): string => name.slice(name.indexOf(".") + 1);
+const isWild = (name: string): boolean => name.startsWith("*.");
+
+/** Some request hostname is covered by both a zone named `zone` and a host entry (or route) named `host`. */
+export function zoneOverlapsHost(zone: string, host: string): boolean {
+  return within(host, zone) || (isWild(host) && parent(zone) === host.slice(2) && zone.includes("."));
+}
+/** Two zones overlap when one holds the other. */
+const zonesOverlap = (a: string, b: string): boolean => within(a, b) || within(b, a);
+/** Two host names overlap when equal, or one is `*.p` and the other a name directly below p. */
+const hostsOverlap = (a: string, b: string): boolean =>
+  a === b || (isWild(a) && !isWild(b) && parent(b) === a.slice(2)) || (isWild(b) && !isWild(a) && parent(a) === b.slice(2));
+
+/** Everything in `model` that claims a name overlapping `name` (a zone's name when `asZone`), with its owner. */
+export function claimsOn(model: Model, name: string, asZone: boolean): { what: string; owner: Owner }[] {
+  const out: { what: string; owner: Owner }[] = [];
+  for (const z of model.zones) if (asZone ? zonesOverlap(z.name, name) : zoneOverlapsHost(z.name, name)) out.push({ what: `zone "${z.name}"`, owner: ownerOf(z) });
+  for (const h of model.hosts) if (asZone ? zoneOverlapsHost(name, h.hostname) : hostsOverlap(h.hostname, name)) out.push({ what: `hostname "${h.hostname}"`, owner: ownerOf(h) });
+  // Names the operator routes (routes, Apinizer proxies) are the operator's unless a host entry or zone says otherwise.
+  const operatorNames = [...model.routes.map((r) => r.hostname), ...model.apinizer.projects.flatMap((p) => p.api_proxies.map((x) => x.hostname))];
+  for (const n of operatorNames) {
+    if (!(asZone ? zoneOverlapsHost(name, n) : hostsOverlap(n, name))) continue;
+    if (model.hosts.some((h) => h.hostname === n) || model.zones.some((z) => zoneOverlapsHost(z.name, n))) continue;
+    out.push({ what: `hostname "${n}"`, owner: null });
+  }
+  return out;
+}
+
+// ---- the model's invariants ------------------------------------------------------------------
+
+/** Is an element new or different since `before` (same object, or equal to the element with its key, = unchanged)? */
+function changedSince<T extends object>(before: readonly T[], key: keyof T): (o: T) => boolean {
+  const same = new Set(before);
+  let byKey: Map<unknown, T> | undefined;
+  return (o) => {
+    if (same.has(o)) return false;
+    byKey ??= new Map(before.map((x) => [x[key], x]));
+    const old = byKey.get(o[key]);
+    return !old || JSON.stringify(old) !== JSON.stringify(o);
+  };
+}
+
+/**
+ * Overlapping zones and host entries of different owners, and hosts trusting another account's
+ * bundle. With `prev`, only pairs with an element new since `prev` are reported: data stored
+ * before owners existed stays loadable, and nothing a write leaves alone is re-judged.
+ */
+export function ownershipProblems(model: Model, prev?: Model): { path: string; message: string }[] {
+  if (prev && prev.hosts === model.hosts && prev.zones === model.zones && prev.trust_bundles === model.trust_bundles) return [];
+  const problems: { path: string; message: string }[] = [];
+  const newHost = changedSince(prev?.hosts ?? [], "hostname");
+  const newZone = changedSince(prev?.zones ?? [], "id");
+  const differ = (what: string, a: Owner, b: Owner) => `${what}: ${ownerName(a)} and ${ownerName(b)} cannot share a hostname`;
+  model.zones.forEach((z, i) => {
+    model.zones.forEach((y, j) => {
+      if (j <= i || ownerOf(z) === ownerOf(y) || !zonesOverlap(z.name, y.name) || !(newZone(z) || newZone(y))) return;
+      problems.push({ path: `zones[${newZone(y) ? j : i}].name`, message: differ(`zones "${z.name}" and "${y.name}" overlap`, ownerOf(z), ownerOf(y)) });
+    });
+  });
+  // Zones are few; hosts may be many: walk each host's parents once.
+  const zonesByName = new Map(model.zones.map((z, i) => [z.name, { z, i }]));
+  const zonesByParent = new Map<string, { z: Zone; i: number }[]>();
+  model.zones.forEach((z, i) => {
+    if (z.name.includes(".")) zonesByParent.set(parent(z.name), [...(zonesByParent.get(parent(z.name)) ?? []), { z, i }]);
+  });
+  const exactByParent = new Map<string, Host[]>();
+  for (const h of model.hosts) if (!isWild(h.hostname)) exactByParent.set(parent(h.hostname), [...(exactByParent.get(parent(h.hostname)) ?? []), h]);
+  const bundles = new Map(model.trust_bundles.map((b) => [b.id, b]));
+  const newBundle = changedSince(prev?.trust_bundles ?? [], "id");
+  model.hosts.forEach((h, i) => {
+    const owner = ownerOf(h);
+    const overlapping: { z: Zone; i: number }[] = [];
+    for (let n = isWild(h.hostname) ? h.hostname.slice(2) : h.hostname; ; n = parent(n)) {
+      const hit = zonesByName.get(n);
+      if (hit) overlapping.push(hit);
+      if (!n.includes(".")) break;
+    }
+    if (isWild(h.hostname)) overlapping.push(...(zonesByParent.get(h.hostname.slice(2)) ?? []));
+    for (const { z } of overlapping)
+      if (ownerOf(z) !== owner && (newHost(h) || newZone(z)))
+        problems.push({ path: `hosts[${i}].account_id`, message: differ(`hostname "${h.hostname}" is in zone "${z.name}"`, owner, ownerOf(z)) });
+    if (isWild(h.hostname))
+      for (const x of exactByParent.get(h.hostname.slice(2)) ?? [])
+        if (ownerOf(x) !== owner && (newHost(h) || newHost(x)))
+          problems.push({ path: `hosts[${i}].account_id`, message: differ(`hostname "${x.hostname}" is covered by "${h.hostname}"`, ownerOf(x), owner) });
+    const b = h.mtls.trust_bundle === undefined ? undefined : bundles.get(h.mtls.trust_bundle);
+    // A host may trust its owner's bundles and the operator's; never another account's (that account could change what the host trusts).
+    if (b?.account_id !== undefined && b.account_id !== owner && (newHost(h) || newBundle(b)))
+      problems.push({ path: `hosts[${i}].mtls.trust_bundle`, message: `hostname "${h.hostname}" (${ownerName(owner)}) cannot trust bundle "${b.id}" of ${ownerName(b.account_id)}` });
+  });
+  return problems;
+}
+
+// ---- authorization of a write ----------------------------------------------------------------
+
+const forbidden = (message: string): ApiError => new ApiError("forbidden", message);
+
+/** The references a collection element makes to other objects: [kind, id]. */
+function refsOf(kind: keyof Model, o: Record<string, unknown>): [keyof Model, string][] {
+  if (kind === "hosts") {
+    const h = o as Host;
+    return [
+      ...(h.mtls.trust_bundle ? [["trust_bundles", h.mtls.trust_bundle] as [keyof Model, string]] : []),
+      ...(h.certificate ? [["certificates", h.certificate] as [keyof Model, string]] : []),
+      ...(h.tls_configuration ? [["tls_configurations", h.tls_configuration] as [keyof Model, string]] : []),
+    ];
+  }
+  if (kind === "managed_client_certificates") return [["zones", String(o.zone_id)]];
+  return [];
+}
+
+/** The shared managed-CA bundle: any account's hosts may trust it; only the node creates it. */
+const isManagedCa = (kind: keyof Model, o: Record<string, unknown> | undefined): boolean => kind === "trust_bundles" && o?.id === MANAGED_BUNDLE_ID && o.managed_ca === true;
+
+/**
+ * The one authorization check of every write, whatever the dialect: 403 unless `principal` may
+ * turn `prev` into `next`. Global tokens may do anything; read-only tokens nothing; an account
+ * token only changes its account's objects, points them only at its own objects (or the shared
+ * managed CA), and claims only hostnames no other owner holds.
+ */
+export function authorize(principal: Principal, prev: Model, next: Model): void {
+  if (prev === next) return;
+  if (principal.read_only) throw forbidden("this token is read-only");
+  const acc = principal.account_id;
+  if (acc === null) return;
+  const scope = `this token is limited to Cloudflare account ${acc}`;
+  for (const k of Object.keys(next) as (keyof Model)[])
+    if (!(COLLECTIONS as string[]).includes(k) && next[k] !== prev[k]) throw forbidden(`${scope}: ${k} is global configuration`);
+  for (const kind of COLLECTIONS) {
+    if (prev[kind] === next[kind]) continue;
+    const field = keyField(kind);
+    const before = new Map((prev[kind] as unknown as Record<string, unknown>[]).map((o) => [String(o[field]), o]));
+    const seen = new Set<string>();
+    for (const o of next[kind] as unknown as Record<string, unknown>[]) {
+      const key = String(o[field]);
+      seen.add(key);
+      const old = before.get(key);
+      if (old === o) continue;
+      const what = `${kind} "${key}"`;
+      if (old && elementOwner(kind, old, prev) !== acc) throw forbidden(`${scope}: ${what} is not this account's`);
+      if (!old && isManagedCa(kind, o)) continue; // created on first use of the managed CA
+      if (elementOwner(kind, o, next) !== acc) throw forbidden(`${scope}: ${what} would not be this account's`);
+      const oldRefs = new Set((old ? refsOf(kind, old) : []).map((r) => r.join("/")));
+      for (const [rk, id] of refsOf(kind, o)) {
+        if (oldRefs.has(`${rk}/${id}`)) continue;
+        const target = (next[rk] as unknown as Record<string, unknown>[]).find((x) => String(x[keyField(rk)]) === id);
+        if (target && (isManagedCa(rk, target) || elementOwner(rk, target, next) === acc)) continue;
+        throw forbidden(`${scope}: ${rk} "${id}" is not this account's`);
+      }
+      // A new host entry or zone claims names: nobody else may hold any of them.
+      const name = kind === "hosts" ? key : kind === "zones" && (!old || old.name !== o.name) ? String(o.name) : undefined;
+      if (name === undefined || (kind === "hosts" && old)) continue;
+      const foreign = claimsOn(next, name, kind === "zones").find((c) => c.owner !== acc);
+      if (foreign) throw forbidden(`${scope}: ${kind === "zones" ? "zone" : "hostname"} "${name}" overlaps ${foreign.what}, which is not this account's`);
+    }
+    for (const [key, old] of before) if (!seen.has(key) && elementOwner(kind, old, prev) !== acc) throw forbidden(`${scope}: ${kind} "${key}" is not this account's`);
+  }
+}
