@@ -3,10 +3,13 @@
 // hostname_associations, Fastly's mutual_authentication tls_activations).
 import type { Host, Model } from "../model/schema.ts";
 import { badRequest } from "./errors.ts";
-import type { Owner } from "./ownership.ts";
+import type { Principal } from "./auth.ts";
+import { claimable, type Owner } from "./ownership.ts";
 import { blankHost, replaceAt } from "./plane.ts";
 
 export interface Association {
+  /** Who asks: an account token may name only hostnames no other owner holds (403 first). */
+  principal: Principal;
   bundle: string;
   names: readonly string[];
   /** Owner of host entries created for names that have none. */
@@ -29,6 +32,7 @@ export interface Association {
 export function associate(model: Model, a: Association): Host[] {
   let hosts = model.hosts;
   const index = new Map(hosts.map((h, i) => [h.hostname, i]));
+  for (const n of a.names) claimable(a.principal, model, n);
   for (const n of a.names) {
     const i = index.get(n);
     const h = i === undefined ? undefined : hosts[i];

@@ -199,7 +199,7 @@ async function putAssociations(ctx: Ctx): Promise<Reply> {
     let next = caPem ? withManagedBundle(model, caPem, at) : model;
     if (!next.trust_bundles.some((x) => x.id === bundleId)) throw notFound("mTLS certificate", bundleId);
     const owner = zone.account_id ?? null;
-    next = { ...next, hosts: associate(next, { bundle: bundleId, names, owner, at, replace: true, scope: ofZone(zone), pointer: "hostnames" }) };
+    next = { ...next, hosts: associate(next, { principal: ctx.principal, bundle: bundleId, names, owner, at, replace: true, scope: ofZone(zone), pointer: "hostnames" }) };
     return { model: next, result: associationsOf(next, zone, bundleId) };
   });
   return ok({ hostnames: result });

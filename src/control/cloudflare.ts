@@ -73,8 +73,8 @@ function findBundle(ctx: Ctx, model: Model, account: string, id: string): number
 }
 
 /** associated_hostnames: exactly these hostnames use the bundle (new host entries are the bundle owner's). */
-function associateAll(model: Model, b: TrustBundle, names: string[], at: string): Host[] {
-  return associate(model, { bundle: b.id, names, owner: b.account_id ?? null, at, replace: true, pointer: "associated_hostnames" });
+function associateAll(ctx: Ctx, model: Model, b: TrustBundle, names: string[], at: string): Host[] {
+  return associate(model, { principal: ctx.principal, bundle: b.id, names, owner: b.account_id ?? null, at, replace: true, pointer: "associated_hostnames" });
 }
 
 function listAccessCerts(ctx: Ctx): Reply {
@@ -105,7 +105,7 @@ async function createAccessCert(ctx: Ctx): Promise<Reply> {
     const at = now();
     const bundle: TrustBundle = { id: crypto.randomUUID(), name, ca, verify_depth: 4, enforced: true, account_id: acc, created_at: at, updated_at: at };
     const withBundle = { ...model, trust_bundles: [...model.trust_bundles, bundle] };
-    return { model: { ...withBundle, hosts: associateAll(withBundle, bundle, names, at) }, result: bundle };
+    return { model: { ...withBundle, hosts: associateAll(ctx, withBundle, bundle, names, at) }, result: bundle };
   });
   return ok(accessCertRes(ctx.plane.model, bundle), 201);
 }
@@ -124,7 +124,7 @@ async function updateAccessCert(ctx: Ctx): Promise<Reply> {
     const at = now();
     const bundle: TrustBundle = { ...model.trust_bundles[i]!, ...(name !== undefined ? { name } : {}), ...(ca !== undefined ? { ca } : {}), updated_at: at };
     const next = { ...model, trust_bundles: replaceAt(model.trust_bundles, i, bundle) };
-    return { model: names ? { ...next, hosts: associateAll(next, bundle, names, at) } : next, result: bundle };
+    return { model: names ? { ...next, hosts: associateAll(ctx, next, bundle, names, at) } : next, result: bundle };
   });
   return ok(accessCertRes(ctx.plane.model, bundle));
 }

@@ -419,7 +419,7 @@ async function createMutualAuth(ctx: Ctx): Promise<Reply> {
       return h.hostname;
     });
     const next = { ...model, trust_bundles: [...model.trust_bundles, bundle] };
-    const hosts = associate(next, { bundle: id, names, owner: null, at, replace: false, pointer: "/data/relationships/tls_activations" });
+    const hosts = associate(next, { principal: ctx.principal, bundle: id, names, owner: null, at, replace: false, pointer: "/data/relationships/tls_activations" });
     return { model: { ...next, hosts }, result: bundle };
   });
   return doc(mutualAuthRes(ctx.plane.model, b), {}, 201);

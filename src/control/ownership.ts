@@ -139,6 +139,18 @@ export function ownershipProblems(model: Model, prev?: Model): { path: string; m
 
 const forbidden = (message: string): ApiError => new ApiError("forbidden", message);
 
+/**
+ * 403 unless `principal` may claim `name` (a zone's name when `asZone`) in `model`: an account
+ * token only names that no other owner holds. Operations that name hostnames call it before
+ * saying anything about them (a 400 about a foreign host would tell what it is).
+ */
+export function claimable(principal: Principal, model: Model, name: string, asZone = false): void {
+  const acc = principal.account_id;
+  if (acc === null) return;
+  const foreign = claimsOn(model, name, asZone).find((c) => c.owner !== acc);
+  if (foreign) throw forbidden(`this token is limited to Cloudflare account ${acc}: ${asZone ? "zone" : "hostname"} "${name}" overlaps ${foreign.what}, which is not this account's`);
+}
+
 /** The references a collection element makes to other objects: [kind, id]. */
 function refsOf(kind: keyof Model, o: Record<string, unknown>): [keyof Model, string][] {
   if (kind === "hosts") {
@@ -194,8 +206,7 @@ export function authorize(principal: Principal, prev: Model, next: Model): void 
       // A new host entry or zone claims names: nobody else may hold any of them.
       const name = kind === "hosts" ? key : kind === "zones" && (!old || old.name !== o.name) ? String(o.name) : undefined;
       if (name === undefined || (kind === "hosts" && old)) continue;
-      const foreign = claimsOn(next, name, kind === "zones").find((c) => c.owner !== acc);
-      if (foreign) throw forbidden(`${scope}: ${kind === "zones" ? "zone" : "hostname"} "${name}" overlaps ${foreign.what}, which is not this account's`);
+      claimable(principal, prev, name, kind === "zones");
     }
     for (const [key, old] of before) if (!seen.has(key) && elementOwner(kind, old, prev) !== acc) throw forbidden(`${scope}: ${kind} "${key}" is not this account's`);
   }
