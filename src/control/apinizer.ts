@@ -31,6 +31,7 @@ import { rfc2253 } from "../dataplane/facts.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { bool, isObject, objectBody, optionalObjectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
 import { blankHost, now, removeAt, replaceAt } from "./plane.ts";
+import { zoneOwnerOf } from "./ownership.ts";
 import { caBundle, certInfo } from "./pem.ts";
 
 const POLICY_TYPE = "policy-auth-mtls";
@@ -448,7 +449,7 @@ async function createProxy(ctx: Ctx): Promise<Reply> {
       if (host?.mtls.trust_bundle && host.mtls.trust_bundle !== bundleId)
         throw new ApiError("conflict", `hostname "${hostname}" already verifies client certificates with trust bundle "${host.mtls.trust_bundle}"; use that trustBundleId`, "trustBundleId");
       if (!host?.mtls.trust_bundle) {
-        const next: Host = { ...(host ?? blankHost(hostname, at)), mtls: { mode, trust_bundle: bundleId }, updated_at: at };
+        const next: Host = { ...(host ?? blankHost(hostname, at, zoneOwnerOf(m, hostname))), mtls: { mode, trust_bundle: bundleId }, updated_at: at };
         m = { ...m, hosts: host ? replaceAt(m.hosts, hi, next) : [...m.hosts, next] };
       }
     }

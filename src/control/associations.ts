@@ -41,7 +41,7 @@ export function associate(model: Model, a: Association): Host[] {
     if (h) hosts = replaceAt(hosts, i!, { ...h, mtls: { trust_bundle: a.bundle }, updated_at: a.at });
     else {
       index.set(n, hosts.length);
-      hosts = [...hosts, { ...blankHost(n, a.at), ...(a.owner !== null ? { account_id: a.owner } : {}), mtls: { trust_bundle: a.bundle } }];
+      hosts = [...hosts, { ...blankHost(n, a.at, a.owner), mtls: { trust_bundle: a.bundle } }];
     }
   }
   if (!a.replace) return hosts;

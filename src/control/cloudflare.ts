@@ -173,7 +173,7 @@ async function putSettings(ctx: Ctx): Promise<Reply> {
     const at = now();
     for (const s of settings) {
       const i = hosts.findIndex((h) => h.hostname === s.hostname);
-      const h = hosts[i] ?? { ...blankHost(s.hostname, at), account_id: acc };
+      const h = hosts[i] ?? blankHost(s.hostname, at, acc);
       const next: Host = { ...h, china_network: s.china_network, forward_client_cert: { ...h.forward_client_cert, cloudflare: s.forwarding }, updated_at: at };
       hosts = i >= 0 ? replaceAt(hosts, i, next) : [...hosts, next];
     }

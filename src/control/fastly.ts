@@ -14,6 +14,7 @@ import type { Host, Model, TrustBundle } from "../model/schema.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
 import { associate } from "./associations.ts";
+import { zoneOwnerOf } from "./ownership.ts";
 import { alnumId, blankHost, DEFAULT_CONFIG_ID, now, removeAt, replaceAt } from "./plane.ts";
 import { caBundle, certInfo, covers, keyInfo } from "./pem.ts";
 
@@ -329,7 +330,7 @@ async function createActivation(ctx: Ctx): Promise<Reply> {
     const existing = model.hosts[i];
     if (existing?.certificate) throw new ApiError("conflict", `tls_domain "${hostname}" is already activated (tls_activation "${activationId(existing)}")`);
     const host: Host = {
-      ...(existing ?? blankHost(hostname, at)),
+      ...(existing ?? blankHost(hostname, at, zoneOwnerOf(model, hostname))),
       id: existing?.id ?? alnumId(),
       certificate: certId,
       ...(conf ? { tls_configuration: conf } : {}),

@@ -70,6 +70,12 @@ export function claimsOn(model: Model, name: string, asZone: boolean): { what: s
   return out;
 }
 
+/** The owner a new host entry for `name` must have: that of the zones it is in (the invariants keep them one), else the operator. */
+export function zoneOwnerOf(model: Model, name: string): Owner {
+  const z = model.zones.find((x) => zoneOverlapsHost(x.name, name));
+  return z ? ownerOf(z) : null;
+}
+
 // ---- the model's invariants ------------------------------------------------------------------
 
 /** Is an element new or different since `before` (same object, or equal to the element with its key, = unchanged)? */

@@ -42,8 +42,15 @@ const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: un
 
 export const now = (): string => new Date().toISOString();
 
-/** A host entry with nothing set: no certificate pinned, mTLS off, nothing forwarded. */
-export const blankHost = (hostname: string, at: string): Host => ({ hostname, mtls: {}, forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false }, created_at: at, updated_at: at });
+/** A host entry of `owner` (an account id, or null: the operator's) with nothing set: no certificate pinned, mTLS off, nothing forwarded. */
+export const blankHost = (hostname: string, at: string, owner: string | null = null): Host => ({
+  hostname,
+  ...(owner !== null ? { account_id: owner } : {}),
+  mtls: {},
+  forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false },
+  created_at: at,
+  updated_at: at,
+});
 const ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /** A Fastly-style alphanumeric id (22 characters). */
 export function alnumId(): string {
