@@ -109,12 +109,17 @@ export function ownershipProblems(model: Model, prev?: Model): { path: string; m
   });
   // Zones are few; hosts may be many: walk each host's parents once.
   const zonesByName = new Map(model.zones.map((z, i) => [z.name, { z, i }]));
+  const push = <T,>(m: Map<string, T[]>, k: string, v: T) => {
+    const list = m.get(k);
+    if (list) list.push(v);
+    else m.set(k, [v]);
+  };
   const zonesByParent = new Map<string, { z: Zone; i: number }[]>();
   model.zones.forEach((z, i) => {
-    if (z.name.includes(".")) zonesByParent.set(parent(z.name), [...(zonesByParent.get(parent(z.name)) ?? []), { z, i }]);
+    if (z.name.includes(".")) push(zonesByParent, parent(z.name), { z, i });
   });
   const exactByParent = new Map<string, Host[]>();
-  for (const h of model.hosts) if (!isWild(h.hostname)) exactByParent.set(parent(h.hostname), [...(exactByParent.get(parent(h.hostname)) ?? []), h]);
+  if (model.hosts.some((h) => isWild(h.hostname))) for (const h of model.hosts) if (!isWild(h.hostname)) push(exactByParent, parent(h.hostname), h);
   const bundles = new Map(model.trust_bundles.map((b) => [b.id, b]));
   const newBundle = changedSince(prev?.trust_bundles ?? [], "id");
   model.hosts.forEach((h, i) => {
