@@ -78,72 +78,86 @@ export function zoneOwnerOf(model: Model, name: string): Owner {
 
 // ---- the model's invariants ------------------------------------------------------------------
 
-/** Is an element new or different since `before` (same object, or equal to the element with its key, = unchanged)? */
-function changedSince<T extends object>(before: readonly T[], key: keyof T): (o: T) => boolean {
-  const same = new Set(before);
+/**
+ * A test, called in order for each element of the new array, of whether it is new or different
+ * since `before` (the same object, or one equal to the element with its key, is unchanged).
+ * Writes replace or append one element, so the common case costs one comparison per element
+ * and no index of 10,000 objects.
+ */
+function changedSince<T extends object>(before: readonly T[], key: keyof T): (o: T, i: number) => boolean {
+  let same: Set<T> | undefined;
   let byKey: Map<unknown, T> | undefined;
-  return (o) => {
-    if (same.has(o)) return false;
-    byKey ??= new Map(before.map((x) => [x[key], x]));
-    const old = byKey.get(o[key]);
+  let lookups = 0;
+  return (o, i) => {
+    const at = before[i];
+    if (at === o) return false;
+    const k = o[key];
+    // Replaced in place: compare with the element it replaces.
+    if (at && at[key] === k && !same) return JSON.stringify(at) !== JSON.stringify(o);
+    // Elements moved (one was removed or the order changed): look the object up.
+    if (at || same) {
+      same ??= new Set(before);
+      if (same.has(o)) return false;
+    }
+    const old = ++lookups > 8 ? (byKey ??= new Map(before.map((x) => [x[key], x]))).get(k) : before.find((x) => x[key] === k);
     return !old || JSON.stringify(old) !== JSON.stringify(o);
   };
 }
 
 /**
  * Overlapping zones and host entries of different owners, and hosts trusting another account's
- * bundle. With `prev`, only pairs with an element new since `prev` are reported: data stored
- * before owners existed stays loadable, and nothing a write leaves alone is re-judged.
+ * bundle. With `prev`, only pairs with an element new since `prev` are looked at: a write to one
+ * of 10,000 hosts checks that host, data stored before owners existed stays loadable, and
+ * nothing a write leaves alone is re-judged.
  */
 export function ownershipProblems(model: Model, prev?: Model): { path: string; message: string }[] {
   if (prev && prev.hosts === model.hosts && prev.zones === model.zones && prev.trust_bundles === model.trust_bundles) return [];
-  const problems: { path: string; message: string }[] = [];
+  const problems = new Map<string, { path: string; message: string }>();
+  const add = (path: string, message: string) => problems.set(path + message, { path, message });
+  const differ = (what: string, a: Owner, b: Owner) => `${what}: ${ownerName(a)} and ${ownerName(b)} cannot share a hostname`;
   const newHost = changedSince(prev?.hosts ?? [], "hostname");
   const newZone = changedSince(prev?.zones ?? [], "id");
-  const differ = (what: string, a: Owner, b: Owner) => `${what}: ${ownerName(a)} and ${ownerName(b)} cannot share a hostname`;
-  model.zones.forEach((z, i) => {
-    model.zones.forEach((y, j) => {
-      if (j <= i || ownerOf(z) === ownerOf(y) || !zonesOverlap(z.name, y.name) || !(newZone(z) || newZone(y))) return;
-      problems.push({ path: `zones[${newZone(y) ? j : i}].name`, message: differ(`zones "${z.name}" and "${y.name}" overlap`, ownerOf(z), ownerOf(y)) });
-    });
-  });
-  // Zones are few; hosts may be many: walk each host's parents once.
-  const zonesByName = new Map(model.zones.map((z, i) => [z.name, { z, i }]));
-  const push = <T,>(m: Map<string, T[]>, k: string, v: T) => {
-    const list = m.get(k);
-    if (list) list.push(v);
-    else m.set(k, [v]);
-  };
-  const zonesByParent = new Map<string, { z: Zone; i: number }[]>();
-  model.zones.forEach((z, i) => {
-    if (z.name.includes(".")) push(zonesByParent, parent(z.name), { z, i });
-  });
-  const exactByParent = new Map<string, Host[]>();
-  if (model.hosts.some((h) => isWild(h.hostname))) for (const h of model.hosts) if (!isWild(h.hostname)) push(exactByParent, parent(h.hostname), h);
-  const bundles = new Map(model.trust_bundles.map((b) => [b.id, b]));
   const newBundle = changedSince(prev?.trust_bundles ?? [], "id");
-  model.hosts.forEach((h, i) => {
+  const changedZones = model.zones.filter(newZone);
+  for (const z of changedZones) {
+    for (const y of model.zones)
+      if (y !== z && ownerOf(y) !== ownerOf(z) && zonesOverlap(z.name, y.name))
+        add(`zones[${model.zones.indexOf(z)}].name`, differ(`zones "${z.name}" and "${y.name}" overlap`, ownerOf(z), ownerOf(y)));
+    model.hosts.forEach((h, i) => {
+      if (ownerOf(h) !== ownerOf(z) && zoneOverlapsHost(z.name, h.hostname)) add(`hosts[${i}].account_id`, differ(`hostname "${h.hostname}" is in zone "${z.name}"`, ownerOf(h), ownerOf(z)));
+    });
+  }
+
+  const zonesByName = new Map(model.zones.map((z) => [z.name, z]));
+  const wildcards = new Map(model.hosts.filter((h) => h.hostname.startsWith("*.")).map((h) => [h.hostname, h]));
+  const bundles = new Map(model.trust_bundles.map((b) => [b.id, b]));
+  const changedBundles = new Set(model.trust_bundles.filter(newBundle).map((b) => b.id));
+  for (let i = 0; i < model.hosts.length; i++) {
+    const h = model.hosts[i]!;
+    const fresh = newHost(h, i);
+    if (!fresh && (changedBundles.size === 0 || !changedBundles.has(h.mtls.trust_bundle ?? ""))) continue;
     const owner = ownerOf(h);
-    const overlapping: { z: Zone; i: number }[] = [];
-    for (let n = isWild(h.hostname) ? h.hostname.slice(2) : h.hostname; ; n = parent(n)) {
-      const hit = zonesByName.get(n);
-      if (hit) overlapping.push(hit);
-      if (!n.includes(".")) break;
-    }
-    if (isWild(h.hostname)) overlapping.push(...(zonesByParent.get(h.hostname.slice(2)) ?? []));
-    for (const { z } of overlapping)
-      if (ownerOf(z) !== owner && (newHost(h) || newZone(z)))
-        problems.push({ path: `hosts[${i}].account_id`, message: differ(`hostname "${h.hostname}" is in zone "${z.name}"`, owner, ownerOf(z)) });
-    if (isWild(h.hostname))
-      for (const x of exactByParent.get(h.hostname.slice(2)) ?? [])
-        if (ownerOf(x) !== owner && (newHost(h) || newHost(x)))
-          problems.push({ path: `hosts[${i}].account_id`, message: differ(`hostname "${x.hostname}" is covered by "${h.hostname}"`, ownerOf(x), owner) });
     const b = h.mtls.trust_bundle === undefined ? undefined : bundles.get(h.mtls.trust_bundle);
     // A host may trust its owner's bundles and the operator's; never another account's (that account could change what the host trusts).
-    if (b?.account_id !== undefined && b.account_id !== owner && (newHost(h) || newBundle(b)))
-      problems.push({ path: `hosts[${i}].mtls.trust_bundle`, message: `hostname "${h.hostname}" (${ownerName(owner)}) cannot trust bundle "${b.id}" of ${ownerName(b.account_id)}` });
-  });
-  return problems;
+    if (b?.account_id !== undefined && b.account_id !== owner)
+      add(`hosts[${i}].mtls.trust_bundle`, `hostname "${h.hostname}" (${ownerName(owner)}) cannot trust bundle "${b.id}" of ${ownerName(b.account_id)}`);
+    if (!fresh) continue;
+    // The zones holding it: its parents' names (and, for *.p, the zones one label below p).
+    const overlapping: Zone[] = [];
+    for (let n = isWild(h.hostname) ? h.hostname.slice(2) : h.hostname; ; n = parent(n)) {
+      const z = zonesByName.get(n);
+      if (z) overlapping.push(z);
+      if (!n.includes(".")) break;
+    }
+    if (isWild(h.hostname)) overlapping.push(...model.zones.filter((z) => z.name.includes(".") && parent(z.name) === h.hostname.slice(2)));
+    for (const z of overlapping)
+      if (ownerOf(z) !== owner) add(`hosts[${i}].account_id`, differ(`hostname "${h.hostname}" is in zone "${z.name}"`, owner, ownerOf(z)));
+    // *.p and the names directly below p.
+    const others = isWild(h.hostname) ? model.hosts.filter((x) => !isWild(x.hostname) && parent(x.hostname) === h.hostname.slice(2)) : [wildcards.get("*." + parent(h.hostname))];
+    for (const x of others)
+      if (x && x !== h && ownerOf(x) !== owner) add(`hosts[${i}].account_id`, differ(`hostnames "${h.hostname}" and "${x.hostname}" overlap`, owner, ownerOf(x)));
+  }
+  return [...problems.values()];
 }
 
 // ---- authorization of a write ----------------------------------------------------------------

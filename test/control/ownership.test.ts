@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pki, request } from "../helpers/harness.ts";
 import { issue } from "../../src/pki/issue.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
+import { parseModel, type ModelInput } from "../../src/model/schema.ts";
+import { ownershipProblems } from "../../src/control/ownership.ts";
 import { api, cfError, seedModel, startCertgate, type ApiReply, type Certgate } from "./helpers.ts";
 
 /** The operator's enforced host a.test (explicit mode on a fail-open bundle, as a file or /v1/config writes it); routes for the names below. */
@@ -195,5 +197,44 @@ describe("hostname associations never move a hostname off another bundle (findin
     await expect(request(cg.port, { servername: "a.test" })).rejects.toThrow();
     const audit = (await api(cg, "GET", "/v1/audit?limit=1")).body.entries[0];
     expect(audit).toMatchObject({ status: 400, method: "PUT" });
+  });
+});
+
+describe("ownershipProblems: the model's invariants", () => {
+  const model = (hosts: ModelInput["hosts"], zones: ModelInput["zones"] = [], bundles: ModelInput["trust_bundles"] = []) =>
+    parseModel({ hosts, zones, trust_bundles: bundles });
+
+  it("one owner per hostname: overlapping zones, hosts in zones and wildcard/exact hosts of different owners are problems", () => {
+    const m = model(
+      [{ hostname: "api.b.example", account_id: "acc1" }, { hostname: "*.w.example", account_id: "acc1" }, { hostname: "x.w.example" }, { hostname: "ok.c.example", account_id: "acc2" }],
+      [{ id: "zb", name: "b.example", account_id: "acc2" }, { id: "zsub", name: "sub.b.example", account_id: "acc1" }, { id: "zc", name: "c.example", account_id: "acc2" }],
+    );
+    const messages = ownershipProblems(m).map((p) => p.message);
+    expect(messages).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/zones "b\.example" and "sub\.b\.example" overlap/),
+        expect.stringMatching(/hostname "api\.b\.example" is in zone "b\.example"/),
+        expect.stringMatching(/hostnames "(\*\.w|x\.w)\.example" and "(\*\.w|x\.w)\.example" overlap/),
+      ]),
+    );
+    expect(messages.some((s) => s.includes("ok.c.example"))).toBe(false);
+  });
+
+  it("a host never trusts another account's bundle; the operator's bundles are shared", () => {
+    const bundles = [{ id: "theirs", ca: "x", account_id: "acc2" }, { id: "ops", ca: "x" }];
+    expect(ownershipProblems(model([{ hostname: "a.example", account_id: "acc1", mtls: { trust_bundle: "theirs" } }], [], bundles))).toHaveLength(1);
+    expect(ownershipProblems(model([{ hostname: "a.example", mtls: { trust_bundle: "theirs" } }], [], bundles))).toHaveLength(1);
+    expect(ownershipProblems(model([{ hostname: "a.example", account_id: "acc1", mtls: { trust_bundle: "ops" } }], [], bundles))).toEqual([]);
+  });
+
+  it("data stored before owners existed stays writable: only what a write changes is judged", () => {
+    // Made by the Access API before hosts had owners: a global host on an account's bundle.
+    const legacy = model([{ hostname: "old.example", mtls: { trust_bundle: "acc" } }, { hostname: "other.example" }], [], [{ id: "acc", ca: "x", account_id: "acc1" }]);
+    const touchOther = { ...legacy, hosts: [legacy.hosts[0]!, { ...legacy.hosts[1]!, china_network: true }] };
+    expect(ownershipProblems(touchOther, legacy)).toEqual([]);
+    const reparsed = parseModel(JSON.parse(JSON.stringify(touchOther)));
+    expect(ownershipProblems(reparsed, legacy)).toEqual([]); // PUT /v1/config of the same data
+    const touchOld = { ...legacy, hosts: [{ ...legacy.hosts[0]!, china_network: true }, legacy.hosts[1]!] };
+    expect(ownershipProblems(touchOld, legacy)).toHaveLength(1);
   });
 });
