@@ -1,8 +1,8 @@
 // The one operation that attaches hostnames to a trust bundle, used by every dialect that
 // associates hostnames in bulk (Cloudflare Access associated_hostnames, the managed CA's
 // hostname_associations, Fastly's mutual_authentication tls_activations).
-import type { Host, Model } from "../model/schema.ts";
-import { badRequest } from "./errors.ts";
+import type { Host, Model, MtlsMode } from "../model/schema.ts";
+import { ApiError } from "./errors.ts";
 import type { Principal } from "./auth.ts";
 import { claimable, type Owner } from "./ownership.ts";
 import { blankHost, replaceAt } from "./plane.ts";
@@ -19,7 +19,11 @@ export interface Association {
   replace: boolean;
   /** Which hosts a replace may detach (default: all); others keep the bundle. */
   scope?: (h: Host) => boolean;
-  /** JSON pointer of `names` in the request, for the 400. */
+  /** The mode hosts that get the bundle are given (default: none, the bundle's `enforced` decides). */
+  mode?: MtlsMode;
+  /** The error for a name held by another bundle: 400 (default), or 409 where the dialect says so. */
+  conflict?: "bad_request" | "conflict";
+  /** JSON pointer of `names` in the request, for the error. */
   pointer: string;
 }
 
@@ -37,11 +41,13 @@ export function associate(model: Model, a: Association): Host[] {
     const i = index.get(n);
     const h = i === undefined ? undefined : hosts[i];
     if (h?.mtls.trust_bundle === a.bundle) continue;
-    if (h?.mtls.trust_bundle) throw badRequest(`hostname "${n}" is already associated with certificate "${h.mtls.trust_bundle}"; remove it from that one first`, a.pointer);
-    if (h) hosts = replaceAt(hosts, i!, { ...h, mtls: { trust_bundle: a.bundle }, updated_at: a.at });
+    if (h?.mtls.trust_bundle)
+      throw new ApiError(a.conflict ?? "bad_request", `hostname "${n}" is already associated with certificate "${h.mtls.trust_bundle}"; remove it from that one first`, a.pointer);
+    const mtls = { ...(a.mode ? { mode: a.mode } : {}), trust_bundle: a.bundle };
+    if (h) hosts = replaceAt(hosts, i!, { ...h, mtls, updated_at: a.at });
     else {
       index.set(n, hosts.length);
-      hosts = [...hosts, { ...blankHost(n, a.at, a.owner), mtls: { trust_bundle: a.bundle } }];
+      hosts = [...hosts, { ...blankHost(n, a.at, a.owner), mtls }];
     }
   }
   if (!a.replace) return hosts;

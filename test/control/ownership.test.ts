@@ -7,7 +7,7 @@ import { issue } from "../../src/pki/issue.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import { parseModel, type ModelInput } from "../../src/model/schema.ts";
 import { ownershipProblems } from "../../src/control/ownership.ts";
-import { api, cfError, seedModel, startCertgate, type ApiReply, type Certgate } from "./helpers.ts";
+import { api, apinizerError, cfError, fastlyError, jsonapi, seedModel, startCertgate, type ApiReply, type Certgate } from "./helpers.ts";
 
 /** The operator's enforced host a.test (explicit mode on a fail-open bundle, as a file or /v1/config writes it); routes for the names below. */
 function seed(p: DevPki, origin: string) {
@@ -197,6 +197,25 @@ describe("hostname associations never move a hostname off another bundle (findin
     await expect(request(cg.port, { servername: "a.test" })).rejects.toThrow();
     const audit = (await api(cg, "GET", "/v1/audit?limit=1")).body.entries[0];
     expect(audit).toMatchObject({ status: 400, method: "PUT" });
+  });
+
+  it("the same operation refuses it through Fastly (mutual_authentication tls_activations, 400) and Apinizer (API proxy, 409)", async () => {
+    const p = await pki();
+    const act = (await api(cg, "GET", "/tls/activations?filter[tls_domain.id]=a.test")).body.data[0].id;
+    const before = (await api(cg, "GET", "/v1/config")).text;
+    const f = await api(cg, "POST", "/tls/mutual_authentications", jsonapi("mutual_authentication", { cert_bundle: p.ca.certPem, enforced: false }, { tls_activations: { data: [{ type: "tls_activation", id: act }] } }));
+    const noCert = await request(cg.port, { servername: "a.test" }).then((x) => x.status, () => "handshake refused");
+    expect(noCert, "a.test without a client certificate").toBe("handshake refused");
+    expect(f.status, f.text).toBe(400);
+    expect(fastlyError(f)).toMatch(/"a\.test" is already associated with certificate "ops-ca"/);
+    const x = await api(cg, "POST", "/apiops/projects/proj", {});
+    expect(x.status).toBe(200);
+    const proxy = await api(cg, "POST", "/apiops/projects/proj/apiProxies/api", { hostname: "a.test", relativePath: "/api", backendUrl: "http://127.0.0.1:1", clientCaCertificate: p.ca.certPem });
+    expect(proxy.status, proxy.text).toBe(409);
+    expect(apinizerError(proxy)).toMatch(/"a\.test" is already associated with certificate "ops-ca"/);
+    const after = JSON.parse((await api(cg, "GET", "/v1/config")).text);
+    expect(after.hosts).toEqual(JSON.parse(before).hosts);
+    expect(after.trust_bundles).toEqual(JSON.parse(before).trust_bundles);
   });
 });
 
