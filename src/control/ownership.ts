@@ -64,7 +64,7 @@ export function claimsOn(model: Model, name: string, asZone: boolean): { what: s
   const operatorNames = [...model.routes.map((r) => r.hostname), ...model.apinizer.projects.flatMap((p) => p.api_proxies.map((x) => x.hostname))];
   for (const n of operatorNames) {
     if (!(asZone ? zoneOverlapsHost(name, n) : hostsOverlap(n, name))) continue;
-    if (model.hosts.some((h) => h.hostname === n) || model.zones.some((z) => zoneOverlapsHost(z.name, n))) continue;
+    if (model.hosts.some((h) => hostsOverlap(h.hostname, n)) || model.zones.some((z) => zoneOverlapsHost(z.name, n))) continue;
     out.push({ what: `hostname "${n}"`, owner: null });
   }
   return out;
