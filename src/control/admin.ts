@@ -16,7 +16,8 @@ import { ApiError, renderError, toApiError, type Dialect } from "./errors.ts";
 import { FASTLY_ROUTES } from "./fastly.ts";
 import { compileRoute, parseBody, readBody, type CompiledRoute, type Ctx, type Reply } from "./http.ts";
 import { NATIVE_ROUTES } from "./native.ts";
-import type { ControlPlane } from "./plane.ts";
+import { auditEntry } from "./plane.ts";
+import type { ControlPlane, WriteContext } from "./plane.ts";
 
 export interface AdminOptions {
   plane: ControlPlane;
@@ -29,9 +30,13 @@ export interface AdminOptions {
 }
 
 // The dialect of a route (its error envelope) follows from its path: dialectOf.
-const ROUTES: CompiledRoute[] = [...FASTLY_ROUTES, ...CLOUDFLARE_ROUTES, ...CLIENT_CERT_ROUTES, ...NATIVE_ROUTES, ...APINIZER_ROUTES].map(compileRoute);
+// Its authorization rule: `adminOnly` (unrestricted tokens), `accountScoped` (account tokens
+// too, on their account's objects: ownership.ts), else global tokens (read-only ones: GET only).
+/** Every admin endpoint (the authorization matrix test enumerates this table). */
+export const ADMIN_ROUTES: readonly CompiledRoute[] = [...FASTLY_ROUTES, ...CLOUDFLARE_ROUTES, ...CLIENT_CERT_ROUTES, ...NATIVE_ROUTES, ...APINIZER_ROUTES].map(compileRoute);
+const ROUTES = ADMIN_ROUTES;
 
-function dialectOf(path: string): Dialect {
+export function dialectOf(path: string): Dialect {
   if (path.startsWith("/tls/")) return "fastly";
   if (path.startsWith("/accounts/") || path === "/zones" || path.startsWith("/zones/")) return "cloudflare";
   if (path === "/apiops" || path.startsWith("/apiops/")) return "apinizer";
@@ -80,8 +85,22 @@ export function createAdminServer(runtime: Runtime, metrics: Metrics, opts?: Adm
   return http.createServer(handler);
 }
 
+/** Routes a request; a write refused for want of a token or scope (401/403) is added to the audit log unless the write path already logged it. */
 async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.ServerResponse, path: string, dialect: Dialect): Promise<void> {
   const method = req.method ?? "GET";
+  const wctx: WriteContext = { principal: { token_id: "-", read_only: true, account_id: null }, method, path };
+  try {
+    await dispatch(opts, req, res, path, dialect, wctx);
+  } catch (e) {
+    const status = toApiError(e).status;
+    if (method !== "GET" && method !== "HEAD" && (status === 401 || status === 403) && !wctx.audited)
+      await opts.plane.store.audit(auditEntry(wctx, `refused: ${(e as Error).message}`, status)).catch(() => {});
+    throw e;
+  }
+}
+
+async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http.ServerResponse, path: string, dialect: Dialect, wctx: WriteContext): Promise<void> {
+  const method = wctx.method;
   let match: { r: CompiledRoute; m: RegExpExecArray } | undefined;
   let pathKnown = false;
   for (const r of ROUTES) {
@@ -99,6 +118,7 @@ async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.Se
     res.setHeader("www-authenticate", dialect === "fastly" ? 'Fastly-Key realm="certgate"' : 'Bearer realm="certgate"');
     throw new ApiError("unauthorized", "a valid admin token is required (Fastly-Key: TOKEN or Authorization: Bearer TOKEN)");
   }
+  wctx.principal = principal;
   if (!match) throw pathKnown ? new ApiError("method_not_allowed", `${method} is not allowed on ${path}`) : new ApiError("not_found", `no admin endpoint ${method} ${path}`);
   const { r, m } = match;
   const isWrite = method !== "GET" && method !== "HEAD";
@@ -121,8 +141,8 @@ async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.Se
     path,
     query: (name) => url.searchParams.get(name),
     body: async (o = {}) => parseBody(req, await (bodyCache ??= readBody(req)), o.yaml ?? false, o.optional ?? false),
-    write: (summary, mutate) => opts.plane.write({ principal, method, path }, summary, mutate),
-    writeCtx: () => ({ principal, method, path }),
+    write: (summary, mutate) => opts.plane.write(wctx, summary, mutate),
+    writeCtx: () => wctx,
     requireAccount: (acc) => {
       if (principal.account_id !== null && acc !== principal.account_id) throw new ApiError("forbidden", `this token is limited to Cloudflare account ${principal.account_id}`);
     },

@@ -21,7 +21,6 @@ import type {
   ApinizerPolicy,
   ApinizerProject,
   ApinizerProxy,
-  Host,
   Model,
   MtlsMode,
   Route,
@@ -30,7 +29,9 @@ import type {
 import { rfc2253 } from "../dataplane/facts.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { bool, isObject, objectBody, optionalObjectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { blankHost, now, removeAt, replaceAt } from "./plane.ts";
+import { associate } from "./associations.ts";
+import { now, removeAt, replaceAt } from "./plane.ts";
+import { zoneOwnerOf } from "./ownership.ts";
 import { caBundle, certInfo } from "./pem.ts";
 
 const POLICY_TYPE = "policy-auth-mtls";
@@ -442,16 +443,9 @@ async function createProxy(ctx: Ctx): Promise<Reply> {
       const bundle: TrustBundle = { id: bundleId, name: `Apinizer ${projectName}/${name} client CA`, ca: caPem, verify_depth: 4, enforced: mode === "enforced", created_at: at, updated_at: at };
       m = { ...m, trust_bundles: [...m.trust_bundles, bundle] };
     }
-    if (bundleId) {
-      const hi = m.hosts.findIndex((h) => h.hostname === hostname);
-      const host = m.hosts[hi];
-      if (host?.mtls.trust_bundle && host.mtls.trust_bundle !== bundleId)
-        throw new ApiError("conflict", `hostname "${hostname}" already verifies client certificates with trust bundle "${host.mtls.trust_bundle}"; use that trustBundleId`, "trustBundleId");
-      if (!host?.mtls.trust_bundle) {
-        const next: Host = { ...(host ?? blankHost(hostname, at)), mtls: { mode, trust_bundle: bundleId }, updated_at: at };
-        m = { ...m, hosts: host ? replaceAt(m.hosts, hi, next) : [...m.hosts, next] };
-      }
-    }
+    // The hostname verifies with the bundle (the one association operation: never moved off another bundle, 409 here).
+    if (bundleId)
+      m = { ...m, hosts: associate(m, { principal: ctx.principal, bundle: bundleId, names: [hostname], owner: zoneOwnerOf(m, hostname), mode, at, replace: false, conflict: "conflict", pointer: "trustBundleId" }) };
     const route: Route = { id: routeId, hostname, path_prefix: relativePath, origin: urls[0]!, connect_timeout_ms: 5_000, read_timeout_ms: 30_000, created_at: at, updated_at: at };
     m = { ...m, routes: [...m.routes, route] };
     let proxy: ApinizerProxy = {

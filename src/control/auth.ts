@@ -9,7 +9,7 @@ import type { Store, TokenRecord } from "./store.ts";
 export interface Principal {
   token_id: string;
   read_only: boolean;
-  /** Limited to this Cloudflare account: only its /accounts/{id} and /zones of it. */
+  /** Limited to this Cloudflare account: the Cloudflare endpoints only, and there only the account's objects and hostnames (ownership.ts). */
   account_id: string | null;
 }
 

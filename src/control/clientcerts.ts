@@ -6,13 +6,15 @@
 //   PATCH {reactivate:true} = back to active while pending_revocation
 //   hostname_associations   = hosts[] with mtls.trust_bundle = "managed-ca" (fail-open: rules
 //                             decide, as on Cloudflare), or the bundle named by mtls_certificate_id
-import type { ManagedClientCertificate, Model, TrustBundle } from "../model/schema.ts";
+import type { Host, ManagedClientCertificate, Model, TrustBundle, Zone } from "../model/schema.ts";
 import { CsrError } from "../managedca/ca.ts";
 import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../managedca/service.ts";
 import { findZone, hostnames, ok, page } from "./cloudflare.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { intParam, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { blankHost, hexId, now, replaceAt } from "./plane.ts";
+import { associate } from "./associations.ts";
+import { canRead } from "./ownership.ts";
+import { hexId, now, replaceAt } from "./plane.ts";
 
 const STATUSES = ["all", "active", "pending_revocation", "revoked", "pending_reactivation"] as const;
 
@@ -158,36 +160,47 @@ async function patch(ctx: Ctx): Promise<Reply> {
   return ok(certRes(c, CA_NAME));
 }
 
-function associationsOf(model: Model, bundleId: string): string[] {
-  return model.hosts.filter((h) => h.mtls.trust_bundle === bundleId).map((h) => h.hostname);
+/** The zone's owner's hosts: what a zone's hostname associations list and replace. */
+const ofZone = (z: Zone) => (h: Host) => (h.account_id ?? null) === (z.account_id ?? null);
+
+function associationsOf(model: Model, zone: Zone, bundleId: string): string[] {
+  const mine = ofZone(zone);
+  return model.hosts.filter((h) => h.mtls.trust_bundle === bundleId && mine(h)).map((h) => h.hostname);
+}
+
+/** The bundle an association names: the managed CA, or one the token may read (403 otherwise). */
+function bundleParam(ctx: Ctx, id: string | undefined): string {
+  const b = id === undefined ? undefined : ctx.plane.model.trust_bundles.find((x) => x.id === id);
+  if (b && !b.managed_ca && !canRead(ctx.principal, b.account_id ?? null)) throw new ApiError("forbidden", `mTLS certificate "${id}" is not in account ${ctx.principal.account_id}`);
+  return id ?? MANAGED_BUNDLE_ID;
 }
 
 function getAssociations(ctx: Ctx): Reply {
-  zoneId(ctx);
-  const bundle = ctx.query("mtls_certificate_id") ?? MANAGED_BUNDLE_ID;
-  return ok({ hostnames: associationsOf(ctx.plane.model, bundle) });
+  const model = ctx.plane.model;
+  const zone = model.zones[findZone(ctx, model, ctx.params.zone_id!)]!;
+  const bundle = bundleParam(ctx, ctx.query("mtls_certificate_id") ?? undefined);
+  return ok({ hostnames: associationsOf(model, zone, bundle) });
 }
 
-/** PUT replaces the set of hostnames trusting the bundle (managed CA unless mtls_certificate_id). */
+/**
+ * PUT replaces the set of the zone owner's hostnames trusting the bundle (managed CA unless
+ * mtls_certificate_id), with the one association operation the Access API uses: a hostname held
+ * by another bundle is refused (400), never moved.
+ */
 async function putAssociations(ctx: Ctx): Promise<Reply> {
-  zoneId(ctx);
+  const zoneIdParam = zoneId(ctx);
   const b = await objectBody(ctx);
   const names = hostnames(b.hostnames, "hostnames") ?? [];
-  const bundleId = str(b.mtls_certificate_id, "mtls_certificate_id") ?? MANAGED_BUNDLE_ID;
+  const bundleId = bundleParam(ctx, str(b.mtls_certificate_id, "mtls_certificate_id"));
   const caPem = bundleId === MANAGED_BUNDLE_ID ? (await service(ctx).ca()).certPem : undefined;
   const result = await ctx.write(`hostname associations for ${bundleId}: ${names.length} hostnames`, (model) => {
     const at = now();
+    const zone = model.zones[findZone(ctx, model, zoneIdParam)]!;
     let next = caPem ? withManagedBundle(model, caPem, at) : model;
     if (!next.trust_bundles.some((x) => x.id === bundleId)) throw notFound("mTLS certificate", bundleId);
-    const wanted = new Set(names);
-    const hosts = next.hosts.map((h) => {
-      if (wanted.has(h.hostname)) return h.mtls.trust_bundle === bundleId ? h : { ...h, mtls: { trust_bundle: bundleId }, updated_at: at };
-      if (h.mtls.trust_bundle === bundleId) return { ...h, mtls: {}, updated_at: at };
-      return h;
-    });
-    for (const n of wanted) if (!hosts.some((h) => h.hostname === n)) hosts.push({ ...blankHost(n, at), mtls: { trust_bundle: bundleId } });
-    next = { ...next, hosts };
-    return { model: next, result: associationsOf(next, bundleId) };
+    const owner = zone.account_id ?? null;
+    next = { ...next, hosts: associate(next, { principal: ctx.principal, bundle: bundleId, names, owner, at, replace: true, scope: ofZone(zone), pointer: "hostnames" }) };
+    return { model: next, result: associationsOf(next, zone, bundleId) };
   });
   return ok({ hostnames: result });
 }

@@ -11,6 +11,8 @@ import { createHash } from "node:crypto";
 import type { Host, Model, Rule, TrustBundle, Zone } from "../model/schema.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
+import { associate } from "./associations.ts";
+import { canRead } from "./ownership.ts";
 import { blankHost, hexId, now, removeAt, replaceAt } from "./plane.ts";
 import { caBundle } from "./pem.ts";
 
@@ -36,8 +38,18 @@ export function hostnames(v: unknown, pointer: string): string[] | undefined {
 
 // ---- Access certificates ---------------------------------------------------------------
 
-function visible(b: TrustBundle, account: string): boolean {
-  return b.account_id === undefined || b.account_id === account;
+/**
+ * What /accounts/{account}/... shows: the account's objects, and to a global token also the
+ * operator's (which belong to no account); an account token never sees another owner's.
+ */
+function visible(ctx: Ctx, o: { account_id?: string }, account: string): boolean {
+  return o.account_id === account || (o.account_id === undefined && ctx.principal.account_id === null);
+}
+
+/** 403 for an object of another owner that an account token names; 404 when it is simply not in this account. */
+function hidden(ctx: Ctx, o: { account_id?: string } | undefined, what: string, id: string): ApiError {
+  if (o && !canRead(ctx.principal, o.account_id ?? null)) return new ApiError("forbidden", `${what} "${id}" is not in account ${ctx.principal.account_id}`);
+  return notFound(what, id);
 }
 
 function accessCertRes(model: Model, b: TrustBundle): Record<string, unknown> {
@@ -54,34 +66,22 @@ function accessCertRes(model: Model, b: TrustBundle): Record<string, unknown> {
   };
 }
 
-function findBundle(model: Model, account: string, id: string): number {
-  const i = model.trust_bundles.findIndex((b) => b.id === id && visible(b, account));
-  if (i < 0) throw notFound("access certificate", id);
+function findBundle(ctx: Ctx, model: Model, account: string, id: string): number {
+  const i = model.trust_bundles.findIndex((b) => b.id === id);
+  if (i < 0 || !visible(ctx, model.trust_bundles[i]!, account)) throw hidden(ctx, model.trust_bundles[i], "access certificate", id);
   return i;
 }
 
-/** Points exactly `names` at bundle `id`: new host entries as needed, others associated elsewhere refused, removed ones unset. */
-function associate(model: Model, id: string, names: string[], at: string): Host[] {
-  let hosts = model.hosts;
-  for (const n of names) {
-    const i = hosts.findIndex((h) => h.hostname === n);
-    const h = hosts[i];
-    if (h?.mtls.trust_bundle && h.mtls.trust_bundle !== id)
-      throw badRequest(`hostname "${n}" is already associated with certificate "${h.mtls.trust_bundle}"`, "associated_hostnames");
-    if (h?.mtls.trust_bundle === id) continue;
-    const next: Host = { ...(h ?? blankHost(n, at)), mtls: { trust_bundle: id }, updated_at: at };
-    hosts = h ? replaceAt(hosts, i, next) : [...hosts, next];
-  }
-  const keep = new Set(names);
-  hosts = hosts.map((h) => (h.mtls.trust_bundle === id && !keep.has(h.hostname) ? { ...h, mtls: {}, updated_at: at } : h));
-  return hosts;
+/** associated_hostnames: exactly these hostnames use the bundle (new host entries are the bundle owner's). */
+function associateAll(ctx: Ctx, model: Model, b: TrustBundle, names: string[], at: string): Host[] {
+  return associate(model, { principal: ctx.principal, bundle: b.id, names, owner: b.account_id ?? null, at, replace: true, pointer: "associated_hostnames" });
 }
 
 function listAccessCerts(ctx: Ctx): Reply {
   const acc = ctx.params.account_id!;
   ctx.requireAccount(acc);
   const model = ctx.plane.model;
-  const { items, info } = page(ctx, model.trust_bundles.filter((b) => visible(b, acc)), 50, 1, 1000);
+  const { items, info } = page(ctx, model.trust_bundles.filter((b) => visible(ctx, b, acc)), 50, 1, 1000);
   return ok(items.map((b) => accessCertRes(model, b)), 200, info);
 }
 
@@ -89,7 +89,7 @@ function getAccessCert(ctx: Ctx): Reply {
   const acc = ctx.params.account_id!;
   ctx.requireAccount(acc);
   const model = ctx.plane.model;
-  return ok(accessCertRes(model, model.trust_bundles[findBundle(model, acc, ctx.params.id!)]!));
+  return ok(accessCertRes(model, model.trust_bundles[findBundle(ctx, model, acc, ctx.params.id!)]!));
 }
 
 async function createAccessCert(ctx: Ctx): Promise<Reply> {
@@ -101,11 +101,11 @@ async function createAccessCert(ctx: Ctx): Promise<Reply> {
   caBundle(ca, "certificate");
   const names = hostnames(b.associated_hostnames, "associated_hostnames") ?? [];
   const bundle = await ctx.write(`create access certificate ${name} (${names.length} hostnames)`, (model) => {
-    if (model.trust_bundles.some((x) => x.name === name && visible(x, acc))) throw new ApiError("conflict", `an access certificate named "${name}" already exists`);
+    if (model.trust_bundles.some((x) => x.name === name && x.account_id === acc)) throw new ApiError("conflict", `an access certificate named "${name}" already exists`);
     const at = now();
     const bundle: TrustBundle = { id: crypto.randomUUID(), name, ca, verify_depth: 4, enforced: true, account_id: acc, created_at: at, updated_at: at };
     const withBundle = { ...model, trust_bundles: [...model.trust_bundles, bundle] };
-    return { model: { ...withBundle, hosts: associate(withBundle, bundle.id, names, at) }, result: bundle };
+    return { model: { ...withBundle, hosts: associateAll(ctx, withBundle, bundle, names, at) }, result: bundle };
   });
   return ok(accessCertRes(ctx.plane.model, bundle), 201);
 }
@@ -120,11 +120,11 @@ async function updateAccessCert(ctx: Ctx): Promise<Reply> {
   if (ca !== undefined) caBundle(ca, "certificate");
   const names = hostnames(b.associated_hostnames, "associated_hostnames");
   const bundle = await ctx.write(`update access certificate ${id}`, (model) => {
-    const i = findBundle(model, acc, id);
+    const i = findBundle(ctx, model, acc, id);
     const at = now();
     const bundle: TrustBundle = { ...model.trust_bundles[i]!, ...(name !== undefined ? { name } : {}), ...(ca !== undefined ? { ca } : {}), updated_at: at };
     const next = { ...model, trust_bundles: replaceAt(model.trust_bundles, i, bundle) };
-    return { model: names ? { ...next, hosts: associate(next, id, names, at) } : next, result: bundle };
+    return { model: names ? { ...next, hosts: associateAll(ctx, next, bundle, names, at) } : next, result: bundle };
   });
   return ok(accessCertRes(ctx.plane.model, bundle));
 }
@@ -134,7 +134,7 @@ async function deleteAccessCert(ctx: Ctx): Promise<Reply> {
   ctx.requireAccount(acc);
   const id = ctx.params.id!;
   await ctx.write(`delete access certificate ${id}`, (model) => {
-    const i = findBundle(model, acc, id);
+    const i = findBundle(ctx, model, acc, id);
     const users = model.hosts.filter((h) => h.mtls.trust_bundle === id);
     if (users.length)
       throw badRequest(`certificate "${id}" still has associated hostnames (${users.map((h) => h.hostname).slice(0, 5).join(", ")}); update it with associated_hostnames [] first`);
@@ -143,17 +143,21 @@ async function deleteAccessCert(ctx: Ctx): Promise<Reply> {
   return ok({ id });
 }
 
-function settingsOf(model: Model): Record<string, unknown>[] {
-  return model.hosts.map((h) => ({ hostname: h.hostname, china_network: h.china_network ?? false, client_certificate_forwarding: h.forward_client_cert.cloudflare }));
+function settingsOf(ctx: Ctx, model: Model, account: string): Record<string, unknown>[] {
+  return model.hosts
+    .filter((h) => visible(ctx, h, account))
+    .map((h) => ({ hostname: h.hostname, china_network: h.china_network ?? false, client_certificate_forwarding: h.forward_client_cert.cloudflare }));
 }
 
 function getSettings(ctx: Ctx): Reply {
-  ctx.requireAccount(ctx.params.account_id);
-  return ok(settingsOf(ctx.plane.model));
+  const acc = ctx.params.account_id!;
+  ctx.requireAccount(acc);
+  return ok(settingsOf(ctx, ctx.plane.model, acc));
 }
 
 async function putSettings(ctx: Ctx): Promise<Reply> {
-  ctx.requireAccount(ctx.params.account_id);
+  const acc = ctx.params.account_id!;
+  ctx.requireAccount(acc);
   const b = await objectBody(ctx);
   if (!Array.isArray(b.settings)) throw badRequest("settings must be an array of {hostname, china_network, client_certificate_forwarding}", "settings");
   const settings = b.settings.map((s: unknown, i) => {
@@ -169,13 +173,13 @@ async function putSettings(ctx: Ctx): Promise<Reply> {
     const at = now();
     for (const s of settings) {
       const i = hosts.findIndex((h) => h.hostname === s.hostname);
-      const h = hosts[i] ?? blankHost(s.hostname, at);
+      const h = hosts[i] ?? blankHost(s.hostname, at, acc);
       const next: Host = { ...h, china_network: s.china_network, forward_client_cert: { ...h.forward_client_cert, cloudflare: s.forwarding }, updated_at: at };
       hosts = i >= 0 ? replaceAt(hosts, i, next) : [...hosts, next];
     }
     return { model: { ...model, hosts }, result: null };
   });
-  return ok(settingsOf(ctx.plane.model), 202);
+  return ok(settingsOf(ctx, ctx.plane.model, acc), 202);
 }
 
 // ---- zones -----------------------------------------------------------------------------
@@ -200,7 +204,7 @@ function zoneAllowed(ctx: Ctx, z: Zone): boolean {
 
 export function findZone(ctx: Ctx, model: Model, id: string): number {
   const i = model.zones.findIndex((z) => z.id === id);
-  if (i < 0 || !zoneAllowed(ctx, model.zones[i]!)) throw notFound("zone", id);
+  if (i < 0 || !zoneAllowed(ctx, model.zones[i]!)) throw hidden(ctx, model.zones[i], "zone", id);
   return i;
 }
 
@@ -226,7 +230,8 @@ async function createZone(ctx: Ctx): Promise<Reply> {
   const acc = account ?? ctx.principal.account_id ?? undefined;
   if (ctx.principal.account_id !== null) ctx.requireAccount(acc);
   const z = await ctx.write(`create zone ${name}`, (model) => {
-    if (model.zones.some((x) => x.name === name)) throw new ApiError("conflict", `zone "${name}" already exists`);
+    // Another account's zone of that name is refused by the ownership check (403) without saying it exists.
+    if (model.zones.some((x) => x.name === name && canRead(ctx.principal, x.account_id ?? null))) throw new ApiError("conflict", `zone "${name}" already exists`);
     const at = now();
     const zone: Zone = { id: hexId(), name, rules: [], ...(acc ? { account_id: acc } : {}), created_at: at, updated_at: at };
     return { model: { ...model, zones: [...model.zones, zone] }, result: zone };

@@ -13,6 +13,8 @@ import { createHash } from "node:crypto";
 import type { Host, Model, TrustBundle } from "../model/schema.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
+import { associate } from "./associations.ts";
+import { zoneOwnerOf } from "./ownership.ts";
 import { alnumId, blankHost, DEFAULT_CONFIG_ID, now, removeAt, replaceAt } from "./plane.ts";
 import { caBundle, certInfo, covers, keyInfo } from "./pem.ts";
 
@@ -328,7 +330,7 @@ async function createActivation(ctx: Ctx): Promise<Reply> {
     const existing = model.hosts[i];
     if (existing?.certificate) throw new ApiError("conflict", `tls_domain "${hostname}" is already activated (tls_activation "${activationId(existing)}")`);
     const host: Host = {
-      ...(existing ?? blankHost(hostname, at)),
+      ...(existing ?? blankHost(hostname, at, zoneOwnerOf(model, hostname))),
       id: existing?.id ?? alnumId(),
       certificate: certId,
       ...(conf ? { tls_configuration: conf } : {}),
@@ -412,13 +414,14 @@ async function createMutualAuth(ctx: Ctx): Promise<Reply> {
     const id = alnumId();
     const at = now();
     const bundle: TrustBundle = { id, name: name ?? `mutual-authentication-${id.slice(0, 8).toLowerCase()}`, ca, verify_depth: 4, enforced, created_at: at, updated_at: at };
-    let hosts = model.hosts;
-    for (const aid of activations) {
-      const i = hosts.findIndex((h) => activationId(h) === aid);
-      if (i < 0) throw badRequest(`tls_activation "${aid}" not found`, "/data/relationships/tls_activations");
-      hosts = replaceAt(hosts, i, setMtls(hosts[i]!, id, at));
-    }
-    return { model: { ...model, trust_bundles: [...model.trust_bundles, bundle], hosts }, result: bundle };
+    const names = activations.map((aid) => {
+      const h = model.hosts.find((x) => activationId(x) === aid);
+      if (!h) throw badRequest(`tls_activation "${aid}" not found`, "/data/relationships/tls_activations");
+      return h.hostname;
+    });
+    const next = { ...model, trust_bundles: [...model.trust_bundles, bundle] };
+    const hosts = associate(next, { principal: ctx.principal, bundle: id, names, owner: null, at, replace: false, pointer: "/data/relationships/tls_activations" });
+    return { model: { ...next, hosts }, result: bundle };
   });
   return doc(mutualAuthRes(ctx.plane.model, b), {}, 201);
 }

@@ -1,6 +1,8 @@
 // The control plane's write path, shared by every dialect:
 //   validate the request → in ONE store transaction: load the model, mutate it, validate the
-//   changed objects with the model's own schemas, compile (runtime.apply) → commit.
+//   changed objects with the model's own schemas, authorize the change against the token
+//   (ownership.ts: the only place scopes are enforced), check the model's references and
+//   owners, compile (runtime.apply) → commit.
 // A compile failure rolls back: nothing stored, the old snapshot stays, the caller gets a 4xx.
 import { randomBytes } from "node:crypto";
 import {
@@ -24,6 +26,7 @@ import { COLLECTIONS, keyField, type AuditEntry, type Store } from "./store.ts";
 import type { Principal } from "./auth.ts";
 import { ApiError, toApiError } from "./errors.ts";
 import { checkApinizerRules, enforces } from "../model/apinizer-rules.ts";
+import { authorize, ownershipProblems } from "./ownership.ts";
 
 const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: unknown } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }> = {
   certificates: Certificate,
@@ -39,8 +42,15 @@ const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: un
 
 export const now = (): string => new Date().toISOString();
 
-/** A host entry with nothing set: no certificate pinned, mTLS off, nothing forwarded. */
-export const blankHost = (hostname: string, at: string): Host => ({ hostname, mtls: {}, forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false }, created_at: at, updated_at: at });
+/** A host entry of `owner` (an account id, or null: the operator's) with nothing set: no certificate pinned, mTLS off, nothing forwarded. */
+export const blankHost = (hostname: string, at: string, owner: string | null = null): Host => ({
+  hostname,
+  ...(owner !== null ? { account_id: owner } : {}),
+  mtls: {},
+  forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false },
+  created_at: at,
+  updated_at: at,
+});
 const ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /** A Fastly-style alphanumeric id (22 characters). */
 export function alnumId(): string {
@@ -56,6 +66,8 @@ export interface WriteContext {
   principal: Principal;
   method: string;
   path: string;
+  /** Set once a refusal of this request is in the audit log (the router logs the others). */
+  audited?: boolean;
 }
 
 /** The audit entry of an admin write. */
@@ -65,8 +77,8 @@ export function auditEntry(ctx: WriteContext, summary: string, status = 200): Au
 
 /**
  * Validates what a mutation changed, with the model's own zod schemas (element by element, so a
- * write to one of 10,000 hosts does not re-parse the other 9,999), plus the references only the
- * control plane knows about. Unchanged objects were validated when they were stored.
+ * write to one of 10,000 hosts does not re-parse the other 9,999). Unchanged objects were
+ * validated when they were stored.
  */
 function validateChanged(prev: Model, next: Model): Model {
   const problems: { path: string; message: string }[] = [];
@@ -94,9 +106,7 @@ function validateChanged(prev: Model, next: Model): Model {
   }
   for (const k of Object.keys(next)) if (!(k in ModelSchema.shape)) problems.push({ path: k, message: "unrecognized key" });
   if (problems.length) throw new ModelError(problems);
-  const model = out as Model;
-  checkControlRefs(model, prev);
-  return model;
+  return out as Model;
 }
 
 /**
@@ -134,6 +144,7 @@ export function checkControlRefs(model: Model, prev?: Model): void {
     if (!same("apinizer") || !same("hosts")) problems.push(...clientCaProblems(model));
     if (!same("apinizer") || !same("routes")) problems.push(...checkApinizerRules(model));
   }
+  problems.push(...ownershipProblems(model, prev));
   if (problems.length) throw new ModelError(problems);
 }
 
@@ -197,7 +208,9 @@ export class ControlPlane {
           prev = m;
           const r = mutate(m);
           if (r.model === m) return r;
-          const model = opts.full ? fullValidate(r.model) : validateChanged(m, r.model);
+          const model = opts.full ? parseModel(r.model) : validateChanged(m, r.model);
+          authorize(ctx.principal, m, model);
+          checkControlRefs(model, m);
           return { model, result: r.result };
         },
         {
@@ -214,8 +227,10 @@ export class ControlPlane {
     } catch (e) {
       // The snapshot went live but the commit failed: put the stored model back.
       if (applied && prev) this.runtime.apply(prev);
-      if (e instanceof ApiError || e instanceof ModelError)
+      if (e instanceof ApiError || e instanceof ModelError) {
+        ctx.audited = true;
         await this.store.audit({ ...audit, status: toApiError(e).status, summary: `refused: ${summary}: ${e.message}` }).catch(() => {});
+      }
       throw e;
     }
   }
@@ -227,12 +242,6 @@ export class ControlPlane {
       return { model: r.model as Model, result: r.result };
     }, { full: true });
   }
-}
-
-function fullValidate(raw: Model): Model {
-  const model = parseModel(raw);
-  checkControlRefs(model);
-  return model;
 }
 
 /** Immutable update helpers. */

@@ -71,7 +71,7 @@ export const TrustBundle = z.strictObject({
     .optional(),
   /** This bundle is certgate's managed CA: certificates revoked through the client-certificates API are refused. */
   managed_ca: z.boolean().optional(),
-  /** Control plane: the Cloudflare account owning this bundle as an Access certificate; absent = every account sees it. */
+  /** The Cloudflare account owning this bundle (an Access certificate); absent = the operator's (src/control/ownership.ts). */
   account_id: id.optional(),
   created_at: stamp,
   updated_at: stamp,
@@ -105,6 +105,8 @@ export const Host = z.strictObject({
   tls_configuration: id.optional(),
   /** Cloudflare's per-hostname `china_network`: stored and returned, no effect off Cloudflare's network. */
   china_network: z.boolean().optional(),
+  /** The Cloudflare account owning this hostname; absent = the operator's (src/control/ownership.ts). */
+  account_id: id.optional(),
   created_at: stamp,
   updated_at: stamp,
 });
@@ -163,7 +165,7 @@ export const Zone = z.strictObject({
   /** A zone holds its name and every name below it. */
   name: hostname,
   rules: z.array(Rule).default([]),
-  /** Control plane: the Cloudflare account the zone belongs to. */
+  /** The Cloudflare account owning the zone, its rules and its hostnames; absent = the operator's. */
   account_id: id.optional(),
   ruleset: RulesetMeta.optional(),
   created_at: stamp,

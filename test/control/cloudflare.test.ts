@@ -239,7 +239,9 @@ describe("Cloudflare dialect", () => {
       const tok = t.body.token as string;
       expect((await api(cg, "GET", "/zones", undefined, { token: tok })).body.result).toEqual([]);
       const z = await api(cg, "GET", `/zones/${zone}`, undefined, { token: tok });
-      expect(z.status).toBe(404);
+      expect(z.status).toBe(403);
+      expect(cfError(z)).toMatch(/not in account/);
+      expect((await api(cg, "GET", "/zones/0000000000000000000000000000dead", undefined, { token: tok })).status).toBe(404);
       const a = await api(cg, "GET", `/accounts/${ACC}/access/certificates`, undefined, { token: tok });
       expect(a.status).toBe(403);
       cfError(a);

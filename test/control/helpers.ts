@@ -134,6 +134,12 @@ export function cfError(r: ApiReply): string {
   return b.errors[0].message;
 }
 
+/** Asserts the Apinizer error envelope and returns its first message. */
+export function apinizerError(r: ApiReply): string {
+  if (r.body?.success !== false || !Array.isArray(r.body.errors) || typeof r.body.errors[0]?.message !== "string") throw new Error(`not an Apinizer error envelope: ${r.text}`);
+  return r.body.errors[0].message;
+}
+
 export function nativeError(r: ApiReply): { code: string; message: string } {
   if (typeof r.body?.error?.code !== "string" || typeof r.body.error.message !== "string") throw new Error(`not a native error envelope: ${r.text}`);
   return r.body.error;

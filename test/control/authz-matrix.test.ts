@@ -1,0 +1,367 @@
+// The authorization matrix: every admin endpoint of every dialect (ADMIN_ROUTES, the router's own
+// table) × {global, read-only, account A, account B, no token, wrong token} × {own object,
+// foreign object}, over a real socket to one running certgate. The expected outcome follows from
+// the route's authorization rule (adminOnly / accountScoped / global) and the object's owner; a
+// refused write must store nothing (GET /v1/config unchanged) and be in the audit log as
+// refused. An endpoint added without a case here fails the first test.
+import { execFileSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ADMIN_ROUTES, dialectOf } from "../../src/control/admin.ts";
+import type { CompiledRoute } from "../../src/control/http.ts";
+import type { DevPki } from "../../src/pki/devpki.ts";
+import { issue, type Issued } from "../../src/pki/issue.ts";
+import { pki } from "../helpers/harness.ts";
+import { api, apinizerError, cfError, echo, fastlyError, jsonapi, nativeError, rel, seedModel, startCertgate, TOKEN, type ApiReply, type Certgate } from "./helpers.ts";
+
+type Acc = "accA" | "accB";
+const OTHER: Record<Acc, Acc> = { accA: "accB", accB: "accA" };
+const WHO = ["global", "read-only", "account A", "account B", "no token", "wrong token"] as const;
+type Who = (typeof WHO)[number];
+type Target = "own" | "foreign";
+
+/** Per account: its zone (id, name, ruleset, rule), bundles, host, client certificates. */
+interface AccountFx {
+  zone: string;
+  zoneName: string;
+  ruleset: string;
+  rule: string;
+  bundle: string;
+  spareBundle: string;
+  host: string;
+  activation: string;
+  cert: string;
+  pendingCert: string;
+}
+interface Fx {
+  acc: Record<Acc, AccountFx>;
+  opsActivation: string;
+  csr: string;
+  extra: Issued;
+  newKey: string;
+  origin: string;
+  baseline: Record<string, unknown>;
+}
+
+/** One request of a case: `pathAcc` is the account in the path, `objAcc` the owner of the objects it names. */
+interface CaseCtx {
+  fx: Fx;
+  target: Target;
+  pathAcc: Acc;
+  objAcc: Acc;
+}
+interface Req {
+  path: string;
+  body?: unknown;
+}
+interface Spec {
+  /** Status when allowed. */
+  ok: number;
+  req: (c: CaseCtx) => Req | Promise<Req>;
+  /** What an account token gets for a foreign object when it is not 403 (lists filter instead). */
+  foreignForAccount?: number;
+}
+
+const P = "/apiops/projects/proj/apiProxies/api";
+const FULL_POLICY = {
+  operationMetadata: { targetScope: "ALL", targetPipeline: "REQUEST", deploy: true, deployTargetEnvironmentNameList: ["production"] },
+  policy: { type: "policy-auth-mtls", active: true, validateCertificate: true, validateACLForIssuer: false },
+};
+const get = (path: string | ((c: CaseCtx) => string)): Spec => ({ ok: 200, req: (c) => ({ path: typeof path === "string" ? path : path(c) }) });
+const a = (c: CaseCtx) => c.fx.acc[c.objAcc];
+/** Fastly's and the native API's objects: the operator's for "own", an account's for "foreign" (a global token may touch both). */
+const fastlyObj = <T,>(c: CaseCtx, own: T, foreign: (x: AccountFx) => T): T => (c.target === "own" ? own : foreign(a(c)));
+
+let p: DevPki;
+const SPECS: Record<string, Spec> = {
+  // ---- Fastly
+  "GET /tls/activations": get("/tls/activations"),
+  "POST /tls/activations": {
+    ok: 201,
+    req: (c) => ({ path: "/tls/activations", body: jsonapi("tls_activation", undefined, { tls_certificate: rel("tls_certificate", "srv"), tls_domain: rel("tls_domain", c.target === "own" ? "localhost" : "x.localhost") }) }),
+  },
+  "GET /tls/activations/:id": get((c) => `/tls/activations/${fastlyObj(c, c.fx.opsActivation, (x) => x.activation)}`),
+  "PATCH /tls/activations/:id": {
+    ok: 200,
+    req: (c) => {
+      const id = fastlyObj(c, c.fx.opsActivation, (x) => x.activation);
+      return { path: `/tls/activations/${id}`, body: jsonapi("tls_activation", undefined, { mutual_authentication: rel("mutual_authentication", null) }, id) };
+    },
+  },
+  "DELETE /tls/activations/:id": { ok: 204, req: (c) => ({ path: `/tls/activations/${fastlyObj(c, c.fx.opsActivation, (x) => x.activation)}` }) },
+  "GET /tls/mutual_authentications": get("/tls/mutual_authentications"),
+  "POST /tls/mutual_authentications": { ok: 201, req: () => ({ path: "/tls/mutual_authentications", body: jsonapi("mutual_authentication", { cert_bundle: p.ca.certPem }) }) },
+  "GET /tls/mutual_authentications/:id": get((c) => `/tls/mutual_authentications/${fastlyObj(c, "ops-ca", (x) => x.bundle)}`),
+  "PATCH /tls/mutual_authentications/:id": {
+    ok: 200,
+    req: (c) => {
+      const id = fastlyObj(c, "ops-ca", (x) => x.bundle);
+      return { path: `/tls/mutual_authentications/${id}`, body: jsonapi("mutual_authentication", { name: "renamed" }, undefined, id) };
+    },
+  },
+  "DELETE /tls/mutual_authentications/:id": { ok: 204, req: (c) => ({ path: `/tls/mutual_authentications/${fastlyObj(c, "spare-ops", (x) => x.spareBundle)}` }) },
+  "GET /tls/certificates": get("/tls/certificates"),
+  "POST /tls/certificates": { ok: 201, req: (c) => ({ path: "/tls/certificates", body: jsonapi("tls_certificate", { cert_blob: c.fx.extra.certPem }) }) },
+  "GET /tls/certificates/:id": get("/tls/certificates/srv"),
+  "PATCH /tls/certificates/:id": { ok: 200, req: () => ({ path: "/tls/certificates/srv", body: jsonapi("tls_certificate", { name: "renamed" }, undefined, "srv") }) },
+  "DELETE /tls/certificates/:id": { ok: 204, req: () => ({ path: "/tls/certificates/spare-cert" }) },
+  "GET /tls/private_keys": get("/tls/private_keys"),
+  "POST /tls/private_keys": { ok: 201, req: (c) => ({ path: "/tls/private_keys", body: jsonapi("tls_private_key", { key: c.fx.newKey }) }) },
+  "GET /tls/private_keys/:id": get("/tls/private_keys/pending-key"),
+  "DELETE /tls/private_keys/:id": { ok: 204, req: () => ({ path: "/tls/private_keys/pending-key" }) },
+  "GET /tls/domains": get("/tls/domains"),
+  "GET /tls/configurations": get("/tls/configurations"),
+  "GET /tls/configurations/:id": get("/tls/configurations/default"),
+  "PATCH /tls/configurations/:id": { ok: 200, req: () => ({ path: "/tls/configurations/default", body: jsonapi("tls_configuration", { name: "renamed" }, undefined, "default") }) },
+
+  // ---- Cloudflare: an account token names its own account in the path and another's objects in the body or id.
+  "GET /accounts/:account_id/access/certificates/settings": get((c) => `/accounts/${c.objAcc}/access/certificates/settings`),
+  "PUT /accounts/:account_id/access/certificates/settings": {
+    ok: 202,
+    req: (c) => ({ path: `/accounts/${c.pathAcc}/access/certificates/settings`, body: { settings: [{ hostname: a(c).host, china_network: false, client_certificate_forwarding: true }] } }),
+  },
+  "GET /accounts/:account_id/access/certificates": get((c) => `/accounts/${c.objAcc}/access/certificates`),
+  "POST /accounts/:account_id/access/certificates": {
+    ok: 201,
+    req: (c) => ({ path: `/accounts/${c.pathAcc}/access/certificates`, body: { name: "new", certificate: p.ca.certPem, associated_hostnames: [`new.${a(c).zoneName}`] } }),
+  },
+  "GET /accounts/:account_id/access/certificates/:id": get((c) => `/accounts/${c.pathAcc}/access/certificates/${a(c).bundle}`),
+  "PUT /accounts/:account_id/access/certificates/:id": { ok: 200, req: (c) => ({ path: `/accounts/${c.pathAcc}/access/certificates/${a(c).bundle}`, body: { name: "renamed", associated_hostnames: [a(c).host] } }) },
+  "DELETE /accounts/:account_id/access/certificates/:id": { ok: 200, req: (c) => ({ path: `/accounts/${c.pathAcc}/access/certificates/${a(c).spareBundle}` }) },
+  "GET /zones": { ...get((c) => `/zones?account.id=${c.objAcc}`), foreignForAccount: 200 },
+  "POST /zones": { ok: 200, req: (c) => ({ path: "/zones", body: { name: `sub.${a(c).zoneName}`, account: { id: c.pathAcc } } }) },
+  "GET /zones/:zone_id": get((c) => `/zones/${a(c).zone}`),
+  "DELETE /zones/:zone_id": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}` }) },
+  "GET /zones/:zone_id/rulesets": get((c) => `/zones/${a(c).zone}/rulesets`),
+  "GET /zones/:zone_id/rulesets/phases/:phase/entrypoint": get((c) => `/zones/${a(c).zone}/rulesets/phases/http_request_firewall_custom/entrypoint`),
+  "PUT /zones/:zone_id/rulesets/phases/:phase/entrypoint": {
+    ok: 200,
+    req: (c) => ({ path: `/zones/${a(c).zone}/rulesets/phases/http_request_firewall_custom/entrypoint`, body: { rules: [{ action: "log", expression: "true" }] } }),
+  },
+  "GET /zones/:zone_id/rulesets/:ruleset_id": get((c) => `/zones/${a(c).zone}/rulesets/${a(c).ruleset}`),
+  "POST /zones/:zone_id/rulesets/:ruleset_id/rules": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/rulesets/${a(c).ruleset}/rules`, body: { action: "log", expression: "true" } }) },
+  "PATCH /zones/:zone_id/rulesets/:ruleset_id/rules/:rule_id": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/rulesets/${a(c).ruleset}/rules/${a(c).rule}`, body: { enabled: false } }) },
+  "DELETE /zones/:zone_id/rulesets/:ruleset_id/rules/:rule_id": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/rulesets/${a(c).ruleset}/rules/${a(c).rule}` }) },
+  "POST /zones/:zone_id/client_certificates": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/client_certificates`, body: { csr: c.fx.csr, validity_days: 1 } }) },
+  "GET /zones/:zone_id/client_certificates": get((c) => `/zones/${a(c).zone}/client_certificates`),
+  "GET /zones/:zone_id/client_certificates/:id": get((c) => `/zones/${a(c).zone}/client_certificates/${a(c).cert}`),
+  "DELETE /zones/:zone_id/client_certificates/:id": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/client_certificates/${a(c).cert}` }) },
+  "PATCH /zones/:zone_id/client_certificates/:id": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/client_certificates/${a(c).pendingCert}`, body: { reactivate: true } }) },
+  "GET /zones/:zone_id/certificate_authorities/hostname_associations": get((c) => `/zones/${a(c).zone}/certificate_authorities/hostname_associations?mtls_certificate_id=${a(c).bundle}`),
+  "PUT /zones/:zone_id/certificate_authorities/hostname_associations": {
+    ok: 200,
+    req: (c) => ({ path: `/zones/${c.fx.acc[c.pathAcc].zone}/certificate_authorities/hostname_associations`, body: { hostnames: [a(c).host, `assoc.${a(c).zoneName}`], mtls_certificate_id: a(c).bundle } }),
+  },
+
+  // ---- native
+  "GET /v1/trust_bundles/:id/revocation": get((c) => `/v1/trust_bundles/${fastlyObj(c, "ops-ca", (x) => x.bundle)}/revocation`),
+  "PUT /v1/trust_bundles/:id/revocation": { ok: 200, req: (c) => ({ path: `/v1/trust_bundles/${fastlyObj(c, "ops-ca", (x) => x.bundle)}/revocation`, body: {} }) },
+  "GET /v1/routes": get("/v1/routes"),
+  "GET /v1/routes/:id": get("/v1/routes/r0"),
+  "PUT /v1/routes/:id": { ok: 201, req: (c) => ({ path: "/v1/routes/new-route", body: { hostname: "localhost", path_prefix: "/new", origin: c.fx.origin } }) },
+  "DELETE /v1/routes/:id": { ok: 204, req: () => ({ path: "/v1/routes/r-spare" }) },
+  "GET /v1/config": get("/v1/config"),
+  "PUT /v1/config": { ok: 200, req: (c) => ({ path: "/v1/config", body: c.fx.baseline }) },
+  "GET /v1/tokens": get("/v1/tokens"),
+  "POST /v1/tokens": { ok: 201, req: () => ({ path: "/v1/tokens", body: { name: "matrix" } }) },
+  "DELETE /v1/tokens/:id": { ok: 204, req: async () => ({ path: `/v1/tokens/${(await api(cg, "POST", "/v1/tokens", { name: "doomed" })).body.id}` }) },
+  "GET /v1/audit": get("/v1/audit?limit=1"),
+
+  // ---- Apinizer
+  "GET /apiops/environments": get("/apiops/environments"),
+  "POST /apiops/environments/:environment": { ok: 200, req: () => ({ path: "/apiops/environments/new-env" }) },
+  "DELETE /apiops/environments/:environment": { ok: 200, req: () => ({ path: "/apiops/environments/spare-env" }) },
+  "GET /apiops/projects": get("/apiops/projects"),
+  "GET /apiops/projects/:project": get("/apiops/projects/proj"),
+  "POST /apiops/projects/:project": { ok: 200, req: () => ({ path: "/apiops/projects/new-proj" }) },
+  "DELETE /apiops/projects/:project": { ok: 200, req: () => ({ path: "/apiops/projects/spare-proj" }) },
+  "GET /apiops/projects/:project/issuerAcl": get("/apiops/projects/proj/issuerAcl"),
+  "PUT /apiops/projects/:project/issuerAcl": { ok: 200, req: () => ({ path: "/apiops/projects/proj/issuerAcl", body: { issuerList: [] } }) },
+  "GET /apiops/projects/:project/apiProxies": get("/apiops/projects/proj/apiProxies"),
+  "GET /apiops/projects/:project/apiProxies/:proxy": get(P),
+  "POST /apiops/projects/:project/apiProxies/:proxy": {
+    ok: 200,
+    req: (c) => ({ path: "/apiops/projects/proj/apiProxies/new-api", body: { hostname: "localhost", relativePath: "/newapi", backendUrl: c.fx.origin } }),
+  },
+  "DELETE /apiops/projects/:project/apiProxies/:proxy": { ok: 200, req: () => ({ path: P }) },
+  "GET /apiops/projects/:project/apiProxies/:proxy/issuerAcl": get(`${P}/issuerAcl`),
+  "PUT /apiops/projects/:project/apiProxies/:proxy/issuerAcl": { ok: 200, req: () => ({ path: `${P}/issuerAcl`, body: { issuerList: [] } }) },
+  "POST /apiops/projects/:project/apiProxies/:proxy/environments/:environment": { ok: 200, req: () => ({ path: `${P}/environments/production` }) },
+  "DELETE /apiops/projects/:project/apiProxies/:proxy/environments/:environment": { ok: 200, req: () => ({ path: `${P}/environments/production` }) },
+  "GET /apiops/projects/:project/apiProxies/:proxy/policies": get(`${P}/policies`),
+  "GET /apiops/projects/:project/apiProxies/:proxy/policies/:policy": get(`${P}/policies/pol`),
+  "POST /apiops/projects/:project/apiProxies/:proxy/policies/:policy": { ok: 200, req: () => ({ path: `${P}/policies/new-pol`, body: FULL_POLICY }) },
+  "PUT /apiops/projects/:project/apiProxies/:proxy/policies/:policy": { ok: 200, req: () => ({ path: `${P}/policies/pol`, body: FULL_POLICY }) },
+  "DELETE /apiops/projects/:project/apiProxies/:proxy/policies/:policy": { ok: 200, req: () => ({ path: `${P}/policies/pol` }) },
+};
+
+const keyOf = (r: CompiledRoute): string => `${r.method} ${r.path}`;
+const isWrite = (method: string): boolean => method !== "GET" && method !== "HEAD";
+
+/** The outcome the route's authorization rule and the object's owner call for. */
+function expected(r: CompiledRoute, spec: Spec, who: Who, target: Target): number {
+  if (who === "no token" || who === "wrong token") return 401;
+  if (r.adminOnly) return who === "global" ? spec.ok : 403;
+  if (who === "global") return spec.ok;
+  if (who === "read-only") return isWrite(r.method) ? 403 : spec.ok;
+  if (!r.accountScoped) return 403;
+  return target === "own" ? spec.ok : (spec.foreignForAccount ?? 403);
+}
+
+/** The error envelope of the path's dialect, asserted; returns its message. */
+function errorOf(path: string, r: ApiReply): string {
+  const d = dialectOf(path.split("?")[0]!);
+  return d === "fastly" ? fastlyError(r) : d === "cloudflare" ? cfError(r) : d === "apinizer" ? apinizerError(r) : nativeError(r).message;
+}
+
+/** A success envelope of the path's dialect. */
+function assertSuccess(path: string, r: ApiReply): void {
+  if (r.status === 204) return expect(r.text).toBe("");
+  const d = dialectOf(path.split("?")[0]!);
+  if (d === "fastly") expect(r.body).toHaveProperty("data");
+  else if (d === "cloudflare") expect(r.body).toMatchObject({ success: true, errors: [] });
+  else if (d === "apinizer") expect(r.body).toMatchObject({ success: true });
+  else expect(typeof r.body).toBe("object");
+}
+
+let cg: Certgate;
+
+describe("authorization matrix", () => {
+  const tokens = {} as Record<Who, { token: string | null; id: string }>;
+  let fx: Fx;
+  let config: string;
+
+  beforeAll(async () => {
+    p = await pki();
+    const origin = await echo();
+    const spare = await issue({ subject: "CN=spare.test", dnsNames: ["spare.test"], eku: ["serverAuth"] }, p.serverCa);
+    const extra = await issue({ subject: "CN=extra.test", dnsNames: ["extra.test"], eku: ["serverAuth"] }, p.serverCa);
+    const newKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    const account = (acc: Acc, letter: string) => ({
+      bundles: [
+        { id: `bundle-${letter}`, ca: p.ca.certPem, account_id: acc },
+        { id: `spare-${letter}`, ca: p.ca.certPem, account_id: acc },
+      ],
+      host: { hostname: `app.${letter}.example`, account_id: acc, mtls: { trust_bundle: `bundle-${letter}` } },
+      zone: { id: `zone-${letter}`, name: `${letter}.example`, account_id: acc, rules: [{ id: `rule-${letter}`, action: "block" as const, expression: 'http.request.uri.path eq "/blocked"' }] },
+    });
+    const A = account("accA", "a");
+    const B = account("accB", "b");
+    cg = await startCertgate(undefined, (pk, o) => ({
+      ...seedModel(pk, o),
+      certificates: [
+        { id: "srv", cert: pk.server.certPem, key: pk.server.keyPem },
+        { id: "spare-cert", cert: spare.certPem, key: spare.keyPem },
+      ],
+      pending_private_keys: [{ id: "pending-key", key: extra.keyPem }],
+      routes: [
+        { id: "r0", hostname: "localhost", origin: o },
+        { id: "r1", hostname: "a.test", origin: o },
+        { id: "r-spare", hostname: "spare.test", origin: o },
+      ],
+      trust_bundles: [{ id: "ops-ca", ca: pk.ca.certPem }, { id: "spare-ops", ca: pk.ca.certPem }, ...A.bundles, ...B.bundles],
+      hosts: [{ hostname: "a.test", mtls: { trust_bundle: "ops-ca" } }, A.host, B.host],
+      zones: [A.zone, B.zone],
+    }));
+    const must = async (method: string, path: string, body?: unknown) => {
+      const r = await api(cg, method, path, body);
+      expect(r.status, `${method} ${path}: ${r.text}`).toBeLessThan(300);
+      return r;
+    };
+    // Apinizer: a project with an API proxy on api.localhost and a deployed policy; an empty project and environment.
+    await must("POST", "/apiops/projects/proj");
+    await must("POST", P, { hostname: "api.localhost", relativePath: "/api", backendUrl: origin, trustBundleId: "ops-ca" });
+    await must("POST", `${P}/policies/pol`, FULL_POLICY);
+    await must("POST", "/apiops/projects/spare-proj");
+    await must("POST", "/apiops/environments/spare-env");
+    // Managed client certificates: one active and one pending revocation per zone.
+    const dir = mkdtempSync(join(tmpdir(), "certgate-matrix-"));
+    execFileSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.csr"), "-subj", "/CN=device"], { stdio: "ignore" });
+    const csr = readFileSync(join(dir, "c.csr"), "utf8");
+    const acc = {} as Record<Acc, AccountFx>;
+    for (const [id, letter] of [["accA", "a"], ["accB", "b"]] as const) {
+      const zone = `zone-${letter}`;
+      const cert = (await must("POST", `/zones/${zone}/client_certificates`, { csr, validity_days: 1 })).body.result.id;
+      const pendingCert = (await must("POST", `/zones/${zone}/client_certificates`, { csr, validity_days: 1 })).body.result.id;
+      await must("DELETE", `/zones/${zone}/client_certificates/${pendingCert}`);
+      const ruleset = (await must("GET", `/zones/${zone}/rulesets/phases/http_request_firewall_custom/entrypoint`)).body.result.id;
+      const host = `app.${letter}.example`;
+      const activation = (await must("GET", `/tls/activations?filter[tls_domain.id]=${host}`)).body.data[0].id;
+      acc[id] = { zone, zoneName: `${letter}.example`, ruleset, rule: `rule-${letter}`, bundle: `bundle-${letter}`, spareBundle: `spare-${letter}`, host, activation, cert, pendingCert };
+    }
+    const opsActivation = (await must("GET", "/tls/activations?filter[tls_domain.id]=a.test")).body.data[0].id;
+    // The baseline every allowed write is rolled back to: the exported model with its real keys.
+    const exported = (await must("GET", "/v1/config")).body;
+    exported.certificates = exported.certificates.map((c: { id: string }) => ({ ...c, key: c.id === "srv" ? p.server.keyPem : spare.keyPem }));
+    exported.pending_private_keys = exported.pending_private_keys.map((k: object) => ({ ...k, key: extra.keyPem }));
+    fx = { acc, opsActivation, csr, extra, newKey, origin, baseline: exported };
+    await must("PUT", "/v1/config", fx.baseline);
+    config = (await api(cg, "GET", "/v1/config")).text;
+    // The principals.
+    const scoped = async (body: object) => (await must("POST", "/v1/tokens", { name: "matrix", ...body })).body;
+    const ro = await scoped({ read_only: true });
+    const ta = await scoped({ account_id: "accA" });
+    const tb = await scoped({ account_id: "accB" });
+    Object.assign(tokens, {
+      global: { token: TOKEN, id: "admin" },
+      "read-only": { token: ro.token, id: ro.id },
+      "account A": { token: ta.token, id: ta.id },
+      "account B": { token: tb.token, id: tb.id },
+      "no token": { token: null, id: "-" },
+      "wrong token": { token: "cgt_not-a-token", id: "-" },
+    });
+  });
+  afterAll(() => cg.close());
+
+  it("has a case for every endpoint of every dialect, and nothing else", () => {
+    expect(ADMIN_ROUTES.length).toBeGreaterThan(80);
+    expect(ADMIN_ROUTES.map(keyOf).sort()).toEqual(Object.keys(SPECS).sort());
+  });
+
+  for (const who of WHO) {
+    it(`${who}: every endpoint × {own, foreign} gets its expected outcome`, async () => {
+      const accountOf: Partial<Record<Who, Acc>> = { "account A": "accA", "account B": "accB" };
+      const me = accountOf[who];
+      const failures: string[] = [];
+      for (const r of ADMIN_ROUTES) {
+        const spec = SPECS[keyOf(r)];
+        if (!spec) continue; // reported by the test above
+        for (const target of ["own", "foreign"] as const) {
+          const pathAcc: Acc = me ?? (target === "own" ? "accA" : "accB");
+          const objAcc: Acc = me ? (target === "own" ? me : OTHER[me]) : pathAcc;
+          const req = await spec.req({ fx, target, pathAcc, objAcc });
+          const want = expected(r, spec, who, target);
+          const label = `${who} ${target}: ${r.method} ${req.path}`;
+          const res = await api(cg, r.method, req.path, req.body, { token: tokens[who].token });
+          try {
+            expect(res.status, `${label} → ${res.text.slice(0, 300)}`).toBe(want);
+            if (want >= 400) expect(errorOf(req.path, res)).toBeTruthy();
+            else assertSuccess(req.path, res);
+            if (me && want < 400) {
+              // Nothing of the other account shows through an account token.
+              const theirs = fx.acc[OTHER[me]];
+              for (const s of [theirs.zone, theirs.bundle, theirs.host, theirs.cert]) expect(res.text, `${label} shows ${s}`).not.toContain(s);
+            }
+            if (!isWrite(r.method)) continue;
+            if (want >= 400) {
+              expect((await api(cg, "GET", "/v1/config")).text, `${label} changed the model`).toBe(config);
+              const entry = (await api(cg, "GET", "/v1/audit?limit=1")).body.entries[0];
+              expect(entry, `${label}: audit`).toMatchObject({ token_id: tokens[who].id, method: r.method, path: req.path.split("?")[0], status: want });
+              expect(entry.summary).toMatch(/^refused: /);
+            } else {
+              const back = await api(cg, "PUT", "/v1/config", fx.baseline);
+              expect(back.status, `${label}: restore ${back.text}`).toBe(200);
+              config = (await api(cg, "GET", "/v1/config")).text;
+            }
+          } catch (e) {
+            failures.push((e as Error).message.split("\n")[0]!);
+          }
+        }
+      }
+      expect(failures).toEqual([]);
+    });
+  }
+});
