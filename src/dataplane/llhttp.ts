@@ -63,15 +63,21 @@ export function closeParser(p: Parser): void {
 }
 
 /**
- * A strict parser. Heads over 32 header lines or split across reads arrive in parts through
- * kOnHeaders; they are gathered here so `headersComplete` always sees the whole head.
+ * A strict parser. Heads over 32 header lines arrive in parts through kOnHeaders; they are
+ * gathered here so `headersComplete` always sees the whole head. llhttp also flushes a
+ * chunked message's trailer section through kOnHeaders, after the head and before
+ * messageComplete: those lines belong to the finished message and are dropped here, so they
+ * can never be read as the next message's URL or headers (certgate forwards no trailers).
  */
 export function createParser(type: number, maxHeaderSize: number, hooks: ParserHooks): Parser {
   const p = new HTTPParser();
   p.initialize(type, {}, maxHeaderSize, 0);
   let partial: string[] | null = null;
   let partialUrl = "";
+  /** Between headersComplete and messageComplete: kOnHeaders now carries trailers. */
+  let inBody = false;
   p[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
+    if (inBody) return;
     partial = partial ? partial.concat(headers) : headers;
     partialUrl += url;
   };
@@ -82,9 +88,13 @@ export function createParser(type: number, maxHeaderSize: number, hooks: ParserH
       partial = null;
       partialUrl = "";
     }
+    inBody = true;
     return hooks.headersComplete(maj, min, headers ?? [], method, url, status, message, upgrade, keepAlive);
   }) satisfies OnHeadersComplete;
   p[HTTPParser.kOnBody] = hooks.body;
-  p[HTTPParser.kOnMessageComplete] = hooks.messageComplete;
+  p[HTTPParser.kOnMessageComplete] = () => {
+    inBody = false;
+    hooks.messageComplete();
+  };
   return p;
 }
