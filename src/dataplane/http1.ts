@@ -11,6 +11,8 @@ import { closeParser, createParser, HTTPParser, METHODS, type Parser } from "./l
 
 export interface Http1Limits {
   maxHeaderBytes: number;
+  /** Header lines in a request head; 431 above. */
+  maxHeaderCount: number;
   /** From the first byte of a request (or the connection) to the end of its head. */
   headersTimeoutMs: number;
   /** From the first byte of a request to the end of its body. */
@@ -21,7 +23,12 @@ export interface Http1Limits {
 
 export interface Http1Handlers {
   request(req: Request, res: Response): void;
-  /** An Upgrade request without a body. The socket is no longer HTTP; `head` is what the client sent after the request. */
+  /**
+   * An Upgrade request without a body: the protocols (lower case, comma-separated) it may
+   * switch to, or null to serve it as a plain request (its Upgrade is then not forwarded).
+   */
+  upgradeTo(req: Request): string | null;
+  /** An Upgrade request that `upgradeTo` allowed. The socket is no longer HTTP; `head` is what the client sent after the request. */
   upgrade(req: Request, socket: TLSSocket, head: Buffer): void;
   /** The HTTP layer itself refused a request (malformed, too large, too slow, CONNECT, bad Expect). */
   refused(socket: TLSSocket, status: number, reason: string): void;
@@ -49,6 +56,10 @@ export class Request {
   continued = false;
   /** The Expect header, trimmed and lower-cased, if any. */
   readonly expect: string | undefined;
+  /** Every Transfer-Encoding value, lower-cased and joined with commas, if any. */
+  readonly transferEncoding: string | undefined;
+  /** The protocols this request switches to, once `upgradeTo` allowed them. */
+  upgradeTo: string | null = null;
   #distinct: Record<string, string[]> | undefined;
 
   constructor(socket: TLSSocket, method: string, url: string, headers: string[], minor: number, keepAlive: boolean) {
@@ -61,14 +72,18 @@ export class Request {
     // llhttp has already refused conflicting or malformed framing headers.
     let length = 0;
     let expect: string | undefined;
+    let te: string | undefined;
     for (let i = 0; i < headers.length; i += 2) {
       const n = headers[i]!;
       if (n.length === 14 && n.toLowerCase() === "content-length") length = Number(headers[i + 1]);
-      else if (n.length === 17 && n.toLowerCase() === "transfer-encoding") length = -1;
-      else if (n.length === 6 && n.toLowerCase() === "expect") expect = headers[i + 1]!.trim().toLowerCase();
+      else if (n.length === 17 && n.toLowerCase() === "transfer-encoding") {
+        length = -1;
+        te = te === undefined ? headers[i + 1]!.toLowerCase() : `${te},${headers[i + 1]!.toLowerCase()}`;
+      } else if (n.length === 6 && n.toLowerCase() === "expect") expect = headers[i + 1]!.trim().toLowerCase();
     }
     this.bodyLength = length;
     this.expect = expect;
+    this.transferEncoding = te;
     // HTTP/1.0 clients never wait for 100 Continue (RFC 9110 §10.1.1).
     this.expectsContinue = expect === "100-continue" && minor >= 1 && length !== 0;
   }
@@ -232,6 +247,17 @@ const NONE = 0;
 const RECEIVING = 1;
 const IDLE = 2;
 
+/**
+ * 0 when a request's Transfer-Encoding is `chunked` alone; 400 when chunked is not the final
+ * coding (the body's length is unknowable, RFC 9112 §6.3); 501 for codings before chunked:
+ * certgate removes Transfer-Encoding, so it cannot pass them on (RFC 9112 §6.1).
+ */
+function transferCodingStatus(te: string): number {
+  const codings = te.split(",").map((c) => c.trim()).filter((c) => c !== "");
+  if (codings[codings.length - 1] !== "chunked") return 400;
+  return codings.length === 1 ? 0 : 501;
+}
+
 /** Serves HTTP/1.1 on a TLS socket that has completed its handshake. */
 export function serveHttp1(socket: TLSSocket, limits: Http1Limits, handlers: Http1Handlers): void {
   new Connection(socket, limits, handlers);
@@ -312,14 +338,22 @@ class Connection {
     // The rest of the request (its body) is due within the request timeout of its first byte.
     this.#setDeadline(this.#messageStart + this.#limits.requestTimeoutMs, RECEIVING);
     if (method === CONNECT) return this.#refuse(405, "connect"), 1;
+    // Counted here, not by llhttp: a head within max_header_bytes can still hold thousands of lines.
+    if (headers.length > 2 * this.#limits.maxHeaderCount) return this.#refuse(431, "too_many_headers"), 1;
+    if (req.transferEncoding !== undefined) {
+      const status = transferCodingStatus(req.transferEncoding);
+      // Refused before llhttp errors on the same header, so no body is ever started.
+      if (status) return this.#refuse(status, status === 400 ? "bad_request" : "transfer_coding"), 1;
+    }
     if (req.expect !== undefined && req.expect !== "100-continue") return this.#refuse(417, "expectation_failed"), 1;
     if (req.bodyLength === 0) req.complete = true;
     else {
       req.body = new RequestBody(this);
       this.#receiving = req;
     }
-    // An upgrade is handed over once llhttp returns with the bytes after the head.
-    if (upgrade && req.bodyLength === 0) this.#upgrade = req;
+    // An allowed upgrade is handed over once llhttp returns with the bytes after the head; any
+    // other is a plain request, and llhttp goes on to parse what follows as the next one.
+    if (upgrade && req.bodyLength === 0 && (req.upgradeTo = this.#handlers.upgradeTo(req)) !== null) this.#upgrade = req;
     else this.#enqueue(req);
     return 0;
   }
@@ -444,6 +478,8 @@ class Connection {
       this.#receiving.body?.destroy();
       return void this.socket.destroy();
     }
+    // Already answered (a refusal from the head this error is about): nothing more to say.
+    if (this.closing) return;
     const status = code === "HPE_HEADER_OVERFLOW" ? 431 : code === "HPE_CHUNK_EXTENSIONS_OVERFLOW" ? 413 : 400;
     this.#refuse(status, status === 431 ? "headers_too_large" : "bad_request");
   }
