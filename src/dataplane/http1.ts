@@ -42,7 +42,8 @@ export class Request {
   readonly url: string;
   readonly rawHeaders: string[];
   readonly httpMinor: number;
-  readonly keepAlive: boolean;
+  /** Cleared by a `Connection: close` trailer: llhttp then reads nothing more either. */
+  keepAlive: boolean;
   readonly socket: TLSSocket;
   /** The declared body length; -1 when chunked. */
   readonly bodyLength: number;
@@ -297,6 +298,7 @@ class Connection {
     this.#parser = createParser(HTTPParser.REQUEST, limits.maxHeaderBytes, {
       headersComplete: (_maj, minor, headers, method, url, _s, _m, upgrade, keepAlive) => this.#onHead(minor, headers ?? [], method ?? 0, url ?? "", upgrade, keepAlive),
       body: (chunk) => this.#onBody(chunk),
+      trailers: (trailers) => this.#onTrailers(trailers),
       messageComplete: () => this.#onMessageComplete(),
     });
     this.#parser[HTTPParser.kOnMessageBegin] = () => {
@@ -367,6 +369,14 @@ class Connection {
     }
   }
 
+  /** Trailers are not forwarded, but a `Connection: close` among them ends the connection for llhttp as for a header. */
+  #onTrailers(trailers: string[]): void {
+    const req = this.#receiving;
+    if (!req) return;
+    for (let i = 0; i < trailers.length; i += 2)
+      if (trailers[i]!.toLowerCase() === "connection" && trailers[i + 1]!.toLowerCase().split(",").some((t) => t.trim() === "close")) req.keepAlive = false;
+  }
+
   #onMessageComplete(): void {
     this.#inMessage = false;
     if (this.#deadlineKind === RECEIVING) this.#setDeadline(0, NONE);
@@ -376,6 +386,8 @@ class Connection {
     req.complete = true;
     this.#bodyFull = false;
     if (!req.discarding) req.body?.push(null);
+    // A `Connection: close` trailer on a request already answered (a refusal does not wait for the body).
+    if (!req.keepAlive && this.#current?.request !== req && !this.#queue.includes(req)) return this.#close();
     this.#flow();
   }
 
@@ -441,10 +453,16 @@ class Connection {
     if (this.#refusal) return this.#refusal();
     const req = res.request;
     // A body the handler neither read in full nor discarded cannot be skipped safely: close.
-    if (!res.keepAlive || this.closing || (!req.complete && !req.discarding)) return this.#close();
+    if (!res.keepAlive || !req.keepAlive || this.closing || (!req.complete && !req.discarding)) return this.#close();
     const next = this.#queue.shift();
-    // Later pipelined requests are dispatched from a fresh stack.
-    if (next) return void queueMicrotask(() => this.#current || this.socket.destroyed || this.#dispatch(next));
+    // Later pipelined requests are dispatched from a fresh stack; reading resumes with the
+    // queue shorter, or a dispatched request whose body is still arriving would wait forever.
+    if (next)
+      return void queueMicrotask(() => {
+        if (this.#current || this.socket.destroyed) return;
+        this.#dispatch(next);
+        this.#flow();
+      });
     if (!this.#inMessage) this.#setDeadline(Date.now() + this.#limits.keepAliveTimeoutMs, IDLE);
     this.#flow();
   }
@@ -480,6 +498,9 @@ class Connection {
     }
     // Already answered (a refusal from the head this error is about): nothing more to say.
     if (this.closing) return;
+    // Bytes after a request that said `Connection: close` are ignored (RFC 9112 §9.6): the
+    // connection closes after that request's response; the requests before it are still served.
+    if (code === "HPE_CLOSED_CONNECTION") return;
     const status = code === "HPE_HEADER_OVERFLOW" ? 431 : code === "HPE_CHUNK_EXTENSIONS_OVERFLOW" ? 413 : 400;
     this.#refuse(status, status === 431 ? "headers_too_large" : "bad_request");
   }

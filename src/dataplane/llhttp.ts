@@ -50,6 +50,8 @@ export const METHODS: readonly string[] = common.methods;
 export interface ParserHooks {
   headersComplete: OnHeadersComplete;
   body: (chunk: Buffer) => void;
+  /** Trailer lines of a chunked message, raw [name, value, ...], before its messageComplete. */
+  trailers?: (headers: string[]) => void;
   messageComplete: () => void;
 }
 
@@ -66,8 +68,8 @@ export function closeParser(p: Parser): void {
  * A strict parser. Heads over 32 header lines arrive in parts through kOnHeaders; they are
  * gathered here so `headersComplete` always sees the whole head. llhttp also flushes a
  * chunked message's trailer section through kOnHeaders, after the head and before
- * messageComplete: those lines belong to the finished message and are dropped here, so they
- * can never be read as the next message's URL or headers (certgate forwards no trailers).
+ * messageComplete: those lines belong to the finished message and go to `trailers` only, so
+ * they can never be read as the next message's URL or headers (certgate forwards no trailers).
  */
 export function createParser(type: number, maxHeaderSize: number, hooks: ParserHooks): Parser {
   const p = new HTTPParser();
@@ -77,7 +79,7 @@ export function createParser(type: number, maxHeaderSize: number, hooks: ParserH
   /** Between headersComplete and messageComplete: kOnHeaders now carries trailers. */
   let inBody = false;
   p[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
-    if (inBody) return;
+    if (inBody) return void hooks.trailers?.(headers);
     partial = partial ? partial.concat(headers) : headers;
     partialUrl += url;
   };

@@ -102,6 +102,16 @@ describe("data-plane hardening", () => {
       // The second exchange did reuse the origin connection the trailer came on.
       expect(origin.messages.map((m) => m.conn)).toEqual([origin.messages[0]!.conn, origin.messages[0]!.conn]);
     });
+    it("a Connection: close trailer ends the connection after its message, even when the answer went out before the body ended", async () => {
+      // /admin is refused by a rule before its body arrives; the trailer comes after the 403.
+      const s = await open();
+      const first = await exchange(s, "POST /admin HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n", responses(1));
+      expect(parseResponses(first.text).map((r) => r.status)).toEqual([403]);
+      const rest = await exchange(s, "0\r\nConnection: close\r\n\r\n" + req("GET", "/after"));
+      expect(rest.closed).toBe(true);
+      expect(rest.text).toBe("");
+      expect(origin.messages).toEqual([]);
+    });
   });
 
   describe("finding 4: request targets", () => {

@@ -63,6 +63,27 @@ describe("HTTP/1.1 front end", () => {
     s.destroy();
   });
 
+  it("a pipelined request whose body is still arriving when it is dispatched gets the rest of it (reads resume)", async () => {
+    seen = [];
+    const s = await open();
+    // Reads pause while /two waits behind /one; the rest of its body comes during that pause.
+    const both = exchange(s, "GET /one HTTP/1.1\r\nHost: localhost\r\n\r\nPOST /two HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhel", responses(2));
+    s.write("lo");
+    const { text, closed } = await both;
+    s.destroy();
+    expect(closed).toBe(false);
+    expect(parseResponses(text).map((r) => `${r.status} ${r.body.trim()}`)).toEqual(["200 GET /one 0", "200 POST /two 5"]);
+  });
+
+  it("what follows a request with Connection: close is ignored: its response, then the close, no 400", async () => {
+    seen = [];
+    const s = await open();
+    const { text, closed } = await exchange(s, "GET /last HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    expect(closed).toBe(true);
+    expect(parseResponses(text).map((r) => `${r.status} ${r.body.trim()}`)).toEqual(["200 GET /last 0"]);
+    expect(seen).toEqual(["GET /last"]);
+  });
+
   it("refuses Content-Length with Transfer-Encoding (request smuggling) with 400, and nothing reaches the origin", async () => {
     seen = [];
     const s = await open();
