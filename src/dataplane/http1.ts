@@ -7,7 +7,7 @@
 import { STATUS_CODES } from "node:http";
 import { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import { closeParser, createParser, HTTPParser, METHODS, type Parser } from "./llhttp.ts";
+import { closeParser, createParser, HTTPParser, METHODS, resetParser, type Parser } from "./llhttp.ts";
 
 export interface Http1Limits {
   maxHeaderBytes: number;
@@ -280,6 +280,8 @@ class Connection {
   #messageStart = 0;
   #upgrade: Request | null = null;
   #upgradeHead: Buffer | null = null;
+  /** An Upgrade request is being served as a plain one: the parser is reset once it ends. */
+  #plainUpgrade = false;
   #bodyFull = false;
   #paused = false;
   #corked = false;
@@ -324,9 +326,14 @@ class Connection {
     while (!this.closing && !this.#detached) {
       const ret = this.#parser.execute(data);
       if (typeof ret !== "number") return this.#parseError(ret.code ?? "");
+      if (ret < 0) return this.#parseError("");
       if (this.#upgrade) {
         this.#upgradeHead = data.subarray(ret);
         return this.#enqueue(this.#upgrade);
+      }
+      if (this.#plainUpgrade && !this.#inMessage) {
+        this.#plainUpgrade = false;
+        resetParser(this.#parser, HTTPParser.REQUEST, this.#limits.maxHeaderBytes);
       }
       // llhttp stops after a message with Upgrade and a body; that request was served as a plain one.
       if (ret >= data.length || ret === 0) return;
@@ -356,7 +363,10 @@ class Connection {
     // An allowed upgrade is handed over once llhttp returns with the bytes after the head; any
     // other is a plain request, and llhttp goes on to parse what follows as the next one.
     if (upgrade && req.bodyLength === 0 && (req.upgradeTo = this.#handlers.upgradeTo(req)) !== null) this.#upgrade = req;
-    else this.#enqueue(req);
+    else {
+      this.#plainUpgrade = upgrade;
+      this.#enqueue(req);
+    }
     return 0;
   }
 

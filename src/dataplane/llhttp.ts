@@ -56,6 +56,15 @@ export interface ParserHooks {
 }
 
 /**
+ * Starts a parser afresh between messages. After a message with an Upgrade that was served
+ * as a plain request, llhttp resumes in a state where Node's execute() swallows the next
+ * parse error (it checks the previous message's upgrade flag) and returns odd byte counts.
+ */
+export function resetParser(p: Parser, type: number, maxHeaderSize: number): void {
+  p.initialize(type, {}, maxHeaderSize, 0);
+}
+
+/**
  * Deletes a parser's native half: it is not garbage-collected (node:http closes its parsers
  * the same way). Call from a socket's 'close' handler, never from inside execute().
  */
@@ -73,7 +82,7 @@ export function closeParser(p: Parser): void {
  */
 export function createParser(type: number, maxHeaderSize: number, hooks: ParserHooks): Parser {
   const p = new HTTPParser();
-  p.initialize(type, {}, maxHeaderSize, 0);
+  resetParser(p, type, maxHeaderSize);
   let partial: string[] | null = null;
   let partialUrl = "";
   /** Between headersComplete and messageComplete: kOnHeaders now carries trailers. */

@@ -52,6 +52,10 @@ const hopHeader = fc.constantFrom<[string, string]>(
   ["Connection", "x-drop"],
   ["X-Drop", "1"],
   ["X-Forwarded-Client-Cert", "Hash=00"],
+  // An h2c upgrade is not allowed: served as a plain request, none of these forwarded.
+  ["Upgrade", "h2c"],
+  ["Connection", "Upgrade, HTTP2-Settings"],
+  ["HTTP2-Settings", "AAMAAABkAAQAAP__"],
 );
 const request: fc.Arbitrary<Req> = fc.record({
   method: fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"),
@@ -103,7 +107,7 @@ function serialise(r: Req, run: number): string {
   return s + `0${b.lastExt}\r\n${b.trailers.map((t) => `${t}\r\n`).join("")}\r\n`;
 }
 
-const HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "forwarded", "x-forwarded-for", "x-forwarded-client-cert"]);
+const HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "http2-settings", "forwarded", "x-forwarded-for", "x-forwarded-client-cert"]);
 
 /** The normalised path: escaped unreserved letters decoded, successive slashes merged. */
 const pathOf = (r: Req) => `/${r.segments.join("/")}`.replace(/%61/g, "a").replace(/\/{2,}/g, "/");

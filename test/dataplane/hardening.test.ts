@@ -212,6 +212,14 @@ describe("data-plane hardening", () => {
       expect(origin.raw).toEqual([]);
     });
 
+    it("after an Upgrade served as a plain request, what follows is parsed afresh: garbage is a 400, not a hang", async () => {
+      const s = await open();
+      const { text, closed } = await exchange(s, req("GET", "/h2c", "localhost", "Connection: Upgrade\r\nUpgrade: h2c\r\n") + "GARBAGE\r\n\r\n");
+      expect(closed).toBe(true);
+      expect(parseResponses(text).map((r) => r.status)).toEqual([200, 400]);
+      expect(origin.messages.map((m) => m.target)).toEqual(["/h2c"]);
+    });
+
     it("an origin that answers 101 to a request without an allowed upgrade gets a 502, never a tunnel", async () => {
       switching();
       const s = await open();
