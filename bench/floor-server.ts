@@ -94,7 +94,7 @@ switch (variant) {
         });
         x.done.catch(() => res.destroy());
       },
-      upgradeTo: () => null,
+      upgradeAllowed: () => false,
       upgrade: (_req, socket) => socket.destroy(),
       refused: () => {},
     };

@@ -23,12 +23,9 @@ export interface Http1Limits {
 
 export interface Http1Handlers {
   request(req: Request, res: Response): void;
-  /**
-   * An Upgrade request without a body: the protocols (lower case, comma-separated) it may
-   * switch to, or null to serve it as a plain request (its Upgrade is then not forwarded).
-   */
-  upgradeTo(req: Request): string | null;
-  /** An Upgrade request that `upgradeTo` allowed. The socket is no longer HTTP; `head` is what the client sent after the request. */
+  /** An Upgrade request without a body: may it switch protocols? If not, it is served as a plain request. */
+  upgradeAllowed(req: Request): boolean;
+  /** An Upgrade request that `upgradeAllowed` let through. The socket is no longer HTTP; `head` is what the client sent after the request. */
   upgrade(req: Request, socket: TLSSocket, head: Buffer): void;
   /** The HTTP layer itself refused a request (malformed, too large, too slow, CONNECT, bad Expect). */
   refused(socket: TLSSocket, status: number, reason: string): void;
@@ -59,8 +56,6 @@ export class Request {
   readonly expect: string | undefined;
   /** Every Transfer-Encoding value, lower-cased and joined with commas, if any. */
   readonly transferEncoding: string | undefined;
-  /** The protocols this request switches to, once `upgradeTo` allowed them. */
-  upgradeTo: string | null = null;
   #distinct: Record<string, string[]> | undefined;
 
   constructor(socket: TLSSocket, method: string, url: string, headers: string[], minor: number, keepAlive: boolean) {
@@ -362,7 +357,7 @@ class Connection {
     }
     // An allowed upgrade is handed over once llhttp returns with the bytes after the head; any
     // other is a plain request, and llhttp goes on to parse what follows as the next one.
-    if (upgrade && req.bodyLength === 0 && (req.upgradeTo = this.#handlers.upgradeTo(req)) !== null) this.#upgrade = req;
+    if (upgrade && req.bodyLength === 0 && this.#handlers.upgradeAllowed(req)) this.#upgrade = req;
     else {
       this.#plainUpgrade = upgrade;
       this.#enqueue(req);

@@ -139,19 +139,19 @@ function targetOf(req: Request, snapshot: Snapshot): Target | null {
 }
 
 /**
- * The protocols of an Upgrade request that its route lets through, comma-separated; null when
- * none is (the request is then served as a plain one, without Upgrade). Decided again, with
- * everything else, once the request is handled.
+ * Whether an Upgrade request's route lets one of its protocols through; if not, it is served
+ * as a plain request, without Upgrade. Decided again, with everything else, when handled.
  */
-export function upgradeProtocols(deps: RequestDeps, req: Request): string | null {
+export function upgradeAllowed(deps: RequestDeps, req: Request): boolean {
   const conn = connOf(req.socket);
-  if (!conn) return null;
+  if (!conn) return false;
   const view = hostView(conn, hostHeader(req), deps.snapshot());
   const target = view && targetOf(req, view.snapshot);
   const route = target && view.routes?.find((r) => target.path.startsWith(r.pathPrefix));
-  return route ? allowedUpgrades(req, route) : null;
+  return route ? allowedUpgrades(req, route) !== null : false;
 }
 
+/** The route's protocols among those the request offers, comma-separated, or null. */
 function allowedUpgrades(req: Request, route: CompiledRoute): string | null {
   const offered = req.headersDistinct["upgrade"];
   if (!offered) return null;
