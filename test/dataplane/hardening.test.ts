@@ -239,7 +239,7 @@ describe("data-plane hardening", () => {
       const { text } = await exchange(s, req("GET", "/ws", "localhost", ws), (t) => t.includes("\r\n\r\n"));
       expect(text).toMatch(/^HTTP\/1.1 101/);
       s.write("frame-bytes");
-      await expect.poll(() => origin.raw.join("")).toBe("frame-bytes");
+      await expect.poll(() => origin.raw.join(""), { timeout: 10_000 }).toBe("frame-bytes");
       s.destroy();
       expect(origin.header(origin.messages[0]!, "upgrade")).toEqual(["websocket"]);
 
