@@ -85,7 +85,7 @@ switch (variant) {
   case "tls-http1": {
     const origins = new Origins();
     const route = { originKey: "o", origin: new URL(`http://127.0.0.1:${originPort}`), tls: undefined, connectTimeoutMs: 5_000, readTimeoutMs: 30_000 } as unknown as CompiledRoute;
-    const limits = { maxHeaderBytes: 16_384, headersTimeoutMs: 30_000, requestTimeoutMs: 60_000, keepAliveTimeoutMs: 5_000 };
+    const limits = { maxHeaderBytes: 16_384, maxHeaderCount: 100, headersTimeoutMs: 30_000, requestTimeoutMs: 60_000, keepAliveTimeoutMs: 5_000 };
     const handlers: Http1Handlers = {
       request: (req, res) => {
         const x = origins.get(route).exchange({ method: "GET", target: req.url, headers: ["host", "localhost"], body: null, bodyLength: 0, maxBodyBytes: 0 }, (status, headers) => {
@@ -94,6 +94,7 @@ switch (variant) {
         });
         x.done.catch(() => res.destroy());
       },
+      upgradeAllowed: () => false,
       upgrade: (_req, socket) => socket.destroy(),
       refused: () => {},
     };

@@ -109,13 +109,53 @@ export class ClientCertFacts implements ClientCertInput {
   get xfcc(): string {
     return this.#memo("xfcc", () => {
       const parts = [`Hash=${this.fingerprintSha256}`, `Cert="${encodeURIComponent(this.pem)}"`, `Subject="${this.subjectDn.replace(/["\\]/g, "\\$&")}"`];
-      for (const san of this.subjectAltName.split(", ")) {
-        if (san.startsWith("URI:")) parts.push(`URI=${san.slice(4)}`);
-        else if (san.startsWith("DNS:")) parts.push(`DNS=${san.slice(4)}`);
-      }
+      for (const [type, value] of sanEntries(this.subjectAltName)) if (type === "URI" || type === "DNS") parts.push(`${type}=${xfccValue(value)}`);
       return parts.join(";");
     });
   }
+}
+
+/**
+ * Envoy's XFCC value rule: a value holding `,` `;` `=` or `"` is double-quoted with `"`
+ * escaped, so a SAN cannot add elements or fields. `\` is escaped too, so a value ending in
+ * one cannot escape the closing quote.
+ */
+function xfccValue(v: string): string {
+  return /[,;="\\]/.test(v) ? `"${v.replace(/["\\]/g, "\\$&")}"` : v;
+}
+
+/**
+ * Node's subjectAltName string as [type, value] pairs: entries are joined by ", " and a value
+ * Node finds unsafe (a comma, quote, backslash or control character) is a JSON string.
+ */
+function sanEntries(san: string): [string, string][] {
+  const out: [string, string][] = [];
+  let i = 0;
+  while (i < san.length) {
+    const colon = san.indexOf(":", i);
+    if (colon < 0) break;
+    const type = san.slice(i, colon);
+    let value: string;
+    let next: number;
+    if (san[colon + 1] === '"') {
+      // The JSON string ends at the first quote not escaped by a backslash.
+      let j = colon + 2;
+      while (j < san.length && san[j] !== '"') j += san[j] === "\\" ? 2 : 1;
+      try {
+        value = JSON.parse(san.slice(colon + 1, j + 1)) as string;
+      } catch {
+        break; // not Node's format: nothing after this point is trusted
+      }
+      next = j + 1;
+    } else {
+      const end = san.indexOf(", ", colon);
+      next = end < 0 ? san.length : end;
+      value = san.slice(colon + 1, next);
+    }
+    out.push([type, value]);
+    i = next + 2; // past ", "
+  }
+  return out;
 }
 
 export const NO_CERT = new ClientCertFacts(undefined, MISSING);

@@ -6,7 +6,8 @@ import type { HostPolicy } from "./snapshot.ts";
 /** Raw headers as Node and llhttp give them: [name, value, name, value, ...]. */
 export type HeaderList = string[];
 
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate"]);
+// HTTP2-Settings belongs to an h2c upgrade (RFC 7540 §3.2.1), which is never forwarded.
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "http2-settings", "proxy-authorization", "proxy-authenticate"]);
 /** Never trusted from a client, whether forwarding is on or off. */
 const CERTGATE_ASSERTED = new Set([
   "host", // re-added: exactly the one certgate decided on
@@ -46,7 +47,7 @@ export interface ForwardContext {
   trustForwardedFor: boolean;
 }
 
-/** `upgrade`: keep the Upgrade header with this protocol (WebSocket). */
+/** `upgrade`: the allowed protocols to ask the origin for (Connection: upgrade is added). */
 export function upstreamHeaders(raw: HeaderList, ctx: ForwardContext, upgrade?: string): HeaderList {
   const extra = connectionTokens(raw);
   const out: HeaderList = ["host", ctx.hostHeader];

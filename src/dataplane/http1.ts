@@ -7,10 +7,12 @@
 import { STATUS_CODES } from "node:http";
 import { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import { closeParser, createParser, HTTPParser, METHODS, type Parser } from "./llhttp.ts";
+import { closeParser, createParser, HTTPParser, METHODS, resetParser, type Parser } from "./llhttp.ts";
 
 export interface Http1Limits {
   maxHeaderBytes: number;
+  /** Header lines in a request head; 431 above. */
+  maxHeaderCount: number;
   /** From the first byte of a request (or the connection) to the end of its head. */
   headersTimeoutMs: number;
   /** From the first byte of a request to the end of its body. */
@@ -21,7 +23,9 @@ export interface Http1Limits {
 
 export interface Http1Handlers {
   request(req: Request, res: Response): void;
-  /** An Upgrade request without a body. The socket is no longer HTTP; `head` is what the client sent after the request. */
+  /** An Upgrade request without a body: may it switch protocols? If not, it is served as a plain request. */
+  upgradeAllowed(req: Request): boolean;
+  /** An Upgrade request that `upgradeAllowed` let through. The socket is no longer HTTP; `head` is what the client sent after the request. */
   upgrade(req: Request, socket: TLSSocket, head: Buffer): void;
   /** The HTTP layer itself refused a request (malformed, too large, too slow, CONNECT, bad Expect). */
   refused(socket: TLSSocket, status: number, reason: string): void;
@@ -35,7 +39,8 @@ export class Request {
   readonly url: string;
   readonly rawHeaders: string[];
   readonly httpMinor: number;
-  readonly keepAlive: boolean;
+  /** Cleared by a `Connection: close` trailer: llhttp then reads nothing more either. */
+  keepAlive: boolean;
   readonly socket: TLSSocket;
   /** The declared body length; -1 when chunked. */
   readonly bodyLength: number;
@@ -49,6 +54,8 @@ export class Request {
   continued = false;
   /** The Expect header, trimmed and lower-cased, if any. */
   readonly expect: string | undefined;
+  /** Every Transfer-Encoding value, lower-cased and joined with commas, if any. */
+  readonly transferEncoding: string | undefined;
   #distinct: Record<string, string[]> | undefined;
 
   constructor(socket: TLSSocket, method: string, url: string, headers: string[], minor: number, keepAlive: boolean) {
@@ -61,14 +68,18 @@ export class Request {
     // llhttp has already refused conflicting or malformed framing headers.
     let length = 0;
     let expect: string | undefined;
+    let te: string | undefined;
     for (let i = 0; i < headers.length; i += 2) {
       const n = headers[i]!;
       if (n.length === 14 && n.toLowerCase() === "content-length") length = Number(headers[i + 1]);
-      else if (n.length === 17 && n.toLowerCase() === "transfer-encoding") length = -1;
-      else if (n.length === 6 && n.toLowerCase() === "expect") expect = headers[i + 1]!.trim().toLowerCase();
+      else if (n.length === 17 && n.toLowerCase() === "transfer-encoding") {
+        length = -1;
+        te = te === undefined ? headers[i + 1]!.toLowerCase() : `${te},${headers[i + 1]!.toLowerCase()}`;
+      } else if (n.length === 6 && n.toLowerCase() === "expect") expect = headers[i + 1]!.trim().toLowerCase();
     }
     this.bodyLength = length;
     this.expect = expect;
+    this.transferEncoding = te;
     // HTTP/1.0 clients never wait for 100 Continue (RFC 9110 §10.1.1).
     this.expectsContinue = expect === "100-continue" && minor >= 1 && length !== 0;
   }
@@ -232,6 +243,17 @@ const NONE = 0;
 const RECEIVING = 1;
 const IDLE = 2;
 
+/**
+ * 0 when a request's Transfer-Encoding is `chunked` alone; 400 when chunked is not the final
+ * coding (the body's length is unknowable, RFC 9112 §6.3); 501 for codings before chunked:
+ * certgate removes Transfer-Encoding, so it cannot pass them on (RFC 9112 §6.1).
+ */
+function transferCodingStatus(te: string): number {
+  const codings = te.split(",").map((c) => c.trim()).filter((c) => c !== "");
+  if (codings[codings.length - 1] !== "chunked") return 400;
+  return codings.length === 1 ? 0 : 501;
+}
+
 /** Serves HTTP/1.1 on a TLS socket that has completed its handshake. */
 export function serveHttp1(socket: TLSSocket, limits: Http1Limits, handlers: Http1Handlers): void {
   new Connection(socket, limits, handlers);
@@ -253,6 +275,8 @@ class Connection {
   #messageStart = 0;
   #upgrade: Request | null = null;
   #upgradeHead: Buffer | null = null;
+  /** An Upgrade request is being served as a plain one: the parser is reset once it ends. */
+  #plainUpgrade = false;
   #bodyFull = false;
   #paused = false;
   #corked = false;
@@ -271,6 +295,7 @@ class Connection {
     this.#parser = createParser(HTTPParser.REQUEST, limits.maxHeaderBytes, {
       headersComplete: (_maj, minor, headers, method, url, _s, _m, upgrade, keepAlive) => this.#onHead(minor, headers ?? [], method ?? 0, url ?? "", upgrade, keepAlive),
       body: (chunk) => this.#onBody(chunk),
+      trailers: (trailers) => this.#onTrailers(trailers),
       messageComplete: () => this.#onMessageComplete(),
     });
     this.#parser[HTTPParser.kOnMessageBegin] = () => {
@@ -296,9 +321,14 @@ class Connection {
     while (!this.closing && !this.#detached) {
       const ret = this.#parser.execute(data);
       if (typeof ret !== "number") return this.#parseError(ret.code ?? "");
+      if (ret < 0) return this.#parseError("");
       if (this.#upgrade) {
         this.#upgradeHead = data.subarray(ret);
         return this.#enqueue(this.#upgrade);
+      }
+      if (this.#plainUpgrade && !this.#inMessage) {
+        this.#plainUpgrade = false;
+        resetParser(this.#parser, HTTPParser.REQUEST, this.#limits.maxHeaderBytes);
       }
       // llhttp stops after a message with Upgrade and a body; that request was served as a plain one.
       if (ret >= data.length || ret === 0) return;
@@ -312,15 +342,26 @@ class Connection {
     // The rest of the request (its body) is due within the request timeout of its first byte.
     this.#setDeadline(this.#messageStart + this.#limits.requestTimeoutMs, RECEIVING);
     if (method === CONNECT) return this.#refuse(405, "connect"), 1;
+    // Counted here, not by llhttp: a head within max_header_bytes can still hold thousands of lines.
+    if (headers.length > 2 * this.#limits.maxHeaderCount) return this.#refuse(431, "too_many_headers"), 1;
+    if (req.transferEncoding !== undefined) {
+      const status = transferCodingStatus(req.transferEncoding);
+      // Refused before llhttp errors on the same header, so no body is ever started.
+      if (status) return this.#refuse(status, status === 400 ? "bad_request" : "transfer_coding"), 1;
+    }
     if (req.expect !== undefined && req.expect !== "100-continue") return this.#refuse(417, "expectation_failed"), 1;
     if (req.bodyLength === 0) req.complete = true;
     else {
       req.body = new RequestBody(this);
       this.#receiving = req;
     }
-    // An upgrade is handed over once llhttp returns with the bytes after the head.
-    if (upgrade && req.bodyLength === 0) this.#upgrade = req;
-    else this.#enqueue(req);
+    // An allowed upgrade is handed over once llhttp returns with the bytes after the head; any
+    // other is a plain request, and llhttp goes on to parse what follows as the next one.
+    if (upgrade && req.bodyLength === 0 && this.#handlers.upgradeAllowed(req)) this.#upgrade = req;
+    else {
+      this.#plainUpgrade = upgrade;
+      this.#enqueue(req);
+    }
     return 0;
   }
 
@@ -333,6 +374,14 @@ class Connection {
     }
   }
 
+  /** Trailers are not forwarded, but a `Connection: close` among them ends the connection for llhttp as for a header. */
+  #onTrailers(trailers: string[]): void {
+    const req = this.#receiving;
+    if (!req) return;
+    for (let i = 0; i < trailers.length; i += 2)
+      if (trailers[i]!.toLowerCase() === "connection" && trailers[i + 1]!.toLowerCase().split(",").some((t) => t.trim() === "close")) req.keepAlive = false;
+  }
+
   #onMessageComplete(): void {
     this.#inMessage = false;
     if (this.#deadlineKind === RECEIVING) this.#setDeadline(0, NONE);
@@ -342,6 +391,8 @@ class Connection {
     req.complete = true;
     this.#bodyFull = false;
     if (!req.discarding) req.body?.push(null);
+    // A `Connection: close` trailer on a request already answered (a refusal does not wait for the body).
+    if (!req.keepAlive && this.#current?.request !== req && !this.#queue.includes(req)) return this.#close();
     this.#flow();
   }
 
@@ -407,10 +458,16 @@ class Connection {
     if (this.#refusal) return this.#refusal();
     const req = res.request;
     // A body the handler neither read in full nor discarded cannot be skipped safely: close.
-    if (!res.keepAlive || this.closing || (!req.complete && !req.discarding)) return this.#close();
+    if (!res.keepAlive || !req.keepAlive || this.closing || (!req.complete && !req.discarding)) return this.#close();
     const next = this.#queue.shift();
-    // Later pipelined requests are dispatched from a fresh stack.
-    if (next) return void queueMicrotask(() => this.#current || this.socket.destroyed || this.#dispatch(next));
+    // Later pipelined requests are dispatched from a fresh stack; reading resumes with the
+    // queue shorter, or a dispatched request whose body is still arriving would wait forever.
+    if (next)
+      return void queueMicrotask(() => {
+        if (this.#current || this.socket.destroyed) return;
+        this.#dispatch(next);
+        this.#flow();
+      });
     if (!this.#inMessage) this.#setDeadline(Date.now() + this.#limits.keepAliveTimeoutMs, IDLE);
     this.#flow();
   }
@@ -444,6 +501,11 @@ class Connection {
       this.#receiving.body?.destroy();
       return void this.socket.destroy();
     }
+    // Already answered (a refusal from the head this error is about): nothing more to say.
+    if (this.closing) return;
+    // Bytes after a request that said `Connection: close` are ignored (RFC 9112 §9.6): the
+    // connection closes after that request's response; the requests before it are still served.
+    if (code === "HPE_CLOSED_CONNECTION") return;
     const status = code === "HPE_HEADER_OVERFLOW" ? 431 : code === "HPE_CHUNK_EXTENSIONS_OVERFLOW" ? 413 : 400;
     this.#refuse(status, status === 431 ? "headers_too_large" : "bad_request");
   }

@@ -50,7 +50,18 @@ export const METHODS: readonly string[] = common.methods;
 export interface ParserHooks {
   headersComplete: OnHeadersComplete;
   body: (chunk: Buffer) => void;
+  /** Trailer lines of a chunked message, raw [name, value, ...], before its messageComplete. */
+  trailers?: (headers: string[]) => void;
   messageComplete: () => void;
+}
+
+/**
+ * Starts a parser afresh between messages. After a message with an Upgrade that was served
+ * as a plain request, llhttp resumes in a state where Node's execute() swallows the next
+ * parse error (it checks the previous message's upgrade flag) and returns odd byte counts.
+ */
+export function resetParser(p: Parser, type: number, maxHeaderSize: number): void {
+  p.initialize(type, {}, maxHeaderSize, 0);
 }
 
 /**
@@ -63,15 +74,21 @@ export function closeParser(p: Parser): void {
 }
 
 /**
- * A strict parser. Heads over 32 header lines or split across reads arrive in parts through
- * kOnHeaders; they are gathered here so `headersComplete` always sees the whole head.
+ * A strict parser. Heads over 32 header lines arrive in parts through kOnHeaders; they are
+ * gathered here so `headersComplete` always sees the whole head. llhttp also flushes a
+ * chunked message's trailer section through kOnHeaders, after the head and before
+ * messageComplete: those lines belong to the finished message and go to `trailers` only, so
+ * they can never be read as the next message's URL or headers (certgate forwards no trailers).
  */
 export function createParser(type: number, maxHeaderSize: number, hooks: ParserHooks): Parser {
   const p = new HTTPParser();
-  p.initialize(type, {}, maxHeaderSize, 0);
+  resetParser(p, type, maxHeaderSize);
   let partial: string[] | null = null;
   let partialUrl = "";
+  /** Between headersComplete and messageComplete: kOnHeaders now carries trailers. */
+  let inBody = false;
   p[HTTPParser.kOnHeaders] = (headers: string[], url: string) => {
+    if (inBody) return void hooks.trailers?.(headers);
     partial = partial ? partial.concat(headers) : headers;
     partialUrl += url;
   };
@@ -82,9 +99,13 @@ export function createParser(type: number, maxHeaderSize: number, hooks: ParserH
       partial = null;
       partialUrl = "";
     }
+    inBody = true;
     return hooks.headersComplete(maj, min, headers ?? [], method, url, status, message, upgrade, keepAlive);
   }) satisfies OnHeadersComplete;
   p[HTTPParser.kOnBody] = hooks.body;
-  p[HTTPParser.kOnMessageComplete] = hooks.messageComplete;
+  p[HTTPParser.kOnMessageComplete] = () => {
+    inBody = false;
+    hooks.messageComplete();
+  };
   return p;
 }

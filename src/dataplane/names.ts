@@ -1,5 +1,6 @@
 // Hostname lookup with the precedence every TLS proxy uses: the exact name first, then a
 // wildcard covering exactly one label (`*.example.com` matches `a.example.com` only).
+import { isIPv6 } from "node:net";
 
 export class NameTable<T> {
   readonly #exact = new Map<string, T>();
@@ -21,19 +22,32 @@ export class NameTable<T> {
   }
 }
 
-/** Lower-cased hostname of a Host header, without port or IPv6 brackets; null if malformed. */
+/**
+ * Lower-cased hostname of a Host header, without port or IPv6 brackets; null unless the whole
+ * value is `reg-name[:port]` (letters, digits, `-`, `_`, non-empty dot-separated labels, one
+ * trailing dot allowed) or `[IPv6][:port]` (RFC 9110 §7.2, RFC 3986 §3.2.2), port ≤ 65535.
+ */
 export function hostOfHeader(host: string | undefined): string | null {
   if (!host) return null;
-  let h = host.toLowerCase();
+  const h = host.toLowerCase();
+  let name: string;
+  let rest: string;
   if (h.startsWith("[")) {
     const end = h.indexOf("]");
-    return end > 0 ? h.slice(1, end) : null;
+    if (end < 0) return null;
+    name = h.slice(1, end);
+    rest = h.slice(end + 1);
+    if (!isIPv6(name)) return null; // IPvFuture and zone ids are refused too
+  } else {
+    const colon = h.indexOf(":");
+    name = colon < 0 ? h : h.slice(0, colon);
+    rest = colon < 0 ? "" : h.slice(colon);
+    if (name.endsWith(".")) name = name.slice(0, -1);
+    if (!REG_NAME.test(name)) return null;
   }
-  const colon = h.lastIndexOf(":");
-  if (colon >= 0) {
-    if (!/^\d{1,5}$/.test(h.slice(colon + 1))) return null;
-    h = h.slice(0, colon);
-  }
-  if (h.endsWith(".")) h = h.slice(0, -1);
-  return /^[a-z0-9_.-]+$/.test(h) ? h : null;
+  if (rest && !(PORT.test(rest) && Number(rest.slice(1)) <= 65535)) return null;
+  return name;
 }
+
+const REG_NAME = /^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/;
+const PORT = /^:\d{1,5}$/;

@@ -1,9 +1,15 @@
-// Request-target normalisation (RFC 3986 §6.2.2): rules, routes and the origin must all see
-// the same path, or `/%61dmin` and `/x/../admin` would slip past a rule on `/admin`.
+// Request-target normalisation (RFC 3986 §6.2.2 plus Cloudflare's URL normalisation): rules,
+// routes and the origin all see the one path computed here, or `/%61dmin`, `/x/../admin` and
+// `//admin` would slip past a rule on `/admin`.
 
 export interface Target {
   path: string;
   query: string;
+}
+
+export interface NormalizeOptions {
+  /** Successive slashes become one (Cloudflare's default); off keeps `//` as sent. */
+  mergeSlashes: boolean;
 }
 
 /** The target as sent to the origin and seen by rules (`http.request.uri`). */
@@ -12,10 +18,16 @@ export function originForm(t: Target): string {
 }
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
+/** A dot segment carrying `;` parameters (`..;x`): servlet containers resolve it as `..`. */
+const DOT_WITH_PARAMS = /\/\.{1,2};/;
 
-/** Returns null for a target certgate will not forward (absolute-form, bad escapes, NUL). */
-export function normalizeTarget(target: string): Target | null {
-  if (target.charCodeAt(0) !== 47 /* / */) return null;
+/**
+ * Returns null for a target certgate will not forward: absolute-form, a fragment (`#` may not
+ * appear in a request target, RFC 9112 §3.2), bad or NUL escapes, a dot segment with parameters.
+ * `%2F` and `;` are kept as sent: rules and the origin see the same bytes.
+ */
+export function normalizeTarget(target: string, opts: NormalizeOptions): Target | null {
+  if (target.charCodeAt(0) !== 47 /* / */ || target.includes("#")) return null;
   const q = target.indexOf("?");
   let path = q < 0 ? target : target.slice(0, q);
   const query = q < 0 ? "" : target.slice(q + 1);
@@ -24,7 +36,12 @@ export function normalizeTarget(target: string): Target | null {
     if (decoded === null) return null;
     path = decoded;
   }
-  if (path.includes("/.") || path.includes("\\")) path = removeDotSegments(path.replace(/\\/g, "/"));
+  if (path.includes("\\")) path = path.replace(/\\/g, "/");
+  if (opts.mergeSlashes && path.includes("//")) path = path.replace(/\/{2,}/g, "/");
+  if (path.includes("/.")) {
+    if (DOT_WITH_PARAMS.test(path)) return null;
+    path = removeDotSegments(path);
+  }
   return { path, query };
 }
 

@@ -98,7 +98,7 @@ export function connOf(socket: TLSSocket): ConnState | undefined {
 
 /** Decides what happens to a request; pure apart from metrics and logs. */
 export function decide(req: Request, conn: ConnState, view: CachedView | null, deps: RequestDeps): Refusal | Pass {
-  const target = normalizeTarget(req.url);
+  const target = targetOf(req, view?.snapshot ?? deps.snapshot());
   if (!target) return refuse(400, "bad_request", "Bad request target.\n", true);
   if (!view) return refuse(400, "bad_request", "A valid Host header is required.\n", true);
   const { host, policy, snapshot } = view;
@@ -132,6 +132,35 @@ export function decide(req: Request, conn: ConnState, view: CachedView | null, d
   const route = view.routes?.find((r) => target.path.startsWith(r.pathPrefix));
   if (!route) return refuse(404, "no_route", "No route for this host and path.\n");
   return { kind: "pass", host, hostHeader: view.header, target, policy, route, snapshot };
+}
+
+function targetOf(req: Request, snapshot: Snapshot): Target | null {
+  return normalizeTarget(req.url, { mergeSlashes: snapshot.model.url_normalization.merge_slashes });
+}
+
+/**
+ * Whether an Upgrade request's route lets one of its protocols through; if not, it is served
+ * as a plain request, without Upgrade. Decided again, with everything else, when handled.
+ */
+export function upgradeAllowed(deps: RequestDeps, req: Request): boolean {
+  const conn = connOf(req.socket);
+  if (!conn) return false;
+  const view = hostView(conn, hostHeader(req), deps.snapshot());
+  const target = view && targetOf(req, view.snapshot);
+  const route = target && view.routes?.find((r) => target.path.startsWith(r.pathPrefix));
+  return route ? allowedUpgrades(req, route) !== null : false;
+}
+
+/** The route's protocols among those the request offers, comma-separated, or null. */
+function allowedUpgrades(req: Request, route: CompiledRoute): string | null {
+  const offered = req.headersDistinct["upgrade"];
+  if (!offered) return null;
+  const allowed: string[] = [];
+  for (const v of offered) for (const t of v.split(",")) {
+    const p = t.trim().toLowerCase();
+    if (route.upgrades.includes(p) && !allowed.includes(p)) allowed.push(p);
+  }
+  return allowed.length ? allowed.join(", ") : null;
 }
 
 /**
@@ -209,6 +238,8 @@ async function proxy(deps: RequestDeps, req: Request, res: Response, conn: ConnS
       maxBodyBytes: limits.max_body_bytes,
     },
     (status, headers) => {
+      // Only an allowed Upgrade request may switch protocols, and never on a pooled connection.
+      if (status === 101) throw new Error("the origin switched protocols on a request without an allowed upgrade");
       observe("ok");
       res.writeHead(status, downstreamHeaders(headers));
       return res;
@@ -255,15 +286,27 @@ async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clien
     deps.metrics.refusals.inc({ host: conn.policy.pattern || "_default", reason: outcome.reason });
     return void socket.end(closingResponse(outcome.status, outcome.body, outcome.contentType));
   }
+  // The configuration may have changed since the front end let the upgrade through.
+  const protocols = allowedUpgrades(req, outcome.route);
+  if (!protocols) {
+    deps.metrics.refusals.inc({ host: outcome.policy.pattern || "_default", reason: "upgrade" });
+    return void socket.end(closingResponse(400, "This upgrade is not allowed on this route.\n"));
+  }
   try {
     const up = await deps.origins.get(outcome.route).upgrade({
       method: req.method,
       target: originForm(outcome.target),
-      headers: upstreamHeaders(req.rawHeaders, forwardContext(conn, outcome), req.header("upgrade") ?? "websocket"),
+      headers: upstreamHeaders(req.rawHeaders, forwardContext(conn, outcome), protocols),
       body: null,
       bodyLength: 0,
       maxBodyBytes: 0,
     });
+    // The origin may switch only to a protocol that was asked for.
+    const chosen = headerValue(up.headers, "upgrade")?.trim().toLowerCase();
+    if (!chosen || !protocols.split(", ").includes(chosen)) {
+      up.socket.destroy();
+      throw new Error(`the origin switched to ${chosen ?? "nothing"}, not to ${protocols}`);
+    }
     let head = "HTTP/1.1 101 Switching Protocols\r\n";
     for (let i = 0; i < up.headers.length; i += 2) head += `${up.headers[i]}: ${up.headers[i + 1]}\r\n`;
     socket.write(head + "\r\n");
@@ -277,6 +320,11 @@ async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clien
     deps.log.warn({ msg: "upgrade failed", route: outcome.route.id, err: (err as Error).message });
     socket.end(closingResponse(502, "Bad Gateway: the origin did not accept the upgrade.\n"));
   }
+}
+
+function headerValue(raw: string[], name: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) return raw[i + 1];
+  return undefined;
 }
 
 /** The rules engine's view of a request; each field is computed only if a rule reads it. */

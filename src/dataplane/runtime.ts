@@ -9,7 +9,7 @@ import type { Metrics } from "../observability/metrics.ts";
 import { ClientCertFacts, NO_CERT } from "./facts.ts";
 import { createFrontServer, type Dispatcher } from "./listener.ts";
 import { Origins } from "./origins.ts";
-import { CONN, connOf, handleRequest, handleUpgrade, type ConnState, type RequestDeps } from "./requests.ts";
+import { CONN, connOf, handleRequest, handleUpgrade, upgradeAllowed, type ConnState, type RequestDeps } from "./requests.ts";
 import { serveHttp1, type Http1Handlers } from "./http1.ts";
 import { Snapshot, type HostPolicy } from "./snapshot.ts";
 import { DEFAULT_ENVIRONMENT } from "../model/apinizer-rules.ts";
@@ -65,6 +65,7 @@ export class Runtime implements Dispatcher {
     const deps = this.#deps;
     this.#http = {
       request: (req, res) => handleRequest(deps, req, res),
+      upgradeAllowed: (req) => upgradeAllowed(deps, req),
       upgrade: (req, socket, head) => handleUpgrade(deps, req, socket, head),
       refused: (socket, _status, reason) => this.#metrics.refusals.inc({ host: connOf(socket)?.policy.pattern || "_default", reason }),
     };

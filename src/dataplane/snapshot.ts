@@ -65,8 +65,11 @@ export interface CompiledRoute {
   tls: { ca?: string; cert?: string; key?: string; serverName: string; verify: boolean } | undefined;
   connectTimeoutMs: number;
   readTimeoutMs: number;
+  /** Upgrade protocols (lower case) the origin may be asked for; anything else is stripped. */
+  upgrades: readonly string[];
 }
 
+const DEFAULT_UPGRADES: readonly string[] = ["websocket"];
 const NO_FORWARDING: Forwarding = { rfc9440: false, cloudflare: false, xfcc: false };
 const OFF: HostPolicy = { pattern: "", mode: "off", bundle: null, forwarding: NO_FORWARDING, version: "off" };
 
@@ -96,6 +99,7 @@ export class Snapshot {
     const l = model.limits;
     this.http = {
       maxHeaderBytes: l.max_header_bytes,
+      maxHeaderCount: l.max_header_count,
       headersTimeoutMs: Math.min(l.request_timeout_ms, 30_000),
       requestTimeoutMs: l.request_timeout_ms,
       keepAliveTimeoutMs: l.keep_alive_timeout_ms,
@@ -171,6 +175,7 @@ export class Snapshot {
         tls,
         connectTimeoutMs: r.connect_timeout_ms,
         readTimeoutMs: r.read_timeout_ms,
+        upgrades: r.upgrades ?? DEFAULT_UPGRADES,
       });
       byHost.set(r.hostname, list);
       this.originKeys.add(list[list.length - 1]!.originKey);

@@ -128,6 +128,11 @@ export const Route = z.strictObject({
   origin_tls: OriginTls.optional(),
   connect_timeout_ms: ms.default(5_000),
   read_timeout_ms: ms.default(30_000),
+  /** Upgrade protocols passed to the origin (RFC 9110 tokens, compared case-insensitively); absent = `[websocket]`. Others are stripped and the request goes on as a plain one. */
+  upgrades: z
+    .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+(\/[!#$%&'*+.^_`|~0-9A-Za-z-]+)?$/, "an Upgrade protocol token, e.g. websocket"))
+    .transform((l) => l.map((p) => p.toLowerCase()))
+    .optional(),
   created_at: stamp,
   updated_at: stamp,
 });
@@ -189,8 +194,16 @@ export const PendingPrivateKey = z.strictObject({
   created_at: stamp,
 });
 
+/** How request paths are normalised before rules, routes and the origin see them (README "Paths"). */
+const UrlNormalization = z.strictObject({
+  /** Successive slashes become one, as Cloudflare's URL normalisation does. */
+  merge_slashes: z.boolean().default(true),
+});
+
 const Limits = z.strictObject({
   max_header_bytes: z.number().int().min(1024).max(1 << 20).default(16_384),
+  /** Header lines in a request head; 431 above. */
+  max_header_count: z.number().int().min(1).max(10_000).default(100),
   max_body_bytes: z.number().int().min(0).default(10 << 20),
   handshake_timeout_ms: ms.default(10_000),
   request_timeout_ms: ms.default(60_000),
@@ -309,6 +322,7 @@ export const Model = z.strictObject({
   /** Overwrite (false) or append to (true) an incoming X-Forwarded-For. */
   trust_forwarded_for: z.boolean().default(false),
   limits: Limits.default(Limits.parse({})),
+  url_normalization: UrlNormalization.default(UrlNormalization.parse({})),
   /** Control plane only (see docs/admin-api.md): Fastly TLS configurations and keys awaiting their certificate. */
   tls_configurations: z.array(TlsConfiguration).default([]),
   pending_private_keys: z.array(PendingPrivateKey).default([]),

@@ -27,6 +27,8 @@ export interface IssueOptions {
   pathLength?: number;
   dnsNames?: string[];
   ipAddresses?: string[];
+  /** URI SANs (SPIFFE ids and the like). */
+  uris?: string[];
   /** Extended key usages; [] means the extension is absent. */
   eku?: ("serverAuth" | "clientAuth" | "ocspSigning")[];
   notBefore?: Date;
@@ -76,6 +78,7 @@ export async function issue(opts: IssueOptions, issuer?: Issued, keys?: CryptoKe
   const san = [
     ...(opts.dnsNames ?? []).map((value) => ({ type: "dns" as const, value })),
     ...(opts.ipAddresses ?? []).map((value) => ({ type: "ip" as const, value })),
+    ...(opts.uris ?? []).map((value) => ({ type: "url" as const, value })),
   ];
   if (san.length) extensions.push(new x509.SubjectAlternativeNameExtension(san));
   if (opts.crlUrls?.length) extensions.push(new x509.CRLDistributionPointsExtension(opts.crlUrls));

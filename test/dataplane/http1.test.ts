@@ -2,78 +2,11 @@
 // smuggling, pipelining, 100-continue, HTTP/1.0, HEAD, CONNECT, deadlines and bad input.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import type tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, connect, pki, startProxy, type Proxy } from "../helpers/harness.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
 import { HTTPParser } from "../../src/dataplane/llhttp.ts";
-
-interface Parsed {
-  status: number;
-  head: string;
-  body: string;
-}
-
-/** Splits a byte stream (Latin-1) into complete HTTP responses: Content-Length, chunked, bodiless, or to the end. */
-function parseResponses(buf: string, head = false): Parsed[] {
-  const out: Parsed[] = [];
-  let at = 0;
-  for (;;) {
-    const end = buf.indexOf("\r\n\r\n", at);
-    if (end < 0) return out;
-    const h = buf.slice(at, end);
-    const status = Number(h.split(" ")[1]);
-    let next = end + 4;
-    const len = /\r\ncontent-length: *(\d+)/i.exec(h);
-    let body = "";
-    if (status < 200 || status === 204 || status === 304 || head) body = "";
-    else if (len) {
-      if (buf.length < next + Number(len[1])) return out;
-      body = buf.slice(next, next + Number(len[1]));
-      next += body.length;
-    } else if (/\r\ntransfer-encoding: *chunked/i.test(h)) {
-      for (;;) {
-        const nl = buf.indexOf("\r\n", next);
-        if (nl < 0) return out;
-        const size = parseInt(buf.slice(next, nl), 16);
-        if (buf.length < nl + 2 + size + 2) return out;
-        if (size === 0) {
-          next = nl + 4;
-          break;
-        }
-        body += buf.slice(nl + 2, nl + 2 + size);
-        next = nl + 2 + size + 2;
-      }
-    } else {
-      body = buf.slice(next);
-      next = buf.length;
-    }
-    out.push({ status, head: h, body });
-    at = next;
-  }
-}
-
-/** Writes `data` and collects what comes back until `done(text)` holds or the socket closes. */
-function exchange(socket: tls.TLSSocket, data: string | Buffer, done: (text: string) => boolean = () => false): Promise<{ text: string; closed: boolean }> {
-  return new Promise((resolve) => {
-    let text = "";
-    const finish = (closed: boolean) => {
-      socket.off("data", onData);
-      socket.off("close", onClose);
-      resolve({ text, closed });
-    };
-    const onData = (d: Buffer) => {
-      text += d.toString("latin1");
-      if (done(text)) finish(false);
-    };
-    const onClose = () => finish(true);
-    socket.on("data", onData);
-    socket.on("close", onClose);
-    if (data.length) socket.write(data);
-  });
-}
-
-const responses = (n: number, head = false) => (text: string) => parseResponses(text, head).length >= n;
+import { exchange, parseResponses, responses } from "../helpers/wire.ts";
 
 describe("HTTP/1.1 front end", () => {
   let proxy: Proxy;
@@ -104,7 +37,8 @@ describe("HTTP/1.1 front end", () => {
     });
     await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
     const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
-    proxy = await startProxy((p) => baseModel(p, url, [{ hostname: "localhost" }], { limits: { request_timeout_ms: 800, keep_alive_timeout_ms: 400, max_body_bytes: 1 << 20 } }));
+    // The test origin speaks a made-up `echo` protocol: allowed on this route.
+    proxy = await startProxy((p) => baseModel(p, url, [{ hostname: "localhost" }], { routes: [{ id: "r0", hostname: "localhost", origin: url, upgrades: ["echo"] }], limits: { request_timeout_ms: 800, keep_alive_timeout_ms: 400, max_body_bytes: 1 << 20 } }));
   });
   afterAll(async () => {
     await proxy.close();
@@ -127,6 +61,27 @@ describe("HTTP/1.1 front end", () => {
     );
     expect(parseResponses(text).map((r) => `${r.status} ${r.body.trim()}`)).toEqual(["200 GET /one 0", "200 POST /two 5", "200 POST /three 3", "200 GET /four 0"]);
     s.destroy();
+  });
+
+  it("a pipelined request whose body is still arriving when it is dispatched gets the rest of it (reads resume)", async () => {
+    seen = [];
+    const s = await open();
+    // Reads pause while /two waits behind /one; the rest of its body comes during that pause.
+    const both = exchange(s, "GET /one HTTP/1.1\r\nHost: localhost\r\n\r\nPOST /two HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhel", responses(2));
+    s.write("lo");
+    const { text, closed } = await both;
+    s.destroy();
+    expect(closed).toBe(false);
+    expect(parseResponses(text).map((r) => `${r.status} ${r.body.trim()}`)).toEqual(["200 GET /one 0", "200 POST /two 5"]);
+  });
+
+  it("what follows a request with Connection: close is ignored: its response, then the close, no 400", async () => {
+    seen = [];
+    const s = await open();
+    const { text, closed } = await exchange(s, "GET /last HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    expect(closed).toBe(true);
+    expect(parseResponses(text).map((r) => `${r.status} ${r.body.trim()}`)).toEqual(["200 GET /last 0"]);
+    expect(seen).toEqual(["GET /last"]);
   });
 
   it("refuses Content-Length with Transfer-Encoding (request smuggling) with 400, and nothing reaches the origin", async () => {
