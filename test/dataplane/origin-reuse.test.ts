@@ -64,6 +64,7 @@ describe("origin connection reuse", () => {
       pathPrefix: "/",
       origin: new URL(origin.url),
       originKey: "pool",
+      upgrades: [],
       tls: undefined,
       connectTimeoutMs: 1_000,
       readTimeoutMs: READ_TIMEOUT_MS,
