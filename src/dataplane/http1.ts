@@ -7,7 +7,7 @@
 import { STATUS_CODES } from "node:http";
 import { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import { closeParser, createParser, HTTPParser, METHODS, resetParser, type Parser } from "./llhttp.ts";
+import { closeParser, createParser, trailersClose, HTTPParser, METHODS, resetParser, type Parser } from "./llhttp.ts";
 
 export interface Http1Limits {
   maxHeaderBytes: number;
@@ -377,9 +377,7 @@ class Connection {
   /** Trailers are not forwarded, but a `Connection: close` among them ends the connection for llhttp as for a header. */
   #onTrailers(trailers: string[]): void {
     const req = this.#receiving;
-    if (!req) return;
-    for (let i = 0; i < trailers.length; i += 2)
-      if (trailers[i]!.toLowerCase() === "connection" && trailers[i + 1]!.toLowerCase().split(",").some((t) => t.trim() === "close")) req.keepAlive = false;
+    if (req && trailersClose(trailers)) req.keepAlive = false;
   }
 
   #onMessageComplete(): void {

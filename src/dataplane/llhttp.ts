@@ -47,6 +47,13 @@ export const HTTPParser = common.HTTPParser;
 /** llhttp's method numbers to names. */
 export const METHODS: readonly string[] = common.methods;
 
+/** A `Connection: close` among trailer lines: llhttp then ends the connection after the message, as for a header. */
+export function trailersClose(trailers: string[]): boolean {
+  for (let i = 0; i < trailers.length; i += 2)
+    if (trailers[i]!.toLowerCase() === "connection" && trailers[i + 1]!.toLowerCase().split(",").some((t) => t.trim() === "close")) return true;
+  return false;
+}
+
 export interface ParserHooks {
   headersComplete: OnHeadersComplete;
   body: (chunk: Buffer) => void;

@@ -8,7 +8,7 @@
 import net from "node:net";
 import type { Readable } from "node:stream";
 import tls from "node:tls";
-import { closeParser, createParser, HTTPParser, type Parser } from "./llhttp.ts";
+import { closeParser, createParser, HTTPParser, trailersClose, type Parser } from "./llhttp.ts";
 import type { CompiledRoute } from "./snapshot.ts";
 
 export type OriginErrorCode = "connect" | "connect_timeout" | "timeout" | "reset" | "protocol" | "body_too_large" | "aborted";
@@ -147,6 +147,8 @@ export class OriginPool {
     conn.parser = createParser(HTTPParser.RESPONSE, MAX_HEAD, {
       headersComplete: (_maj, _min, headers, _m, _u, status, _msg, upgrade, keepAlive) => conn.exchange?.onHead(status ?? 0, headers!, upgrade, keepAlive) ?? 0,
       body: (chunk) => conn.exchange?.onBody(chunk),
+      // Trailers are not forwarded; a `Connection: close` among them makes the connection unusable.
+      trailers: (t) => trailersClose(t) && conn.exchange?.noReuse(),
       messageComplete: () => {
         conn.inMessage = false;
         conn.exchange?.onComplete();
@@ -332,6 +334,11 @@ class ExchangeImpl implements Exchange {
       return 1;
     }
     return this.#req.method === "HEAD" ? 1 : 0;
+  }
+
+  /** The origin closes this connection after the response (a `Connection: close` trailer). */
+  noReuse(): void {
+    this.#keepAlive = false;
   }
 
   onBody(chunk: Buffer): void {

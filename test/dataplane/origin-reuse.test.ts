@@ -166,6 +166,19 @@ describe("origin connection reuse", () => {
     expect([next.status, next.body]).toEqual([200, "/after-extra"]);
   });
 
+  it("a Connection: close trailer from the origin retires its connection: the next request goes on a fresh one", async () => {
+    // The origin announces the close in a trailer but leaves the socket open: llhttp then
+    // refuses anything more on it, so reusing it would turn the next request into a 502.
+    origin.handler = (r) =>
+      r.path === "/closing-trailer" ? r.socket.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nConnection: close\r\n\r\n") : answer(r);
+    const accepted = origin.accepted;
+    const first = await request(proxy.port, { path: "/closing-trailer" });
+    expect([first.status, first.body]).toEqual([200, "ok"]);
+    const next = await request(proxy.port, { path: "/after-trailer" });
+    expect([next.status, next.body]).toEqual([200, "/after-trailer"]);
+    expect(origin.accepted).toBeGreaterThan(accepted);
+  });
+
   it("a config apply that retires the origin pool mid-request lets that request and the next ones finish", async () => {
     const { socket } = await connect(proxy.port);
     const reply = new Promise<string>((resolve) => {
