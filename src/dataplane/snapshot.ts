@@ -18,7 +18,8 @@ export interface CompiledCert {
   leaf: X509Certificate;
   /** DNS names from the SAN extension, lower-cased. */
   names: string[];
-  fingerprint: string;
+  /** Hash of the chain served (the key follows from the leaf): what a TLS server built for it depends on. */
+  digest: string;
 }
 
 export interface CompiledBundle {
@@ -79,6 +80,8 @@ export class Snapshot {
   readonly http: Http1Limits;
   /** Every origin configuration routes use: the pools worth keeping. */
   readonly originKeys = new Set<string>();
+  /** Every host policy version (and "off"): with the certificates, the TLS servers worth keeping. */
+  readonly policyVersions = new Set<string>([OFF.version]);
   readonly #certByName: NameTable<CompiledCert>;
   /** Certificates pinned by a host entry (a Fastly activation); they win over SAN matching. */
   readonly #hostCerts: NameTable<CompiledCert>;
@@ -139,6 +142,7 @@ export class Snapshot {
         version: policyVersion(mode, mode === "off" ? null : bundle!),
       };
       if (!this.#hosts.add(h.hostname, policy)) fail(`hosts[${i}].hostname`, `duplicate hostname "${h.hostname}"`);
+      this.policyVersions.add(policy.version);
       if (h.certificate) {
         const cert = this.certs.get(h.certificate);
         if (!cert) fail(`hosts[${i}].certificate`, `no certificate with id "${h.certificate}"`);
@@ -276,7 +280,8 @@ function compileCert(id: string, certPem: string, keyPem: string, fail: (m: stri
   }
   // No DNS names is fine: such a certificate is served only where a host pins it, or presented to origins.
   const names = dnsNames(leaf);
-  return { id, certPem: chain.map((c) => c.toString()).join(""), keyPem, leaf, names, fingerprint: leaf.fingerprint256 };
+  const served = chain.map((c) => c.toString()).join("");
+  return { id, certPem: served, keyPem, leaf, names, digest: createHash("sha256").update(served).digest("base64url").slice(0, 22) };
 }
 
 function compileBundle(b: TrustBundle, fail: (m: string, field?: string) => void): CompiledBundle | undefined {
