@@ -104,8 +104,13 @@ export class TlsServers {
       else socket.destroy();
     });
     // Never call TLS getters here: Node can segfault on them after a client error.
-    // Reading the wrapped TCP socket is a plain property.
-    server.on("tlsClientError", (err, socket) => hooks.tlsError(err, dispatched.get(rawOf(socket)!)?.policy ?? policy));
+    // Reading the wrapped TCP socket is a plain property. Node leaves the socket open after
+    // a handshake timeout (it only emits this event): destroy it, or a client that sends a
+    // ClientHello and nothing more holds it for ever.
+    server.on("tlsClientError", (err, socket) => {
+      socket.destroy();
+      hooks.tlsError(err, dispatched.get(rawOf(socket)!)?.policy ?? policy);
+    });
     return server;
   }
 }

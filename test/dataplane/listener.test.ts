@@ -116,6 +116,30 @@ describe("listener: one TLS port, many hostnames", () => {
     expect(text).toMatch(/reason="plaintext_http"} [1-9]/);
   });
 
+  it("disconnects a client that sends a ClientHello and nothing more, at the handshake timeout", async () => {
+    // The TLS server has answered and waits for the client's next flight: Node only reports the timeout.
+    const hello = await captureClientHello({ servername: "localhost" });
+    const model = proxy.runtime.snapshot.model;
+    proxy.runtime.apply(parseModel({ ...model, limits: { ...model.limits, handshake_timeout_ms: 300 } }));
+    const closed = await new Promise<boolean>((resolve) => {
+      const s = net.connect(proxy.port, "127.0.0.1", () => s.write(hello));
+      const hung = setTimeout(() => {
+        resolve(false);
+        s.destroy();
+      }, 5000);
+      s.on("data", () => {});
+      s.on("error", () => {});
+      s.on("close", () => {
+        clearTimeout(hung);
+        resolve(true);
+      });
+    });
+    proxy.runtime.apply(model);
+    expect(closed).toBe(true);
+    const text = await proxy.metrics.registry.getSingleMetricAsString("certgate_handshake_errors_total");
+    expect(text).toMatch(/reason="tls_error"} [1-9]/);
+  });
+
   it("answers plaintext HTTP sent a byte at a time with the 400 too", async () => {
     const reply = await new Promise<string>((resolve) => {
       const s = net.connect(proxy.port, "127.0.0.1", async () => {
