@@ -1,8 +1,8 @@
 // One non-listening TLS server per (served certificate chain, trust-policy version,
 // handshake timeout): exactly what a server's configuration depends on, never the client's
-// SNI name, so distinct names cost nothing (finding: one server per name let anyone fill
-// memory without credentials). Node cannot vary CertificateRequest per SNI inside one
-// server, hence one server per policy. Session tickets and the session id context are
+// SNI name, so distinct names cost nothing (one server per name let anyone fill memory
+// without credentials). Node cannot vary CertificateRequest per SNI inside one server,
+// hence one server per policy. Session tickets and the session id context are
 // scoped to one (certificate, policy version): a ticket resumes only where the same CAs and
 // the same mode would verify again, so resumption never carries a verification from a
 // host without mTLS to one with it, nor across bundles or policy changes (a policy change
