@@ -3,29 +3,34 @@
 // CertificateRequest per SNI inside one server). Handles a ClientHello split across records.
 
 export type HelloResult =
-  | { kind: "more" } // need more bytes
+  // Need more bytes: nothing can change before the buffer holds `need` bytes, so the caller
+  // parses again only then (a ClientHello dripped a byte at a time costs linear work).
+  | { kind: "more"; need: number }
   | { kind: "hello"; servername: string | null }
   | { kind: "http" } // plaintext HTTP sent to the TLS port
   | { kind: "invalid"; reason: string };
 
 const MAX_HELLO = 64 * 1024;
-const MORE = { kind: "more" } as const;
+// Real clients fragment a ClientHello into a few records at most; each parse walks them all.
+const MAX_RECORDS = 64;
+const HTTP_METHODS = ["GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "PRI"].map((m) => `${m} `);
 
-/** Parses as much of `buf` as is there; call again with more bytes when it says "more". */
+/** Parses as much of `buf` as is there; call again once it holds the bytes "more" asks for. */
 export function parseClientHello(buf: Buffer): HelloResult {
-  if (buf.length === 0) return MORE;
-  if (buf[0] !== 0x16) return looksLikeHttp(buf) ? { kind: "http" } : { kind: "invalid", reason: "not a TLS handshake record" };
+  if (buf.length === 0) return more(1);
+  if (buf[0] !== 0x16) return plaintext(buf);
   // Reassemble handshake bytes from consecutive handshake records.
   const parts: Buffer[] = [];
   let got = 0;
   let need = -1;
   for (let off = 0; ; ) {
-    if (off + 5 > buf.length) return buf.length > MAX_HELLO ? invalid("ClientHello too large") : MORE;
+    if (parts.length === MAX_RECORDS) return invalid("ClientHello in too many records");
+    if (off + 5 > buf.length) return more(off + 5);
     if (buf[off] !== 0x16) return invalid("ClientHello interrupted by another record type");
     if (buf[off + 1] !== 0x03) return invalid("unsupported record version");
     const len = buf.readUInt16BE(off + 3);
     if (len === 0 || len > 16_384 + 2048) return invalid("bad record length");
-    if (off + 5 + len > buf.length) return buf.length > MAX_HELLO ? invalid("ClientHello too large") : MORE;
+    if (off + 5 + len > buf.length) return more(off + 5 + len);
     parts.push(buf.subarray(off + 5, off + 5 + len));
     got += len;
     off += 5 + len;
@@ -46,8 +51,17 @@ function invalid(reason: string): HelloResult {
   return { kind: "invalid", reason };
 }
 
-function looksLikeHttp(buf: Buffer): boolean {
-  return /^(GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE|PRI) /.test(buf.subarray(0, 8).toString("latin1"));
+/** Past MAX_HELLO and its record headers no ClientHello can complete: refuse early. */
+function more(need: number): HelloResult {
+  return need > MAX_HELLO + 5 * MAX_RECORDS ? invalid("ClientHello too large") : { kind: "more", need };
+}
+
+/** Not a handshake record: plaintext HTTP if it starts with a method and a space (waiting for them if they are cut). */
+function plaintext(buf: Buffer): HelloResult {
+  const head = buf.toString("latin1", 0, 8);
+  if (HTTP_METHODS.some((m) => head.startsWith(m))) return { kind: "http" };
+  if (HTTP_METHODS.some((m) => m.startsWith(head))) return more(head.length + 1);
+  return invalid("not a TLS handshake record");
 }
 
 function readSni(b: Buffer): HelloResult {

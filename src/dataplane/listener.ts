@@ -16,31 +16,46 @@ const UNRECOGNIZED_NAME = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]
 
 export function createFrontServer(d: Dispatcher): net.Server {
   return net.createServer({ noDelay: true }, (socket) => {
-    let buf: Buffer | undefined;
+    const chunks: Buffer[] = [];
+    let have = 0;
+    let need = 1;
+    let answered = false;
     socket.on("error", () => socket.destroy()); // resets before handover: nothing to report
+    // One deadline for the ClientHello and, after a refusal, for the peer to close: a peer
+    // that keeps its side open never holds the socket longer.
     const timer = setTimeout(() => {
-      d.rejected("hello_timeout");
+      if (!answered) d.rejected("hello_timeout");
       socket.destroy();
     }, d.helloTimeoutMs());
+    socket.once("close", () => clearTimeout(timer));
+    const refuse = (reason: "plaintext_http" | "unknown_sni", reply: Buffer | string) => {
+      d.rejected(reason);
+      answered = true;
+      socket.end(reply);
+      socket.resume(); // discard whatever follows, so the peer's FIN closes the socket at once
+    };
     const onData = (chunk: Buffer) => {
-      buf = buf ? Buffer.concat([buf, chunk]) : chunk;
+      chunks.push(chunk);
+      have += chunk.length;
+      if (have < need) return;
+      const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, have);
+      chunks.length = 0;
+      chunks.push(buf);
       const hello = parseClientHello(buf);
-      if (hello.kind === "more") return;
-      clearTimeout(timer);
+      if (hello.kind === "more") {
+        need = hello.need;
+        return;
+      }
       socket.removeListener("data", onData);
       socket.pause();
-      if (hello.kind === "http") {
-        d.rejected("plaintext_http");
-        socket.end(closingResponse(400, "This port speaks HTTPS only: use https://\n"));
-      } else if (hello.kind === "invalid") {
+      if (hello.kind === "http") refuse("plaintext_http", closingResponse(400, "This port speaks HTTPS only: use https://\n"));
+      else if (hello.kind === "invalid") {
         d.rejected("not_tls");
         socket.destroy();
       } else {
         socket.unshift(buf);
-        if (!d.dispatch(socket, hello.servername)) {
-          d.rejected("unknown_sni");
-          socket.end(UNRECOGNIZED_NAME);
-        }
+        if (d.dispatch(socket, hello.servername)) clearTimeout(timer); // the TLS server's handshake timeout takes over
+        else refuse("unknown_sni", UNRECOGNIZED_NAME);
       }
     };
     socket.on("data", onData);

@@ -101,6 +101,8 @@ export class Runtime implements Dispatcher {
   swap(next: Snapshot): void {
     this.#snapshot = next;
     this.#origins.retain(next.originKeys);
+    this.#servers.retain(new Set(Array.from(next.certs.values(), (c) => c.digest)), next.policyVersions, next.model.limits.handshake_timeout_ms);
+    this.#metrics.tlsServers.set(this.#servers.size);
     this.#prefetchCrls(next.model);
     this.#metrics.configApplies.inc({ result: "ok" });
     this.#metrics.configVersion.set(next.version);
@@ -142,8 +144,7 @@ export class Runtime implements Dispatcher {
     const snap = this.#snapshot;
     const cert = snap.certFor(servername);
     if (!cert) return false;
-    const policy = snap.hostPolicy(servername ?? "");
-    this.#servers.get(servername ?? "", cert, policy, snap.model.limits).emit("connection", socket);
+    this.#servers.accept(socket, servername ?? "", cert, snap.hostPolicy(servername ?? ""), snap.model.limits);
     this.#metrics.tlsServers.set(this.#servers.size);
     return true;
   }

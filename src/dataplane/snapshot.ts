@@ -18,7 +18,10 @@ export interface CompiledCert {
   leaf: X509Certificate;
   /** DNS names from the SAN extension, lower-cased. */
   names: string[];
-  fingerprint: string;
+  /** The leaf's not_after, ms since the epoch. */
+  notAfter: number;
+  /** Hash of the chain served (the key follows from the leaf): what a TLS server built for it depends on. */
+  digest: string;
 }
 
 export interface CompiledBundle {
@@ -82,6 +85,8 @@ export class Snapshot {
   readonly http: Http1Limits;
   /** Every origin configuration routes use: the pools worth keeping. */
   readonly originKeys = new Set<string>();
+  /** Every host policy version (and "off"): with the certificates, the TLS servers worth keeping. */
+  readonly policyVersions = new Set<string>([OFF.version]);
   readonly #certByName: NameTable<CompiledCert>;
   /** Certificates pinned by a host entry (a Fastly activation); they win over SAN matching. */
   readonly #hostCerts: NameTable<CompiledCert>;
@@ -112,8 +117,10 @@ export class Snapshot {
       if (!cc) return;
       if (this.certs.has(c.id)) return fail(`certificates[${i}].id`, `duplicate id "${c.id}"`);
       this.certs.set(c.id, cc);
-      for (const n of cc.names) this.#certByName.add(n, cc);
     });
+    // The first certificate added for a name wins: add them in precedence order, never in
+    // the model's (which the store does not promise to keep across a restart).
+    for (const cc of [...this.certs.values()].sort(byPrecedence)) for (const n of cc.names) this.#certByName.add(n, cc);
     this.defaultCert = model.default_certificate ? (this.certs.get(model.default_certificate) ?? null) : null;
     if (model.default_certificate && !this.defaultCert)
       fail("default_certificate", `no certificate with id "${model.default_certificate}"`);
@@ -143,6 +150,7 @@ export class Snapshot {
         version: policyVersion(mode, mode === "off" ? null : bundle!),
       };
       if (!this.#hosts.add(h.hostname, policy)) fail(`hosts[${i}].hostname`, `duplicate hostname "${h.hostname}"`);
+      this.policyVersions.add(policy.version);
       if (h.certificate) {
         const cert = this.certs.get(h.certificate);
         if (!cert) fail(`hosts[${i}].certificate`, `no certificate with id "${h.certificate}"`);
@@ -201,7 +209,13 @@ export class Snapshot {
     if (problems.length) throw new ModelError(problems);
   }
 
-  /** The certificate to serve for an SNI name, or null to refuse the handshake. */
+  /**
+   * The certificate to serve for an SNI name, or null to refuse the handshake. Precedence:
+   * the one pinned by the host entry for the name (exact, else wildcard), then a SAN equal
+   * to the name, then a wildcard SAN covering it, then the default. Among several SAN
+   * matches of one kind, byPrecedence decides: the result depends on the set of
+   * certificates only, so it is the same after a restart.
+   */
   certFor(servername: string | null): CompiledCert | null {
     if (!servername) return this.defaultCert;
     return this.#hostCerts.get(servername) ?? this.#certByName.get(servername) ?? this.defaultCert;
@@ -265,6 +279,11 @@ function memo<K extends object, V>(cache: WeakMap<K, V>, key: K, build: () => V 
   return v;
 }
 
+/** Latest not_after first (a renewal wins as soon as it is added), then the smaller id (code-unit order). */
+function byPrecedence(a: CompiledCert, b: CompiledCert): number {
+  return b.notAfter - a.notAfter || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
 function compileCert(id: string, certPem: string, keyPem: string, fail: (m: string, field?: string) => void): CompiledCert | undefined {
   let chain: X509Certificate[];
   try {
@@ -281,7 +300,8 @@ function compileCert(id: string, certPem: string, keyPem: string, fail: (m: stri
   }
   // No DNS names is fine: such a certificate is served only where a host pins it, or presented to origins.
   const names = dnsNames(leaf);
-  return { id, certPem: chain.map((c) => c.toString()).join(""), keyPem, leaf, names, fingerprint: leaf.fingerprint256 };
+  const served = chain.map((c) => c.toString()).join("");
+  return { id, certPem: served, keyPem, leaf, names, notAfter: leaf.validToDate.getTime(), digest: createHash("sha256").update(served).digest("base64url").slice(0, 22) };
 }
 
 function compileBundle(b: TrustBundle, fail: (m: string, field?: string) => void): CompiledBundle | undefined {

@@ -1,11 +1,16 @@
-// One non-listening TLS server per (SNI name, certificate, trust-policy version): Node
-// cannot vary CertificateRequest per SNI inside one server, and this also scopes session
-// tickets and the session id context to exactly one hostname and policy. A policy change
-// yields a new key, hence new ticket keys: old tickets stop resuming, and resumption can
-// never carry a verification made under one policy over to another.
+// One non-listening TLS server per (served certificate chain, trust-policy version,
+// handshake timeout): exactly what a server's configuration depends on, never the client's
+// SNI name, so distinct names cost nothing (one server per name let anyone fill memory
+// without credentials). Node cannot vary CertificateRequest per SNI inside one server,
+// hence one server per policy. Session tickets and the session id context are
+// scoped to one (certificate, policy version): a ticket resumes only where the same CAs and
+// the same mode would verify again, so resumption never carries a verification from a
+// host without mTLS to one with it, nor across bundles or policy changes (a policy change
+// yields a new version, hence new ticket keys). Hostnames sharing a policy version share a
+// server and may resume each other's sessions: the verification would be the same.
 import { createHash, hkdfSync, randomBytes } from "node:crypto";
+import type net from "node:net";
 import tls, { type TLSSocket } from "node:tls";
-import { LRUCache } from "lru-cache";
 import type { Model } from "../model/schema.ts";
 import type { CompiledCert, HostPolicy } from "./snapshot.ts";
 
@@ -13,6 +18,12 @@ export interface ServerHooks {
   /** The handshake is complete: the connection is the caller's (HTTP) from here. */
   secure: (socket: TLSSocket, servername: string, policy: HostPolicy) => void;
   tlsError: (err: Error, policy: HostPolicy) => void;
+}
+
+/** What the listener decided for one connection, before any TLS state existed. */
+interface Dispatched {
+  servername: string;
+  policy: HostPolicy;
 }
 
 /**
@@ -28,11 +39,21 @@ function keepSocketForHttpError(this: TLSSocket, _name: string, cb: (err: Error 
   cb(null);
 }
 
+/**
+ * The TCP socket a server-side TLSSocket wraps: Node's tls.Server keeps it as `_parent`
+ * (lib/internal/tls/wrap.js); every socket test depends on it, and a missing one fails closed.
+ */
+function rawOf(socket: TLSSocket): net.Socket | undefined {
+  return (socket as unknown as { _parent?: net.Socket })._parent;
+}
+
 export class TlsServers {
   readonly #hooks: ServerHooks;
   readonly #master: Buffer;
-  // Servers never listen, so eviction just drops them; their open connections carry on.
-  readonly #servers = new LRUCache<string, tls.Server>({ max: 20_000 });
+  // Bounded by the configuration, not by clients; retain() drops what a new snapshot cannot use.
+  readonly #servers = new Map<string, { server: tls.Server; cert: string; policy: string; timeout: number }>();
+  // The servername and host policy of each connection handed to a shared server.
+  readonly #dispatched = new WeakMap<net.Socket, Dispatched>();
 
   constructor(hooks: ServerHooks, ticketSecret: Buffer = randomBytes(32)) {
     this.#hooks = hooks;
@@ -43,15 +64,24 @@ export class TlsServers {
     return this.#servers.size;
   }
 
-  get(servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"]): tls.Server {
-    const key = `${servername}\0${cert.fingerprint}\0${policy.version}\0${limits.handshake_timeout_ms}`;
-    let server = this.#servers.get(key);
-    if (!server) this.#servers.set(key, (server = this.#create(servername, cert, policy, limits)));
-    return server;
+  /** Hands a TCP socket (ClientHello put back) to the server for its certificate and policy. */
+  accept(socket: net.Socket, servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"]): void {
+    const timeout = limits.handshake_timeout_ms;
+    const key = `${cert.digest}\0${policy.version}\0${timeout}`;
+    let entry = this.#servers.get(key);
+    if (!entry) this.#servers.set(key, (entry = { server: this.#create(cert, policy, timeout), cert: cert.digest, policy: policy.version, timeout }));
+    this.#dispatched.set(socket, { servername, policy });
+    entry.server.emit("connection", socket);
   }
 
-  #create(servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"]): tls.Server {
-    const scope = `${servername}\0${policy.version}`;
+  /** Drops servers no connection under the current configuration can use (open connections carry on). */
+  retain(certDigests: ReadonlySet<string>, policyVersions: ReadonlySet<string>, handshakeTimeoutMs: number): void {
+    for (const [key, e] of this.#servers)
+      if (!certDigests.has(e.cert) || !policyVersions.has(e.policy) || e.timeout !== handshakeTimeoutMs) this.#servers.delete(key);
+  }
+
+  #create(cert: CompiledCert, policy: HostPolicy, handshakeTimeoutMs: number): tls.Server {
+    const scope = `${cert.digest}\0${policy.version}`;
     const enforced = policy.mode === "enforced";
     const server = tls.createServer({
       key: cert.keyPem,
@@ -64,12 +94,23 @@ export class TlsServers {
       ALPNProtocols: ["http/1.1"],
       sessionIdContext: createHash("sha256").update(scope).digest("hex").slice(0, 32),
       ticketKeys: Buffer.from(hkdfSync("sha256", this.#master, "certgate-ticket-keys", scope, 48)),
-      handshakeTimeout: limits.handshake_timeout_ms,
+      handshakeTimeout: handshakeTimeoutMs,
     });
     const hooks = this.#hooks;
-    server.on("secureConnection", (socket: TLSSocket) => hooks.secure(socket, servername, policy));
-    // Never touch the socket here: Node can segfault on TLS getters after a client error.
-    server.on("tlsClientError", (err) => hooks.tlsError(err, policy));
+    const dispatched = this.#dispatched;
+    server.on("secureConnection", (socket: TLSSocket) => {
+      const d = dispatched.get(rawOf(socket)!);
+      if (d) hooks.secure(socket, d.servername, d.policy);
+      else socket.destroy();
+    });
+    // Never call TLS getters here: Node can segfault on them after a client error.
+    // Reading the wrapped TCP socket is a plain property. Node leaves the socket open after
+    // a handshake timeout (it only emits this event): destroy it, or a client that sends a
+    // ClientHello and nothing more holds it for ever.
+    server.on("tlsClientError", (err, socket) => {
+      socket.destroy();
+      hooks.tlsError(err, dispatched.get(rawOf(socket)!)?.policy ?? policy);
+    });
     return server;
   }
 }

@@ -91,7 +91,7 @@ export function createMetrics() {
     }),
     tlsServers: new Gauge({
       name: "certgate_tls_servers",
-      help: "Per-hostname TLS server contexts currently cached.",
+      help: "TLS servers in use: one per (server certificate, trust-policy version), never per SNI name.",
       registers: [registry],
     }),
     httpConnections: new Gauge({

@@ -1,6 +1,8 @@
 // No path reaches an origin without the verification its hostname demands.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dirname, join } from "node:path";
 import { baseModel, connect, pki, rawRequest, request, startProxy, type Proxy } from "../helpers/harness.ts";
+import { pemFiles, run } from "../helpers/tools.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import type { Model } from "../../src/model/schema.ts";
 
@@ -15,6 +17,9 @@ describe("no bypasses: Host vs SNI, resumption, policy changes", () => {
         { hostname: "localhost" },
         { hostname: "a.test", mtls: { mode: "fail_open", trust_bundle: "clients" }, forward_client_cert: { rfc9440: true } },
         { hostname: "b.test", mtls: { mode: "enforced", trust_bundle: "clients" } },
+        // An enforced wildcard (the same policy as b.test) with a host without mTLS under it.
+        { hostname: "*.wild.test", mtls: { mode: "enforced", trust_bundle: "clients" } },
+        { hostname: "open.wild.test" },
       ]),
     );
     model = proxy.runtime.snapshot.model;
@@ -76,6 +81,52 @@ describe("no bypasses: Host vs SNI, resumption, policy changes", () => {
     const replay = await connect(proxy.port, { servername: "a.test", session });
     expect(replay.socket.isSessionReused()).toBe(false);
     replay.socket.destroy();
+  });
+
+  it("a ticket from a server shared by hosts without mTLS never resumes on an enforced host", async () => {
+    // open.wild.test, localhost and every name without a host entry share one server (one certificate, no mTLS).
+    for (const from of ["open.wild.test", "localhost"]) {
+      const session = await ticketFrom(from);
+      for (const to of ["y.wild.test", "b.test"]) {
+        await expect(connect(proxy.port, { servername: to, session }).then(async (c) => rawRequest(c.socket, to)), `${from} -> ${to}`).rejects.toThrow();
+        const replay = await connect(proxy.port, { servername: to, cert: p.client, session });
+        expect(replay.socket.isSessionReused(), `${from} -> ${to}`).toBe(false);
+        expect((await rawRequest(replay.socket, to)).status).toBe(200);
+        replay.socket.destroy();
+      }
+    }
+  });
+
+  it("resumes on a server shared by the names under a wildcard host (positive control)", async () => {
+    const session = await ticketFrom("r1.wild.test", p.client);
+    await ticketFrom("r2.wild.test", p.client); // the same server
+    const again = await connect(proxy.port, { servername: "r1.wild.test", session });
+    expect(again.socket.isSessionReused()).toBe(true);
+    expect((await rawRequest(again.socket, "r1.wild.test")).status).toBe(200);
+    again.socket.destroy();
+  });
+
+  it("openssl s_client offering a ticket under another SNI resumes only where the policy is the same", async () => {
+    // Node's own client never offers a ticket under another name; OpenSSL's does.
+    const f = pemFiles({ cert: p.client.certPem, key: p.client.keyPem });
+    let n = 0;
+    const sClient = async (servername: string, o: { cert?: boolean; sessIn?: string } = {}) => {
+      const sessOut = join(dirname(f.cert!), `sess${n++}`);
+      const r = await run(
+        "openssl",
+        ["s_client", "-connect", `127.0.0.1:${proxy.port}`, "-servername", servername, "-ign_eof", "-sess_out", sessOut,
+          ...(o.cert ? ["-cert", f.cert!, "-key", f.key!] : []), ...(o.sessIn ? ["-sess_in", o.sessIn] : [])],
+        `GET / HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`,
+      );
+      return { sessOut, reused: r.stdout.includes("Reused, TLS"), ok: r.stdout.includes("HTTP/1.1 200 OK") };
+    };
+    const off = (await sClient("localhost")).sessOut;
+    expect(await sClient("open.wild.test", { sessIn: off })).toMatchObject({ reused: true, ok: true }); // the same server: the client does offer it
+    for (const enforced of ["b.test", "y.wild.test"]) expect(await sClient(enforced, { sessIn: off }), enforced).toMatchObject({ reused: false, ok: false });
+    expect(await sClient("a.test", { sessIn: off })).toMatchObject({ reused: false, ok: true }); // fail-open: a full handshake
+    const verified = (await sClient("r1.wild.test", { cert: true })).sessOut;
+    expect(await sClient("r2.wild.test", { sessIn: verified })).toMatchObject({ reused: true, ok: true }); // same policy: the same verification
+    expect(await sClient("a.test", { sessIn: verified })).toMatchObject({ reused: false, ok: true }); // another policy
   });
 
   it("a policy change invalidates tickets issued under the old policy", async () => {

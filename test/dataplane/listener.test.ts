@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, connect, pki, request, startProxy, type Proxy } from "../helpers/harness.ts";
 import { issue } from "../../src/pki/issue.ts";
 import { parseModel } from "../../src/model/schema.ts";
+import { captureClientHello } from "./hellos.ts";
 
 describe("listener: one TLS port, many hostnames", () => {
   let proxy: Proxy;
@@ -113,5 +114,74 @@ describe("listener: one TLS port, many hostnames", () => {
     const text = await proxy.metrics.registry.getSingleMetricAsString("certgate_handshake_errors_total");
     expect(text).toMatch(/reason="hello_timeout"} [1-9]/);
     expect(text).toMatch(/reason="plaintext_http"} [1-9]/);
+  });
+
+  it("disconnects a client that sends a ClientHello and nothing more, at the handshake timeout", async () => {
+    // The TLS server has answered and waits for the client's next flight: Node only reports the timeout.
+    const hello = await captureClientHello({ servername: "localhost" });
+    const model = proxy.runtime.snapshot.model;
+    proxy.runtime.apply(parseModel({ ...model, limits: { ...model.limits, handshake_timeout_ms: 300 } }));
+    const closed = await new Promise<boolean>((resolve) => {
+      const s = net.connect(proxy.port, "127.0.0.1", () => s.write(hello));
+      const hung = setTimeout(() => {
+        resolve(false);
+        s.destroy();
+      }, 5000);
+      s.on("data", () => {});
+      s.on("error", () => {});
+      s.on("close", () => {
+        clearTimeout(hung);
+        resolve(true);
+      });
+    });
+    proxy.runtime.apply(model);
+    expect(closed).toBe(true);
+    const text = await proxy.metrics.registry.getSingleMetricAsString("certgate_handshake_errors_total");
+    expect(text).toMatch(/reason="tls_error"} [1-9]/);
+  });
+
+  it("answers plaintext HTTP sent a byte at a time with the 400 too", async () => {
+    const reply = await new Promise<string>((resolve) => {
+      const s = net.connect(proxy.port, "127.0.0.1", async () => {
+        s.setNoDelay(true);
+        for (const c of "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n") {
+          if (s.destroyed) break;
+          s.write(c);
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      });
+      let b = "";
+      s.on("data", (d) => (b += d));
+      s.on("close", () => resolve(b));
+      s.on("error", () => {});
+    });
+    expect(reply).toMatch(/^HTTP\/1.1 400/);
+  });
+
+  it("disconnects a peer that keeps its side open after a refusal, at the handshake timeout", async () => {
+    const model = proxy.runtime.snapshot.model;
+    proxy.runtime.apply(parseModel({ ...model, default_certificate: null, limits: { ...model.limits, handshake_timeout_ms: 300 } }));
+    try {
+      // Plaintext HTTP (answered 400), and a ClientHello for a name nobody serves (answered with an alert).
+      for (const opening of ["GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", await captureClientHello({ servername: "nobody.example" })]) {
+        const closed = await new Promise<boolean>((resolve) => {
+          // allowHalfOpen: the server's FIN does not close our side; we keep sending until it is gone.
+          const s = net.connect({ port: proxy.port, host: "127.0.0.1", allowHalfOpen: true }, async () => {
+            s.write(opening);
+            for (let i = 0; i < 100 && !s.destroyed; i++) {
+              await new Promise((r) => setTimeout(r, 50));
+              if (!s.destroyed) s.write("x");
+            }
+            resolve(s.destroyed);
+            s.destroy();
+          });
+          s.on("error", () => s.destroy());
+          s.on("data", () => {});
+        });
+        expect(closed).toBe(true);
+      }
+    } finally {
+      proxy.runtime.apply(model);
+    }
   });
 });
