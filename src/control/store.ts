@@ -156,6 +156,8 @@ export class SqliteStore implements Store {
       setRevision: p("UPDATE meta SET value = ? WHERE key = 'revision'"),
       objects: p("SELECT kind, key, body FROM objects ORDER BY kind, pos"),
       scalars: p("SELECT name, value FROM scalars"),
+      maxPos: p("SELECT COALESCE(MAX(pos), -1) AS pos FROM objects WHERE kind = ?"),
+      setBody: p("UPDATE objects SET body = ? WHERE kind = ? AND key = ?"),
       upsert: p("INSERT INTO objects (kind, key, pos, body) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET pos = excluded.pos, body = excluded.body"),
       del: p("DELETE FROM objects WHERE kind = ? AND key = ?"),
       delKind: p("DELETE FROM objects WHERE kind = ?"),
@@ -290,14 +292,16 @@ export class SqliteStore implements Store {
         after.forEach((o, i) => s.upsert!.run(kind, keyOf(kind, o), i, JSON.stringify(o)));
         continue;
       }
+      // Stored positions are not array indexes (deletes leave gaps): a changed object keeps its
+      // own, a new one goes after the highest, so the order read back after a restart is this one.
       const seen = new Set<string>();
-      let pos = before.length;
+      let pos = Number((s.maxPos!.get(kind) as Row).pos) + 1;
       for (const o of after) {
         const key = keyOf(kind, o);
         seen.add(key);
         const i = oldIndex.get(key);
-        if (i !== undefined && before[i] === o) continue;
-        s.upsert!.run(kind, key, i ?? pos++, JSON.stringify(o));
+        if (i === undefined) s.upsert!.run(kind, key, pos++, JSON.stringify(o));
+        else if (before[i] !== o) s.setBody!.run(JSON.stringify(o), kind, key);
       }
       for (const key of oldIndex.keys()) if (!seen.has(key)) s.del!.run(kind, key);
     }

@@ -73,6 +73,23 @@ describe("SQLite store", () => {
     db.close();
   });
 
+  it("keeps rule order across a restart after a delete, an append and an edit", async () => {
+    // Stored positions keep gaps after a delete; an append or an edit must not take a
+    // survivor's position, or the order read back (rule evaluation order) changes on restart.
+    const dir = tmpData();
+    const s = SqliteStore.open(dir);
+    const rule = (id: string) => parseModel({ rules: [{ id, expression: `http.request.uri.path eq "/${id}"`, action: "log" }] }).rules[0]!;
+    await s.replace(parseModel({ rules: ["x", "y", "z"].map((id) => ({ ...rule(id) })) }));
+    await s.transact((m) => ({ model: { ...m, rules: m.rules.filter((r) => r.id !== "x") }, result: null }));
+    await s.transact((m) => ({ model: { ...m, rules: [...m.rules, rule("a")] }, result: null }));
+    await s.transact((m) => ({ model: { ...m, rules: m.rules.map((r) => (r.id === "y" ? { ...r, action: "block" as const } : r)) }, result: null }));
+    expect((await s.load()).rules.map((r) => r.id)).toEqual(["y", "z", "a"]);
+    await s.close();
+    const s2 = SqliteStore.open(dir);
+    expect((await s2.load()).rules.map((r) => `${r.id}:${r.action}`)).toEqual(["y:block", "z:log", "a:log"]);
+    await s2.close();
+  });
+
   it("stores a token write and its audit entry in one transaction", async () => {
     const s = SqliteStore.open(tmpData());
     const audit = (summary: string) => ({ token_id: "admin", method: "POST", path: "/v1/tokens", status: 201, summary });
