@@ -12,11 +12,11 @@ import { APINIZER_ROUTES } from "./apinizer.ts";
 import { CLOUDFLARE_ROUTES } from "./cloudflare.ts";
 import { CLIENT_CERT_ROUTES } from "./clientcerts.ts";
 import type { ManagedCaService } from "../managedca/service.ts";
-import { ApiError, renderError, toApiError, type Dialect } from "./errors.ts";
+import { ApiError, renderError, renderWarnings, toApiError, type Dialect } from "./errors.ts";
 import { FASTLY_ROUTES } from "./fastly.ts";
-import { compileRoute, parseBody, readBody, type CompiledRoute, type Ctx, type Reply } from "./http.ts";
+import { compileRoute, decodeSegment, parseBody, readBody, type CompiledRoute, type Ctx, type Reply } from "./http.ts";
 import { NATIVE_ROUTES } from "./native.ts";
-import type { ControlPlane } from "./plane.ts";
+import type { ControlPlane, WriteContext } from "./plane.ts";
 
 export interface AdminOptions {
   plane: ControlPlane;
@@ -46,6 +46,12 @@ function send(res: http.ServerResponse, reply: Reply): void {
   const body = reply.text ?? JSON.stringify(reply.body) + "\n";
   res.writeHead(reply.status, { "content-type": reply.contentType ?? "application/json", "content-length": Buffer.byteLength(body), "cache-control": "no-store" });
   res.end(body);
+}
+
+/** A successful write's warnings, in the dialect's envelope (only JSON object bodies carry them). */
+function withWarnings(dialect: Dialect, reply: Reply, warnings: string[]): Reply {
+  if (!warnings.length || typeof reply.body !== "object" || reply.body === null || Array.isArray(reply.body)) return reply;
+  return { ...reply, body: renderWarnings(dialect, reply.body as Record<string, unknown>, warnings) };
 }
 
 function sendError(res: http.ServerResponse, dialect: Dialect, err: ApiError): void {
@@ -99,6 +105,8 @@ async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.Se
     res.setHeader("www-authenticate", dialect === "fastly" ? 'Fastly-Key realm="certgate"' : 'Bearer realm="certgate"');
     throw new ApiError("unauthorized", "a valid admin token is required (Fastly-Key: TOKEN or Authorization: Bearer TOKEN)");
   }
+  // Every segment, matched or not, must be valid percent-encoded UTF-8: 400, not a URIError's 500.
+  for (const segment of path.split("/")) decodeSegment(segment);
   if (!match) throw pathKnown ? new ApiError("method_not_allowed", `${method} is not allowed on ${path}`) : new ApiError("not_found", `no admin endpoint ${method} ${path}`);
   const { r, m } = match;
   const isWrite = method !== "GET" && method !== "HEAD";
@@ -107,10 +115,11 @@ async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.Se
   if (isWrite && principal.read_only) throw new ApiError("forbidden", "this token is read-only");
   const params: Record<string, string> = {};
   r.names.forEach((n, i) => {
-    params[n] = decodeURIComponent(m[i + 1]!);
+    params[n] = decodeSegment(m[i + 1]!);
   });
   const url = new URL(req.url ?? "/", "http://admin.invalid");
   let bodyCache: Promise<Buffer> | undefined;
+  const wctx: WriteContext = { principal, method, path, warnings: [] };
   const ctx: Ctx = {
     req,
     url,
@@ -121,14 +130,14 @@ async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.Se
     path,
     query: (name) => url.searchParams.get(name),
     body: async (o = {}) => parseBody(req, await (bodyCache ??= readBody(req)), o.yaml ?? false, o.optional ?? false),
-    write: (summary, mutate) => opts.plane.write({ principal, method, path }, summary, mutate),
-    writeCtx: () => ({ principal, method, path }),
+    write: (summary, mutate) => opts.plane.write(wctx, summary, mutate),
+    writeCtx: () => wctx,
     requireAccount: (acc) => {
       if (principal.account_id !== null && acc !== principal.account_id) throw new ApiError("forbidden", `this token is limited to Cloudflare account ${principal.account_id}`);
     },
     invalidateTokens: () => opts.auth.invalidate(),
   };
-  const reply = await r.handler(ctx);
+  const reply = withWarnings(dialect, await r.handler(ctx), wctx.warnings!);
   if (method === "HEAD") return send(res, { ...reply, body: undefined, text: "" });
   send(res, reply);
 }

@@ -86,3 +86,18 @@ export function renderError(dialect: Dialect, err: ApiError): { contentType: str
       return { contentType: "application/json", body: { error: { code: err.code, message: err.message, ...(err.pointer ? { path: err.pointer } : {}) } } };
   }
 }
+
+/** Cloudflare `messages[].code` of a warning (certgate's own; Cloudflare documents none for this). */
+const CF_WARNING = 10099;
+
+/** A success body with the write's warnings added where the dialect carries notes: Cloudflare's `messages`, Fastly's top-level `meta`, else `warnings`. */
+export function renderWarnings(dialect: Dialect, body: Record<string, unknown>, warnings: string[]): Record<string, unknown> {
+  switch (dialect) {
+    case "cloudflare":
+      return { ...body, messages: [...(Array.isArray(body.messages) ? body.messages : []), ...warnings.map((message) => ({ code: CF_WARNING, message }))] };
+    case "fastly":
+      return { ...body, meta: { ...(typeof body.meta === "object" && body.meta !== null ? body.meta : {}), warnings } };
+    default:
+      return { ...body, warnings };
+  }
+}

@@ -24,6 +24,7 @@ import { COLLECTIONS, keyField, type AuditEntry, type Store } from "./store.ts";
 import type { Principal } from "./auth.ts";
 import { ApiError, toApiError } from "./errors.ts";
 import { checkApinizerRules, enforces } from "../model/apinizer-rules.ts";
+import { checkValidity } from "./validity.ts";
 
 const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: unknown } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }> = {
   certificates: Certificate,
@@ -56,6 +57,8 @@ export interface WriteContext {
   principal: Principal;
   method: string;
   path: string;
+  /** Collects the write's warnings (an expired CA in a new bundle: validity.ts); the admin server renders them. */
+  warnings?: string[];
 }
 
 /** The audit entry of an admin write. */
@@ -198,6 +201,8 @@ export class ControlPlane {
           const r = mutate(m);
           if (r.model === m) return r;
           const model = opts.full ? fullValidate(r.model) : validateChanged(m, r.model);
+          const warnings = checkValidity(m, model); // throws for an expired server certificate, whoever writes
+          ctx.warnings?.push(...warnings);
           return { model, result: r.result };
         },
         {

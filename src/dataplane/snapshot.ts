@@ -237,10 +237,11 @@ function compileRules(
   try {
     return compileRuleset(rules.map(toRuleSpec));
   } catch (e) {
-    const err = e as { ruleId?: string; message: string };
+    const err = e as { ruleId?: string; message: string; cause?: unknown };
     const idx = rules.findIndex((r) => r.id === err.ruleId);
-    const where =
-      idx < 0 ? path : idx < derived ? `apinizer (rule ${err.ruleId})` : idx < offset ? `rules[${idx - derived}].expression` : `${path}[${idx - offset}].expression`;
+    // Only an expression error is the expression's; anything else is the rule's.
+    const at = err.cause ? ".expression" : "";
+    const where = idx < 0 ? path : idx < derived ? `apinizer (rule ${err.ruleId})` : idx < offset ? `rules[${idx - derived}]${at}` : `${path}[${idx - offset}]${at}`;
     fail(where, err.message);
     return null;
   }

@@ -10,7 +10,7 @@ import type { ModelInput } from "../../src/model/schema.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
 import { createLogger } from "../../src/observability/log.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
-import { api, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, type ApiReply, type Certgate } from "./helpers.ts";
+import { api, apinizerError, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, type Certgate } from "./helpers.ts";
 
 /** Trust bundle "clients" = dev CA + other CA; a.test/ and b.test/ routed to the echo origin. */
 const seed = (p: DevPki, origin: string): ModelInput => ({
@@ -37,11 +37,6 @@ const DEPLOYED = { success: true, deploymentResult: { success: true, deploymentR
 
 const POLICIES = "/apiops/projects/MyProject/apiProxies/MyAPI/policies/";
 const CA_DN = "CN=certgate dev client CA,O=certgate dev";
-
-function apinizerError(r: ApiReply): string {
-  if (r.body?.success !== false || !Array.isArray(r.body.errors) || typeof r.body.errors[0]?.message !== "string") throw new Error(`not an Apinizer error envelope: ${r.text}`);
-  return r.body.errors[0].message;
-}
 
 const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
 
