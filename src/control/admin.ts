@@ -4,6 +4,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
 import type { Authenticator } from "./auth.ts";
@@ -29,13 +30,34 @@ export interface AdminOptions {
 }
 
 // The dialect of a route (its error envelope) follows from its path: dialectOf.
-const ROUTES: CompiledRoute[] = [...FASTLY_ROUTES, ...CLOUDFLARE_ROUTES, ...CLIENT_CERT_ROUTES, ...NATIVE_ROUTES, ...APINIZER_ROUTES].map(compileRoute);
+// Exported for the suites generated from it (admin fuzzing).
+export const ROUTES: CompiledRoute[] = [...FASTLY_ROUTES, ...CLOUDFLARE_ROUTES, ...CLIENT_CERT_ROUTES, ...NATIVE_ROUTES, ...APINIZER_ROUTES].map(compileRoute);
 
 function dialectOf(path: string): Dialect {
   if (path.startsWith("/tls/")) return "fastly";
   if (path.startsWith("/accounts/") || path === "/zones" || path.startsWith("/zones/")) return "cloudflare";
   if (path === "/apiops" || path.startsWith("/apiops/")) return "apinizer";
   return "native";
+}
+
+/** The path as routed: Cloudflare's API is also served under /client/v4. */
+const routedPath = (rawPath: string): string => (rawPath.startsWith("/client/v4/") ? rawPath.slice("/client/v4".length) : rawPath);
+
+/**
+ * A request Node's parser refuses (a request line or headers over 16 KiB, a space or control
+ * character in the target...) never reaches the handler: answer it in the envelope of the
+ * dialect its request line names, instead of Node's bodiless 400/431, and close.
+ */
+function onClientError(err: Error & { code?: string; rawPacket?: Buffer }, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || !socket.writable) return void socket.destroy();
+  const target = /^[A-Z]+ (\/[^ ?]*)/.exec(err.rawPacket?.toString("latin1") ?? "")?.[1] ?? "/";
+  const e =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? new ApiError("headers_too_large", "the request line and headers exceed 16 KiB")
+      : new ApiError("bad_request", `malformed HTTP request (${err.code ?? "parse error"})`);
+  const { contentType, body } = renderError(dialectOf(routedPath(target)), e);
+  const text = JSON.stringify(body) + "\n";
+  socket.end(`HTTP/1.1 ${e.status} ${http.STATUS_CODES[e.status]}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
 }
 
 function send(res: http.ServerResponse, reply: Reply): void {
@@ -69,7 +91,7 @@ export function createAdminServer(runtime: Runtime, metrics: Metrics, opts?: Adm
       void metrics.registry.metrics().then((text) => send(res, { status: 200, text, contentType: metrics.registry.contentType }));
       return;
     }
-    const path = rawPath.startsWith("/client/v4/") ? rawPath.slice("/client/v4".length) : rawPath;
+    const path = routedPath(rawPath);
     const dialect = dialectOf(path);
     if (!opts) return sendError(res, dialect, new ApiError("not_found", `no admin endpoint ${req.method} ${rawPath}`));
     void route(opts, req, res, path, dialect).catch((e: unknown) => {
@@ -81,9 +103,11 @@ export function createAdminServer(runtime: Runtime, metrics: Metrics, opts?: Adm
       else res.destroy();
     });
   };
-  if (opts?.tls)
-    return https.createServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.clientCa, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, handler);
-  return http.createServer(handler);
+  const server = opts?.tls
+    ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.clientCa, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, handler)
+    : http.createServer(handler);
+  server.on("clientError", onClientError);
+  return server;
 }
 
 async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.ServerResponse, path: string, dialect: Dialect): Promise<void> {

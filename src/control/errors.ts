@@ -19,6 +19,7 @@ const ERRORS = {
   type_mismatch: { status: 409, title: "Conflict", cf: 10005 },
   conflict: { status: 409, title: "Conflict", cf: 10009 },
   payload_too_large: { status: 413, title: "Payload too large", cf: 10413 },
+  headers_too_large: { status: 431, title: "Request header fields too large", cf: 10431 },
   internal: { status: 500, title: "Internal server error", cf: 10500 },
 } as const;
 

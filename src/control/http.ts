@@ -115,7 +115,7 @@ export function parseBody(req: http.IncomingMessage, raw: Buffer, yaml: boolean,
   const ct = String(req.headers["content-type"] ?? "").toLowerCase();
   if (yaml && /yaml/.test(ct)) {
     try {
-      return parseYaml(text);
+      return parseYaml(text, { logLevel: "error" }); // errors still throw; warnings (an unknown tag) are not printed
     } catch (e) {
       throw new ApiError("invalid_json", `invalid YAML: ${(e as Error).message}`);
     }

@@ -6,7 +6,8 @@ import { issue, pki } from "../helpers/harness.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import type { Issued } from "../../src/pki/issue.ts";
 import type { ModelInput } from "../../src/model/schema.ts";
-import { api, cfError, dialectError, echo, fastlyError, jsonapi, nativeError, seedModel, startCertgate, type Certgate } from "./helpers.ts";
+import { connect } from "node:net";
+import { api, cfError, dialectError, echo, fastlyError, jsonapi, nativeError, seedModel, startCertgate, TOKEN, type ApiReply, type Certgate } from "./helpers.ts";
 
 const DAY = 86_400_000;
 const ACC = "acc1";
@@ -60,6 +61,32 @@ describe("admin input", () => {
     const ok = await api(cg, "GET", "/v1/routes/r%30");
     expect(ok.status).toBe(200);
     expect(ok.body.id).toBe("r0");
+  });
+
+  it("a request Node's parser refuses (16 KiB request line, space or raw byte in the target) is answered in the dialect's envelope", async () => {
+    const { port } = new URL(cg.admin);
+    const raw = (data: string) =>
+      new Promise<string>((resolve, reject) => {
+        const c = connect(Number(port), "127.0.0.1", () => c.end(data, "latin1"));
+        let out = "";
+        c.setEncoding("latin1");
+        c.on("data", (d) => (out += d));
+        c.on("error", reject);
+        c.on("close", () => resolve(out));
+      });
+    const parse = (res: string): ApiReply => {
+      const [head, body = ""] = res.split("\r\n\r\n");
+      return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head!)?.[1]), headers: new Headers(), body: body ? JSON.parse(body) : undefined, text: body };
+    };
+    const long = parse(await raw(`GET /tls/certificates/${"a".repeat(20_000)} HTTP/1.1\r\nHost: x\r\nFastly-Key: ${TOKEN}\r\n\r\n`));
+    expect(long.status).toBe(431);
+    expect(fastlyError(long)).toMatch(/exceed 16 KiB/);
+    const space = parse(await raw(`GET /client/v4/zones/a b HTTP/1.1\r\nHost: x\r\n\r\n`));
+    expect(space.status).toBe(400);
+    expect(cfError(space)).toMatch(/malformed HTTP request/);
+    const byte = parse(await raw(`GET /v1/routes/\u00e9 HTTP/1.1\r\nHost: x\r\n\r\n`));
+    expect(byte.status).toBe(400);
+    expect(nativeError(byte).code).toBe("bad_request");
   });
 
   it("a body that is not UTF-8 is a 400 in every dialect, and nothing is stored with U+FFFD", async () => {
