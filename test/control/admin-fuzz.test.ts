@@ -53,14 +53,14 @@ const KEYS = [
   "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList", "operationMetadata",
   "targetScope", "targetPipeline", "order", "targetEndpoint", "targetEndpointHTTPMethod", "policy", "active", "validateCertificate", "validateACLForIssuer",
   // the usual suspects
-  "__proto__", "constructor", "",
+  "__proto__", "constructor", "toString", "valueOf", "",
 ];
 
 function valueArb(leaves: string[]): fc.Arbitrary<unknown> {
   const leaf = fc.oneof(
     { weight: 4, arbitrary: fc.constantFrom<unknown>(...leaves) },
     { weight: 2, arbitrary: fc.string({ unit: "grapheme", maxLength: 30 }) },
-    { weight: 1, arbitrary: fc.constantFrom<unknown>(null, true, false, 0, -1, 1.5, 1e308, -1e308, 2 ** 53 + 1, "", " ", "\r\n", "\u0000", "\ud800") },
+    { weight: 1, arbitrary: fc.constantFrom<unknown>(null, true, false, 0, -1, 1.5, 1e308, -1e308, 2 ** 53 + 1, "", " ", "\r\n", "\u0000", "\ud800", { toString: 1 }, { valueOf: {}, toString: "x" }) },
     { weight: 1, arbitrary: fc.integer() },
     { weight: 1, arbitrary: fc.integer({ min: 10_000, max: 300_000 }).map((n) => "x".repeat(n)) },
   );
@@ -100,6 +100,7 @@ function fixedBodies(): Body[] {
     json({ __proto__: { polluted: true }, constructor: { prototype: { polluted: true } } }, "prototype keys"),
     json(Object.fromEntries(KEYS.map((k) => [k, 1])), "every key a number"),
     json(Object.fromEntries(KEYS.map((k) => [k, [{}]])), "every key an array"),
+    json(Object.fromEntries(KEYS.map((k) => [k, { toString: 1 }])), "every key an object String() cannot convert"),
     json({ data: { type: "x", attributes: null, relationships: { tls_domain: { data: [{}] }, mutual_authentication: { data: "x" } } } }, "JSON:API wrong types"),
     { bytes: "a: &a [*a]\n", contentType: "application/yaml", label: "YAML recursive alias" },
     { bytes: "a: &a ['x','x','x','x','x','x','x','x','x']\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n", contentType: "application/yaml", label: "YAML billion laughs" },

@@ -112,6 +112,12 @@ describe("admin input", () => {
     expect(cg.plane.model.apinizer.projects.find((x) => x.name === "Cafe")?.description).toBe("café");
   });
 
+  it("a JSON object that String() cannot convert ({toString: 1}) as a route's id is a 400, not a 500 (found by the fuzzer)", async () => {
+    const r = await api(cg, "PUT", "/v1/routes/r9", { id: { toString: 1 }, hostname: "r9.test", origin });
+    expect(r.status).toBe(400);
+    expect(nativeError(r)).toMatchObject({ code: "bad_request", message: "id must be a string" });
+  });
+
   describe("a rule's custom response is refused at the field at fault", () => {
     it("Cloudflare: a CRLF in content_type at .response.content_type, a 5xx status at .response.status, not at the expression", async () => {
       const z = await api(cg, "POST", "/zones", { name: "crlf.test", account: { id: ACC } });
