@@ -51,10 +51,15 @@ const routedPath = (rawPath: string): string => (rawPath.startsWith("/client/v4/
 function onClientError(err: Error & { code?: string; rawPacket?: Buffer }, socket: Duplex): void {
   if (err.code === "ECONNRESET" || !socket.writable) return void socket.destroy();
   const target = /^[A-Z]+ (\/[^ ?]*)/.exec(err.rawPacket?.toString("latin1") ?? "")?.[1] ?? "/";
+  // The statuses Node itself would send for these codes.
   const e =
     err.code === "HPE_HEADER_OVERFLOW"
       ? new ApiError("headers_too_large", "the request line and headers exceed 16 KiB")
-      : new ApiError("bad_request", `malformed HTTP request (${err.code ?? "parse error"})`);
+      : err.code === "HPE_CHUNK_EXTENSIONS_OVERFLOW"
+        ? new ApiError("payload_too_large", "chunk extensions too large")
+        : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? new ApiError("request_timeout", "the request was not received in time")
+          : new ApiError("bad_request", `malformed HTTP request (${err.code ?? "parse error"})`);
   const { contentType, body } = renderError(dialectOf(routedPath(target)), e);
   const text = JSON.stringify(body) + "\n";
   socket.end(`HTTP/1.1 ${e.status} ${http.STATUS_CODES[e.status]}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);

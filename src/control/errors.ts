@@ -18,6 +18,7 @@ const ERRORS = {
   invalid_config: { status: 400, title: "Invalid configuration", cf: 10004 },
   type_mismatch: { status: 409, title: "Conflict", cf: 10005 },
   conflict: { status: 409, title: "Conflict", cf: 10009 },
+  request_timeout: { status: 408, title: "Request timeout", cf: 10408 },
   payload_too_large: { status: 413, title: "Payload too large", cf: 10413 },
   headers_too_large: { status: 431, title: "Request header fields too large", cf: 10431 },
   internal: { status: 500, title: "Internal server error", cf: 10500 },
