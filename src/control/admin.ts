@@ -43,6 +43,13 @@ function dialectOf(path: string): Dialect {
 /** The path as routed: Cloudflare's API is also served under /client/v4. */
 const routedPath = (rawPath: string): string => (rawPath.startsWith("/client/v4/") ? rawPath.slice("/client/v4".length) : rawPath);
 
+/** An answer written straight to the socket (no ServerResponse exists), in the dialect of `target`, closing the connection. */
+function refuseRaw(socket: Duplex, target: string, e: ApiError): void {
+  const { contentType, body } = renderError(dialectOf(routedPath(target)), e);
+  const text = JSON.stringify(body) + "\n";
+  socket.end(`HTTP/1.1 ${e.status} ${http.STATUS_CODES[e.status]}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
+}
+
 /**
  * A request Node's parser refuses (a request line or headers over 16 KiB, a space or control
  * character in the target...) never reaches the handler: answer it in the envelope of the
@@ -60,9 +67,7 @@ function onClientError(err: Error & { code?: string; rawPacket?: Buffer }, socke
         : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
           ? new ApiError("request_timeout", "the request was not received in time")
           : new ApiError("bad_request", `malformed HTTP request (${err.code ?? "parse error"})`);
-  const { contentType, body } = renderError(dialectOf(routedPath(target)), e);
-  const text = JSON.stringify(body) + "\n";
-  socket.end(`HTTP/1.1 ${e.status} ${http.STATUS_CODES[e.status]}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
+  refuseRaw(socket, target, e);
 }
 
 function send(res: http.ServerResponse, reply: Reply): void {
@@ -112,6 +117,8 @@ export function createAdminServer(runtime: Runtime, metrics: Metrics, opts?: Adm
     ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.clientCa, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, handler)
     : http.createServer(handler);
   server.on("clientError", onClientError);
+  // Without a listener Node closes a CONNECT's connection without a word.
+  server.on("connect", (req: http.IncomingMessage, socket: Duplex) => refuseRaw(socket, (req.url ?? "/").split("?")[0]!, new ApiError("method_not_allowed", "CONNECT is not allowed on the admin API")));
   return server;
 }
 

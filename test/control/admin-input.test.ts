@@ -63,7 +63,7 @@ describe("admin input", () => {
     expect(ok.body.id).toBe("r0");
   });
 
-  it("a request Node's parser refuses (16 KiB request line, space or raw byte in the target) is answered in the dialect's envelope", async () => {
+  it("a request Node's parser refuses (16 KiB request line, space or raw byte in the target) and a CONNECT are answered in the dialect's envelope", async () => {
     const { port } = new URL(cg.admin);
     const raw = (data: string) =>
       new Promise<string>((resolve, reject) => {
@@ -87,6 +87,10 @@ describe("admin input", () => {
     const byte = parse(await raw(`GET /v1/routes/\u00e9 HTTP/1.1\r\nHost: x\r\n\r\n`));
     expect(byte.status).toBe(400);
     expect(nativeError(byte).code).toBe("bad_request");
+    // CONNECT: Node closed the connection without an answer.
+    const connectReq = parse(await raw(`CONNECT /tls/certificates HTTP/1.1\r\nHost: x\r\nFastly-Key: ${TOKEN}\r\n\r\n`));
+    expect(connectReq.status).toBe(405);
+    expect(fastlyError(connectReq)).toMatch(/CONNECT is not allowed/);
   });
 
   it("a body that is not UTF-8 is a 400 in every dialect, and nothing is stored with U+FFFD", async () => {
