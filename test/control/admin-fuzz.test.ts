@@ -168,7 +168,7 @@ describe("admin fuzzing", () => {
       zones: [{ id: "zone1", name: "z.test", account_id: ACC, rules: [{ id: "rule1", expression: 'http.request.uri.path eq "/x"', action: "block" }], ruleset: { id: "rs1" } }],
     }));
     const origin = (await api(cg, "GET", "/v1/routes/r0")).body.origin as string;
-    // Objects only the dialects make: an API proxy with a policy, a Fastly activation, a managed client certificate.
+    // Objects only the dialects make: an API proxy with a policy, a Fastly mutual authentication, a scoped token.
     expect((await api(cg, "POST", "/apiops/projects/P/apiProxies/X/", { hostname: "b.test", relativePath: "/x", backendUrl: origin, trustBundleId: "tb1" })).status).toBe(200);
     const pol = await api(cg, "POST", "/apiops/projects/P/apiProxies/X/policies/pol", {
       operationMetadata: { targetScope: "ALL", targetPipeline: "REQUEST", deploy: false, order: 1 },
@@ -181,16 +181,17 @@ describe("admin fuzzing", () => {
     const certs = (await api(cg, "GET", "/tls/certificates")).body.data as { id: string }[];
     const tokens = (await api(cg, "POST", "/v1/tokens", { name: "t" })).body.id as string;
     const leafKey = await issue({ subject: "CN=csr" });
-    real.id = ["r0", "srv", "tb1", ma.body.data.id, ...acts.map((a) => a.id), ...certs.map((c) => c.id), tokens, "default", "rule1"];
+    // Existing objects first (the fixed table uses [0]), then names free to create.
+    real.id = ["r0", "srv", "tb1", ma.body.data.id, ...acts.map((a) => a.id), ...certs.map((c) => c.id), tokens, "default", "rule1", "new-id"];
     real.account_id = [ACC, "other"];
-    real.zone_id = ["zone1"];
+    real.zone_id = ["zone1", "zone2"];
     real.ruleset_id = ["rs1"];
     real.rule_id = ["rule1"];
     real.phase = ["http_request_firewall_custom"];
-    real.project = ["P"];
-    real.proxy = ["X"];
-    real.environment = ["production"];
-    real.policy = ["pol"];
+    real.project = ["P", "Q"];
+    real.proxy = ["X", "Y"];
+    real.environment = ["production", "staging"];
+    real.policy = ["pol", "pol2"];
     leaves = [
       p.ca.certPem, p.server.certPem, p.server.keyPem, p.client.certPem, leafKey.keyPem, p.ca.certPem + "junk", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
       "a.test", "b.test", "z.test", "*.z.test", "localhost", "new.test", "A.TEST", "-bad-.test", origin, "http://", "ftp://x", "http://[::1", "/", "/x", "//x", "/x?y#z",
