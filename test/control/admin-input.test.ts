@@ -153,7 +153,7 @@ describe("admin input", () => {
   });
 
   describe("expired certificates", () => {
-    it("Fastly: an expired server certificate is refused (400) even with its key uploaded; nothing stored", async () => {
+    it("Fastly: an expired server certificate is refused (400) on POST even with its key uploaded, and on PATCH; nothing stored", async () => {
       const old = await issue({ subject: "CN=old.test", dnsNames: ["old.test"], notBefore: new Date(Date.now() - 3 * DAY), notAfter: new Date(Date.now() - DAY) }, p.serverCa);
       const key = await api(cg, "POST", "/tls/private_keys", jsonapi("tls_private_key", { key: old.keyPem, name: "old" }));
       expect(key.status).toBe(201);
@@ -163,6 +163,13 @@ describe("admin input", () => {
       expect(fastlyError(r)).toMatch(/certificates\[\d+\]\.cert: the certificate \(old\.test\) expired on \d{4}-/);
       expect(r.body.errors[0].title).toBe("Invalid certificate");
       expect(cg.plane.model.certificates.length).toBe(before);
+      // Replacing a stored certificate's blob (same key) with an expired one: refused too, the old one stays.
+      const stored = cg.plane.model.certificates.find((c) => c.id === "srv")!.cert;
+      const renewedBadly = await issue({ subject: "CN=localhost", dnsNames: ["localhost"], notBefore: new Date(Date.now() - 3 * DAY), notAfter: new Date(Date.now() - DAY) }, p.serverCa, p.server.keys);
+      const patch = await api(cg, "PATCH", "/tls/certificates/srv", jsonapi("tls_certificate", { cert_blob: renewedBadly.certPem }, undefined, "srv"));
+      expect(patch.status).toBe(400);
+      expect(fastlyError(patch)).toMatch(/expired on/);
+      expect(cg.plane.model.certificates.find((c) => c.id === "srv")!.cert).toBe(stored);
     });
     it("native /v1/config: a new expired certificate is refused; a stored one that has expired since round-trips", async () => {
       const cur = (await api(cg, "GET", "/v1/config")).body;
