@@ -149,6 +149,12 @@ describe("admin input", () => {
       });
       expect(r.status).toBe(400);
       expect(nativeError(r)).toMatchObject({ code: "invalid_config", path: "rules[0].response.content_type" });
+      // A rule the engine refuses for something other than its expression is reported at the rule.
+      const rule = { id: "dup", expression: 'http.request.uri.path eq "/x"', action: "block" };
+      const dup = await api(cg, "PUT", "/v1/config", { ...cur, zones: [{ id: "zd", name: "dup.test", rules: [rule, rule] }] });
+      expect(dup.status).toBe(400);
+      expect(nativeError(dup)).toMatchObject({ code: "invalid_config", path: "zones[0].rules[1]" });
+      expect(nativeError(dup).message).toMatch(/duplicate rule id/);
     });
   });
 
