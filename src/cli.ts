@@ -121,7 +121,12 @@ async function serve(argv: string[]): Promise<void> {
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicBound = await listenAdmin(publicServer, pub.host, pub.port);
   const managedCa = new ManagedCaService(dataDir, values["public-url"] ?? `http://${publicBound.address.includes(":") ? `[${publicBound.address}]` : publicBound.address}:${publicBound.port}`, () => runtime.snapshot.model);
-  const { server: adminServer } = startControl(runtime, metrics, loaded, adminToken, { tls: adminTls, managedCa, onError: (e) => log.error({ msg: "admin error", err: e }) });
+  const { server: adminServer } = startControl(runtime, metrics, loaded, adminToken, {
+    tls: adminTls,
+    managedCa,
+    onError: (e) => log.error({ msg: "admin error", err: e }),
+    onUnauthenticated: (method, path, remote) => log.warn({ msg: "admin write without a valid token", method, path, remote }),
+  });
   const adminBound = await listenAdmin(adminServer, admin.host, admin.port);
   // --- end control plane wiring ---
   log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, public: managedCa.publicUrl, config_version: runtime.snapshot.version });

@@ -4,6 +4,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
 import type { Authenticator } from "./auth.ts";
@@ -12,9 +13,9 @@ import { APINIZER_ROUTES } from "./apinizer.ts";
 import { CLOUDFLARE_ROUTES } from "./cloudflare.ts";
 import { CLIENT_CERT_ROUTES } from "./clientcerts.ts";
 import type { ManagedCaService } from "../managedca/service.ts";
-import { ApiError, renderError, toApiError, type Dialect } from "./errors.ts";
+import { ApiError, renderError, renderWarnings, toApiError, type Dialect } from "./errors.ts";
 import { FASTLY_ROUTES } from "./fastly.ts";
-import { compileRoute, parseBody, readBody, type CompiledRoute, type Ctx, type Reply } from "./http.ts";
+import { compileRoute, decodeSegment, parseBody, readBody, type CompiledRoute, type Ctx, type Reply } from "./http.ts";
 import { NATIVE_ROUTES } from "./native.ts";
 import { auditEntry } from "./plane.ts";
 import type { ControlPlane, WriteContext } from "./plane.ts";
@@ -26,6 +27,8 @@ export interface AdminOptions {
   tls?: { cert: string; key: string; clientCa: string };
   /** Called with unexpected errors (500s). */
   onError?: (e: unknown) => void;
+  /** A write without a valid token (401): logged, not stored, so no one without a token can grow the audit table. */
+  onUnauthenticated?: (method: string, path: string, remote: string | undefined) => void;
   managedCa?: ManagedCaService;
 }
 
@@ -34,13 +37,42 @@ export interface AdminOptions {
 // too, on their account's objects: ownership.ts), else global tokens (read-only ones: GET only).
 /** Every admin endpoint (the authorization matrix test enumerates this table). */
 export const ADMIN_ROUTES: readonly CompiledRoute[] = [...FASTLY_ROUTES, ...CLOUDFLARE_ROUTES, ...CLIENT_CERT_ROUTES, ...NATIVE_ROUTES, ...APINIZER_ROUTES].map(compileRoute);
-const ROUTES = ADMIN_ROUTES;
 
 export function dialectOf(path: string): Dialect {
   if (path.startsWith("/tls/")) return "fastly";
   if (path.startsWith("/accounts/") || path === "/zones" || path.startsWith("/zones/")) return "cloudflare";
   if (path === "/apiops" || path.startsWith("/apiops/")) return "apinizer";
   return "native";
+}
+
+/** The path as routed: Cloudflare's API is also served under /client/v4. */
+const routedPath = (rawPath: string): string => (rawPath.startsWith("/client/v4/") ? rawPath.slice("/client/v4".length) : rawPath);
+
+/** An answer written straight to the socket (no ServerResponse exists), in the dialect of `target`, closing the connection. */
+function refuseRaw(socket: Duplex, target: string, e: ApiError): void {
+  const { contentType, body } = renderError(dialectOf(routedPath(target)), e);
+  const text = JSON.stringify(body) + "\n";
+  socket.end(`HTTP/1.1 ${e.status} ${http.STATUS_CODES[e.status]}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
+}
+
+/**
+ * A request Node's parser refuses (a request line or headers over 16 KiB, a space or control
+ * character in the target...) never reaches the handler: answer it in the envelope of the
+ * dialect its request line names, instead of Node's bodiless 400/431, and close.
+ */
+function onClientError(err: Error & { code?: string; rawPacket?: Buffer }, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || !socket.writable) return void socket.destroy();
+  const target = /^[A-Z]+ (\/[^ ?]*)/.exec(err.rawPacket?.toString("latin1") ?? "")?.[1] ?? "/";
+  // The statuses Node itself would send for these codes.
+  const e =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? new ApiError("headers_too_large", "the request line and headers exceed 16 KiB")
+      : err.code === "HPE_CHUNK_EXTENSIONS_OVERFLOW"
+        ? new ApiError("payload_too_large", "chunk extensions too large")
+        : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? new ApiError("request_timeout", "the request was not received in time")
+          : new ApiError("bad_request", `malformed HTTP request (${err.code ?? "parse error"})`);
+  refuseRaw(socket, target, e);
 }
 
 function send(res: http.ServerResponse, reply: Reply): void {
@@ -51,6 +83,12 @@ function send(res: http.ServerResponse, reply: Reply): void {
   const body = reply.text ?? JSON.stringify(reply.body) + "\n";
   res.writeHead(reply.status, { "content-type": reply.contentType ?? "application/json", "content-length": Buffer.byteLength(body), "cache-control": "no-store" });
   res.end(body);
+}
+
+/** A successful write's warnings, in the dialect's envelope (only JSON object bodies carry them). */
+function withWarnings(dialect: Dialect, reply: Reply, warnings: string[]): Reply {
+  if (!warnings.length || typeof reply.body !== "object" || reply.body === null || Array.isArray(reply.body)) return reply;
+  return { ...reply, body: renderWarnings(dialect, reply.body as Record<string, unknown>, warnings) };
 }
 
 function sendError(res: http.ServerResponse, dialect: Dialect, err: ApiError): void {
@@ -68,7 +106,7 @@ export function createAdminServer(runtime: Runtime, metrics: Metrics, opts?: Adm
       void metrics.registry.metrics().then((text) => send(res, { status: 200, text, contentType: metrics.registry.contentType }));
       return;
     }
-    const path = rawPath.startsWith("/client/v4/") ? rawPath.slice("/client/v4".length) : rawPath;
+    const path = routedPath(rawPath);
     const dialect = dialectOf(path);
     if (!opts) return sendError(res, dialect, new ApiError("not_found", `no admin endpoint ${req.method} ${rawPath}`));
     void route(opts, req, res, path, dialect).catch((e: unknown) => {
@@ -80,21 +118,26 @@ export function createAdminServer(runtime: Runtime, metrics: Metrics, opts?: Adm
       else res.destroy();
     });
   };
-  if (opts?.tls)
-    return https.createServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.clientCa, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, handler);
-  return http.createServer(handler);
+  const server = opts?.tls
+    ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.clientCa, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, handler)
+    : http.createServer(handler);
+  server.on("clientError", onClientError);
+  // Without a listener Node closes a CONNECT's connection without a word.
+  server.on("connect", (req: http.IncomingMessage, socket: Duplex) => refuseRaw(socket, (req.url ?? "/").split("?")[0]!, new ApiError("method_not_allowed", "CONNECT is not allowed on the admin API")));
+  return server;
 }
 
-/** Routes a request; a write refused for want of a token or scope (401/403) is added to the audit log unless the write path already logged it. */
+/** Routes a request; a write refused for want of scope (403) is added to the audit log unless the write path already logged it. */
 async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.ServerResponse, path: string, dialect: Dialect): Promise<void> {
   const method = req.method ?? "GET";
-  const wctx: WriteContext = { principal: { token_id: "-", read_only: true, account_id: null }, method, path };
+  const wctx: WriteContext = { principal: { token_id: "-", read_only: true, account_id: null }, method, path, warnings: [] };
   try {
     await dispatch(opts, req, res, path, dialect, wctx);
   } catch (e) {
     const status = toApiError(e).status;
-    if (method !== "GET" && method !== "HEAD" && (status === 401 || status === 403) && !wctx.audited)
-      await opts.plane.store.audit(auditEntry(wctx, `refused: ${(e as Error).message}`, status)).catch(() => {});
+    const isWrite = method !== "GET" && method !== "HEAD";
+    if (isWrite && status === 401) opts.onUnauthenticated?.(method, path, req.socket.remoteAddress);
+    if (isWrite && status === 403 && !wctx.audited) await opts.plane.store.audit(auditEntry(wctx, `refused: ${(e as Error).message}`, status)).catch(() => {});
     throw e;
   }
 }
@@ -103,7 +146,7 @@ async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http
   const method = wctx.method;
   let match: { r: CompiledRoute; m: RegExpExecArray } | undefined;
   let pathKnown = false;
-  for (const r of ROUTES) {
+  for (const r of ADMIN_ROUTES) {
     const m = r.re.exec(path);
     if (!m) continue;
     pathKnown = true;
@@ -119,6 +162,8 @@ async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http
     throw new ApiError("unauthorized", "a valid admin token is required (Fastly-Key: TOKEN or Authorization: Bearer TOKEN)");
   }
   wctx.principal = principal;
+  // Every segment, matched or not, must be valid percent-encoded UTF-8: 400, not a URIError's 500.
+  for (const segment of path.split("/")) decodeSegment(segment);
   if (!match) throw pathKnown ? new ApiError("method_not_allowed", `${method} is not allowed on ${path}`) : new ApiError("not_found", `no admin endpoint ${method} ${path}`);
   const { r, m } = match;
   const isWrite = method !== "GET" && method !== "HEAD";
@@ -127,7 +172,7 @@ async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http
   if (isWrite && principal.read_only) throw new ApiError("forbidden", "this token is read-only");
   const params: Record<string, string> = {};
   r.names.forEach((n, i) => {
-    params[n] = decodeURIComponent(m[i + 1]!);
+    params[n] = decodeSegment(m[i + 1]!);
   });
   const url = new URL(req.url ?? "/", "http://admin.invalid");
   let bodyCache: Promise<Buffer> | undefined;
@@ -148,7 +193,7 @@ async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http
     },
     invalidateTokens: () => opts.auth.invalidate(),
   };
-  const reply = await r.handler(ctx);
+  const reply = withWarnings(dialect, await r.handler(ctx), wctx.warnings!);
   if (method === "HEAD") return send(res, { ...reply, body: undefined, text: "" });
   send(res, reply);
 }

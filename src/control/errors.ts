@@ -18,7 +18,9 @@ const ERRORS = {
   invalid_config: { status: 400, title: "Invalid configuration", cf: 10004 },
   type_mismatch: { status: 409, title: "Conflict", cf: 10005 },
   conflict: { status: 409, title: "Conflict", cf: 10009 },
+  request_timeout: { status: 408, title: "Request timeout", cf: 10408 },
   payload_too_large: { status: 413, title: "Payload too large", cf: 10413 },
+  headers_too_large: { status: 431, title: "Request header fields too large", cf: 10431 },
   internal: { status: 500, title: "Internal server error", cf: 10500 },
 } as const;
 
@@ -84,5 +86,20 @@ export function renderError(dialect: Dialect, err: ApiError): { contentType: str
       };
     default:
       return { contentType: "application/json", body: { error: { code: err.code, message: err.message, ...(err.pointer ? { path: err.pointer } : {}) } } };
+  }
+}
+
+/** Cloudflare `messages[].code` of a warning (certgate's own; Cloudflare documents none for this). */
+const CF_WARNING = 10099;
+
+/** A success body with the write's warnings added where the dialect carries notes: Cloudflare's `messages`, Fastly's top-level `meta`, else `warnings`. */
+export function renderWarnings(dialect: Dialect, body: Record<string, unknown>, warnings: string[]): Record<string, unknown> {
+  switch (dialect) {
+    case "cloudflare":
+      return { ...body, messages: [...(Array.isArray(body.messages) ? body.messages : []), ...warnings.map((message) => ({ code: CF_WARNING, message }))] };
+    case "fastly":
+      return { ...body, meta: { ...(typeof body.meta === "object" && body.meta !== null ? body.meta : {}), warnings } };
+    default:
+      return { ...body, warnings };
   }
 }

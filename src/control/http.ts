@@ -67,6 +67,16 @@ export function compileRoute(r: RouteDef): CompiledRoute {
   return { ...r, re, names };
 }
 
+/** One percent-encoded path segment, decoded; 400 when it is not valid percent-encoded UTF-8 (`%ZZ`, `%FF`). */
+export function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    const shown = segment.length > 64 ? segment.slice(0, 64) + "..." : segment;
+    throw new ApiError("bad_request", `malformed percent-encoding in the path segment "${shown}"`);
+  }
+}
+
 export function readBody(req: http.IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -88,8 +98,16 @@ export function readBody(req: http.IncomingMessage): Promise<Buffer> {
   });
 }
 
+// Fatal: a body that is not UTF-8 is refused rather than stored with U+FFFD in place of its bytes.
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
 export function parseBody(req: http.IncomingMessage, raw: Buffer, yaml: boolean, optional = false): unknown {
-  const text = raw.toString("utf8");
+  let text: string;
+  try {
+    text = utf8.decode(raw);
+  } catch {
+    throw new ApiError("invalid_json", "the body is not valid UTF-8");
+  }
   if (!text.trim()) {
     if (optional) return undefined;
     throw new ApiError("invalid_json", "a request body is required");
@@ -97,7 +115,7 @@ export function parseBody(req: http.IncomingMessage, raw: Buffer, yaml: boolean,
   const ct = String(req.headers["content-type"] ?? "").toLowerCase();
   if (yaml && /yaml/.test(ct)) {
     try {
-      return parseYaml(text);
+      return parseYaml(text, { logLevel: "error" }); // errors still throw; warnings (an unknown tag) are not printed
     } catch (e) {
       throw new ApiError("invalid_json", `invalid YAML: ${(e as Error).message}`);
     }

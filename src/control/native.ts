@@ -29,7 +29,9 @@ function getRoute(ctx: Ctx): Reply {
 async function putRoute(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   const b = await objectBody(ctx, { shape: "a JSON object: {hostname, path_prefix, origin, ...}" });
-  if (b.id !== undefined && b.id !== id) throw badRequest(`id "${String(b.id)}" does not match the URL's "${id}"`, "id");
+  // str() first: String() of a JSON object with a non-function toString throws (a 500).
+  const bodyId = str(b.id, "id");
+  if (bodyId !== undefined && bodyId !== id) throw badRequest(`id "${bodyId}" does not match the URL's "${id}"`, "id");
   const hostname = str(b.hostname, "hostname", { required: true });
   str(b.origin, "origin", { required: true });
   const { created, route } = await ctx.write(`put route ${id} ${hostname}${typeof b.path_prefix === "string" ? b.path_prefix : "/"} → ${String(b.origin)}`, (model) => {

@@ -27,6 +27,7 @@ import type { Principal } from "./auth.ts";
 import { ApiError, toApiError } from "./errors.ts";
 import { checkApinizerRules, enforces } from "../model/apinizer-rules.ts";
 import { authorize, ownershipProblems } from "./ownership.ts";
+import { checkValidity } from "./validity.ts";
 
 const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: unknown } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }> = {
   certificates: Certificate,
@@ -68,6 +69,8 @@ export interface WriteContext {
   path: string;
   /** Set once a refusal of this request is in the audit log (the router logs the others). */
   audited?: boolean;
+  /** Collects the write's warnings (an expired CA in a new bundle: validity.ts); the admin server renders them. */
+  warnings?: string[];
 }
 
 /** The audit entry of an admin write. */
@@ -211,6 +214,8 @@ export class ControlPlane {
           const model = opts.full ? parseModel(r.model) : validateChanged(m, r.model);
           authorize(ctx.principal, m, model);
           checkControlRefs(model, m);
+          const warnings = checkValidity(m, model); // throws for an expired server certificate, whoever writes
+          ctx.warnings?.push(...warnings);
           return { model, result: r.result };
         },
         {

@@ -256,10 +256,12 @@ function compileRules(
   try {
     return compileRuleset(rules.map(toRuleSpec));
   } catch (e) {
-    const err = e as { ruleId?: string; message: string };
-    const idx = rules.findIndex((r) => r.id === err.ruleId);
-    const where =
-      idx < 0 ? path : idx < derived ? `apinizer (rule ${err.ruleId})` : idx < offset ? `rules[${idx - derived}].expression` : `${path}[${idx - offset}].expression`;
+    const err = e as { ruleId?: string; index?: number; message: string; cause?: unknown };
+    // The index, not the id: with a duplicate id, the second rule is the one at fault.
+    const idx = err.index ?? rules.findIndex((r) => r.id === err.ruleId);
+    // Only an expression error is the expression's; anything else is the rule's.
+    const at = err.cause ? ".expression" : "";
+    const where = idx < 0 ? path : idx < derived ? `apinizer (rule ${err.ruleId})` : idx < offset ? `rules[${idx - derived}]${at}` : `${path}[${idx - offset}]${at}`;
     fail(where, err.message);
     return null;
   }

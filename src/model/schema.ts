@@ -3,6 +3,7 @@
 // are errors: a typo must never silently weaken a policy.
 import { z } from "zod";
 import type { RuleSpec } from "../rules/index.ts";
+import { MAX_RESPONSE_BODY, MEDIA_TYPE } from "../rules/ruleset.ts";
 
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "ids are 1-128 of [A-Za-z0-9._-]");
 const hostname = z
@@ -137,10 +138,15 @@ export const Route = z.strictObject({
   updated_at: stamp,
 });
 
+// The rules engine's own limits, checked here too so a refusal names the field at fault
+// (a CRLF in content_type is reported at response.content_type, not at the rule's expression).
 const RuleResponse = z.strictObject({
-  status: z.number().int().min(400).max(599).default(403),
-  content_type: z.string().default("text/plain; charset=utf-8"),
-  body: z.string().max(65_536).default("Forbidden\n"),
+  status: z.number().int().min(400).max(499).default(403),
+  content_type: z.string().max(256).regex(MEDIA_TYPE, 'must be a media type such as "application/json" or "text/html; charset=utf-8"').default("text/plain; charset=utf-8"),
+  body: z
+    .string()
+    .refine((b) => Buffer.byteLength(b) <= MAX_RESPONSE_BODY, `at most ${MAX_RESPONSE_BODY} bytes`)
+    .default("Forbidden\n"),
 });
 
 export const Rule = z.strictObject({

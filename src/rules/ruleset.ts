@@ -67,7 +67,7 @@ export const MAX_RESPONSE_BODY = 16 * 1024;
 /** Rulesets smaller than this are walked without an index (it would not pay for itself). */
 const INDEX_THRESHOLD = 8;
 // eslint-disable-next-line no-control-regex
-const MEDIA_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\\\x00-\x1f\x7f]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
+export const MEDIA_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\\\x00-\x1f\x7f]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
 const ACTIONS: ReadonlySet<string> = new Set(["block", "allow", "log"]);
 const EMPTY: readonly RuleSpec[] = Object.freeze([]);
 const PASS: Decision = Object.freeze({ action: "pass", logged: EMPTY });

@@ -91,7 +91,7 @@ export interface ApiReply<T = any> {
   text: string;
 }
 
-/** One admin call; `body` objects are sent as JSON (strings as they are). */
+/** One admin call; `body` objects are sent as JSON (strings and bytes as they are). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
 export async function api<T = any>(
   cg: Certgate | string,
@@ -108,7 +108,7 @@ export async function api<T = any>(
     else headers.authorization = `Bearer ${token}`;
   }
   if (body !== undefined) headers["content-type"] ??= path.startsWith("/tls/") ? "application/vnd.api+json" : "application/json";
-  const res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
+  const res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body) });
   const text = await res.text();
   let parsed: unknown = undefined;
   try {
@@ -143,6 +143,15 @@ export function apinizerError(r: ApiReply): string {
 export function nativeError(r: ApiReply): { code: string; message: string } {
   if (typeof r.body?.error?.code !== "string" || typeof r.body.error.message !== "string") throw new Error(`not a native error envelope: ${r.text}`);
   return r.body.error;
+}
+
+/** Asserts the error envelope of the dialect that serves `path` (as the admin server picks it) and returns its message. */
+export function dialectError(path: string, r: ApiReply): string {
+  const p = path.startsWith("/client/v4/") ? path.slice("/client/v4".length) : path;
+  if (p.startsWith("/tls/")) return fastlyError(r);
+  if (p.startsWith("/accounts/") || p === "/zones" || p.startsWith("/zones/") || p.startsWith("/zones?")) return cfError(r);
+  if (p === "/apiops" || p.startsWith("/apiops/")) return apinizerError(r);
+  return nativeError(r).message;
 }
 
 export const jsonapi = (type: string, attributes?: Record<string, unknown>, relationships?: Record<string, unknown>, id?: string) => ({
