@@ -164,13 +164,13 @@ describe("admin fuzzing", () => {
     p = await pki();
     cg = await startCertgate(undefined, (d, o): ModelInput => ({
       ...seedModel(d, o),
-      trust_bundles: [{ id: "tb1", ca: d.ca.certPem, account_id: ACC }],
-      hosts: [{ hostname: "a.test", mtls: { trust_bundle: "tb1" } }],
+      trust_bundles: [{ id: "tb1", ca: d.ca.certPem, account_id: ACC }, { id: "tb0", ca: d.ca.certPem }],
+      hosts: [{ hostname: "a.test", account_id: ACC, mtls: { trust_bundle: "tb1" } }],
       zones: [{ id: "zone1", name: "z.test", account_id: ACC, rules: [{ id: "rule1", expression: 'http.request.uri.path eq "/x"', action: "block" }], ruleset: { id: "rs1" } }],
     }));
     const origin = (await api(cg, "GET", "/v1/routes/r0")).body.origin as string;
     // Objects only the dialects make: an API proxy with a policy, a Fastly mutual authentication, a scoped token.
-    expect((await api(cg, "POST", "/apiops/projects/P/apiProxies/X/", { hostname: "b.test", relativePath: "/x", backendUrl: origin, trustBundleId: "tb1" })).status).toBe(200);
+    expect((await api(cg, "POST", "/apiops/projects/P/apiProxies/X/", { hostname: "b.test", relativePath: "/x", backendUrl: origin, trustBundleId: "tb0" })).status).toBe(200);
     const pol = await api(cg, "POST", "/apiops/projects/P/apiProxies/X/policies/pol", {
       operationMetadata: { targetScope: "ALL", targetPipeline: "REQUEST", deploy: false, order: 1 },
       policy: { type: "policy-auth-mtls", description: "", active: true, validateCertificate: true, validateACLForIssuer: false },
