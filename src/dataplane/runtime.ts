@@ -16,6 +16,7 @@ import { DEFAULT_ENVIRONMENT } from "../model/apinizer-rules.ts";
 import { TlsServers } from "./tlsservers.ts";
 import { RevocationChecker } from "../revocation/checker.ts";
 import { CrlFetcher } from "../revocation/fetcher.ts";
+import { serialKey } from "../revocation/crl.ts";
 import { OcspClient } from "../revocation/ocsp.ts";
 import { classify, MISSING, VERIFIED, type Verdict } from "./verify.ts";
 
@@ -167,6 +168,7 @@ export class Runtime implements Dispatcher {
       else if (!socket.authorized) verdict = classify(String(socket.authorizationError ?? "UNABLE_TO_GET_ISSUER_CERT"));
       // Node checks no depth; a leaf issued below the bundle's CAs has at least 2 above it.
       else if ((bundle.depthOf.get(leaf.issuer) ?? 2) > bundle.verifyDepth) verdict = { ok: false, failure: "untrusted", reason: "chain_too_long" };
+      else if (policy.managedIssuedTo && !policy.managedIssuedTo.has(serialKey(leaf.serialNumber))) verdict = { ok: false, failure: "untrusted", reason: "issued_to_another_owner" };
       else verdict = VERIFIED;
       facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined);
       result = verdict.ok ? "verified" : verdict.reason;

@@ -49,6 +49,12 @@ export interface HostPolicy {
   forwarding: Forwarding;
   /** Changes whenever anything that decides client verification changes; scopes tickets. */
   version: string;
+  /**
+   * On a host that trusts the managed CA: the serials it issued for this host's owner. The CA
+   * is one per node, shared by every owner, so a certificate issued in one account's zone
+   * must not verify on another owner's host (Cloudflare gives each account its own CA).
+   */
+  managedIssuedTo?: ReadonlySet<string>;
 }
 
 /** Everything a request needs to know about its hostname in one snapshot. */
@@ -135,6 +141,19 @@ export class Snapshot {
       else if (cb) bundles.set(b.id, cb);
     });
 
+    // Managed-CA serials by the owner of the zone they were issued in ("" is the operator); a
+    // certificate whose zone is gone belongs to nobody.
+    const zoneOwner = new Map(model.zones.map((z) => [z.id, z.account_id ?? ""]));
+    const issuedTo = new Map<string, Set<string>>();
+    for (const c of model.managed_client_certificates) {
+      const owner = zoneOwner.get(c.zone_id);
+      if (owner === undefined) continue;
+      let set = issuedTo.get(owner);
+      if (!set) issuedTo.set(owner, (set = new Set()));
+      set.add(c.serial);
+    }
+    const managedBundles = new Set(model.trust_bundles.filter((b) => b.managed_ca).map((b) => b.id));
+
     this.#hosts = new NameTable();
     this.#hostCerts = new NameTable();
     model.hosts.forEach((h, i) => {
@@ -149,6 +168,11 @@ export class Snapshot {
         forwarding: h.forward_client_cert,
         version: policyVersion(mode, mode === "off" ? null : bundle!),
       };
+      if (mode !== "off" && managedBundles.has(bundleId!)) {
+        const owner = h.account_id ?? "";
+        policy.managedIssuedTo = issuedTo.get(owner) ?? new Set();
+        policy.version += `:owner=${owner}`; // tickets never cross owners either
+      }
       if (!this.#hosts.add(h.hostname, policy)) fail(`hosts[${i}].hostname`, `duplicate hostname "${h.hostname}"`);
       this.policyVersions.add(policy.version);
       if (h.certificate) {

@@ -103,3 +103,39 @@ describe("managed CA via the Cloudflare API", () => {
     expect((await api(cg, "PATCH", `/zones/${zone}/client_certificates/${certId}`, { reactivate: true })).status).toBe(400);
   });
 });
+
+describe("managed CA across owners", () => {
+  let cg: Certgate;
+  let dir: string;
+  beforeAll(async () => {
+    cg = await startCertgate();
+    dir = mkdtempSync(join(tmpdir(), "certgate-mca-owners-"));
+  });
+  afterAll(() => cg.close());
+
+  /** A zone of `account` whose host trusts the managed CA and blocks what it does not verify; a certificate issued in it. */
+  async function tenant(account: string, name: string): Promise<{ zone: string; client: { certPem: string; keyPem: string } }> {
+    const zone = (await api(cg, "POST", "/zones", { name, account: { id: account } })).body.result.id as string;
+    expect((await api(cg, "PUT", `/zones/${zone}/certificate_authorities/hostname_associations`, { hostnames: [name] })).status).toBe(200);
+    const rules = [{ action: "block", expression: "not cf.tls_client_auth.cert_verified", description: "mTLS" }];
+    expect((await api(cg, "PUT", `/zones/${zone}/rulesets/phases/http_request_firewall_custom/entrypoint`, { rules })).status).toBe(200);
+    const key = join(dir, `${account}.key`);
+    const csr = join(dir, `${account}.csr`);
+    expect((await run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-subj", `/CN=${account}`])).code).toBe(0);
+    const issued = await api(cg, "POST", `/zones/${zone}/client_certificates`, { csr: readFileSync(csr, "utf8"), validity_days: 30 });
+    expect(issued.status).toBe(200);
+    return { zone, client: { certPem: issued.body.result.certificate, keyPem: readFileSync(key, "utf8") } };
+  }
+
+  it("a certificate issued in one account's zone does not verify on another account's host", async () => {
+    const a = await tenant("acc-a", "a.test");
+    const b = await tenant("acc-b", "b.test");
+    expect((await request(cg.port, { servername: "a.test", cert: a.client })).status).toBe(200);
+    expect((await request(cg.port, { servername: "b.test", cert: b.client })).status).toBe(200);
+    // The CA is shared; the certificate chains to it, but it was issued for the other owner.
+    expect((await request(cg.port, { servername: "b.test", cert: a.client })).status).toBe(403);
+    expect((await request(cg.port, { servername: "a.test", cert: b.client })).status).toBe(403);
+    const metrics = await (await fetch(`${cg.admin}/metrics`)).text();
+    expect(metrics).toMatch(/certgate_verify_failures_total\{[^}]*reason="issued_to_another_owner"[^}]*\} [1-9]/);
+  });
+});
