@@ -26,7 +26,7 @@ import type {
   Route,
   TrustBundle,
 } from "../model/schema.ts";
-import { rfc2253 } from "../dataplane/facts.ts";
+import { rfc2253 } from "../pki/dn.ts";
 import { ApiError, badRequest, notFound } from "./errors.ts";
 import { bool, isObject, objectBody, optionalObjectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
 import { associate } from "./associations.ts";

@@ -5,6 +5,7 @@ import "reflect-metadata"; // @peculiar/x509 needs it loaded first
 import { X509Certificate as PeculiarCert, SubjectKeyIdentifierExtension, AuthorityKeyIdentifierExtension, CRLDistributionPointsExtension } from "@peculiar/x509";
 import { hash, type X509Certificate } from "node:crypto";
 import type { ClientCertInput } from "../rules/input.ts";
+import { legacyDn, rfc2253 } from "../pki/dn.ts";
 import { MISSING, type Verdict } from "./verify.ts";
 
 const EMPTY_CHAIN: readonly X509Certificate[] = [];
@@ -162,13 +163,4 @@ export const NO_CERT = new ClientCertFacts(undefined, MISSING);
 
 function hex(id: string | undefined): string {
   return id ? id.toUpperCase() : "";
-}
-
-/** Node prints names one RDN per line in ASN.1 order, values already RFC 2253-escaped. */
-export function rfc2253(nodeName: string): string {
-  return nodeName.split("\n").reverse().join(",");
-}
-
-function legacyDn(nodeName: string): string {
-  return "/" + nodeName.split("\n").join("/");
 }

@@ -10,7 +10,7 @@ import { ClientCertFacts, NO_CERT } from "./facts.ts";
 import { createFrontServer, type Dispatcher } from "./listener.ts";
 import { Origins } from "./origins.ts";
 import { CONN, connOf, handleRequest, handleUpgrade, upgradeAllowed, type ConnState, type RequestDeps } from "./requests.ts";
-import { serveHttp1, type Http1Handlers } from "./http1.ts";
+import { openConnections, serveHttp1, type Http1Handlers } from "./http1.ts";
 import { Snapshot, type HostPolicy } from "./snapshot.ts";
 import { DEFAULT_ENVIRONMENT } from "../model/apinizer-rules.ts";
 import { TlsServers } from "./tlsservers.ts";
@@ -48,6 +48,7 @@ export class Runtime implements Dispatcher {
     this.environment = opts.environment ?? DEFAULT_ENVIRONMENT;
     this.#snapshot = new Snapshot(model, 1, this.environment);
     this.#metrics.configVersion.set(1);
+    this.#metrics.collectHttpConnections(openConnections);
     this.#crls = new CrlFetcher(this.#log, {
       fetched: (url, ok, age) => {
         this.#metrics.crlFetches.inc({ result: ok ? "ok" : "error" });

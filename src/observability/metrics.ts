@@ -2,10 +2,11 @@
 // `host` is the configured host pattern (or "_default"), never the raw SNI or Host header,
 // so a client cannot create label values at will.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { openConnections } from "../dataplane/http1.ts";
 
 export function createMetrics() {
   const registry = new Registry();
+  // Gauges read at scrape time from state their owner keeps; the owner registers the reader.
+  let readHttpConnections = (): number => 0;
   // Node and process metrics under their standard names (process_cpu_seconds_total,
   // nodejs_heap_size_used_bytes, ...), which existing dashboards and alerts expect.
   collectDefaultMetrics({ register: registry });
@@ -99,9 +100,13 @@ export function createMetrics() {
       help: "Client connections past their handshake, serving HTTP/1.1 (read at scrape time, not counted per connection).",
       registers: [registry],
       collect() {
-        this.set(openConnections());
+        this.set(readHttpConnections());
       },
     }),
+    /** The data plane tells the catalog how to read the open-connection count. */
+    collectHttpConnections(read: () => number): void {
+      readHttpConnections = read;
+    },
   };
   return m;
 }
