@@ -10,11 +10,14 @@ import { MISSING, type Verdict } from "./verify.ts";
 
 const EMPTY_CHAIN: readonly X509Certificate[] = [];
 
-export class ClientCertFacts implements ClientCertInput {
+/**
+ * Fixed at the handshake; revocation is not among them: it is checked per request (a
+ * certificate can be revoked while its connection is open) and joins them in RequestCert.
+ */
+export class ClientCertFacts implements Omit<ClientCertInput, "revoked"> {
   readonly presented: boolean;
   /** Chain verified by OpenSSL against the host's bundle (Cloudflare: stays true when revoked). */
   readonly verified: boolean;
-  revoked = false;
   readonly verdict: Verdict;
   readonly leaf: X509Certificate | undefined;
   /** CA certificates above the leaf that certgate knows (from the trust bundle), nearest first. */
@@ -113,6 +116,67 @@ export class ClientCertFacts implements ClientCertInput {
       for (const [type, value] of sanEntries(this.subjectAltName)) if (type === "URI" || type === "DNS") parts.push(`${type}=${xfccValue(value)}`);
       return parts.join(";");
     });
+  }
+}
+
+/** What rules see of one request's certificate: the connection's facts and this request's revocation status. */
+export class RequestCert implements ClientCertInput {
+  readonly #f: ClientCertFacts;
+  readonly revoked: boolean;
+  constructor(facts: ClientCertFacts, revoked: boolean) {
+    this.#f = facts;
+    this.revoked = revoked;
+  }
+  get presented(): boolean {
+    return this.#f.presented;
+  }
+  get verified(): boolean {
+    return this.#f.verified;
+  }
+  get issuerDn(): string {
+    return this.#f.issuerDn;
+  }
+  get subjectDn(): string {
+    return this.#f.subjectDn;
+  }
+  get issuerDnRfc2253(): string {
+    return this.#f.issuerDnRfc2253;
+  }
+  get subjectDnRfc2253(): string {
+    return this.#f.subjectDnRfc2253;
+  }
+  get issuerDnLegacy(): string {
+    return this.#f.issuerDnLegacy;
+  }
+  get subjectDnLegacy(): string {
+    return this.#f.subjectDnLegacy;
+  }
+  get serial(): string {
+    return this.#f.serial;
+  }
+  get fingerprintSha256(): string {
+    return this.#f.fingerprintSha256;
+  }
+  get fingerprintSha1(): string {
+    return this.#f.fingerprintSha1;
+  }
+  get ski(): string {
+    return this.#f.ski;
+  }
+  get issuerSki(): string {
+    return this.#f.issuerSki;
+  }
+  get notBefore(): string {
+    return this.#f.notBefore;
+  }
+  get notAfter(): string {
+    return this.#f.notAfter;
+  }
+  get rfc9440(): string {
+    return this.#f.rfc9440;
+  }
+  get chainRfc9440(): string {
+    return this.#f.chainRfc9440;
   }
 }
 

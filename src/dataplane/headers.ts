@@ -43,6 +43,8 @@ export interface ForwardContext {
   hostHeader: string;
   policy: HostPolicy;
   facts: ClientCertFacts;
+  /** This request's revocation verdict: a revoked certificate is never asserted. */
+  revoked: boolean;
   remoteAddress: string;
   trustForwardedFor: boolean;
 }
@@ -68,14 +70,14 @@ export function upstreamHeaders(raw: HeaderList, ctx: ForwardContext, upgrade?: 
     "x-forwarded-host",
     ctx.hostHeader,
   );
-  addClientCertHeaders(out, ctx.policy, ctx.facts);
+  addClientCertHeaders(out, ctx.policy, ctx.facts, ctx.revoked);
   return out;
 }
 
 /** Only a verified, unrevoked certificate is ever asserted to the origin. */
-function addClientCertHeaders(out: HeaderList, policy: HostPolicy, facts: ClientCertFacts): void {
+function addClientCertHeaders(out: HeaderList, policy: HostPolicy, facts: ClientCertFacts, revoked: boolean): void {
   const f = policy.forwarding;
-  if (policy.mode === "off" || !facts.verified || facts.revoked || !(f.rfc9440 || f.cloudflare || f.xfcc)) return;
+  if (policy.mode === "off" || !facts.verified || revoked || !(f.rfc9440 || f.cloudflare || f.xfcc)) return;
   if (f.rfc9440) {
     out.push("client-cert", facts.rfc9440);
     const chain = facts.chainRfc9440;

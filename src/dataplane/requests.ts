@@ -4,7 +4,7 @@ import type { TLSSocket } from "node:tls";
 import type { RequestInput } from "../rules/input.ts";
 import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
-import type { ClientCertFacts } from "./facts.ts";
+import { RequestCert, type ClientCertFacts } from "./facts.ts";
 import { downstreamHeaders, upstreamHeaders, type ForwardContext } from "./headers.ts";
 import { closingResponse, type Request, type Response } from "./http1.ts";
 import { hostOfHeader } from "./names.ts";
@@ -12,7 +12,7 @@ import { OriginError, type Origins } from "./origins.ts";
 import { normalizeTarget, originForm, type Target } from "./path.ts";
 import type { CompiledRoute, HostPolicy, HostView, Snapshot } from "./snapshot.ts";
 import { FAILURE_MESSAGES } from "./verify.ts";
-import type { RevocationChecker, Verdict } from "../revocation/checker.ts";
+import type { RevocationChecker, RevocationVerdict } from "../revocation/checker.ts";
 
 export const CONN = Symbol("certgate.connection");
 
@@ -79,6 +79,7 @@ interface Pass {
   policy: HostPolicy;
   route: CompiledRoute;
   snapshot: Snapshot;
+  revoked: boolean;
 }
 
 const TEXT = "text/plain; charset=utf-8";
@@ -96,8 +97,11 @@ export function connOf(socket: TLSSocket): ConnState | undefined {
   return (socket as TLSSocket & { [CONN]?: ConnState })[CONN];
 }
 
-/** Decides what happens to a request; pure apart from metrics and logs. */
-export function decide(req: Request, conn: ConnState, view: CachedView | null, deps: RequestDeps): Refusal | Pass {
+/**
+ * Decides what happens to a request; pure apart from metrics and logs. `revoked`: the
+ * revocation checker's verdict on the connection's certificate for this request.
+ */
+export function decide(req: Request, conn: ConnState, view: CachedView | null, revoked: boolean, deps: RequestDeps): Refusal | Pass {
   const target = targetOf(req, view?.snapshot ?? deps.snapshot());
   if (!target) return refuse(400, "bad_request", "Bad request target.\n", true);
   if (!view) return refuse(400, "bad_request", "A valid Host header is required.\n", true);
@@ -110,14 +114,14 @@ export function decide(req: Request, conn: ConnState, view: CachedView | null, d
     return refuse(421, "policy_changed", "Misdirected Request: the host's client-certificate policy changed; reconnect.\n", true);
 
   const facts = conn.facts;
-  if (policy.mode === "enforced" && (!facts.verified || facts.revoked)) {
-    const failure = facts.revoked ? "revoked" : (facts.verdict.failure ?? "untrusted");
+  if (policy.mode === "enforced" && (!facts.verified || revoked)) {
+    const failure = revoked ? "revoked" : (facts.verdict.failure ?? "untrusted");
     return refuse(403, `cert_${failure}`, `Client certificate error: ${failure}. ${FAILURE_MESSAGES[failure]}\n`, true);
   }
 
   const program = view.rules;
   if (program) {
-    const decision = program.evaluate(new RequestView(req, host, target, conn));
+    const decision = program.evaluate(new RequestView(req, host, target, conn, revoked));
     for (const r of decision.logged) {
       deps.metrics.ruleMatches.inc({ rule: r.id, action: "log" });
       deps.log.info({ msg: "rule matched", rule: r.id, action: "log", host, path: target.path });
@@ -131,7 +135,7 @@ export function decide(req: Request, conn: ConnState, view: CachedView | null, d
 
   const route = view.routes?.find((r) => target.path.startsWith(r.pathPrefix));
   if (!route) return refuse(404, "no_route", "No route for this host and path.\n");
-  return { kind: "pass", host, hostHeader: view.header, target, policy, route, snapshot };
+  return { kind: "pass", host, hostHeader: view.header, target, policy, route, snapshot, revoked };
 }
 
 function targetOf(req: Request, snapshot: Snapshot): Target | null {
@@ -164,35 +168,39 @@ function allowedUpgrades(req: Request, route: CompiledRoute): string | null {
 }
 
 /**
- * Brings facts.revoked up to date for this request, against the current snapshot's bundle
- * (revocation data changes without a policy change). Calls `next` at once, or after the
- * first CRL fetch or OCSP answer for this certificate. A Host other than the SNI is refused
- * later (421), so only the SNI's own bundle matters.
+ * Checks the certificate's revocation status for this request, against the current
+ * snapshot's bundle (revocation data changes without a policy change), then calls `next`
+ * with the verdict: at once, or after the first CRL fetch or OCSP answer for this
+ * certificate. A Host other than the SNI is refused later (421), so only the SNI's own
+ * bundle matters; an unverified certificate has nothing to revoke.
  */
-function withRevocation(deps: RequestDeps, conn: ConnState, view: CachedView | null, next: () => void): void {
-  const bundle = conn.facts.verified && view?.host === conn.servername ? view.policy.bundle : null;
-  if (!bundle) return next();
-  const count = (v: Verdict) => {
+function withRevocation(deps: RequestDeps, conn: ConnState, view: CachedView | null, next: (revoked: boolean) => void): void {
+  const facts = conn.facts;
+  const bundle = facts.verified && view?.host === conn.servername ? view.policy.bundle : null;
+  if (!bundle) return next(false);
+  const judged = (v: RevocationVerdict): boolean => {
     deps.metrics.revocationChecks.inc({ source: v.source, result: v.revoked ? "revoked" : "good" });
-    if (v.revoked) deps.log.info({ msg: "client certificate revoked", sni: conn.servername, serial: conn.facts.serial, source: v.source, detail: v.detail });
+    if (v.revoked) deps.log.info({ msg: "client certificate revoked", sni: conn.servername, serial: facts.serial, source: v.source, detail: v.detail });
+    return v.revoked;
   };
-  const v = deps.revocation.refresh(conn.facts, bundle);
-  if (v === null) return next();
-  if (!(v instanceof Promise)) return count(v), next();
-  v.then(count, () => {}).finally(next);
+  const v = deps.revocation.check(facts, bundle);
+  if (v === null) return next(false);
+  if (!(v instanceof Promise)) return next(judged(v));
+  // The checker's promises never reject; were one to, the request is judged unrevoked, as before any check.
+  v.then(judged, () => false).then(next, () => {});
 }
 
 export function handleRequest(deps: RequestDeps, req: Request, res: Response): void {
   const conn = connOf(req.socket);
   if (!conn) return void req.socket.destroy();
   const view = hostView(conn, hostHeader(req), deps.snapshot());
-  withRevocation(deps, conn, view, () => respond(deps, req, res, conn, view));
+  withRevocation(deps, conn, view, (revoked) => respond(deps, req, res, conn, view, revoked));
 }
 
-function respond(deps: RequestDeps, req: Request, res: Response, conn: ConnState, view: CachedView | null): void {
+function respond(deps: RequestDeps, req: Request, res: Response, conn: ConnState, view: CachedView | null, revoked: boolean): void {
   const logged = deps.log.isLevelEnabled("info"); // no clock read nor access-log object when the log is off
   const started = logged ? process.hrtime.bigint() : 0n;
-  const outcome = decide(req, conn, view, deps);
+  const outcome = decide(req, conn, view, revoked, deps);
   const label = outcome.kind === "pass" ? outcome.policy.pattern || "_default" : conn.policy.pattern || "_default";
   res.onFinish = () => {
     deps.metrics.requests.inc({ host: label, status: res.statusCode });
@@ -263,7 +271,7 @@ async function proxy(deps: RequestDeps, req: Request, res: Response, conn: ConnS
 }
 
 function forwardContext(conn: ConnState, p: Pass): ForwardContext {
-  return { hostHeader: p.hostHeader, policy: p.policy, facts: conn.facts, remoteAddress: conn.remoteAddress, trustForwardedFor: p.snapshot.model.trust_forwarded_for };
+  return { hostHeader: p.hostHeader, policy: p.policy, facts: conn.facts, revoked: p.revoked, remoteAddress: conn.remoteAddress, trustForwardedFor: p.snapshot.model.trust_forwarded_for };
 }
 
 function send(res: Response, status: number, body: string, close: boolean, contentType = TEXT): void {
@@ -277,11 +285,11 @@ export function handleUpgrade(deps: RequestDeps, req: Request, socket: TLSSocket
   socket.on("error", () => socket.destroy());
   if (!conn) return void socket.destroy();
   const view = hostView(conn, hostHeader(req), deps.snapshot());
-  withRevocation(deps, conn, view, () => void upgrade(deps, req, socket, clientHead, conn, view));
+  withRevocation(deps, conn, view, (revoked) => void upgrade(deps, req, socket, clientHead, conn, view, revoked));
 }
 
-async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clientHead: Buffer, conn: ConnState, view: CachedView | null): Promise<void> {
-  const outcome = decide(req, conn, view, deps);
+async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clientHead: Buffer, conn: ConnState, view: CachedView | null, revoked: boolean): Promise<void> {
+  const outcome = decide(req, conn, view, revoked, deps);
   if (outcome.kind === "refuse") {
     deps.metrics.refusals.inc({ host: conn.policy.pattern || "_default", reason: outcome.reason });
     return void socket.end(closingResponse(outcome.status, outcome.body, outcome.contentType));
@@ -333,12 +341,15 @@ class RequestView implements RequestInput {
   readonly host: string;
   readonly #target: Target;
   readonly #conn: ConnState;
+  readonly #revoked: boolean;
+  #cert: RequestCert | undefined;
   readonly ssl = true;
-  constructor(req: Request, host: string, target: Target, conn: ConnState) {
+  constructor(req: Request, host: string, target: Target, conn: ConnState, revoked: boolean) {
     this.#req = req;
     this.host = host;
     this.#target = target;
     this.#conn = conn;
+    this.#revoked = revoked;
   }
   get method(): string {
     return this.#req.method;
@@ -364,7 +375,7 @@ class RequestView implements RequestInput {
   get tlsVersion(): string {
     return this.#conn.tlsVersion;
   }
-  get cert(): ClientCertFacts {
-    return this.#conn.facts;
+  get cert(): RequestCert {
+    return (this.#cert ??= new RequestCert(this.#conn.facts, this.#revoked));
   }
 }

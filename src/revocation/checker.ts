@@ -3,8 +3,6 @@
 // nextUpdate) waits. Checked on every request, so a revocation published while a keep-alive
 // connection is open applies to that connection's next request.
 import type { X509Certificate } from "node:crypto";
-import type { ClientCertFacts } from "../dataplane/facts.ts";
-import type { CompiledBundle } from "../dataplane/snapshot.ts";
 import { serialKey, type VerifiedCrl } from "./crl.ts";
 import type { CrlFetcher } from "./fetcher.ts";
 import { ocspUrlOf, type OcspAnswer, type OcspClient } from "./ocsp.ts";
@@ -18,13 +16,29 @@ export interface RevocationPolicy {
   ocsp?: { mode: "soft_fail" | "hard_fail"; responderUrl?: string; timeoutMs: number; nonce: boolean };
 }
 
-export interface Verdict {
+/** What a check needs of a trust bundle (the data plane's compiled bundle has it). */
+export interface RevocationBundle {
+  revocation: RevocationPolicy | null;
+  /** The bundle's CAs: the only keys a fetched CRL may be signed with. */
+  cas: readonly X509Certificate[];
+  /** The bundle CA that issued `leaf`, for OCSP. */
+  issuerOf(leaf: X509Certificate): X509Certificate | undefined;
+}
+
+/** What a check needs of a verified client certificate (the data plane's ClientCertFacts has it). */
+export interface RevocationSubject {
+  readonly leaf: X509Certificate | undefined;
+  /** HTTP URLs of its CRL distribution points (read only when the policy fetches them). */
+  readonly crlUrls: string[];
+}
+
+export interface RevocationVerdict {
   revoked: boolean;
   source: "none" | "crl" | "ocsp" | "managed";
   detail: string;
 }
 
-const GOOD: Verdict = { revoked: false, source: "none", detail: "" };
+const GOOD: RevocationVerdict = { revoked: false, source: "none", detail: "" };
 
 /** What every check reads off a leaf, derived once per certificate (a connection's leaf is the same object on every request). */
 interface LeafKeys {
@@ -43,32 +57,21 @@ export class RevocationChecker {
   }
 
   /**
-   * Sets facts.revoked, the only writer of that field: also back to false when the bundle no
-   * longer checks revocation (a policy version does not cover revocation settings, so the
-   * connection lives on). Null when nothing was checked; a promise only when a first CRL
-   * fetch or OCSP answer is awaited.
+   * The status of a verified certificate under the bundle's current policy, checked anew on
+   * every request. Null when the bundle checks no revocation (nothing is revoked) or there is
+   * no certificate; a promise, which never rejects, only when a first CRL fetch or OCSP answer
+   * is awaited. CRLs first (hash lookups); OCSP only when they do not already say revoked.
    */
-  refresh(facts: ClientCertFacts, bundle: CompiledBundle): Verdict | Promise<Verdict> | null {
+  check(cert: RevocationSubject, bundle: RevocationBundle): RevocationVerdict | Promise<RevocationVerdict> | null {
     const policy = bundle.revocation;
-    const leaf = facts.leaf;
-    if (!policy || !leaf || !facts.verified) {
-      facts.revoked = false;
-      return null;
-    }
-    const v = this.#check(policy, bundle, leaf, facts);
-    if (v instanceof Promise) return v.then((r) => ((facts.revoked = r.revoked), r));
-    facts.revoked = v.revoked;
-    return v;
-  }
-
-  /** CRLs first (hash lookups); OCSP only when they do not already say revoked. */
-  #check(policy: RevocationPolicy, bundle: CompiledBundle, leaf: X509Certificate, facts: ClientCertFacts): Verdict | Promise<Verdict> {
-    const fromCrl = this.#crl(policy, bundle, leaf, facts, false);
+    const leaf = cert.leaf;
+    if (!policy || !leaf) return null;
+    const fromCrl = this.#crl(policy, bundle, leaf, cert, false);
     if (fromCrl instanceof Promise) return fromCrl.then((v) => (v.revoked ? v : this.#fromOcsp(policy, bundle, leaf)));
     return fromCrl.revoked ? fromCrl : this.#fromOcsp(policy, bundle, leaf);
   }
 
-  #fromOcsp(policy: RevocationPolicy, bundle: CompiledBundle, leaf: X509Certificate): Verdict | Promise<Verdict> {
+  #fromOcsp(policy: RevocationPolicy, bundle: RevocationBundle, leaf: X509Certificate): RevocationVerdict | Promise<RevocationVerdict> {
     const ocsp = policy.ocsp;
     if (!ocsp) return GOOD;
     const answer = this.#ocspAnswer(ocsp, bundle, leaf);
@@ -81,7 +84,7 @@ export class RevocationChecker {
     return k;
   }
 
-  #ocspAnswer(ocsp: NonNullable<RevocationPolicy["ocsp"]>, bundle: CompiledBundle, leaf: X509Certificate): OcspAnswer | Promise<OcspAnswer> {
+  #ocspAnswer(ocsp: NonNullable<RevocationPolicy["ocsp"]>, bundle: RevocationBundle, leaf: X509Certificate): OcspAnswer | Promise<OcspAnswer> {
     const issuer = bundle.issuerOf(leaf);
     if (!issuer) return { status: "error", detail: "the issuer is not in the trust bundle (client-supplied intermediate)" };
     const url = ocsp.responderUrl ?? this.#keysOf(leaf).ocspUrl;
@@ -89,7 +92,7 @@ export class RevocationChecker {
     return this.#ocsp.lookup(leaf, issuer, url, ocsp);
   }
 
-  #crl(policy: RevocationPolicy, bundle: CompiledBundle, leaf: X509Certificate, facts: ClientCertFacts, waited: boolean): Verdict | Promise<Verdict> {
+  #crl(policy: RevocationPolicy, bundle: RevocationBundle, leaf: X509Certificate, cert: RevocationSubject, waited: boolean): RevocationVerdict | Promise<RevocationVerdict> {
     const serial = this.#keysOf(leaf).serial;
     if (policy.managedRevoked?.has(serial)) return { revoked: true, source: "managed", detail: "revoked by the managed CA" };
     let covered = false;
@@ -99,7 +102,7 @@ export class RevocationChecker {
     }
     if (!policy.crl) return GOOD;
     const pending: Promise<void>[] = [];
-    for (const urls of policy.crl.fetchDistributionPoints ? [policy.crl.urls, facts.crlUrls] : [policy.crl.urls])
+    for (const urls of policy.crl.fetchDistributionPoints ? [policy.crl.urls, cert.crlUrls] : [policy.crl.urls])
       for (const url of urls) {
         const r = this.#fetcher.lookup(url, bundle.cas);
         if (r instanceof Promise) pending.push(r);
@@ -108,13 +111,13 @@ export class RevocationChecker {
           if (r.revoked.has(serial)) return { revoked: true, source: "crl", detail: `listed in the CRL at ${url}` };
         }
       }
-    if (!covered && pending.length && !waited) return Promise.all(pending).then(() => this.#crl(policy, bundle, leaf, facts, true));
+    if (!covered && pending.length && !waited) return Promise.all(pending).then(() => this.#crl(policy, bundle, leaf, cert, true));
     if (!covered && policy.crl.whenMissing === "revoked") return { revoked: true, source: "crl", detail: "no usable CRL covers the issuer" };
     return GOOD;
   }
 }
 
-function judge(a: OcspAnswer, mode: "soft_fail" | "hard_fail"): Verdict {
+function judge(a: OcspAnswer, mode: "soft_fail" | "hard_fail"): RevocationVerdict {
   if (a.status === "revoked") return { revoked: true, source: "ocsp", detail: a.detail };
   if (a.status === "good" || mode === "soft_fail") return GOOD;
   // hard_fail: no proof of good standing counts as revoked.
