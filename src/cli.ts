@@ -12,7 +12,7 @@ import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { Runtime } from "./dataplane/runtime.ts";
-import { DEFAULT_ENVIRONMENT } from "./model/apinizer-rules.ts";
+import { apinizerRules, DEFAULT_ENVIRONMENT } from "./model/apinizer-rules.ts";
 import { listenAdmin } from "./control/admin.ts";
 import { resolveAdminToken } from "./control/auth.ts";
 import { ManagedCaService } from "./managedca/service.ts";
@@ -113,7 +113,7 @@ async function serve(argv: string[]): Promise<void> {
   if (!adminTls && (values["admin-tls-cert"] || values["admin-tls-key"] || values["admin-client-ca"]))
     throw new Error("admin mTLS needs all three of --admin-tls-cert, --admin-tls-key and --admin-client-ca");
 
-  const runtime = new Runtime(model, { log, metrics, ticketSecret: ticketSecret(dataDir), environment: values.environment });
+  const runtime = new Runtime(model, { log, metrics, ticketSecret: ticketSecret(dataDir), environment: values.environment, derivedRules: apinizerRules });
   const bound = await runtime.listen(listen.host, listen.port);
   // The public listener: the managed CA's certificate, CRL and OCSP, for any relying party.
   const pub = parseHostPort(values.public, "--public");

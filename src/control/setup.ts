@@ -11,6 +11,7 @@ import type https from "node:https";
 import type { Model } from "../model/schema.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
 import { Snapshot } from "../dataplane/snapshot.ts";
+import { apinizerRules, DEFAULT_ENVIRONMENT } from "../model/apinizer-rules.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { createAdminServer, type AdminOptions } from "./admin.ts";
 import { Authenticator } from "./auth.ts";
@@ -38,7 +39,7 @@ export async function loadStore(dataDir: string, seed: () => Model | Promise<Mod
       // Compiled inside the transaction: a model the data plane refuses rolls back, leaving the store empty.
       ({ model: stored } = await store.replace(model, {
         audit: { token_id: "system", method: "SEED", path: "", status: 200, summary: "store seeded from the bootstrap configuration" },
-        beforeCommit: (m) => void new Snapshot(m, 1, environment),
+        beforeCommit: (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, environment ?? DEFAULT_ENVIRONMENT)),
       }));
     } catch (e) {
       await store.close();

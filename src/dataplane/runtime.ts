@@ -3,7 +3,7 @@
 import type net from "node:net";
 import { randomBytes } from "node:crypto";
 import type { TLSSocket } from "node:tls";
-import type { Model } from "../model/schema.ts";
+import type { Model, Rule } from "../model/schema.ts";
 import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { ClientCertFacts, NO_CERT } from "./facts.ts";
@@ -11,8 +11,7 @@ import { createFrontServer, type Dispatcher } from "./listener.ts";
 import { Origins } from "./origins.ts";
 import { CONN, connOf, handleRequest, handleUpgrade, upgradeAllowed, type ConnState, type RequestDeps } from "./requests.ts";
 import { openConnections, serveHttp1, type Http1Handlers } from "./http1.ts";
-import { Snapshot, type HostPolicy } from "./snapshot.ts";
-import { DEFAULT_ENVIRONMENT } from "../model/apinizer-rules.ts";
+import { Snapshot, type DerivedRules, type HostPolicy } from "./snapshot.ts";
 import { TlsServers } from "./tlsservers.ts";
 import { RevocationChecker } from "../revocation/checker.ts";
 import { CrlFetcher } from "../revocation/fetcher.ts";
@@ -25,8 +24,10 @@ export interface RuntimeOptions {
   metrics: Metrics;
   /** Shared by every node and worker that must resume each other's sessions. */
   ticketSecret?: Buffer;
-  /** The Apinizer environment this node serves (default production). */
+  /** The Apinizer environment this node serves: handed to `derivedRules`, shown by the Apinizer API. */
   environment?: string;
+  /** Rules this node derives from each model for `environment` (Apinizer policies); none when absent. */
+  derivedRules?: (model: Model, environment: string) => readonly Rule[];
 }
 
 export class Runtime implements Dispatcher {
@@ -41,12 +42,15 @@ export class Runtime implements Dispatcher {
   readonly #http: Http1Handlers;
   readonly #crls: CrlFetcher;
   readonly environment: string;
+  readonly #derivedRules: DerivedRules | undefined;
 
   constructor(model: Model, opts: RuntimeOptions) {
     this.#log = opts.log;
     this.#metrics = opts.metrics;
-    this.environment = opts.environment ?? DEFAULT_ENVIRONMENT;
-    this.#snapshot = new Snapshot(model, 1, this.environment);
+    const environment = (this.environment = opts.environment ?? "");
+    const derive = opts.derivedRules;
+    this.#derivedRules = derive && ((m) => derive(m, environment));
+    this.#snapshot = new Snapshot(model, 1, this.#derivedRules);
     this.#metrics.configVersion.set(1);
     this.#metrics.collectHttpConnections(openConnections);
     this.#crls = new CrlFetcher(this.#log, {
@@ -92,7 +96,7 @@ export class Runtime implements Dispatcher {
   /** Compiles a model without putting it in force; throws ModelError if it does not compile. */
   compile(model: Model): Snapshot {
     try {
-      return new Snapshot(model, this.#snapshot.version + 1, this.environment);
+      return new Snapshot(model, this.#snapshot.version + 1, this.#derivedRules);
     } catch (e) {
       this.#metrics.configApplies.inc({ result: "rejected" });
       throw e;

@@ -5,7 +5,6 @@ import { createHash, createPrivateKey, type X509Certificate } from "node:crypto"
 import { PemError, dnsNames, parseCaBundle, parseCertificates } from "../pki/pem.ts";
 import { compileRuleset, type RuleProgram } from "../rules/index.ts";
 import { ModelError, managedRevokedAt, toRuleSpec, type Forwarding, type Model, type MtlsMode, type Rule, type TrustBundle } from "../model/schema.ts";
-import { DEFAULT_ENVIRONMENT, apinizerRules } from "../model/apinizer-rules.ts";
 import { CrlError, crlDers, verifyCrl, type VerifiedCrl } from "../revocation/crl.ts";
 import type { RevocationPolicy } from "../revocation/checker.ts";
 import { NameTable } from "./names.ts";
@@ -78,6 +77,10 @@ export interface CompiledRoute {
   upgrades: readonly string[];
 }
 
+/** Rules a node derives from the model for itself, put before the global rules and never stored (Apinizer policies deployed to its environment). */
+export type DerivedRules = (model: Model) => readonly Rule[];
+const NO_DERIVED_RULES: DerivedRules = () => [];
+
 const DEFAULT_UPGRADES: readonly string[] = ["websocket"];
 const NO_FORWARDING: Forwarding = { rfc9440: false, cloudflare: false, xfcc: false };
 const OFF: HostPolicy = { pattern: "", mode: "off", bundle: null, forwarding: NO_FORWARDING, version: "off" };
@@ -101,8 +104,8 @@ export class Snapshot {
   readonly #zoneRules: Map<string, RuleProgram>;
   readonly #globalRules: RuleProgram | null;
 
-  /** `environment`: the Apinizer environment this node serves; its deployed policies become rules. */
-  constructor(model: Model, version: number, environment: string = DEFAULT_ENVIRONMENT) {
+  /** `derivedRules`: injected by whoever wires the node (the data plane knows no dialect). */
+  constructor(model: Model, version: number, derivedRules: DerivedRules = NO_DERIVED_RULES) {
     const problems: { path: string; message: string }[] = [];
     const fail = (path: string, message: string): void => void problems.push({ path, message });
     this.version = version;
@@ -214,10 +217,10 @@ export class Snapshot {
     });
     for (const [host, list] of byHost) this.#routes.add(host, list.sort((a, b) => b.pathPrefix.length - a.pathPrefix.length));
 
-    // Rules: the ones derived from Apinizer policies, then global ones, then the zone's,
+    // Rules: the derived ones (Apinizer policies), then global ones, then the zone's,
     // compiled once per zone. Derived rules are never stored: each node derives its own.
     // A zone's program is reused while the zone object and the global rules are the same.
-    const derived = apinizerRules(model, environment);
+    const derived = derivedRules(model);
     const global = derived.length ? [...derived, ...model.rules] : model.rules;
     this.#globalRules = global.length ? compileRules(global, "rules", fail, 0, derived.length) : null;
     this.#zoneRules = new Map();

@@ -10,6 +10,7 @@ import type { ModelInput } from "../../src/model/schema.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
 import { createLogger } from "../../src/observability/log.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
+import { apinizerRules } from "../../src/model/apinizer-rules.ts";
 import { api, apinizerError, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, type Certgate } from "./helpers.ts";
 
 /** Trust bundle "clients" = dev CA + other CA; a.test/ and b.test/ routed to the echo origin. */
@@ -524,7 +525,7 @@ describe("Apinizer dialect: policies decide real requests", () => {
     expect(r.body).toEqual({ success: true, deploymentResult: { success: true, deploymentResults: [{ environmentName: "staging", success: true, message: "Deployment successful" }] } });
     expect((await get("/myapi/x")).status).toBe(200);
     // A staging node compiling the same stored model enforces it.
-    const staging = new Runtime(n.plane.model, { log: createLogger({ level: "silent" }), metrics: createMetrics(), environment: "staging" });
+    const staging = new Runtime(n.plane.model, { log: createLogger({ level: "silent" }), metrics: createMetrics(), environment: "staging", derivedRules: apinizerRules });
     const { port } = await staging.listen("127.0.0.1", 0);
     try {
       const denied = await request(port, { servername: "a.test", path: "/myapi/x" });

@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import { fetch } from "undici";
 import { parseModel, type ModelInput } from "../../src/model/schema.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
+import { apinizerRules, DEFAULT_ENVIRONMENT } from "../../src/model/apinizer-rules.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
 import { createLogger } from "../../src/observability/log.ts";
 import { startEcho } from "../../src/demo/echo.ts";
@@ -57,7 +58,7 @@ export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origi
   const origin = await echo();
   const loaded = await loadStore(dataDir, () => parseModel(seed(p, origin)));
   const metrics = createMetrics();
-  const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics });
+  const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics, environment: DEFAULT_ENVIRONMENT, derivedRules: apinizerRules });
   const { port } = await runtime.listen("127.0.0.1", 0);
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicAddr: AddressInfo = await listenAdmin(publicServer, "127.0.0.1", 0);
