@@ -2,6 +2,7 @@
 // (floating promises on the data plane leak sockets).
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import { layers } from "./eslint.layers.js";
 
 export default tseslint.config(
   { ignores: ["node_modules/", "data/", "certs/", "coverage/", "bench/results/", ".scratch/"] },
@@ -18,8 +19,9 @@ export default tseslint.config(
       "no-constant-condition": ["error", { checkLoops: false }],
     },
   },
+  ...layers,
   {
-    files: ["bin/*.js", "eslint.config.js", "vitest.config.ts"],
+    files: ["bin/*.js", "eslint.config.js", "eslint.layers.js", "vitest.config.ts"],
     languageOptions: { globals: { process: "readonly", console: "readonly" } },
   },
 );

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import http from "node:http";
-import { loadBootstrap } from "./model/bootstrap.ts";
+import { loadBootstrap } from "./bootstrap.ts";
 import { ModelError, type Model } from "./model/schema.ts";
 import { createDevPki, writeDevPki } from "./pki/devpki.ts";
 import { demoModel, ensureDevPki } from "./demo/demo.ts";

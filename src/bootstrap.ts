@@ -1,9 +1,10 @@
 // The bootstrap file: YAML (or JSON) in the model's shape. `*_file` keys are read relative
-// to the file and inlined, so the stored model is self-contained.
+// to the file and inlined, so the stored model is self-contained. Startup wiring, beside
+// cli.ts: the model itself does no I/O.
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse } from "yaml";
-import { ModelError, parseModel, type Model } from "./schema.ts";
+import { ModelError, parseModel, type Model } from "./model/schema.ts";
 
 const FILE_KEYS: Record<string, string> = { cert_file: "cert", key_file: "key", ca_file: "ca" };
 
