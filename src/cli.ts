@@ -12,6 +12,7 @@ import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { Runtime } from "./dataplane/runtime.ts";
+import { REFUSAL_LABELS } from "./dataplane/refusals.ts";
 import { apinizerRules, DEFAULT_ENVIRONMENT } from "./model/apinizer-rules.ts";
 import { listenAdmin } from "./control/admin.ts";
 import { resolveAdminToken } from "./control/auth.ts";
@@ -70,7 +71,7 @@ async function serve(argv: string[]): Promise<void> {
   const dataDir = resolve(values.data);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const log = createLogger();
-  const metrics = createMetrics();
+  const metrics = createMetrics({ refusalReasons: REFUSAL_LABELS });
 
   // --- control plane wiring: the store holds the model; the bootstrap/demo seeds an empty store ---
   let demo: { curl: string[] } | undefined;

@@ -8,6 +8,7 @@ import { STATUS_CODES } from "node:http";
 import { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { closeParser, createParser, trailersClose, HTTPParser, METHODS, resetParser, type Parser } from "./llhttp.ts";
+import { REFUSALS, type RefusalReason } from "./refusals.ts";
 
 export interface Http1Limits {
   maxHeaderBytes: number;
@@ -28,7 +29,7 @@ export interface Http1Handlers {
   /** An Upgrade request that `upgradeAllowed` let through. The socket is no longer HTTP; `head` is what the client sent after the request. */
   upgrade(req: Request, socket: TLSSocket, head: Buffer): void;
   /** The HTTP layer itself refused a request (malformed, too large, too slow, CONNECT, bad Expect). */
-  refused(socket: TLSSocket, status: number, reason: string): void;
+  refused(socket: TLSSocket, reason: RefusalReason): void;
 }
 
 const CONNECT = METHODS.indexOf("CONNECT");
@@ -244,14 +245,15 @@ const RECEIVING = 1;
 const IDLE = 2;
 
 /**
- * 0 when a request's Transfer-Encoding is `chunked` alone; 400 when chunked is not the final
- * coding (the body's length is unknowable, RFC 9112 §6.3); 501 for codings before chunked:
- * certgate removes Transfer-Encoding, so it cannot pass them on (RFC 9112 §6.1).
+ * null when a request's Transfer-Encoding is `chunked` alone; malformed (400) when chunked is
+ * not the final coding (the body's length is unknowable, RFC 9112 §6.3); transfer_coding
+ * (501) for codings before chunked: certgate removes Transfer-Encoding, so it cannot pass
+ * them on (RFC 9112 §6.1).
  */
-function transferCodingStatus(te: string): number {
+function transferCodingRefusal(te: string): RefusalReason | null {
   const codings = te.split(",").map((c) => c.trim()).filter((c) => c !== "");
-  if (codings[codings.length - 1] !== "chunked") return 400;
-  return codings.length === 1 ? 0 : 501;
+  if (codings[codings.length - 1] !== "chunked") return "malformed";
+  return codings.length === 1 ? null : "transfer_coding";
 }
 
 /** Serves HTTP/1.1 on a TLS socket that has completed its handshake. */
@@ -341,15 +343,15 @@ class Connection {
     const req = new Request(this.socket, METHODS[method] ?? "", url, headers, minor, keepAlive);
     // The rest of the request (its body) is due within the request timeout of its first byte.
     this.#setDeadline(this.#messageStart + this.#limits.requestTimeoutMs, RECEIVING);
-    if (method === CONNECT) return this.#refuse(405, "connect"), 1;
+    if (method === CONNECT) return this.#refuse("connect"), 1;
     // Counted here, not by llhttp: a head within max_header_bytes can still hold thousands of lines.
-    if (headers.length > 2 * this.#limits.maxHeaderCount) return this.#refuse(431, "too_many_headers"), 1;
+    if (headers.length > 2 * this.#limits.maxHeaderCount) return this.#refuse("too_many_headers"), 1;
     if (req.transferEncoding !== undefined) {
-      const status = transferCodingStatus(req.transferEncoding);
+      const refusal = transferCodingRefusal(req.transferEncoding);
       // Refused before llhttp errors on the same header, so no body is ever started.
-      if (status) return this.#refuse(status, status === 400 ? "bad_request" : "transfer_coding"), 1;
+      if (refusal) return this.#refuse(refusal), 1;
     }
-    if (req.expect !== undefined && req.expect !== "100-continue") return this.#refuse(417, "expectation_failed"), 1;
+    if (req.expect !== undefined && req.expect !== "100-continue") return this.#refuse("expectation_failed"), 1;
     if (req.bodyLength === 0) req.complete = true;
     else {
       req.body = new RequestBody(this);
@@ -480,12 +482,12 @@ class Connection {
   }
 
   /** The HTTP layer answers by itself and closes; answered at once or after the responses in hand. */
-  #refuse(status: number, reason: string): void {
+  #refuse(reason: RefusalReason): void {
     this.closing = true;
     this.#flow();
     const answer = () => {
-      this.#handlers.refused(this.socket, status, reason);
-      this.write(closingResponse(status, `${STATUS_CODES[status]}\n`));
+      this.#handlers.refused(this.socket, reason);
+      this.write(closingResponse(REFUSALS[reason].status, REFUSALS[reason].body));
       this.#close();
     };
     // Pipelined: the response in flight goes first; the connection closes after it.
@@ -504,8 +506,7 @@ class Connection {
     // Bytes after a request that said `Connection: close` are ignored (RFC 9112 §9.6): the
     // connection closes after that request's response; the requests before it are still served.
     if (code === "HPE_CLOSED_CONNECTION") return;
-    const status = code === "HPE_HEADER_OVERFLOW" ? 431 : code === "HPE_CHUNK_EXTENSIONS_OVERFLOW" ? 413 : 400;
-    this.#refuse(status, status === 431 ? "headers_too_large" : "bad_request");
+    this.#refuse(code === "HPE_HEADER_OVERFLOW" ? "headers_too_large" : code === "HPE_CHUNK_EXTENSIONS_OVERFLOW" ? "chunk_extensions_too_large" : "malformed");
   }
 
   /** A deadline passed (called by the sweep). */
@@ -519,7 +520,7 @@ class Connection {
       this.#receiving?.body?.destroy();
       return void this.socket.destroy();
     }
-    this.#refuse(408, "request_timeout");
+    this.#refuse("request_timeout");
   }
 
   /** The socket leaves HTTP (upgrade): the handler owns it from here. */

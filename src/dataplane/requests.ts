@@ -11,7 +11,7 @@ import { hostOfHeader } from "./names.ts";
 import { OriginError, type Origins } from "./origins.ts";
 import { normalizeTarget, originForm, type Target } from "./path.ts";
 import type { CompiledRoute, HostPolicy, HostView, Snapshot } from "./snapshot.ts";
-import { FAILURE_MESSAGES } from "./verify.ts";
+import { countRefusal, REFUSALS, type RefusalReason } from "./refusals.ts";
 import type { RevocationChecker, RevocationVerdict } from "../revocation/checker.ts";
 
 export const CONN = Symbol("certgate.connection");
@@ -66,7 +66,7 @@ export interface RequestDeps {
 interface Refusal {
   kind: "refuse";
   status: number;
-  reason: string;
+  reason: RefusalReason;
   body: string;
   contentType: string;
   close: boolean;
@@ -83,13 +83,14 @@ interface Pass {
 }
 
 const TEXT = "text/plain; charset=utf-8";
-const refuse = (status: number, reason: string, body: string, close = false, contentType = TEXT): Refusal => ({
+/** The catalog's answer for `reason`; a blocking rule may give its own status, body and type. */
+const refuse = (reason: RefusalReason, own?: { status: number; body: string; contentType: string }): Refusal => ({
   kind: "refuse",
-  status,
   reason,
-  body,
-  contentType,
-  close,
+  status: own?.status ?? REFUSALS[reason].status,
+  body: own?.body ?? REFUSALS[reason].body,
+  contentType: own?.contentType ?? TEXT,
+  close: REFUSALS[reason].close,
 });
 
 /** The connection's state, set once its handshake completed. */
@@ -103,20 +104,18 @@ export function connOf(socket: TLSSocket): ConnState | undefined {
  */
 export function decide(req: Request, conn: ConnState, view: CachedView | null, revoked: boolean, deps: RequestDeps): Refusal | Pass {
   const target = targetOf(req, view?.snapshot ?? deps.snapshot());
-  if (!target) return refuse(400, "bad_request", "Bad request target.\n", true);
-  if (!view) return refuse(400, "bad_request", "A valid Host header is required.\n", true);
+  if (!target) return refuse("bad_target");
+  if (!view) return refuse("bad_host");
   const { host, policy, snapshot } = view;
 
   // A connection is only good for the hostname and the trust policy it was verified under.
   if (conn.policy.mode !== "off" ? host !== conn.servername : policy.mode !== "off")
-    return refuse(421, "misdirected", "Misdirected Request: this connection cannot serve that host.\n", true);
-  if (policy.version !== conn.policy.version)
-    return refuse(421, "policy_changed", "Misdirected Request: the host's client-certificate policy changed; reconnect.\n", true);
+    return refuse("misdirected");
+  if (policy.version !== conn.policy.version) return refuse("policy_changed");
 
   const facts = conn.facts;
   if (policy.mode === "enforced" && (!facts.verified || revoked)) {
-    const failure = revoked ? "revoked" : (facts.verdict.failure ?? "untrusted");
-    return refuse(403, `cert_${failure}`, `Client certificate error: ${failure}. ${FAILURE_MESSAGES[failure]}\n`, true);
+    return refuse(`cert_${revoked ? "revoked" : (facts.verdict.failure ?? "untrusted")}`);
   }
 
   const program = view.rules;
@@ -129,12 +128,12 @@ export function decide(req: Request, conn: ConnState, view: CachedView | null, r
     if (decision.action !== "pass" && decision.rule) deps.metrics.ruleMatches.inc({ rule: decision.rule.id, action: decision.action });
     if (decision.action === "block") {
       const r = decision.response;
-      return refuse(r?.status ?? 403, "rule", r?.body ?? "Forbidden\n", false, r?.contentType ?? TEXT);
+      return refuse("rule", r && { status: r.status ?? REFUSALS.rule.status, body: r.body ?? REFUSALS.rule.body, contentType: r.contentType ?? TEXT });
     }
   }
 
   const route = view.routes?.find((r) => target.path.startsWith(r.pathPrefix));
-  if (!route) return refuse(404, "no_route", "No route for this host and path.\n");
+  if (!route) return refuse("no_route");
   return { kind: "pass", host, hostHeader: view.header, target, policy, route, snapshot, revoked };
 }
 
@@ -220,7 +219,7 @@ function respond(deps: RequestDeps, req: Request, res: Response, conn: ConnState
     });
   };
   if (outcome.kind === "refuse") {
-    deps.metrics.refusals.inc({ host: label, reason: outcome.reason });
+    countRefusal(deps.metrics, label, outcome.reason);
     // Drain what the client sends so the answer is read rather than reset.
     req.discardBody();
     return send(res, outcome.status, outcome.body, outcome.close, outcome.contentType);
@@ -231,7 +230,7 @@ function respond(deps: RequestDeps, req: Request, res: Response, conn: ConnState
 async function proxy(deps: RequestDeps, req: Request, res: Response, conn: ConnState, p: Pass): Promise<void> {
   const limits = p.snapshot.model.limits;
   const declared = req.bodyLength;
-  if (declared > limits.max_body_bytes) return req.discardBody(), send(res, 413, "Request body too large.\n", true);
+  if (declared > limits.max_body_bytes) return req.discardBody(), refuseAfterDecision(deps, res, p, "body_too_large");
   if (req.body) res.writeContinue();
   const started = process.hrtime.bigint();
   const observe = (outcome: string) =>
@@ -262,16 +261,22 @@ async function proxy(deps: RequestDeps, req: Request, res: Response, conn: ConnS
     if (res.headersSent || code === "aborted") return void res.destroy();
     const timeout = code === "timeout" || code === "connect_timeout";
     observe(code === "body_too_large" ? code : timeout ? "timeout" : "error");
-    if (code === "body_too_large") return void send(res, 413, "Request body too large.\n", true);
+    if (code === "body_too_large") return refuseAfterDecision(deps, res, p, "body_too_large");
     deps.log.warn({ msg: "origin failed", route: p.route.id, origin: p.route.origin.origin, code, err: (err as Error).message });
     // A request body not yet read in full makes the front end close the connection after this answer.
-    if (timeout) send(res, 504, "Gateway Timeout: the origin did not answer in time.\n", false);
-    else send(res, 502, "Bad Gateway: the origin could not be reached.\n", false);
+    refuseAfterDecision(deps, res, p, timeout ? "origin_timeout" : "origin_unreachable");
   }
 }
 
 function forwardContext(conn: ConnState, p: Pass): ForwardContext {
   return { hostHeader: p.hostHeader, policy: p.policy, facts: conn.facts, revoked: p.revoked, remoteAddress: conn.remoteAddress, trustForwardedFor: p.snapshot.model.trust_forwarded_for };
+}
+
+/** An answer the proxy gives after decide() passed the request. */
+function refuseAfterDecision(deps: RequestDeps, res: Response, p: Pass, reason: RefusalReason): void {
+  countRefusal(deps.metrics, p.policy.pattern || "_default", reason);
+  const r = REFUSALS[reason];
+  send(res, r.status, r.body, r.close);
 }
 
 function send(res: Response, status: number, body: string, close: boolean, contentType = TEXT): void {
@@ -291,14 +296,14 @@ export function handleUpgrade(deps: RequestDeps, req: Request, socket: TLSSocket
 async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clientHead: Buffer, conn: ConnState, view: CachedView | null, revoked: boolean): Promise<void> {
   const outcome = decide(req, conn, view, revoked, deps);
   if (outcome.kind === "refuse") {
-    deps.metrics.refusals.inc({ host: conn.policy.pattern || "_default", reason: outcome.reason });
+    countRefusal(deps.metrics, conn.policy.pattern || "_default", outcome.reason);
     return void socket.end(closingResponse(outcome.status, outcome.body, outcome.contentType));
   }
   // The configuration may have changed since the front end let the upgrade through.
   const protocols = allowedUpgrades(req, outcome.route);
   if (!protocols) {
-    deps.metrics.refusals.inc({ host: outcome.policy.pattern || "_default", reason: "upgrade" });
-    return void socket.end(closingResponse(400, "This upgrade is not allowed on this route.\n"));
+    countRefusal(deps.metrics, outcome.policy.pattern || "_default", "upgrade");
+    return void socket.end(closingResponse(REFUSALS.upgrade.status, REFUSALS.upgrade.body));
   }
   try {
     const up = await deps.origins.get(outcome.route).upgrade({
@@ -326,7 +331,7 @@ async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clien
     up.socket.pipe(socket).pipe(up.socket);
   } catch (err) {
     deps.log.warn({ msg: "upgrade failed", route: outcome.route.id, err: (err as Error).message });
-    socket.end(closingResponse(502, "Bad Gateway: the origin did not accept the upgrade.\n"));
+    socket.end(closingResponse(REFUSALS.upgrade_failed.status, REFUSALS.upgrade_failed.body));
   }
 }
 

@@ -13,6 +13,7 @@ import { CONN, connOf, handleRequest, handleUpgrade, upgradeAllowed, type ConnSt
 import { openConnections, serveHttp1, type Http1Handlers } from "./http1.ts";
 import { Snapshot, type DerivedRules, type HostPolicy } from "./snapshot.ts";
 import { TlsServers } from "./tlsservers.ts";
+import { countRefusal } from "./refusals.ts";
 import { RevocationChecker } from "../revocation/checker.ts";
 import { CrlFetcher } from "../revocation/fetcher.ts";
 import { serialKey } from "../revocation/crl.ts";
@@ -73,7 +74,7 @@ export class Runtime implements Dispatcher {
       request: (req, res) => handleRequest(deps, req, res),
       upgradeAllowed: (req) => upgradeAllowed(deps, req),
       upgrade: (req, socket, head) => handleUpgrade(deps, req, socket, head),
-      refused: (socket, _status, reason) => this.#metrics.refusals.inc({ host: connOf(socket)?.policy.pattern || "_default", reason }),
+      refused: (socket, reason) => countRefusal(this.#metrics, connOf(socket)?.policy.pattern || "_default", reason),
     };
     this.#servers = new TlsServers(
       {

@@ -3,7 +3,12 @@
 // so a client cannot create label values at will.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
-export function createMetrics() {
+export interface MetricsOptions {
+  /** The reason labels of certgate_refusals_total, named in its help text: the data plane's REFUSAL_LABELS. */
+  refusalReasons?: readonly string[];
+}
+
+export function createMetrics(opts: MetricsOptions = {}) {
   const registry = new Registry();
   // Gauges read at scrape time from state their owner keeps; the owner registers the reader.
   let readHttpConnections = (): number => 0;
@@ -38,7 +43,7 @@ export function createMetrics() {
     }),
     refusals: new Counter({
       name: "certgate_refusals_total",
-      help: "Requests refused by certgate itself, by host and reason (misdirected, policy_changed, cert_<class>, rule, no_route, bad_request, body_too_large).",
+      help: `Requests refused by certgate itself, by host and reason (${opts.refusalReasons?.join(", ") ?? "see the data plane's refusal catalog"}).`,
       labelNames: ["host", "reason"] as const,
       registers: [registry],
     }),

@@ -10,6 +10,7 @@ import { parseModel, type ModelInput } from "../../src/model/schema.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
 import { apinizerRules, DEFAULT_ENVIRONMENT } from "../../src/model/apinizer-rules.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
+import { REFUSAL_LABELS } from "../../src/dataplane/refusals.ts";
 import { createLogger } from "../../src/observability/log.ts";
 import { startEcho } from "../../src/demo/echo.ts";
 import { listenAdmin } from "../../src/control/admin.ts";
@@ -57,7 +58,7 @@ export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origi
   const p = await pki();
   const origin = await echo();
   const loaded = await loadStore(dataDir, () => parseModel(seed(p, origin)));
-  const metrics = createMetrics();
+  const metrics = createMetrics({ refusalReasons: REFUSAL_LABELS });
   const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics, environment: DEFAULT_ENVIRONMENT, derivedRules: apinizerRules });
   const { port } = await runtime.listen("127.0.0.1", 0);
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));

@@ -7,6 +7,7 @@ import { issue } from "../../src/pki/issue.ts";
 import { parseModel, type ModelInput } from "../../src/model/schema.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
+import { REFUSAL_LABELS } from "../../src/dataplane/refusals.ts";
 import { createLogger } from "../../src/observability/log.ts";
 import { startEcho } from "../../src/demo/echo.ts";
 
@@ -30,7 +31,7 @@ export interface Proxy {
 export async function startProxy(build: (p: DevPki, origin: string) => ModelInput): Promise<Proxy> {
   const p = await pki();
   const echo = await startEcho();
-  const metrics = createMetrics();
+  const metrics = createMetrics({ refusalReasons: REFUSAL_LABELS });
   const runtime = new Runtime(parseModel(build(p, echo.url)), { log: createLogger({ level: process.env.TEST_LOG ?? "silent" }), metrics });
   const { port } = await runtime.listen("127.0.0.1", 0);
   return {
