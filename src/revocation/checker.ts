@@ -3,18 +3,10 @@
 // nextUpdate) waits. Checked on every request, so a revocation published while a keep-alive
 // connection is open applies to that connection's next request.
 import type { X509Certificate } from "node:crypto";
-import { serialKey, type VerifiedCrl } from "./crl.ts";
+import { serialKey } from "./crl.ts";
+import type { RevocationPolicy } from "./policy.ts";
 import type { CrlFetcher } from "./fetcher.ts";
 import { ocspUrlOf, type OcspAnswer, type OcspClient } from "./ocsp.ts";
-
-export interface RevocationPolicy {
-  /** Uploaded CRLs, verified at compile time, by issuer subject. */
-  uploaded: Map<string, VerifiedCrl[]>;
-  /** Serials the managed CA has revoked, when this bundle trusts it. */
-  managedRevoked?: Set<string>;
-  crl?: { urls: string[]; fetchDistributionPoints: boolean; whenMissing: "ignore" | "revoked" };
-  ocsp?: { mode: "soft_fail" | "hard_fail"; responderUrl?: string; timeoutMs: number; nonce: boolean };
-}
 
 /** What a check needs of a trust bundle (the data plane's compiled bundle has it). */
 export interface RevocationBundle {

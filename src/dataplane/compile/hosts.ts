@@ -1,0 +1,81 @@
+// Host policies: each hostname's mTLS mode, bundle, forwarding and policy version (what a
+// connection was verified under), and the certificates hosts pin.
+import type { Forwarding, Model, MtlsMode } from "../../model/schema.ts";
+import { NameTable } from "../names.ts";
+import type { CompiledBundle } from "./bundles.ts";
+import type { CompiledCert } from "./certs.ts";
+import type { Fail } from "./memo.ts";
+
+export interface HostPolicy {
+  pattern: string;
+  mode: MtlsMode;
+  bundle: CompiledBundle | null;
+  forwarding: Forwarding;
+  /** Changes whenever anything that decides client verification changes; scopes tickets. */
+  version: string;
+  /**
+   * On a host that trusts the managed CA: the serials it issued for this host's owner. The CA
+   * is one per node, shared by every owner, so a certificate issued in one account's zone
+   * must not verify on another owner's host (Cloudflare gives each account its own CA).
+   */
+  managedIssuedTo?: ReadonlySet<string>;
+}
+
+const NO_FORWARDING: Forwarding = { rfc9440: false, cloudflare: false, xfcc: false };
+/** The policy of a name no host entry covers. */
+export const OFF_POLICY: HostPolicy = { pattern: "", mode: "off", bundle: null, forwarding: NO_FORWARDING, version: "off" };
+
+export interface CompiledHosts {
+  policies: NameTable<HostPolicy>;
+  /** Certificates pinned by a host entry (a Fastly activation); they win over SAN matching. */
+  pinned: NameTable<CompiledCert>;
+  /** Every host policy version (and "off"): with the certificates, the TLS servers worth keeping. */
+  versions: Set<string>;
+}
+
+export function compileHosts(model: Model, bundles: Map<string, CompiledBundle>, certs: Map<string, CompiledCert>, fail: Fail): CompiledHosts {
+  // Managed-CA serials by the owner of the zone they were issued in ("" is the operator); a
+  // certificate whose zone is gone belongs to nobody.
+  const zoneOwner = new Map(model.zones.map((z) => [z.id, z.account_id ?? ""]));
+  const issuedTo = new Map<string, Set<string>>();
+  for (const c of model.managed_client_certificates) {
+    const owner = zoneOwner.get(c.zone_id);
+    if (owner === undefined) continue;
+    let set = issuedTo.get(owner);
+    if (!set) issuedTo.set(owner, (set = new Set()));
+    set.add(c.serial);
+  }
+  const managedBundles = new Set(model.trust_bundles.filter((b) => b.managed_ca).map((b) => b.id));
+
+  const out: CompiledHosts = { policies: new NameTable(), pinned: new NameTable(), versions: new Set([OFF_POLICY.version]) };
+  model.hosts.forEach((h, i) => {
+    const bundleId = h.mtls.trust_bundle;
+    const bundle = bundleId ? bundles.get(bundleId) : undefined;
+    if (bundleId && !bundle) return fail(`hosts[${i}].mtls.trust_bundle`, `no trust bundle with id "${bundleId}"`);
+    const mode: MtlsMode = !bundle ? "off" : (h.mtls.mode ?? (bundle.enforced ? "enforced" : "fail_open"));
+    const policy: HostPolicy = {
+      pattern: h.hostname,
+      mode,
+      bundle: mode === "off" ? null : bundle!,
+      forwarding: h.forward_client_cert,
+      version: policyVersion(mode, mode === "off" ? null : bundle!),
+    };
+    if (mode !== "off" && managedBundles.has(bundleId!)) {
+      const owner = h.account_id ?? "";
+      policy.managedIssuedTo = issuedTo.get(owner) ?? new Set();
+      policy.version += `:owner=${owner}`; // tickets never cross owners either
+    }
+    if (!out.policies.add(h.hostname, policy)) fail(`hosts[${i}].hostname`, `duplicate hostname "${h.hostname}"`);
+    out.versions.add(policy.version);
+    if (h.certificate) {
+      const cert = certs.get(h.certificate);
+      if (!cert) fail(`hosts[${i}].certificate`, `no certificate with id "${h.certificate}"`);
+      else out.pinned.add(h.hostname, cert);
+    }
+  });
+  return out;
+}
+
+function policyVersion(mode: MtlsMode, bundle: CompiledBundle | null): string {
+  return mode === "off" ? "off" : `${mode}:${bundle!.digest}`;
+}
