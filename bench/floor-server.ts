@@ -17,7 +17,7 @@ import { Pool } from "undici";
 import { ORIGIN_BODY } from "./lib/body.ts";
 import { Origins, type BodySink } from "../src/dataplane/origins.ts";
 import { serveHttp1, type Http1Handlers } from "../src/dataplane/http1.ts";
-import type { CompiledRoute } from "../src/dataplane/snapshot.ts";
+import type { OriginRoute } from "../src/dataplane/snapshot.ts";
 
 const [variant, portArg, originPortArg, dir] = process.argv.slice(2);
 const port = Number(portArg);
@@ -72,7 +72,7 @@ switch (variant) {
   }
   case "https-llhttp": {
     const origins = new Origins();
-    const route = { originKey: "o", origin: new URL(`http://127.0.0.1:${originPort}`), tls: undefined, connectTimeoutMs: 5_000, readTimeoutMs: 30_000 } as unknown as CompiledRoute;
+    const route = { originKey: "o", origin: new URL(`http://127.0.0.1:${originPort}`), tls: undefined, connectTimeoutMs: 5_000, readTimeoutMs: 30_000 } as unknown as OriginRoute;
     server = https.createServer(options, (req, res) => {
       const x = origins.get(route).exchange({ method: "GET", target: target(req.url), headers: ["host", "localhost"], body: null, bodyLength: 0, maxBodyBytes: 0 }, (status, headers) => {
         res.writeHead(status, headers);
@@ -84,7 +84,7 @@ switch (variant) {
   }
   case "tls-http1": {
     const origins = new Origins();
-    const route = { originKey: "o", origin: new URL(`http://127.0.0.1:${originPort}`), tls: undefined, connectTimeoutMs: 5_000, readTimeoutMs: 30_000 } as unknown as CompiledRoute;
+    const route = { originKey: "o", origin: new URL(`http://127.0.0.1:${originPort}`), tls: undefined, connectTimeoutMs: 5_000, readTimeoutMs: 30_000 } as unknown as OriginRoute;
     const limits = { maxHeaderBytes: 16_384, maxHeaderCount: 100, headersTimeoutMs: 30_000, requestTimeoutMs: 60_000, keepAliveTimeoutMs: 5_000 };
     const handlers: Http1Handlers = {
       request: (req, res) => {

@@ -6,7 +6,7 @@ import { X509Certificate as PeculiarCert, SubjectKeyIdentifierExtension, Authori
 import { hash, type X509Certificate } from "node:crypto";
 import type { ClientCertInput } from "../rules/input.ts";
 import { legacyDn, rfc2253 } from "../pki/dn.ts";
-import { MISSING, type Verdict } from "./verify.ts";
+import { MISSING, type ChainVerdict } from "./verify.ts";
 
 const EMPTY_CHAIN: readonly X509Certificate[] = [];
 
@@ -18,7 +18,7 @@ export class ClientCertFacts implements Omit<ClientCertInput, "revoked"> {
   readonly presented: boolean;
   /** Chain verified by OpenSSL against the host's bundle (Cloudflare: stays true when revoked). */
   readonly verified: boolean;
-  readonly verdict: Verdict;
+  readonly verdict: ChainVerdict;
   readonly leaf: X509Certificate | undefined;
   /** CA certificates above the leaf that certgate knows (from the trust bundle), nearest first. */
   readonly chain: readonly X509Certificate[];
@@ -26,7 +26,7 @@ export class ClientCertFacts implements Omit<ClientCertInput, "revoked"> {
   #peculiar: PeculiarCert | undefined;
   #crlUrls: string[] | undefined;
 
-  constructor(leaf: X509Certificate | undefined, verdict: Verdict, chain: readonly X509Certificate[] = EMPTY_CHAIN) {
+  constructor(leaf: X509Certificate | undefined, verdict: ChainVerdict, chain: readonly X509Certificate[] = EMPTY_CHAIN) {
     this.leaf = leaf;
     this.presented = leaf !== undefined;
     this.verdict = verdict;
@@ -223,7 +223,7 @@ function sanEntries(san: string): [string, string][] {
   return out;
 }
 
-export const NO_CERT = new ClientCertFacts(undefined, MISSING);
+export const NO_CLIENT_CERT = new ClientCertFacts(undefined, MISSING);
 
 function hex(id: string | undefined): string {
   return id ? id.toUpperCase() : "";

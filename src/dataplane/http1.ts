@@ -110,8 +110,8 @@ export class Request {
 
 /** A request body: a Readable whose backpressure pauses the client socket. */
 class RequestBody extends Readable {
-  readonly #conn: Connection;
-  constructor(conn: Connection) {
+  readonly #conn: Http1Connection;
+  constructor(conn: Http1Connection) {
     super();
     this.#conn = conn;
   }
@@ -149,11 +149,11 @@ export class Response {
   onFinish: (() => void) | null = null;
   /** The connection closed before the response finished. */
   onAbort: (() => void) | null = null;
-  readonly #conn: Connection;
+  readonly #conn: Http1Connection;
   #chunked = false;
   #noBody = false;
 
-  constructor(conn: Connection, req: Request) {
+  constructor(conn: Http1Connection, req: Request) {
     this.#conn = conn;
     this.request = req;
   }
@@ -230,7 +230,7 @@ export class Response {
 // Header and request deadlines, checked for every connection on one timer (as node:http does),
 // so that a request costs a number store rather than a timer.
 const TICK_MS = 250;
-const live = new Set<Connection>();
+const live = new Set<Http1Connection>();
 /** Connections serving HTTP now (a metric). */
 export const openConnections = (): number => live.size;
 let ticker: NodeJS.Timeout | null = null;
@@ -258,10 +258,10 @@ function transferCodingRefusal(te: string): RefusalReason | null {
 
 /** Serves HTTP/1.1 on a TLS socket that has completed its handshake. */
 export function serveHttp1(socket: TLSSocket, limits: Http1Limits, handlers: Http1Handlers): void {
-  new Connection(socket, limits, handlers);
+  new Http1Connection(socket, limits, handlers);
 }
 
-class Connection {
+class Http1Connection {
   readonly socket: TLSSocket;
   readonly #parser: Parser;
   readonly #limits: Http1Limits;

@@ -9,7 +9,7 @@ import net from "node:net";
 import type { Readable } from "node:stream";
 import tls from "node:tls";
 import { closeParser, createParser, HTTPParser, trailersClose, type Parser } from "./llhttp.ts";
-import type { CompiledRoute } from "./snapshot.ts";
+import type { OriginRoute } from "./snapshot.ts";
 
 export type OriginErrorCode = "connect" | "connect_timeout" | "timeout" | "reset" | "protocol" | "body_too_large" | "aborted";
 
@@ -66,7 +66,7 @@ const MAX_HEAD = 64 * 1024;
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
 /** A connection to an origin and its parser; `exchange` is the request it is serving. */
-interface Conn {
+interface OriginConn {
   socket: net.Socket;
   parser: Parser;
   exchange: ExchangeImpl | null;
@@ -79,12 +79,12 @@ interface Conn {
 }
 
 export class OriginPool {
-  readonly route: CompiledRoute;
-  readonly #idle: Conn[] = [];
+  readonly route: OriginRoute;
+  readonly #idle: OriginConn[] = [];
   #session: Buffer | undefined;
   #closed = false;
 
-  constructor(route: CompiledRoute) {
+  constructor(route: OriginRoute) {
     this.route = route;
   }
 
@@ -105,8 +105,8 @@ export class OriginPool {
     });
   }
 
-  #take(): Conn {
-    let c: Conn | undefined;
+  #take(): OriginConn {
+    let c: OriginConn | undefined;
     while ((c = this.#idle.pop())) {
       if (reusable(c)) return c;
       c.socket.destroy();
@@ -115,7 +115,7 @@ export class OriginPool {
   }
 
   /** Returns a connection whose last exchange ended cleanly; any other is closed. */
-  release(c: Conn): void {
+  release(c: OriginConn): void {
     c.exchange = null;
     c.reused = true;
     if (this.#closed || this.#idle.length >= MAX_IDLE || !reusable(c)) return void c.socket.destroy();
@@ -123,7 +123,7 @@ export class OriginPool {
     this.#idle.push(c);
   }
 
-  connect(): Conn {
+  connect(): OriginConn {
     const r = this.route;
     const u = r.origin;
     const port = Number(u.port) || (u.protocol === "https:" ? 443 : 80);
@@ -143,7 +143,7 @@ export class OriginPool {
       : net.connect({ host, port });
     socket.setNoDelay(true);
     if (r.tls) socket.on("session", (s: Buffer) => (this.#session = s));
-    const conn: Conn = { socket, parser: undefined as unknown as Parser, exchange: null, inMessage: false, reused: false, connected: false };
+    const conn: OriginConn = { socket, parser: undefined as unknown as Parser, exchange: null, inMessage: false, reused: false, connected: false };
     conn.parser = createParser(HTTPParser.RESPONSE, MAX_HEAD, {
       headersComplete: (_maj, _min, headers, _m, _u, status, _msg, upgrade, keepAlive) => conn.exchange?.onHead(status ?? 0, headers!, upgrade, keepAlive) ?? 0,
       body: (chunk) => conn.exchange?.onBody(chunk),
@@ -185,7 +185,7 @@ export class OriginPool {
  * Ready for a new request: open both ways, reading (on a paused socket the next response
  * would never be seen and the request would wait for the read timeout), between messages.
  */
-function reusable(c: Conn): boolean {
+function reusable(c: OriginConn): boolean {
   const s = c.socket;
   return c.exchange === null && !c.inMessage && !s.destroyed && !s.readableEnded && s.writable && !s.isPaused();
 }
@@ -198,7 +198,7 @@ class ExchangeImpl implements Exchange {
   readonly #pool: OriginPool;
   readonly #req: OriginRequest;
   readonly #onHead: ResponseHead | null;
-  #conn!: Conn;
+  #conn!: OriginConn;
   #out: BodySink | null = null;
   #keepAlive = false;
   #sent = false; // whole request written
@@ -221,7 +221,7 @@ class ExchangeImpl implements Exchange {
     });
   }
 
-  start(conn: Conn): void {
+  start(conn: OriginConn): void {
     this.#conn = conn;
     conn.exchange = this;
     const s = conn.socket;
@@ -426,7 +426,7 @@ class ExchangeImpl implements Exchange {
 export class Origins {
   readonly #pools = new Map<string, OriginPool>();
 
-  get(route: CompiledRoute): OriginPool {
+  get(route: OriginRoute): OriginPool {
     let pool = this.#pools.get(route.originKey);
     if (!pool) this.#pools.set(route.originKey, (pool = new OriginPool(route)));
     return pool;

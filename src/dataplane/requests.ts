@@ -10,14 +10,14 @@ import { closingResponse, type Request, type Response } from "./http1.ts";
 import { hostOfHeader } from "./names.ts";
 import { OriginError, type Origins } from "./origins.ts";
 import { normalizeTarget, originForm, type Target } from "./path.ts";
-import type { CompiledRoute, HostPolicy, HostView, Snapshot } from "./snapshot.ts";
+import type { OriginRoute, HostPolicy, HostView, Snapshot } from "./snapshot.ts";
 import { countRefusal, REFUSALS, type RefusalReason } from "./refusals.ts";
 import type { RevocationChecker, RevocationVerdict } from "../revocation/checker.ts";
 
-export const CONN = Symbol("certgate.connection");
+export const CLIENT_CONN = Symbol("certgate.connection");
 
 /** What certgate knows about a connection, fixed when it became secure. */
-export interface ConnState {
+export interface ClientConn {
   servername: string;
   policy: HostPolicy;
   facts: ClientCertFacts;
@@ -47,7 +47,7 @@ function hostHeader(req: Request): string | undefined | null {
 }
 
 /** The Host header's view in the current snapshot, from the connection's memo when unchanged; null if malformed or repeated. */
-function hostView(conn: ConnState, header: string | undefined | null, snapshot: Snapshot): CachedView | null {
+function hostView(conn: ClientConn, header: string | undefined | null, snapshot: Snapshot): CachedView | null {
   if (!header) return null;
   const m = conn.view;
   if (m && m.snapshot === snapshot && m.header === header) return m;
@@ -77,7 +77,7 @@ interface Pass {
   hostHeader: string;
   target: Target;
   policy: HostPolicy;
-  route: CompiledRoute;
+  route: OriginRoute;
   snapshot: Snapshot;
   revoked: boolean;
 }
@@ -94,15 +94,15 @@ const refuse = (reason: RefusalReason, own?: { status: number; body: string; con
 });
 
 /** The connection's state, set once its handshake completed. */
-export function connOf(socket: TLSSocket): ConnState | undefined {
-  return (socket as TLSSocket & { [CONN]?: ConnState })[CONN];
+export function clientConnOf(socket: TLSSocket): ClientConn | undefined {
+  return (socket as TLSSocket & { [CLIENT_CONN]?: ClientConn })[CLIENT_CONN];
 }
 
 /**
  * Decides what happens to a request; pure apart from metrics and logs. `revoked`: the
  * revocation checker's verdict on the connection's certificate for this request.
  */
-export function decide(req: Request, conn: ConnState, view: CachedView | null, revoked: boolean, deps: RequestDeps): Refusal | Pass {
+export function decide(req: Request, conn: ClientConn, view: CachedView | null, revoked: boolean, deps: RequestDeps): Refusal | Pass {
   const target = targetOf(req, view?.snapshot ?? deps.snapshot());
   if (!target) return refuse("bad_target");
   if (!view) return refuse("bad_host");
@@ -146,7 +146,7 @@ function targetOf(req: Request, snapshot: Snapshot): Target | null {
  * as a plain request, without Upgrade. Decided again, with everything else, when handled.
  */
 export function upgradeAllowed(deps: RequestDeps, req: Request): boolean {
-  const conn = connOf(req.socket);
+  const conn = clientConnOf(req.socket);
   if (!conn) return false;
   const view = hostView(conn, hostHeader(req), deps.snapshot());
   const target = view && targetOf(req, view.snapshot);
@@ -155,7 +155,7 @@ export function upgradeAllowed(deps: RequestDeps, req: Request): boolean {
 }
 
 /** The route's protocols among those the request offers, comma-separated, or null. */
-function allowedUpgrades(req: Request, route: CompiledRoute): string | null {
+function allowedUpgrades(req: Request, route: OriginRoute): string | null {
   const offered = req.headersDistinct["upgrade"];
   if (!offered) return null;
   const allowed: string[] = [];
@@ -173,7 +173,7 @@ function allowedUpgrades(req: Request, route: CompiledRoute): string | null {
  * certificate. A Host other than the SNI is refused later (421), so only the SNI's own
  * bundle matters; an unverified certificate has nothing to revoke.
  */
-function withRevocation(deps: RequestDeps, conn: ConnState, view: CachedView | null, next: (revoked: boolean) => void): void {
+function withRevocation(deps: RequestDeps, conn: ClientConn, view: CachedView | null, next: (revoked: boolean) => void): void {
   const facts = conn.facts;
   const bundle = facts.verified && view?.host === conn.servername ? view.policy.bundle : null;
   if (!bundle) return next(false);
@@ -190,13 +190,13 @@ function withRevocation(deps: RequestDeps, conn: ConnState, view: CachedView | n
 }
 
 export function handleRequest(deps: RequestDeps, req: Request, res: Response): void {
-  const conn = connOf(req.socket);
+  const conn = clientConnOf(req.socket);
   if (!conn) return void req.socket.destroy();
   const view = hostView(conn, hostHeader(req), deps.snapshot());
   withRevocation(deps, conn, view, (revoked) => respond(deps, req, res, conn, view, revoked));
 }
 
-function respond(deps: RequestDeps, req: Request, res: Response, conn: ConnState, view: CachedView | null, revoked: boolean): void {
+function respond(deps: RequestDeps, req: Request, res: Response, conn: ClientConn, view: CachedView | null, revoked: boolean): void {
   const logged = deps.log.isLevelEnabled("info"); // no clock read nor access-log object when the log is off
   const started = logged ? process.hrtime.bigint() : 0n;
   const outcome = decide(req, conn, view, revoked, deps);
@@ -227,7 +227,7 @@ function respond(deps: RequestDeps, req: Request, res: Response, conn: ConnState
   void proxy(deps, req, res, conn, outcome);
 }
 
-async function proxy(deps: RequestDeps, req: Request, res: Response, conn: ConnState, p: Pass): Promise<void> {
+async function proxy(deps: RequestDeps, req: Request, res: Response, conn: ClientConn, p: Pass): Promise<void> {
   const limits = p.snapshot.model.limits;
   const declared = req.bodyLength;
   if (declared > limits.max_body_bytes) return req.discardBody(), refuseAfterDecision(deps, res, p, "body_too_large");
@@ -268,7 +268,7 @@ async function proxy(deps: RequestDeps, req: Request, res: Response, conn: ConnS
   }
 }
 
-function forwardContext(conn: ConnState, p: Pass): ForwardContext {
+function forwardContext(conn: ClientConn, p: Pass): ForwardContext {
   return { hostHeader: p.hostHeader, policy: p.policy, facts: conn.facts, revoked: p.revoked, remoteAddress: conn.remoteAddress, trustForwardedFor: p.snapshot.model.trust_forwarded_for };
 }
 
@@ -286,14 +286,14 @@ function send(res: Response, status: number, body: string, close: boolean, conte
 
 /** WebSocket (and other) upgrades: the same decision, then a spliced byte stream. */
 export function handleUpgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clientHead: Buffer): void {
-  const conn = connOf(req.socket);
+  const conn = clientConnOf(req.socket);
   socket.on("error", () => socket.destroy());
   if (!conn) return void socket.destroy();
   const view = hostView(conn, hostHeader(req), deps.snapshot());
   withRevocation(deps, conn, view, (revoked) => void upgrade(deps, req, socket, clientHead, conn, view, revoked));
 }
 
-async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clientHead: Buffer, conn: ConnState, view: CachedView | null, revoked: boolean): Promise<void> {
+async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clientHead: Buffer, conn: ClientConn, view: CachedView | null, revoked: boolean): Promise<void> {
   const outcome = decide(req, conn, view, revoked, deps);
   if (outcome.kind === "refuse") {
     countRefusal(deps.metrics, conn.policy.pattern || "_default", outcome.reason);
@@ -345,11 +345,11 @@ class RequestView implements RequestInput {
   readonly #req: Request;
   readonly host: string;
   readonly #target: Target;
-  readonly #conn: ConnState;
+  readonly #conn: ClientConn;
   readonly #revoked: boolean;
   #cert: RequestCert | undefined;
   readonly ssl = true;
-  constructor(req: Request, host: string, target: Target, conn: ConnState, revoked: boolean) {
+  constructor(req: Request, host: string, target: Target, conn: ClientConn, revoked: boolean) {
     this.#req = req;
     this.host = host;
     this.#target = target;

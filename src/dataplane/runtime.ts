@@ -6,10 +6,10 @@ import type { TLSSocket } from "node:tls";
 import type { Model, Rule } from "../model/schema.ts";
 import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
-import { ClientCertFacts, NO_CERT } from "./facts.ts";
+import { ClientCertFacts, NO_CLIENT_CERT } from "./facts.ts";
 import { createFrontServer, type Dispatcher } from "./listener.ts";
 import { Origins } from "./origins.ts";
-import { CONN, connOf, handleRequest, handleUpgrade, upgradeAllowed, type ConnState, type RequestDeps } from "./requests.ts";
+import { CLIENT_CONN, clientConnOf, handleRequest, handleUpgrade, upgradeAllowed, type ClientConn, type RequestDeps } from "./requests.ts";
 import { openConnections, serveHttp1, type Http1Handlers } from "./http1.ts";
 import { Snapshot, type DerivedRules, type HostPolicy } from "./snapshot.ts";
 import { TlsServers } from "./tlsservers.ts";
@@ -18,7 +18,7 @@ import { RevocationChecker } from "../revocation/checker.ts";
 import { CrlFetcher } from "../revocation/fetcher.ts";
 import { serialKey } from "../revocation/crl.ts";
 import { OcspClient } from "../revocation/ocsp.ts";
-import { classify, MISSING, VERIFIED, type Verdict } from "./verify.ts";
+import { classify, MISSING, VERIFIED, type ChainVerdict } from "./verify.ts";
 
 export interface RuntimeOptions {
   log: Logger;
@@ -74,7 +74,7 @@ export class Runtime implements Dispatcher {
       request: (req, res) => handleRequest(deps, req, res),
       upgradeAllowed: (req) => upgradeAllowed(deps, req),
       upgrade: (req, socket, head) => handleUpgrade(deps, req, socket, head),
-      refused: (socket, reason) => countRefusal(this.#metrics, connOf(socket)?.policy.pattern || "_default", reason),
+      refused: (socket, reason) => countRefusal(this.#metrics, clientConnOf(socket)?.policy.pattern || "_default", reason),
     };
     this.#servers = new TlsServers(
       {
@@ -164,12 +164,12 @@ export class Runtime implements Dispatcher {
 
   /** Captures everything about the connection now: Node's TLS getters are unsafe after close. */
   #secure(socket: TLSSocket, servername: string, policy: HostPolicy): void {
-    let facts = NO_CERT;
+    let facts = NO_CLIENT_CERT;
     let result = "not_requested";
     if (policy.mode !== "off") {
       const leaf = socket.getPeerX509Certificate();
       const bundle = policy.bundle!;
-      let verdict: Verdict;
+      let verdict: ChainVerdict;
       if (!leaf) verdict = MISSING;
       else if (!socket.authorized) verdict = classify(String(socket.authorizationError ?? "UNABLE_TO_GET_ISSUER_CERT"));
       // Node checks no depth; a leaf issued below the bundle's CAs has at least 2 above it.
@@ -181,7 +181,7 @@ export class Runtime implements Dispatcher {
       if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
     }
     const remote = socket.remoteAddress ?? "";
-    const state: ConnState = {
+    const state: ClientConn = {
       servername,
       policy,
       facts,
@@ -189,7 +189,7 @@ export class Runtime implements Dispatcher {
       remoteAddress: remote.startsWith("::ffff:") ? remote.slice(7) : remote,
       resumed: socket.isSessionReused(),
     };
-    (socket as TLSSocket & { [CONN]?: ConnState })[CONN] = state;
+    (socket as TLSSocket & { [CLIENT_CONN]?: ClientConn })[CLIENT_CONN] = state;
     this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(state.resumed) });
     serveHttp1(socket, this.#snapshot.http, this.#http);
   }

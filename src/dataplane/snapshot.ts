@@ -9,18 +9,18 @@ import type { Http1Limits } from "./http1.ts";
 import { compileBundles } from "./compile/bundles.ts";
 import { compileCerts, type CompiledCert } from "./compile/certs.ts";
 import { compileHosts, OFF_POLICY, type HostPolicy } from "./compile/hosts.ts";
-import { compileRoutes, type CompiledRoute } from "./compile/routes.ts";
+import { compileRoutes, type OriginRoute } from "./compile/routes.ts";
 import { compileRules } from "./compile/rules.ts";
 import type { Fail } from "./compile/memo.ts";
 
-export type { CompiledCert, HostPolicy, CompiledRoute };
+export type { CompiledCert, HostPolicy, OriginRoute };
 
 /** Everything a request needs to know about its hostname in one snapshot. */
 export interface HostView {
   host: string;
   policy: HostPolicy;
   rules: RuleProgram | null;
-  routes: CompiledRoute[] | undefined;
+  routes: OriginRoute[] | undefined;
 }
 
 /** Rules a node derives from the model for itself, put before the global rules and never stored (Apinizer policies deployed to its environment). */
@@ -42,7 +42,7 @@ export class Snapshot {
   /** Certificates pinned by a host entry (a Fastly activation); they win over SAN matching. */
   readonly #hostCerts: NameTable<CompiledCert>;
   readonly #hosts: NameTable<HostPolicy>;
-  readonly #routes: NameTable<CompiledRoute[]>;
+  readonly #routes: NameTable<OriginRoute[]>;
   readonly #zoneRules: Map<string, RuleProgram>;
   readonly #globalRules: RuleProgram | null;
 
@@ -94,7 +94,7 @@ export class Snapshot {
     return this.#hosts.get(name) ?? OFF_POLICY;
   }
 
-  routes(name: string): CompiledRoute[] | undefined {
+  routes(name: string): OriginRoute[] | undefined {
     return this.#routes.get(name);
   }
 

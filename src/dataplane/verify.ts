@@ -4,17 +4,17 @@
 
 export type FailureClass = "missing" | "untrusted" | "expired" | "not_yet_valid" | "revoked";
 
-export interface Verdict {
+export interface ChainVerdict {
   ok: boolean;
   failure?: FailureClass;
   /** Lower-cased OpenSSL code or certgate's own reason, e.g. "cert_has_expired", "chain_too_long". */
   reason: string;
 }
 
-export const VERIFIED: Verdict = { ok: true, reason: "ok" };
-export const MISSING: Verdict = { ok: false, failure: "missing", reason: "no_certificate" };
+export const VERIFIED: ChainVerdict = { ok: true, reason: "ok" };
+export const MISSING: ChainVerdict = { ok: false, failure: "missing", reason: "no_certificate" };
 
-export function classify(opensslCode: string): Verdict {
+export function classify(opensslCode: string): ChainVerdict {
   switch (opensslCode) {
     case "CERT_HAS_EXPIRED":
       return { ok: false, failure: "expired", reason: "cert_has_expired" };

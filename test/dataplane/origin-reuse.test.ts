@@ -7,7 +7,7 @@ import { baseModel, connect, pki, request, startProxy, type Proxy } from "../hel
 import { answer, startRawOrigin, type OriginRequest, type RawOrigin } from "../helpers/rawOrigin.ts";
 import { parseModel } from "../../src/model/schema.ts";
 import { OriginPool, type BodySink } from "../../src/dataplane/origins.ts";
-import type { CompiledRoute } from "../../src/dataplane/snapshot.ts";
+import type { OriginRoute } from "../../src/dataplane/snapshot.ts";
 
 const READ_TIMEOUT_MS = 3_000;
 
@@ -59,7 +59,7 @@ describe("origin connection reuse", () => {
   it("a response completed while its client was behind does not pool the connection paused", async () => {
     // The pool on its own, with a sink that reports backpressure on the response's last chunk
     // and never drains (a client that stopped reading, then closed).
-    const route: CompiledRoute = {
+    const route: OriginRoute = {
       id: "pool",
       pathPrefix: "/",
       origin: new URL(origin.url),

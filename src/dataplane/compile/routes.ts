@@ -4,7 +4,7 @@ import { NameTable } from "../names.ts";
 import type { CompiledCert } from "./certs.ts";
 import type { Fail } from "./memo.ts";
 
-export interface CompiledRoute {
+export interface OriginRoute {
   id: string;
   pathPrefix: string;
   origin: URL;
@@ -18,7 +18,7 @@ export interface CompiledRoute {
 }
 
 export interface CompiledRoutes {
-  byHost: NameTable<CompiledRoute[]>;
+  byHost: NameTable<OriginRoute[]>;
   /** Every origin configuration routes use: the pools worth keeping. */
   originKeys: Set<string>;
 }
@@ -26,7 +26,7 @@ export interface CompiledRoutes {
 const DEFAULT_UPGRADES: readonly string[] = ["websocket"];
 
 export function compileRoutes(model: Model, certs: Map<string, CompiledCert>, fail: Fail): CompiledRoutes {
-  const byHost = new Map<string, CompiledRoute[]>();
+  const byHost = new Map<string, OriginRoute[]>();
   const originKeys = new Set<string>();
   const routeIds = new Set<string>();
   model.routes.forEach((r, i) => {
@@ -56,7 +56,7 @@ export function compileRoutes(model: Model, certs: Map<string, CompiledCert>, fa
     byHost.set(r.hostname, list);
     originKeys.add(list[list.length - 1]!.originKey);
   });
-  const table = new NameTable<CompiledRoute[]>();
+  const table = new NameTable<OriginRoute[]>();
   for (const [host, list] of byHost) table.add(host, list.sort((a, b) => b.pathPrefix.length - a.pathPrefix.length));
   return { byHost: table, originKeys };
 }
