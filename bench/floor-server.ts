@@ -15,8 +15,8 @@ import tls from "node:tls";
 import { readFileSync } from "node:fs";
 import { Pool } from "undici";
 import { ORIGIN_BODY } from "./lib/body.ts";
-import { Origins, type BodySink } from "../src/dataplane/origins.ts";
-import { serveHttp1, type Http1Handlers } from "../src/dataplane/http1.ts";
+import { Origins, type BodySink } from "../src/dataplane/origins/origins.ts";
+import { serveHttp1, type Http1Handlers } from "../src/dataplane/http1/http1.ts";
 import type { OriginRoute } from "../src/dataplane/snapshot.ts";
 
 const [variant, portArg, originPortArg, dir] = process.argv.slice(2);

@@ -6,19 +6,19 @@ import type { TLSSocket } from "node:tls";
 import type { Model, Rule } from "../model/schema.ts";
 import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
-import { ClientCertFacts, NO_CLIENT_CERT } from "./facts.ts";
-import { createFrontServer, type Dispatcher } from "./listener.ts";
-import { Origins } from "./origins.ts";
-import { CLIENT_CONN, clientConnOf, handleRequest, handleUpgrade, upgradeAllowed, type ClientConn, type RequestDeps } from "./requests.ts";
-import { openConnections, serveHttp1, type Http1Handlers } from "./http1.ts";
+import { ClientCertFacts, NO_CLIENT_CERT } from "./tls/facts.ts";
+import { createFrontServer, type Dispatcher } from "./tls/listener.ts";
+import { Origins } from "./origins/origins.ts";
+import { CLIENT_CONN, clientConnOf, handleRequest, handleUpgrade, upgradeAllowed, type ClientConn, type RequestDeps } from "./request/requests.ts";
+import { openConnections, serveHttp1, type Http1Handlers } from "./http1/http1.ts";
 import { Snapshot, type DerivedRules, type HostPolicy } from "./snapshot.ts";
-import { TlsServers } from "./tlsservers.ts";
-import { countRefusal } from "./refusals.ts";
+import { TlsServers } from "./tls/tlsservers.ts";
+import { countRefusal } from "./request/refusals.ts";
 import { RevocationChecker } from "../revocation/checker.ts";
 import { CrlFetcher } from "../revocation/fetcher.ts";
 import { serialKey } from "../revocation/crl.ts";
 import { OcspClient } from "../revocation/ocsp.ts";
-import { classify, MISSING, VERIFIED, type ChainVerdict } from "./verify.ts";
+import { classify, MISSING, VERIFIED, type ChainVerdict } from "./tls/verify.ts";
 
 export interface RuntimeOptions {
   log: Logger;

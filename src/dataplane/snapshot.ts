@@ -5,7 +5,7 @@
 import type { RuleProgram } from "../rules/index.ts";
 import { ModelError, type Model, type Rule } from "../model/schema.ts";
 import type { NameTable } from "./names.ts";
-import type { Http1Limits } from "./http1.ts";
+import type { Http1Limits } from "./http1/http1.ts";
 import { compileBundles } from "./compile/bundles.ts";
 import { compileCerts, type CompiledCert } from "./compile/certs.ts";
 import { compileHosts, OFF_POLICY, type HostPolicy } from "./compile/hosts.ts";

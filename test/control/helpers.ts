@@ -10,7 +10,7 @@ import { parseModel, type ModelInput } from "../../src/model/schema.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
 import { apinizerRules, DEFAULT_ENVIRONMENT } from "../../src/model/apinizer-rules.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
-import { REFUSAL_LABELS } from "../../src/dataplane/refusals.ts";
+import { REFUSAL_LABELS } from "../../src/dataplane/request/refusals.ts";
 import { createLogger } from "../../src/observability/log.ts";
 import { startEcho } from "../../src/demo/echo.ts";
 import { listenAdmin } from "../../src/control/admin.ts";

@@ -1,7 +1,7 @@
 // Real ClientHello bytes, captured from Node's TLS client, for tests that send them by hand.
 import net from "node:net";
 import tls from "node:tls";
-import { parseClientHello } from "../../src/dataplane/clienthello.ts";
+import { parseClientHello } from "../../src/dataplane/tls/clienthello.ts";
 
 /** The records a `tls.connect` with these options sends first (its whole ClientHello). */
 export async function captureClientHello(opts: tls.ConnectionOptions = {}): Promise<Buffer> {

@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, connect, pki, startProxy, type Proxy } from "../helpers/harness.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
-import { HTTPParser } from "../../src/dataplane/llhttp.ts";
+import { HTTPParser } from "../../src/dataplane/http1/llhttp.ts";
 import { exchange, parseResponses, responses } from "../helpers/wire.ts";
 
 describe("HTTP/1.1 front end", () => {

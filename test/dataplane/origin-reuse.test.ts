@@ -6,7 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { baseModel, connect, pki, request, startProxy, type Proxy } from "../helpers/harness.ts";
 import { answer, startRawOrigin, type OriginRequest, type RawOrigin } from "../helpers/rawOrigin.ts";
 import { parseModel } from "../../src/model/schema.ts";
-import { OriginPool, type BodySink } from "../../src/dataplane/origins.ts";
+import { OriginPool, type BodySink } from "../../src/dataplane/origins/origins.ts";
 import type { OriginRoute } from "../../src/dataplane/snapshot.ts";
 
 const READ_TIMEOUT_MS = 3_000;

@@ -1,4 +1,4 @@
-// The refusal catalog (src/dataplane/refusals.ts) is what clients get and what is counted:
+// The refusal catalog (src/dataplane/request/refusals.ts) is what clients get and what is counted:
 // each refusal driven through a real socket answers the catalog's status and body, closes the
 // connection exactly when the catalog says, and is counted under the catalog's label; the
 // counter's help text names exactly the catalog's labels. (That every refusal the code emits
@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, pki, startProxy, type ClientOpts, type Proxy } from "../helpers/harness.ts";
 import { exchange, parseResponses, responses } from "../helpers/wire.ts";
-import { REFUSAL_LABELS, REFUSALS, type RefusalReason } from "../../src/dataplane/refusals.ts";
+import { REFUSAL_LABELS, REFUSALS, type RefusalReason } from "../../src/dataplane/request/refusals.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import type { ModelInput } from "../../src/model/schema.ts";
 

@@ -7,7 +7,7 @@ import { issue } from "../../src/pki/issue.ts";
 import { parseModel, type ModelInput } from "../../src/model/schema.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
-import { REFUSAL_LABELS } from "../../src/dataplane/refusals.ts";
+import { REFUSAL_LABELS } from "../../src/dataplane/request/refusals.ts";
 import { createLogger } from "../../src/observability/log.ts";
 import { startEcho } from "../../src/demo/echo.ts";
 

@@ -3,8 +3,8 @@
 // certgate_refusals_total (whose help text lists these labels: createMetrics is given
 // REFUSAL_LABELS). The HTTP/1.1 front end, decide() and the proxy all answer from here.
 import { STATUS_CODES } from "node:http";
-import type { Metrics } from "../observability/metrics.ts";
-import { FAILURE_MESSAGES, type FailureClass } from "./verify.ts";
+import type { Metrics } from "../../observability/metrics.ts";
+import { FAILURE_MESSAGES, type FailureClass } from "../tls/verify.ts";
 
 export interface RefusalSpec {
   status: number;

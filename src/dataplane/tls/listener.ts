@@ -2,7 +2,7 @@
 // server, puts the bytes back and hands the socket over; Node then runs the handshake.
 import net from "node:net";
 import { parseClientHello } from "./clienthello.ts";
-import { closingResponse } from "./http1.ts";
+import { closingResponse } from "../http1/http1.ts";
 
 export interface Dispatcher {
   /** Returns false when no certificate serves this name: the handshake is refused. */

@@ -1,7 +1,7 @@
 // The request headers an origin receives: hop-by-hop headers removed, every header a client
 // could use to impersonate certgate's own assertions removed, then certgate's own added.
-import type { ClientCertFacts } from "./facts.ts";
-import type { HostPolicy } from "./snapshot.ts";
+import type { ClientCertFacts } from "../tls/facts.ts";
+import type { HostPolicy } from "../snapshot.ts";
 
 /** Raw headers as Node and llhttp give them: [name, value, name, value, ...]. */
 export type HeaderList = string[];

@@ -11,8 +11,8 @@
 import { createHash, hkdfSync, randomBytes } from "node:crypto";
 import type net from "node:net";
 import tls, { type TLSSocket } from "node:tls";
-import type { Model } from "../model/schema.ts";
-import type { CompiledCert, HostPolicy } from "./snapshot.ts";
+import type { Model } from "../../model/schema.ts";
+import type { CompiledCert, HostPolicy } from "../snapshot.ts";
 
 export interface ServerHooks {
   /** The handshake is complete: the connection is the caller's (HTTP) from here. */

@@ -4,8 +4,8 @@
 import "reflect-metadata"; // @peculiar/x509 needs it loaded first
 import { X509Certificate as PeculiarCert, SubjectKeyIdentifierExtension, AuthorityKeyIdentifierExtension, CRLDistributionPointsExtension } from "@peculiar/x509";
 import { hash, type X509Certificate } from "node:crypto";
-import type { ClientCertInput } from "../rules/input.ts";
-import { legacyDn, rfc2253 } from "../pki/dn.ts";
+import type { ClientCertInput } from "../../rules/input.ts";
+import { legacyDn, rfc2253 } from "../../pki/dn.ts";
 import { MISSING, type ChainVerdict } from "./verify.ts";
 
 const EMPTY_CHAIN: readonly X509Certificate[] = [];

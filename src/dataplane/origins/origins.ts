@@ -8,8 +8,8 @@
 import net from "node:net";
 import type { Readable } from "node:stream";
 import tls from "node:tls";
-import { closeParser, createParser, HTTPParser, trailersClose, type Parser } from "./llhttp.ts";
-import type { OriginRoute } from "./snapshot.ts";
+import { closeParser, createParser, HTTPParser, trailersClose, type Parser } from "../http1/llhttp.ts";
+import type { OriginRoute } from "../snapshot.ts";
 
 export type OriginErrorCode = "connect" | "connect_timeout" | "timeout" | "reset" | "protocol" | "body_too_large" | "aborted";
 

@@ -1,18 +1,18 @@
 // The per-request pipeline: Host vs SNI, the connection's policy vs the current one,
 // enforcement, rules, route, then the origin. Every refusal is decided here, in one place.
 import type { TLSSocket } from "node:tls";
-import type { RequestInput } from "../rules/input.ts";
-import type { Logger } from "../observability/log.ts";
-import type { Metrics } from "../observability/metrics.ts";
-import { RequestCert, type ClientCertFacts } from "./facts.ts";
+import type { RequestInput } from "../../rules/input.ts";
+import type { Logger } from "../../observability/log.ts";
+import type { Metrics } from "../../observability/metrics.ts";
+import { RequestCert, type ClientCertFacts } from "../tls/facts.ts";
 import { downstreamHeaders, upstreamHeaders, type ForwardContext } from "./headers.ts";
-import { closingResponse, type Request, type Response } from "./http1.ts";
-import { hostOfHeader } from "./names.ts";
-import { OriginError, type Origins } from "./origins.ts";
+import { closingResponse, type Request, type Response } from "../http1/http1.ts";
+import { hostOfHeader } from "../names.ts";
+import { OriginError, type Origins } from "../origins/origins.ts";
 import { normalizeTarget, originForm, type Target } from "./path.ts";
-import type { OriginRoute, HostPolicy, HostView, Snapshot } from "./snapshot.ts";
+import type { OriginRoute, HostPolicy, HostView, Snapshot } from "../snapshot.ts";
 import { countRefusal, REFUSALS, type RefusalReason } from "./refusals.ts";
-import type { RevocationChecker, RevocationVerdict } from "../revocation/checker.ts";
+import type { RevocationChecker, RevocationVerdict } from "../../revocation/checker.ts";
 
 export const CLIENT_CONN = Symbol("certgate.connection");
 

@@ -8,7 +8,7 @@ import { STATUS_CODES } from "node:http";
 import { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { closeParser, createParser, trailersClose, HTTPParser, METHODS, resetParser, type Parser } from "./llhttp.ts";
-import { REFUSALS, type RefusalReason } from "./refusals.ts";
+import { REFUSALS, type RefusalReason } from "../request/refusals.ts";
 
 export interface Http1Limits {
   maxHeaderBytes: number;
