@@ -185,8 +185,8 @@ function withRevocation(deps: RequestDeps, conn: ClientConn, view: CachedView | 
   const v = deps.revocation.check(facts, bundle);
   if (v === null) return next(false);
   if (!(v instanceof Promise)) return next(judged(v));
-  // The checker's promises never reject; were one to, the request is judged unrevoked, as before any check.
-  v.then(judged, () => false).then(next, () => {});
+  // The checker's promises never reject; were one to, no proof of good standing: judged revoked.
+  void v.then(judged, () => true).then(next);
 }
 
 export function handleRequest(deps: RequestDeps, req: Request, res: Response): void {
