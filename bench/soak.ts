@@ -402,6 +402,8 @@ async function drive(pki: DevPki, port: number, adminUrl: string, token: string,
       // Enforced: TLS 1.3 alert 116 (certificate required), seen by the client as an error once it reads.
       else if (("error" in r ? /CERTIFICATE_REQUIRED|ECONNRESET|closed before/.test(r.error) : r.status === 403) && modes.has(true))
         stats.refused("refused without a certificate (flip host enforced)");
+      // Handshake under one mode, request after the flip: the new policy answers 421 (reconnect).
+      else if (!("error" in r) && r.status === 421 && /policy changed/.test(r.reason) && modes.size > 1) stats.refused("421 policy_changed (flip host, flip between handshake and request)");
       else stats.failed(`no certificate on ${FLIP_HOST} (${[...modes].map((m) => (m ? "enforced" : "fail_open")).join("/")}): ${"error" in r ? r.error : `${r.status} ${r.reason}`}`, path);
       if (!("error" in r)) stats.latency(end - sent, `new ${host}${path} ${r.status}`);
       return;
