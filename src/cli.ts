@@ -12,7 +12,7 @@ import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { Runtime } from "./dataplane/runtime.ts";
-import { DEFAULT_ENVIRONMENT } from "./model/apinizer-rules.ts";
+import { DEFAULT_ENVIRONMENT } from "./dialects/apinizer/rules.ts";
 import { listenAdmin } from "./control/admin.ts";
 import { resolveAdminToken } from "./control/auth.ts";
 import { ManagedCaService } from "./managedca/service.ts";

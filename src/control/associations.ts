@@ -2,10 +2,10 @@
 // associates hostnames in bulk (Cloudflare Access associated_hostnames, the managed CA's
 // hostname_associations, Fastly's mutual_authentication tls_activations).
 import type { Host, Model, MtlsMode } from "../model/schema.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError } from "./apierrors.ts";
 import type { Principal } from "./auth.ts";
 import { claimable, type Owner } from "./ownership.ts";
-import { blankHost, replaceAt } from "./plane.ts";
+import { blankHost, replaceAt } from "./writepath.ts";
 
 export interface Association {
   /** Who asks: an account token may name only hostnames no other owner holds (403 first). */

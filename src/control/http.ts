@@ -2,8 +2,8 @@
 import type http from "node:http";
 import { parse as parseYaml } from "yaml";
 import type { Principal } from "./auth.ts";
-import type { ControlPlane, WriteContext } from "./plane.ts";
-import { ApiError } from "./errors.ts";
+import type { WritePath, WriteContext } from "./writepath.ts";
+import { ApiError } from "./apierrors.ts";
 import type { Model } from "../model/schema.ts";
 import type { ManagedCaService } from "../managedca/service.ts";
 
@@ -22,7 +22,7 @@ export interface Ctx {
   url: URL;
   params: Record<string, string>;
   principal: Principal;
-  plane: ControlPlane;
+  plane: WritePath;
   /** certgate's managed CA (Cloudflare client certificates); absent where not configured. */
   managedCa?: ManagedCaService;
   /** The path as routed (without a /client/v4 prefix). */
@@ -49,12 +49,12 @@ export interface RouteDef {
   handler: (ctx: Ctx) => Promise<Reply> | Reply;
 }
 
-export interface CompiledRoute extends RouteDef {
+export interface AdminRoute extends RouteDef {
   re: RegExp;
   names: string[];
 }
 
-export function compileRoute(r: RouteDef): CompiledRoute {
+export function compileRoute(r: RouteDef): AdminRoute {
   const names: string[] = [];
   const re = new RegExp(
     "^" +

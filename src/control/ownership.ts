@@ -12,7 +12,7 @@
 import type { Host, Model, Zone } from "../model/schema.ts";
 import { MANAGED_BUNDLE_ID } from "../managedca/service.ts";
 import type { Principal } from "./auth.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError } from "./apierrors.ts";
 import { COLLECTIONS, keyField } from "./store.ts";
 
 /** An account id, or null for the operator (global). */

@@ -12,7 +12,7 @@ import { Origins } from "./origins.ts";
 import { CONN, connOf, handleRequest, handleUpgrade, upgradeAllowed, type ConnState, type RequestDeps } from "./requests.ts";
 import { serveHttp1, type Http1Handlers } from "./http1.ts";
 import { Snapshot, type HostPolicy } from "./snapshot.ts";
-import { DEFAULT_ENVIRONMENT } from "../model/apinizer-rules.ts";
+import { DEFAULT_ENVIRONMENT } from "../dialects/apinizer/rules.ts";
 import { TlsServers } from "./tlsservers.ts";
 import { RevocationChecker } from "../revocation/checker.ts";
 import { CrlFetcher } from "../revocation/fetcher.ts";

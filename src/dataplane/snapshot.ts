@@ -5,7 +5,7 @@ import { createHash, createPrivateKey, type X509Certificate } from "node:crypto"
 import { PemError, dnsNames, parseCaBundle, parseCertificates } from "../pki/pem.ts";
 import { compileRuleset, type RuleProgram } from "../rules/index.ts";
 import { ModelError, managedRevokedAt, toRuleSpec, type Forwarding, type Model, type MtlsMode, type Rule, type TrustBundle } from "../model/schema.ts";
-import { DEFAULT_ENVIRONMENT, apinizerRules } from "../model/apinizer-rules.ts";
+import { DEFAULT_ENVIRONMENT, apinizerRules } from "../dialects/apinizer/rules.ts";
 import { CrlError, crlDers, verifyCrl, type VerifiedCrl } from "../revocation/crl.ts";
 import type { RevocationPolicy } from "../revocation/checker.ts";
 import { NameTable } from "./names.ts";

@@ -243,7 +243,7 @@ export const ManagedClientCertificate = z.strictObject({
 // ---- Apinizer dialect (control plane; see docs/apinizer.md) -------------------------------
 // Projects, API proxies, issuer ACLs, environments and `policy-auth-mtls` policies. The data
 // plane never reads these directly: each node compiles the policies deployed to ITS environment
-// into block rules (src/model/apinizer-rules.ts) when it builds a snapshot.
+// into block rules (src/dialects/apinizer/rules.ts) when it builds a snapshot.
 const apinizerName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "names are 1-64 of [A-Za-z0-9._-], starting with a letter or digit");
 
 export const ApinizerPolicy = z

@@ -10,7 +10,7 @@ import { issue, pki } from "../helpers/harness.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import type { Model, ModelInput } from "../../src/model/schema.ts";
 import { ADMIN_ROUTES as ROUTES } from "../../src/control/admin.ts";
-import type { WriteContext } from "../../src/control/plane.ts";
+import type { WriteContext } from "../../src/control/writepath.ts";
 import { webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import { Client } from "undici";

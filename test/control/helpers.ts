@@ -13,7 +13,7 @@ import { createLogger } from "../../src/observability/log.ts";
 import { startEcho } from "../../src/demo/echo.ts";
 import { listenAdmin } from "../../src/control/admin.ts";
 import { loadStore, startControl } from "../../src/control/setup.ts";
-import type { ControlPlane } from "../../src/control/plane.ts";
+import type { WritePath } from "../../src/control/writepath.ts";
 import { pki } from "../helpers/harness.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 
@@ -26,7 +26,7 @@ export interface Certgate {
   /** The public listener (managed CA's certificate, CRL and OCSP). */
   publicUrl: string;
   runtime: Runtime;
-  plane: ControlPlane;
+  plane: WritePath;
   close(): Promise<void>;
 }
 

@@ -24,8 +24,8 @@ import {
 import type { Runtime } from "../dataplane/runtime.ts";
 import { COLLECTIONS, keyField, type AuditEntry, type Store } from "./store.ts";
 import type { Principal } from "./auth.ts";
-import { ApiError, toApiError } from "./errors.ts";
-import { checkApinizerRules, enforces } from "../model/apinizer-rules.ts";
+import { ApiError, toApiError } from "./apierrors.ts";
+import { checkApinizerRules, enforces } from "../dialects/apinizer/rules.ts";
 import { authorize, ownershipProblems } from "./ownership.ts";
 import { checkValidity } from "./validity.ts";
 
@@ -181,7 +181,7 @@ function clientCaProblems(model: Model): { path: string; message: string }[] {
 /** The id of the built-in TLS configuration shown when the model defines none as default. */
 export const DEFAULT_CONFIG_ID = "default";
 
-export class ControlPlane {
+export class WritePath {
   readonly store: Store;
   readonly runtime: Runtime;
   #model: Model;

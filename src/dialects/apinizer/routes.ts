@@ -11,7 +11,7 @@
 //   policy             = api_proxies[].policies[] (working copy, in execution order); deploying
 //                        copies them into api_proxies[].deployments[{environment, policies}]
 //   enforcement        = each node compiles the policies deployed to its --environment into
-//                        401 block rules (model/apinizer-rules.ts, compiled per node by Snapshot)
+//                        401 block rules (rules.ts, compiled per node by Snapshot)
 import "reflect-metadata"; // @peculiar/x509 needs it loaded first
 import { SubjectKeyIdentifierExtension, X509Certificate as PeculiarCert } from "@peculiar/x509";
 import { createHash, type X509Certificate } from "node:crypto";
@@ -25,14 +25,14 @@ import type {
   MtlsMode,
   Route,
   TrustBundle,
-} from "../model/schema.ts";
-import { rfc2253 } from "../dataplane/facts.ts";
-import { ApiError, badRequest, notFound } from "./errors.ts";
-import { bool, isObject, objectBody, optionalObjectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { associate } from "./associations.ts";
-import { now, removeAt, replaceAt } from "./plane.ts";
-import { zoneOwnerOf } from "./ownership.ts";
-import { caBundle, certInfo } from "./pem.ts";
+} from "../../model/schema.ts";
+import { rfc2253 } from "../../dataplane/facts.ts";
+import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
+import { bool, isObject, objectBody, optionalObjectBody, str, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { associate } from "../../control/associations.ts";
+import { now, removeAt, replaceAt } from "../../control/writepath.ts";
+import { zoneOwnerOf } from "../../control/ownership.ts";
+import { caBundle, certInfo } from "../../control/certinfo.ts";
 
 const POLICY_TYPE = "policy-auth-mtls";
 const PIPELINES = ["REQUEST", "RESPONSE", "ERROR"] as const;

@@ -10,13 +10,13 @@
 //   tls_domain             = a SAN name of a certificate, or a host's hostname
 //   tls_configuration      = tls_configurations[] (a built-in default when none is the default)
 import { createHash } from "node:crypto";
-import type { Host, Model, TrustBundle } from "../model/schema.ts";
-import { ApiError, badRequest, notFound } from "./errors.ts";
-import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { associate } from "./associations.ts";
-import { zoneOwnerOf } from "./ownership.ts";
-import { alnumId, blankHost, DEFAULT_CONFIG_ID, now, removeAt, replaceAt } from "./plane.ts";
-import { caBundle, certInfo, covers, keyInfo } from "./pem.ts";
+import type { Host, Model, TrustBundle } from "../../model/schema.ts";
+import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
+import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { associate } from "../../control/associations.ts";
+import { zoneOwnerOf } from "../../control/ownership.ts";
+import { alnumId, blankHost, DEFAULT_CONFIG_ID, now, removeAt, replaceAt } from "../../control/writepath.ts";
+import { caBundle, certInfo, covers, keyInfo } from "../../control/certinfo.ts";
 
 const CT = "application/vnd.api+json";
 type Resource = { id: string; type: string; attributes?: Record<string, unknown>; relationships?: Record<string, unknown> };

@@ -1,11 +1,11 @@
 // The native API: what no vendor dialect covers. Routes, the whole model (the bootstrap file's
 // shape) as JSON or YAML, scoped tokens, and the audit log. Errors: {error: {code, message}}.
 import { stringify as toYaml } from "yaml";
-import type { Model, Route } from "../model/schema.ts";
-import { ApiError, badRequest, notFound } from "./errors.ts";
-import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { auditEntry, now, removeAt, replaceAt } from "./plane.ts";
-import { newTokenSecret, sha256 } from "./auth.ts";
+import type { Model, Route } from "../../model/schema.ts";
+import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
+import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { auditEntry, now, removeAt, replaceAt } from "../../control/writepath.ts";
+import { newTokenSecret, sha256 } from "../../control/auth.ts";
 import { randomBytes } from "node:crypto";
 
 /** What private keys read as in an export; PUT /v1/config keeps the stored key for it. */

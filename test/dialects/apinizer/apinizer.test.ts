@@ -3,14 +3,14 @@
 // ACLs and environments; and end to end over real TLS: the policies decide real requests.
 import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { issue, pki, request, type Reply } from "../helpers/harness.ts";
-import type { DevPki } from "../../src/pki/devpki.ts";
-import type { Issued } from "../../src/pki/issue.ts";
-import type { ModelInput } from "../../src/model/schema.ts";
-import { createMetrics } from "../../src/observability/metrics.ts";
-import { createLogger } from "../../src/observability/log.ts";
-import { Runtime } from "../../src/dataplane/runtime.ts";
-import { api, apinizerError, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, type Certgate } from "./helpers.ts";
+import { issue, pki, request, type Reply } from "../../helpers/harness.ts";
+import type { DevPki } from "../../../src/pki/devpki.ts";
+import type { Issued } from "../../../src/pki/issue.ts";
+import type { ModelInput } from "../../../src/model/schema.ts";
+import { createMetrics } from "../../../src/observability/metrics.ts";
+import { createLogger } from "../../../src/observability/log.ts";
+import { Runtime } from "../../../src/dataplane/runtime.ts";
+import { api, apinizerError, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, type Certgate } from "../../control/helpers.ts";
 
 /** Trust bundle "clients" = dev CA + other CA; a.test/ and b.test/ routed to the echo origin. */
 const seed = (p: DevPki, origin: string): ModelInput => ({

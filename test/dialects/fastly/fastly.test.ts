@@ -2,11 +2,11 @@
 // operator follows: upload key + certificate, activate, create a mutual authentication, attach
 // it enforced (a client without a certificate is refused), then fail-open (it passes).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect, issue, pki, rawRequest, request } from "../helpers/harness.ts";
-import type { DevPki } from "../../src/pki/devpki.ts";
-import type { Issued } from "../../src/pki/issue.ts";
-import type { SqliteStore } from "../../src/control/store.ts";
-import { api, fastlyError, jsonapi, rel, startCertgate, type ApiReply, type Certgate } from "./helpers.ts";
+import { connect, issue, pki, rawRequest, request } from "../../helpers/harness.ts";
+import type { DevPki } from "../../../src/pki/devpki.ts";
+import type { Issued } from "../../../src/pki/issue.ts";
+import type { SqliteStore } from "../../../src/control/store.ts";
+import { api, fastlyError, jsonapi, rel, startCertgate, type ApiReply, type Certgate } from "../../control/helpers.ts";
 
 describe("Fastly dialect", () => {
   let cg: Certgate;

@@ -6,15 +6,15 @@
 //   PATCH {reactivate:true} = back to active while pending_revocation
 //   hostname_associations   = hosts[] with mtls.trust_bundle = "managed-ca" (fail-open: rules
 //                             decide, as on Cloudflare), or the bundle named by mtls_certificate_id
-import type { Host, ManagedClientCertificate, Model, TrustBundle, Zone } from "../model/schema.ts";
-import { CsrError } from "../managedca/ca.ts";
-import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../managedca/service.ts";
-import { findZone, hostnames, ok, page } from "./cloudflare.ts";
-import { ApiError, badRequest, notFound } from "./errors.ts";
-import { intParam, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { associate } from "./associations.ts";
-import { canRead } from "./ownership.ts";
-import { hexId, now, replaceAt } from "./plane.ts";
+import type { Host, ManagedClientCertificate, Model, TrustBundle, Zone } from "../../model/schema.ts";
+import { CsrError } from "../../managedca/ca.ts";
+import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../../managedca/service.ts";
+import { findZone, hostnames, ok, page } from "./routes.ts";
+import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
+import { intParam, objectBody, str, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { associate } from "../../control/associations.ts";
+import { canRead } from "../../control/ownership.ts";
+import { hexId, now, replaceAt } from "../../control/writepath.ts";
 
 const STATUSES = ["all", "active", "pending_revocation", "revoked", "pending_reactivation"] as const;
 

@@ -10,8 +10,8 @@
 //   <id>:revoked  scope and cert_revoked                               (validateCertificate)
 //   <id>:issuer   scope and cert_presented and not <issuer in ACL>     (validateACLForIssuer)
 // with <id> = apinizer:<project>:<proxy>:<policy>.
-import { compileRuleset } from "../rules/index.ts";
-import { toRuleSpec, type ApinizerIssuer, type ApinizerPolicy, type ApinizerProject, type ApinizerProxy, type Model, type Rule } from "./schema.ts";
+import { compileRuleset } from "../../rules/index.ts";
+import { toRuleSpec, type ApinizerIssuer, type ApinizerPolicy, type ApinizerProject, type ApinizerProxy, type Model, type Rule } from "../../model/schema.ts";
 
 const RULE_PREFIX = "apinizer:";
 /** The environment a node serves unless `certgate serve --environment` says otherwise. */

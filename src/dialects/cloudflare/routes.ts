@@ -8,13 +8,13 @@
 //   zone                     = zones[] (account_id); its custom rules ruleset = zones[].rules
 //                              (+ zones[].ruleset: id, name, description, version)
 import { createHash } from "node:crypto";
-import type { Host, Model, Rule, TrustBundle, Zone } from "../model/schema.ts";
-import { ApiError, badRequest, notFound } from "./errors.ts";
-import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { associate } from "./associations.ts";
-import { canRead } from "./ownership.ts";
-import { blankHost, hexId, now, removeAt, replaceAt } from "./plane.ts";
-import { caBundle } from "./pem.ts";
+import type { Host, Model, Rule, TrustBundle, Zone } from "../../model/schema.ts";
+import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
+import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { associate } from "../../control/associations.ts";
+import { canRead } from "../../control/ownership.ts";
+import { blankHost, hexId, now, removeAt, replaceAt } from "../../control/writepath.ts";
+import { caBundle } from "../../control/certinfo.ts";
 
 const PHASE = "http_request_firewall_custom";
 
