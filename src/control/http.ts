@@ -156,22 +156,3 @@ export function intParam(ctx: Ctx, name: string, dflt: number, min: number, max:
   if (n < min || n > max) throw new ApiError("invalid_pagination", `${name} must be between ${min} and ${max}, got ${n}`, name);
   return n;
 }
-
-export function str(v: unknown, pointer: string, opts: { required?: boolean; max?: number } = {}): string | undefined {
-  if (v === undefined || v === null) {
-    if (opts.required) throw new ApiError("bad_request", `${pointer} is required`, pointer);
-    return undefined;
-  }
-  if (typeof v !== "string") throw new ApiError("bad_request", `${pointer} must be a string`, pointer);
-  if (opts.max && v.length > opts.max) throw new ApiError("bad_request", `${pointer} is longer than ${opts.max} characters`, pointer);
-  return v;
-}
-
-export function bool(v: unknown, pointer: string, required = false): boolean | undefined {
-  if (v === undefined || v === null) {
-    if (required) throw new ApiError("bad_request", `${pointer} is required`, pointer);
-    return undefined;
-  }
-  if (typeof v !== "boolean") throw new ApiError("bad_request", `${pointer} must be a boolean`, pointer);
-  return v;
-}

@@ -22,22 +22,19 @@ import type {
   ApinizerProject,
   ApinizerProxy,
   Model,
-  MtlsMode,
   Route,
   TrustBundle,
 } from "../../model/schema.ts";
 import { rfc2253 } from "../../dataplane/facts.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
-import { bool, isObject, objectBody, optionalObjectBody, str, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { objectBody, optionalObjectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { parseRequest } from "../../control/request.ts";
+import { AclPut, EnvironmentCreate, POLICY_TYPE, PolicyDelete, PolicyWrite, ProjectCreate, ProxyCreate } from "./schemas.ts";
 import { associate } from "../../control/associations.ts";
 import { now, removeAt, replaceAt } from "../../control/writepath.ts";
 import { zoneOwnerOf } from "../../control/ownership.ts";
 import { caBundle, certInfo } from "../../control/certinfo.ts";
 
-const POLICY_TYPE = "policy-auth-mtls";
-const PIPELINES = ["REQUEST", "RESPONSE", "ERROR"] as const;
-const SCOPES = ["ALL", "ENDPOINT"] as const;
-const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"] as const;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 const ok = (extra: Record<string, unknown> = {}, status = 200): Reply => ({ status, body: { success: true, ...extra } });
@@ -50,35 +47,6 @@ function checkName(v: string, what: string): string {
   return v;
 }
 
-
-function noUnknown(o: Record<string, unknown>, known: readonly string[], where: string): void {
-  for (const k of Object.keys(o)) if (!known.includes(k)) throw badRequest(`${where}${k} is not a known field (known: ${known.join(", ")})`, `${where}${k}`);
-}
-
-function oneOf<T extends string>(o: Record<string, unknown>, k: string, where: string, allowed: readonly T[], required: boolean): T | undefined {
-  const v = o[k];
-  if (v === undefined || v === null) {
-    if (required) throw badRequest(`${where}${k} is required (one of ${allowed.join(", ")})`, `${where}${k}`);
-    return undefined;
-  }
-  if (typeof v !== "string" || !(allowed as readonly string[]).includes(v))
-    throw badRequest(`${where}${k} must be one of ${allowed.join(", ")}, got ${JSON.stringify(v)}`, `${where}${k}`);
-  return v as T;
-}
-
-function envList(o: Record<string, unknown>, where: string): string[] {
-  const v = o.deployTargetEnvironmentNameList;
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || !x)) throw badRequest(`${where}deployTargetEnvironmentNameList must be an array of environment names`, `${where}deployTargetEnvironmentNameList`);
-  return [...new Set(v as string[])];
-}
-
-function orderOf(o: Record<string, unknown>, where: string): number | null {
-  const v = o.order;
-  if (v === undefined || v === null) return null;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw badRequest(`${where}order must be an integer starting from 1`, `${where}order`);
-  return v;
-}
 
 // ---- lookups -----------------------------------------------------------------------------
 
@@ -158,9 +126,7 @@ function listEnvironments(ctx: Ctx): Reply {
 
 async function createEnvironment(ctx: Ctx): Promise<Reply> {
   const name = checkName(ctx.params.environment!, "environmentName");
-  const b = (await optionalObjectBody(ctx)) ?? {};
-  noUnknown(b, ["description"], "");
-  const description = str(b.description, "description", { max: 1000 }) ?? "";
+  const description = parseRequest(EnvironmentCreate, (await optionalObjectBody(ctx)) ?? {}).description ?? "";
   await ctx.write(`apinizer: create environment ${name}`, (model) => {
     if (model.apinizer.environments.some((e) => e.name === name)) throw new ApiError("conflict", `environment "${name}" already exists`);
     return { model: { ...model, apinizer: { ...model.apinizer, environments: [...model.apinizer.environments, { name, description, created_at: now() }] } }, result: null };
@@ -242,19 +208,14 @@ function aclRes(acl: readonly ApinizerIssuer[]): Record<string, unknown> {
   return { issuerList: issuerList(acl), issuers: acl.map((a) => ({ issuerDN: a.dn, ...(a.fingerprint_sha256 ? { fingerprintSha256: a.fingerprint_sha256 } : {}), ...(a.ski ? { ski: a.ski } : {}) })) };
 }
 
-/** The body of PUT .../issuerAcl: `{issuerList}`, required ([] clears the ACL). */
-async function aclBody(ctx: Ctx): Promise<Record<string, unknown>> {
-  const b = await objectBody(ctx);
-  noUnknown(b, ["issuerList"], "");
-  if (b.issuerList === undefined) throw badRequest("issuerList is required (an array; [] clears the ACL)", "issuerList");
-  return b;
+/** The issuer ACL of PUT .../issuerAcl: `{issuerList}`, required ([] clears the ACL). */
+async function aclBody(ctx: Ctx): Promise<string[]> {
+  return parseRequest(AclPut, await objectBody(ctx)).issuerList ?? [];
 }
 
-function parseAcl(model: Model, b: Record<string, unknown>, key: string): ApinizerIssuer[] {
-  const v = b[key];
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) throw badRequest(`${key} must be an array of issuer DNs or CA fingerprints`, key);
-  const out = v.map((x, i) => parseIssuer(model, x, `${key}[${i}]`));
+/** ACL entries resolved against the model, each issuer once. */
+function parseAcl(model: Model, list: readonly string[] | undefined, key: string): ApinizerIssuer[] {
+  const out = (list ?? []).map((x, i) => parseIssuer(model, x, `${key}[${i}]`));
   const seen = new Set<string>();
   return out.filter((a) => {
     const k = a.fingerprint_sha256 ?? a.dn;
@@ -315,12 +276,11 @@ function newProject(name: string, description: string, at: string): ApinizerProj
 
 async function createProject(ctx: Ctx): Promise<Reply> {
   const name = checkName(ctx.params.project!, "projectName");
-  const b = (await optionalObjectBody(ctx)) ?? {};
-  noUnknown(b, ["description", "issuerList"], "");
-  const description = str(b.description, "description", { max: 1000 }) ?? "";
+  const b = parseRequest(ProjectCreate, (await optionalObjectBody(ctx)) ?? {});
+  const description = b.description ?? "";
   const project = await ctx.write(`apinizer: create project ${name}`, (model) => {
     if (model.apinizer.projects.some((p) => p.name === name)) throw new ApiError("conflict", `project "${name}" already exists`);
-    const project = { ...newProject(name, description, now()), issuer_acl: parseAcl(model, b, "issuerList") };
+    const project = { ...newProject(name, description, now()), issuer_acl: parseAcl(model, b.issuerList, "issuerList") };
     return { model: { ...model, apinizer: { ...model.apinizer, projects: [...model.apinizer.projects, project] } }, result: project };
   });
   return ok({ result: projectRes(project) });
@@ -376,50 +336,11 @@ function routeIdFor(project: string, proxy: string): string {
   return id.length <= 128 ? id : `apinizer.${createHash("sha256").update(`${project}/${proxy}`).digest("hex").slice(0, 40)}`;
 }
 
-function backendUrls(b: Record<string, unknown>): string[] {
-  let urls: unknown[];
-  if (b.backendUrlList !== undefined && b.backendUrlList !== null) {
-    if (!Array.isArray(b.backendUrlList)) throw badRequest("backendUrlList must be an array of URLs", "backendUrlList");
-    urls = b.backendUrlList;
-  } else if (b.backendUrl !== undefined && b.backendUrl !== null) urls = [b.backendUrl];
-  else throw badRequest("backendUrl (or backendUrlList) is required: the backend the API proxy forwards to", "backendUrl");
-  if (urls.length !== 1) throw badRequest(`backendUrlList must hold exactly one URL (certgate routes an API proxy to one backend), got ${urls.length}`, "backendUrlList");
-  return urls.map((u, i) => {
-    let url: URL;
-    try {
-      if (typeof u !== "string") throw new Error();
-      url = new URL(u);
-    } catch {
-      throw badRequest(`backendUrlList[${i}] must be an http(s) URL`, `backendUrlList[${i}]`);
-    }
-    if (url.protocol !== "http:" && url.protocol !== "https:") throw badRequest(`backendUrlList[${i}] must be an http or https URL`, `backendUrlList[${i}]`);
-    if (url.pathname !== "/" || url.search || url.hash)
-      throw badRequest(`backendUrlList[${i}] must be scheme://host[:port] without a path: certgate forwards the request path unchanged (${url.pathname} would be ignored)`, `backendUrlList[${i}]`);
-    return url.origin;
-  });
-}
-
 async function createProxy(ctx: Ctx): Promise<Reply> {
   const projectName = checkName(ctx.params.project!, "projectName");
   const name = checkName(ctx.params.proxy!, "apiProxyName");
-  const b = await objectBody(ctx);
-  noUnknown(
-    b,
-    ["description", "hostname", "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList"],
-    "",
-  );
-  const hostname = str(b.hostname, "hostname", { max: 253 })?.toLowerCase();
-  if (!hostname) throw badRequest("hostname is required: the name clients reach the API proxy on", "hostname");
-  if (hostname.startsWith("*.")) throw badRequest("hostname must be an exact name (no wildcard)", "hostname");
-  const relativePath = str(b.relativePath, "relativePath", { max: 1024 }) ?? "/";
-  if (!/^\/[^\s?#]*$/.test(relativePath)) throw badRequest(`relativePath must start with / and hold no spaces, ? or #, got ${JSON.stringify(relativePath)}`, "relativePath");
-  const urls = backendUrls(b);
-  const trustBundleId = str(b.trustBundleId, "trustBundleId", { max: 128 });
-  const caPem = str(b.clientCaCertificate, "clientCaCertificate", { max: 1 << 20 });
-  if (trustBundleId && caPem) throw badRequest("give trustBundleId or clientCaCertificate, not both", "clientCaCertificate");
-  const mode = oneOf<MtlsMode>(b, "mtlsMode", "", ["fail_open", "enforced"], false) ?? "fail_open";
-  const deployIt = bool(b.deploy, "deploy") ?? true;
-  const envs = envList(b, "");
+  const b = parseRequest(ProxyCreate, await objectBody(ctx));
+  const { hostname, relativePath, backendUrls: urls, trustBundleId, clientCaCertificate: caPem, mtlsMode: mode, deploy: deployIt, deployTargetEnvironmentNameList: envs } = b;
   const out = await ctx.write(`apinizer: create API proxy ${projectName}/${name} (${hostname}${relativePath})`, (model) => {
     const at = now();
     let m = model;
@@ -450,13 +371,13 @@ async function createProxy(ctx: Ctx): Promise<Reply> {
     m = { ...m, routes: [...m.routes, route] };
     let proxy: ApinizerProxy = {
       name,
-      description: str(b.description, "description", { max: 1000 }) ?? "",
+      description: b.description ?? "",
       hostname,
       relative_path: relativePath,
       backend_urls: urls,
       route_id: routeId,
       ...(bundleId ? { trust_bundle: bundleId } : {}),
-      issuer_acl: parseAcl(m, b, "issuerList"),
+      issuer_acl: parseAcl(m, b.issuerList, "issuerList"),
       policies: [],
       deployments: [],
       created_at: at,
@@ -510,50 +431,25 @@ interface PolicyInput {
   envs: string[];
 }
 
-const META_FIELDS = ["targetScope", "targetEndpoint", "targetEndpointHTTPMethod", "targetPipeline", "deploy", "deployTargetEnvironmentNameList", "order"];
-const POLICY_FIELDS = ["type", "name", "description", "active", "validateCertificate", "validateACLForIssuer"];
-
 /** The documented body: `operationMetadata` + `policy`, with the documented defaults. */
-function parsePolicyBody(b: Record<string, unknown>, name: string): PolicyInput {
-  noUnknown(b, ["operationMetadata", "policy"], "");
-  const om = b.operationMetadata;
-  if (!isObject(om)) throw badRequest("operationMetadata is required (an object with targetScope and targetPipeline)", "operationMetadata");
-  const pol = b.policy;
-  if (!isObject(pol)) throw badRequest("policy is required (an object with type policy-auth-mtls)", "policy");
-  noUnknown(om, META_FIELDS, "operationMetadata.");
-  noUnknown(pol, POLICY_FIELDS, "policy.");
-  const scope = oneOf(om, "targetScope", "operationMetadata.", SCOPES, true)!;
-  const pipeline = oneOf(om, "targetPipeline", "operationMetadata.", PIPELINES, true)!;
-  let endpoint = str(om.targetEndpoint, "operationMetadata.targetEndpoint", { max: 1024 });
-  let method = oneOf(om, "targetEndpointHTTPMethod", "operationMetadata.", METHODS, false);
-  if (scope === "ENDPOINT") {
-    if (!endpoint) throw badRequest("operationMetadata.targetEndpoint is required when targetScope is ENDPOINT", "operationMetadata.targetEndpoint");
-    if (!endpoint.startsWith("/") || /[\s?#]/.test(endpoint))
-      throw badRequest(`operationMetadata.targetEndpoint must be a path starting with / (no spaces, ? or #), got ${JSON.stringify(endpoint)}`, "operationMetadata.targetEndpoint");
-    if (!method) throw badRequest(`operationMetadata.targetEndpointHTTPMethod is required when targetScope is ENDPOINT (one of ${METHODS.join(", ")})`, "operationMetadata.targetEndpointHTTPMethod");
-  } else {
-    if (endpoint || method) throw badRequest("operationMetadata.targetEndpoint and targetEndpointHTTPMethod are only valid with targetScope ENDPOINT", endpoint ? "operationMetadata.targetEndpoint" : "operationMetadata.targetEndpointHTTPMethod");
-    endpoint = undefined;
-    method = undefined;
-  }
-  const type = pol.type;
-  if (type === undefined || type === null) throw badRequest(`policy.type is required ("${POLICY_TYPE}")`, "policy.type");
-  if (type !== POLICY_TYPE) throw badRequest(`unknown policy type ${JSON.stringify(type)}: certgate supports "${POLICY_TYPE}"`, "policy.type");
+function parsePolicyBody(raw: Record<string, unknown>, name: string): PolicyInput {
+  const { operationMetadata: om, policy: pol } = parseRequest(PolicyWrite, raw);
   if (pol.name !== undefined && pol.name !== null && pol.name !== name) throw badRequest(`policy.name "${String(pol.name)}" differs from the policy name in the path ("${name}")`, "policy.name");
+  const endpoint = om.targetScope === "ENDPOINT" ? { target_endpoint: om.targetEndpoint!, target_method: om.targetEndpointHTTPMethod! } : {};
   return {
     policy: {
       type: POLICY_TYPE,
-      description: str(pol.description, "policy.description", { max: 1000 }) ?? "",
-      active: bool(pol.active, "policy.active") ?? true,
-      validate_certificate: bool(pol.validateCertificate, "policy.validateCertificate") ?? true,
-      validate_acl_for_issuer: bool(pol.validateACLForIssuer, "policy.validateACLForIssuer") ?? true,
-      pipeline,
-      scope,
-      ...(endpoint ? { target_endpoint: endpoint, target_method: method! } : {}),
+      description: pol.description ?? "",
+      active: pol.active ?? true,
+      validate_certificate: pol.validateCertificate ?? true,
+      validate_acl_for_issuer: pol.validateACLForIssuer ?? true,
+      pipeline: om.targetPipeline,
+      scope: om.targetScope,
+      ...endpoint,
     },
-    order: orderOf(om, "operationMetadata."),
-    deploy: bool(om.deploy, "operationMetadata.deploy") ?? true,
-    envs: envList(om, "operationMetadata."),
+    order: om.order ?? null,
+    deploy: om.deploy ?? true,
+    envs: om.deployTargetEnvironmentNameList,
   };
 }
 
@@ -629,21 +525,9 @@ async function writePolicy(ctx: Ctx, create: boolean): Promise<Reply> {
 
 async function deletePolicy(ctx: Ctx): Promise<Reply> {
   const name = ctx.params.policy!;
-  const b = await optionalObjectBody(ctx);
-  let deployIt = true;
-  let envs: string[] = [];
-  if (b) {
-    noUnknown(b, ["operationMetadata"], "");
-    const om = b.operationMetadata;
-    if (om !== undefined && om !== null) {
-      if (!isObject(om)) throw badRequest("operationMetadata must be an object", "operationMetadata");
-      noUnknown(om, META_FIELDS, "operationMetadata.");
-      oneOf(om, "targetScope", "operationMetadata.", SCOPES, false);
-      oneOf(om, "targetPipeline", "operationMetadata.", PIPELINES, false);
-      deployIt = bool(om.deploy, "operationMetadata.deploy") ?? true;
-      envs = envList(om, "operationMetadata.");
-    }
-  }
+  const om = parseRequest(PolicyDelete, (await optionalObjectBody(ctx)) ?? {}).operationMetadata;
+  const deployIt = om?.deploy ?? true;
+  const envs = om?.deployTargetEnvironmentNameList ?? [];
   const results = await ctx.write(`apinizer: delete policy ${ctx.params.project}/${ctx.params.proxy}/${name}`, (model) => {
     const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
     const i = proxy.policies.findIndex((p) => p.name === name);

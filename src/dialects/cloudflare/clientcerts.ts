@@ -9,9 +9,11 @@
 import type { Host, ManagedClientCertificate, Model, TrustBundle, Zone } from "../../model/schema.ts";
 import { CsrError } from "../../managedca/ca.ts";
 import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../../managedca/service.ts";
-import { findZone, hostnames, ok, page } from "./routes.ts";
+import { findZone, ok, page } from "./routes.ts";
+import { AssociationsPut, ClientCertCreate } from "./schemas.ts";
+import { parseRequest } from "../../control/request.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
-import { intParam, objectBody, str, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { intParam, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
 import { associate } from "../../control/associations.ts";
 import { canRead } from "../../control/ownership.ts";
 import { hexId, now, replaceAt } from "../../control/writepath.ts";
@@ -70,10 +72,7 @@ function withManagedBundle(model: Model, caPem: string, at: string): Model {
 async function create(ctx: Ctx): Promise<Reply> {
   const zone = zoneId(ctx);
   const svc = service(ctx);
-  const b = await objectBody(ctx);
-  const csr = str(b.csr, "csr", { required: true, max: 16_384 })!;
-  const days = b.validity_days;
-  if (typeof days !== "number" || !Number.isInteger(days) || days < 1 || days > 3650) throw badRequest("validity_days must be an integer from 1 to 3650", "validity_days");
+  const { csr, validity_days: days } = parseRequest(ClientCertCreate, await objectBody(ctx));
   const ca = await svc.ca();
   let issued;
   try {
@@ -189,9 +188,9 @@ function getAssociations(ctx: Ctx): Reply {
  */
 async function putAssociations(ctx: Ctx): Promise<Reply> {
   const zoneIdParam = zoneId(ctx);
-  const b = await objectBody(ctx);
-  const names = hostnames(b.hostnames, "hostnames") ?? [];
-  const bundleId = bundleParam(ctx, str(b.mtls_certificate_id, "mtls_certificate_id"));
+  const b = parseRequest(AssociationsPut, await objectBody(ctx));
+  const names = b.hostnames ?? [];
+  const bundleId = bundleParam(ctx, b.mtls_certificate_id);
   const caPem = bundleId === MANAGED_BUNDLE_ID ? (await service(ctx).ca()).certPem : undefined;
   const result = await ctx.write(`hostname associations for ${bundleId}: ${names.length} hostnames`, (model) => {
     const at = now();

@@ -10,7 +10,9 @@
 import { createHash } from "node:crypto";
 import type { Host, Model, Rule, TrustBundle, Zone } from "../../model/schema.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
-import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { intParam, isObject, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { parseRequest } from "../../control/request.ts";
+import { AccessCertCreate, AccessCertUpdate, CfRule, EntrypointPut, SettingsPut, ZoneCreate } from "./schemas.ts";
 import { associate } from "../../control/associations.ts";
 import { canRead } from "../../control/ownership.ts";
 import { blankHost, hexId, now, removeAt, replaceAt } from "../../control/writepath.ts";
@@ -30,11 +32,6 @@ export function page<T>(ctx: Ctx, items: T[], dflt: number, min: number, max: nu
 }
 
 
-export function hostnames(v: unknown, pointer: string): string[] | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || !x)) throw badRequest(`${pointer} must be an array of hostnames`, pointer);
-  return [...new Set((v as string[]).map((s) => s.toLowerCase()))];
-}
 
 // ---- Access certificates ---------------------------------------------------------------
 
@@ -95,11 +92,8 @@ function getAccessCert(ctx: Ctx): Reply {
 async function createAccessCert(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
   ctx.requireAccount(acc);
-  const b = await objectBody(ctx);
-  const name = str(b.name, "name", { required: true, max: 255 })!;
-  const ca = str(b.certificate, "certificate", { required: true })!;
+  const { name, certificate: ca, associated_hostnames: names = [] } = parseRequest(AccessCertCreate, await objectBody(ctx));
   caBundle(ca, "certificate");
-  const names = hostnames(b.associated_hostnames, "associated_hostnames") ?? [];
   const bundle = await ctx.write(`create access certificate ${name} (${names.length} hostnames)`, (model) => {
     if (model.trust_bundles.some((x) => x.name === name && x.account_id === acc)) throw new ApiError("conflict", `an access certificate named "${name}" already exists`);
     const at = now();
@@ -114,11 +108,8 @@ async function updateAccessCert(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
   ctx.requireAccount(acc);
   const id = ctx.params.id!;
-  const b = await objectBody(ctx);
-  const name = str(b.name, "name", { max: 255 });
-  const ca = str(b.certificate, "certificate");
+  const { name, certificate: ca, associated_hostnames: names } = parseRequest(AccessCertUpdate, await objectBody(ctx));
   if (ca !== undefined) caBundle(ca, "certificate");
-  const names = hostnames(b.associated_hostnames, "associated_hostnames");
   const bundle = await ctx.write(`update access certificate ${id}`, (model) => {
     const i = findBundle(ctx, model, acc, id);
     const at = now();
@@ -158,16 +149,7 @@ function getSettings(ctx: Ctx): Reply {
 async function putSettings(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
   ctx.requireAccount(acc);
-  const b = await objectBody(ctx);
-  if (!Array.isArray(b.settings)) throw badRequest("settings must be an array of {hostname, china_network, client_certificate_forwarding}", "settings");
-  const settings = b.settings.map((s: unknown, i) => {
-    if (!isObject(s)) throw badRequest(`settings[${i}] must be an object`, `settings[${i}]`);
-    return {
-      hostname: str(s.hostname, `settings[${i}].hostname`, { required: true })!.toLowerCase(),
-      china_network: bool(s.china_network, `settings[${i}].china_network`, true)!,
-      forwarding: bool(s.client_certificate_forwarding, `settings[${i}].client_certificate_forwarding`, true)!,
-    };
-  });
+  const settings = parseRequest(SettingsPut, await objectBody(ctx)).settings.map((s) => ({ hostname: s.hostname, china_network: s.china_network, forwarding: s.client_certificate_forwarding }));
   await ctx.write(`update access certificate settings (${settings.map((s) => s.hostname).join(", ")})`, (model) => {
     let hosts = model.hosts;
     const at = now();
@@ -224,10 +206,8 @@ function getZone(ctx: Ctx): Reply {
 }
 
 async function createZone(ctx: Ctx): Promise<Reply> {
-  const b = await objectBody(ctx);
-  const name = str(b.name, "name", { required: true, max: 253 })!.toLowerCase();
-  const account = isObject(b.account) ? str(b.account.id, "account.id") : undefined;
-  const acc = account ?? ctx.principal.account_id ?? undefined;
+  const { name, account } = parseRequest(ZoneCreate, await objectBody(ctx));
+  const acc = account.id ?? ctx.principal.account_id ?? undefined;
   if (ctx.principal.account_id !== null) ctx.requireAccount(acc);
   const z = await ctx.write(`create zone ${name}`, (model) => {
     // Another account's zone of that name is refused by the ownership check (403) without saying it exists.
@@ -280,43 +260,31 @@ function rulesetRes(z: Zone): Record<string, unknown> {
 
 /** A Cloudflare rule object → a model rule (validated by the schema and compiled on write). */
 function ruleFrom(v: unknown, pointer: string, prev: Rule | undefined, at: string): Rule {
-  if (!isObject(v)) throw badRequest(`${pointer} must be an object`, pointer);
-  const known = new Set(["id", "version", "action", "expression", "description", "enabled", "ref", "logging", "action_parameters", "last_updated", "position"]);
-  for (const k of Object.keys(v)) if (!known.has(k)) throw badRequest(`${pointer}.${k} is not supported`, `${pointer}.${k}`);
-  let action = v.action ?? prev?.action;
+  const r = parseRequest(CfRule, v, pointer);
+  let action = r.action ?? prev?.action;
   if (action === "skip") action = "allow";
   if (action !== "block" && action !== "allow" && action !== "log")
     throw badRequest(`${pointer}.action must be one of block, log, allow (skip is taken as allow), got ${JSON.stringify(action ?? null)}`, `${pointer}.action`);
-  const expression = str(v.expression, `${pointer}.expression`) ?? prev?.expression;
+  const expression = r.expression ?? prev?.expression;
   if (!expression) throw badRequest(`${pointer}.expression is required`, `${pointer}.expression`);
   let response = prev?.response;
-  if (v.action_parameters !== undefined) {
-    const ap = v.action_parameters;
-    if (ap !== null && !isObject(ap)) throw badRequest(`${pointer}.action_parameters must be an object`, `${pointer}.action_parameters`);
-    const r = ap?.response;
-    if (r === undefined || r === null) response = undefined;
+  if (r.action_parameters !== undefined) {
+    const res = r.action_parameters?.response;
+    if (!res) response = undefined;
     else {
-      if (!isObject(r)) throw badRequest(`${pointer}.action_parameters.response must be an object`, `${pointer}.action_parameters.response`);
       if (action !== "block") throw badRequest(`${pointer}.action_parameters.response is only valid with action block`, `${pointer}.action_parameters.response`);
-      const status = r.status_code ?? 403;
-      if (typeof status !== "number" || !Number.isInteger(status) || status < 400 || status > 599)
-        throw badRequest(`${pointer}.action_parameters.response.status_code must be an integer 400-599`, `${pointer}.action_parameters.response.status_code`);
-      response = {
-        status,
-        content_type: str(r.content_type, `${pointer}.action_parameters.response.content_type`) ?? "text/plain; charset=utf-8",
-        body: str(r.content, `${pointer}.action_parameters.response.content`, { max: 65_536 }) ?? "Forbidden\n",
-      };
+      response = { status: res.status_code ?? 403, content_type: res.content_type ?? "text/plain; charset=utf-8", body: res.content ?? "Forbidden\n" };
     }
   }
-  const id = str(v.id, `${pointer}.id`) ?? prev?.id ?? hexId();
-  const ref = str(v.ref, `${pointer}.ref`, { max: 128 }) ?? prev?.ref;
-  const changed = !prev || JSON.stringify([prev.action, prev.expression, prev.response]) !== JSON.stringify([action, expression, response]) || v.enabled !== undefined || v.description !== undefined;
+  const id = r.id ?? prev?.id ?? hexId();
+  const ref = r.ref ?? prev?.ref;
+  const changed = !prev || JSON.stringify([prev.action, prev.expression, prev.response]) !== JSON.stringify([action, expression, response]) || r.enabled !== undefined || r.description !== undefined;
   return {
     id,
     expression,
     action,
-    description: str(v.description, `${pointer}.description`, { max: 500 }) ?? prev?.description ?? "",
-    enabled: bool(v.enabled, `${pointer}.enabled`) ?? prev?.enabled ?? true,
+    description: r.description ?? prev?.description ?? "",
+    enabled: r.enabled ?? prev?.enabled ?? true,
     ...(response ? { response } : {}),
     version: prev ? (changed ? String(Number(prev.version ?? "1") + 1) : (prev.version ?? "1")) : "1",
     ...(ref ? { ref } : {}),
@@ -351,16 +319,14 @@ function getEntrypoint(ctx: Ctx): Reply {
 async function putEntrypoint(ctx: Ctx): Promise<Reply> {
   checkPhase(ctx);
   const zoneId = ctx.params.zone_id!;
-  const b = await objectBody(ctx);
-  if (b.rules !== undefined && !Array.isArray(b.rules)) throw badRequest("rules must be an array", "rules");
-  const name = str(b.name, "name", { max: 255 });
-  const description = str(b.description, "description", { max: 500 });
-  const z = await ctx.write(`replace ${PHASE} entrypoint of zone ${zoneId} (${(b.rules as unknown[] | undefined)?.length ?? 0} rules)`, (model) => {
+  const b = parseRequest(EntrypointPut, await objectBody(ctx));
+  const { name, description } = b;
+  const z = await ctx.write(`replace ${PHASE} entrypoint of zone ${zoneId} (${b.rules?.length ?? 0} rules)`, (model) => {
     const i = findZone(ctx, model, zoneId);
     const z = model.zones[i]!;
     const at = now();
     const byId = new Map(z.rules.map((r) => [r.id, r]));
-    const rules = ((b.rules as unknown[] | undefined) ?? []).map((r, j) => ruleFrom(r, `rules[${j}]`, isObject(r) && typeof r.id === "string" ? byId.get(r.id) : undefined, at));
+    const rules = (b.rules ?? []).map((r, j) => ruleFrom(r, `rules[${j}]`, isObject(r) && typeof r.id === "string" ? byId.get(r.id) : undefined, at));
     const ids = new Set<string>();
     for (const r of rules) {
       if (ids.has(r.id)) throw badRequest(`duplicate rule id "${r.id}"`, "rules");

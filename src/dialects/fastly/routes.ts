@@ -12,7 +12,9 @@
 import { createHash } from "node:crypto";
 import type { Host, Model, TrustBundle } from "../../model/schema.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
-import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { intParam, isObject, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { parseRequest } from "../../control/request.ts";
+import { CertificateCreate, CertificatePatch, ConfigurationPatch, MutualAuthCreate, MutualAuthPatch, PrivateKeyCreate } from "./schemas.ts";
 import { associate } from "../../control/associations.ts";
 import { zoneOwnerOf } from "../../control/ownership.ts";
 import { alnumId, blankHost, DEFAULT_CONFIG_ID, now, removeAt, replaceAt } from "../../control/writepath.ts";
@@ -405,10 +407,8 @@ function getMutualAuth(ctx: Ctx): Reply {
 
 async function createMutualAuth(ctx: Ctx): Promise<Reply> {
   const { attributes: a, relationships: rels } = await dataOf(ctx, "mutual_authentication");
-  const ca = str(a.cert_bundle, "cert_bundle", { required: true })!;
+  const { cert_bundle: ca, enforced = true, name } = parseRequest(MutualAuthCreate, a);
   caBundle(ca, "/data/attributes/cert_bundle");
-  const enforced = bool(a.enforced, "enforced") ?? true;
-  const name = str(a.name, "name", { max: 255 });
   const activations = toMany(rels, "tls_activations", "tls_activation") ?? [];
   const b = await ctx.write(`create mutual_authentication ${name ?? ""}`.trim(), (model) => {
     const id = alnumId();
@@ -429,10 +429,8 @@ async function createMutualAuth(ctx: Ctx): Promise<Reply> {
 async function patchMutualAuth(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   const { attributes: a } = await dataOf(ctx, "mutual_authentication", id);
-  const ca = str(a.cert_bundle, "cert_bundle");
+  const { cert_bundle: ca, enforced, name } = parseRequest(MutualAuthPatch, a);
   if (ca !== undefined) caBundle(ca, "/data/attributes/cert_bundle");
-  const enforced = bool(a.enforced, "enforced");
-  const name = str(a.name, "name", { max: 255 });
   const summary = `update mutual_authentication ${id}: ${[ca !== undefined ? "cert_bundle" : "", enforced !== undefined ? `enforced=${enforced}` : "", name !== undefined ? "name" : ""].filter(Boolean).join(" ")}`;
   const b = await ctx.write(summary, (model) => {
     const i = bundleIndex(model, id);
@@ -490,10 +488,9 @@ function keyFor(model: Model, pem: string): { key: string; private_key_id: strin
 
 async function createCertificate(ctx: Ctx): Promise<Reply> {
   const { attributes: a } = await dataOf(ctx, "tls_certificate");
-  const blob = str(a.cert_blob, "cert_blob", { required: true })!;
+  const { cert_blob: blob, name } = parseRequest(CertificateCreate, a);
   const info = certInfo(blob, "/data/attributes/cert_blob");
   if (!info.names.length) throw new ApiError("invalid_certificate", "the certificate has no DNS names in subjectAltName", "/data/attributes/cert_blob");
-  const name = str(a.name, "name", { max: 255 });
   const c = await ctx.write(`create tls_certificate ${name ?? info.issued_to}`, (model) => {
     const k = keyFor(model, blob);
     const at = now();
@@ -509,9 +506,8 @@ async function createCertificate(ctx: Ctx): Promise<Reply> {
 async function patchCertificate(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   const { attributes: a } = await dataOf(ctx, "tls_certificate", id);
-  const blob = str(a.cert_blob, "cert_blob");
+  const { cert_blob: blob, name } = parseRequest(CertificatePatch, a);
   if (blob !== undefined) certInfo(blob, "/data/attributes/cert_blob");
-  const name = str(a.name, "name", { max: 255 });
   const c = await ctx.write(`update tls_certificate ${id}${blob ? " (new cert_blob)" : ""}`, (model) => {
     const i = model.certificates.findIndex((x) => x.id === id);
     if (i < 0) throw notFound("tls_certificate", id);
@@ -563,9 +559,8 @@ function getKey(ctx: Ctx): Reply {
 
 async function createKey(ctx: Ctx): Promise<Reply> {
   const { attributes: a } = await dataOf(ctx, "tls_private_key");
-  const pem = str(a.key, "key", { required: true })!;
+  const { key: pem, name = "" } = parseRequest(PrivateKeyCreate, a);
   const info = keyInfo(pem, "/data/attributes/key");
-  const name = str(a.name, "name", { max: 255 }) ?? "";
   const k = await ctx.write(`create tls_private_key ${name} (${info.key_type} ${info.key_length})`, (model) => {
     if (keys(model).some((x) => keyInfo(x.pem).public_key_sha1 === info.public_key_sha1)) throw new ApiError("conflict", "this private key has already been uploaded");
     const k = { id: alnumId(), name, key: pem, created_at: now() };
@@ -617,7 +612,7 @@ function getConfiguration(ctx: Ctx): Reply {
 async function patchConfiguration(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   const { attributes: a } = await dataOf(ctx, "tls_configuration", id);
-  const name = str(a.name, "name", { required: true, max: 255 })!;
+  const { name } = parseRequest(ConfigurationPatch, a);
   const c = await ctx.write(`update tls_configuration ${id}: name`, (model) => {
     const all = configurations(model);
     const cur = all.find((x) => x.id === id);

@@ -3,7 +3,9 @@
 import { stringify as toYaml } from "yaml";
 import type { Model, Route } from "../../model/schema.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
-import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { intParam, isObject, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { parseRequest } from "../../control/request.ts";
+import { RouteBody, TokenBody } from "./schemas.ts";
 import { auditEntry, now, removeAt, replaceAt } from "../../control/writepath.ts";
 import { newTokenSecret, sha256 } from "../../control/auth.ts";
 import { randomBytes } from "node:crypto";
@@ -29,11 +31,9 @@ function getRoute(ctx: Ctx): Reply {
 async function putRoute(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   const b = await objectBody(ctx, { shape: "a JSON object: {hostname, path_prefix, origin, ...}" });
-  // str() first: String() of a JSON object with a non-function toString throws (a 500).
-  const bodyId = str(b.id, "id");
+  // Parsed first: String() of a JSON object with a non-function toString throws (a 500).
+  const { id: bodyId, hostname } = parseRequest(RouteBody, b);
   if (bodyId !== undefined && bodyId !== id) throw badRequest(`id "${bodyId}" does not match the URL's "${id}"`, "id");
-  const hostname = str(b.hostname, "hostname", { required: true });
-  str(b.origin, "origin", { required: true });
   const { created, route } = await ctx.write(`put route ${id} ${hostname}${typeof b.path_prefix === "string" ? b.path_prefix : "/"} → ${String(b.origin)}`, (model) => {
     const i = model.routes.findIndex((r) => r.id === id);
     const at = now();
@@ -109,9 +109,10 @@ async function listTokens(ctx: Ctx): Promise<Reply> {
 
 async function createToken(ctx: Ctx): Promise<Reply> {
   const b = await objectBody(ctx, { shape: "a JSON object: {name, read_only, account_id}" });
-  const name = str(b.name, "name", { required: true, max: 200 })!;
-  const read_only = bool(b.read_only, "read_only") ?? false;
-  const account_id = str(b.account_id, "account_id", { max: 128 }) ?? null;
+  const body = parseRequest(TokenBody, b);
+  const name = body.name;
+  const read_only = body.read_only ?? false;
+  const account_id = body.account_id ?? null;
   const secret = newTokenSecret();
   const t = { id: "tok_" + randomBytes(8).toString("hex"), name, hash: sha256(secret).toString("hex"), read_only, account_id, created_at: now() };
   const summary = `create token ${t.id} (${name}${t.read_only ? ", read-only" : ""}${account_id ? `, account ${account_id}` : ""})`;
