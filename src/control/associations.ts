@@ -5,7 +5,7 @@ import type { Host, Model, MtlsMode } from "../model/schema.ts";
 import { ApiError } from "./apierrors.ts";
 import type { Principal } from "./auth.ts";
 import { claimable, type Owner } from "./ownership.ts";
-import { blankHost, replaceAt } from "./writepath.ts";
+import { blankHost, replaceAt } from "../model/ops.ts";
 
 export interface Association {
   /** Who asks: an account token may name only hostnames no other owner holds (403 first). */

@@ -296,7 +296,7 @@ describe("authorization matrix", () => {
     // The baseline every allowed write is rolled back to: the exported model with its real keys.
     const exported = (await must("GET", "/v1/config")).body;
     exported.certificates = exported.certificates.map((c: { id: string }) => ({ ...c, key: c.id === "srv" ? p.server.keyPem : spare.keyPem }));
-    exported.pending_private_keys = exported.pending_private_keys.map((k: object) => ({ ...k, key: extra.keyPem }));
+    exported.dialects.fastly.pending_private_keys = exported.dialects.fastly.pending_private_keys.map((k: object) => ({ ...k, key: extra.keyPem }));
     fx = { acc, opsActivation, csr, extra, newKey, origin, baseline: exported };
     await must("PUT", "/v1/config", fx.baseline);
     config = (await api(cg, "GET", "/v1/config")).text;

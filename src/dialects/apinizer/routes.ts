@@ -21,17 +21,16 @@ import type {
   ApinizerPolicy,
   ApinizerProject,
   ApinizerProxy,
-  Model,
-  Route,
-  TrustBundle,
-} from "../../model/schema.ts";
+} from "./records.ts";
+import type { Model, Route, TrustBundle } from "../../model/schema.ts";
 import { rfc2253 } from "../../dataplane/facts.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { objectBody, optionalObjectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
 import { parseRequest } from "../../control/request.ts";
 import { AclPut, EnvironmentCreate, POLICY_TYPE, PolicyDelete, PolicyWrite, ProjectCreate, ProxyCreate } from "./schemas.ts";
 import { associate } from "../../control/associations.ts";
-import { now, removeAt, replaceAt } from "../../control/writepath.ts";
+import { now } from "../../control/writepath.ts";
+import { removeAt, replaceAt, withDialect } from "../../model/ops.ts";
 import { zoneOwnerOf } from "../../control/ownership.ts";
 import { caBundle, certInfo } from "../../control/certinfo.ts";
 
@@ -51,27 +50,27 @@ function checkName(v: string, what: string): string {
 // ---- lookups -----------------------------------------------------------------------------
 
 function findProject(model: Model, name: string): number {
-  const i = model.apinizer.projects.findIndex((p) => p.name === name);
+  const i = model.dialects.apinizer.projects.findIndex((p) => p.name === name);
   if (i < 0) throw notFound("project", name);
   return i;
 }
 
 function findProxy(model: Model, project: string, name: string): { pi: number; xi: number; project: ApinizerProject; proxy: ApinizerProxy } {
   const pi = findProject(model, project);
-  const p = model.apinizer.projects[pi]!;
+  const p = model.dialects.apinizer.projects[pi]!;
   const xi = p.api_proxies.findIndex((x) => x.name === name);
   if (xi < 0) throw notFound("API proxy", `${project}/${name}`);
   return { pi, xi, project: p, proxy: p.api_proxies[xi]! };
 }
 
 function withProxy(model: Model, pi: number, xi: number, proxy: ApinizerProxy): Model {
-  const p = model.apinizer.projects[pi]!;
+  const p = model.dialects.apinizer.projects[pi]!;
   const project: ApinizerProject = { ...p, api_proxies: replaceAt(p.api_proxies, xi, proxy) };
   return withProject(model, pi, project);
 }
 
 function withProject(model: Model, pi: number, project: ApinizerProject): Model {
-  return { ...model, apinizer: { ...model.apinizer, projects: replaceAt(model.apinizer.projects, pi, project) } };
+  return withDialect(model, "apinizer", { ...model.dialects.apinizer, projects: replaceAt(model.dialects.apinizer.projects, pi, project) });
 }
 
 // ---- deployment --------------------------------------------------------------------------
@@ -88,7 +87,7 @@ interface EnvResult {
  */
 function deploy(model: Model, proxy: ApinizerProxy, names: string[], at: string): { proxy: ApinizerProxy; results: EnvResult[] } {
   const targets = names.length ? names : proxy.deployments.map((d) => d.environment);
-  const known = new Set(model.apinizer.environments.map((e) => e.name));
+  const known = new Set(model.dialects.apinizer.environments.map((e) => e.name));
   let deployments = proxy.deployments;
   const results: EnvResult[] = [];
   for (const env of targets) {
@@ -112,7 +111,7 @@ function deploymentResult(results: EnvResult[]): Record<string, unknown> {
 
 /** The API proxies deployed to an environment, as project/proxy. */
 function deployedTo(model: Model, environment: string): string[] {
-  return model.apinizer.projects.flatMap((p) => p.api_proxies.filter((x) => x.deployments.some((d) => d.environment === environment)).map((x) => `${p.name}/${x.name}`));
+  return model.dialects.apinizer.projects.flatMap((p) => p.api_proxies.filter((x) => x.deployments.some((d) => d.environment === environment)).map((x) => `${p.name}/${x.name}`));
 }
 
 function envRes(ctx: Ctx, model: Model, name: string, description: string): Record<string, unknown> {
@@ -121,15 +120,15 @@ function envRes(ctx: Ctx, model: Model, name: string, description: string): Reco
 
 function listEnvironments(ctx: Ctx): Reply {
   const model = ctx.plane.model;
-  return list(model.apinizer.environments.map((e) => envRes(ctx, model, e.name, e.description)));
+  return list(model.dialects.apinizer.environments.map((e) => envRes(ctx, model, e.name, e.description)));
 }
 
 async function createEnvironment(ctx: Ctx): Promise<Reply> {
   const name = checkName(ctx.params.environment!, "environmentName");
   const description = parseRequest(EnvironmentCreate, (await optionalObjectBody(ctx)) ?? {}).description ?? "";
   await ctx.write(`apinizer: create environment ${name}`, (model) => {
-    if (model.apinizer.environments.some((e) => e.name === name)) throw new ApiError("conflict", `environment "${name}" already exists`);
-    return { model: { ...model, apinizer: { ...model.apinizer, environments: [...model.apinizer.environments, { name, description, created_at: now() }] } }, result: null };
+    if (model.dialects.apinizer.environments.some((e) => e.name === name)) throw new ApiError("conflict", `environment "${name}" already exists`);
+    return { model: withDialect(model, "apinizer", { ...model.dialects.apinizer, environments: [...model.dialects.apinizer.environments, { name, description, created_at: now() }] }), result: null };
   });
   return ok({ result: envRes(ctx, ctx.plane.model, name, description) });
 }
@@ -137,11 +136,11 @@ async function createEnvironment(ctx: Ctx): Promise<Reply> {
 async function deleteEnvironment(ctx: Ctx): Promise<Reply> {
   const name = ctx.params.environment!;
   await ctx.write(`apinizer: delete environment ${name}`, (model) => {
-    const i = model.apinizer.environments.findIndex((e) => e.name === name);
+    const i = model.dialects.apinizer.environments.findIndex((e) => e.name === name);
     if (i < 0) throw notFound("environment", name);
     const users = deployedTo(model, name);
     if (users.length) throw new ApiError("conflict", `environment "${name}" still has deployed API proxies (${users.slice(0, 5).join(", ")}); undeploy them first`);
-    return { model: { ...model, apinizer: { ...model.apinizer, environments: removeAt(model.apinizer.environments, i) } }, result: null };
+    return { model: withDialect(model, "apinizer", { ...model.dialects.apinizer, environments: removeAt(model.dialects.apinizer.environments, i) }), result: null };
   });
   return ok();
 }
@@ -242,14 +241,14 @@ async function putProxyAcl(ctx: Ctx): Promise<Reply> {
 
 function getProjectAcl(ctx: Ctx): Reply {
   const model = ctx.plane.model;
-  return ok({ result: aclRes(model.apinizer.projects[findProject(model, ctx.params.project!)]!.issuer_acl) });
+  return ok({ result: aclRes(model.dialects.apinizer.projects[findProject(model, ctx.params.project!)]!.issuer_acl) });
 }
 
 async function putProjectAcl(ctx: Ctx): Promise<Reply> {
   const b = await aclBody(ctx);
   const project = await ctx.write(`apinizer: set issuer ACL of project ${ctx.params.project}`, (model) => {
     const pi = findProject(model, ctx.params.project!);
-    const next: ApinizerProject = { ...model.apinizer.projects[pi]!, issuer_acl: parseAcl(model, b, "issuerList"), updated_at: now() };
+    const next: ApinizerProject = { ...model.dialects.apinizer.projects[pi]!, issuer_acl: parseAcl(model, b, "issuerList"), updated_at: now() };
     return { model: withProject(model, pi, next), result: next };
   });
   return ok({ result: aclRes(project.issuer_acl) });
@@ -262,12 +261,12 @@ function projectRes(p: ApinizerProject): Record<string, unknown> {
 }
 
 function listProjects(ctx: Ctx): Reply {
-  return list(ctx.plane.model.apinizer.projects.map(projectRes));
+  return list(ctx.plane.model.dialects.apinizer.projects.map(projectRes));
 }
 
 function getProject(ctx: Ctx): Reply {
   const model = ctx.plane.model;
-  return ok({ result: projectRes(model.apinizer.projects[findProject(model, ctx.params.project!)]!) });
+  return ok({ result: projectRes(model.dialects.apinizer.projects[findProject(model, ctx.params.project!)]!) });
 }
 
 function newProject(name: string, description: string, at: string): ApinizerProject {
@@ -279,9 +278,9 @@ async function createProject(ctx: Ctx): Promise<Reply> {
   const b = parseRequest(ProjectCreate, (await optionalObjectBody(ctx)) ?? {});
   const description = b.description ?? "";
   const project = await ctx.write(`apinizer: create project ${name}`, (model) => {
-    if (model.apinizer.projects.some((p) => p.name === name)) throw new ApiError("conflict", `project "${name}" already exists`);
+    if (model.dialects.apinizer.projects.some((p) => p.name === name)) throw new ApiError("conflict", `project "${name}" already exists`);
     const project = { ...newProject(name, description, now()), issuer_acl: parseAcl(model, b.issuerList, "issuerList") };
-    return { model: { ...model, apinizer: { ...model.apinizer, projects: [...model.apinizer.projects, project] } }, result: project };
+    return { model: withDialect(model, "apinizer", { ...model.dialects.apinizer, projects: [...model.dialects.apinizer.projects, project] }), result: project };
   });
   return ok({ result: projectRes(project) });
 }
@@ -290,9 +289,9 @@ async function deleteProject(ctx: Ctx): Promise<Reply> {
   const name = ctx.params.project!;
   await ctx.write(`apinizer: delete project ${name}`, (model) => {
     const pi = findProject(model, name);
-    const p = model.apinizer.projects[pi]!;
+    const p = model.dialects.apinizer.projects[pi]!;
     if (p.api_proxies.length) throw new ApiError("conflict", `project "${name}" still has API proxies (${p.api_proxies.map((x) => x.name).slice(0, 5).join(", ")}); delete them first`);
-    return { model: { ...model, apinizer: { ...model.apinizer, projects: removeAt(model.apinizer.projects, pi) } }, result: null };
+    return { model: withDialect(model, "apinizer", { ...model.dialects.apinizer, projects: removeAt(model.dialects.apinizer.projects, pi) }), result: null };
   });
   return ok();
 }
@@ -322,7 +321,7 @@ function proxyRes(model: Model, p: ApinizerProxy): Record<string, unknown> {
 
 function listProxies(ctx: Ctx): Reply {
   const model = ctx.plane.model;
-  const p = model.apinizer.projects[findProject(model, ctx.params.project!)]!;
+  const p = model.dialects.apinizer.projects[findProject(model, ctx.params.project!)]!;
   return list(p.api_proxies.map((x) => proxyRes(model, x)));
 }
 
@@ -344,12 +343,12 @@ async function createProxy(ctx: Ctx): Promise<Reply> {
   const out = await ctx.write(`apinizer: create API proxy ${projectName}/${name} (${hostname}${relativePath})`, (model) => {
     const at = now();
     let m = model;
-    let pi = m.apinizer.projects.findIndex((p) => p.name === projectName);
+    let pi = m.dialects.apinizer.projects.findIndex((p) => p.name === projectName);
     if (pi < 0) {
-      m = { ...m, apinizer: { ...m.apinizer, projects: [...m.apinizer.projects, newProject(projectName, "", at)] } };
-      pi = m.apinizer.projects.length - 1;
+      m = withDialect(m, "apinizer", { ...m.dialects.apinizer, projects: [...m.dialects.apinizer.projects, newProject(projectName, "", at)] });
+      pi = m.dialects.apinizer.projects.length - 1;
     }
-    const project = m.apinizer.projects[pi]!;
+    const project = m.dialects.apinizer.projects[pi]!;
     if (project.api_proxies.some((x) => x.name === name)) throw new ApiError("conflict", `API proxy "${projectName}/${name}" already exists`);
     const routeId = routeIdFor(projectName, name);
     if (m.routes.some((r) => r.id === routeId)) throw new ApiError("conflict", `route "${routeId}" already exists`);
@@ -404,7 +403,7 @@ async function deployProxy(ctx: Ctx): Promise<Reply> {
   const env = ctx.params.environment!;
   const results = await ctx.write(`apinizer: deploy ${ctx.params.project}/${ctx.params.proxy} to ${env}`, (model) => {
     const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
-    if (!model.apinizer.environments.some((e) => e.name === env)) throw notFound("environment", env);
+    if (!model.dialects.apinizer.environments.some((e) => e.name === env)) throw notFound("environment", env);
     const d = deploy(model, proxy, [env], now());
     return { model: withProxy(model, pi, xi, d.proxy), result: d.results };
   });

@@ -9,14 +9,15 @@
 import type { Host, ManagedClientCertificate, Model, TrustBundle, Zone } from "../../model/schema.ts";
 import { CsrError } from "../../managedca/ca.ts";
 import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../../managedca/service.ts";
-import { findZone, ok, page } from "./routes.ts";
+import { findZone, hexId, ok, page } from "./routes.ts";
 import { AssociationsPut, ClientCertCreate } from "./schemas.ts";
 import { parseRequest } from "../../control/request.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { intParam, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
 import { associate } from "../../control/associations.ts";
 import { canRead } from "../../control/ownership.ts";
-import { hexId, now, replaceAt } from "../../control/writepath.ts";
+import { now } from "../../control/writepath.ts";
+import { replaceAt } from "../../model/ops.ts";
 
 const STATUSES = ["all", "active", "pending_revocation", "revoked", "pending_reactivation"] as const;
 

@@ -4,21 +4,27 @@
 //   Access certificate       = trust_bundles[] (enforced: true, account_id = the account);
 //                              associated_hostnames = hosts[] whose mtls.trust_bundle is it
 //   hostname settings        = hosts[]: client_certificate_forwarding = forward_client_cert.cloudflare,
-//                              china_network = hosts[].china_network (stored, returned, no effect)
+//                              china_network = dialects.cloudflare.hostnames[] (stored, returned, no effect)
 //   zone                     = zones[] (account_id); its custom rules ruleset = zones[].rules
-//                              (+ zones[].ruleset: id, name, description, version)
-import { createHash } from "node:crypto";
+//                              (+ dialects.cloudflare.zones[]: the ruleset's id, name, description,
+//                              version, and each rule's version, ref, last change: records.ts)
+import { createHash, randomBytes } from "node:crypto";
 import type { Host, Model, Rule, TrustBundle, Zone } from "../../model/schema.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { intParam, isObject, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
 import { parseRequest } from "../../control/request.ts";
 import { AccessCertCreate, AccessCertUpdate, CfRule, EntrypointPut, SettingsPut, ZoneCreate } from "./schemas.ts";
+import type { RuleMeta, Ruleset } from "./records.ts";
 import { associate } from "../../control/associations.ts";
 import { canRead } from "../../control/ownership.ts";
-import { blankHost, hexId, now, removeAt, replaceAt } from "../../control/writepath.ts";
+import { now } from "../../control/writepath.ts";
+import { blankHost, removeAt, replaceAt, withDialect } from "../../model/ops.ts";
 import { caBundle } from "../../control/certinfo.ts";
 
 const PHASE = "http_request_firewall_custom";
+
+/** A Cloudflare-style id (32 hex digits). */
+export const hexId = (): string => randomBytes(16).toString("hex");
 
 export function ok(result: unknown, status = 200, result_info?: Record<string, number>): Reply {
   return { status, body: { success: true, errors: [], messages: [], result, ...(result_info ? { result_info } : {}) } };
@@ -137,7 +143,7 @@ async function deleteAccessCert(ctx: Ctx): Promise<Reply> {
 function settingsOf(ctx: Ctx, model: Model, account: string): Record<string, unknown>[] {
   return model.hosts
     .filter((h) => visible(ctx, h, account))
-    .map((h) => ({ hostname: h.hostname, china_network: h.china_network ?? false, client_certificate_forwarding: h.forward_client_cert.cloudflare }));
+    .map((h) => ({ hostname: h.hostname, china_network: model.dialects.cloudflare.hostnames[h.hostname]?.china_network ?? false, client_certificate_forwarding: h.forward_client_cert.cloudflare }));
 }
 
 function getSettings(ctx: Ctx): Reply {
@@ -152,14 +158,16 @@ async function putSettings(ctx: Ctx): Promise<Reply> {
   const settings = parseRequest(SettingsPut, await objectBody(ctx)).settings.map((s) => ({ hostname: s.hostname, china_network: s.china_network, forwarding: s.client_certificate_forwarding }));
   await ctx.write(`update access certificate settings (${settings.map((s) => s.hostname).join(", ")})`, (model) => {
     let hosts = model.hosts;
+    const records = { ...model.dialects.cloudflare.hostnames };
     const at = now();
     for (const s of settings) {
       const i = hosts.findIndex((h) => h.hostname === s.hostname);
       const h = hosts[i] ?? blankHost(s.hostname, at, acc);
-      const next: Host = { ...h, china_network: s.china_network, forward_client_cert: { ...h.forward_client_cert, cloudflare: s.forwarding }, updated_at: at };
+      const next: Host = { ...h, forward_client_cert: { ...h.forward_client_cert, cloudflare: s.forwarding }, updated_at: at };
       hosts = i >= 0 ? replaceAt(hosts, i, next) : [...hosts, next];
+      records[s.hostname] = { ...records[s.hostname], china_network: s.china_network };
     }
-    return { model: { ...model, hosts }, result: null };
+    return { model: { ...withDialect(model, "cloudflare", { ...model.dialects.cloudflare, hostnames: records }), hosts }, result: null };
   });
   return ok(settingsOf(ctx, ctx.plane.model, acc), 202);
 }
@@ -227,47 +235,64 @@ async function deleteZone(ctx: Ctx): Promise<Reply> {
 
 // ---- custom rules ----------------------------------------------------------------------
 
-function ruleRes(r: Rule): Record<string, unknown> {
+function ruleRes(r: Rule, m: RuleMeta = {}): Record<string, unknown> {
   return {
     id: r.id,
-    version: r.version ?? "1",
+    version: m.version ?? "1",
     action: r.action,
     expression: r.expression,
     description: r.description,
     enabled: r.enabled,
-    ...(r.ref ? { ref: r.ref } : {}),
+    ...(m.ref ? { ref: m.ref } : {}),
     ...(r.response ? { action_parameters: { response: { status_code: r.response.status, content_type: r.response.content_type, content: r.response.body } } } : {}),
-    last_updated: r.last_updated ?? null,
+    last_updated: m.last_updated ?? null,
   };
 }
 
-type Ruleset = NonNullable<Zone["ruleset"]>;
+/** A zone as this dialect shows it: the core zone with its ruleset and its rules' bookkeeping (records.ts). */
+type CfZone = Zone & { ruleset?: Ruleset; meta: Record<string, RuleMeta> };
+
+function view(model: Model, z: Zone): CfZone {
+  const rec = model.dialects.cloudflare.zones[z.id];
+  return { ...z, ...(rec?.ruleset ? { ruleset: rec.ruleset } : {}), meta: rec?.rules ?? {} };
+}
+
+/** The model with zones[i] replaced by `z`: the core zone, and the dialect's record of it. */
+function commit(model: Model, i: number, z: CfZone): Model {
+  const { ruleset, meta, ...zone } = z;
+  const rules = Object.fromEntries(zone.rules.flatMap((r) => (meta[r.id] ? [[r.id, meta[r.id]!]] : [])));
+  const cf = model.dialects.cloudflare;
+  const next = withDialect(model, "cloudflare", { ...cf, zones: { ...cf.zones, [zone.id]: { ...(ruleset ? { ruleset } : {}), rules } } });
+  return { ...next, zones: replaceAt(model.zones, i, zone) };
+}
 
 /**
  * A zone's entrypoint ruleset: the stored one; for rules written outside this dialect (bootstrap
  * file, /v1/config), one whose id is derived from the zone's, so every read names the same ruleset.
  */
-function rulesetOf(z: Zone): Ruleset | undefined {
+function rulesetOf(z: CfZone): Ruleset | undefined {
   if (z.ruleset || !z.rules.length) return z.ruleset;
   return { id: createHash("sha256").update(`ruleset/${z.id}`).digest("hex").slice(0, 32), name: "default", description: "", version: "1", last_updated: z.updated_at };
 }
 
 /** The ruleset of a zone that has one. */
-function rulesetRes(z: Zone): Record<string, unknown> {
+function rulesetRes(z: CfZone): Record<string, unknown> {
   const rs = rulesetOf(z)!;
-  return { id: rs.id, name: rs.name, description: rs.description, kind: "zone", version: rs.version, phase: PHASE, rules: z.rules.map(ruleRes), last_updated: rs.last_updated ?? null };
+  return { id: rs.id, name: rs.name, description: rs.description, kind: "zone", version: rs.version, phase: PHASE, rules: z.rules.map((r) => ruleRes(r, z.meta[r.id])), last_updated: rs.last_updated ?? null };
 }
 
 /** A Cloudflare rule object → a model rule (validated by the schema and compiled on write). */
-function ruleFrom(v: unknown, pointer: string, prev: Rule | undefined, at: string): Rule {
+function ruleFrom(v: unknown, pointer: string, prev: { rule: Rule; meta: RuleMeta } | undefined, at: string): { rule: Rule; meta: RuleMeta } {
+  const p = prev?.rule;
+  const pm = prev?.meta ?? {};
   const r = parseRequest(CfRule, v, pointer);
-  let action = r.action ?? prev?.action;
+  let action = r.action ?? p?.action;
   if (action === "skip") action = "allow";
   if (action !== "block" && action !== "allow" && action !== "log")
     throw badRequest(`${pointer}.action must be one of block, log, allow (skip is taken as allow), got ${JSON.stringify(action ?? null)}`, `${pointer}.action`);
-  const expression = r.expression ?? prev?.expression;
+  const expression = r.expression ?? p?.expression;
   if (!expression) throw badRequest(`${pointer}.expression is required`, `${pointer}.expression`);
-  let response = prev?.response;
+  let response = p?.response;
   if (r.action_parameters !== undefined) {
     const res = r.action_parameters?.response;
     if (!res) response = undefined;
@@ -276,23 +301,20 @@ function ruleFrom(v: unknown, pointer: string, prev: Rule | undefined, at: strin
       response = { status: res.status_code ?? 403, content_type: res.content_type ?? "text/plain; charset=utf-8", body: res.content ?? "Forbidden\n" };
     }
   }
-  const id = r.id ?? prev?.id ?? hexId();
-  const ref = r.ref ?? prev?.ref;
-  const changed = !prev || JSON.stringify([prev.action, prev.expression, prev.response]) !== JSON.stringify([action, expression, response]) || r.enabled !== undefined || r.description !== undefined;
+  const id = r.id ?? p?.id ?? hexId();
+  const ref = r.ref ?? pm.ref;
+  const changed = !p || JSON.stringify([p.action, p.expression, p.response]) !== JSON.stringify([action, expression, response]) || r.enabled !== undefined || r.description !== undefined;
   return {
-    id,
-    expression,
-    action,
-    description: r.description ?? prev?.description ?? "",
-    enabled: r.enabled ?? prev?.enabled ?? true,
-    ...(response ? { response } : {}),
-    version: prev ? (changed ? String(Number(prev.version ?? "1") + 1) : (prev.version ?? "1")) : "1",
-    ...(ref ? { ref } : {}),
-    last_updated: changed ? at : (prev?.last_updated ?? at),
+    rule: { id, expression, action, description: r.description ?? p?.description ?? "", enabled: r.enabled ?? p?.enabled ?? true, ...(response ? { response } : {}) },
+    meta: {
+      version: p ? (changed ? String(Number(pm.version ?? "1") + 1) : (pm.version ?? "1")) : "1",
+      ...(ref ? { ref } : {}),
+      last_updated: changed ? at : (pm.last_updated ?? at),
+    },
   };
 }
 
-function bumpRuleset(z: Zone, at: string, extra: Partial<Ruleset> = {}): Ruleset {
+function bumpRuleset(z: CfZone, at: string, extra: Partial<Ruleset> = {}): Ruleset {
   const rs = rulesetOf(z);
   return {
     id: rs?.id ?? hexId(),
@@ -311,7 +333,7 @@ function checkPhase(ctx: Ctx): void {
 function getEntrypoint(ctx: Ctx): Reply {
   checkPhase(ctx);
   const model = ctx.plane.model;
-  const z = model.zones[findZone(ctx, model, ctx.params.zone_id!)]!;
+  const z = view(model, model.zones[findZone(ctx, model, ctx.params.zone_id!)]!);
   if (!rulesetOf(z)) throw new ApiError("not_found", `zone "${z.id}" has no ${PHASE} entrypoint ruleset yet; PUT one`);
   return ok(rulesetRes(z));
 }
@@ -323,30 +345,32 @@ async function putEntrypoint(ctx: Ctx): Promise<Reply> {
   const { name, description } = b;
   const z = await ctx.write(`replace ${PHASE} entrypoint of zone ${zoneId} (${b.rules?.length ?? 0} rules)`, (model) => {
     const i = findZone(ctx, model, zoneId);
-    const z = model.zones[i]!;
+    const z = view(model, model.zones[i]!);
     const at = now();
-    const byId = new Map(z.rules.map((r) => [r.id, r]));
-    const rules = (b.rules ?? []).map((r, j) => ruleFrom(r, `rules[${j}]`, isObject(r) && typeof r.id === "string" ? byId.get(r.id) : undefined, at));
+    const byId = new Map(z.rules.map((r) => [r.id, { rule: r, meta: z.meta[r.id] ?? {} }]));
+    const parsed = (b.rules ?? []).map((r, j) => ruleFrom(r, `rules[${j}]`, isObject(r) && typeof r.id === "string" ? byId.get(r.id) : undefined, at));
     const ids = new Set<string>();
-    for (const r of rules) {
+    for (const { rule: r } of parsed) {
       if (ids.has(r.id)) throw badRequest(`duplicate rule id "${r.id}"`, "rules");
       ids.add(r.id);
     }
-    const next: Zone = { ...z, rules, ruleset: bumpRuleset(z, at, { ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}) }), updated_at: at };
-    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+    const rules = parsed.map((x) => x.rule);
+    const meta = Object.fromEntries(parsed.map((x) => [x.rule.id, x.meta]));
+    const next: CfZone = { ...z, rules, meta, ruleset: bumpRuleset(z, at, { ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}) }), updated_at: at };
+    return { model: commit(model, i, next), result: next };
   });
   return ok(rulesetRes(z));
 }
 
-function zoneWithRuleset(ctx: Ctx, model: Model): { i: number; z: Zone } {
+function zoneWithRuleset(ctx: Ctx, model: Model): { i: number; z: CfZone } {
   const i = findZone(ctx, model, ctx.params.zone_id!);
-  const z = model.zones[i]!;
+  const z = view(model, model.zones[i]!);
   if (rulesetOf(z)?.id !== ctx.params.ruleset_id) throw notFound("ruleset", ctx.params.ruleset_id!);
   return { i, z };
 }
 
 /** The rule of the path's rule_id in the zone's ruleset: the zone and the rule's index. */
-function zoneWithRule(ctx: Ctx, model: Model): { i: number; z: Zone; k: number } {
+function zoneWithRule(ctx: Ctx, model: Model): { i: number; z: CfZone; k: number } {
   const { i, z } = zoneWithRuleset(ctx, model);
   const k = z.rules.findIndex((r) => r.id === ctx.params.rule_id);
   if (k < 0) throw notFound("rule", ctx.params.rule_id!);
@@ -359,7 +383,7 @@ function getRuleset(ctx: Ctx): Reply {
 
 function listRulesets(ctx: Ctx): Reply {
   const model = ctx.plane.model;
-  const z = model.zones[findZone(ctx, model, ctx.params.zone_id!)]!;
+  const z = view(model, model.zones[findZone(ctx, model, ctx.params.zone_id!)]!);
   if (!rulesetOf(z)) return ok([]);
   const { rules: _rules, ...summary } = rulesetRes(z);
   return ok([summary]);
@@ -370,7 +394,7 @@ async function addRule(ctx: Ctx): Promise<Reply> {
   const z = await ctx.write(`add rule to ruleset ${ctx.params.ruleset_id} of zone ${ctx.params.zone_id}`, (model) => {
     const { i, z } = zoneWithRuleset(ctx, model);
     const at = now();
-    const rule = ruleFrom({ ...b, position: undefined }, "rule", undefined, at);
+    const { rule, meta } = ruleFrom({ ...b, position: undefined }, "rule", undefined, at);
     if (z.rules.some((r) => r.id === rule.id)) throw new ApiError("conflict", `rule "${rule.id}" already exists`);
     let at_ = z.rules.length;
     const pos = b.position;
@@ -383,8 +407,8 @@ async function addRule(ctx: Ctx): Promise<Reply> {
       }
     }
     const rules = [...z.rules.slice(0, at_), rule, ...z.rules.slice(at_)];
-    const next: Zone = { ...z, rules, ruleset: bumpRuleset(z, at), updated_at: at };
-    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+    const next: CfZone = { ...z, rules, meta: { ...z.meta, [rule.id]: meta }, ruleset: bumpRuleset(z, at), updated_at: at };
+    return { model: commit(model, i, next), result: next };
   });
   return ok(rulesetRes(z));
 }
@@ -395,9 +419,9 @@ async function patchRule(ctx: Ctx): Promise<Reply> {
   const z = await ctx.write(`update rule ${ruleId} of zone ${ctx.params.zone_id}`, (model) => {
     const { i, z, k } = zoneWithRule(ctx, model);
     const at = now();
-    const rule = ruleFrom({ ...b, id: ruleId, position: undefined }, "rule", z.rules[k], at);
-    const next: Zone = { ...z, rules: replaceAt(z.rules, k, rule), ruleset: bumpRuleset(z, at), updated_at: at };
-    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+    const { rule, meta } = ruleFrom({ ...b, id: ruleId, position: undefined }, "rule", { rule: z.rules[k]!, meta: z.meta[ruleId] ?? {} }, at);
+    const next: CfZone = { ...z, rules: replaceAt(z.rules, k, rule), meta: { ...z.meta, [ruleId]: meta }, ruleset: bumpRuleset(z, at), updated_at: at };
+    return { model: commit(model, i, next), result: next };
   });
   return ok(rulesetRes(z));
 }
@@ -407,8 +431,8 @@ async function deleteRule(ctx: Ctx): Promise<Reply> {
   const z = await ctx.write(`delete rule ${ruleId} of zone ${ctx.params.zone_id}`, (model) => {
     const { i, z, k } = zoneWithRule(ctx, model);
     const at = now();
-    const next: Zone = { ...z, rules: removeAt(z.rules, k), ruleset: bumpRuleset(z, at), updated_at: at };
-    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+    const next: CfZone = { ...z, rules: removeAt(z.rules, k), ruleset: bumpRuleset(z, at), updated_at: at };
+    return { model: commit(model, i, next), result: next };
   });
   return ok(rulesetRes(z));
 }

@@ -3,13 +3,16 @@
 //
 //   mutual_authentication  = trust_bundles[]      (enforced is the bundle's field)
 //   tls_activation         = hosts[]              (certificate pinned in hosts[].certificate,
-//                                                  mutual authentication in hosts[].mtls.trust_bundle)
+//                                                  mutual authentication in hosts[].mtls.trust_bundle;
+//                                                  id and tls_configuration in dialects.fastly.activations)
 //   tls_certificate        = certificates[]       (with the key of a tls_private_key)
-//   tls_private_key        = pending_private_keys[] until its certificate arrives, then the key of
-//                            certificates[] (private_key_id); never returned
+//   tls_private_key        = dialects.fastly.pending_private_keys[] until its certificate arrives,
+//                            then the key of certificates[] (id in dialects.fastly.certificates);
+//                            never returned
 //   tls_domain             = a SAN name of a certificate, or a host's hostname
-//   tls_configuration      = tls_configurations[] (a built-in default when none is the default)
-import { createHash } from "node:crypto";
+//   tls_configuration      = dialects.fastly.tls_configurations[] (a built-in default when none is the default)
+// (records.ts: what this dialect keeps beside the core model.)
+import { createHash, randomBytes } from "node:crypto";
 import type { Host, Model, TrustBundle } from "../../model/schema.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { intParam, isObject, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
@@ -17,7 +20,9 @@ import { parseRequest } from "../../control/request.ts";
 import { CertificateCreate, CertificatePatch, ConfigurationPatch, MutualAuthCreate, MutualAuthPatch, PrivateKeyCreate } from "./schemas.ts";
 import { associate } from "../../control/associations.ts";
 import { zoneOwnerOf } from "../../control/ownership.ts";
-import { alnumId, blankHost, DEFAULT_CONFIG_ID, now, removeAt, replaceAt } from "../../control/writepath.ts";
+import { now } from "../../control/writepath.ts";
+import { blankHost, removeAt, replaceAt, withDialect } from "../../model/ops.ts";
+import { DEFAULT_CONFIG_ID, type FastlyActivation, type FastlyRecords } from "./records.ts";
 import { caBundle, certInfo, covers, keyInfo } from "../../control/certinfo.ts";
 
 const CT = "application/vnd.api+json";
@@ -26,10 +31,25 @@ type Ref = { type: string; id: string };
 
 // ---- identities ------------------------------------------------------------------------
 
+const ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/** A Fastly-style alphanumeric id (22 characters). */
+function alnumId(): string {
+  let s = "";
+  for (const x of randomBytes(22)) s += ALNUM[x % 62];
+  return s;
+}
+
+/** What Fastly keeps of a host (dialects.fastly.activations): its activation id and tls_configuration. */
+const activationOf = (model: Model, h: Host): FastlyActivation => model.dialects.fastly.activations[h.hostname] ?? {};
+
+/** The model with Fastly's records changed. */
+const withFastly = (model: Model, change: Partial<FastlyRecords>): Model => withDialect(model, "fastly", { ...model.dialects.fastly, ...change });
+
 /** A host entry's activation id: its own, else derived from the hostname (stable, alphanumeric). */
 const derivedIds = new Map<string, string>();
-export function activationId(h: Host): string {
-  if (h.id) return h.id;
+export function activationId(model: Model, h: Host): string {
+  const own = activationOf(model, h).id;
+  if (own) return own;
   let id = derivedIds.get(h.hostname);
   if (!id) {
     id = "a" + createHash("sha256").update(h.hostname).digest("hex").slice(0, 21);
@@ -40,13 +60,13 @@ export function activationId(h: Host): string {
 }
 
 function findActivation(model: Model, id: string): number {
-  const i = model.hosts.findIndex((h) => activationId(h) === id);
+  const i = model.hosts.findIndex((h) => activationId(model, h) === id);
   if (i < 0) throw notFound("tls_activation", id);
   return i;
 }
 
 function configurations(model: Model): { id: string; name: string; default: boolean; created_at?: string; updated_at?: string }[] {
-  const list = model.tls_configurations.map((c) => ({ ...c }));
+  const list = model.dialects.fastly.tls_configurations.map((c) => ({ ...c }));
   if (!list.some((c) => c.default)) list.unshift({ id: DEFAULT_CONFIG_ID, name: "Default TLS configuration", default: true });
   return list;
 }
@@ -66,12 +86,12 @@ const stamps = (o: { created_at?: string; updated_at?: string }) => ({ created_a
 function activationRes(ctx: Ctx, model: Model, h: Host): Resource {
   const cert = certOf(ctx, h);
   return {
-    id: activationId(h),
+    id: activationId(model, h),
     type: "tls_activation",
     attributes: stamps(h),
     relationships: {
       tls_certificate: { data: cert ? ref("tls_certificate", cert) : null },
-      tls_configuration: { data: ref("tls_configuration", h.tls_configuration ?? defaultConfigId(model)) },
+      tls_configuration: { data: ref("tls_configuration", activationOf(model, h).tls_configuration ?? defaultConfigId(model)) },
       tls_domain: { data: ref("tls_domain", h.hostname) },
       mutual_authentication: { data: h.mtls.trust_bundle ? ref("mutual_authentication", h.mtls.trust_bundle) : null },
     },
@@ -83,7 +103,7 @@ function mutualAuthRes(model: Model, b: TrustBundle): Resource {
     id: b.id,
     type: "mutual_authentication",
     attributes: { cert_bundle: b.ca, enforced: b.enforced, name: b.name ?? b.id, ...stamps(b) },
-    relationships: { tls_activations: { data: model.hosts.filter((h) => h.mtls.trust_bundle === b.id).map((h) => ref("tls_activation", activationId(h))) } },
+    relationships: { tls_activations: { data: model.hosts.filter((h) => h.mtls.trust_bundle === b.id).map((h) => ref("tls_activation", activationId(model, h))) } },
   };
 }
 
@@ -118,10 +138,11 @@ interface KeyView {
 function keys(model: Model): KeyView[] {
   const out = new Map<string, KeyView>();
   for (const c of model.certificates) {
-    const id = c.private_key_id ?? `k${createHash("sha256").update(c.id).digest("hex").slice(0, 21)}`;
-    if (!out.has(id)) out.set(id, { id, name: c.private_key_name ?? "", pem: c.key, created_at: c.created_at, in_use: true });
+    const rec = model.dialects.fastly.certificates[c.id] ?? {};
+    const id = rec.private_key_id ?? `k${createHash("sha256").update(c.id).digest("hex").slice(0, 21)}`;
+    if (!out.has(id)) out.set(id, { id, name: rec.private_key_name ?? "", pem: c.key, created_at: c.created_at, in_use: true });
   }
-  for (const k of model.pending_private_keys) out.set(k.id, { id: k.id, name: k.name, pem: k.key, created_at: k.created_at, in_use: false });
+  for (const k of model.dialects.fastly.pending_private_keys) out.set(k.id, { id: k.id, name: k.name, pem: k.key, created_at: k.created_at, in_use: false });
   return [...out.values()];
 }
 
@@ -147,7 +168,7 @@ function domainRes(model: Model, name: string): Resource {
     type: "tls_domain",
     relationships: {
       tls_certificates: { data: model.certificates.filter((c) => certInfo(c.cert).names.includes(name)).map((c) => ref("tls_certificate", c.id)) },
-      tls_activations: { data: model.hosts.filter((h) => h.hostname === name).map((h) => ref("tls_activation", activationId(h))) },
+      tls_activations: { data: model.hosts.filter((h) => h.hostname === name).map((h) => ref("tls_activation", activationId(model, h))) },
     },
   };
 }
@@ -264,7 +285,7 @@ function listActivations(ctx: Ctx): Reply {
   const fDom = ctx.query("filter[tls_domain.id]");
   const fMa = ctx.query("filter[mutual_authentication.id]");
   if (fCert !== null) hosts = hosts.filter((h) => certOf(ctx, h) === fCert);
-  if (fConf !== null) hosts = hosts.filter((h) => (h.tls_configuration ?? defaultConfigId(model)) === fConf);
+  if (fConf !== null) hosts = hosts.filter((h) => (activationOf(model, h).tls_configuration ?? defaultConfigId(model)) === fConf);
   if (fDom !== null) hosts = hosts.filter((h) => h.hostname === fDom.toLowerCase());
   if (fMa !== null) {
     const none = fMa === "" || fMa === "null";
@@ -297,7 +318,7 @@ function includedFor(ctx: Ctx, model: Model, data: Resource[], inc: Set<string>)
           const b = model.trust_bundles.find((x) => x.id === r.id);
           add(b && mutualAuthRes(model, b));
         } else if (r.type === "tls_activation") {
-          const h = model.hosts.find((x) => activationId(x) === r.id);
+          const h = model.hosts.find((x) => activationId(model, x) === r.id);
           add(h && activationRes(ctx, model, h));
         }
       }
@@ -330,16 +351,17 @@ async function createActivation(ctx: Ctx): Promise<Reply> {
     const at = now();
     const i = model.hosts.findIndex((x) => x.hostname === hostname);
     const existing = model.hosts[i];
-    if (existing?.certificate) throw new ApiError("conflict", `tls_domain "${hostname}" is already activated (tls_activation "${activationId(existing)}")`);
+    if (existing?.certificate) throw new ApiError("conflict", `tls_domain "${hostname}" is already activated (tls_activation "${activationId(model, existing)}")`);
     const host: Host = {
       ...(existing ?? blankHost(hostname, at, zoneOwnerOf(model, hostname))),
-      id: existing?.id ?? alnumId(),
       certificate: certId,
-      ...(conf ? { tls_configuration: conf } : {}),
       ...(ma ? { mtls: { trust_bundle: ma } } : {}),
       updated_at: at,
     };
-    return { model: { ...model, hosts: existing ? replaceAt(model.hosts, i, host) : [...model.hosts, host] }, result: host };
+    const rec = model.dialects.fastly.activations[hostname];
+    const activation: FastlyActivation = { ...rec, id: rec?.id ?? alnumId(), ...(conf ? { tls_configuration: conf } : {}) };
+    const next = withFastly(model, { activations: { ...model.dialects.fastly.activations, [hostname]: activation } });
+    return { model: { ...next, hosts: existing ? replaceAt(model.hosts, i, host) : [...model.hosts, host] }, result: host };
   });
   return doc(activationRes(ctx, ctx.plane.model, h), {}, 201);
 }
@@ -365,12 +387,14 @@ async function patchActivation(ctx: Ctx): Promise<Reply> {
       checkCovers(model, certId, h.hostname, "/data/relationships/tls_certificate/data/id");
       h = { ...h, certificate: certId, updated_at: at };
     }
+    let next = model;
     if (conf !== undefined) {
       if (conf) checkConfiguration(model, conf);
-      const { tls_configuration: _unset, ...rest } = h;
-      h = { ...rest, ...(conf ? { tls_configuration: conf } : {}), updated_at: at };
+      const { tls_configuration: _unset, ...rest } = activationOf(model, h);
+      next = withFastly(model, { activations: { ...model.dialects.fastly.activations, [h.hostname]: { ...rest, ...(conf ? { tls_configuration: conf } : {}) } } });
+      h = { ...h, updated_at: at };
     }
-    return { model: { ...model, hosts: replaceAt(model.hosts, i, h) }, result: h };
+    return { model: { ...next, hosts: replaceAt(model.hosts, i, h) }, result: h };
   });
   return doc(activationRes(ctx, ctx.plane.model, h));
 }
@@ -415,7 +439,7 @@ async function createMutualAuth(ctx: Ctx): Promise<Reply> {
     const at = now();
     const bundle: TrustBundle = { id, name: name ?? `mutual-authentication-${id.slice(0, 8).toLowerCase()}`, ca, verify_depth: 4, enforced, created_at: at, updated_at: at };
     const names = activations.map((aid) => {
-      const h = model.hosts.find((x) => activationId(x) === aid);
+      const h = model.hosts.find((x) => activationId(model, x) === aid);
       if (!h) throw badRequest(`tls_activation "${aid}" not found`, "/data/relationships/tls_activations");
       return h.hostname;
     });
@@ -476,14 +500,24 @@ function getCertificate(ctx: Ctx): Reply {
 /** The key for a certificate: a pending one (consumed) or the key of a certificate sharing it. */
 function keyFor(model: Model, pem: string): { key: string; private_key_id: string; private_key_name: string; pending: number } {
   const want = certInfo(pem).public_key_sha1;
-  const p = model.pending_private_keys.findIndex((k) => keyInfo(k.key).public_key_sha1 === want);
+  const pending = model.dialects.fastly.pending_private_keys;
+  const p = pending.findIndex((k) => keyInfo(k.key).public_key_sha1 === want);
   if (p >= 0) {
-    const k = model.pending_private_keys[p]!;
+    const k = pending[p]!;
     return { key: k.key, private_key_id: k.id, private_key_name: k.name, pending: p };
   }
   const kv = keys(model).find((k) => keyInfo(k.pem).public_key_sha1 === want);
   if (kv) return { key: kv.pem, private_key_id: kv.id, private_key_name: kv.name, pending: -1 };
   throw new ApiError("invalid_key", "no uploaded private key matches this certificate's public key; POST it to /tls/private_keys first", "/data/attributes/cert_blob");
+}
+
+/** Records that certificate `id` holds key `k` (its Fastly id and name), consuming it when it was pending. */
+function withKey(model: Model, id: string, k: ReturnType<typeof keyFor>): Model {
+  const f = model.dialects.fastly;
+  return withFastly(model, {
+    certificates: { ...f.certificates, [id]: { private_key_id: k.private_key_id, private_key_name: k.private_key_name } },
+    ...(k.pending >= 0 ? { pending_private_keys: removeAt(f.pending_private_keys, k.pending) } : {}),
+  });
 }
 
 async function createCertificate(ctx: Ctx): Promise<Reply> {
@@ -494,11 +528,8 @@ async function createCertificate(ctx: Ctx): Promise<Reply> {
   const c = await ctx.write(`create tls_certificate ${name ?? info.issued_to}`, (model) => {
     const k = keyFor(model, blob);
     const at = now();
-    const cert = { id: alnumId(), name: name ?? info.issued_to, cert: blob, key: k.key, private_key_id: k.private_key_id, private_key_name: k.private_key_name, created_at: at, updated_at: at };
-    return {
-      model: { ...model, certificates: [...model.certificates, cert], pending_private_keys: k.pending >= 0 ? removeAt(model.pending_private_keys, k.pending) : model.pending_private_keys },
-      result: cert,
-    };
+    const cert = { id: alnumId(), name: name ?? info.issued_to, cert: blob, key: k.key, created_at: at, updated_at: at };
+    return { model: { ...withKey(model, cert.id, k), certificates: [...model.certificates, cert] }, result: cert };
   });
   return doc(certRes(c), {}, 201);
 }
@@ -512,17 +543,17 @@ async function patchCertificate(ctx: Ctx): Promise<Reply> {
     const i = model.certificates.findIndex((x) => x.id === id);
     if (i < 0) throw notFound("tls_certificate", id);
     let c = { ...model.certificates[i]!, ...(name !== undefined ? { name } : {}), updated_at: now() };
-    let pending = model.pending_private_keys;
+    let next = model;
     if (blob !== undefined) {
       const k = keyFor(model, blob);
-      c = { ...c, cert: blob, key: k.key, private_key_id: k.private_key_id, private_key_name: k.private_key_name };
-      if (k.pending >= 0) pending = removeAt(pending, k.pending);
+      c = { ...c, cert: blob, key: k.key };
+      next = withKey(model, id, k);
       // Activations pinning it must still be covered by the new names.
       const names = certInfo(blob).names;
       const lost = model.hosts.filter((h) => h.certificate === id && !covers(names, h.hostname));
       if (lost.length) throw badRequest(`the new certificate does not cover activated domain(s) ${lost.map((h) => h.hostname).join(", ")}`, "/data/attributes/cert_blob");
     }
-    return { model: { ...model, certificates: replaceAt(model.certificates, i, c), pending_private_keys: pending }, result: c };
+    return { model: { ...next, certificates: replaceAt(model.certificates, i, c) }, result: c };
   });
   return doc(certRes(c));
 }
@@ -564,7 +595,7 @@ async function createKey(ctx: Ctx): Promise<Reply> {
   const k = await ctx.write(`create tls_private_key ${name} (${info.key_type} ${info.key_length})`, (model) => {
     if (keys(model).some((x) => keyInfo(x.pem).public_key_sha1 === info.public_key_sha1)) throw new ApiError("conflict", "this private key has already been uploaded");
     const k = { id: alnumId(), name, key: pem, created_at: now() };
-    return { model: { ...model, pending_private_keys: [...model.pending_private_keys, k] }, result: k };
+    return { model: withFastly(model, { pending_private_keys: [...model.dialects.fastly.pending_private_keys, k] }), result: k };
   });
   return doc(keyRes({ id: k.id, name: k.name, pem: k.key, created_at: k.created_at, in_use: false }), {}, 201);
 }
@@ -575,7 +606,7 @@ async function deleteKey(ctx: Ctx): Promise<Reply> {
     const k = keys(model).find((x) => x.id === id);
     if (!k) throw notFound("tls_private_key", id);
     if (k.in_use) throw new ApiError("conflict", `tls_private_key "${id}" is in use by a certificate; delete the certificate first`);
-    return { model: { ...model, pending_private_keys: model.pending_private_keys.filter((x) => x.id !== id) }, result: null };
+    return { model: withFastly(model, { pending_private_keys: model.dialects.fastly.pending_private_keys.filter((x) => x.id !== id) }), result: null };
   });
   return { status: 204 };
 }
@@ -619,8 +650,9 @@ async function patchConfiguration(ctx: Ctx): Promise<Reply> {
     if (!cur) throw notFound("tls_configuration", id);
     const at = now();
     const next = { id, name, default: cur.default, created_at: cur.created_at ?? at, updated_at: at };
-    const i = model.tls_configurations.findIndex((x) => x.id === id);
-    return { model: { ...model, tls_configurations: i >= 0 ? replaceAt(model.tls_configurations, i, next) : [...model.tls_configurations, next] }, result: next };
+    const list = model.dialects.fastly.tls_configurations;
+    const i = list.findIndex((x) => x.id === id);
+    return { model: withFastly(model, { tls_configurations: i >= 0 ? replaceAt(list, i, next) : [...list, next] }), result: next };
   });
   return doc(configRes(c));
 }

@@ -6,7 +6,9 @@ import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { intParam, isObject, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
 import { parseRequest } from "../../control/request.ts";
 import { RouteBody, TokenBody } from "./schemas.ts";
-import { auditEntry, now, removeAt, replaceAt } from "../../control/writepath.ts";
+import { upgradeLegacy } from "../../model/upgrade.ts";
+import { auditEntry, now } from "../../control/writepath.ts";
+import { removeAt, replaceAt } from "../../model/ops.ts";
 import { newTokenSecret, sha256 } from "../../control/auth.ts";
 import { randomBytes } from "node:crypto";
 
@@ -60,7 +62,7 @@ export function redact(model: Model): Model {
   return {
     ...model,
     certificates: model.certificates.map((c) => ({ ...c, key: REDACTED })),
-    pending_private_keys: model.pending_private_keys.map((k) => ({ ...k, key: REDACTED })),
+    dialects: { ...model.dialects, fastly: { ...model.dialects.fastly, pending_private_keys: model.dialects.fastly.pending_private_keys.map((k) => ({ ...k, key: REDACTED })) } },
   };
 }
 
@@ -79,7 +81,8 @@ function getConfig(ctx: Ctx): Reply {
 }
 
 async function putConfig(ctx: Ctx): Promise<Reply> {
-  const raw = await objectBody(ctx, { yaml: true, shape: "the whole model as a JSON or YAML object" });
+  // An export of an older certgate (vendor fields on the core objects) reads as it always did.
+  const raw = upgradeLegacy(await objectBody(ctx, { yaml: true, shape: "the whole model as a JSON or YAML object" })) as Record<string, unknown>;
   const counts = ["certificates", "trust_bundles", "hosts", "routes", "zones"].map((k) => `${Array.isArray(raw[k]) ? (raw[k] as unknown[]).length : 0} ${k}`).join(", ");
   await ctx.plane.replace(ctx.writeCtx(), `replace config (${counts})`, (cur) => {
     // Keys left redacted (or out) keep the stored key of the certificate / pending key with that id.
@@ -92,8 +95,11 @@ async function putConfig(ctx: Ctx): Promise<Reply> {
             return { ...o, key: prev.key };
           })
         : list;
+    const dialects = isObject(raw.dialects) ? raw.dialects : undefined;
+    const fastly = isObject(dialects?.fastly) ? dialects.fastly : undefined;
+    const pending = fastly && fill(fastly.pending_private_keys, cur.dialects.fastly.pending_private_keys, "dialects.fastly.pending_private_keys");
     return {
-      model: { ...raw, certificates: fill(raw.certificates, cur.certificates, "certificates"), pending_private_keys: fill(raw.pending_private_keys, cur.pending_private_keys, "pending_private_keys") },
+      model: { ...raw, certificates: fill(raw.certificates, cur.certificates, "certificates"), ...(fastly ? { dialects: { ...dialects, fastly: { ...fastly, pending_private_keys: pending } } } : {}) },
       result: null,
     };
   });

@@ -99,7 +99,7 @@ describe("Fastly dialect", () => {
       expect((await call("DELETE", `/tls/private_keys/${id}`)).status).toBe(204);
       expect((await call("GET", `/tls/private_keys/${id}`)).status).toBe(404);
       expect((await call("GET", "/tls/private_keys")).body.data.map((d: { id: string }) => d.id)).not.toContain(id);
-      expect(cg.plane.model.pending_private_keys.map((k) => k.id)).not.toContain(id);
+      expect(cg.plane.model.dialects.fastly.pending_private_keys.map((k) => k.id)).not.toContain(id);
       expect((await call("DELETE", `/tls/private_keys/${id}`)).status).toBe(404);
     });
   });
@@ -198,6 +198,7 @@ describe("Fastly dialect", () => {
     it("PATCH activation: a certificate not covering the domain and an unknown configuration are 400; a configuration is set, and unset with null", async () => {
       const patch = (rels: Record<string, unknown>) => call("PATCH", `/tls/activations/${activationId}`, jsonapi("tls_activation", undefined, rels, activationId));
       const host = () => cg.plane.model.hosts.find((h) => h.hostname === "up.test")!;
+      const activation = () => cg.plane.model.dialects.fastly.activations["up.test"]!;
       const uncovered = await patch({ tls_certificate: rel("tls_certificate", "srv") });
       expect(uncovered.status).toBe(400);
       expect(fastlyError(uncovered)).toMatch(/tls_domain "up.test" is not among the certificate's names/);
@@ -209,11 +210,11 @@ describe("Fastly dialect", () => {
       const conf = (await call("GET", "/tls/configurations")).body.data[0].id;
       const set = await patch({ tls_configuration: rel("tls_configuration", conf) });
       expect(set.status).toBe(200);
-      expect(host().tls_configuration).toBe(conf);
+      expect(activation().tls_configuration).toBe(conf);
       const unset = await patch({ tls_configuration: { data: null } });
       expect(unset.status).toBe(200);
       expect(unset.body.data.relationships.tls_configuration.data).toEqual({ type: "tls_configuration", id: conf });
-      expect(host()).not.toHaveProperty("tls_configuration");
+      expect(activation()).not.toHaveProperty("tls_configuration");
     });
 
     it("refuses a non-CA or malformed cert_bundle with 400, and nothing is stored", async () => {
