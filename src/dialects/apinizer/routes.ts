@@ -22,16 +22,15 @@ import type {
   ApinizerProject,
   ApinizerProxy,
 } from "./records.ts";
-import type { Model, Route, TrustBundle } from "../../model/schema.ts";
+import type { Model, Route } from "../../model/schema.ts";
 import { rfc2253 } from "../../dataplane/facts.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { objectBody, optionalObjectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
 import { parseRequest } from "../../control/request.ts";
 import { AclPut, EnvironmentCreate, POLICY_TYPE, PolicyDelete, PolicyWrite, ProjectCreate, ProxyCreate } from "./schemas.ts";
-import { associate } from "../../control/associations.ts";
 import { now } from "../../control/writepath.ts";
-import { removeAt, replaceAt, withDialect } from "../../model/ops.ts";
-import { zoneOwnerOf } from "../../control/ownership.ts";
+import { addBundle, associate, removeAt, replaceAt, withDialect } from "../../model/ops.ts";
+import { claimable, zoneOwnerOf } from "../../control/ownership.ts";
 import { caBundle, certInfo } from "../../control/certinfo.ts";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -360,12 +359,13 @@ async function createProxy(ctx: Ctx): Promise<Reply> {
     if (caPem) {
       bundleId = `${routeId}.clients`.slice(0, 128);
       if (m.trust_bundles.some((t) => t.id === bundleId)) throw new ApiError("conflict", `trust bundle "${bundleId}" already exists`);
-      const bundle: TrustBundle = { id: bundleId, name: `Apinizer ${projectName}/${name} client CA`, ca: caPem, verify_depth: 4, enforced: mode === "enforced", created_at: at, updated_at: at };
-      m = { ...m, trust_bundles: [...m.trust_bundles, bundle] };
+      m = addBundle(m, { id: bundleId, name: `Apinizer ${projectName}/${name} client CA`, ca: caPem, enforced: mode === "enforced" }, at).model;
     }
     // The hostname verifies with the bundle (the one association operation: never moved off another bundle, 409 here).
-    if (bundleId)
-      m = { ...m, hosts: associate(m, { principal: ctx.principal, bundle: bundleId, names: [hostname], owner: zoneOwnerOf(m, hostname), mode, at, replace: false, conflict: "conflict", pointer: "trustBundleId" }) };
+    if (bundleId) {
+      const claim = (n: string) => claimable(ctx.principal, m, n);
+      m = { ...m, hosts: associate(m, { bundle: bundleId, names: [hostname], owner: zoneOwnerOf(m, hostname), mode, at, replace: false, claim, refuse: (msg) => new ApiError("conflict", msg, "trustBundleId") }) };
+    }
     const route: Route = { id: routeId, hostname, path_prefix: relativePath, origin: urls[0]!, connect_timeout_ms: 5_000, read_timeout_ms: 30_000, created_at: at, updated_at: at };
     m = { ...m, routes: [...m.routes, route] };
     let proxy: ApinizerProxy = {

@@ -6,7 +6,7 @@
 //   PATCH {reactivate:true} = back to active while pending_revocation
 //   hostname_associations   = hosts[] with mtls.trust_bundle = "managed-ca" (fail-open: rules
 //                             decide, as on Cloudflare), or the bundle named by mtls_certificate_id
-import type { Host, ManagedClientCertificate, Model, TrustBundle, Zone } from "../../model/schema.ts";
+import type { Host, ManagedClientCertificate, Model, Zone } from "../../model/schema.ts";
 import { CsrError } from "../../managedca/ca.ts";
 import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../../managedca/service.ts";
 import { findZone, hexId, ok, page } from "./routes.ts";
@@ -14,10 +14,9 @@ import { AssociationsPut, ClientCertCreate } from "./schemas.ts";
 import { parseRequest } from "../../control/request.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { intParam, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
-import { associate } from "../../control/associations.ts";
-import { canRead } from "../../control/ownership.ts";
+import { canRead, claimable } from "../../control/ownership.ts";
 import { now } from "../../control/writepath.ts";
-import { replaceAt } from "../../model/ops.ts";
+import { addBundle, associate, replaceAt } from "../../model/ops.ts";
 
 const STATUSES = ["all", "active", "pending_revocation", "revoked", "pending_reactivation"] as const;
 
@@ -66,8 +65,7 @@ function findCert(model: Model, zone: string, id: string): number {
 /** Makes sure the model trusts the managed CA as a bundle hosts can use. */
 function withManagedBundle(model: Model, caPem: string, at: string): Model {
   if (model.trust_bundles.some((b) => b.id === MANAGED_BUNDLE_ID)) return model;
-  const bundle: TrustBundle = { id: MANAGED_BUNDLE_ID, name: CA_NAME, ca: caPem, verify_depth: 2, enforced: false, managed_ca: true, created_at: at, updated_at: at };
-  return { ...model, trust_bundles: [...model.trust_bundles, bundle] };
+  return addBundle(model, { id: MANAGED_BUNDLE_ID, name: CA_NAME, ca: caPem, verify_depth: 2, enforced: false, managed_ca: true }, at).model;
 }
 
 async function create(ctx: Ctx): Promise<Reply> {
@@ -199,7 +197,8 @@ async function putAssociations(ctx: Ctx): Promise<Reply> {
     let next = caPem ? withManagedBundle(model, caPem, at) : model;
     if (!next.trust_bundles.some((x) => x.id === bundleId)) throw notFound("mTLS certificate", bundleId);
     const owner = zone.account_id ?? null;
-    next = { ...next, hosts: associate(next, { principal: ctx.principal, bundle: bundleId, names, owner, at, replace: true, scope: ofZone(zone), pointer: "hostnames" }) };
+    const claim = (n: string) => claimable(ctx.principal, next, n);
+    next = { ...next, hosts: associate(next, { bundle: bundleId, names, owner, at, replace: true, scope: ofZone(zone), claim, refuse: (m) => badRequest(m, "hostnames") }) };
     return { model: next, result: associationsOf(next, zone, bundleId) };
   });
   return ok({ hostnames: result });

@@ -15,10 +15,9 @@ import { intParam, isObject, objectBody, type Ctx, type Reply, type RouteDef } f
 import { parseRequest } from "../../control/request.ts";
 import { AccessCertCreate, AccessCertUpdate, CfRule, EntrypointPut, SettingsPut, ZoneCreate } from "./schemas.ts";
 import type { RuleMeta, Ruleset } from "./records.ts";
-import { associate } from "../../control/associations.ts";
-import { canRead } from "../../control/ownership.ts";
+import { canRead, claimable } from "../../control/ownership.ts";
 import { now } from "../../control/writepath.ts";
-import { blankHost, removeAt, replaceAt, withDialect } from "../../model/ops.ts";
+import { addBundle, associate, hostEntry, putHost, removeAt, removeBundle, replaceAt, withDialect } from "../../model/ops.ts";
 import { caBundle } from "../../control/certinfo.ts";
 
 const PHASE = "http_request_firewall_custom";
@@ -77,7 +76,7 @@ function findBundle(ctx: Ctx, model: Model, account: string, id: string): number
 
 /** associated_hostnames: exactly these hostnames use the bundle (new host entries are the bundle owner's). */
 function associateAll(ctx: Ctx, model: Model, b: TrustBundle, names: string[], at: string): Host[] {
-  return associate(model, { principal: ctx.principal, bundle: b.id, names, owner: b.account_id ?? null, at, replace: true, pointer: "associated_hostnames" });
+  return associate(model, { bundle: b.id, names, owner: b.account_id ?? null, at, replace: true, claim: (n) => claimable(ctx.principal, model, n), refuse: (m) => badRequest(m, "associated_hostnames") });
 }
 
 function listAccessCerts(ctx: Ctx): Reply {
@@ -103,8 +102,7 @@ async function createAccessCert(ctx: Ctx): Promise<Reply> {
   const bundle = await ctx.write(`create access certificate ${name} (${names.length} hostnames)`, (model) => {
     if (model.trust_bundles.some((x) => x.name === name && x.account_id === acc)) throw new ApiError("conflict", `an access certificate named "${name}" already exists`);
     const at = now();
-    const bundle: TrustBundle = { id: crypto.randomUUID(), name, ca, verify_depth: 4, enforced: true, account_id: acc, created_at: at, updated_at: at };
-    const withBundle = { ...model, trust_bundles: [...model.trust_bundles, bundle] };
+    const { model: withBundle, bundle } = addBundle(model, { id: crypto.randomUUID(), name, ca, enforced: true, account_id: acc }, at);
     return { model: { ...withBundle, hosts: associateAll(ctx, withBundle, bundle, names, at) }, result: bundle };
   });
   return ok(accessCertRes(ctx.plane.model, bundle), 201);
@@ -132,10 +130,8 @@ async function deleteAccessCert(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   await ctx.write(`delete access certificate ${id}`, (model) => {
     const i = findBundle(ctx, model, acc, id);
-    const users = model.hosts.filter((h) => h.mtls.trust_bundle === id);
-    if (users.length)
-      throw badRequest(`certificate "${id}" still has associated hostnames (${users.map((h) => h.hostname).slice(0, 5).join(", ")}); update it with associated_hostnames [] first`);
-    return { model: { ...model, trust_bundles: removeAt(model.trust_bundles, i) }, result: null };
+    const refuse = (users: Host[]) => badRequest(`certificate "${id}" still has associated hostnames (${users.map((h) => h.hostname).slice(0, 5).join(", ")}); update it with associated_hostnames [] first`);
+    return { model: removeBundle(model, i, refuse), result: null };
   });
   return ok({ id });
 }
@@ -157,17 +153,15 @@ async function putSettings(ctx: Ctx): Promise<Reply> {
   ctx.requireAccount(acc);
   const settings = parseRequest(SettingsPut, await objectBody(ctx)).settings.map((s) => ({ hostname: s.hostname, china_network: s.china_network, forwarding: s.client_certificate_forwarding }));
   await ctx.write(`update access certificate settings (${settings.map((s) => s.hostname).join(", ")})`, (model) => {
-    let hosts = model.hosts;
+    let m = model;
     const records = { ...model.dialects.cloudflare.hostnames };
     const at = now();
     for (const s of settings) {
-      const i = hosts.findIndex((h) => h.hostname === s.hostname);
-      const h = hosts[i] ?? blankHost(s.hostname, at, acc);
-      const next: Host = { ...h, forward_client_cert: { ...h.forward_client_cert, cloudflare: s.forwarding }, updated_at: at };
-      hosts = i >= 0 ? replaceAt(hosts, i, next) : [...hosts, next];
+      const { i, host: h } = hostEntry(m, s.hostname, acc, at);
+      m = { ...m, hosts: putHost(m.hosts, i, { ...h, forward_client_cert: { ...h.forward_client_cert, cloudflare: s.forwarding }, updated_at: at }) };
       records[s.hostname] = { ...records[s.hostname], china_network: s.china_network };
     }
-    return { model: { ...withDialect(model, "cloudflare", { ...model.dialects.cloudflare, hostnames: records }), hosts }, result: null };
+    return { model: withDialect(m, "cloudflare", { ...model.dialects.cloudflare, hostnames: records }), result: null };
   });
   return ok(settingsOf(ctx, ctx.plane.model, acc), 202);
 }

@@ -18,10 +18,9 @@ import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { intParam, isObject, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
 import { parseRequest } from "../../control/request.ts";
 import { CertificateCreate, CertificatePatch, ConfigurationPatch, MutualAuthCreate, MutualAuthPatch, PrivateKeyCreate } from "./schemas.ts";
-import { associate } from "../../control/associations.ts";
-import { zoneOwnerOf } from "../../control/ownership.ts";
+import { claimable, zoneOwnerOf } from "../../control/ownership.ts";
 import { now } from "../../control/writepath.ts";
-import { blankHost, removeAt, replaceAt, withDialect } from "../../model/ops.ts";
+import { addBundle, associate, hostEntry, putHost, removeAt, removeBundle, replaceAt, setHostBundle, withDialect } from "../../model/ops.ts";
 import { DEFAULT_CONFIG_ID, type FastlyActivation, type FastlyRecords } from "./records.ts";
 import { caBundle, certInfo, covers, keyInfo } from "../../control/certinfo.ts";
 
@@ -269,11 +268,6 @@ function checkConfiguration(model: Model, id: string): void {
   if (!configurations(model).some((c) => c.id === id)) throw badRequest(`tls_configuration "${id}" not found`, "/data/relationships/tls_configuration/data/id");
 }
 
-/** Sets (or with null unsets) the mutual authentication of a host; the bundle's `enforced` then governs. */
-function setMtls(h: Host, bundle: string | null, at: string): Host {
-  return { ...h, mtls: bundle ? { trust_bundle: bundle } : {}, updated_at: at };
-}
-
 // ---- handlers --------------------------------------------------------------------------
 
 function listActivations(ctx: Ctx): Reply {
@@ -349,19 +343,15 @@ async function createActivation(ctx: Ctx): Promise<Reply> {
     if (conf) checkConfiguration(model, conf);
     if (ma) bundleIndex(model, ma, true);
     const at = now();
-    const i = model.hosts.findIndex((x) => x.hostname === hostname);
-    const existing = model.hosts[i];
-    if (existing?.certificate) throw new ApiError("conflict", `tls_domain "${hostname}" is already activated (tls_activation "${activationId(model, existing)}")`);
-    const host: Host = {
-      ...(existing ?? blankHost(hostname, at, zoneOwnerOf(model, hostname))),
-      certificate: certId,
-      ...(ma ? { mtls: { trust_bundle: ma } } : {}),
-      updated_at: at,
-    };
+    const { i, host: entry } = hostEntry(model, hostname, zoneOwnerOf(model, hostname), at);
+    if (entry.certificate) throw new ApiError("conflict", `tls_domain "${hostname}" is already activated (tls_activation "${activationId(model, entry)}")`);
+    let next = { ...model, hosts: putHost(model.hosts, i, { ...entry, certificate: certId, updated_at: at }) };
+    // Its mutual authentication: the one association operation (a hostname another bundle holds is refused, never moved).
+    if (ma) next = { ...next, hosts: associate(next, { bundle: ma, names: [hostname], owner: entry.account_id ?? null, at, replace: false, refuse: (m) => badRequest(m, "/data/relationships/mutual_authentication") }) };
     const rec = model.dialects.fastly.activations[hostname];
     const activation: FastlyActivation = { ...rec, id: rec?.id ?? alnumId(), ...(conf ? { tls_configuration: conf } : {}) };
-    const next = withFastly(model, { activations: { ...model.dialects.fastly.activations, [hostname]: activation } });
-    return { model: { ...next, hosts: existing ? replaceAt(model.hosts, i, host) : [...model.hosts, host] }, result: host };
+    next = withFastly(next, { activations: { ...model.dialects.fastly.activations, [hostname]: activation } });
+    return { model: next, result: next.hosts.find((x) => x.hostname === hostname)! };
   });
   return doc(activationRes(ctx, ctx.plane.model, h), {}, 201);
 }
@@ -381,7 +371,7 @@ async function patchActivation(ctx: Ctx): Promise<Reply> {
     const at = now();
     if (ma !== undefined) {
       if (ma) bundleIndex(model, ma, true);
-      h = setMtls(h, ma, at);
+      h = setHostBundle(h, ma, at);
     }
     if (certId) {
       checkCovers(model, certId, h.hostname, "/data/relationships/tls_certificate/data/id");
@@ -437,14 +427,14 @@ async function createMutualAuth(ctx: Ctx): Promise<Reply> {
   const b = await ctx.write(`create mutual_authentication ${name ?? ""}`.trim(), (model) => {
     const id = alnumId();
     const at = now();
-    const bundle: TrustBundle = { id, name: name ?? `mutual-authentication-${id.slice(0, 8).toLowerCase()}`, ca, verify_depth: 4, enforced, created_at: at, updated_at: at };
+    const { model: next, bundle } = addBundle(model, { id, name: name ?? `mutual-authentication-${id.slice(0, 8).toLowerCase()}`, ca, enforced }, at);
     const names = activations.map((aid) => {
       const h = model.hosts.find((x) => activationId(model, x) === aid);
       if (!h) throw badRequest(`tls_activation "${aid}" not found`, "/data/relationships/tls_activations");
       return h.hostname;
     });
-    const next = { ...model, trust_bundles: [...model.trust_bundles, bundle] };
-    const hosts = associate(next, { principal: ctx.principal, bundle: id, names, owner: null, at, replace: false, pointer: "/data/relationships/tls_activations" });
+    const pointer = "/data/relationships/tls_activations";
+    const hosts = associate(next, { bundle: id, names, owner: null, at, replace: false, claim: (n) => claimable(ctx.principal, next, n), refuse: (m) => badRequest(m, pointer) });
     return { model: { ...next, hosts }, result: bundle };
   });
   return doc(mutualAuthRes(ctx.plane.model, b), {}, 201);
@@ -467,11 +457,9 @@ async function patchMutualAuth(ctx: Ctx): Promise<Reply> {
 async function deleteMutualAuth(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   await ctx.write(`delete mutual_authentication ${id}`, (model) => {
-    const i = bundleIndex(model, id);
-    const users = model.hosts.filter((h) => h.mtls.trust_bundle === id);
-    if (users.length)
-      throw new ApiError("conflict", `mutual_authentication "${id}" is in use by ${users.length} tls_activation(s) (${users.slice(0, 5).map((h) => h.hostname).join(", ")}); PATCH them with mutual_authentication null first`);
-    return { model: { ...model, trust_bundles: removeAt(model.trust_bundles, i) }, result: null };
+    const refuse = (users: Host[]) =>
+      new ApiError("conflict", `mutual_authentication "${id}" is in use by ${users.length} tls_activation(s) (${users.slice(0, 5).map((h) => h.hostname).join(", ")}); PATCH them with mutual_authentication null first`);
+    return { model: removeBundle(model, bundleIndex(model, id), refuse), result: null };
   });
   return { status: 204 };
 }

@@ -359,6 +359,18 @@ describe("Fastly dialect", () => {
       expect((await call("GET", `/tls/private_keys/${keyId}`)).status).toBe(404);
     });
 
+    it("POST activation with a mutual authentication for a hostname another bundle holds: 400 naming it, never moved (the one association operation)", async () => {
+      const held = await api(cg, "POST", "/accounts/acc9/access/certificates", { name: "held", certificate: p.ca.certPem, associated_hostnames: ["held.wild.test"] });
+      expect(held.status).toBe(201);
+      const ma = await call("POST", "/tls/mutual_authentications", jsonapi("mutual_authentication", { cert_bundle: p.ca.certPem }));
+      const rels = { tls_certificate: rel("tls_certificate", "srv"), tls_domain: rel("tls_domain", "held.wild.test"), mutual_authentication: rel("mutual_authentication", ma.body.data.id) };
+      const r = await call("POST", "/tls/activations", jsonapi("tls_activation", undefined, rels));
+      expect(r.status).toBe(400);
+      expect(fastlyError(r)).toMatch(/hostname "held.wild.test" is already associated with certificate/);
+      expect(cg.plane.model.hosts.find((h) => h.hostname === "held.wild.test")).toMatchObject({ mtls: { trust_bundle: held.body.result.id } });
+      expect(cg.plane.model.hosts.find((h) => h.hostname === "held.wild.test")).not.toHaveProperty("certificate");
+    });
+
     describe("a write refused inside the store transaction leaves the snapshot, the store and the audit log as they were (plus the refusal)", () => {
       const store = () => cg.plane.store as SqliteStore;
       async function state() {
