@@ -14,6 +14,7 @@ import { MANAGED_BUNDLE_ID } from "../managedca/service.ts";
 import type { Principal } from "./auth.ts";
 import { ApiError } from "./apierrors.ts";
 import { COLLECTIONS, keyField } from "./store.ts";
+import { RECORD_OWNERS } from "../dialects/records.ts";
 
 /** An account id, or null for the operator (global). */
 export type Owner = string | null;
@@ -191,12 +192,6 @@ function refsOf(kind: keyof Model, o: Record<string, unknown>): [keyof Model, st
 
 /** The shared managed-CA bundle: any account's hosts may trust it; only the node creates it. */
 const isManagedCa = (kind: keyof Model, o: Record<string, unknown> | undefined): boolean => kind === "trust_bundles" && o?.id === MANAGED_BUNDLE_ID && o.managed_ca === true;
-
-/**
- * The dialects' records keyed by a core object belong to that object's owner: these follow hosts
- * (by hostname) and zones (by id). Every other record is global configuration.
- */
-const RECORD_OWNERS: Partial<Record<keyof Model["dialects"], Record<string, "hosts" | "zones">>> = { cloudflare: { hostnames: "hosts", zones: "zones" } };
 
 /** Records are compared by value: a write's validation may hand back equal copies of unchanged ones. */
 const same = (a: unknown, b: unknown): boolean => a === b || JSON.stringify(a) === JSON.stringify(b);

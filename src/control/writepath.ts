@@ -151,7 +151,7 @@ export class WritePath {
           prev = m;
           const r = mutate(m);
           if (r.model === m) return r;
-          const model = pruneDialects(opts.full ? parseModel(r.model) : validateChanged(m, r.model));
+          const model = pruneDialects(opts.full ? parseModel(r.model) : validateChanged(m, r.model), m);
           authorize(ctx.principal, m, model);
           checkControlRefs(model, m);
           const warnings = checkValidity(m, model); // throws for an expired server certificate, whoever writes

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import type { Model } from "../model/schema.ts";
 import { Apinizer } from "./apinizer/records.ts";
-import { CloudflareRecords, pruneCloudflare } from "./cloudflare/records.ts";
+import { CLOUDFLARE_RECORD_OWNERS, CloudflareRecords, pruneCloudflare } from "./cloudflare/records.ts";
 import { FastlyRecords, pruneFastly } from "./fastly/records.ts";
 
 export const Dialects = z.strictObject({
@@ -15,10 +15,19 @@ export const Dialects = z.strictObject({
 });
 
 /**
+ * The records keyed by a core object, per dialect: they belong to that object's owner (an account
+ * token may change those of its own hosts and zones: control/ownership.ts). Every other record is
+ * global configuration.
+ */
+export const RECORD_OWNERS: Partial<Record<keyof z.infer<typeof Dialects>, Record<string, "hosts" | "zones">>> = { cloudflare: CLOUDFLARE_RECORD_OWNERS };
+
+/**
  * The model without records of core objects that are gone (a host, certificate, zone or rule
  * removed through any dialect takes its records with it); the same model when there are none.
+ * With `prev`, nothing is looked at unless hosts, certificates or zones changed.
  */
-export function pruneDialects(model: Model): Model {
+export function pruneDialects(model: Model, prev?: Model): Model {
+  if (prev && prev.hosts === model.hosts && prev.certificates === model.certificates && prev.zones === model.zones && prev.dialects === model.dialects) return model;
   const d = model.dialects;
   const fastly = pruneFastly(model, d.fastly);
   const cloudflare = pruneCloudflare(model, d.cloudflare);

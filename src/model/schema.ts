@@ -7,7 +7,7 @@ import type { RuleSpec } from "../rules/index.ts";
 import { MAX_RESPONSE_BODY, MEDIA_TYPE } from "../rules/ruleset.ts";
 
 import { hostname, id, ms, pem, stamp } from "./primitives.ts";
-import { Dialects } from "../dialects/records.ts";
+import { Dialects, pruneDialects } from "../dialects/records.ts";
 import { upgradeLegacy } from "./upgrade.ts";
 
 export const Certificate = z.strictObject({
@@ -259,10 +259,11 @@ export function formatPath(path: readonly PropertyKey[]): string {
  * Parses raw input into the model, or throws ModelError with every problem found. Input in the
  * layout before per-dialect records (vendor fields on hosts, certificates, zones and rules; Fastly
  * and Apinizer lists at the top) is read as it always was: upgradeLegacy moves those fields into
- * `dialects` first, so old bootstrap files, exports and stores keep working.
+ * `dialects` first, so old bootstrap files, exports and stores keep working. Records of objects
+ * the model does not hold are dropped.
  */
 export function parseModel(input: unknown): Model {
   const r = Model.safeParse(upgradeLegacy(input));
   if (!r.success) throw new ModelError(r.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })));
-  return r.data;
+  return pruneDialects(r.data);
 }

@@ -31,6 +31,9 @@ export const CloudflareRecords = z.strictObject({
 });
 
 export type CloudflareRecords = z.infer<typeof CloudflareRecords>;
+
+/** Which core objects the keyed records follow (their owner is that object's). */
+export const CLOUDFLARE_RECORD_OWNERS = { hostnames: "hosts", zones: "zones" } as const;
 export type Ruleset = z.infer<typeof RulesetMeta>;
 export type RuleMeta = z.infer<typeof RuleMeta>;
 export type CloudflareZone = z.infer<typeof CloudflareZone>;

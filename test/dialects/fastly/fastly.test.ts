@@ -359,6 +359,12 @@ describe("Fastly dialect", () => {
       expect((await call("GET", `/tls/private_keys/${keyId}`)).status).toBe(404);
     });
 
+    it("what Fastly keeps beside the model goes with its object: the deleted activation's and certificate's records are gone", () => {
+      expect(cg.plane.model.hosts.some((h) => h.hostname === "up.test")).toBe(false);
+      expect(cg.plane.model.dialects.fastly.activations).not.toHaveProperty("up.test");
+      expect(cg.plane.model.dialects.fastly.certificates).not.toHaveProperty(certId);
+    });
+
     it("POST activation with a mutual authentication for a hostname another bundle holds: 400 naming it, never moved (the one association operation)", async () => {
       const held = await api(cg, "POST", "/accounts/acc9/access/certificates", { name: "held", certificate: p.ca.certPem, associated_hostnames: ["held.wild.test"] });
       expect(held.status).toBe(201);
