@@ -2,16 +2,17 @@
 // `policy-auth-mtls` policies, with Apinizer's `{success, resultList, resultCount}` and
 // `{success, deploymentResult}` shapes; errors `{success: false, errors: [{code, message, field?}]}`.
 //
-//   project            = apinizer.projects[]
-//   API proxy          = apinizer.projects[].api_proxies[] + the routes[] entry it owns
+//   project            = dialects.apinizer.projects[] (records.ts)
+//   API proxy          = dialects.apinizer.projects[].api_proxies[] + the routes[] entry it owns
 //                        (hostname, path_prefix = relative path, origin = backend URL) + the
 //                        hosts[] entry's mtls (trust bundle, fail_open by default)
 //   issuer ACL         = api_proxies[].issuer_acl and projects[].issuer_acl (both apply)
-//   environment        = apinizer.environments[] (default: production)
+//   environment        = dialects.apinizer.environments[] (default: production)
 //   policy             = api_proxies[].policies[] (working copy, in execution order); deploying
 //                        copies them into api_proxies[].deployments[{environment, policies}]
 //   enforcement        = each node compiles the policies deployed to its --environment into
 //                        401 block rules (rules.ts, compiled per node by Snapshot)
+// (render.ts: the responses; schemas.ts: request bodies; invariants.ts: what every write keeps true.)
 import "reflect-metadata"; // @peculiar/x509 needs it loaded first
 import { SubjectKeyIdentifierExtension, X509Certificate as PeculiarCert } from "@peculiar/x509";
 import { createHash, type X509Certificate } from "node:crypto";
@@ -27,6 +28,7 @@ import { rfc2253 } from "../../dataplane/facts.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { objectBody, optionalObjectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
 import { parseRequest } from "../../control/request.ts";
+import { aclRes, deployedTo, deploymentResult, envRes, list, ok, orderIn, policyRes, projectRes, proxyRes, type EnvResult } from "./render.ts";
 import { AclPut, EnvironmentCreate, POLICY_TYPE, PolicyDelete, PolicyWrite, ProjectCreate, ProxyCreate } from "./schemas.ts";
 import { now } from "../../control/writepath.ts";
 import { addBundle, associate, removeAt, replaceAt, withDialect } from "../../model/ops.ts";
@@ -34,9 +36,6 @@ import { claimable, zoneOwnerOf } from "../../control/ownership.ts";
 import { caBundle, certInfo } from "../../control/certinfo.ts";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-const ok = (extra: Record<string, unknown> = {}, status = 200): Reply => ({ status, body: { success: true, ...extra } });
-const list = (items: unknown[]): Reply => ok({ resultList: items, resultCount: items.length });
 
 // ---- input helpers -----------------------------------------------------------------------
 
@@ -74,12 +73,6 @@ function withProject(model: Model, pi: number, project: ApinizerProject): Model 
 
 // ---- deployment --------------------------------------------------------------------------
 
-interface EnvResult {
-  environmentName: string;
-  success: boolean;
-  message: string;
-}
-
 /**
  * Deploys the proxy's working copy to `names` (none given: every environment it is deployed to).
  * Unknown environments are reported, the others deployed.
@@ -102,20 +95,7 @@ function deploy(model: Model, proxy: ApinizerProxy, names: string[], at: string)
   return { proxy: { ...proxy, deployments }, results };
 }
 
-function deploymentResult(results: EnvResult[]): Record<string, unknown> {
-  return { deploymentResult: { success: results.every((r) => r.success), deploymentResults: results } };
-}
-
 // ---- environments ------------------------------------------------------------------------
-
-/** The API proxies deployed to an environment, as project/proxy. */
-function deployedTo(model: Model, environment: string): string[] {
-  return model.dialects.apinizer.projects.flatMap((p) => p.api_proxies.filter((x) => x.deployments.some((d) => d.environment === environment)).map((x) => `${p.name}/${x.name}`));
-}
-
-function envRes(ctx: Ctx, model: Model, name: string, description: string): Record<string, unknown> {
-  return { name, description, servedByThisNode: ctx.plane.runtime.environment === name, deployedApiProxyList: deployedTo(model, name) };
-}
 
 function listEnvironments(ctx: Ctx): Reply {
   const model = ctx.plane.model;
@@ -198,14 +178,6 @@ export function normalizeDn(dn: string): string {
     .join(",");
 }
 
-function issuerList(acl: readonly ApinizerIssuer[]): string[] {
-  return acl.map((a) => a.fingerprint_sha256 ?? a.dn);
-}
-
-function aclRes(acl: readonly ApinizerIssuer[]): Record<string, unknown> {
-  return { issuerList: issuerList(acl), issuers: acl.map((a) => ({ issuerDN: a.dn, ...(a.fingerprint_sha256 ? { fingerprintSha256: a.fingerprint_sha256 } : {}), ...(a.ski ? { ski: a.ski } : {}) })) };
-}
-
 /** The issuer ACL of PUT .../issuerAcl: `{issuerList}`, required ([] clears the ACL). */
 async function aclBody(ctx: Ctx): Promise<string[]> {
   return parseRequest(AclPut, await objectBody(ctx)).issuerList ?? [];
@@ -255,10 +227,6 @@ async function putProjectAcl(ctx: Ctx): Promise<Reply> {
 
 // ---- projects ----------------------------------------------------------------------------
 
-function projectRes(p: ApinizerProject): Record<string, unknown> {
-  return { name: p.name, description: p.description, apiProxyList: p.api_proxies.map((x) => x.name), issuerList: issuerList(p.issuer_acl), createdAt: p.created_at ?? null, updatedAt: p.updated_at ?? null };
-}
-
 function listProjects(ctx: Ctx): Reply {
   return list(ctx.plane.model.dialects.apinizer.projects.map(projectRes));
 }
@@ -296,27 +264,6 @@ async function deleteProject(ctx: Ctx): Promise<Reply> {
 }
 
 // ---- API proxies -------------------------------------------------------------------------
-
-function proxyRes(model: Model, p: ApinizerProxy): Record<string, unknown> {
-  const host = model.hosts.find((h) => h.hostname === p.hostname);
-  const route = model.routes.find((r) => r.id === p.route_id);
-  return {
-    name: p.name,
-    description: p.description,
-    hostname: p.hostname,
-    relativePath: p.relative_path,
-    backendUrlList: p.backend_urls,
-    routeId: p.route_id,
-    routePresent: route !== undefined,
-    trustBundleId: p.trust_bundle ?? host?.mtls.trust_bundle ?? null,
-    mtlsMode: host?.mtls.trust_bundle ? (host.mtls.mode ?? (model.trust_bundles.find((b) => b.id === host.mtls.trust_bundle)?.enforced ? "enforced" : "fail_open")) : "off",
-    issuerList: issuerList(p.issuer_acl),
-    policyCount: p.policies.length,
-    deployments: p.deployments.map((d) => ({ environmentName: d.environment, deployedAt: d.deployed_at ?? null, policyCount: d.policies.length })),
-    createdAt: p.created_at ?? null,
-    updatedAt: p.updated_at ?? null,
-  };
-}
 
 function listProxies(ctx: Ctx): Reply {
   const model = ctx.plane.model;
@@ -461,29 +408,6 @@ function place(policies: readonly ApinizerPolicy[], p: ApinizerPolicy, order: nu
   const at = policies.indexOf(before);
   return [...policies.slice(0, at), p, ...policies.slice(at)];
 }
-
-function orderIn(policies: readonly ApinizerPolicy[], p: ApinizerPolicy): number {
-  return policies.filter((x) => x.pipeline === p.pipeline).indexOf(p) + 1;
-}
-
-function policyRes(proxy: ApinizerProxy, p: ApinizerPolicy): Record<string, unknown> {
-  return {
-    type: p.type,
-    name: p.name,
-    description: p.description,
-    active: p.active,
-    validateCertificate: p.validate_certificate,
-    validateACLForIssuer: p.validate_acl_for_issuer,
-    order: orderIn(proxy.policies, p),
-    targetScope: p.scope,
-    targetPipeline: p.pipeline,
-    ...(p.scope === "ENDPOINT" ? { targetEndpoint: p.target_endpoint, targetEndpointHTTPMethod: p.target_method } : {}),
-    /** Environments running exactly this version of the policy. */
-    deployedEnvironmentNameList: proxy.deployments.filter((d) => d.policies.some((x) => samePolicy(x, p))).map((d) => d.environment),
-  };
-}
-
-const samePolicy = (a: ApinizerPolicy, b: ApinizerPolicy): boolean => a === b || JSON.stringify(a) === JSON.stringify(b);
 
 function listPolicies(ctx: Ctx): Reply {
   const { proxy } = findProxy(ctx.plane.model, ctx.params.project!, ctx.params.proxy!);

@@ -9,7 +9,8 @@
 import type { Host, ManagedClientCertificate, Model, Zone } from "../../model/schema.ts";
 import { CsrError } from "../../managedca/ca.ts";
 import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../../managedca/service.ts";
-import { findZone, hexId, ok, page } from "./routes.ts";
+import { findZone, hexId, page } from "./routes.ts";
+import { ok } from "./render.ts";
 import { AssociationsPut, ClientCertCreate } from "./schemas.ts";
 import { parseRequest } from "../../control/request.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";

@@ -8,26 +8,23 @@
 //   zone                     = zones[] (account_id); its custom rules ruleset = zones[].rules
 //                              (+ dialects.cloudflare.zones[]: the ruleset's id, name, description,
 //                              version, and each rule's version, ref, last change: records.ts)
-import { createHash, randomBytes } from "node:crypto";
+// (render.ts: the envelope and objects; schemas.ts: request bodies; clientcerts.ts: the managed CA API.)
+import { randomBytes } from "node:crypto";
 import type { Host, Model, Rule, TrustBundle, Zone } from "../../model/schema.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { intParam, isObject, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
 import { parseRequest } from "../../control/request.ts";
 import { AccessCertCreate, AccessCertUpdate, CfRule, EntrypointPut, SettingsPut, ZoneCreate } from "./schemas.ts";
 import type { RuleMeta, Ruleset } from "./records.ts";
+import { accessCertRes, ok, PHASE, rulesetOf, rulesetRes, view, zoneRes, type CfZone } from "./render.ts";
 import { canRead, claimable } from "../../control/ownership.ts";
 import { now } from "../../control/writepath.ts";
 import { addBundle, associate, hostEntry, putHost, removeAt, removeBundle, replaceAt, withDialect } from "../../model/ops.ts";
 import { caBundle } from "../../control/certinfo.ts";
 
-const PHASE = "http_request_firewall_custom";
 
 /** A Cloudflare-style id (32 hex digits). */
 export const hexId = (): string => randomBytes(16).toString("hex");
-
-export function ok(result: unknown, status = 200, result_info?: Record<string, number>): Reply {
-  return { status, body: { success: true, errors: [], messages: [], result, ...(result_info ? { result_info } : {}) } };
-}
 
 export function page<T>(ctx: Ctx, items: T[], dflt: number, min: number, max: number): { items: T[]; info: Record<string, number> } {
   const per_page = intParam(ctx, "per_page", dflt, min, max);
@@ -52,20 +49,6 @@ function visible(ctx: Ctx, o: { account_id?: string }, account: string): boolean
 function hidden(ctx: Ctx, o: { account_id?: string } | undefined, what: string, id: string): ApiError {
   if (o && !canRead(ctx.principal, o.account_id ?? null)) return new ApiError("forbidden", `${what} "${id}" is not in account ${ctx.principal.account_id}`);
   return notFound(what, id);
-}
-
-function accessCertRes(model: Model, b: TrustBundle): Record<string, unknown> {
-  const cas = caBundle(b.ca, "certificate");
-  const expires = cas.map((c) => new Date(c.validTo).getTime()).reduce((a, x) => Math.min(a, x));
-  return {
-    id: b.id,
-    name: b.name ?? b.id,
-    fingerprint: cas[0]!.fingerprint256,
-    expires_on: new Date(expires).toISOString(),
-    associated_hostnames: model.hosts.filter((h) => h.mtls.trust_bundle === b.id).map((h) => h.hostname),
-    created_at: b.created_at ?? null,
-    updated_at: b.updated_at ?? null,
-  };
 }
 
 function findBundle(ctx: Ctx, model: Model, account: string, id: string): number {
@@ -168,20 +151,6 @@ async function putSettings(ctx: Ctx): Promise<Reply> {
 
 // ---- zones -----------------------------------------------------------------------------
 
-function zoneRes(z: Zone): Record<string, unknown> {
-  return {
-    id: z.id,
-    name: z.name,
-    status: "active",
-    paused: false,
-    type: "full",
-    account: { id: z.account_id ?? null, name: "" },
-    name_servers: [],
-    created_on: z.created_at ?? null,
-    modified_on: z.updated_at ?? z.created_at ?? null,
-  };
-}
-
 function zoneAllowed(ctx: Ctx, z: Zone): boolean {
   return ctx.principal.account_id === null || z.account_id === ctx.principal.account_id;
 }
@@ -229,28 +198,6 @@ async function deleteZone(ctx: Ctx): Promise<Reply> {
 
 // ---- custom rules ----------------------------------------------------------------------
 
-function ruleRes(r: Rule, m: RuleMeta = {}): Record<string, unknown> {
-  return {
-    id: r.id,
-    version: m.version ?? "1",
-    action: r.action,
-    expression: r.expression,
-    description: r.description,
-    enabled: r.enabled,
-    ...(m.ref ? { ref: m.ref } : {}),
-    ...(r.response ? { action_parameters: { response: { status_code: r.response.status, content_type: r.response.content_type, content: r.response.body } } } : {}),
-    last_updated: m.last_updated ?? null,
-  };
-}
-
-/** A zone as this dialect shows it: the core zone with its ruleset and its rules' bookkeeping (records.ts). */
-type CfZone = Zone & { ruleset?: Ruleset; meta: Record<string, RuleMeta> };
-
-function view(model: Model, z: Zone): CfZone {
-  const rec = model.dialects.cloudflare.zones[z.id];
-  return { ...z, ...(rec?.ruleset ? { ruleset: rec.ruleset } : {}), meta: rec?.rules ?? {} };
-}
-
 /** The model with zones[i] replaced by `z`: the core zone, and the dialect's record of it. */
 function commit(model: Model, i: number, z: CfZone): Model {
   const { ruleset, meta, ...zone } = z;
@@ -258,21 +205,6 @@ function commit(model: Model, i: number, z: CfZone): Model {
   const cf = model.dialects.cloudflare;
   const next = withDialect(model, "cloudflare", { ...cf, zones: { ...cf.zones, [zone.id]: { ...(ruleset ? { ruleset } : {}), rules } } });
   return { ...next, zones: replaceAt(model.zones, i, zone) };
-}
-
-/**
- * A zone's entrypoint ruleset: the stored one; for rules written outside this dialect (bootstrap
- * file, /v1/config), one whose id is derived from the zone's, so every read names the same ruleset.
- */
-function rulesetOf(z: CfZone): Ruleset | undefined {
-  if (z.ruleset || !z.rules.length) return z.ruleset;
-  return { id: createHash("sha256").update(`ruleset/${z.id}`).digest("hex").slice(0, 32), name: "default", description: "", version: "1", last_updated: z.updated_at };
-}
-
-/** The ruleset of a zone that has one. */
-function rulesetRes(z: CfZone): Record<string, unknown> {
-  const rs = rulesetOf(z)!;
-  return { id: rs.id, name: rs.name, description: rs.description, kind: "zone", version: rs.version, phase: PHASE, rules: z.rules.map((r) => ruleRes(r, z.meta[r.id])), last_updated: rs.last_updated ?? null };
 }
 
 /** A Cloudflare rule object → a model rule (validated by the schema and compiled on write). */
