@@ -1,8 +1,9 @@
 // The control plane's write path, shared by every dialect:
 //   validate the request → in ONE store transaction: load the model, mutate it, validate the
-//   changed objects with the model's own schemas, authorize the change against the token
-//   (ownership.ts: the only place scopes are enforced), check the model's references and
-//   owners, compile (runtime.apply) → commit.
+//   changed objects with the model's own schemas, drop the dialects' records of objects that
+//   are gone, authorize the change against the token (ownership.ts: the only place scopes are
+//   enforced), check the model's references, owners and the dialects' invariants, compile
+//   (runtime.apply) → commit.
 // A compile failure rolls back: nothing stored, the old snapshot stays, the caller gets a 4xx.
 import { Certificate, Host, Model as ModelSchema, ManagedClientCertificate, ModelError, Route, Rule, TrustBundle, Zone, formatPath, parseModel, type Model } from "../model/schema.ts";
 import type { Runtime } from "../dataplane/runtime.ts";

@@ -124,6 +124,27 @@ describe("a store from before per-dialect records", () => {
     expect(cg.runtime.snapshot.model.zones[0]!.rules[0]).not.toHaveProperty("version");
   });
 
+  it("PUT /v1/config of an export in the old layout (keys redacted) applies and changes nothing", async () => {
+    const cfg = (await api(cg, "GET", "/v1/config")).body;
+    const { dialects: d, ...core } = cfg;
+    const legacy = {
+      ...core,
+      certificates: core.certificates.map((c: { id: string }) => ({ ...c, ...d.fastly.certificates[c.id] })),
+      hosts: core.hosts.map((h: { hostname: string }) => ({ ...h, ...d.fastly.activations[h.hostname], ...d.cloudflare.hostnames[h.hostname] })),
+      zones: core.zones.map((z: { id: string; rules: { id: string }[] }) => ({ ...z, ruleset: d.cloudflare.zones[z.id].ruleset, rules: z.rules.map((r) => ({ ...r, ...d.cloudflare.zones[z.id].rules[r.id] })) })),
+      tls_configurations: d.fastly.tls_configurations,
+      pending_private_keys: d.fastly.pending_private_keys,
+      apinizer: d.apinizer,
+    };
+    expect(JSON.stringify(legacy)).toContain('"key":"<redacted>"');
+    const r = await api(cg, "PUT", "/v1/config", legacy);
+    expect(r.status).toBe(200);
+    expect((await api(cg, "GET", "/v1/config")).body).toEqual(cfg);
+    // The redacted keys kept the stored ones.
+    expect(cg.plane.model.dialects.fastly.pending_private_keys[0]!.key).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+    expect(cg.plane.model.certificates[0]!.key).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+  });
+
   it("writes go on in the new layout, and survive a restart", async () => {
     const unset = await api(cg, "PATCH", "/tls/activations/ACT1", jsonapi("tls_activation", undefined, { tls_configuration: { data: null } }, "ACT1"));
     expect(unset.status).toBe(200);
