@@ -11,7 +11,7 @@ import { CsrError } from "../../managedca/ca.ts";
 import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../../managedca/service.ts";
 import { findZone, hexId, page } from "./routes.ts";
 import { ok } from "./render.ts";
-import { AssociationsPut, ClientCertCreate } from "./schemas.ts";
+import { AssociationsPut, ClientCertCreate, ClientCertPatch } from "./schemas.ts";
 import { parseRequest } from "../../control/request.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { intParam, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
@@ -146,8 +146,7 @@ async function revoke(ctx: Ctx): Promise<Reply> {
 async function patch(ctx: Ctx): Promise<Reply> {
   const zone = zoneId(ctx);
   const id = ctx.params.id!;
-  const b = await objectBody(ctx);
-  if (b.reactivate !== true) throw badRequest("the only change is {\"reactivate\": true}", "reactivate");
+  parseRequest(ClientCertPatch, await objectBody(ctx));
   const c = await ctx.write(`reactivate client certificate ${id}`, (model) => {
     const i = findCert(model, zone, id);
     const cur = model.managed_client_certificates[i]!;

@@ -75,6 +75,11 @@ export const ClientCertCreate = z.looseObject({
   validity_days: z.number({ error: "must be an integer from 1 to 3650" }).int({ error: "must be an integer from 1 to 3650" }).min(1, { error: "must be an integer from 1 to 3650" }).max(3650, { error: "must be an integer from 1 to 3650" }),
 });
 
+/** PATCH of a client certificate: reactivation is the only change. */
+export const ClientCertPatch = z
+  .looseObject({ reactivate: z.unknown().optional() })
+  .refine((b) => b.reactivate === true, { error: 'the only change is {"reactivate": true}', path: ["reactivate"] });
+
 export const AssociationsPut = z.looseObject({
   hostnames: optional(Hostnames),
   mtls_certificate_id: optional(z.string()),
