@@ -14,9 +14,11 @@ export function removeAt<T>(arr: readonly T[], i: number): T[] {
 
 /** The entries of `rec` whose key passes; `rec` itself when all do. */
 export function keep<T>(rec: Record<string, T>, pass: (key: string) => boolean): Record<string, T> {
-  const keys = Object.keys(rec);
-  if (keys.every(pass)) return rec;
-  return Object.fromEntries(keys.filter(pass).map((k) => [k, rec[k]!]));
+  const drop = Object.keys(rec).filter((k) => !pass(k));
+  if (!drop.length) return rec;
+  const out = { ...rec };
+  for (const k of drop) delete out[k];
+  return out;
 }
 
 /** A host entry of `owner` (an account id, or null: the operator's) with nothing set: no certificate pinned, mTLS off, nothing forwarded. */

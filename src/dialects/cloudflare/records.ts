@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { id, stamp } from "../../model/primitives.ts";
 import type { Model } from "../../model/schema.ts";
+import type { Lost } from "../records.ts";
 import { keep } from "../../model/ops.ts";
 
 export const CloudflareHostname = z.strictObject({ china_network: z.boolean().optional() });
@@ -39,10 +40,10 @@ export type RuleMeta = z.infer<typeof RuleMeta>;
 export type CloudflareZone = z.infer<typeof CloudflareZone>;
 
 /** Records of hosts, zones and rules that no longer exist, dropped. */
-export function pruneCloudflare(model: Model, r: CloudflareRecords): CloudflareRecords {
-  const hosts = new Set(model.hosts.map((h) => h.hostname));
+export function pruneCloudflare(model: Model, r: CloudflareRecords, lost: Lost): CloudflareRecords {
+  let hosts: Set<string> | undefined; // built only when there are records to check
   const zones = new Map(model.zones.map((z) => [z.id, z]));
-  const hostnames = keep(r.hostnames, (k) => hosts.has(k));
+  const hostnames = lost.hosts ? keep(r.hostnames, (k) => (hosts ??= new Set(model.hosts.map((h) => h.hostname))).has(k)) : r.hostnames;
   let zoneRecs = keep(r.zones, (k) => zones.has(k));
   for (const [zid, rec] of Object.entries(zoneRecs)) {
     const ruleIds = new Set(zones.get(zid)!.rules.map((x) => x.id));

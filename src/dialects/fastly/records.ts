@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { id, pem, stamp } from "../../model/primitives.ts";
 import type { Model } from "../../model/schema.ts";
+import type { Lost } from "../records.ts";
 import { keep } from "../../model/ops.ts";
 
 /** Fastly TLS configurations (a default one exists even when this list is empty). */
@@ -46,11 +47,12 @@ export type FastlyActivation = z.infer<typeof FastlyActivation>;
 export const DEFAULT_CONFIG_ID = "default";
 
 /** Records of certificates and hosts that no longer exist, dropped. */
-export function pruneFastly(model: Model, r: FastlyRecords): FastlyRecords {
-  const certs = new Set(model.certificates.map((c) => c.id));
-  const hosts = new Set(model.hosts.map((h) => h.hostname));
-  const certificates = keep(r.certificates, (k) => certs.has(k));
-  const activations = keep(r.activations, (k) => hosts.has(k));
+export function pruneFastly(model: Model, r: FastlyRecords, lost: Lost): FastlyRecords {
+  // The lookups are built only when there are records to check.
+  let certs: Set<string> | undefined;
+  let hosts: Set<string> | undefined;
+  const certificates = lost.certificates ? keep(r.certificates, (k) => (certs ??= new Set(model.certificates.map((c) => c.id))).has(k)) : r.certificates;
+  const activations = lost.hosts ? keep(r.activations, (k) => (hosts ??= new Set(model.hosts.map((h) => h.hostname))).has(k)) : r.activations;
   return certificates === r.certificates && activations === r.activations ? r : { ...r, certificates, activations };
 }
 

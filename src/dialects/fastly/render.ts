@@ -14,10 +14,22 @@ type Ref = { type: string; id: string };
 /** What Fastly keeps of a host (dialects.fastly.activations): its activation id and tls_configuration. */
 export const activationOf = (model: Model, h: Host): FastlyActivation => model.dialects.fastly.activations[h.hostname] ?? {};
 
+/** hostname → its own activation id, per records object (a Map: lookups by hostname run for every host of a listing). */
+const ownIdCache = new WeakMap<object, Map<string, string>>();
+function ownIds(model: Model): Map<string, string> {
+  const rec = model.dialects.fastly.activations;
+  let ids = ownIdCache.get(rec);
+  if (!ids) {
+    ids = new Map(Object.entries(rec).flatMap(([hostname, a]) => (a.id ? [[hostname, a.id] as [string, string]] : [])));
+    ownIdCache.set(rec, ids);
+  }
+  return ids;
+}
+
 /** A host entry's activation id: its own, else derived from the hostname (stable, alphanumeric). */
 const derivedIds = new Map<string, string>();
 export function activationId(model: Model, h: Host): string {
-  const own = activationOf(model, h).id;
+  const own = ownIds(model).get(h.hostname);
   if (own) return own;
   let id = derivedIds.get(h.hostname);
   if (!id) {
