@@ -13,7 +13,13 @@ const layer = (folder, message, ...regexes) => ({
 export const layers = [
   layer("dataplane", "The data plane never imports the control plane or a dialect: they hand it a model (and injected functions).", "(^|/)(control|dialects)(/|$)"),
   layer("rules", "The rules engine imports nothing outside src/rules: the data plane implements its RequestInput.", "^\\.\\./"),
-  layer("model", "The model does no I/O and imports only the rules engine and pki.", IO_MODULES, "^\\.\\./(?!(rules|pki)/)"),
+  // dialects/records.ts composes each dialect's record schemas (pure zod) into the model's `dialects` section.
+  layer("model", "The model does no I/O and imports only the rules engine, pki and the dialects' record schemas (dialects/records.ts).", IO_MODULES, "^\\.\\./(?!(rules|pki)/|dialects/records\\.ts$)"),
+  {
+    // The record schemas the model composes stay as pure as the model.
+    files: ["src/dialects/records.ts", "src/dialects/*/records.ts"],
+    rules: { "no-restricted-imports": ["error", { patterns: [IO_MODULES, "(^|/)(control|dataplane)(/|$)"].map((regex) => ({ regex, message: "Dialect records are pure schemas: no I/O, no control plane, no data plane." })) }] },
+  },
   layer("revocation", "Revocation does not import the data plane (nor the control plane or a dialect): it defines its own inputs and returns a verdict.", "(^|/)(dataplane|control|dialects)(/|$)"),
   layer("observability", "Observability imports nobody's internals: owners register readers with it.", "^\\.\\./"),
 ];

@@ -13,7 +13,7 @@ import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { Runtime } from "./dataplane/runtime.ts";
 import { REFUSAL_LABELS } from "./dataplane/request/refusals.ts";
-import { apinizerRules, DEFAULT_ENVIRONMENT } from "./model/apinizer-rules.ts";
+import { apinizerRules, DEFAULT_ENVIRONMENT } from "./dialects/apinizer/rules.ts";
 import { listenAdmin } from "./control/admin.ts";
 import { resolveAdminToken } from "./control/auth.ts";
 import { ManagedCaService } from "./managedca/service.ts";

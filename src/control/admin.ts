@@ -9,19 +9,19 @@ import type { Metrics } from "../observability/metrics.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
 import type { Authenticator } from "./auth.ts";
 import { presentedToken } from "./auth.ts";
-import { APINIZER_ROUTES } from "./apinizer.ts";
-import { CLOUDFLARE_ROUTES } from "./cloudflare.ts";
-import { CLIENT_CERT_ROUTES } from "./clientcerts.ts";
+import { APINIZER_ROUTES } from "../dialects/apinizer/routes.ts";
+import { CLOUDFLARE_ROUTES } from "../dialects/cloudflare/routes.ts";
+import { CLIENT_CERT_ROUTES } from "../dialects/cloudflare/clientcerts.ts";
 import type { ManagedCaService } from "../managedca/service.ts";
-import { ApiError, renderError, renderWarnings, toApiError, type Dialect } from "./errors.ts";
-import { FASTLY_ROUTES } from "./fastly.ts";
-import { compileRoute, decodeSegment, parseBody, readBody, type CompiledRoute, type Ctx, type Reply } from "./http.ts";
-import { NATIVE_ROUTES } from "./native.ts";
-import { auditEntry } from "./plane.ts";
-import type { ControlPlane, WriteContext } from "./plane.ts";
+import { ApiError, renderError, renderWarnings, toApiError, type Dialect } from "./apierrors.ts";
+import { FASTLY_ROUTES } from "../dialects/fastly/routes.ts";
+import { compileRoute, decodeSegment, parseBody, readBody, type AdminRoute, type Ctx, type Reply } from "./http.ts";
+import { NATIVE_ROUTES } from "../dialects/native/routes.ts";
+import { auditEntry } from "./writepath.ts";
+import type { WritePath, WriteContext } from "./writepath.ts";
 
 export interface AdminOptions {
-  plane: ControlPlane;
+  plane: WritePath;
   auth: Authenticator;
   /** mTLS on the admin listener itself: PEM server cert/key and the CA clients must chain to. */
   tls?: { cert: string; key: string; clientCa: string };
@@ -36,7 +36,7 @@ export interface AdminOptions {
 // Its authorization rule: `adminOnly` (unrestricted tokens), `accountScoped` (account tokens
 // too, on their account's objects: ownership.ts), else global tokens (read-only ones: GET only).
 /** Every admin endpoint (the authorization matrix test enumerates this table). */
-export const ADMIN_ROUTES: readonly CompiledRoute[] = [...FASTLY_ROUTES, ...CLOUDFLARE_ROUTES, ...CLIENT_CERT_ROUTES, ...NATIVE_ROUTES, ...APINIZER_ROUTES].map(compileRoute);
+export const ADMIN_ROUTES: readonly AdminRoute[] = [...FASTLY_ROUTES, ...CLOUDFLARE_ROUTES, ...CLIENT_CERT_ROUTES, ...NATIVE_ROUTES, ...APINIZER_ROUTES].map(compileRoute);
 
 export function dialectOf(path: string): Dialect {
   if (path.startsWith("/tls/")) return "fastly";
@@ -144,7 +144,7 @@ async function route(opts: AdminOptions, req: http.IncomingMessage, res: http.Se
 
 async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http.ServerResponse, path: string, dialect: Dialect, wctx: WriteContext): Promise<void> {
   const method = wctx.method;
-  let match: { r: CompiledRoute; m: RegExpExecArray } | undefined;
+  let match: { r: AdminRoute; m: RegExpExecArray } | undefined;
   let pathKnown = false;
   for (const r of ADMIN_ROUTES) {
     const m = r.re.exec(path);

@@ -2,8 +2,8 @@
 import type http from "node:http";
 import { parse as parseYaml } from "yaml";
 import type { Principal } from "./auth.ts";
-import type { ControlPlane, WriteContext } from "./plane.ts";
-import { ApiError } from "./errors.ts";
+import type { WritePath, WriteContext } from "./writepath.ts";
+import { ApiError } from "./apierrors.ts";
 import type { Model } from "../model/schema.ts";
 import type { ManagedCaService } from "../managedca/service.ts";
 
@@ -22,7 +22,7 @@ export interface Ctx {
   url: URL;
   params: Record<string, string>;
   principal: Principal;
-  plane: ControlPlane;
+  plane: WritePath;
   /** certgate's managed CA (Cloudflare client certificates); absent where not configured. */
   managedCa?: ManagedCaService;
   /** The path as routed (without a /client/v4 prefix). */
@@ -49,12 +49,12 @@ export interface RouteDef {
   handler: (ctx: Ctx) => Promise<Reply> | Reply;
 }
 
-export interface CompiledRoute extends RouteDef {
+export interface AdminRoute extends RouteDef {
   re: RegExp;
   names: string[];
 }
 
-export function compileRoute(r: RouteDef): CompiledRoute {
+export function compileRoute(r: RouteDef): AdminRoute {
   const names: string[] = [];
   const re = new RegExp(
     "^" +
@@ -155,23 +155,4 @@ export function intParam(ctx: Ctx, name: string, dflt: number, min: number, max:
   const n = Number(raw);
   if (n < min || n > max) throw new ApiError("invalid_pagination", `${name} must be between ${min} and ${max}, got ${n}`, name);
   return n;
-}
-
-export function str(v: unknown, pointer: string, opts: { required?: boolean; max?: number } = {}): string | undefined {
-  if (v === undefined || v === null) {
-    if (opts.required) throw new ApiError("bad_request", `${pointer} is required`, pointer);
-    return undefined;
-  }
-  if (typeof v !== "string") throw new ApiError("bad_request", `${pointer} must be a string`, pointer);
-  if (opts.max && v.length > opts.max) throw new ApiError("bad_request", `${pointer} is longer than ${opts.max} characters`, pointer);
-  return v;
-}
-
-export function bool(v: unknown, pointer: string, required = false): boolean | undefined {
-  if (v === undefined || v === null) {
-    if (required) throw new ApiError("bad_request", `${pointer} is required`, pointer);
-    return undefined;
-  }
-  if (typeof v !== "boolean") throw new ApiError("bad_request", `${pointer} must be a boolean`, pointer);
-  return v;
 }

@@ -12,8 +12,9 @@
 import type { Host, Model, Zone } from "../model/schema.ts";
 import { MANAGED_BUNDLE_ID } from "../managedca/service.ts";
 import type { Principal } from "./auth.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError } from "./apierrors.ts";
 import { COLLECTIONS, keyField } from "./store.ts";
+import { RECORD_OWNERS } from "../dialects/records.ts";
 
 /** An account id, or null for the operator (global). */
 export type Owner = string | null;
@@ -61,7 +62,7 @@ export function claimsOn(model: Model, name: string, asZone: boolean): { what: s
   for (const z of model.zones) if (asZone ? zonesOverlap(z.name, name) : zoneOverlapsHost(z.name, name)) out.push({ what: `zone "${z.name}"`, owner: ownerOf(z) });
   for (const h of model.hosts) if (asZone ? zoneOverlapsHost(name, h.hostname) : hostsOverlap(h.hostname, name)) out.push({ what: `hostname "${h.hostname}"`, owner: ownerOf(h) });
   // Names the operator routes (routes, Apinizer proxies) are the operator's unless a host entry or zone says otherwise.
-  const operatorNames = [...model.routes.map((r) => r.hostname), ...model.apinizer.projects.flatMap((p) => p.api_proxies.map((x) => x.hostname))];
+  const operatorNames = [...model.routes.map((r) => r.hostname), ...model.dialects.apinizer.projects.flatMap((p) => p.api_proxies.map((x) => x.hostname))];
   for (const n of operatorNames) {
     if (!(asZone ? zoneOverlapsHost(name, n) : hostsOverlap(n, name))) continue;
     if (model.hosts.some((h) => hostsOverlap(h.hostname, n)) || model.zones.some((z) => zoneOverlapsHost(z.name, n))) continue;
@@ -183,7 +184,6 @@ function refsOf(kind: keyof Model, o: Record<string, unknown>): [keyof Model, st
     return [
       ...(h.mtls.trust_bundle ? [["trust_bundles", h.mtls.trust_bundle] as [keyof Model, string]] : []),
       ...(h.certificate ? [["certificates", h.certificate] as [keyof Model, string]] : []),
-      ...(h.tls_configuration ? [["tls_configurations", h.tls_configuration] as [keyof Model, string]] : []),
     ];
   }
   if (kind === "managed_client_certificates") return [["zones", String(o.zone_id)]];
@@ -192,6 +192,31 @@ function refsOf(kind: keyof Model, o: Record<string, unknown>): [keyof Model, st
 
 /** The shared managed-CA bundle: any account's hosts may trust it; only the node creates it. */
 const isManagedCa = (kind: keyof Model, o: Record<string, unknown> | undefined): boolean => kind === "trust_bundles" && o?.id === MANAGED_BUNDLE_ID && o.managed_ca === true;
+
+/** Records are compared by value: a write's validation may hand back equal copies of unchanged ones. */
+const same = (a: unknown, b: unknown): boolean => a === b || JSON.stringify(a) === JSON.stringify(b);
+
+/** 403 unless an account token changes only records of its own account's objects. */
+function authorizeRecords(scope: string, acc: string, prev: Model, next: Model): void {
+  if (prev.dialects === next.dialects) return;
+  for (const name of Object.keys(next.dialects) as (keyof Model["dialects"])[]) {
+    const before = prev.dialects[name] as Record<string, unknown>;
+    const after = next.dialects[name] as Record<string, unknown>;
+    if (before === after) continue;
+    for (const field of new Set([...Object.keys(before), ...Object.keys(after)])) {
+      if (same(before[field], after[field])) continue;
+      const kind = RECORD_OWNERS[name]?.[field];
+      if (!kind) throw forbidden(`${scope}: dialects.${name}.${field} is global configuration`);
+      const b = (before[field] ?? {}) as Record<string, unknown>;
+      const a = (after[field] ?? {}) as Record<string, unknown>;
+      for (const key of new Set([...Object.keys(b), ...Object.keys(a)])) {
+        if (same(b[key], a[key])) continue;
+        const owner = [next, prev].map((m) => (m[kind] as unknown as Record<string, unknown>[]).find((o) => String(o[keyField(kind)]) === key)).find((o) => o !== undefined);
+        if (!owner || elementOwner(kind, owner, next) !== acc) throw forbidden(`${scope}: ${kind === "hosts" ? "hostname" : "zone"} "${key}" is not this account's`);
+      }
+    }
+  }
+}
 
 /**
  * The one authorization check of every write, whatever the dialect: 403 unless `principal` may
@@ -206,7 +231,8 @@ export function authorize(principal: Principal, prev: Model, next: Model): void 
   if (acc === null) return;
   const scope = `this token is limited to Cloudflare account ${acc}`;
   for (const k of Object.keys(next) as (keyof Model)[])
-    if (!(COLLECTIONS as string[]).includes(k) && next[k] !== prev[k]) throw forbidden(`${scope}: ${k} is global configuration`);
+    if (k === "dialects") authorizeRecords(scope, acc, prev, next);
+    else if (!(COLLECTIONS as string[]).includes(k) && next[k] !== prev[k]) throw forbidden(`${scope}: ${k} is global configuration`);
   for (const kind of COLLECTIONS) {
     if (prev[kind] === next[kind]) continue;
     const field = keyField(kind);

@@ -11,11 +11,11 @@ import type https from "node:https";
 import type { Model } from "../model/schema.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
 import { Snapshot } from "../dataplane/snapshot.ts";
-import { apinizerRules, DEFAULT_ENVIRONMENT } from "../model/apinizer-rules.ts";
+import { apinizerRules, DEFAULT_ENVIRONMENT } from "../dialects/apinizer/rules.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { createAdminServer, type AdminOptions } from "./admin.ts";
 import { Authenticator } from "./auth.ts";
-import { ControlPlane, checkControlRefs } from "./plane.ts";
+import { WritePath, checkControlRefs } from "./writepath.ts";
 import { SqliteStore, type Store } from "./store.ts";
 
 export interface Loaded {
@@ -50,8 +50,8 @@ export async function loadStore(dataDir: string, seed: () => Model | Promise<Mod
   return { store, model: await store.load(), seeded: false };
 }
 
-export function startControl(runtime: Runtime, metrics: Metrics, loaded: Loaded, adminToken: string, extra: Partial<AdminOptions> = {}): { plane: ControlPlane; auth: Authenticator; server: http.Server | https.Server } {
-  const plane = new ControlPlane(loaded.store, runtime, loaded.model);
+export function startControl(runtime: Runtime, metrics: Metrics, loaded: Loaded, adminToken: string, extra: Partial<AdminOptions> = {}): { plane: WritePath; auth: Authenticator; server: http.Server | https.Server } {
+  const plane = new WritePath(loaded.store, runtime, loaded.model);
   const auth = new Authenticator(adminToken, loaded.store);
   const server = createAdminServer(runtime, metrics, { plane, auth, ...extra });
   return { plane, auth, server };

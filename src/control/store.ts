@@ -12,6 +12,7 @@ import { chmodSync, closeSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { checkDbFile, commitsIn, createState, DB_FILE, openState, readState, updateState, verifyExisting } from "./storefile.ts";
 import { Model as ModelSchema, parseModel, type Model } from "../model/schema.ts";
+import { isLegacy, upgradeLegacy } from "../model/upgrade.ts";
 
 export interface AuditEntry {
   token_id: string;
@@ -73,7 +74,7 @@ export interface Store {
 type Row = Record<string, unknown>;
 
 /** Migrations, applied in order, each in its own transaction; `schema_migrations` records them. */
-const MIGRATIONS: { version: number; name: string; sql: string }[] = [
+const MIGRATIONS: { version: number; name: string; sql?: string; run?: (db: DatabaseSync) => void }[] = [
   {
     version: 1,
     name: "model objects, scalars, tokens, audit",
@@ -95,6 +96,26 @@ const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       );
       INSERT INTO meta (key, value) VALUES ('revision', '0');
     `,
+  },
+  {
+    // Vendor fields leave the core objects for per-dialect records (model/upgrade.ts): the rows are
+    // rewritten once, so each row again holds exactly one object of the model's current layout.
+    version: 2,
+    name: "per-dialect records (vendor fields out of hosts, certificates, zones and rules)",
+    run: (db) => {
+      const raw: Record<string, unknown> = {};
+      for (const r of db.prepare("SELECT kind, body FROM objects ORDER BY kind, pos").all() as Row[]) ((raw[String(r.kind)] ??= []) as unknown[]).push(JSON.parse(String(r.body)));
+      for (const r of db.prepare("SELECT name, value FROM scalars").all() as Row[]) raw[String(r.name)] = JSON.parse(String(r.value));
+      if (!isLegacy(raw)) return;
+      const next = upgradeLegacy(raw) as Record<string, unknown>;
+      db.exec("DELETE FROM objects; DELETE FROM scalars;");
+      const row = db.prepare("INSERT INTO objects (kind, key, pos, body) VALUES (?, ?, ?, ?)");
+      const scalar = db.prepare("INSERT INTO scalars (name, value) VALUES (?, ?)");
+      for (const [name, value] of Object.entries(next)) {
+        if (Array.isArray(value)) value.forEach((o: Record<string, unknown>, i) => row.run(name, keyOf(name, o), i, JSON.stringify(o)));
+        else scalar.run(name, JSON.stringify(value));
+      }
+    },
   },
 ];
 
@@ -183,7 +204,8 @@ export class SqliteStore implements Store {
     for (const m of MIGRATIONS) {
       if (done.has(m.version)) continue;
       this.#tx(() => {
-        this.#db.exec(m.sql);
+        if (m.sql) this.#db.exec(m.sql);
+        m.run?.(this.#db);
         this.#db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, new Date().toISOString());
       });
     }

@@ -9,7 +9,7 @@
 // refused nor warned about again.
 import { ModelError, type Model } from "../model/schema.ts";
 import { parseCertificates } from "../pki/pem.ts";
-import { certInfo } from "./pem.ts";
+import { certInfo } from "./certinfo.ts";
 
 /** Throws ModelError for a new expired server certificate; returns a warning per expired CA of a new bundle. */
 export function checkValidity(prev: Model, next: Model, at = Date.now()): string[] {

@@ -1,27 +1,14 @@
 // The one configuration model. The bootstrap YAML, `/v1/config` and every vendor dialect
 // read and write exactly this shape (snake_case, as it appears on the wire). Unknown fields
-// are errors: a typo must never silently weaken a policy.
+// are errors: a typo must never silently weaken a policy. The core objects hold what every
+// dialect and the data plane need; a dialect's own presentation lives in `dialects.<name>`.
 import { z } from "zod";
 import type { RuleSpec } from "../rules/index.ts";
 import { MAX_RESPONSE_BODY, MEDIA_TYPE } from "../rules/ruleset.ts";
 
-const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "ids are 1-128 of [A-Za-z0-9._-]");
-const hostname = z
-  .string()
-  .transform((s) => s.toLowerCase())
-  .pipe(
-    z
-      .string()
-      .regex(
-        /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/,
-        "a DNS name, optionally starting with '*.'",
-      ),
-  );
-const pem = z.string().min(1);
-const ms = z.number().int().positive();
-
-/** ISO 8601 timestamps kept for the vendor dialects (Fastly created_at/updated_at, Cloudflare created_at/modified_on). */
-const stamp = z.string().optional();
+import { hostname, id, ms, pem, stamp } from "./primitives.ts";
+import { Dialects, pruneDialects } from "../dialects/records.ts";
+import { upgradeLegacy } from "./upgrade.ts";
 
 export const Certificate = z.strictObject({
   id,
@@ -29,9 +16,6 @@ export const Certificate = z.strictObject({
   /** Leaf first, then intermediates. */
   cert: pem,
   key: pem,
-  /** Control plane: the Fastly private_key id this certificate's key was uploaded as, and its name. */
-  private_key_id: id.optional(),
-  private_key_name: z.string().optional(),
   created_at: stamp,
   updated_at: stamp,
 });
@@ -100,12 +84,6 @@ export const Host = z.strictObject({
     .refine((m) => m.mode === undefined || m.mode === "off" || m.trust_bundle, { message: "trust_bundle is required unless mode is off", path: ["trust_bundle"] })
     .default({}),
   forward_client_cert: Forwarding.default({ rfc9440: false, cloudflare: false, xfcc: false }),
-  /** Control plane: the Fastly tls_activation id of this host entry (derived from the hostname when absent). */
-  id: id.optional(),
-  /** Control plane: the Fastly tls_configuration this activation uses (the default one when absent). */
-  tls_configuration: id.optional(),
-  /** Cloudflare's per-hostname `china_network`: stored and returned, no effect off Cloudflare's network. */
-  china_network: z.boolean().optional(),
   /** The Cloudflare account owning this hostname; absent = the operator's (src/control/ownership.ts). */
   account_id: id.optional(),
   created_at: stamp,
@@ -156,19 +134,6 @@ export const Rule = z.strictObject({
   description: z.string().default(""),
   enabled: z.boolean().default(true),
   response: RuleResponse.optional(),
-  /** Control plane: Cloudflare rule bookkeeping (version counter, ref, last change). */
-  version: z.string().optional(),
-  ref: z.string().max(128).optional(),
-  last_updated: stamp,
-});
-
-/** Control plane: Cloudflare's phase entrypoint ruleset holding a zone's custom rules. */
-const RulesetMeta = z.strictObject({
-  id,
-  name: z.string().default("default"),
-  description: z.string().default(""),
-  version: z.string().default("1"),
-  last_updated: stamp,
 });
 
 export const Zone = z.strictObject({
@@ -178,26 +143,8 @@ export const Zone = z.strictObject({
   rules: z.array(Rule).default([]),
   /** The Cloudflare account owning the zone, its rules and its hostnames; absent = the operator's. */
   account_id: id.optional(),
-  ruleset: RulesetMeta.optional(),
   created_at: stamp,
   updated_at: stamp,
-});
-
-/** Control plane: Fastly TLS configurations (a default one exists even when this list is empty). */
-export const TlsConfiguration = z.strictObject({
-  id,
-  name: z.string().default(""),
-  default: z.boolean().default(false),
-  created_at: stamp,
-  updated_at: stamp,
-});
-
-/** Control plane: a Fastly private key uploaded before the certificate it belongs to; the data plane ignores it. */
-export const PendingPrivateKey = z.strictObject({
-  id,
-  name: z.string().default(""),
-  key: pem,
-  created_at: stamp,
 });
 
 /** How request paths are normalised before rules, routes and the origin see them (README "Paths"). */
@@ -240,80 +187,6 @@ export const ManagedClientCertificate = z.strictObject({
   revoked_at: z.string().optional(),
 });
 
-// ---- Apinizer dialect (control plane; see docs/apinizer.md) -------------------------------
-// Projects, API proxies, issuer ACLs, environments and `policy-auth-mtls` policies. The data
-// plane never reads these directly: each node compiles the policies deployed to ITS environment
-// into block rules (src/model/apinizer-rules.ts) when it builds a snapshot.
-const apinizerName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "names are 1-64 of [A-Za-z0-9._-], starting with a letter or digit");
-
-export const ApinizerPolicy = z
-  .strictObject({
-    name: apinizerName,
-    type: z.literal("policy-auth-mtls"),
-    description: z.string().max(1000).default(""),
-    active: z.boolean().default(true),
-    validate_certificate: z.boolean().default(true),
-    validate_acl_for_issuer: z.boolean().default(true),
-    pipeline: z.enum(["REQUEST", "RESPONSE", "ERROR"]),
-    scope: z.enum(["ALL", "ENDPOINT"]),
-    /** Relative to the API proxy's relative path; `{param}` segments match one path segment. */
-    target_endpoint: z.string().startsWith("/").max(1024).optional(),
-    target_method: z.enum(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]).optional(),
-    created_at: stamp,
-    updated_at: stamp,
-  })
-  .refine((p) => p.scope === "ALL" || (p.target_endpoint && p.target_method), { message: "ENDPOINT scope needs target_endpoint and target_method", path: ["target_endpoint"] });
-
-/** An allowed issuer: its RFC 2253 DN; for a CA given by fingerprint, also that CA's fingerprint and SKI. */
-export const ApinizerIssuer = z.strictObject({
-  dn: z.string().min(1).max(1024),
-  fingerprint_sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
-  ski: z.string().regex(/^[0-9A-F]*$/).optional(),
-});
-
-/** What an environment runs: a copy of the proxy's policies taken when it was deployed there. */
-export const ApinizerDeployment = z.strictObject({
-  environment: apinizerName,
-  policies: z.array(ApinizerPolicy).default([]),
-  deployed_at: stamp,
-});
-
-export const ApinizerProxy = z.strictObject({
-  name: apinizerName,
-  description: z.string().max(1000).default(""),
-  /** Exact hostname the proxy answers on. */
-  hostname,
-  relative_path: z.string().regex(/^\/[^\s?#]*$/, "a path starting with /").default("/"),
-  backend_urls: z.array(z.url({ protocol: /^https?$/ })).min(1),
-  /** The routes[] entry this proxy owns. */
-  route_id: id,
-  /** The trust bundle the proxy's hostname verifies client certificates with (hosts[].mtls). */
-  trust_bundle: id.optional(),
-  issuer_acl: z.array(ApinizerIssuer).default([]),
-  /** The working copy, in execution order (per pipeline). */
-  policies: z.array(ApinizerPolicy).default([]),
-  deployments: z.array(ApinizerDeployment).default([]),
-  created_at: stamp,
-  updated_at: stamp,
-});
-
-export const ApinizerProject = z.strictObject({
-  name: apinizerName,
-  description: z.string().max(1000).default(""),
-  /** Issuers allowed for every API proxy of the project (added to each proxy's own ACL). */
-  issuer_acl: z.array(ApinizerIssuer).default([]),
-  api_proxies: z.array(ApinizerProxy).default([]),
-  created_at: stamp,
-  updated_at: stamp,
-});
-
-const ApinizerEnvironment = z.strictObject({ name: apinizerName, description: z.string().max(1000).default(""), created_at: stamp });
-
-export const Apinizer = z.strictObject({
-  environments: z.array(ApinizerEnvironment).default([{ name: "production", description: "" }]),
-  projects: z.array(ApinizerProject).default([]),
-});
-// ---- end Apinizer ---------------------------------------------------------------------------
 
 export const Model = z.strictObject({
   certificates: z.array(Certificate).default([]),
@@ -329,13 +202,14 @@ export const Model = z.strictObject({
   trust_forwarded_for: z.boolean().default(false),
   limits: Limits.default(Limits.parse({})),
   url_normalization: UrlNormalization.default(UrlNormalization.parse({})),
-  /** Control plane only (see docs/admin-api.md): Fastly TLS configurations and keys awaiting their certificate. */
-  tls_configurations: z.array(TlsConfiguration).default([]),
-  pending_private_keys: z.array(PendingPrivateKey).default([]),
-  /** Control plane: the Apinizer dialect's projects, API proxies, policies and environments (docs/apinizer.md). */
-  apinizer: Apinizer.default(Apinizer.parse({})),
   /** Certificates issued by the managed CA; bundles with `managed_ca: true` refuse the revoked ones. */
   managed_client_certificates: z.array(ManagedClientCertificate).default([]),
+  /**
+   * What each vendor dialect keeps beside the core objects, keyed by their ids (Fastly key ids and
+   * TLS configurations, Cloudflare china_network and ruleset bookkeeping, Apinizer projects and
+   * environments): src/dialects/<name>/records.ts. The data plane reads none of it.
+   */
+  dialects: Dialects.default(Dialects.parse({})),
 });
 
 export type Model = z.infer<typeof Model>;
@@ -348,20 +222,12 @@ export type Rule = z.infer<typeof Rule>;
 export type Zone = z.infer<typeof Zone>;
 export type MtlsMode = z.infer<typeof MtlsMode>;
 export type Forwarding = z.infer<typeof Forwarding>;
-export type TlsConfiguration = z.infer<typeof TlsConfiguration>;
-export type PendingPrivateKey = z.infer<typeof PendingPrivateKey>;
 export type ManagedClientCertificate = z.infer<typeof ManagedClientCertificate>;
 
 /** When a managed certificate was revoked, or null while active: pending_revocation is already refused, so the CRL, OCSP and the data plane all treat it as revoked. */
 export function managedRevokedAt(c: ManagedClientCertificate): Date | null {
   return c.status === "active" ? null : new Date(c.revoked_at ?? c.issued_on);
 }
-export type Apinizer = z.infer<typeof Apinizer>;
-export type ApinizerProject = z.infer<typeof ApinizerProject>;
-export type ApinizerProxy = z.infer<typeof ApinizerProxy>;
-export type ApinizerPolicy = z.infer<typeof ApinizerPolicy>;
-export type ApinizerIssuer = z.infer<typeof ApinizerIssuer>;
-export type ApinizerDeployment = z.infer<typeof ApinizerDeployment>;
 
 /** A stored rule as the rules engine compiles it. */
 export function toRuleSpec(r: Rule): RuleSpec {
@@ -389,9 +255,15 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i ? "." : ""}${String(p)}`)).join("");
 }
 
-/** Parses raw input into the model, or throws ModelError with every problem found. */
+/**
+ * Parses raw input into the model, or throws ModelError with every problem found. Input in the
+ * layout before per-dialect records (vendor fields on hosts, certificates, zones and rules; Fastly
+ * and Apinizer lists at the top) is read as it always was: upgradeLegacy moves those fields into
+ * `dialects` first, so old bootstrap files, exports and stores keep working. Records of objects
+ * the model does not hold are dropped.
+ */
 export function parseModel(input: unknown): Model {
-  const r = Model.safeParse(input);
+  const r = Model.safeParse(upgradeLegacy(input));
   if (!r.success) throw new ModelError(r.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })));
-  return r.data;
+  return pruneDialects(r.data);
 }

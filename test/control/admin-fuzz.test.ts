@@ -10,7 +10,7 @@ import { issue, pki } from "../helpers/harness.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import type { Model, ModelInput } from "../../src/model/schema.ts";
 import { ADMIN_ROUTES as ROUTES } from "../../src/control/admin.ts";
-import type { WriteContext } from "../../src/control/plane.ts";
+import type { WriteContext } from "../../src/control/writepath.ts";
 import { webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import { Client } from "undici";
@@ -166,7 +166,8 @@ describe("admin fuzzing", () => {
       ...seedModel(d, o),
       trust_bundles: [{ id: "tb1", ca: d.ca.certPem, account_id: ACC }, { id: "tb0", ca: d.ca.certPem }],
       hosts: [{ hostname: "a.test", account_id: ACC, mtls: { trust_bundle: "tb1" } }],
-      zones: [{ id: "zone1", name: "z.test", account_id: ACC, rules: [{ id: "rule1", expression: 'http.request.uri.path eq "/x"', action: "block" }], ruleset: { id: "rs1" } }],
+      zones: [{ id: "zone1", name: "z.test", account_id: ACC, rules: [{ id: "rule1", expression: 'http.request.uri.path eq "/x"', action: "block" }] }],
+      dialects: { cloudflare: { zones: { zone1: { ruleset: { id: "rs1" } } } } },
     }));
     const origin = (await api(cg, "GET", "/v1/routes/r0")).body.origin as string;
     // Objects only the dialects make: an API proxy with a policy, a Fastly mutual authentication, a scoped token.

@@ -113,7 +113,7 @@ describe("admin input", () => {
     // Valid UTF-8 is stored as sent.
     const cafe = await api(cg, "POST", "/apiops/projects/Cafe", bytes(`{"description":"caf`, [0xc3, 0xa9], `"}`));
     expect(cafe.status).toBe(200);
-    expect(cg.plane.model.apinizer.projects.find((x) => x.name === "Cafe")?.description).toBe("café");
+    expect(cg.plane.model.dialects.apinizer.projects.find((x) => x.name === "Cafe")?.description).toBe("café");
   });
 
   it("a JSON object that String() cannot convert ({toString: 1}) as a route's id is a 400, not a 500 (found by the fuzzer)", async () => {

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_ROUTES, dialectOf } from "../../src/control/admin.ts";
-import type { CompiledRoute } from "../../src/control/http.ts";
+import type { AdminRoute } from "../../src/control/http.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import { issue, type Issued } from "../../src/pki/issue.ts";
 import { pki } from "../helpers/harness.ts";
@@ -198,11 +198,11 @@ const SPECS: Record<string, Spec> = {
   "DELETE /apiops/projects/:project/apiProxies/:proxy/policies/:policy": { ok: 200, req: () => ({ path: `${P}/policies/pol` }) },
 };
 
-const keyOf = (r: CompiledRoute): string => `${r.method} ${r.path}`;
+const keyOf = (r: AdminRoute): string => `${r.method} ${r.path}`;
 const isWrite = (method: string): boolean => method !== "GET" && method !== "HEAD";
 
 /** The outcome the route's authorization rule and the object's owner call for. */
-function expected(r: CompiledRoute, spec: Spec, who: Who, target: Target): number {
+function expected(r: AdminRoute, spec: Spec, who: Who, target: Target): number {
   if (who === "no token" || who === "wrong token") return 401;
   if (r.adminOnly) return who === "global" ? spec.ok : 403;
   if (who === "global") return spec.ok;
@@ -296,7 +296,7 @@ describe("authorization matrix", () => {
     // The baseline every allowed write is rolled back to: the exported model with its real keys.
     const exported = (await must("GET", "/v1/config")).body;
     exported.certificates = exported.certificates.map((c: { id: string }) => ({ ...c, key: c.id === "srv" ? p.server.keyPem : spare.keyPem }));
-    exported.pending_private_keys = exported.pending_private_keys.map((k: object) => ({ ...k, key: extra.keyPem }));
+    exported.dialects.fastly.pending_private_keys = exported.dialects.fastly.pending_private_keys.map((k: object) => ({ ...k, key: extra.keyPem }));
     fx = { acc, opsActivation, csr, extra, newKey, origin, baseline: exported };
     await must("PUT", "/v1/config", fx.baseline);
     config = (await api(cg, "GET", "/v1/config")).text;

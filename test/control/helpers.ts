@@ -8,14 +8,14 @@ import type { AddressInfo } from "node:net";
 import { fetch } from "undici";
 import { parseModel, type ModelInput } from "../../src/model/schema.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
-import { apinizerRules, DEFAULT_ENVIRONMENT } from "../../src/model/apinizer-rules.ts";
+import { apinizerRules, DEFAULT_ENVIRONMENT } from "../../src/dialects/apinizer/rules.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
 import { REFUSAL_LABELS } from "../../src/dataplane/request/refusals.ts";
 import { createLogger } from "../../src/observability/log.ts";
 import { startEcho } from "../../src/demo/echo.ts";
 import { listenAdmin } from "../../src/control/admin.ts";
 import { loadStore, startControl } from "../../src/control/setup.ts";
-import type { ControlPlane } from "../../src/control/plane.ts";
+import type { WritePath } from "../../src/control/writepath.ts";
 import { pki } from "../helpers/harness.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 
@@ -28,7 +28,7 @@ export interface Certgate {
   /** The public listener (managed CA's certificate, CRL and OCSP). */
   publicUrl: string;
   runtime: Runtime;
-  plane: ControlPlane;
+  plane: WritePath;
   close(): Promise<void>;
 }
 

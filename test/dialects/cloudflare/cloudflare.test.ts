@@ -2,9 +2,9 @@
 // zones, custom rules; and the one model seen through Fastly.
 import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pki, request } from "../helpers/harness.ts";
-import type { DevPki } from "../../src/pki/devpki.ts";
-import { api, cfError, seedModel, startCertgate, type ApiReply, type Certgate } from "./helpers.ts";
+import { pki, request } from "../../helpers/harness.ts";
+import type { DevPki } from "../../../src/pki/devpki.ts";
+import { api, cfError, seedModel, startCertgate, type ApiReply, type Certgate } from "../../control/helpers.ts";
 
 const ACC = "0123456789abcdef0123456789abcdef";
 const OTHER = "fedcba9876543210fedcba9876543210";

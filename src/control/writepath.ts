@@ -1,31 +1,17 @@
 // The control plane's write path, shared by every dialect:
 //   validate the request → in ONE store transaction: load the model, mutate it, validate the
-//   changed objects with the model's own schemas, authorize the change against the token
-//   (ownership.ts: the only place scopes are enforced), check the model's references and
-//   owners, compile (runtime.apply) → commit.
+//   changed objects with the model's own schemas, drop the dialects' records of objects that
+//   are gone, authorize the change against the token (ownership.ts: the only place scopes are
+//   enforced), check the model's references, owners and the dialects' invariants, compile
+//   (runtime.apply) → commit.
 // A compile failure rolls back: nothing stored, the old snapshot stays, the caller gets a 4xx.
-import { randomBytes } from "node:crypto";
-import {
-  Certificate,
-  Host,
-  Model as ModelSchema,
-  ManagedClientCertificate,
-  ModelError,
-  PendingPrivateKey,
-  Route,
-  Rule,
-  TlsConfiguration,
-  TrustBundle,
-  Zone,
-  formatPath,
-  parseModel,
-  type Model,
-} from "../model/schema.ts";
+import { Certificate, Host, Model as ModelSchema, ManagedClientCertificate, ModelError, Route, Rule, TrustBundle, Zone, formatPath, parseModel, type Model } from "../model/schema.ts";
 import type { Runtime } from "../dataplane/runtime.ts";
 import { COLLECTIONS, keyField, type AuditEntry, type Store } from "./store.ts";
 import type { Principal } from "./auth.ts";
-import { ApiError, toApiError } from "./errors.ts";
-import { checkApinizerRules, enforces } from "../model/apinizer-rules.ts";
+import { ApiError, toApiError } from "./apierrors.ts";
+import { dialectProblems } from "../dialects/invariants.ts";
+import { Dialects, pruneDialects } from "../dialects/records.ts";
 import { authorize, ownershipProblems } from "./ownership.ts";
 import { checkValidity } from "./validity.ts";
 
@@ -36,32 +22,10 @@ const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: un
   routes: Route,
   zones: Zone,
   rules: Rule,
-  tls_configurations: TlsConfiguration,
-  pending_private_keys: PendingPrivateKey,
   managed_client_certificates: ManagedClientCertificate,
 };
 
 export const now = (): string => new Date().toISOString();
-
-/** A host entry of `owner` (an account id, or null: the operator's) with nothing set: no certificate pinned, mTLS off, nothing forwarded. */
-export const blankHost = (hostname: string, at: string, owner: string | null = null): Host => ({
-  hostname,
-  ...(owner !== null ? { account_id: owner } : {}),
-  mtls: {},
-  forward_client_cert: { rfc9440: false, cloudflare: false, xfcc: false },
-  created_at: at,
-  updated_at: at,
-});
-const ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-/** A Fastly-style alphanumeric id (22 characters). */
-export function alnumId(): string {
-  const b = randomBytes(22);
-  let s = "";
-  for (const x of b) s += ALNUM[x % 62];
-  return s;
-}
-/** A Cloudflare-style id (32 hex digits). */
-export const hexId = (): string => randomBytes(16).toString("hex");
 
 export interface WriteContext {
   principal: Principal;
@@ -103,6 +67,10 @@ function validateChanged(prev: Model, next: Model): Model {
     if ((COLLECTIONS as string[]).includes(name)) continue;
     const v = (next as Record<string, unknown>)[name];
     if (v === (prev as Record<string, unknown>)[name]) continue;
+    if (name === "dialects") {
+      out.dialects = validateDialects(prev.dialects, next.dialects, problems);
+      continue;
+    }
     const r = (schema as (typeof ELEMENT)[string]).safeParse(v);
     if (!r.success) for (const iss of r.error.issues) problems.push({ path: formatPath([name, ...iss.path]), message: iss.message });
     else out[name] = r.data;
@@ -112,9 +80,27 @@ function validateChanged(prev: Model, next: Model): Model {
   return out as Model;
 }
 
+/** The dialects' records, each dialect's validated only when it changed (the others keep their identity). */
+function validateDialects(prev: Model["dialects"], next: Model["dialects"], problems: { path: string; message: string }[]): Model["dialects"] {
+  if (typeof next !== "object" || next === null) {
+    problems.push({ path: "dialects", message: "must be an object" });
+    return next;
+  }
+  const out: Record<string, unknown> = { ...next };
+  for (const [name, schema] of Object.entries(Dialects.shape)) {
+    const v = (next as Record<string, unknown>)[name];
+    if (v === (prev as Record<string, unknown>)[name]) continue;
+    const r = schema.safeParse(v);
+    if (!r.success) for (const iss of r.error.issues) problems.push({ path: formatPath(["dialects", name, ...iss.path]), message: iss.message });
+    else out[name] = r.data;
+  }
+  for (const k of Object.keys(next)) if (!(k in Dialects.shape)) problems.push({ path: `dialects.${k}`, message: "unrecognized key" });
+  return out as Model["dialects"];
+}
+
 /**
- * One element per key in every collection (the store's rows), references the data plane does not
- * compile but the control plane relies on, and the Apinizer invariants. Runs for every write (validateChanged, and the full parse of PUT /v1/config) and for
+ * One element per key in every collection (the store's rows), the dialects' invariants (their
+ * records' references, Apinizer's deployed policies), and owners. Runs for every write (validateChanged, and the full parse of PUT /v1/config) and for
  * the bootstrap seed, so no dialect can store what another one refuses. With `prev` (the stored
  * model), checks whose inputs are the same objects as in `prev` are skipped.
  */
@@ -131,57 +117,12 @@ export function checkControlRefs(model: Model, prev?: Model): void {
       seen.add(o[field]);
     });
   }
-  if (!same("hosts") || !same("tls_configurations")) {
-    const configs = new Set(model.tls_configurations.map((c) => c.id));
-    if (!model.tls_configurations.some((c) => c.default)) configs.add(DEFAULT_CONFIG_ID);
-    const hostIds = new Set<string>();
-    model.hosts.forEach((h, i) => {
-      if (h.tls_configuration && !configs.has(h.tls_configuration)) problems.push({ path: `hosts[${i}].tls_configuration`, message: `no tls_configuration with id "${h.tls_configuration}"` });
-      if (h.id) {
-        if (hostIds.has(h.id)) problems.push({ path: `hosts[${i}].id`, message: `duplicate id "${h.id}"` });
-        hostIds.add(h.id);
-      }
-    });
-  }
-  if (model.apinizer.projects.length) {
-    if (!same("apinizer") || !same("hosts")) problems.push(...clientCaProblems(model));
-    if (!same("apinizer") || !same("routes")) problems.push(...checkApinizerRules(model));
-  }
+  problems.push(...dialectProblems(model, prev));
   problems.push(...ownershipProblems(model, prev));
   if (problems.length) throw new ModelError(problems);
 }
 
-/**
- * A deployed policy that checks certificates on a hostname that never asks for one would refuse
- * every request of its API proxy: each such deployment is a problem.
- */
-function clientCaProblems(model: Model): { path: string; message: string }[] {
-  const problems: { path: string; message: string }[] = [];
-  const hosts = new Map(model.hosts.map((h) => [h.hostname, h]));
-  model.apinizer.projects.forEach((project, pi) =>
-    project.api_proxies.forEach((proxy, xi) => {
-      const host = hosts.get(proxy.hostname);
-      if (host?.mtls.trust_bundle && host.mtls.mode !== "off") return;
-      proxy.deployments.forEach((d, di) => {
-        const policy = d.policies.find(enforces);
-        if (!policy) return;
-        problems.push({
-          path: `apinizer.projects[${pi}].api_proxies[${xi}].deployments[${di}]`,
-          message:
-            `API proxy "${project.name}/${proxy.name}" has no client CA: its hostname ${proxy.hostname} does not request client certificates, ` +
-            `so policy "${policy.name}" deployed to ${d.environment} would refuse every request; give the hostname a trust bundle ` +
-            `(create the API proxy with trustBundleId or clientCaCertificate), or deactivate or undeploy the policy`,
-        });
-      });
-    }),
-  );
-  return problems;
-}
-
-/** The id of the built-in TLS configuration shown when the model defines none as default. */
-export const DEFAULT_CONFIG_ID = "default";
-
-export class ControlPlane {
+export class WritePath {
   readonly store: Store;
   readonly runtime: Runtime;
   #model: Model;
@@ -211,7 +152,7 @@ export class ControlPlane {
           prev = m;
           const r = mutate(m);
           if (r.model === m) return r;
-          const model = opts.full ? parseModel(r.model) : validateChanged(m, r.model);
+          const model = pruneDialects(opts.full ? parseModel(r.model) : validateChanged(m, r.model), m);
           authorize(ctx.principal, m, model);
           checkControlRefs(model, m);
           const warnings = checkValidity(m, model); // throws for an expired server certificate, whoever writes
@@ -247,14 +188,4 @@ export class ControlPlane {
       return { model: r.model as Model, result: r.result };
     }, { full: true });
   }
-}
-
-/** Immutable update helpers. */
-export function replaceAt<T>(arr: readonly T[], i: number, v: T): T[] {
-  const out = arr.slice();
-  out[i] = v;
-  return out;
-}
-export function removeAt<T>(arr: readonly T[], i: number): T[] {
-  return arr.slice(0, i).concat(arr.slice(i + 1));
 }

@@ -4,16 +4,16 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pki, request } from "../helpers/harness.ts";
-import type { DevPki } from "../../src/pki/devpki.ts";
+import { pki, request } from "../../helpers/harness.ts";
+import type { DevPki } from "../../../src/pki/devpki.ts";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
-import { resolveAdminToken } from "../../src/control/auth.ts";
-import { listenAdmin } from "../../src/control/admin.ts";
-import { MAX_BODY_BYTES } from "../../src/control/http.ts";
-import { startControl } from "../../src/control/setup.ts";
-import { createMetrics } from "../../src/observability/metrics.ts";
-import { api, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, tmpData, TOKEN, type Certgate } from "./helpers.ts";
+import { resolveAdminToken } from "../../../src/control/auth.ts";
+import { listenAdmin } from "../../../src/control/admin.ts";
+import { MAX_BODY_BYTES } from "../../../src/control/http.ts";
+import { startControl } from "../../../src/control/setup.ts";
+import { createMetrics } from "../../../src/observability/metrics.ts";
+import { api, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, tmpData, TOKEN, type Certgate } from "../../control/helpers.ts";
 
 describe("native API", () => {
   let cg: Certgate;

@@ -4,23 +4,27 @@
 //   Access certificate       = trust_bundles[] (enforced: true, account_id = the account);
 //                              associated_hostnames = hosts[] whose mtls.trust_bundle is it
 //   hostname settings        = hosts[]: client_certificate_forwarding = forward_client_cert.cloudflare,
-//                              china_network = hosts[].china_network (stored, returned, no effect)
+//                              china_network = dialects.cloudflare.hostnames[] (stored, returned, no effect)
 //   zone                     = zones[] (account_id); its custom rules ruleset = zones[].rules
-//                              (+ zones[].ruleset: id, name, description, version)
-import { createHash } from "node:crypto";
-import type { Host, Model, Rule, TrustBundle, Zone } from "../model/schema.ts";
-import { ApiError, badRequest, notFound } from "./errors.ts";
-import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { associate } from "./associations.ts";
-import { canRead } from "./ownership.ts";
-import { blankHost, hexId, now, removeAt, replaceAt } from "./plane.ts";
-import { caBundle } from "./pem.ts";
+//                              (+ dialects.cloudflare.zones[]: the ruleset's id, name, description,
+//                              version, and each rule's version, ref, last change: records.ts)
+// (render.ts: the envelope and objects; schemas.ts: request bodies; clientcerts.ts: the managed CA API.)
+import { randomBytes } from "node:crypto";
+import type { Host, Model, Rule, TrustBundle, Zone } from "../../model/schema.ts";
+import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
+import { intParam, isObject, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { parseRequest } from "../../control/request.ts";
+import { AccessCertCreate, AccessCertUpdate, CfRule, EntrypointPut, SettingsPut, ZoneCreate } from "./schemas.ts";
+import type { RuleMeta, Ruleset } from "./records.ts";
+import { accessCertRes, ok, PHASE, rulesetOf, rulesetRes, view, zoneRes, type CfZone } from "./render.ts";
+import { canRead, claimable } from "../../control/ownership.ts";
+import { now } from "../../control/writepath.ts";
+import { addBundle, associate, hostEntry, putHost, removeAt, removeBundle, replaceAt, withDialect } from "../../model/ops.ts";
+import { caBundle } from "../../control/certinfo.ts";
 
-const PHASE = "http_request_firewall_custom";
 
-export function ok(result: unknown, status = 200, result_info?: Record<string, number>): Reply {
-  return { status, body: { success: true, errors: [], messages: [], result, ...(result_info ? { result_info } : {}) } };
-}
+/** A Cloudflare-style id (32 hex digits). */
+export const hexId = (): string => randomBytes(16).toString("hex");
 
 export function page<T>(ctx: Ctx, items: T[], dflt: number, min: number, max: number): { items: T[]; info: Record<string, number> } {
   const per_page = intParam(ctx, "per_page", dflt, min, max);
@@ -30,11 +34,6 @@ export function page<T>(ctx: Ctx, items: T[], dflt: number, min: number, max: nu
 }
 
 
-export function hostnames(v: unknown, pointer: string): string[] | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || !x)) throw badRequest(`${pointer} must be an array of hostnames`, pointer);
-  return [...new Set((v as string[]).map((s) => s.toLowerCase()))];
-}
 
 // ---- Access certificates ---------------------------------------------------------------
 
@@ -52,20 +51,6 @@ function hidden(ctx: Ctx, o: { account_id?: string } | undefined, what: string, 
   return notFound(what, id);
 }
 
-function accessCertRes(model: Model, b: TrustBundle): Record<string, unknown> {
-  const cas = caBundle(b.ca, "certificate");
-  const expires = cas.map((c) => new Date(c.validTo).getTime()).reduce((a, x) => Math.min(a, x));
-  return {
-    id: b.id,
-    name: b.name ?? b.id,
-    fingerprint: cas[0]!.fingerprint256,
-    expires_on: new Date(expires).toISOString(),
-    associated_hostnames: model.hosts.filter((h) => h.mtls.trust_bundle === b.id).map((h) => h.hostname),
-    created_at: b.created_at ?? null,
-    updated_at: b.updated_at ?? null,
-  };
-}
-
 function findBundle(ctx: Ctx, model: Model, account: string, id: string): number {
   const i = model.trust_bundles.findIndex((b) => b.id === id);
   if (i < 0 || !visible(ctx, model.trust_bundles[i]!, account)) throw hidden(ctx, model.trust_bundles[i], "access certificate", id);
@@ -74,7 +59,7 @@ function findBundle(ctx: Ctx, model: Model, account: string, id: string): number
 
 /** associated_hostnames: exactly these hostnames use the bundle (new host entries are the bundle owner's). */
 function associateAll(ctx: Ctx, model: Model, b: TrustBundle, names: string[], at: string): Host[] {
-  return associate(model, { principal: ctx.principal, bundle: b.id, names, owner: b.account_id ?? null, at, replace: true, pointer: "associated_hostnames" });
+  return associate(model, { bundle: b.id, names, owner: b.account_id ?? null, at, replace: true, claim: (n) => claimable(ctx.principal, model, n), refuse: (m) => badRequest(m, "associated_hostnames") });
 }
 
 function listAccessCerts(ctx: Ctx): Reply {
@@ -95,16 +80,12 @@ function getAccessCert(ctx: Ctx): Reply {
 async function createAccessCert(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
   ctx.requireAccount(acc);
-  const b = await objectBody(ctx);
-  const name = str(b.name, "name", { required: true, max: 255 })!;
-  const ca = str(b.certificate, "certificate", { required: true })!;
+  const { name, certificate: ca, associated_hostnames: names = [] } = parseRequest(AccessCertCreate, await objectBody(ctx));
   caBundle(ca, "certificate");
-  const names = hostnames(b.associated_hostnames, "associated_hostnames") ?? [];
   const bundle = await ctx.write(`create access certificate ${name} (${names.length} hostnames)`, (model) => {
     if (model.trust_bundles.some((x) => x.name === name && x.account_id === acc)) throw new ApiError("conflict", `an access certificate named "${name}" already exists`);
     const at = now();
-    const bundle: TrustBundle = { id: crypto.randomUUID(), name, ca, verify_depth: 4, enforced: true, account_id: acc, created_at: at, updated_at: at };
-    const withBundle = { ...model, trust_bundles: [...model.trust_bundles, bundle] };
+    const { model: withBundle, bundle } = addBundle(model, { id: crypto.randomUUID(), name, ca, enforced: true, account_id: acc }, at);
     return { model: { ...withBundle, hosts: associateAll(ctx, withBundle, bundle, names, at) }, result: bundle };
   });
   return ok(accessCertRes(ctx.plane.model, bundle), 201);
@@ -114,11 +95,8 @@ async function updateAccessCert(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
   ctx.requireAccount(acc);
   const id = ctx.params.id!;
-  const b = await objectBody(ctx);
-  const name = str(b.name, "name", { max: 255 });
-  const ca = str(b.certificate, "certificate");
+  const { name, certificate: ca, associated_hostnames: names } = parseRequest(AccessCertUpdate, await objectBody(ctx));
   if (ca !== undefined) caBundle(ca, "certificate");
-  const names = hostnames(b.associated_hostnames, "associated_hostnames");
   const bundle = await ctx.write(`update access certificate ${id}`, (model) => {
     const i = findBundle(ctx, model, acc, id);
     const at = now();
@@ -135,10 +113,8 @@ async function deleteAccessCert(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   await ctx.write(`delete access certificate ${id}`, (model) => {
     const i = findBundle(ctx, model, acc, id);
-    const users = model.hosts.filter((h) => h.mtls.trust_bundle === id);
-    if (users.length)
-      throw badRequest(`certificate "${id}" still has associated hostnames (${users.map((h) => h.hostname).slice(0, 5).join(", ")}); update it with associated_hostnames [] first`);
-    return { model: { ...model, trust_bundles: removeAt(model.trust_bundles, i) }, result: null };
+    const refuse = (users: Host[]) => badRequest(`certificate "${id}" still has associated hostnames (${users.map((h) => h.hostname).slice(0, 5).join(", ")}); update it with associated_hostnames [] first`);
+    return { model: removeBundle(model, i, refuse), result: null };
   });
   return ok({ id });
 }
@@ -146,7 +122,7 @@ async function deleteAccessCert(ctx: Ctx): Promise<Reply> {
 function settingsOf(ctx: Ctx, model: Model, account: string): Record<string, unknown>[] {
   return model.hosts
     .filter((h) => visible(ctx, h, account))
-    .map((h) => ({ hostname: h.hostname, china_network: h.china_network ?? false, client_certificate_forwarding: h.forward_client_cert.cloudflare }));
+    .map((h) => ({ hostname: h.hostname, china_network: model.dialects.cloudflare.hostnames[h.hostname]?.china_network ?? false, client_certificate_forwarding: h.forward_client_cert.cloudflare }));
 }
 
 function getSettings(ctx: Ctx): Reply {
@@ -158,45 +134,22 @@ function getSettings(ctx: Ctx): Reply {
 async function putSettings(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
   ctx.requireAccount(acc);
-  const b = await objectBody(ctx);
-  if (!Array.isArray(b.settings)) throw badRequest("settings must be an array of {hostname, china_network, client_certificate_forwarding}", "settings");
-  const settings = b.settings.map((s: unknown, i) => {
-    if (!isObject(s)) throw badRequest(`settings[${i}] must be an object`, `settings[${i}]`);
-    return {
-      hostname: str(s.hostname, `settings[${i}].hostname`, { required: true })!.toLowerCase(),
-      china_network: bool(s.china_network, `settings[${i}].china_network`, true)!,
-      forwarding: bool(s.client_certificate_forwarding, `settings[${i}].client_certificate_forwarding`, true)!,
-    };
-  });
+  const settings = parseRequest(SettingsPut, await objectBody(ctx)).settings.map((s) => ({ hostname: s.hostname, china_network: s.china_network, forwarding: s.client_certificate_forwarding }));
   await ctx.write(`update access certificate settings (${settings.map((s) => s.hostname).join(", ")})`, (model) => {
-    let hosts = model.hosts;
+    let m = model;
+    const records = { ...model.dialects.cloudflare.hostnames };
     const at = now();
     for (const s of settings) {
-      const i = hosts.findIndex((h) => h.hostname === s.hostname);
-      const h = hosts[i] ?? blankHost(s.hostname, at, acc);
-      const next: Host = { ...h, china_network: s.china_network, forward_client_cert: { ...h.forward_client_cert, cloudflare: s.forwarding }, updated_at: at };
-      hosts = i >= 0 ? replaceAt(hosts, i, next) : [...hosts, next];
+      const { i, host: h } = hostEntry(m, s.hostname, acc, at);
+      m = { ...m, hosts: putHost(m.hosts, i, { ...h, forward_client_cert: { ...h.forward_client_cert, cloudflare: s.forwarding }, updated_at: at }) };
+      records[s.hostname] = { ...records[s.hostname], china_network: s.china_network };
     }
-    return { model: { ...model, hosts }, result: null };
+    return { model: withDialect(m, "cloudflare", { ...model.dialects.cloudflare, hostnames: records }), result: null };
   });
   return ok(settingsOf(ctx, ctx.plane.model, acc), 202);
 }
 
 // ---- zones -----------------------------------------------------------------------------
-
-function zoneRes(z: Zone): Record<string, unknown> {
-  return {
-    id: z.id,
-    name: z.name,
-    status: "active",
-    paused: false,
-    type: "full",
-    account: { id: z.account_id ?? null, name: "" },
-    name_servers: [],
-    created_on: z.created_at ?? null,
-    modified_on: z.updated_at ?? z.created_at ?? null,
-  };
-}
 
 function zoneAllowed(ctx: Ctx, z: Zone): boolean {
   return ctx.principal.account_id === null || z.account_id === ctx.principal.account_id;
@@ -224,10 +177,8 @@ function getZone(ctx: Ctx): Reply {
 }
 
 async function createZone(ctx: Ctx): Promise<Reply> {
-  const b = await objectBody(ctx);
-  const name = str(b.name, "name", { required: true, max: 253 })!.toLowerCase();
-  const account = isObject(b.account) ? str(b.account.id, "account.id") : undefined;
-  const acc = account ?? ctx.principal.account_id ?? undefined;
+  const { name, account } = parseRequest(ZoneCreate, await objectBody(ctx));
+  const acc = account.id ?? ctx.principal.account_id ?? undefined;
   if (ctx.principal.account_id !== null) ctx.requireAccount(acc);
   const z = await ctx.write(`create zone ${name}`, (model) => {
     // Another account's zone of that name is refused by the ownership check (403) without saying it exists.
@@ -247,84 +198,49 @@ async function deleteZone(ctx: Ctx): Promise<Reply> {
 
 // ---- custom rules ----------------------------------------------------------------------
 
-function ruleRes(r: Rule): Record<string, unknown> {
-  return {
-    id: r.id,
-    version: r.version ?? "1",
-    action: r.action,
-    expression: r.expression,
-    description: r.description,
-    enabled: r.enabled,
-    ...(r.ref ? { ref: r.ref } : {}),
-    ...(r.response ? { action_parameters: { response: { status_code: r.response.status, content_type: r.response.content_type, content: r.response.body } } } : {}),
-    last_updated: r.last_updated ?? null,
-  };
-}
-
-type Ruleset = NonNullable<Zone["ruleset"]>;
-
-/**
- * A zone's entrypoint ruleset: the stored one; for rules written outside this dialect (bootstrap
- * file, /v1/config), one whose id is derived from the zone's, so every read names the same ruleset.
- */
-function rulesetOf(z: Zone): Ruleset | undefined {
-  if (z.ruleset || !z.rules.length) return z.ruleset;
-  return { id: createHash("sha256").update(`ruleset/${z.id}`).digest("hex").slice(0, 32), name: "default", description: "", version: "1", last_updated: z.updated_at };
-}
-
-/** The ruleset of a zone that has one. */
-function rulesetRes(z: Zone): Record<string, unknown> {
-  const rs = rulesetOf(z)!;
-  return { id: rs.id, name: rs.name, description: rs.description, kind: "zone", version: rs.version, phase: PHASE, rules: z.rules.map(ruleRes), last_updated: rs.last_updated ?? null };
+/** The model with zones[i] replaced by `z`: the core zone, and the dialect's record of it. */
+function commit(model: Model, i: number, z: CfZone): Model {
+  const { ruleset, meta, ...zone } = z;
+  const rules = Object.fromEntries(zone.rules.flatMap((r) => (meta[r.id] ? [[r.id, meta[r.id]!]] : [])));
+  const cf = model.dialects.cloudflare;
+  const next = withDialect(model, "cloudflare", { ...cf, zones: { ...cf.zones, [zone.id]: { ...(ruleset ? { ruleset } : {}), rules } } });
+  return { ...next, zones: replaceAt(model.zones, i, zone) };
 }
 
 /** A Cloudflare rule object → a model rule (validated by the schema and compiled on write). */
-function ruleFrom(v: unknown, pointer: string, prev: Rule | undefined, at: string): Rule {
-  if (!isObject(v)) throw badRequest(`${pointer} must be an object`, pointer);
-  const known = new Set(["id", "version", "action", "expression", "description", "enabled", "ref", "logging", "action_parameters", "last_updated", "position"]);
-  for (const k of Object.keys(v)) if (!known.has(k)) throw badRequest(`${pointer}.${k} is not supported`, `${pointer}.${k}`);
-  let action = v.action ?? prev?.action;
+function ruleFrom(v: unknown, pointer: string, prev: { rule: Rule; meta: RuleMeta } | undefined, at: string): { rule: Rule; meta: RuleMeta } {
+  const p = prev?.rule;
+  const pm = prev?.meta ?? {};
+  const r = parseRequest(CfRule, v, pointer);
+  let action = r.action ?? p?.action;
   if (action === "skip") action = "allow";
   if (action !== "block" && action !== "allow" && action !== "log")
     throw badRequest(`${pointer}.action must be one of block, log, allow (skip is taken as allow), got ${JSON.stringify(action ?? null)}`, `${pointer}.action`);
-  const expression = str(v.expression, `${pointer}.expression`) ?? prev?.expression;
+  const expression = r.expression ?? p?.expression;
   if (!expression) throw badRequest(`${pointer}.expression is required`, `${pointer}.expression`);
-  let response = prev?.response;
-  if (v.action_parameters !== undefined) {
-    const ap = v.action_parameters;
-    if (ap !== null && !isObject(ap)) throw badRequest(`${pointer}.action_parameters must be an object`, `${pointer}.action_parameters`);
-    const r = ap?.response;
-    if (r === undefined || r === null) response = undefined;
+  let response = p?.response;
+  if (r.action_parameters !== undefined) {
+    const res = r.action_parameters?.response;
+    if (!res) response = undefined;
     else {
-      if (!isObject(r)) throw badRequest(`${pointer}.action_parameters.response must be an object`, `${pointer}.action_parameters.response`);
       if (action !== "block") throw badRequest(`${pointer}.action_parameters.response is only valid with action block`, `${pointer}.action_parameters.response`);
-      const status = r.status_code ?? 403;
-      if (typeof status !== "number" || !Number.isInteger(status) || status < 400 || status > 599)
-        throw badRequest(`${pointer}.action_parameters.response.status_code must be an integer 400-599`, `${pointer}.action_parameters.response.status_code`);
-      response = {
-        status,
-        content_type: str(r.content_type, `${pointer}.action_parameters.response.content_type`) ?? "text/plain; charset=utf-8",
-        body: str(r.content, `${pointer}.action_parameters.response.content`, { max: 65_536 }) ?? "Forbidden\n",
-      };
+      response = { status: res.status_code ?? 403, content_type: res.content_type ?? "text/plain; charset=utf-8", body: res.content ?? "Forbidden\n" };
     }
   }
-  const id = str(v.id, `${pointer}.id`) ?? prev?.id ?? hexId();
-  const ref = str(v.ref, `${pointer}.ref`, { max: 128 }) ?? prev?.ref;
-  const changed = !prev || JSON.stringify([prev.action, prev.expression, prev.response]) !== JSON.stringify([action, expression, response]) || v.enabled !== undefined || v.description !== undefined;
+  const id = r.id ?? p?.id ?? hexId();
+  const ref = r.ref ?? pm.ref;
+  const changed = !p || JSON.stringify([p.action, p.expression, p.response]) !== JSON.stringify([action, expression, response]) || r.enabled !== undefined || r.description !== undefined;
   return {
-    id,
-    expression,
-    action,
-    description: str(v.description, `${pointer}.description`, { max: 500 }) ?? prev?.description ?? "",
-    enabled: bool(v.enabled, `${pointer}.enabled`) ?? prev?.enabled ?? true,
-    ...(response ? { response } : {}),
-    version: prev ? (changed ? String(Number(prev.version ?? "1") + 1) : (prev.version ?? "1")) : "1",
-    ...(ref ? { ref } : {}),
-    last_updated: changed ? at : (prev?.last_updated ?? at),
+    rule: { id, expression, action, description: r.description ?? p?.description ?? "", enabled: r.enabled ?? p?.enabled ?? true, ...(response ? { response } : {}) },
+    meta: {
+      version: p ? (changed ? String(Number(pm.version ?? "1") + 1) : (pm.version ?? "1")) : "1",
+      ...(ref ? { ref } : {}),
+      last_updated: changed ? at : (pm.last_updated ?? at),
+    },
   };
 }
 
-function bumpRuleset(z: Zone, at: string, extra: Partial<Ruleset> = {}): Ruleset {
+function bumpRuleset(z: CfZone, at: string, extra: Partial<Ruleset> = {}): Ruleset {
   const rs = rulesetOf(z);
   return {
     id: rs?.id ?? hexId(),
@@ -343,7 +259,7 @@ function checkPhase(ctx: Ctx): void {
 function getEntrypoint(ctx: Ctx): Reply {
   checkPhase(ctx);
   const model = ctx.plane.model;
-  const z = model.zones[findZone(ctx, model, ctx.params.zone_id!)]!;
+  const z = view(model, model.zones[findZone(ctx, model, ctx.params.zone_id!)]!);
   if (!rulesetOf(z)) throw new ApiError("not_found", `zone "${z.id}" has no ${PHASE} entrypoint ruleset yet; PUT one`);
   return ok(rulesetRes(z));
 }
@@ -351,36 +267,36 @@ function getEntrypoint(ctx: Ctx): Reply {
 async function putEntrypoint(ctx: Ctx): Promise<Reply> {
   checkPhase(ctx);
   const zoneId = ctx.params.zone_id!;
-  const b = await objectBody(ctx);
-  if (b.rules !== undefined && !Array.isArray(b.rules)) throw badRequest("rules must be an array", "rules");
-  const name = str(b.name, "name", { max: 255 });
-  const description = str(b.description, "description", { max: 500 });
-  const z = await ctx.write(`replace ${PHASE} entrypoint of zone ${zoneId} (${(b.rules as unknown[] | undefined)?.length ?? 0} rules)`, (model) => {
+  const b = parseRequest(EntrypointPut, await objectBody(ctx));
+  const { name, description } = b;
+  const z = await ctx.write(`replace ${PHASE} entrypoint of zone ${zoneId} (${b.rules?.length ?? 0} rules)`, (model) => {
     const i = findZone(ctx, model, zoneId);
-    const z = model.zones[i]!;
+    const z = view(model, model.zones[i]!);
     const at = now();
-    const byId = new Map(z.rules.map((r) => [r.id, r]));
-    const rules = ((b.rules as unknown[] | undefined) ?? []).map((r, j) => ruleFrom(r, `rules[${j}]`, isObject(r) && typeof r.id === "string" ? byId.get(r.id) : undefined, at));
+    const byId = new Map(z.rules.map((r) => [r.id, { rule: r, meta: z.meta[r.id] ?? {} }]));
+    const parsed = (b.rules ?? []).map((r, j) => ruleFrom(r, `rules[${j}]`, isObject(r) && typeof r.id === "string" ? byId.get(r.id) : undefined, at));
     const ids = new Set<string>();
-    for (const r of rules) {
+    for (const { rule: r } of parsed) {
       if (ids.has(r.id)) throw badRequest(`duplicate rule id "${r.id}"`, "rules");
       ids.add(r.id);
     }
-    const next: Zone = { ...z, rules, ruleset: bumpRuleset(z, at, { ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}) }), updated_at: at };
-    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+    const rules = parsed.map((x) => x.rule);
+    const meta = Object.fromEntries(parsed.map((x) => [x.rule.id, x.meta]));
+    const next: CfZone = { ...z, rules, meta, ruleset: bumpRuleset(z, at, { ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}) }), updated_at: at };
+    return { model: commit(model, i, next), result: next };
   });
   return ok(rulesetRes(z));
 }
 
-function zoneWithRuleset(ctx: Ctx, model: Model): { i: number; z: Zone } {
+function zoneWithRuleset(ctx: Ctx, model: Model): { i: number; z: CfZone } {
   const i = findZone(ctx, model, ctx.params.zone_id!);
-  const z = model.zones[i]!;
+  const z = view(model, model.zones[i]!);
   if (rulesetOf(z)?.id !== ctx.params.ruleset_id) throw notFound("ruleset", ctx.params.ruleset_id!);
   return { i, z };
 }
 
 /** The rule of the path's rule_id in the zone's ruleset: the zone and the rule's index. */
-function zoneWithRule(ctx: Ctx, model: Model): { i: number; z: Zone; k: number } {
+function zoneWithRule(ctx: Ctx, model: Model): { i: number; z: CfZone; k: number } {
   const { i, z } = zoneWithRuleset(ctx, model);
   const k = z.rules.findIndex((r) => r.id === ctx.params.rule_id);
   if (k < 0) throw notFound("rule", ctx.params.rule_id!);
@@ -393,7 +309,7 @@ function getRuleset(ctx: Ctx): Reply {
 
 function listRulesets(ctx: Ctx): Reply {
   const model = ctx.plane.model;
-  const z = model.zones[findZone(ctx, model, ctx.params.zone_id!)]!;
+  const z = view(model, model.zones[findZone(ctx, model, ctx.params.zone_id!)]!);
   if (!rulesetOf(z)) return ok([]);
   const { rules: _rules, ...summary } = rulesetRes(z);
   return ok([summary]);
@@ -404,7 +320,7 @@ async function addRule(ctx: Ctx): Promise<Reply> {
   const z = await ctx.write(`add rule to ruleset ${ctx.params.ruleset_id} of zone ${ctx.params.zone_id}`, (model) => {
     const { i, z } = zoneWithRuleset(ctx, model);
     const at = now();
-    const rule = ruleFrom({ ...b, position: undefined }, "rule", undefined, at);
+    const { rule, meta } = ruleFrom({ ...b, position: undefined }, "rule", undefined, at);
     if (z.rules.some((r) => r.id === rule.id)) throw new ApiError("conflict", `rule "${rule.id}" already exists`);
     let at_ = z.rules.length;
     const pos = b.position;
@@ -417,8 +333,8 @@ async function addRule(ctx: Ctx): Promise<Reply> {
       }
     }
     const rules = [...z.rules.slice(0, at_), rule, ...z.rules.slice(at_)];
-    const next: Zone = { ...z, rules, ruleset: bumpRuleset(z, at), updated_at: at };
-    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+    const next: CfZone = { ...z, rules, meta: { ...z.meta, [rule.id]: meta }, ruleset: bumpRuleset(z, at), updated_at: at };
+    return { model: commit(model, i, next), result: next };
   });
   return ok(rulesetRes(z));
 }
@@ -429,9 +345,9 @@ async function patchRule(ctx: Ctx): Promise<Reply> {
   const z = await ctx.write(`update rule ${ruleId} of zone ${ctx.params.zone_id}`, (model) => {
     const { i, z, k } = zoneWithRule(ctx, model);
     const at = now();
-    const rule = ruleFrom({ ...b, id: ruleId, position: undefined }, "rule", z.rules[k], at);
-    const next: Zone = { ...z, rules: replaceAt(z.rules, k, rule), ruleset: bumpRuleset(z, at), updated_at: at };
-    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+    const { rule, meta } = ruleFrom({ ...b, id: ruleId, position: undefined }, "rule", { rule: z.rules[k]!, meta: z.meta[ruleId] ?? {} }, at);
+    const next: CfZone = { ...z, rules: replaceAt(z.rules, k, rule), meta: { ...z.meta, [ruleId]: meta }, ruleset: bumpRuleset(z, at), updated_at: at };
+    return { model: commit(model, i, next), result: next };
   });
   return ok(rulesetRes(z));
 }
@@ -441,8 +357,8 @@ async function deleteRule(ctx: Ctx): Promise<Reply> {
   const z = await ctx.write(`delete rule ${ruleId} of zone ${ctx.params.zone_id}`, (model) => {
     const { i, z, k } = zoneWithRule(ctx, model);
     const at = now();
-    const next: Zone = { ...z, rules: removeAt(z.rules, k), ruleset: bumpRuleset(z, at), updated_at: at };
-    return { model: { ...model, zones: replaceAt(model.zones, i, next) }, result: next };
+    const next: CfZone = { ...z, rules: removeAt(z.rules, k), ruleset: bumpRuleset(z, at), updated_at: at };
+    return { model: commit(model, i, next), result: next };
   });
   return ok(rulesetRes(z));
 }

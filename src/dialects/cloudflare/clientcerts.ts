@@ -6,15 +6,18 @@
 //   PATCH {reactivate:true} = back to active while pending_revocation
 //   hostname_associations   = hosts[] with mtls.trust_bundle = "managed-ca" (fail-open: rules
 //                             decide, as on Cloudflare), or the bundle named by mtls_certificate_id
-import type { Host, ManagedClientCertificate, Model, TrustBundle, Zone } from "../model/schema.ts";
-import { CsrError } from "../managedca/ca.ts";
-import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../managedca/service.ts";
-import { findZone, hostnames, ok, page } from "./cloudflare.ts";
-import { ApiError, badRequest, notFound } from "./errors.ts";
-import { intParam, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { associate } from "./associations.ts";
-import { canRead } from "./ownership.ts";
-import { hexId, now, replaceAt } from "./plane.ts";
+import type { Host, ManagedClientCertificate, Model, Zone } from "../../model/schema.ts";
+import { CsrError } from "../../managedca/ca.ts";
+import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../../managedca/service.ts";
+import { findZone, hexId, page } from "./routes.ts";
+import { ok } from "./render.ts";
+import { AssociationsPut, ClientCertCreate, ClientCertPatch } from "./schemas.ts";
+import { parseRequest } from "../../control/request.ts";
+import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
+import { intParam, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { canRead, claimable } from "../../control/ownership.ts";
+import { now } from "../../control/writepath.ts";
+import { addBundle, associate, replaceAt } from "../../model/ops.ts";
 
 const STATUSES = ["all", "active", "pending_revocation", "revoked", "pending_reactivation"] as const;
 
@@ -63,17 +66,13 @@ function findCert(model: Model, zone: string, id: string): number {
 /** Makes sure the model trusts the managed CA as a bundle hosts can use. */
 function withManagedBundle(model: Model, caPem: string, at: string): Model {
   if (model.trust_bundles.some((b) => b.id === MANAGED_BUNDLE_ID)) return model;
-  const bundle: TrustBundle = { id: MANAGED_BUNDLE_ID, name: CA_NAME, ca: caPem, verify_depth: 2, enforced: false, managed_ca: true, created_at: at, updated_at: at };
-  return { ...model, trust_bundles: [...model.trust_bundles, bundle] };
+  return addBundle(model, { id: MANAGED_BUNDLE_ID, name: CA_NAME, ca: caPem, verify_depth: 2, enforced: false, managed_ca: true }, at).model;
 }
 
 async function create(ctx: Ctx): Promise<Reply> {
   const zone = zoneId(ctx);
   const svc = service(ctx);
-  const b = await objectBody(ctx);
-  const csr = str(b.csr, "csr", { required: true, max: 16_384 })!;
-  const days = b.validity_days;
-  if (typeof days !== "number" || !Number.isInteger(days) || days < 1 || days > 3650) throw badRequest("validity_days must be an integer from 1 to 3650", "validity_days");
+  const { csr, validity_days: days } = parseRequest(ClientCertCreate, await objectBody(ctx));
   const ca = await svc.ca();
   let issued;
   try {
@@ -147,8 +146,7 @@ async function revoke(ctx: Ctx): Promise<Reply> {
 async function patch(ctx: Ctx): Promise<Reply> {
   const zone = zoneId(ctx);
   const id = ctx.params.id!;
-  const b = await objectBody(ctx);
-  if (b.reactivate !== true) throw badRequest("the only change is {\"reactivate\": true}", "reactivate");
+  parseRequest(ClientCertPatch, await objectBody(ctx));
   const c = await ctx.write(`reactivate client certificate ${id}`, (model) => {
     const i = findCert(model, zone, id);
     const cur = model.managed_client_certificates[i]!;
@@ -189,9 +187,9 @@ function getAssociations(ctx: Ctx): Reply {
  */
 async function putAssociations(ctx: Ctx): Promise<Reply> {
   const zoneIdParam = zoneId(ctx);
-  const b = await objectBody(ctx);
-  const names = hostnames(b.hostnames, "hostnames") ?? [];
-  const bundleId = bundleParam(ctx, str(b.mtls_certificate_id, "mtls_certificate_id"));
+  const b = parseRequest(AssociationsPut, await objectBody(ctx));
+  const names = b.hostnames ?? [];
+  const bundleId = bundleParam(ctx, b.mtls_certificate_id);
   const caPem = bundleId === MANAGED_BUNDLE_ID ? (await service(ctx).ca()).certPem : undefined;
   const result = await ctx.write(`hostname associations for ${bundleId}: ${names.length} hostnames`, (model) => {
     const at = now();
@@ -199,7 +197,8 @@ async function putAssociations(ctx: Ctx): Promise<Reply> {
     let next = caPem ? withManagedBundle(model, caPem, at) : model;
     if (!next.trust_bundles.some((x) => x.id === bundleId)) throw notFound("mTLS certificate", bundleId);
     const owner = zone.account_id ?? null;
-    next = { ...next, hosts: associate(next, { principal: ctx.principal, bundle: bundleId, names, owner, at, replace: true, scope: ofZone(zone), pointer: "hostnames" }) };
+    const claim = (n: string) => claimable(ctx.principal, next, n);
+    next = { ...next, hosts: associate(next, { bundle: bundleId, names, owner, at, replace: true, scope: ofZone(zone), claim, refuse: (m) => badRequest(m, "hostnames") }) };
     return { model: next, result: associationsOf(next, zone, bundleId) };
   });
   return ok({ hostnames: result });

@@ -2,11 +2,11 @@
 // operator follows: upload key + certificate, activate, create a mutual authentication, attach
 // it enforced (a client without a certificate is refused), then fail-open (it passes).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect, issue, pki, rawRequest, request } from "../helpers/harness.ts";
-import type { DevPki } from "../../src/pki/devpki.ts";
-import type { Issued } from "../../src/pki/issue.ts";
-import type { SqliteStore } from "../../src/control/store.ts";
-import { api, fastlyError, jsonapi, rel, startCertgate, type ApiReply, type Certgate } from "./helpers.ts";
+import { connect, issue, pki, rawRequest, request } from "../../helpers/harness.ts";
+import type { DevPki } from "../../../src/pki/devpki.ts";
+import type { Issued } from "../../../src/pki/issue.ts";
+import type { SqliteStore } from "../../../src/control/store.ts";
+import { api, fastlyError, jsonapi, rel, startCertgate, type ApiReply, type Certgate } from "../../control/helpers.ts";
 
 describe("Fastly dialect", () => {
   let cg: Certgate;
@@ -99,7 +99,7 @@ describe("Fastly dialect", () => {
       expect((await call("DELETE", `/tls/private_keys/${id}`)).status).toBe(204);
       expect((await call("GET", `/tls/private_keys/${id}`)).status).toBe(404);
       expect((await call("GET", "/tls/private_keys")).body.data.map((d: { id: string }) => d.id)).not.toContain(id);
-      expect(cg.plane.model.pending_private_keys.map((k) => k.id)).not.toContain(id);
+      expect(cg.plane.model.dialects.fastly.pending_private_keys.map((k) => k.id)).not.toContain(id);
       expect((await call("DELETE", `/tls/private_keys/${id}`)).status).toBe(404);
     });
   });
@@ -198,6 +198,7 @@ describe("Fastly dialect", () => {
     it("PATCH activation: a certificate not covering the domain and an unknown configuration are 400; a configuration is set, and unset with null", async () => {
       const patch = (rels: Record<string, unknown>) => call("PATCH", `/tls/activations/${activationId}`, jsonapi("tls_activation", undefined, rels, activationId));
       const host = () => cg.plane.model.hosts.find((h) => h.hostname === "up.test")!;
+      const activation = () => cg.plane.model.dialects.fastly.activations["up.test"]!;
       const uncovered = await patch({ tls_certificate: rel("tls_certificate", "srv") });
       expect(uncovered.status).toBe(400);
       expect(fastlyError(uncovered)).toMatch(/tls_domain "up.test" is not among the certificate's names/);
@@ -209,11 +210,11 @@ describe("Fastly dialect", () => {
       const conf = (await call("GET", "/tls/configurations")).body.data[0].id;
       const set = await patch({ tls_configuration: rel("tls_configuration", conf) });
       expect(set.status).toBe(200);
-      expect(host().tls_configuration).toBe(conf);
+      expect(activation().tls_configuration).toBe(conf);
       const unset = await patch({ tls_configuration: { data: null } });
       expect(unset.status).toBe(200);
       expect(unset.body.data.relationships.tls_configuration.data).toEqual({ type: "tls_configuration", id: conf });
-      expect(host()).not.toHaveProperty("tls_configuration");
+      expect(activation()).not.toHaveProperty("tls_configuration");
     });
 
     it("refuses a non-CA or malformed cert_bundle with 400, and nothing is stored", async () => {
@@ -356,6 +357,24 @@ describe("Fastly dialect", () => {
       expect((await call("GET", `/tls/activations/${activationId}`)).status).toBe(404);
       expect((await call("DELETE", `/tls/certificates/${certId}`)).status).toBe(204);
       expect((await call("GET", `/tls/private_keys/${keyId}`)).status).toBe(404);
+    });
+
+    it("what Fastly keeps beside the model goes with its object: the deleted activation's and certificate's records are gone", () => {
+      expect(cg.plane.model.hosts.some((h) => h.hostname === "up.test")).toBe(false);
+      expect(cg.plane.model.dialects.fastly.activations).not.toHaveProperty("up.test");
+      expect(cg.plane.model.dialects.fastly.certificates).not.toHaveProperty(certId);
+    });
+
+    it("POST activation with a mutual authentication for a hostname another bundle holds: 400 naming it, never moved (the one association operation)", async () => {
+      const held = await api(cg, "POST", "/accounts/acc9/access/certificates", { name: "held", certificate: p.ca.certPem, associated_hostnames: ["held.wild.test"] });
+      expect(held.status).toBe(201);
+      const ma = await call("POST", "/tls/mutual_authentications", jsonapi("mutual_authentication", { cert_bundle: p.ca.certPem }));
+      const rels = { tls_certificate: rel("tls_certificate", "srv"), tls_domain: rel("tls_domain", "held.wild.test"), mutual_authentication: rel("mutual_authentication", ma.body.data.id) };
+      const r = await call("POST", "/tls/activations", jsonapi("tls_activation", undefined, rels));
+      expect(r.status).toBe(400);
+      expect(fastlyError(r)).toMatch(/hostname "held.wild.test" is already associated with certificate/);
+      expect(cg.plane.model.hosts.find((h) => h.hostname === "held.wild.test")).toMatchObject({ mtls: { trust_bundle: held.body.result.id } });
+      expect(cg.plane.model.hosts.find((h) => h.hostname === "held.wild.test")).not.toHaveProperty("certificate");
     });
 
     describe("a write refused inside the store transaction leaves the snapshot, the store and the audit log as they were (plus the refusal)", () => {

@@ -1,9 +1,9 @@
 // Units of the Apinizer compiler: literals, DNs, endpoint paths, and the rules a policy becomes.
 import { describe, expect, it } from "vitest";
-import { compileExpression } from "../../src/rules/index.ts";
-import { parseModel } from "../../src/model/schema.ts";
-import { aclCondition, apinizerRules, endpointPath, lit } from "../../src/model/apinizer-rules.ts";
-import { normalizeDn } from "../../src/control/apinizer.ts";
+import { compileExpression } from "../../../src/rules/index.ts";
+import { parseModel } from "../../../src/model/schema.ts";
+import { aclCondition, apinizerRules, endpointPath, lit } from "../../../src/dialects/apinizer/rules.ts";
+import { normalizeDn } from "../../../src/dialects/apinizer/routes.ts";
 
 describe("Apinizer compiler", () => {
   it("string literals survive quotes, backslashes and control characters", () => {

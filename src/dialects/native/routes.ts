@@ -1,11 +1,15 @@
 // The native API: what no vendor dialect covers. Routes, the whole model (the bootstrap file's
 // shape) as JSON or YAML, scoped tokens, and the audit log. Errors: {error: {code, message}}.
 import { stringify as toYaml } from "yaml";
-import type { Model, Route } from "../model/schema.ts";
-import { ApiError, badRequest, notFound } from "./errors.ts";
-import { bool, intParam, isObject, objectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { auditEntry, now, removeAt, replaceAt } from "./plane.ts";
-import { newTokenSecret, sha256 } from "./auth.ts";
+import type { Model, Route } from "../../model/schema.ts";
+import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
+import { intParam, isObject, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { parseRequest } from "../../control/request.ts";
+import { RouteBody, TokenBody } from "./schemas.ts";
+import { upgradeLegacy } from "../../model/upgrade.ts";
+import { auditEntry, now } from "../../control/writepath.ts";
+import { removeAt, replaceAt } from "../../model/ops.ts";
+import { newTokenSecret, sha256 } from "../../control/auth.ts";
 import { randomBytes } from "node:crypto";
 
 /** What private keys read as in an export; PUT /v1/config keeps the stored key for it. */
@@ -29,11 +33,9 @@ function getRoute(ctx: Ctx): Reply {
 async function putRoute(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   const b = await objectBody(ctx, { shape: "a JSON object: {hostname, path_prefix, origin, ...}" });
-  // str() first: String() of a JSON object with a non-function toString throws (a 500).
-  const bodyId = str(b.id, "id");
+  // Parsed first: String() of a JSON object with a non-function toString throws (a 500).
+  const { id: bodyId, hostname } = parseRequest(RouteBody, b);
   if (bodyId !== undefined && bodyId !== id) throw badRequest(`id "${bodyId}" does not match the URL's "${id}"`, "id");
-  const hostname = str(b.hostname, "hostname", { required: true });
-  str(b.origin, "origin", { required: true });
   const { created, route } = await ctx.write(`put route ${id} ${hostname}${typeof b.path_prefix === "string" ? b.path_prefix : "/"} → ${String(b.origin)}`, (model) => {
     const i = model.routes.findIndex((r) => r.id === id);
     const at = now();
@@ -60,7 +62,7 @@ export function redact(model: Model): Model {
   return {
     ...model,
     certificates: model.certificates.map((c) => ({ ...c, key: REDACTED })),
-    pending_private_keys: model.pending_private_keys.map((k) => ({ ...k, key: REDACTED })),
+    dialects: { ...model.dialects, fastly: { ...model.dialects.fastly, pending_private_keys: model.dialects.fastly.pending_private_keys.map((k) => ({ ...k, key: REDACTED })) } },
   };
 }
 
@@ -79,7 +81,8 @@ function getConfig(ctx: Ctx): Reply {
 }
 
 async function putConfig(ctx: Ctx): Promise<Reply> {
-  const raw = await objectBody(ctx, { yaml: true, shape: "the whole model as a JSON or YAML object" });
+  // An export of an older certgate (vendor fields on the core objects) reads as it always did.
+  const raw = upgradeLegacy(await objectBody(ctx, { yaml: true, shape: "the whole model as a JSON or YAML object" })) as Record<string, unknown>;
   const counts = ["certificates", "trust_bundles", "hosts", "routes", "zones"].map((k) => `${Array.isArray(raw[k]) ? (raw[k] as unknown[]).length : 0} ${k}`).join(", ");
   await ctx.plane.replace(ctx.writeCtx(), `replace config (${counts})`, (cur) => {
     // Keys left redacted (or out) keep the stored key of the certificate / pending key with that id.
@@ -92,8 +95,11 @@ async function putConfig(ctx: Ctx): Promise<Reply> {
             return { ...o, key: prev.key };
           })
         : list;
+    const dialects = isObject(raw.dialects) ? raw.dialects : undefined;
+    const fastly = isObject(dialects?.fastly) ? dialects.fastly : undefined;
+    const pending = fastly && fill(fastly.pending_private_keys, cur.dialects.fastly.pending_private_keys, "dialects.fastly.pending_private_keys");
     return {
-      model: { ...raw, certificates: fill(raw.certificates, cur.certificates, "certificates"), pending_private_keys: fill(raw.pending_private_keys, cur.pending_private_keys, "pending_private_keys") },
+      model: { ...raw, certificates: fill(raw.certificates, cur.certificates, "certificates"), ...(fastly ? { dialects: { ...dialects, fastly: { ...fastly, pending_private_keys: pending } } } : {}) },
       result: null,
     };
   });
@@ -109,9 +115,10 @@ async function listTokens(ctx: Ctx): Promise<Reply> {
 
 async function createToken(ctx: Ctx): Promise<Reply> {
   const b = await objectBody(ctx, { shape: "a JSON object: {name, read_only, account_id}" });
-  const name = str(b.name, "name", { required: true, max: 200 })!;
-  const read_only = bool(b.read_only, "read_only") ?? false;
-  const account_id = str(b.account_id, "account_id", { max: 128 }) ?? null;
+  const body = parseRequest(TokenBody, b);
+  const name = body.name;
+  const read_only = body.read_only ?? false;
+  const account_id = body.account_id ?? null;
   const secret = newTokenSecret();
   const t = { id: "tok_" + randomBytes(8).toString("hex"), name, hash: sha256(secret).toString("hex"), read_only, account_id, created_at: now() };
   const summary = `create token ${t.id} (${name}${t.read_only ? ", read-only" : ""}${account_id ? `, account ${account_id}` : ""})`;

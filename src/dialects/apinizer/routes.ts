@@ -2,16 +2,17 @@
 // `policy-auth-mtls` policies, with Apinizer's `{success, resultList, resultCount}` and
 // `{success, deploymentResult}` shapes; errors `{success: false, errors: [{code, message, field?}]}`.
 //
-//   project            = apinizer.projects[]
-//   API proxy          = apinizer.projects[].api_proxies[] + the routes[] entry it owns
+//   project            = dialects.apinizer.projects[] (records.ts)
+//   API proxy          = dialects.apinizer.projects[].api_proxies[] + the routes[] entry it owns
 //                        (hostname, path_prefix = relative path, origin = backend URL) + the
 //                        hosts[] entry's mtls (trust bundle, fail_open by default)
 //   issuer ACL         = api_proxies[].issuer_acl and projects[].issuer_acl (both apply)
-//   environment        = apinizer.environments[] (default: production)
+//   environment        = dialects.apinizer.environments[] (default: production)
 //   policy             = api_proxies[].policies[] (working copy, in execution order); deploying
 //                        copies them into api_proxies[].deployments[{environment, policies}]
 //   enforcement        = each node compiles the policies deployed to its --environment into
-//                        401 block rules (model/apinizer-rules.ts, compiled per node by Snapshot)
+//                        401 block rules (rules.ts, compiled per node by Snapshot)
+// (render.ts: the responses; schemas.ts: request bodies; invariants.ts: what every write keeps true.)
 import "reflect-metadata"; // @peculiar/x509 needs it loaded first
 import { SubjectKeyIdentifierExtension, X509Certificate as PeculiarCert } from "@peculiar/x509";
 import { createHash, type X509Certificate } from "node:crypto";
@@ -21,27 +22,20 @@ import type {
   ApinizerPolicy,
   ApinizerProject,
   ApinizerProxy,
-  Model,
-  MtlsMode,
-  Route,
-  TrustBundle,
-} from "../model/schema.ts";
-import { rfc2253 } from "../pki/dn.ts";
-import { ApiError, badRequest, notFound } from "./errors.ts";
-import { bool, isObject, objectBody, optionalObjectBody, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { associate } from "./associations.ts";
-import { now, removeAt, replaceAt } from "./plane.ts";
-import { zoneOwnerOf } from "./ownership.ts";
-import { caBundle, certInfo } from "./pem.ts";
+} from "./records.ts";
+import type { Model, Route } from "../../model/schema.ts";
+import { rfc2253 } from "../../pki/dn.ts";
+import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
+import { objectBody, optionalObjectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { parseRequest } from "../../control/request.ts";
+import { aclRes, deployedTo, deploymentResult, envRes, list, ok, orderIn, policyRes, projectRes, proxyRes, type EnvResult } from "./render.ts";
+import { AclPut, EnvironmentCreate, POLICY_TYPE, PolicyDelete, PolicyWrite, ProjectCreate, ProxyCreate } from "./schemas.ts";
+import { now } from "../../control/writepath.ts";
+import { addBundle, associate, removeAt, replaceAt, withDialect } from "../../model/ops.ts";
+import { claimable, zoneOwnerOf } from "../../control/ownership.ts";
+import { caBundle, certInfo } from "../../control/certinfo.ts";
 
-const POLICY_TYPE = "policy-auth-mtls";
-const PIPELINES = ["REQUEST", "RESPONSE", "ERROR"] as const;
-const SCOPES = ["ALL", "ENDPOINT"] as const;
-const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"] as const;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-const ok = (extra: Record<string, unknown> = {}, status = 200): Reply => ({ status, body: { success: true, ...extra } });
-const list = (items: unknown[]): Reply => ok({ resultList: items, resultCount: items.length });
 
 // ---- input helpers -----------------------------------------------------------------------
 
@@ -51,68 +45,33 @@ function checkName(v: string, what: string): string {
 }
 
 
-function noUnknown(o: Record<string, unknown>, known: readonly string[], where: string): void {
-  for (const k of Object.keys(o)) if (!known.includes(k)) throw badRequest(`${where}${k} is not a known field (known: ${known.join(", ")})`, `${where}${k}`);
-}
-
-function oneOf<T extends string>(o: Record<string, unknown>, k: string, where: string, allowed: readonly T[], required: boolean): T | undefined {
-  const v = o[k];
-  if (v === undefined || v === null) {
-    if (required) throw badRequest(`${where}${k} is required (one of ${allowed.join(", ")})`, `${where}${k}`);
-    return undefined;
-  }
-  if (typeof v !== "string" || !(allowed as readonly string[]).includes(v))
-    throw badRequest(`${where}${k} must be one of ${allowed.join(", ")}, got ${JSON.stringify(v)}`, `${where}${k}`);
-  return v as T;
-}
-
-function envList(o: Record<string, unknown>, where: string): string[] {
-  const v = o.deployTargetEnvironmentNameList;
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || !x)) throw badRequest(`${where}deployTargetEnvironmentNameList must be an array of environment names`, `${where}deployTargetEnvironmentNameList`);
-  return [...new Set(v as string[])];
-}
-
-function orderOf(o: Record<string, unknown>, where: string): number | null {
-  const v = o.order;
-  if (v === undefined || v === null) return null;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw badRequest(`${where}order must be an integer starting from 1`, `${where}order`);
-  return v;
-}
-
 // ---- lookups -----------------------------------------------------------------------------
 
 function findProject(model: Model, name: string): number {
-  const i = model.apinizer.projects.findIndex((p) => p.name === name);
+  const i = model.dialects.apinizer.projects.findIndex((p) => p.name === name);
   if (i < 0) throw notFound("project", name);
   return i;
 }
 
 function findProxy(model: Model, project: string, name: string): { pi: number; xi: number; project: ApinizerProject; proxy: ApinizerProxy } {
   const pi = findProject(model, project);
-  const p = model.apinizer.projects[pi]!;
+  const p = model.dialects.apinizer.projects[pi]!;
   const xi = p.api_proxies.findIndex((x) => x.name === name);
   if (xi < 0) throw notFound("API proxy", `${project}/${name}`);
   return { pi, xi, project: p, proxy: p.api_proxies[xi]! };
 }
 
 function withProxy(model: Model, pi: number, xi: number, proxy: ApinizerProxy): Model {
-  const p = model.apinizer.projects[pi]!;
+  const p = model.dialects.apinizer.projects[pi]!;
   const project: ApinizerProject = { ...p, api_proxies: replaceAt(p.api_proxies, xi, proxy) };
   return withProject(model, pi, project);
 }
 
 function withProject(model: Model, pi: number, project: ApinizerProject): Model {
-  return { ...model, apinizer: { ...model.apinizer, projects: replaceAt(model.apinizer.projects, pi, project) } };
+  return withDialect(model, "apinizer", { ...model.dialects.apinizer, projects: replaceAt(model.dialects.apinizer.projects, pi, project) });
 }
 
 // ---- deployment --------------------------------------------------------------------------
-
-interface EnvResult {
-  environmentName: string;
-  success: boolean;
-  message: string;
-}
 
 /**
  * Deploys the proxy's working copy to `names` (none given: every environment it is deployed to).
@@ -120,7 +79,7 @@ interface EnvResult {
  */
 function deploy(model: Model, proxy: ApinizerProxy, names: string[], at: string): { proxy: ApinizerProxy; results: EnvResult[] } {
   const targets = names.length ? names : proxy.deployments.map((d) => d.environment);
-  const known = new Set(model.apinizer.environments.map((e) => e.name));
+  const known = new Set(model.dialects.apinizer.environments.map((e) => e.name));
   let deployments = proxy.deployments;
   const results: EnvResult[] = [];
   for (const env of targets) {
@@ -136,34 +95,19 @@ function deploy(model: Model, proxy: ApinizerProxy, names: string[], at: string)
   return { proxy: { ...proxy, deployments }, results };
 }
 
-function deploymentResult(results: EnvResult[]): Record<string, unknown> {
-  return { deploymentResult: { success: results.every((r) => r.success), deploymentResults: results } };
-}
-
 // ---- environments ------------------------------------------------------------------------
-
-/** The API proxies deployed to an environment, as project/proxy. */
-function deployedTo(model: Model, environment: string): string[] {
-  return model.apinizer.projects.flatMap((p) => p.api_proxies.filter((x) => x.deployments.some((d) => d.environment === environment)).map((x) => `${p.name}/${x.name}`));
-}
-
-function envRes(ctx: Ctx, model: Model, name: string, description: string): Record<string, unknown> {
-  return { name, description, servedByThisNode: ctx.plane.runtime.environment === name, deployedApiProxyList: deployedTo(model, name) };
-}
 
 function listEnvironments(ctx: Ctx): Reply {
   const model = ctx.plane.model;
-  return list(model.apinizer.environments.map((e) => envRes(ctx, model, e.name, e.description)));
+  return list(model.dialects.apinizer.environments.map((e) => envRes(ctx, model, e.name, e.description)));
 }
 
 async function createEnvironment(ctx: Ctx): Promise<Reply> {
   const name = checkName(ctx.params.environment!, "environmentName");
-  const b = (await optionalObjectBody(ctx)) ?? {};
-  noUnknown(b, ["description"], "");
-  const description = str(b.description, "description", { max: 1000 }) ?? "";
+  const description = parseRequest(EnvironmentCreate, (await optionalObjectBody(ctx)) ?? {}).description ?? "";
   await ctx.write(`apinizer: create environment ${name}`, (model) => {
-    if (model.apinizer.environments.some((e) => e.name === name)) throw new ApiError("conflict", `environment "${name}" already exists`);
-    return { model: { ...model, apinizer: { ...model.apinizer, environments: [...model.apinizer.environments, { name, description, created_at: now() }] } }, result: null };
+    if (model.dialects.apinizer.environments.some((e) => e.name === name)) throw new ApiError("conflict", `environment "${name}" already exists`);
+    return { model: withDialect(model, "apinizer", { ...model.dialects.apinizer, environments: [...model.dialects.apinizer.environments, { name, description, created_at: now() }] }), result: null };
   });
   return ok({ result: envRes(ctx, ctx.plane.model, name, description) });
 }
@@ -171,11 +115,11 @@ async function createEnvironment(ctx: Ctx): Promise<Reply> {
 async function deleteEnvironment(ctx: Ctx): Promise<Reply> {
   const name = ctx.params.environment!;
   await ctx.write(`apinizer: delete environment ${name}`, (model) => {
-    const i = model.apinizer.environments.findIndex((e) => e.name === name);
+    const i = model.dialects.apinizer.environments.findIndex((e) => e.name === name);
     if (i < 0) throw notFound("environment", name);
     const users = deployedTo(model, name);
     if (users.length) throw new ApiError("conflict", `environment "${name}" still has deployed API proxies (${users.slice(0, 5).join(", ")}); undeploy them first`);
-    return { model: { ...model, apinizer: { ...model.apinizer, environments: removeAt(model.apinizer.environments, i) } }, result: null };
+    return { model: withDialect(model, "apinizer", { ...model.dialects.apinizer, environments: removeAt(model.dialects.apinizer.environments, i) }), result: null };
   });
   return ok();
 }
@@ -234,27 +178,14 @@ export function normalizeDn(dn: string): string {
     .join(",");
 }
 
-function issuerList(acl: readonly ApinizerIssuer[]): string[] {
-  return acl.map((a) => a.fingerprint_sha256 ?? a.dn);
+/** The issuer ACL of PUT .../issuerAcl: `{issuerList}`, required ([] clears the ACL). */
+async function aclBody(ctx: Ctx): Promise<string[]> {
+  return parseRequest(AclPut, await objectBody(ctx)).issuerList ?? [];
 }
 
-function aclRes(acl: readonly ApinizerIssuer[]): Record<string, unknown> {
-  return { issuerList: issuerList(acl), issuers: acl.map((a) => ({ issuerDN: a.dn, ...(a.fingerprint_sha256 ? { fingerprintSha256: a.fingerprint_sha256 } : {}), ...(a.ski ? { ski: a.ski } : {}) })) };
-}
-
-/** The body of PUT .../issuerAcl: `{issuerList}`, required ([] clears the ACL). */
-async function aclBody(ctx: Ctx): Promise<Record<string, unknown>> {
-  const b = await objectBody(ctx);
-  noUnknown(b, ["issuerList"], "");
-  if (b.issuerList === undefined) throw badRequest("issuerList is required (an array; [] clears the ACL)", "issuerList");
-  return b;
-}
-
-function parseAcl(model: Model, b: Record<string, unknown>, key: string): ApinizerIssuer[] {
-  const v = b[key];
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) throw badRequest(`${key} must be an array of issuer DNs or CA fingerprints`, key);
-  const out = v.map((x, i) => parseIssuer(model, x, `${key}[${i}]`));
+/** ACL entries resolved against the model, each issuer once. */
+function parseAcl(model: Model, list: readonly string[] | undefined, key: string): ApinizerIssuer[] {
+  const out = (list ?? []).map((x, i) => parseIssuer(model, x, `${key}[${i}]`));
   const seen = new Set<string>();
   return out.filter((a) => {
     const k = a.fingerprint_sha256 ?? a.dn;
@@ -281,14 +212,14 @@ async function putProxyAcl(ctx: Ctx): Promise<Reply> {
 
 function getProjectAcl(ctx: Ctx): Reply {
   const model = ctx.plane.model;
-  return ok({ result: aclRes(model.apinizer.projects[findProject(model, ctx.params.project!)]!.issuer_acl) });
+  return ok({ result: aclRes(model.dialects.apinizer.projects[findProject(model, ctx.params.project!)]!.issuer_acl) });
 }
 
 async function putProjectAcl(ctx: Ctx): Promise<Reply> {
   const b = await aclBody(ctx);
   const project = await ctx.write(`apinizer: set issuer ACL of project ${ctx.params.project}`, (model) => {
     const pi = findProject(model, ctx.params.project!);
-    const next: ApinizerProject = { ...model.apinizer.projects[pi]!, issuer_acl: parseAcl(model, b, "issuerList"), updated_at: now() };
+    const next: ApinizerProject = { ...model.dialects.apinizer.projects[pi]!, issuer_acl: parseAcl(model, b, "issuerList"), updated_at: now() };
     return { model: withProject(model, pi, next), result: next };
   });
   return ok({ result: aclRes(project.issuer_acl) });
@@ -296,17 +227,13 @@ async function putProjectAcl(ctx: Ctx): Promise<Reply> {
 
 // ---- projects ----------------------------------------------------------------------------
 
-function projectRes(p: ApinizerProject): Record<string, unknown> {
-  return { name: p.name, description: p.description, apiProxyList: p.api_proxies.map((x) => x.name), issuerList: issuerList(p.issuer_acl), createdAt: p.created_at ?? null, updatedAt: p.updated_at ?? null };
-}
-
 function listProjects(ctx: Ctx): Reply {
-  return list(ctx.plane.model.apinizer.projects.map(projectRes));
+  return list(ctx.plane.model.dialects.apinizer.projects.map(projectRes));
 }
 
 function getProject(ctx: Ctx): Reply {
   const model = ctx.plane.model;
-  return ok({ result: projectRes(model.apinizer.projects[findProject(model, ctx.params.project!)]!) });
+  return ok({ result: projectRes(model.dialects.apinizer.projects[findProject(model, ctx.params.project!)]!) });
 }
 
 function newProject(name: string, description: string, at: string): ApinizerProject {
@@ -315,13 +242,12 @@ function newProject(name: string, description: string, at: string): ApinizerProj
 
 async function createProject(ctx: Ctx): Promise<Reply> {
   const name = checkName(ctx.params.project!, "projectName");
-  const b = (await optionalObjectBody(ctx)) ?? {};
-  noUnknown(b, ["description", "issuerList"], "");
-  const description = str(b.description, "description", { max: 1000 }) ?? "";
+  const b = parseRequest(ProjectCreate, (await optionalObjectBody(ctx)) ?? {});
+  const description = b.description ?? "";
   const project = await ctx.write(`apinizer: create project ${name}`, (model) => {
-    if (model.apinizer.projects.some((p) => p.name === name)) throw new ApiError("conflict", `project "${name}" already exists`);
-    const project = { ...newProject(name, description, now()), issuer_acl: parseAcl(model, b, "issuerList") };
-    return { model: { ...model, apinizer: { ...model.apinizer, projects: [...model.apinizer.projects, project] } }, result: project };
+    if (model.dialects.apinizer.projects.some((p) => p.name === name)) throw new ApiError("conflict", `project "${name}" already exists`);
+    const project = { ...newProject(name, description, now()), issuer_acl: parseAcl(model, b.issuerList, "issuerList") };
+    return { model: withDialect(model, "apinizer", { ...model.dialects.apinizer, projects: [...model.dialects.apinizer.projects, project] }), result: project };
   });
   return ok({ result: projectRes(project) });
 }
@@ -330,39 +256,18 @@ async function deleteProject(ctx: Ctx): Promise<Reply> {
   const name = ctx.params.project!;
   await ctx.write(`apinizer: delete project ${name}`, (model) => {
     const pi = findProject(model, name);
-    const p = model.apinizer.projects[pi]!;
+    const p = model.dialects.apinizer.projects[pi]!;
     if (p.api_proxies.length) throw new ApiError("conflict", `project "${name}" still has API proxies (${p.api_proxies.map((x) => x.name).slice(0, 5).join(", ")}); delete them first`);
-    return { model: { ...model, apinizer: { ...model.apinizer, projects: removeAt(model.apinizer.projects, pi) } }, result: null };
+    return { model: withDialect(model, "apinizer", { ...model.dialects.apinizer, projects: removeAt(model.dialects.apinizer.projects, pi) }), result: null };
   });
   return ok();
 }
 
 // ---- API proxies -------------------------------------------------------------------------
 
-function proxyRes(model: Model, p: ApinizerProxy): Record<string, unknown> {
-  const host = model.hosts.find((h) => h.hostname === p.hostname);
-  const route = model.routes.find((r) => r.id === p.route_id);
-  return {
-    name: p.name,
-    description: p.description,
-    hostname: p.hostname,
-    relativePath: p.relative_path,
-    backendUrlList: p.backend_urls,
-    routeId: p.route_id,
-    routePresent: route !== undefined,
-    trustBundleId: p.trust_bundle ?? host?.mtls.trust_bundle ?? null,
-    mtlsMode: host?.mtls.trust_bundle ? (host.mtls.mode ?? (model.trust_bundles.find((b) => b.id === host.mtls.trust_bundle)?.enforced ? "enforced" : "fail_open")) : "off",
-    issuerList: issuerList(p.issuer_acl),
-    policyCount: p.policies.length,
-    deployments: p.deployments.map((d) => ({ environmentName: d.environment, deployedAt: d.deployed_at ?? null, policyCount: d.policies.length })),
-    createdAt: p.created_at ?? null,
-    updatedAt: p.updated_at ?? null,
-  };
-}
-
 function listProxies(ctx: Ctx): Reply {
   const model = ctx.plane.model;
-  const p = model.apinizer.projects[findProject(model, ctx.params.project!)]!;
+  const p = model.dialects.apinizer.projects[findProject(model, ctx.params.project!)]!;
   return list(p.api_proxies.map((x) => proxyRes(model, x)));
 }
 
@@ -376,59 +281,20 @@ function routeIdFor(project: string, proxy: string): string {
   return id.length <= 128 ? id : `apinizer.${createHash("sha256").update(`${project}/${proxy}`).digest("hex").slice(0, 40)}`;
 }
 
-function backendUrls(b: Record<string, unknown>): string[] {
-  let urls: unknown[];
-  if (b.backendUrlList !== undefined && b.backendUrlList !== null) {
-    if (!Array.isArray(b.backendUrlList)) throw badRequest("backendUrlList must be an array of URLs", "backendUrlList");
-    urls = b.backendUrlList;
-  } else if (b.backendUrl !== undefined && b.backendUrl !== null) urls = [b.backendUrl];
-  else throw badRequest("backendUrl (or backendUrlList) is required: the backend the API proxy forwards to", "backendUrl");
-  if (urls.length !== 1) throw badRequest(`backendUrlList must hold exactly one URL (certgate routes an API proxy to one backend), got ${urls.length}`, "backendUrlList");
-  return urls.map((u, i) => {
-    let url: URL;
-    try {
-      if (typeof u !== "string") throw new Error();
-      url = new URL(u);
-    } catch {
-      throw badRequest(`backendUrlList[${i}] must be an http(s) URL`, `backendUrlList[${i}]`);
-    }
-    if (url.protocol !== "http:" && url.protocol !== "https:") throw badRequest(`backendUrlList[${i}] must be an http or https URL`, `backendUrlList[${i}]`);
-    if (url.pathname !== "/" || url.search || url.hash)
-      throw badRequest(`backendUrlList[${i}] must be scheme://host[:port] without a path: certgate forwards the request path unchanged (${url.pathname} would be ignored)`, `backendUrlList[${i}]`);
-    return url.origin;
-  });
-}
-
 async function createProxy(ctx: Ctx): Promise<Reply> {
   const projectName = checkName(ctx.params.project!, "projectName");
   const name = checkName(ctx.params.proxy!, "apiProxyName");
-  const b = await objectBody(ctx);
-  noUnknown(
-    b,
-    ["description", "hostname", "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList"],
-    "",
-  );
-  const hostname = str(b.hostname, "hostname", { max: 253 })?.toLowerCase();
-  if (!hostname) throw badRequest("hostname is required: the name clients reach the API proxy on", "hostname");
-  if (hostname.startsWith("*.")) throw badRequest("hostname must be an exact name (no wildcard)", "hostname");
-  const relativePath = str(b.relativePath, "relativePath", { max: 1024 }) ?? "/";
-  if (!/^\/[^\s?#]*$/.test(relativePath)) throw badRequest(`relativePath must start with / and hold no spaces, ? or #, got ${JSON.stringify(relativePath)}`, "relativePath");
-  const urls = backendUrls(b);
-  const trustBundleId = str(b.trustBundleId, "trustBundleId", { max: 128 });
-  const caPem = str(b.clientCaCertificate, "clientCaCertificate", { max: 1 << 20 });
-  if (trustBundleId && caPem) throw badRequest("give trustBundleId or clientCaCertificate, not both", "clientCaCertificate");
-  const mode = oneOf<MtlsMode>(b, "mtlsMode", "", ["fail_open", "enforced"], false) ?? "fail_open";
-  const deployIt = bool(b.deploy, "deploy") ?? true;
-  const envs = envList(b, "");
+  const b = parseRequest(ProxyCreate, await objectBody(ctx));
+  const { hostname, relativePath, backendUrls: urls, trustBundleId, clientCaCertificate: caPem, mtlsMode: mode, deploy: deployIt, deployTargetEnvironmentNameList: envs } = b;
   const out = await ctx.write(`apinizer: create API proxy ${projectName}/${name} (${hostname}${relativePath})`, (model) => {
     const at = now();
     let m = model;
-    let pi = m.apinizer.projects.findIndex((p) => p.name === projectName);
+    let pi = m.dialects.apinizer.projects.findIndex((p) => p.name === projectName);
     if (pi < 0) {
-      m = { ...m, apinizer: { ...m.apinizer, projects: [...m.apinizer.projects, newProject(projectName, "", at)] } };
-      pi = m.apinizer.projects.length - 1;
+      m = withDialect(m, "apinizer", { ...m.dialects.apinizer, projects: [...m.dialects.apinizer.projects, newProject(projectName, "", at)] });
+      pi = m.dialects.apinizer.projects.length - 1;
     }
-    const project = m.apinizer.projects[pi]!;
+    const project = m.dialects.apinizer.projects[pi]!;
     if (project.api_proxies.some((x) => x.name === name)) throw new ApiError("conflict", `API proxy "${projectName}/${name}" already exists`);
     const routeId = routeIdFor(projectName, name);
     if (m.routes.some((r) => r.id === routeId)) throw new ApiError("conflict", `route "${routeId}" already exists`);
@@ -440,23 +306,24 @@ async function createProxy(ctx: Ctx): Promise<Reply> {
     if (caPem) {
       bundleId = `${routeId}.clients`.slice(0, 128);
       if (m.trust_bundles.some((t) => t.id === bundleId)) throw new ApiError("conflict", `trust bundle "${bundleId}" already exists`);
-      const bundle: TrustBundle = { id: bundleId, name: `Apinizer ${projectName}/${name} client CA`, ca: caPem, verify_depth: 4, enforced: mode === "enforced", created_at: at, updated_at: at };
-      m = { ...m, trust_bundles: [...m.trust_bundles, bundle] };
+      m = addBundle(m, { id: bundleId, name: `Apinizer ${projectName}/${name} client CA`, ca: caPem, enforced: mode === "enforced" }, at).model;
     }
     // The hostname verifies with the bundle (the one association operation: never moved off another bundle, 409 here).
-    if (bundleId)
-      m = { ...m, hosts: associate(m, { principal: ctx.principal, bundle: bundleId, names: [hostname], owner: zoneOwnerOf(m, hostname), mode, at, replace: false, conflict: "conflict", pointer: "trustBundleId" }) };
+    if (bundleId) {
+      const claim = (n: string) => claimable(ctx.principal, m, n);
+      m = { ...m, hosts: associate(m, { bundle: bundleId, names: [hostname], owner: zoneOwnerOf(m, hostname), mode, at, replace: false, claim, refuse: (msg) => new ApiError("conflict", msg, "trustBundleId") }) };
+    }
     const route: Route = { id: routeId, hostname, path_prefix: relativePath, origin: urls[0]!, connect_timeout_ms: 5_000, read_timeout_ms: 30_000, created_at: at, updated_at: at };
     m = { ...m, routes: [...m.routes, route] };
     let proxy: ApinizerProxy = {
       name,
-      description: str(b.description, "description", { max: 1000 }) ?? "",
+      description: b.description ?? "",
       hostname,
       relative_path: relativePath,
       backend_urls: urls,
       route_id: routeId,
       ...(bundleId ? { trust_bundle: bundleId } : {}),
-      issuer_acl: parseAcl(m, b, "issuerList"),
+      issuer_acl: parseAcl(m, b.issuerList, "issuerList"),
       policies: [],
       deployments: [],
       created_at: at,
@@ -483,7 +350,7 @@ async function deployProxy(ctx: Ctx): Promise<Reply> {
   const env = ctx.params.environment!;
   const results = await ctx.write(`apinizer: deploy ${ctx.params.project}/${ctx.params.proxy} to ${env}`, (model) => {
     const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
-    if (!model.apinizer.environments.some((e) => e.name === env)) throw notFound("environment", env);
+    if (!model.dialects.apinizer.environments.some((e) => e.name === env)) throw notFound("environment", env);
     const d = deploy(model, proxy, [env], now());
     return { model: withProxy(model, pi, xi, d.proxy), result: d.results };
   });
@@ -510,50 +377,25 @@ interface PolicyInput {
   envs: string[];
 }
 
-const META_FIELDS = ["targetScope", "targetEndpoint", "targetEndpointHTTPMethod", "targetPipeline", "deploy", "deployTargetEnvironmentNameList", "order"];
-const POLICY_FIELDS = ["type", "name", "description", "active", "validateCertificate", "validateACLForIssuer"];
-
 /** The documented body: `operationMetadata` + `policy`, with the documented defaults. */
-function parsePolicyBody(b: Record<string, unknown>, name: string): PolicyInput {
-  noUnknown(b, ["operationMetadata", "policy"], "");
-  const om = b.operationMetadata;
-  if (!isObject(om)) throw badRequest("operationMetadata is required (an object with targetScope and targetPipeline)", "operationMetadata");
-  const pol = b.policy;
-  if (!isObject(pol)) throw badRequest("policy is required (an object with type policy-auth-mtls)", "policy");
-  noUnknown(om, META_FIELDS, "operationMetadata.");
-  noUnknown(pol, POLICY_FIELDS, "policy.");
-  const scope = oneOf(om, "targetScope", "operationMetadata.", SCOPES, true)!;
-  const pipeline = oneOf(om, "targetPipeline", "operationMetadata.", PIPELINES, true)!;
-  let endpoint = str(om.targetEndpoint, "operationMetadata.targetEndpoint", { max: 1024 });
-  let method = oneOf(om, "targetEndpointHTTPMethod", "operationMetadata.", METHODS, false);
-  if (scope === "ENDPOINT") {
-    if (!endpoint) throw badRequest("operationMetadata.targetEndpoint is required when targetScope is ENDPOINT", "operationMetadata.targetEndpoint");
-    if (!endpoint.startsWith("/") || /[\s?#]/.test(endpoint))
-      throw badRequest(`operationMetadata.targetEndpoint must be a path starting with / (no spaces, ? or #), got ${JSON.stringify(endpoint)}`, "operationMetadata.targetEndpoint");
-    if (!method) throw badRequest(`operationMetadata.targetEndpointHTTPMethod is required when targetScope is ENDPOINT (one of ${METHODS.join(", ")})`, "operationMetadata.targetEndpointHTTPMethod");
-  } else {
-    if (endpoint || method) throw badRequest("operationMetadata.targetEndpoint and targetEndpointHTTPMethod are only valid with targetScope ENDPOINT", endpoint ? "operationMetadata.targetEndpoint" : "operationMetadata.targetEndpointHTTPMethod");
-    endpoint = undefined;
-    method = undefined;
-  }
-  const type = pol.type;
-  if (type === undefined || type === null) throw badRequest(`policy.type is required ("${POLICY_TYPE}")`, "policy.type");
-  if (type !== POLICY_TYPE) throw badRequest(`unknown policy type ${JSON.stringify(type)}: certgate supports "${POLICY_TYPE}"`, "policy.type");
+function parsePolicyBody(raw: Record<string, unknown>, name: string): PolicyInput {
+  const { operationMetadata: om, policy: pol } = parseRequest(PolicyWrite, raw);
   if (pol.name !== undefined && pol.name !== null && pol.name !== name) throw badRequest(`policy.name "${String(pol.name)}" differs from the policy name in the path ("${name}")`, "policy.name");
+  const endpoint = om.targetScope === "ENDPOINT" ? { target_endpoint: om.targetEndpoint!, target_method: om.targetEndpointHTTPMethod! } : {};
   return {
     policy: {
       type: POLICY_TYPE,
-      description: str(pol.description, "policy.description", { max: 1000 }) ?? "",
-      active: bool(pol.active, "policy.active") ?? true,
-      validate_certificate: bool(pol.validateCertificate, "policy.validateCertificate") ?? true,
-      validate_acl_for_issuer: bool(pol.validateACLForIssuer, "policy.validateACLForIssuer") ?? true,
-      pipeline,
-      scope,
-      ...(endpoint ? { target_endpoint: endpoint, target_method: method! } : {}),
+      description: pol.description ?? "",
+      active: pol.active ?? true,
+      validate_certificate: pol.validateCertificate ?? true,
+      validate_acl_for_issuer: pol.validateACLForIssuer ?? true,
+      pipeline: om.targetPipeline,
+      scope: om.targetScope,
+      ...endpoint,
     },
-    order: orderOf(om, "operationMetadata."),
-    deploy: bool(om.deploy, "operationMetadata.deploy") ?? true,
-    envs: envList(om, "operationMetadata."),
+    order: om.order ?? null,
+    deploy: om.deploy ?? true,
+    envs: om.deployTargetEnvironmentNameList,
   };
 }
 
@@ -566,29 +408,6 @@ function place(policies: readonly ApinizerPolicy[], p: ApinizerPolicy, order: nu
   const at = policies.indexOf(before);
   return [...policies.slice(0, at), p, ...policies.slice(at)];
 }
-
-function orderIn(policies: readonly ApinizerPolicy[], p: ApinizerPolicy): number {
-  return policies.filter((x) => x.pipeline === p.pipeline).indexOf(p) + 1;
-}
-
-function policyRes(proxy: ApinizerProxy, p: ApinizerPolicy): Record<string, unknown> {
-  return {
-    type: p.type,
-    name: p.name,
-    description: p.description,
-    active: p.active,
-    validateCertificate: p.validate_certificate,
-    validateACLForIssuer: p.validate_acl_for_issuer,
-    order: orderIn(proxy.policies, p),
-    targetScope: p.scope,
-    targetPipeline: p.pipeline,
-    ...(p.scope === "ENDPOINT" ? { targetEndpoint: p.target_endpoint, targetEndpointHTTPMethod: p.target_method } : {}),
-    /** Environments running exactly this version of the policy. */
-    deployedEnvironmentNameList: proxy.deployments.filter((d) => d.policies.some((x) => samePolicy(x, p))).map((d) => d.environment),
-  };
-}
-
-const samePolicy = (a: ApinizerPolicy, b: ApinizerPolicy): boolean => a === b || JSON.stringify(a) === JSON.stringify(b);
 
 function listPolicies(ctx: Ctx): Reply {
   const { proxy } = findProxy(ctx.plane.model, ctx.params.project!, ctx.params.proxy!);
@@ -629,21 +448,9 @@ async function writePolicy(ctx: Ctx, create: boolean): Promise<Reply> {
 
 async function deletePolicy(ctx: Ctx): Promise<Reply> {
   const name = ctx.params.policy!;
-  const b = await optionalObjectBody(ctx);
-  let deployIt = true;
-  let envs: string[] = [];
-  if (b) {
-    noUnknown(b, ["operationMetadata"], "");
-    const om = b.operationMetadata;
-    if (om !== undefined && om !== null) {
-      if (!isObject(om)) throw badRequest("operationMetadata must be an object", "operationMetadata");
-      noUnknown(om, META_FIELDS, "operationMetadata.");
-      oneOf(om, "targetScope", "operationMetadata.", SCOPES, false);
-      oneOf(om, "targetPipeline", "operationMetadata.", PIPELINES, false);
-      deployIt = bool(om.deploy, "operationMetadata.deploy") ?? true;
-      envs = envList(om, "operationMetadata.");
-    }
-  }
+  const om = parseRequest(PolicyDelete, (await optionalObjectBody(ctx)) ?? {}).operationMetadata;
+  const deployIt = om?.deploy ?? true;
+  const envs = om?.deployTargetEnvironmentNameList ?? [];
   const results = await ctx.write(`apinizer: delete policy ${ctx.params.project}/${ctx.params.proxy}/${name}`, (model) => {
     const { pi, xi, proxy } = findProxy(model, ctx.params.project!, ctx.params.proxy!);
     const i = proxy.policies.findIndex((p) => p.name === name);

@@ -10,8 +10,9 @@
 //   <id>:revoked  scope and cert_revoked                               (validateCertificate)
 //   <id>:issuer   scope and cert_presented and not <issuer in ACL>     (validateACLForIssuer)
 // with <id> = apinizer:<project>:<proxy>:<policy>.
-import { compileRuleset } from "../rules/index.ts";
-import { toRuleSpec, type ApinizerIssuer, type ApinizerPolicy, type ApinizerProject, type ApinizerProxy, type Model, type Rule } from "./schema.ts";
+import { compileRuleset } from "../../rules/index.ts";
+import { toRuleSpec, type Model, type Rule } from "../../model/schema.ts";
+import type { ApinizerIssuer, ApinizerPolicy, ApinizerProject, ApinizerProxy } from "./records.ts";
 
 const RULE_PREFIX = "apinizer:";
 /** The environment a node serves unless `certgate serve --environment` says otherwise. */
@@ -113,7 +114,7 @@ function policyRules(model: Model, project: ApinizerProject, proxy: ApinizerProx
 /** The rules of every active policy deployed to `environment`, in project, proxy and policy order (REQUEST before RESPONSE). */
 export function apinizerRules(model: Model, environment: string): Rule[] {
   const out: Rule[] = [];
-  for (const project of model.apinizer.projects)
+  for (const project of model.dialects.apinizer.projects)
     for (const proxy of project.api_proxies) {
       const dep = proxy.deployments.find((d) => d.environment === environment);
       if (!dep) continue;
@@ -128,8 +129,8 @@ export function apinizerRules(model: Model, environment: string): Rule[] {
  * problem per environment that does not compile, at the deployment holding the failing rule's policy.
  */
 export function checkApinizerRules(model: Model): { path: string; message: string }[] {
-  const envs = new Set(model.apinizer.environments.map((e) => e.name));
-  for (const p of model.apinizer.projects) for (const x of p.api_proxies) for (const d of x.deployments) envs.add(d.environment);
+  const envs = new Set(model.dialects.apinizer.environments.map((e) => e.name));
+  for (const p of model.dialects.apinizer.projects) for (const x of p.api_proxies) for (const d of x.deployments) envs.add(d.environment);
   const problems: { path: string; message: string }[] = [];
   for (const env of envs) {
     try {
@@ -137,7 +138,7 @@ export function checkApinizerRules(model: Model): { path: string; message: strin
     } catch (e) {
       const ruleId = (e as { ruleId?: unknown }).ruleId;
       problems.push({
-        path: typeof ruleId === "string" ? deploymentPath(model, ruleId, env) : "apinizer",
+        path: typeof ruleId === "string" ? deploymentPath(model, ruleId, env) : "dialects.apinizer",
         message: `the policies deployed to environment ${env} would not compile: ${(e as Error).message}`,
       });
     }
@@ -148,9 +149,9 @@ export function checkApinizerRules(model: Model): { path: string; message: strin
 /** The model path of the deployment a derived rule comes from (names hold no ':'). */
 function deploymentPath(model: Model, ruleId: string, environment: string): string {
   const [, project, proxy] = ruleId.split(":");
-  const pi = model.apinizer.projects.findIndex((p) => p.name === project);
-  const xi = pi < 0 ? -1 : model.apinizer.projects[pi]!.api_proxies.findIndex((x) => x.name === proxy);
-  if (xi < 0) return "apinizer";
-  const di = model.apinizer.projects[pi]!.api_proxies[xi]!.deployments.findIndex((d) => d.environment === environment);
-  return `apinizer.projects[${pi}].api_proxies[${xi}]` + (di < 0 ? "" : `.deployments[${di}]`);
+  const pi = model.dialects.apinizer.projects.findIndex((p) => p.name === project);
+  const xi = pi < 0 ? -1 : model.dialects.apinizer.projects[pi]!.api_proxies.findIndex((x) => x.name === proxy);
+  if (xi < 0) return "dialects.apinizer";
+  const di = model.dialects.apinizer.projects[pi]!.api_proxies[xi]!.deployments.findIndex((d) => d.environment === environment);
+  return `dialects.apinizer.projects[${pi}].api_proxies[${xi}]` + (di < 0 ? "" : `.deployments[${di}]`);
 }

@@ -3,166 +3,49 @@
 //
 //   mutual_authentication  = trust_bundles[]      (enforced is the bundle's field)
 //   tls_activation         = hosts[]              (certificate pinned in hosts[].certificate,
-//                                                  mutual authentication in hosts[].mtls.trust_bundle)
+//                                                  mutual authentication in hosts[].mtls.trust_bundle;
+//                                                  id and tls_configuration in dialects.fastly.activations)
 //   tls_certificate        = certificates[]       (with the key of a tls_private_key)
-//   tls_private_key        = pending_private_keys[] until its certificate arrives, then the key of
-//                            certificates[] (private_key_id); never returned
+//   tls_private_key        = dialects.fastly.pending_private_keys[] until its certificate arrives,
+//                            then the key of certificates[] (id in dialects.fastly.certificates);
+//                            never returned
 //   tls_domain             = a SAN name of a certificate, or a host's hostname
-//   tls_configuration      = tls_configurations[] (a built-in default when none is the default)
-import { createHash } from "node:crypto";
-import type { Host, Model, TrustBundle } from "../model/schema.ts";
-import { ApiError, badRequest, notFound } from "./errors.ts";
-import { bool, intParam, isObject, str, type Ctx, type Reply, type RouteDef } from "./http.ts";
-import { associate } from "./associations.ts";
-import { zoneOwnerOf } from "./ownership.ts";
-import { alnumId, blankHost, DEFAULT_CONFIG_ID, now, removeAt, replaceAt } from "./plane.ts";
-import { caBundle, certInfo, covers, keyInfo } from "./pem.ts";
-
-const CT = "application/vnd.api+json";
-type Resource = { id: string; type: string; attributes?: Record<string, unknown>; relationships?: Record<string, unknown> };
-type Ref = { type: string; id: string };
+//   tls_configuration      = dialects.fastly.tls_configurations[] (a built-in default when none is the default)
+// (render.ts: the JSON:API resources; schemas.ts: request attributes; records.ts: what this
+// dialect keeps beside the core model.)
+import { randomBytes } from "node:crypto";
+import type { Host, Model, TrustBundle } from "../../model/schema.ts";
+import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
+import { intParam, isObject, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
+import { parseRequest } from "../../control/request.ts";
+import { CertificateCreate, CertificatePatch, ConfigurationPatch, MutualAuthCreate, MutualAuthPatch, PrivateKeyCreate } from "./schemas.ts";
+import { claimable, zoneOwnerOf } from "../../control/ownership.ts";
+import { now } from "../../control/writepath.ts";
+import { addBundle, associate, hostEntry, putHost, removeAt, removeBundle, replaceAt, setHostBundle, withDialect } from "../../model/ops.ts";
+import type { FastlyActivation, FastlyRecords } from "./records.ts";
+import { activationId, activationOf, activationRes, certOf, certRes, configRes, configurations, defaultConfigId, doc, domainRes, domains, includedFor, keyRes, keys, mutualAuthRes } from "./render.ts";
+import { caBundle, certInfo, covers, keyInfo } from "../../control/certinfo.ts";
 
 // ---- identities ------------------------------------------------------------------------
 
-/** A host entry's activation id: its own, else derived from the hostname (stable, alphanumeric). */
-const derivedIds = new Map<string, string>();
-export function activationId(h: Host): string {
-  if (h.id) return h.id;
-  let id = derivedIds.get(h.hostname);
-  if (!id) {
-    id = "a" + createHash("sha256").update(h.hostname).digest("hex").slice(0, 21);
-    if (derivedIds.size > 200_000) derivedIds.clear();
-    derivedIds.set(h.hostname, id);
-  }
-  return id;
+const ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/** A Fastly-style alphanumeric id (22 characters). */
+function alnumId(): string {
+  let s = "";
+  for (const x of randomBytes(22)) s += ALNUM[x % 62];
+  return s;
 }
 
+/** The model with Fastly's records changed. */
+const withFastly = (model: Model, change: Partial<FastlyRecords>): Model => withDialect(model, "fastly", { ...model.dialects.fastly, ...change });
+
 function findActivation(model: Model, id: string): number {
-  const i = model.hosts.findIndex((h) => activationId(h) === id);
+  const i = model.hosts.findIndex((h) => activationId(model, h) === id);
   if (i < 0) throw notFound("tls_activation", id);
   return i;
 }
 
-function configurations(model: Model): { id: string; name: string; default: boolean; created_at?: string; updated_at?: string }[] {
-  const list = model.tls_configurations.map((c) => ({ ...c }));
-  if (!list.some((c) => c.default)) list.unshift({ id: DEFAULT_CONFIG_ID, name: "Default TLS configuration", default: true });
-  return list;
-}
-const defaultConfigId = (model: Model): string => configurations(model).find((c) => c.default)!.id;
-
-/** The certificate a host serves: pinned, else chosen by SAN as the data plane does. */
-function certOf(ctx: Ctx, h: Host): string | null {
-  if (h.certificate) return h.certificate;
-  return ctx.plane.runtime.snapshot.certFor(h.hostname.replace(/^\*\./, "x."))?.id ?? null;
-}
-
-// ---- serialisation ---------------------------------------------------------------------
-
-const ref = (type: string, id: string): Ref => ({ type, id });
-const stamps = (o: { created_at?: string; updated_at?: string }) => ({ created_at: o.created_at ?? null, updated_at: o.updated_at ?? o.created_at ?? null, deleted_at: null });
-
-function activationRes(ctx: Ctx, model: Model, h: Host): Resource {
-  const cert = certOf(ctx, h);
-  return {
-    id: activationId(h),
-    type: "tls_activation",
-    attributes: stamps(h),
-    relationships: {
-      tls_certificate: { data: cert ? ref("tls_certificate", cert) : null },
-      tls_configuration: { data: ref("tls_configuration", h.tls_configuration ?? defaultConfigId(model)) },
-      tls_domain: { data: ref("tls_domain", h.hostname) },
-      mutual_authentication: { data: h.mtls.trust_bundle ? ref("mutual_authentication", h.mtls.trust_bundle) : null },
-    },
-  };
-}
-
-function mutualAuthRes(model: Model, b: TrustBundle): Resource {
-  return {
-    id: b.id,
-    type: "mutual_authentication",
-    attributes: { cert_bundle: b.ca, enforced: b.enforced, name: b.name ?? b.id, ...stamps(b) },
-    relationships: { tls_activations: { data: model.hosts.filter((h) => h.mtls.trust_bundle === b.id).map((h) => ref("tls_activation", activationId(h))) } },
-  };
-}
-
-function certRes(c: Model["certificates"][number]): Resource {
-  const i = certInfo(c.cert);
-  return {
-    id: c.id,
-    type: "tls_certificate",
-    attributes: {
-      name: c.name ?? i.issued_to,
-      issued_to: i.issued_to,
-      issuer: i.issuer,
-      serial_number: i.serial_number,
-      signature_algorithm: i.signature_algorithm,
-      not_before: i.not_before,
-      not_after: i.not_after,
-      replace: false,
-      ...stamps(c),
-    },
-    relationships: { tls_domains: { data: i.names.map((n) => ref("tls_domain", n)) } },
-  };
-}
-
-interface KeyView {
-  id: string;
-  name: string;
-  pem: string;
-  created_at?: string;
-  in_use: boolean;
-}
-
-function keys(model: Model): KeyView[] {
-  const out = new Map<string, KeyView>();
-  for (const c of model.certificates) {
-    const id = c.private_key_id ?? `k${createHash("sha256").update(c.id).digest("hex").slice(0, 21)}`;
-    if (!out.has(id)) out.set(id, { id, name: c.private_key_name ?? "", pem: c.key, created_at: c.created_at, in_use: true });
-  }
-  for (const k of model.pending_private_keys) out.set(k.id, { id: k.id, name: k.name, pem: k.key, created_at: k.created_at, in_use: false });
-  return [...out.values()];
-}
-
-function keyRes(k: KeyView): Resource {
-  const i = keyInfo(k.pem);
-  return {
-    id: k.id,
-    type: "tls_private_key",
-    attributes: { name: k.name, key_length: i.key_length, key_type: i.key_type, public_key_sha1: i.public_key_sha1, replace: false, created_at: k.created_at ?? null },
-  };
-}
-
-function domains(model: Model): string[] {
-  const set = new Set<string>();
-  for (const c of model.certificates) for (const n of certInfo(c.cert).names) set.add(n);
-  for (const h of model.hosts) set.add(h.hostname);
-  return [...set].sort();
-}
-
-function domainRes(model: Model, name: string): Resource {
-  return {
-    id: name,
-    type: "tls_domain",
-    relationships: {
-      tls_certificates: { data: model.certificates.filter((c) => certInfo(c.cert).names.includes(name)).map((c) => ref("tls_certificate", c.id)) },
-      tls_activations: { data: model.hosts.filter((h) => h.hostname === name).map((h) => ref("tls_activation", activationId(h))) },
-    },
-  };
-}
-
-function configRes(c: ReturnType<typeof configurations>[number]): Resource {
-  return {
-    id: c.id,
-    type: "tls_configuration",
-    attributes: { name: c.name, default: c.default, bulk: false, http_protocols: ["http/1.1"], tls_protocols: ["1.2", "1.3"], ...stamps(c) },
-  };
-}
-
 // ---- request helpers -------------------------------------------------------------------
-
-function doc(data: unknown, extra: Record<string, unknown> = {}, status = 200): Reply {
-  return { status, body: { data, ...extra }, contentType: CT };
-}
 
 function includes(ctx: Ctx, allowed: string[]): Set<string> {
   const raw = ctx.query("include");
@@ -246,11 +129,6 @@ function checkConfiguration(model: Model, id: string): void {
   if (!configurations(model).some((c) => c.id === id)) throw badRequest(`tls_configuration "${id}" not found`, "/data/relationships/tls_configuration/data/id");
 }
 
-/** Sets (or with null unsets) the mutual authentication of a host; the bundle's `enforced` then governs. */
-function setMtls(h: Host, bundle: string | null, at: string): Host {
-  return { ...h, mtls: bundle ? { trust_bundle: bundle } : {}, updated_at: at };
-}
-
 // ---- handlers --------------------------------------------------------------------------
 
 function listActivations(ctx: Ctx): Reply {
@@ -262,7 +140,7 @@ function listActivations(ctx: Ctx): Reply {
   const fDom = ctx.query("filter[tls_domain.id]");
   const fMa = ctx.query("filter[mutual_authentication.id]");
   if (fCert !== null) hosts = hosts.filter((h) => certOf(ctx, h) === fCert);
-  if (fConf !== null) hosts = hosts.filter((h) => (h.tls_configuration ?? defaultConfigId(model)) === fConf);
+  if (fConf !== null) hosts = hosts.filter((h) => (activationOf(model, h).tls_configuration ?? defaultConfigId(model)) === fConf);
   if (fDom !== null) hosts = hosts.filter((h) => h.hostname === fDom.toLowerCase());
   if (fMa !== null) {
     const none = fMa === "" || fMa === "null";
@@ -271,37 +149,6 @@ function listActivations(ctx: Ctx): Reply {
   const { page, meta, links } = paginate(ctx, hosts);
   const data = page.map((h) => activationRes(ctx, model, h));
   return doc(data, { ...(inc.size ? { included: includedFor(ctx, model, data, inc) } : {}), meta, links });
-}
-
-/** Resources related to `data` through the requested relationships, each once. */
-function includedFor(ctx: Ctx, model: Model, data: Resource[], inc: Set<string>): Resource[] {
-  const seen = new Map<string, Resource>();
-  const add = (r: Resource | undefined) => {
-    if (r && !seen.has(`${r.type}/${r.id}`)) seen.set(`${r.type}/${r.id}`, r);
-  };
-  const confs = configurations(model);
-  for (const d of data) {
-    for (const name of inc) {
-      const rel = (d.relationships?.[name] as { data: Ref | Ref[] | null } | undefined)?.data;
-      for (const r of rel === null || rel === undefined ? [] : Array.isArray(rel) ? rel : [rel]) {
-        if (r.type === "tls_certificate") {
-          const c = model.certificates.find((x) => x.id === r.id);
-          add(c && certRes(c));
-        } else if (r.type === "tls_configuration") {
-          const c = confs.find((x) => x.id === r.id);
-          add(c && configRes(c));
-        } else if (r.type === "tls_domain") add(domainRes(model, r.id));
-        else if (r.type === "mutual_authentication") {
-          const b = model.trust_bundles.find((x) => x.id === r.id);
-          add(b && mutualAuthRes(model, b));
-        } else if (r.type === "tls_activation") {
-          const h = model.hosts.find((x) => activationId(x) === r.id);
-          add(h && activationRes(ctx, model, h));
-        }
-      }
-    }
-  }
-  return [...seen.values()];
 }
 
 function getActivation(ctx: Ctx): Reply {
@@ -326,18 +173,15 @@ async function createActivation(ctx: Ctx): Promise<Reply> {
     if (conf) checkConfiguration(model, conf);
     if (ma) bundleIndex(model, ma, true);
     const at = now();
-    const i = model.hosts.findIndex((x) => x.hostname === hostname);
-    const existing = model.hosts[i];
-    if (existing?.certificate) throw new ApiError("conflict", `tls_domain "${hostname}" is already activated (tls_activation "${activationId(existing)}")`);
-    const host: Host = {
-      ...(existing ?? blankHost(hostname, at, zoneOwnerOf(model, hostname))),
-      id: existing?.id ?? alnumId(),
-      certificate: certId,
-      ...(conf ? { tls_configuration: conf } : {}),
-      ...(ma ? { mtls: { trust_bundle: ma } } : {}),
-      updated_at: at,
-    };
-    return { model: { ...model, hosts: existing ? replaceAt(model.hosts, i, host) : [...model.hosts, host] }, result: host };
+    const { i, host: entry } = hostEntry(model, hostname, zoneOwnerOf(model, hostname), at);
+    if (entry.certificate) throw new ApiError("conflict", `tls_domain "${hostname}" is already activated (tls_activation "${activationId(model, entry)}")`);
+    let next = { ...model, hosts: putHost(model.hosts, i, { ...entry, certificate: certId, updated_at: at }) };
+    // Its mutual authentication: the one association operation (a hostname another bundle holds is refused, never moved).
+    if (ma) next = { ...next, hosts: associate(next, { bundle: ma, names: [hostname], owner: entry.account_id ?? null, at, replace: false, refuse: (m) => badRequest(m, "/data/relationships/mutual_authentication") }) };
+    const rec = model.dialects.fastly.activations[hostname];
+    const activation: FastlyActivation = { ...rec, id: rec?.id ?? alnumId(), ...(conf ? { tls_configuration: conf } : {}) };
+    next = withFastly(next, { activations: { ...model.dialects.fastly.activations, [hostname]: activation } });
+    return { model: next, result: next.hosts.find((x) => x.hostname === hostname)! };
   });
   return doc(activationRes(ctx, ctx.plane.model, h), {}, 201);
 }
@@ -357,18 +201,20 @@ async function patchActivation(ctx: Ctx): Promise<Reply> {
     const at = now();
     if (ma !== undefined) {
       if (ma) bundleIndex(model, ma, true);
-      h = setMtls(h, ma, at);
+      h = setHostBundle(h, ma, at);
     }
     if (certId) {
       checkCovers(model, certId, h.hostname, "/data/relationships/tls_certificate/data/id");
       h = { ...h, certificate: certId, updated_at: at };
     }
+    let next = model;
     if (conf !== undefined) {
       if (conf) checkConfiguration(model, conf);
-      const { tls_configuration: _unset, ...rest } = h;
-      h = { ...rest, ...(conf ? { tls_configuration: conf } : {}), updated_at: at };
+      const { tls_configuration: _unset, ...rest } = activationOf(model, h);
+      next = withFastly(model, { activations: { ...model.dialects.fastly.activations, [h.hostname]: { ...rest, ...(conf ? { tls_configuration: conf } : {}) } } });
+      h = { ...h, updated_at: at };
     }
-    return { model: { ...model, hosts: replaceAt(model.hosts, i, h) }, result: h };
+    return { model: { ...next, hosts: replaceAt(model.hosts, i, h) }, result: h };
   });
   return doc(activationRes(ctx, ctx.plane.model, h));
 }
@@ -405,22 +251,20 @@ function getMutualAuth(ctx: Ctx): Reply {
 
 async function createMutualAuth(ctx: Ctx): Promise<Reply> {
   const { attributes: a, relationships: rels } = await dataOf(ctx, "mutual_authentication");
-  const ca = str(a.cert_bundle, "cert_bundle", { required: true })!;
+  const { cert_bundle: ca, enforced = true, name } = parseRequest(MutualAuthCreate, a);
   caBundle(ca, "/data/attributes/cert_bundle");
-  const enforced = bool(a.enforced, "enforced") ?? true;
-  const name = str(a.name, "name", { max: 255 });
   const activations = toMany(rels, "tls_activations", "tls_activation") ?? [];
   const b = await ctx.write(`create mutual_authentication ${name ?? ""}`.trim(), (model) => {
     const id = alnumId();
     const at = now();
-    const bundle: TrustBundle = { id, name: name ?? `mutual-authentication-${id.slice(0, 8).toLowerCase()}`, ca, verify_depth: 4, enforced, created_at: at, updated_at: at };
+    const { model: next, bundle } = addBundle(model, { id, name: name ?? `mutual-authentication-${id.slice(0, 8).toLowerCase()}`, ca, enforced }, at);
     const names = activations.map((aid) => {
-      const h = model.hosts.find((x) => activationId(x) === aid);
+      const h = model.hosts.find((x) => activationId(model, x) === aid);
       if (!h) throw badRequest(`tls_activation "${aid}" not found`, "/data/relationships/tls_activations");
       return h.hostname;
     });
-    const next = { ...model, trust_bundles: [...model.trust_bundles, bundle] };
-    const hosts = associate(next, { principal: ctx.principal, bundle: id, names, owner: null, at, replace: false, pointer: "/data/relationships/tls_activations" });
+    const pointer = "/data/relationships/tls_activations";
+    const hosts = associate(next, { bundle: id, names, owner: null, at, replace: false, claim: (n) => claimable(ctx.principal, next, n), refuse: (m) => badRequest(m, pointer) });
     return { model: { ...next, hosts }, result: bundle };
   });
   return doc(mutualAuthRes(ctx.plane.model, b), {}, 201);
@@ -429,10 +273,8 @@ async function createMutualAuth(ctx: Ctx): Promise<Reply> {
 async function patchMutualAuth(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   const { attributes: a } = await dataOf(ctx, "mutual_authentication", id);
-  const ca = str(a.cert_bundle, "cert_bundle");
+  const { cert_bundle: ca, enforced, name } = parseRequest(MutualAuthPatch, a);
   if (ca !== undefined) caBundle(ca, "/data/attributes/cert_bundle");
-  const enforced = bool(a.enforced, "enforced");
-  const name = str(a.name, "name", { max: 255 });
   const summary = `update mutual_authentication ${id}: ${[ca !== undefined ? "cert_bundle" : "", enforced !== undefined ? `enforced=${enforced}` : "", name !== undefined ? "name" : ""].filter(Boolean).join(" ")}`;
   const b = await ctx.write(summary, (model) => {
     const i = bundleIndex(model, id);
@@ -445,11 +287,9 @@ async function patchMutualAuth(ctx: Ctx): Promise<Reply> {
 async function deleteMutualAuth(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   await ctx.write(`delete mutual_authentication ${id}`, (model) => {
-    const i = bundleIndex(model, id);
-    const users = model.hosts.filter((h) => h.mtls.trust_bundle === id);
-    if (users.length)
-      throw new ApiError("conflict", `mutual_authentication "${id}" is in use by ${users.length} tls_activation(s) (${users.slice(0, 5).map((h) => h.hostname).join(", ")}); PATCH them with mutual_authentication null first`);
-    return { model: { ...model, trust_bundles: removeAt(model.trust_bundles, i) }, result: null };
+    const refuse = (users: Host[]) =>
+      new ApiError("conflict", `mutual_authentication "${id}" is in use by ${users.length} tls_activation(s) (${users.slice(0, 5).map((h) => h.hostname).join(", ")}); PATCH them with mutual_authentication null first`);
+    return { model: removeBundle(model, bundleIndex(model, id), refuse), result: null };
   });
   return { status: 204 };
 }
@@ -478,9 +318,10 @@ function getCertificate(ctx: Ctx): Reply {
 /** The key for a certificate: a pending one (consumed) or the key of a certificate sharing it. */
 function keyFor(model: Model, pem: string): { key: string; private_key_id: string; private_key_name: string; pending: number } {
   const want = certInfo(pem).public_key_sha1;
-  const p = model.pending_private_keys.findIndex((k) => keyInfo(k.key).public_key_sha1 === want);
+  const pending = model.dialects.fastly.pending_private_keys;
+  const p = pending.findIndex((k) => keyInfo(k.key).public_key_sha1 === want);
   if (p >= 0) {
-    const k = model.pending_private_keys[p]!;
+    const k = pending[p]!;
     return { key: k.key, private_key_id: k.id, private_key_name: k.name, pending: p };
   }
   const kv = keys(model).find((k) => keyInfo(k.pem).public_key_sha1 === want);
@@ -488,20 +329,25 @@ function keyFor(model: Model, pem: string): { key: string; private_key_id: strin
   throw new ApiError("invalid_key", "no uploaded private key matches this certificate's public key; POST it to /tls/private_keys first", "/data/attributes/cert_blob");
 }
 
+/** Records that certificate `id` holds key `k` (its Fastly id and name), consuming it when it was pending. */
+function withKey(model: Model, id: string, k: ReturnType<typeof keyFor>): Model {
+  const f = model.dialects.fastly;
+  return withFastly(model, {
+    certificates: { ...f.certificates, [id]: { private_key_id: k.private_key_id, private_key_name: k.private_key_name } },
+    ...(k.pending >= 0 ? { pending_private_keys: removeAt(f.pending_private_keys, k.pending) } : {}),
+  });
+}
+
 async function createCertificate(ctx: Ctx): Promise<Reply> {
   const { attributes: a } = await dataOf(ctx, "tls_certificate");
-  const blob = str(a.cert_blob, "cert_blob", { required: true })!;
+  const { cert_blob: blob, name } = parseRequest(CertificateCreate, a);
   const info = certInfo(blob, "/data/attributes/cert_blob");
   if (!info.names.length) throw new ApiError("invalid_certificate", "the certificate has no DNS names in subjectAltName", "/data/attributes/cert_blob");
-  const name = str(a.name, "name", { max: 255 });
   const c = await ctx.write(`create tls_certificate ${name ?? info.issued_to}`, (model) => {
     const k = keyFor(model, blob);
     const at = now();
-    const cert = { id: alnumId(), name: name ?? info.issued_to, cert: blob, key: k.key, private_key_id: k.private_key_id, private_key_name: k.private_key_name, created_at: at, updated_at: at };
-    return {
-      model: { ...model, certificates: [...model.certificates, cert], pending_private_keys: k.pending >= 0 ? removeAt(model.pending_private_keys, k.pending) : model.pending_private_keys },
-      result: cert,
-    };
+    const cert = { id: alnumId(), name: name ?? info.issued_to, cert: blob, key: k.key, created_at: at, updated_at: at };
+    return { model: { ...withKey(model, cert.id, k), certificates: [...model.certificates, cert] }, result: cert };
   });
   return doc(certRes(c), {}, 201);
 }
@@ -509,24 +355,23 @@ async function createCertificate(ctx: Ctx): Promise<Reply> {
 async function patchCertificate(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   const { attributes: a } = await dataOf(ctx, "tls_certificate", id);
-  const blob = str(a.cert_blob, "cert_blob");
+  const { cert_blob: blob, name } = parseRequest(CertificatePatch, a);
   if (blob !== undefined) certInfo(blob, "/data/attributes/cert_blob");
-  const name = str(a.name, "name", { max: 255 });
   const c = await ctx.write(`update tls_certificate ${id}${blob ? " (new cert_blob)" : ""}`, (model) => {
     const i = model.certificates.findIndex((x) => x.id === id);
     if (i < 0) throw notFound("tls_certificate", id);
     let c = { ...model.certificates[i]!, ...(name !== undefined ? { name } : {}), updated_at: now() };
-    let pending = model.pending_private_keys;
+    let next = model;
     if (blob !== undefined) {
       const k = keyFor(model, blob);
-      c = { ...c, cert: blob, key: k.key, private_key_id: k.private_key_id, private_key_name: k.private_key_name };
-      if (k.pending >= 0) pending = removeAt(pending, k.pending);
+      c = { ...c, cert: blob, key: k.key };
+      next = withKey(model, id, k);
       // Activations pinning it must still be covered by the new names.
       const names = certInfo(blob).names;
       const lost = model.hosts.filter((h) => h.certificate === id && !covers(names, h.hostname));
       if (lost.length) throw badRequest(`the new certificate does not cover activated domain(s) ${lost.map((h) => h.hostname).join(", ")}`, "/data/attributes/cert_blob");
     }
-    return { model: { ...model, certificates: replaceAt(model.certificates, i, c), pending_private_keys: pending }, result: c };
+    return { model: { ...next, certificates: replaceAt(model.certificates, i, c) }, result: c };
   });
   return doc(certRes(c));
 }
@@ -563,13 +408,12 @@ function getKey(ctx: Ctx): Reply {
 
 async function createKey(ctx: Ctx): Promise<Reply> {
   const { attributes: a } = await dataOf(ctx, "tls_private_key");
-  const pem = str(a.key, "key", { required: true })!;
+  const { key: pem, name = "" } = parseRequest(PrivateKeyCreate, a);
   const info = keyInfo(pem, "/data/attributes/key");
-  const name = str(a.name, "name", { max: 255 }) ?? "";
   const k = await ctx.write(`create tls_private_key ${name} (${info.key_type} ${info.key_length})`, (model) => {
     if (keys(model).some((x) => keyInfo(x.pem).public_key_sha1 === info.public_key_sha1)) throw new ApiError("conflict", "this private key has already been uploaded");
     const k = { id: alnumId(), name, key: pem, created_at: now() };
-    return { model: { ...model, pending_private_keys: [...model.pending_private_keys, k] }, result: k };
+    return { model: withFastly(model, { pending_private_keys: [...model.dialects.fastly.pending_private_keys, k] }), result: k };
   });
   return doc(keyRes({ id: k.id, name: k.name, pem: k.key, created_at: k.created_at, in_use: false }), {}, 201);
 }
@@ -580,7 +424,7 @@ async function deleteKey(ctx: Ctx): Promise<Reply> {
     const k = keys(model).find((x) => x.id === id);
     if (!k) throw notFound("tls_private_key", id);
     if (k.in_use) throw new ApiError("conflict", `tls_private_key "${id}" is in use by a certificate; delete the certificate first`);
-    return { model: { ...model, pending_private_keys: model.pending_private_keys.filter((x) => x.id !== id) }, result: null };
+    return { model: withFastly(model, { pending_private_keys: model.dialects.fastly.pending_private_keys.filter((x) => x.id !== id) }), result: null };
   });
   return { status: 204 };
 }
@@ -617,15 +461,16 @@ function getConfiguration(ctx: Ctx): Reply {
 async function patchConfiguration(ctx: Ctx): Promise<Reply> {
   const id = ctx.params.id!;
   const { attributes: a } = await dataOf(ctx, "tls_configuration", id);
-  const name = str(a.name, "name", { required: true, max: 255 })!;
+  const { name } = parseRequest(ConfigurationPatch, a);
   const c = await ctx.write(`update tls_configuration ${id}: name`, (model) => {
     const all = configurations(model);
     const cur = all.find((x) => x.id === id);
     if (!cur) throw notFound("tls_configuration", id);
     const at = now();
     const next = { id, name, default: cur.default, created_at: cur.created_at ?? at, updated_at: at };
-    const i = model.tls_configurations.findIndex((x) => x.id === id);
-    return { model: { ...model, tls_configurations: i >= 0 ? replaceAt(model.tls_configurations, i, next) : [...model.tls_configurations, next] }, result: next };
+    const list = model.dialects.fastly.tls_configurations;
+    const i = list.findIndex((x) => x.id === id);
+    return { model: withFastly(model, { tls_configurations: i >= 0 ? replaceAt(list, i, next) : [...list, next] }), result: next };
   });
   return doc(configRes(c));
 }

@@ -1,4 +1,4 @@
-// One error catalog for the admin API; each dialect renders it in its own envelope.
+// The admin API's error catalog (not the rules language's: src/rules/errors.ts); each dialect renders it in its own envelope.
 import { ModelError } from "../model/schema.ts";
 
 export type Dialect = "fastly" | "cloudflare" | "apinizer" | "native";

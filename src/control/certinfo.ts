@@ -1,8 +1,8 @@
-// PEM inspection for the dialects: what Fastly and Cloudflare read back about certificates and
+// Certificate and key inspection for the admin API (parsing is pki/pem.ts's): what Fastly and Cloudflare read back about certificates and
 // keys (issuer, serial, validity, fingerprints, key type), and clear 4xx errors on bad input.
 import { createHash, createPrivateKey, createPublicKey, type X509Certificate, type KeyObject } from "node:crypto";
 import { PemError, dnsNames, parseCaBundle, parseCertificates } from "../pki/pem.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError } from "./apierrors.ts";
 
 export interface CertInfo {
   cert: X509Certificate;

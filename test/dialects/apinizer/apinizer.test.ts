@@ -3,15 +3,15 @@
 // ACLs and environments; and end to end over real TLS: the policies decide real requests.
 import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { issue, pki, request, type Reply } from "../helpers/harness.ts";
-import type { DevPki } from "../../src/pki/devpki.ts";
-import type { Issued } from "../../src/pki/issue.ts";
-import type { ModelInput } from "../../src/model/schema.ts";
-import { createMetrics } from "../../src/observability/metrics.ts";
-import { createLogger } from "../../src/observability/log.ts";
-import { Runtime } from "../../src/dataplane/runtime.ts";
-import { apinizerRules } from "../../src/model/apinizer-rules.ts";
-import { api, apinizerError, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, type Certgate } from "./helpers.ts";
+import { issue, pki, request, type Reply } from "../../helpers/harness.ts";
+import type { DevPki } from "../../../src/pki/devpki.ts";
+import type { Issued } from "../../../src/pki/issue.ts";
+import type { ModelInput } from "../../../src/model/schema.ts";
+import { createMetrics } from "../../../src/observability/metrics.ts";
+import { createLogger } from "../../../src/observability/log.ts";
+import { Runtime } from "../../../src/dataplane/runtime.ts";
+import { apinizerRules } from "../../../src/dialects/apinizer/rules.ts";
+import { api, apinizerError, cfError, echo, fastlyError, jsonapi, nativeError, rel, startCertgate, type Certgate } from "../../control/helpers.ts";
 
 /** Trust bundle "clients" = dev CA + other CA; a.test/ and b.test/ routed to the echo origin. */
 const seed = (p: DevPki, origin: string): ModelInput => ({
@@ -306,21 +306,21 @@ describe("Apinizer dialect: contract", () => {
     it("PUT /v1/config with a policy deployed to another environment that does not compile → 400, nothing changed", async () => {
       const before = await state();
       const cfg = JSON.parse(before.config);
-      const proxy = cfg.apinizer.projects[0].api_proxies[0];
+      const proxy = cfg.dialects.apinizer.projects[0].api_proxies[0];
       expect(proxy.name).toBe("MyAPI");
       const pol = proxy.deployments.find((d: { environment: string }) => d.environment === "production").policies[0];
       // Two policies of one name: their rules share ids, which a staging node could not compile.
-      cfg.apinizer.environments.push({ name: "staging", description: "" });
+      cfg.dialects.apinizer.environments.push({ name: "staging", description: "" });
       proxy.deployments.push({ environment: "staging", policies: [pol, pol] });
       const r = await call("PUT", "/v1/config", cfg);
       expect(r.status).toBe(400);
-      expect(nativeError(r)).toMatchObject({ code: "invalid_config", path: "apinizer.projects[0].api_proxies[0].deployments[1]" });
+      expect(nativeError(r)).toMatchObject({ code: "invalid_config", path: "dialects.apinizer.projects[0].api_proxies[0].deployments[1]" });
       expect(nativeError(r).message).toMatch(/the policies deployed to environment staging would not compile: .*duplicate rule id/);
       await unchanged(before);
       // The same document without the broken deployment is accepted (the check is not over-eager).
       proxy.deployments.pop();
       expect((await call("PUT", "/v1/config", cfg)).status).toBe(200);
-      expect(n.plane.model.apinizer.environments.map((e) => e.name)).toEqual(["production", "staging"]);
+      expect(n.plane.model.dialects.apinizer.environments.map((e) => e.name)).toEqual(["production", "staging"]);
     });
 
     it("PUT /v1/config turning off the client CA of a host with a deployed policy → 400", async () => {
@@ -370,7 +370,7 @@ describe("Apinizer dialect: contract", () => {
 
   it("the model is one: /v1/config shows the Apinizer objects, a project with proxies cannot be deleted, deleting a proxy removes its route", async () => {
     const cfg = await call("GET", "/v1/config");
-    expect(cfg.body.apinizer.projects[0].api_proxies.map((x: { name: string }) => x.name)).toEqual(["MyAPI", "NoCa"]);
+    expect(cfg.body.dialects.apinizer.projects[0].api_proxies.map((x: { name: string }) => x.name)).toEqual(["MyAPI", "NoCa"]);
     expect((await call("DELETE", "/apiops/projects/MyProject/")).status).toBe(409);
     const routeId = (await call("GET", "/apiops/projects/MyProject/apiProxies/NoCa/")).body.result.routeId;
     expect((await call("DELETE", "/apiops/projects/MyProject/apiProxies/NoCa/")).status).toBe(200);
