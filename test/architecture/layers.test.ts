@@ -30,7 +30,9 @@ const FORBIDDEN: [layer: string, file: string, code: string, says: RegExp][] = [
   ["model → node:fs", "src/model/probe.ts", 'import { readFileSync } from "node:fs";', /model does no I\/O/],
   ["model → node:sqlite", "src/model/probe.ts", 'import { DatabaseSync } from "node:sqlite";', /model does no I\/O/],
   ["model → pg", "src/model/probe.ts", 'import pg from "pg";', /model does no I\/O/],
-  ["model → data plane", "src/model/probe.ts", 'import { Snapshot } from "../dataplane/snapshot.ts";', /imports only the rules engine and pki/],
+  ["model → data plane", "src/model/probe.ts", 'import { Snapshot } from "../dataplane/snapshot.ts";', /imports only the rules engine, pki and the dialects' record schemas/],
+  ["model → a dialect's routes", "src/model/probe.ts", 'import "../dialects/fastly/routes.ts";', /imports only the rules engine, pki and the dialects' record schemas/],
+  ["dialect records → control", "src/dialects/fastly/records.ts", 'import "../../control/writepath.ts";', /Dialect records are pure schemas/],
   ["revocation → data plane", "src/revocation/probe.ts", 'import type { ClientCertFacts } from "../dataplane/facts.ts";', /Revocation does not import the data plane/],
   ["observability → data plane", "src/observability/probe.ts", 'import { openConnections } from "../dataplane/http1.ts";', /Observability imports nobody/],
   ["re-export counts too", "src/observability/probe.ts", 'export { Snapshot } from "../dataplane/snapshot.ts";', /Observability imports nobody/],
@@ -38,7 +40,7 @@ const FORBIDDEN: [layer: string, file: string, code: string, says: RegExp][] = [
 
 const ALLOWED: [layer: string, file: string, code: string][] = [
   ["data plane → rules, model, revocation", "src/dataplane/probe.ts", 'import "../rules/index.ts";\nimport "../model/schema.ts";\nimport "../revocation/checker.ts";'],
-  ["model → rules and pki", "src/model/probe.ts", 'import "../rules/index.ts";\nimport "../pki/pem.ts";\nimport { z } from "zod";\nimport "node:crypto";'],
+  ["model → rules, pki and the dialects' records", "src/model/probe.ts", 'import "../rules/index.ts";\nimport "../dialects/records.ts";\nimport "../pki/pem.ts";\nimport { z } from "zod";\nimport "node:crypto";'],
   ["rules → itself and a package", "src/rules/probe.ts", 'import "./parser.ts";\nimport { RE2JS } from "re2js";'],
 ];
 
