@@ -34,6 +34,12 @@ export interface Http1Handlers {
 
 const CONNECT = METHODS.indexOf("CONNECT");
 
+/** The first value of a header in flat [name, value, ...] form, by lower-case name. */
+export function rawHeader(raw: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) return raw[i + 1];
+  return undefined;
+}
+
 /** A parsed request head. Header names keep the client's case; values are Latin-1, as llhttp gives them. */
 export class Request {
   readonly method: string;
@@ -87,9 +93,7 @@ export class Request {
 
   /** The first value of a header, by lower-case name. */
   header(name: string): string | undefined {
-    const raw = this.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name) return raw[i + 1];
-    return undefined;
+    return rawHeader(this.rawHeaders, name);
   }
 
   /** Every header by lower-case name, each with all its values in order. */

@@ -6,7 +6,7 @@ import type { Logger } from "../../observability/log.ts";
 import type { Metrics } from "../../observability/metrics.ts";
 import { RequestCert, type ClientCertFacts } from "../tls/facts.ts";
 import { downstreamHeaders, upstreamHeaders, type ForwardContext } from "./headers.ts";
-import { closingResponse, type Request, type Response } from "../http1/http1.ts";
+import { closingResponse, rawHeader, type Request, type Response } from "../http1/http1.ts";
 import { hostOfHeader } from "../names.ts";
 import { OriginError, type Origins } from "../origins/origins.ts";
 import { normalizeTarget, originForm, type Target } from "./path.ts";
@@ -315,7 +315,7 @@ async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clien
       maxBodyBytes: 0,
     });
     // The origin may switch only to a protocol that was asked for.
-    const chosen = headerValue(up.headers, "upgrade")?.trim().toLowerCase();
+    const chosen = rawHeader(up.headers, "upgrade")?.trim().toLowerCase();
     if (!chosen || !protocols.split(", ").includes(chosen)) {
       up.socket.destroy();
       throw new Error(`the origin switched to ${chosen ?? "nothing"}, not to ${protocols}`);
@@ -333,11 +333,6 @@ async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clien
     deps.log.warn({ msg: "upgrade failed", route: outcome.route.id, err: (err as Error).message });
     socket.end(closingResponse(REFUSALS.upgrade_failed.status, REFUSALS.upgrade_failed.body));
   }
-}
-
-function headerValue(raw: string[], name: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) return raw[i + 1];
-  return undefined;
 }
 
 /** The rules engine's view of a request; each field is computed only if a rule reads it. */
