@@ -263,6 +263,9 @@ describe("data-plane hardening", () => {
       const { text, closed } = await exchange(s, req("GET", "/ws", "localhost", ws) + "smuggled");
       expect(closed).toBe(true);
       expect(parseResponses(text).map((r) => r.status)).toEqual([502]);
+      // Nothing after the head was spliced to the origin.
+      expect(origin.messages.map((m) => m.target)).toEqual(["/ws"]);
+      expect(origin.raw.join("")).not.toContain("smuggled");
     });
   });
 
@@ -310,6 +313,24 @@ describe("data-plane hardening", () => {
         expect(r.closed).toBe(true);
       }
       expect(origin.messages.map((m) => m.target)).toEqual(["/hundred"]);
+    });
+
+    it("the header count limit is the configured one, not a constant", async () => {
+      const lines = (n: number) => Array.from({ length: n }, (_, i) => `h${i}: v${i}${CRLF}`).join("");
+      proxy.runtime.apply({ ...model, limits: { ...model.limits, max_header_count: 5 } });
+      try {
+        const statuses: number[] = [];
+        for (const n of [4, 5]) {
+          const c = await open();
+          const r = await exchange(c, req("GET", `/count-${n}`, "localhost", lines(n)), responses(1));
+          c.destroy();
+          statuses.push(parseResponses(r.text)[0]!.status);
+        }
+        // With Host, 4 extra lines are 5 header lines (allowed); 5 extra are 6 (refused).
+        expect(statuses).toEqual([200, 431]);
+      } finally {
+        proxy.runtime.apply(model);
+      }
     });
   });
 });
