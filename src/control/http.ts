@@ -6,6 +6,7 @@ import type { WritePath, WriteContext } from "./writepath.ts";
 import { ApiError } from "./apierrors.ts";
 import type { Model } from "../model/schema.ts";
 import type { ManagedCaService } from "../managedca/service.ts";
+import type { ProcessGroup } from "./enforcer.ts";
 
 export const MAX_BODY_BYTES = 32 << 20;
 
@@ -25,6 +26,8 @@ export interface Ctx {
   plane: WritePath;
   /** certgate's managed CA (Cloudflare client certificates); absent where not configured. */
   managedCa?: ManagedCaService;
+  /** The worker processes; absent with --workers 1. */
+  processes?: ProcessGroup;
   /** The path as routed (without a /client/v4 prefix). */
   path: string;
   query(name: string): string | null;

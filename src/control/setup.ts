@@ -9,7 +9,7 @@
 import type http from "node:http";
 import type https from "node:https";
 import type { Model } from "../model/schema.ts";
-import type { Runtime } from "../dataplane/runtime.ts";
+import type { Enforcer } from "./enforcer.ts";
 import { Snapshot } from "../dataplane/snapshot.ts";
 import { apinizerRules, DEFAULT_ENVIRONMENT } from "../dialects/apinizer/rules.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -50,7 +50,7 @@ export async function loadStore(dataDir: string, seed: () => Model | Promise<Mod
   return { store, model: await store.load(), seeded: false };
 }
 
-export function startControl(runtime: Runtime, metrics: Metrics, loaded: Loaded, adminToken: string, extra: Partial<AdminOptions> = {}): { plane: WritePath; auth: Authenticator; server: http.Server | https.Server } {
+export function startControl(runtime: Enforcer, metrics: Metrics, loaded: Loaded, adminToken: string, extra: Partial<AdminOptions> = {}): { plane: WritePath; auth: Authenticator; server: http.Server | https.Server } {
   const plane = new WritePath(loaded.store, runtime, loaded.model);
   const auth = new Authenticator(adminToken, loaded.store);
   const server = createAdminServer(runtime, metrics, { plane, auth, ...extra });

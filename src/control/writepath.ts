@@ -6,7 +6,7 @@
 //   (runtime.apply) → commit.
 // A compile failure rolls back: nothing stored, the old snapshot stays, the caller gets a 4xx.
 import { Certificate, Host, Model as ModelSchema, ManagedClientCertificate, ModelError, Route, Rule, TrustBundle, Zone, formatPath, parseModel, type Model } from "../model/schema.ts";
-import type { Runtime } from "../dataplane/runtime.ts";
+import type { Enforcer } from "./enforcer.ts";
 import { COLLECTIONS, keyField, type AuditEntry, type Store } from "./store.ts";
 import type { Principal } from "./auth.ts";
 import { ApiError, toApiError } from "./apierrors.ts";
@@ -124,10 +124,10 @@ export function checkControlRefs(model: Model, prev?: Model): void {
 
 export class WritePath {
   readonly store: Store;
-  readonly runtime: Runtime;
+  readonly runtime: Enforcer;
   #model: Model;
 
-  constructor(store: Store, runtime: Runtime, model: Model) {
+  constructor(store: Store, runtime: Enforcer, model: Model) {
     this.store = store;
     this.runtime = runtime;
     this.#model = model;
@@ -169,6 +169,8 @@ export class WritePath {
         },
       );
       this.#model = out.model;
+      // Answered once every worker process enforces it, so the next request anywhere sees it.
+      if (applied) await this.runtime.settled();
       return out.result;
     } catch (e) {
       // The snapshot went live but the commit failed: put the stored model back.

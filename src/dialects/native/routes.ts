@@ -106,6 +106,15 @@ async function putConfig(ctx: Ctx): Promise<Reply> {
   return json({ config_version: ctx.plane.runtime.snapshot.version, applied: true });
 }
 
+// worker processes
+
+/** Replaces every worker process, one at a time, without dropping a connection (as SIGHUP does). */
+async function reload(ctx: Ctx): Promise<Reply> {
+  if (!ctx.processes) throw new ApiError("conflict", "this certgate runs one process (serve --workers 1): there are no workers to reload");
+  const replaced = await ctx.processes.reload();
+  return json({ reloaded: replaced, ...ctx.processes.health() });
+}
+
 // tokens
 
 async function listTokens(ctx: Ctx): Promise<Reply> {
@@ -182,4 +191,5 @@ export const NATIVE_ROUTES: RouteDef[] = [
   { method: "POST", path: "/v1/tokens", handler: createToken, adminOnly: true },
   { method: "DELETE", path: "/v1/tokens/:id", handler: deleteToken, adminOnly: true },
   { method: "GET", path: "/v1/audit", handler: listAudit },
+  { method: "POST", path: "/v1/reload", handler: reload, adminOnly: true },
 ];
