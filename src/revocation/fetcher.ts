@@ -2,7 +2,6 @@
 // background before it; the last good CRL stays when a refresh fails. Verification is per
 // trust bundle (a URL is only believed for the CAs of the bundle that asked for it).
 import type { X509Certificate } from "node:crypto";
-import { request } from "undici";
 import type { Logger } from "../observability/log.ts";
 import { crlDers, crlNextUpdate, verifyCrl, type VerifiedCrl } from "./crl.ts";
 import type { CrlSource } from "./checker.ts";
@@ -123,6 +122,7 @@ export class CrlFetcher implements CrlSource {
 
   async #fetch(e: Entry): Promise<void> {
     try {
+      const { request } = await import("undici"); // loaded where CRLs are fetched: a worker process never does
       const res = await request(e.url, { method: "GET", headersTimeout: this.#t.timeoutMs, bodyTimeout: this.#t.timeoutMs, maxRedirections: 0 } as Parameters<typeof request>[1]);
       if (res.statusCode !== 200) {
         await res.body.dump();

@@ -5,7 +5,6 @@ import { randomBytes, type X509Certificate } from "node:crypto";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { LRUCache } from "lru-cache";
-import { request } from "undici";
 import type { OcspSource } from "./checker.ts";
 
 export type OcspStatus = "good" | "revoked" | "unknown" | "error";
@@ -99,6 +98,7 @@ export class OcspClient implements OcspSource {
       ];
     }
     const body = Buffer.from(req.toSchema(true).toBER(false));
+    const { request } = await import("undici"); // loaded where responders are asked: a worker process never does
     const res = await request(url, {
       method: "POST",
       // Canonical case: OpenSSL's own responder (3.0) only recognises "Content-Length".

@@ -138,7 +138,7 @@ function httpDate(): string {
 
 /** A whole response after which the connection closes: for answers given outside a Response (refusals, upgrades). */
 export function closingResponse(status: number, body: string, contentType = "text/plain; charset=utf-8"): string {
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ndate: ${httpDate()}\r\nconnection: close\r\n\r\n${body}`;
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ndate: ${httpDate()}\r\nconnection: close\r\n${responseTag}\r\n${body}`;
 }
 
 /** One response; its framing (length, chunked, or close) is chosen from the headers it is given. */
