@@ -169,6 +169,7 @@ const SPECS: Record<string, Spec> = {
   "POST /v1/tokens": { ok: 201, req: () => ({ path: "/v1/tokens", body: { name: "matrix" } }) },
   "DELETE /v1/tokens/:id": { ok: 204, req: async () => ({ path: `/v1/tokens/${(await api(cg, "POST", "/v1/tokens", { name: "doomed" })).body.id}` }) },
   "GET /v1/audit": get("/v1/audit?limit=1"),
+  "POST /v1/reload": { ok: 200, req: () => ({ path: "/v1/reload" }) },
 
   // ---- Apinizer
   "GET /apiops/environments": get("/apiops/environments"),

@@ -108,11 +108,12 @@ async function putConfig(ctx: Ctx): Promise<Reply> {
 
 // worker processes
 
-/** Replaces every worker process, one at a time, without dropping a connection (as SIGHUP does). */
+/** Replaces every worker process, one at a time, without dropping a connection (as SIGHUP does); audited. */
 async function reload(ctx: Ctx): Promise<Reply> {
-  if (!ctx.processes) throw new ApiError("conflict", "this certgate runs one process (serve --workers 1): there are no workers to reload");
-  const replaced = await ctx.processes.reload();
-  return json({ reloaded: replaced, ...ctx.processes.health() });
+  // One process (--workers 1) has no workers to replace; its configuration applies live anyway.
+  const replaced = ctx.processes ? await ctx.processes.reload() : 0;
+  await ctx.plane.store.audit(auditEntry(ctx.writeCtx(), `reload: ${replaced} worker process(es) replaced`));
+  return json({ reloaded: replaced, ...ctx.processes?.health() });
 }
 
 // tokens
