@@ -27,7 +27,7 @@ const USAGE = `usage:
   certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--public HOST:PORT] [--public-url URL]
                 [--data DIR] [--config FILE] [--environment NAME]
                 [--admin-tls-cert PEM --admin-tls-key PEM --admin-client-ca PEM]
-                [--workers N|auto] [--drain-timeout DURATION]
+                [--workers N|auto] [--drain-timeout DURATION] [--reuseport on|off]
       Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444; the managed
       CA's certificate, CRL and OCSP on 127.0.0.1:8445 (--public-url: the base URL written
       into issued certificates, default from --public).
@@ -41,6 +41,8 @@ const USAGE = `usage:
       one, this process is their primary (store, admin API, managed CA, CRL and OCSP fetching).
       SIGHUP or POST /v1/reload replaces the workers one at a time; SIGTERM drains and exits;
       --drain-timeout (default 30s) bounds how long a stopping worker finishes its requests.
+      --reuseport off: the workers share one listening socket instead of one SO_REUSEPORT
+      socket each. --debug-worker-id (tests): responses name their worker (certgate-worker).
   certgate backup --out FILE [--data DIR]
       A consistent copy of DIR/certgate.db (default ./data), also while certgate serves;
       README "Backup and restore" says how to restore it.
@@ -73,6 +75,7 @@ async function serve(argv: string[]): Promise<void> {
       environment: { type: "string", default: DEFAULT_ENVIRONMENT }, // Apinizer dialect
       workers: { type: "string", default: "auto" },
       "drain-timeout": { type: "string", default: "30s" },
+      reuseport: { type: "string", default: "on" },
       "debug-worker-id": { type: "boolean", default: false }, // tests: which worker answered (certgate-worker header)
     },
     strict: true,
@@ -80,6 +83,7 @@ async function serve(argv: string[]): Promise<void> {
   const listen = parseHostPort(values.listen, "--listen");
   const workers = parseWorkers(values.workers);
   const drainTimeoutMs = parseDuration(values["drain-timeout"], "--drain-timeout");
+  if (values.reuseport !== "on" && values.reuseport !== "off") throw new Error(`--reuseport: expected on or off, got "${values.reuseport}"`);
   const admin = parseHostPort(values.admin, "--admin");
   const dataDir = resolve(values.data);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -143,6 +147,7 @@ async function serve(argv: string[]): Promise<void> {
       ...common,
       workers,
       drainTimeoutMs,
+      reuseport: values.reuseport === "on",
       debugWorkerId: values["debug-worker-id"],
       onFatal: (reason) => {
         log.fatal({ msg: "giving up: the workers keep dying", reason });
