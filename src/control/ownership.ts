@@ -39,6 +39,11 @@ export function elementOwner(kind: keyof Model, o: Record<string, unknown>, mode
   return null;
 }
 
+/** 403 unless the token may act on this Cloudflare account (global tokens act on any). */
+export function requireAccount(principal: Principal, account: string | undefined): void {
+  if (principal.account_id !== null && account !== principal.account_id) throw new ApiError("forbidden", `this token is limited to Cloudflare account ${principal.account_id}`);
+}
+
 // ---- names ---------------------------------------------------------------------------------
 
 /** `name` is `zone` or below it (a wildcard `*.p` is below `zone` when `p` is). */

@@ -321,6 +321,21 @@ describe("authorization matrix", () => {
     expect(ADMIN_ROUTES.map(keyOf).sort()).toEqual(Object.keys(SPECS).sort());
   });
 
+  it("an account token gets 403 on every endpoint under another account's path (/accounts/:account_id/...), and nothing is stored", async () => {
+    const routes = ADMIN_ROUTES.filter((r) => r.names.includes("account_id"));
+    expect(routes.length).toBeGreaterThan(5);
+    for (const r of routes) {
+      const req = await SPECS[keyOf(r)]!.req({ fx, target: "foreign", pathAcc: "accB", objAcc: "accB" });
+      expect(req.path).toMatch(/^\/accounts\/accB\//);
+      const res = await api(cg, r.method, req.path, req.body, { token: tokens["account A"].token });
+      expect(res.status, `${r.method} ${req.path} → ${res.text.slice(0, 300)}`).toBe(403);
+      expect(cfError(res)).toMatch(/limited to Cloudflare account accA/);
+      if (!isWrite(r.method)) continue;
+      expect((await api(cg, "GET", "/v1/config")).text, `${r.method} ${req.path} changed the model`).toBe(config);
+      expect((await api(cg, "GET", "/v1/audit?limit=1")).body.entries[0]).toMatchObject({ token_id: tokens["account A"].id, method: r.method, path: req.path, status: 403 });
+    }
+  });
+
   for (const who of WHO) {
     it(`${who}: every endpoint × {own, foreign} gets its expected outcome`, async () => {
       const accountOf: Partial<Record<Who, Acc>> = { "account A": "accA", "account B": "accB" };

@@ -17,7 +17,7 @@ import { parseRequest } from "../../control/request.ts";
 import { AccessCertCreate, AccessCertUpdate, CfRule, EntrypointPut, SettingsPut, ZoneCreate } from "./schemas.ts";
 import type { RuleMeta, Ruleset } from "./records.ts";
 import { accessCertRes, ok, PHASE, rulesetOf, rulesetRes, view, zoneRes, type CfZone } from "./render.ts";
-import { canRead, claimable } from "../../control/ownership.ts";
+import { canRead, claimable, requireAccount } from "../../control/ownership.ts";
 import { now } from "../../control/writepath.ts";
 import { addBundle, associate, hostEntry, putHost, removeAt, removeBundle, replaceAt, withDialect } from "../../model/ops.ts";
 import { caBundle } from "../../control/certinfo.ts";
@@ -64,7 +64,6 @@ function associateAll(ctx: Ctx, model: Model, b: TrustBundle, names: string[], a
 
 function listAccessCerts(ctx: Ctx): Reply {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const model = ctx.plane.model;
   const { items, info } = page(ctx, model.trust_bundles.filter((b) => visible(ctx, b, acc)), 50, 1, 1000);
   return ok(items.map((b) => accessCertRes(model, b)), 200, info);
@@ -72,14 +71,12 @@ function listAccessCerts(ctx: Ctx): Reply {
 
 function getAccessCert(ctx: Ctx): Reply {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const model = ctx.plane.model;
   return ok(accessCertRes(model, model.trust_bundles[findBundle(ctx, model, acc, ctx.params.id!)]!));
 }
 
 async function createAccessCert(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const { name, certificate: ca, associated_hostnames: names = [] } = parseRequest(AccessCertCreate, await objectBody(ctx));
   caBundle(ca, "certificate");
   const bundle = await ctx.write(`create access certificate ${name} (${names.length} hostnames)`, (model) => {
@@ -93,7 +90,6 @@ async function createAccessCert(ctx: Ctx): Promise<Reply> {
 
 async function updateAccessCert(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const id = ctx.params.id!;
   const { name, certificate: ca, associated_hostnames: names } = parseRequest(AccessCertUpdate, await objectBody(ctx));
   if (ca !== undefined) caBundle(ca, "certificate");
@@ -109,7 +105,6 @@ async function updateAccessCert(ctx: Ctx): Promise<Reply> {
 
 async function deleteAccessCert(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const id = ctx.params.id!;
   await ctx.write(`delete access certificate ${id}`, (model) => {
     const i = findBundle(ctx, model, acc, id);
@@ -127,13 +122,11 @@ function settingsOf(ctx: Ctx, model: Model, account: string): Record<string, unk
 
 function getSettings(ctx: Ctx): Reply {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   return ok(settingsOf(ctx, ctx.plane.model, acc));
 }
 
 async function putSettings(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const settings = parseRequest(SettingsPut, await objectBody(ctx)).settings.map((s) => ({ hostname: s.hostname, china_network: s.china_network, forwarding: s.client_certificate_forwarding }));
   await ctx.write(`update access certificate settings (${settings.map((s) => s.hostname).join(", ")})`, (model) => {
     let m = model;
@@ -179,7 +172,7 @@ function getZone(ctx: Ctx): Reply {
 async function createZone(ctx: Ctx): Promise<Reply> {
   const { name, account } = parseRequest(ZoneCreate, await objectBody(ctx));
   const acc = account.id ?? ctx.principal.account_id ?? undefined;
-  if (ctx.principal.account_id !== null) ctx.requireAccount(acc);
+  requireAccount(ctx.principal, acc);
   const z = await ctx.write(`create zone ${name}`, (model) => {
     // Another account's zone of that name is refused by the ownership check (403) without saying it exists.
     if (model.zones.some((x) => x.name === name && canRead(ctx.principal, x.account_id ?? null))) throw new ApiError("conflict", `zone "${name}" already exists`);
