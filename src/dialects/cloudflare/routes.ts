@@ -45,9 +45,14 @@ function visible(ctx: Ctx, o: { account_id?: string }, account: string): boolean
   return o.account_id === account || (o.account_id === undefined && ctx.principal.account_id === null);
 }
 
+/** 403 when an account token names an object of another owner (it is told no more than that). */
+export function refuseForeign(ctx: Ctx, o: { account_id?: string } | undefined, what: string, id: string): void {
+  if (o && !canRead(ctx.principal, o.account_id ?? null)) throw new ApiError("forbidden", `${what} "${id}" is not in account ${ctx.principal.account_id}`);
+}
+
 /** 403 for an object of another owner that an account token names; 404 when it is simply not in this account. */
 function hidden(ctx: Ctx, o: { account_id?: string } | undefined, what: string, id: string): ApiError {
-  if (o && !canRead(ctx.principal, o.account_id ?? null)) return new ApiError("forbidden", `${what} "${id}" is not in account ${ctx.principal.account_id}`);
+  refuseForeign(ctx, o, what, id);
   return notFound(what, id);
 }
 
@@ -144,18 +149,14 @@ async function putSettings(ctx: Ctx): Promise<Reply> {
 
 // ---- zones -----------------------------------------------------------------------------
 
-function zoneAllowed(ctx: Ctx, z: Zone): boolean {
-  return ctx.principal.account_id === null || z.account_id === ctx.principal.account_id;
-}
-
 export function findZone(ctx: Ctx, model: Model, id: string): number {
   const i = model.zones.findIndex((z) => z.id === id);
-  if (i < 0 || !zoneAllowed(ctx, model.zones[i]!)) throw hidden(ctx, model.zones[i], "zone", id);
+  if (i < 0 || !canRead(ctx.principal, model.zones[i]!.account_id ?? null)) throw hidden(ctx, model.zones[i], "zone", id);
   return i;
 }
 
 function listZones(ctx: Ctx): Reply {
-  let zones = ctx.plane.model.zones.filter((z) => zoneAllowed(ctx, z));
+  let zones = ctx.plane.model.zones.filter((z) => canRead(ctx.principal, z.account_id ?? null));
   const name = ctx.query("name");
   const acc = ctx.query("account.id");
   if (name !== null) zones = zones.filter((z) => z.name === name.toLowerCase());
