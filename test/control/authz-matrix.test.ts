@@ -12,6 +12,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_ROUTES, dialectOf } from "../../src/control/admin.ts";
 import type { AdminRoute } from "../../src/control/http.ts";
+import { ApiError } from "../../src/control/apierrors.ts";
+import { authorize } from "../../src/control/ownership.ts";
+import { COLLECTIONS } from "../../src/control/store.ts";
+import { Model as ModelSchema, type Model } from "../../src/model/schema.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import { issue, type Issued } from "../../src/pki/issue.ts";
 import { pki } from "../helpers/harness.ts";
@@ -334,6 +338,41 @@ describe("authorization matrix", () => {
       expect((await api(cg, "GET", "/v1/config")).text, `${r.method} ${req.path} changed the model`).toBe(config);
       expect((await api(cg, "GET", "/v1/audit?limit=1")).body.entries[0]).toMatchObject({ token_id: tokens["account A"].id, method: r.method, path: req.path, status: 403 });
     }
+  });
+
+  it("an account token changing a global setting (url_normalization, limits...) gets 403, over the API and in the write path every dialect uses", async () => {
+    // Over the API: the only endpoint that sets them is not the account's.
+    const body = { ...fx.baseline, url_normalization: { merge_slashes: false } };
+    const res = await api(cg, "PUT", "/v1/config", body, { token: tokens["account A"].token });
+    expect(res.status, res.text).toBe(403);
+    expect(nativeError(res).message).toMatch(/limited to Cloudflare account accA/);
+    expect((await api(cg, "GET", "/v1/config")).text).toBe(config);
+    // In the write path (ownership.ts authorize), whatever endpoint a write came from: every
+    // field of the model that is not a collection of owned objects is the operator's.
+    const changes: Record<string, (m: Model) => Model> = {
+      url_normalization: (m) => ({ ...m, url_normalization: { merge_slashes: !m.url_normalization.merge_slashes } }),
+      limits: (m) => ({ ...m, limits: { ...m.limits, max_header_count: m.limits.max_header_count + 1 } }),
+      trust_forwarded_for: (m) => ({ ...m, trust_forwarded_for: !m.trust_forwarded_for }),
+      default_certificate: (m) => ({ ...m, default_certificate: null }),
+      "dialects.apinizer": (m) => ({ ...m, dialects: { ...m.dialects, apinizer: { ...m.dialects.apinizer, environments: [...m.dialects.apinizer.environments, { name: "acc-env", description: "" }] } } }),
+    };
+    const globals = Object.keys(ModelSchema.shape).filter((k) => !(COLLECTIONS as string[]).includes(k) && k !== "dialects");
+    expect(Object.keys(changes).filter((k) => !k.startsWith("dialects.")).sort()).toEqual(globals.sort());
+    const principal = { token_id: tokens["account A"].id, read_only: false, account_id: "accA" };
+    for (const [field, change] of Object.entries(changes)) {
+      const before = cg.plane.model;
+      const e = await cg.plane.write({ principal, method: "PUT", path: "/matrix", warnings: [] }, `change ${field}`, (m) => ({ model: change(m), result: null })).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(e, field).toBeInstanceOf(ApiError);
+      expect((e as ApiError).status, field).toBe(403);
+      expect((e as ApiError).message, field).toMatch(new RegExp(`: ${field.replace(".", "\\.")}[.\\w]* is global configuration`));
+      expect(cg.plane.model, field).toBe(before);
+      // The same change by a global token is allowed (the case is a real change, not an invalid one).
+      expect(() => authorize({ ...principal, account_id: null }, before, change(before)), field).not.toThrow();
+    }
+    expect((await api(cg, "GET", "/v1/config")).text).toBe(config);
   });
 
   for (const who of WHO) {
