@@ -155,7 +155,8 @@ export class WritePath {
           prev = m;
           const r = mutate(m);
           if (r.model === m) return r;
-          const model = pruneDialects(opts.full ? parseModel(r.model) : validateChanged(m, r.model), m);
+          // parseModel prunes the dialects' records itself (all of them); a partial write prunes what it may have orphaned.
+          const model = opts.full ? parseModel(r.model) : pruneDialects(validateChanged(m, r.model), m);
           authorize(ctx.principal, m, model);
           checkControlRefs(model, m);
           const warnings = checkValidity(m, model); // throws for an expired server certificate, whoever writes
