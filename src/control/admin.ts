@@ -193,7 +193,7 @@ async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http
     writeCtx: () => wctx,
     invalidateTokens: () => opts.auth.invalidate(),
   };
-  const reply = withWarnings(dialect, await r.handler(ctx), wctx.warnings!);
+  const reply = withWarnings(dialect, await r.handler(ctx), wctx.warnings);
   if (method === "HEAD") return send(res, { ...reply, body: undefined, text: "" });
   send(res, reply);
 }

@@ -34,7 +34,7 @@ export interface WriteContext {
   /** Set once a refusal of this request is in the audit log (the router logs the others). */
   audited?: boolean;
   /** Collects the write's warnings (an expired CA in a new bundle: validity.ts); the admin server renders them. */
-  warnings?: string[];
+  warnings: string[];
 }
 
 /** The audit entry of an admin write. */
@@ -160,7 +160,7 @@ export class WritePath {
           authorize(ctx.principal, m, model);
           checkControlRefs(model, m);
           const warnings = checkValidity(m, model); // throws for an expired server certificate, whoever writes
-          ctx.warnings?.push(...warnings);
+          ctx.warnings.push(...warnings);
           return { model, result: r.result };
         },
         {

@@ -20,7 +20,7 @@ const ACC = "acc1";
 // FUZZ_RUNS raises the bound for a longer hunt (FUZZ_STATS=1 prints every answer); CI uses the default.
 const RUNS_PER_ENDPOINT = Number(process.env.FUZZ_RUNS ?? 8);
 const RANDOM_TIMEOUT_MS = 60_000 * Math.max(1, RUNS_PER_ENDPOINT / 8);
-const SYSTEM: WriteContext = { principal: { token_id: "fuzz", read_only: false, account_id: null }, method: "FUZZ", path: "" };
+const system = (): WriteContext => ({ principal: { token_id: "fuzz", read_only: false, account_id: null }, method: "FUZZ", path: "", warnings: [] });
 
 // ---- ids -----------------------------------------------------------------------------------
 
@@ -291,7 +291,7 @@ describe("admin fuzzing", () => {
     if (method === "GET") expect(cg.plane.model === before, `${what}: a GET changed the model`).toBe(true);
     else if (cg.plane.model !== before) {
       // A write that succeeded: put the fixture back so later runs reach the same objects.
-      await cg.plane.replace(SYSTEM, "restore the fuzzing fixture", () => ({ model: original, result: null }));
+      await cg.plane.replace(system(), "restore the fuzzing fixture", () => ({ model: original, result: null }));
       config = (await api(cg, "GET", "/v1/config")).text;
     }
   }
@@ -325,7 +325,7 @@ describe("admin fuzzing", () => {
       const [method, path] = key.split(" ") as [string, string];
       const r = await send(method, templatePath(method, path), json(template.body, "template"));
       expect(r.status, `${key}: ${r.text.slice(0, 300)}`).toBeLessThan(300);
-      await cg.plane.replace(SYSTEM, "restore the fuzzing fixture", () => ({ model: original, result: null }));
+      await cg.plane.replace(system(), "restore the fuzzing fixture", () => ({ model: original, result: null }));
     }
     config = (await api(cg, "GET", "/v1/config")).text;
   });
