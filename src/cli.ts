@@ -12,6 +12,7 @@ import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { Runtime } from "./dataplane/runtime.ts";
+import { Snapshot } from "./dataplane/snapshot.ts";
 import { REFUSAL_LABELS } from "./dataplane/request/refusals.ts";
 import { apinizerRules, DEFAULT_ENVIRONMENT } from "./dialects/apinizer/rules.ts";
 import { listenAdmin } from "./control/admin.ts";
@@ -110,7 +111,12 @@ async function serve(argv: string[]): Promise<void> {
     };
   }
   const configFile = values.config;
-  const loaded = await loadStore(dataDir, (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!)), values.environment);
+  const loaded = await loadStore(
+    dataDir,
+    (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!)),
+    // The snapshot the Runtime below compiles (same derived rules, same environment).
+    (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, values.environment)),
+  );
   if (!loaded.seeded && configFile) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: join(dataDir, DB_FILE) });
   if (!loaded.seeded && demoOrigin) {
     // The demo's echo origin listens on a new port each start: point every route that used

@@ -10,8 +10,6 @@ import type http from "node:http";
 import type https from "node:https";
 import type { Model } from "../model/schema.ts";
 import type { Enforcer } from "./enforcer.ts";
-import { Snapshot } from "../dataplane/snapshot.ts";
-import { apinizerRules, DEFAULT_ENVIRONMENT } from "../dialects/apinizer/rules.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { createAdminServer, type AdminOptions } from "./admin.ts";
 import { Authenticator } from "./auth.ts";
@@ -27,9 +25,10 @@ export interface Loaded {
 
 /**
  * Opens the store and returns the model to start with. An empty store is seeded with `seed()`
- * once it compiles (`environment`: the Apinizer environment the data plane will serve).
+ * once `compile` accepts it: the caller's compile of a snapshot, the same one its runtime will
+ * make (same derived rules, same environment); it throws ModelError for a model it refuses.
  */
-export async function loadStore(dataDir: string, seed: () => Model | Promise<Model>, environment?: string): Promise<Loaded> {
+export async function loadStore(dataDir: string, seed: () => Model | Promise<Model>, compile: (model: Model) => void): Promise<Loaded> {
   const store = SqliteStore.open(dataDir);
   if (await store.isEmpty()) {
     let stored: Model;
@@ -39,7 +38,7 @@ export async function loadStore(dataDir: string, seed: () => Model | Promise<Mod
       // Compiled inside the transaction: a model the data plane refuses rolls back, leaving the store empty.
       ({ model: stored } = await store.replace(model, {
         audit: { token_id: "system", method: "SEED", path: "", status: 200, summary: "store seeded from the bootstrap configuration" },
-        beforeCommit: (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, environment ?? DEFAULT_ENVIRONMENT)),
+        beforeCommit: compile,
       }));
     } catch (e) {
       await store.close();

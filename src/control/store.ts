@@ -103,18 +103,8 @@ const MIGRATIONS: { version: number; name: string; sql?: string; run?: (db: Data
     version: 2,
     name: "per-dialect records (vendor fields out of hosts, certificates, zones and rules)",
     run: (db) => {
-      const raw: Record<string, unknown> = {};
-      for (const r of db.prepare("SELECT kind, body FROM objects ORDER BY kind, pos").all() as Row[]) ((raw[String(r.kind)] ??= []) as unknown[]).push(JSON.parse(String(r.body)));
-      for (const r of db.prepare("SELECT name, value FROM scalars").all() as Row[]) raw[String(r.name)] = JSON.parse(String(r.value));
-      if (!isLegacy(raw)) return;
-      const next = upgradeLegacy(raw) as Record<string, unknown>;
-      db.exec("DELETE FROM objects; DELETE FROM scalars;");
-      const row = db.prepare("INSERT INTO objects (kind, key, pos, body) VALUES (?, ?, ?, ?)");
-      const scalar = db.prepare("INSERT INTO scalars (name, value) VALUES (?, ?)");
-      for (const [name, value] of Object.entries(next)) {
-        if (Array.isArray(value)) value.forEach((o: Record<string, unknown>, i) => row.run(name, keyOf(name, o), i, JSON.stringify(o)));
-        else scalar.run(name, JSON.stringify(value));
-      }
+      const raw = readRaw(db);
+      if (isLegacy(raw)) writeAllRows(db, upgradeLegacy(raw) as Record<string, unknown>);
     },
   },
 ];
@@ -137,6 +127,26 @@ export const keyField = (kind: string): "id" | "hostname" => (kind === "hosts" ?
 /** The row key of a collection element. */
 function keyOf(kind: string, obj: Record<string, unknown>): string {
   return String(obj[keyField(kind)]);
+}
+
+/** The stored rows as the model's raw input: each collection's elements in their order, each scalar. */
+function readRaw(db: DatabaseSync): Record<string, unknown> {
+  const raw: Record<string, unknown> = {};
+  for (const k of COLLECTIONS) raw[k] = [];
+  for (const r of db.prepare("SELECT kind, body FROM objects ORDER BY kind, pos").all() as Row[]) ((raw[String(r.kind)] ??= []) as unknown[]).push(JSON.parse(String(r.body)));
+  for (const r of db.prepare("SELECT name, value FROM scalars").all() as Row[]) raw[String(r.name)] = JSON.parse(String(r.value));
+  return raw;
+}
+
+/** Replaces every row with `model`'s: its collections' elements at positions 0..n-1, every other field a scalar. */
+function writeAllRows(db: DatabaseSync, model: Record<string, unknown>): void {
+  db.exec("DELETE FROM objects; DELETE FROM scalars;");
+  const row = db.prepare("INSERT INTO objects (kind, key, pos, body) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET pos = excluded.pos, body = excluded.body");
+  const scalar = db.prepare("INSERT INTO scalars (name, value) VALUES (?, ?)");
+  for (const [name, value] of Object.entries(model)) {
+    if ((COLLECTIONS as string[]).includes(name)) (value as Record<string, unknown>[]).forEach((o, i) => row.run(name, keyOf(name, o), i, JSON.stringify(o)));
+    else scalar.run(name, JSON.stringify(value));
+  }
 }
 
 /** Counts the transaction it runs in; store-state.json gets the count after the commit. */
@@ -175,8 +185,6 @@ export class SqliteStore implements Store {
     this.#stmts = {
       revision: p("SELECT value FROM meta WHERE key = 'revision'"),
       setRevision: p("UPDATE meta SET value = ? WHERE key = 'revision'"),
-      objects: p("SELECT kind, key, body FROM objects ORDER BY kind, pos"),
-      scalars: p("SELECT name, value FROM scalars"),
       maxPos: p("SELECT COALESCE(MAX(pos), -1) AS pos FROM objects WHERE kind = ?"),
       setBody: p("UPDATE objects SET body = ? WHERE kind = ? AND key = ?"),
       upsert: p("INSERT INTO objects (kind, key, pos, body) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET pos = excluded.pos, body = excluded.body"),
@@ -248,11 +256,7 @@ export class SqliteStore implements Store {
   #current(): { revision: number; model: Model } {
     const revision = this.#revision();
     if (this.#cache?.revision === revision) return this.#cache;
-    const raw: Record<string, unknown> = {};
-    for (const k of COLLECTIONS) raw[k] = [];
-    for (const r of this.#stmts.objects!.all() as Row[]) (raw[String(r.kind)] as unknown[]).push(JSON.parse(String(r.body)));
-    for (const r of this.#stmts.scalars!.all() as Row[]) raw[String(r.name)] = JSON.parse(String(r.value));
-    this.#cache = { revision, model: parseModel(raw) };
+    this.#cache = { revision, model: parseModel(readRaw(this.#db)) };
     return this.#cache;
   }
 
@@ -289,18 +293,28 @@ export class SqliteStore implements Store {
     return this.transact(() => ({ model, result: undefined }), opts).then(({ model, revision }) => ({ model, revision }));
   }
 
-  /** Writes the difference between two models; returns the new revision. */
+  /** Writes `next` (into an empty store: every row; else the difference from `prev`); returns the new revision. */
   #write(prev: Model, next: Model, opts: TransactOptions): number {
+    if (this.#revision() === 0) writeAllRows(this.#db, next);
+    else this.#writeChanges(prev, next);
+    const revision = this.#revision() + 1;
+    this.#stmts.setRevision!.run(String(revision));
+    if (opts.audit) this.#audit(opts.audit);
+    opts.beforeCommit?.(next);
+    return revision;
+  }
+
+  /** Touches only the rows of objects and scalars that are not the same in `prev` and `next`. */
+  #writeChanges(prev: Model, next: Model): void {
     const s = this.#stmts;
-    const fresh = this.#revision() === 0;
     for (const kind of COLLECTIONS) {
       const before = prev[kind] as unknown as Record<string, unknown>[];
       const after = next[kind] as unknown as Record<string, unknown>[];
-      if (!fresh && before === after) continue;
+      if (before === after) continue;
       // Keep positions when the surviving old objects stay in order and new ones are appended.
       const oldIndex = new Map<string, number>();
       before.forEach((o, i) => oldIndex.set(keyOf(kind, o), i));
-      let inOrder = !fresh;
+      let inOrder = true;
       let last = -1;
       let appended = false;
       for (const o of after) {
@@ -329,14 +343,9 @@ export class SqliteStore implements Store {
     }
     for (const [name, value] of Object.entries(next)) {
       if ((COLLECTIONS as string[]).includes(name)) continue;
-      if (!fresh && (prev as Record<string, unknown>)[name] === value) continue;
+      if ((prev as Record<string, unknown>)[name] === value) continue;
       s.setScalar!.run(name, JSON.stringify(value));
     }
-    const revision = this.#revision() + 1;
-    s.setRevision!.run(String(revision));
-    if (opts.audit) this.#audit(opts.audit);
-    opts.beforeCommit?.(next);
-    return revision;
   }
 
   #audit(e: AuditEntry): void {
