@@ -7,11 +7,14 @@
 // ONE transaction (WAL, synchronous=FULL), so a kill -9 leaves either the old or the new model.
 // Every transaction counts itself (meta.commits) and store-state.json records the count
 // outside SQLite, so a lost or corrupt WAL is an error at the next start (storefile.ts).
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { chmodSync, closeSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { checkDbFile, commitsIn, createState, DB_FILE, openState, readState, updateState, verifyExisting } from "./storefile.ts";
-import { Model as ModelSchema, parseModel, type Model } from "../model/schema.ts";
+import { parseModel, type Model } from "../model/schema.ts";
+import { allRows, rawFromRows, READ_OBJECTS, READ_SCALARS, rowChanges, statements, type RowOp } from "./rows.ts";
+
+export { COLLECTIONS, keyField } from "./rows.ts";
 import { isLegacy, upgradeLegacy } from "../model/upgrade.ts";
 
 export interface AuditEntry {
@@ -104,49 +107,21 @@ const MIGRATIONS: { version: number; name: string; sql?: string; run?: (db: Data
     name: "per-dialect records (vendor fields out of hosts, certificates, zones and rules)",
     run: (db) => {
       const raw = readRaw(db);
-      if (isLegacy(raw)) writeAllRows(db, upgradeLegacy(raw) as Record<string, unknown>);
+      if (isLegacy(raw)) runOps(db, allRows(upgradeLegacy(raw) as Record<string, unknown>));
     },
   },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
-/** The model's arrays (stored as rows); everything else is a scalar. */
-export const COLLECTIONS = Object.entries(ModelSchema.shape)
-  .filter(([, s]) => isArraySchema(s))
-  .map(([k]) => k as keyof Model);
-
-function isArraySchema(s: unknown): boolean {
-  const def = (s as { def?: { type?: string; innerType?: { def?: { type?: string } } } }).def;
-  return def?.type === "array" || (def?.type === "default" && def.innerType?.def?.type === "array");
-}
-
-/** The field that keys a collection's rows: `id`, or a host's `hostname`. Two elements with one key would share a row. */
-export const keyField = (kind: string): "id" | "hostname" => (kind === "hosts" ? "hostname" : "id");
-
-/** The row key of a collection element. */
-function keyOf(kind: string, obj: Record<string, unknown>): string {
-  return String(obj[keyField(kind)]);
-}
-
-/** The stored rows as the model's raw input: each collection's elements in their order, each scalar. */
+/** The model's rows as this engine reads them (rows.ts maps them to the model). */
 function readRaw(db: DatabaseSync): Record<string, unknown> {
-  const raw: Record<string, unknown> = {};
-  for (const k of COLLECTIONS) raw[k] = [];
-  for (const r of db.prepare("SELECT kind, body FROM objects ORDER BY kind, pos").all() as Row[]) ((raw[String(r.kind)] ??= []) as unknown[]).push(JSON.parse(String(r.body)));
-  for (const r of db.prepare("SELECT name, value FROM scalars").all() as Row[]) raw[String(r.name)] = JSON.parse(String(r.value));
-  return raw;
+  return rawFromRows(db.prepare(READ_OBJECTS).all() as Row[], db.prepare(READ_SCALARS).all() as Row[]);
 }
 
-/** Replaces every row with `model`'s: its collections' elements at positions 0..n-1, every other field a scalar. */
-function writeAllRows(db: DatabaseSync, model: Record<string, unknown>): void {
-  db.exec("DELETE FROM objects; DELETE FROM scalars;");
-  const row = db.prepare("INSERT INTO objects (kind, key, pos, body) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET pos = excluded.pos, body = excluded.body");
-  const scalar = db.prepare("INSERT INTO scalars (name, value) VALUES (?, ?)");
-  for (const [name, value] of Object.entries(model)) {
-    if ((COLLECTIONS as string[]).includes(name)) (value as Record<string, unknown>[]).forEach((o, i) => row.run(name, keyOf(name, o), i, JSON.stringify(o)));
-    else scalar.run(name, JSON.stringify(value));
-  }
+/** Runs row operations (rows.ts) with prepared statements. */
+function runOps(db: DatabaseSync, ops: readonly RowOp[]): void {
+  for (const { sql, args } of statements(ops)) db.prepare(sql).run(...(args as SQLInputValue[]));
 }
 
 /** Counts the transaction it runs in; store-state.json gets the count after the commit. */
@@ -185,12 +160,6 @@ export class SqliteStore implements Store {
     this.#stmts = {
       revision: p("SELECT value FROM meta WHERE key = 'revision'"),
       setRevision: p("UPDATE meta SET value = ? WHERE key = 'revision'"),
-      maxPos: p("SELECT COALESCE(MAX(pos), -1) AS pos FROM objects WHERE kind = ?"),
-      setBody: p("UPDATE objects SET body = ? WHERE kind = ? AND key = ?"),
-      upsert: p("INSERT INTO objects (kind, key, pos, body) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET pos = excluded.pos, body = excluded.body"),
-      del: p("DELETE FROM objects WHERE kind = ? AND key = ?"),
-      delKind: p("DELETE FROM objects WHERE kind = ?"),
-      setScalar: p("INSERT INTO scalars (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
       audit: p("INSERT INTO audit (at, token_id, method, path, status, summary) VALUES (?, ?, ?, ?, ?, ?)"),
       listAudit: p("SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?"),
       tokens: p("SELECT * FROM tokens ORDER BY created_at, id"),
@@ -295,57 +264,12 @@ export class SqliteStore implements Store {
 
   /** Writes `next` (into an empty store: every row; else the difference from `prev`); returns the new revision. */
   #write(prev: Model, next: Model, opts: TransactOptions): number {
-    if (this.#revision() === 0) writeAllRows(this.#db, next);
-    else this.#writeChanges(prev, next);
+    runOps(this.#db, this.#revision() === 0 ? allRows(next) : rowChanges(prev, next));
     const revision = this.#revision() + 1;
     this.#stmts.setRevision!.run(String(revision));
     if (opts.audit) this.#audit(opts.audit);
     opts.beforeCommit?.(next);
     return revision;
-  }
-
-  /** Touches only the rows of objects and scalars that are not the same in `prev` and `next`. */
-  #writeChanges(prev: Model, next: Model): void {
-    const s = this.#stmts;
-    for (const kind of COLLECTIONS) {
-      const before = prev[kind] as unknown as Record<string, unknown>[];
-      const after = next[kind] as unknown as Record<string, unknown>[];
-      if (before === after) continue;
-      // Keep positions when the surviving old objects stay in order and new ones are appended.
-      const oldIndex = new Map<string, number>();
-      before.forEach((o, i) => oldIndex.set(keyOf(kind, o), i));
-      let inOrder = true;
-      let last = -1;
-      let appended = false;
-      for (const o of after) {
-        const i = oldIndex.get(keyOf(kind, o));
-        if (i === undefined) appended = true;
-        else if (i < last || appended) inOrder = false;
-        else last = i;
-      }
-      if (!inOrder) {
-        s.delKind!.run(kind);
-        after.forEach((o, i) => s.upsert!.run(kind, keyOf(kind, o), i, JSON.stringify(o)));
-        continue;
-      }
-      // Stored positions are not array indexes (deletes leave gaps): a changed object keeps its
-      // own, a new one goes after the highest, so the order read back after a restart is this one.
-      const seen = new Set<string>();
-      let pos = Number((s.maxPos!.get(kind) as Row).pos) + 1;
-      for (const o of after) {
-        const key = keyOf(kind, o);
-        seen.add(key);
-        const i = oldIndex.get(key);
-        if (i === undefined) s.upsert!.run(kind, key, pos++, JSON.stringify(o));
-        else if (before[i] !== o) s.setBody!.run(JSON.stringify(o), kind, key);
-      }
-      for (const key of oldIndex.keys()) if (!seen.has(key)) s.del!.run(kind, key);
-    }
-    for (const [name, value] of Object.entries(next)) {
-      if ((COLLECTIONS as string[]).includes(name)) continue;
-      if ((prev as Record<string, unknown>)[name] === value) continue;
-      s.setScalar!.run(name, JSON.stringify(value));
-    }
   }
 
   #audit(e: AuditEntry): void {
