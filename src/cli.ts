@@ -22,17 +22,19 @@ import { loadStore, startControl } from "./control/setup.ts";
 import { backupStore, DB_FILE } from "./control/storefile.ts";
 import type { Enforcer } from "./control/enforcer.ts";
 import { WorkerGroup } from "./workers/group.ts";
+import { StoreFollower } from "./control/follower.ts";
+import { redact } from "./control/pgstore.ts";
 import { availableParallelism } from "node:os";
 
 const USAGE = `usage:
   certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--public HOST:PORT] [--public-url URL]
                 [--data DIR] [--config FILE] [--environment NAME]
                 [--admin-tls-cert PEM --admin-tls-key PEM --admin-client-ca PEM]
-                [--workers N|auto] [--drain-timeout DURATION] [--reuseport on|off]
+                [--workers N|auto] [--drain-timeout DURATION] [--reuseport on|off] [--store postgres://…]
       Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444; the managed
       CA's certificate, CRL and OCSP on 127.0.0.1:8445 (--public-url: the base URL written
       into issued certificates, default from --public).
-      The model is kept in DIR/certgate.db; --config (or the demo) only seeds an empty store,
+      The model is kept in DIR/certgate.db, or with --store (or $CERTGATE_STORE_URL) in PostgreSQL; --config (or the demo) only seeds an empty store,
       and only with a model that compiles. A directory that has held a store (DIR/store-state.json)
       refuses to start when certgate.db is missing, damaged or short of committed writes.
       Admin token: $CERTGATE_ADMIN_TOKEN, else DIR/admin-token (generated at first start).
@@ -77,6 +79,7 @@ async function serve(argv: string[]): Promise<void> {
       workers: { type: "string", default: "auto" },
       "drain-timeout": { type: "string", default: "30s" },
       reuseport: { type: "string", default: "on" },
+      store: { type: "string" }, // postgres://… (default: DIR/certgate.db)
       "debug-worker-id": { type: "boolean", default: false }, // tests: which worker answered (certgate-worker header)
     },
     strict: true,
@@ -111,13 +114,16 @@ async function serve(argv: string[]): Promise<void> {
     };
   }
   const configFile = values.config;
+  const storeUrl = values.store ?? process.env.CERTGATE_STORE_URL;
+  const storeName = storeUrl ? redact(storeUrl) : join(dataDir, DB_FILE);
   const loaded = await loadStore(
     dataDir,
     (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!)),
     // The snapshot the Runtime below compiles (same derived rules, same environment).
     (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, values.environment)),
+    storeUrl,
   );
-  if (!loaded.seeded && configFile) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: join(dataDir, DB_FILE) });
+  if (!loaded.seeded && configFile) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: storeName });
   if (!loaded.seeded && demoOrigin) {
     // The demo's echo origin listens on a new port each start: point every route that used
     // the previous one (the demo's own, and any an operator added against it) at the new one.
@@ -168,7 +174,7 @@ async function serve(argv: string[]): Promise<void> {
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicBound = await listenAdmin(publicServer, pub.host, pub.port);
   const managedCa = new ManagedCaService(dataDir, values["public-url"] ?? `http://${publicBound.address.includes(":") ? `[${publicBound.address}]` : publicBound.address}:${publicBound.port}`, () => runtime.snapshot.model);
-  const { server: adminServer } = startControl(runtime, metrics, loaded, adminToken, {
+  const { server: adminServer, plane } = startControl(runtime, metrics, loaded, adminToken, {
     tls: adminTls,
     managedCa,
     onError: (e) => log.error({ msg: "admin error", err: e }),
@@ -176,6 +182,9 @@ async function serve(argv: string[]): Promise<void> {
     processes: group,
   });
   const adminBound = await listenAdmin(adminServer, admin.host, admin.port);
+  // A fleet: every node applies what any node commits (LISTEN/NOTIFY on the shared store).
+  const follower = storeUrl ? new StoreFollower(storeUrl, plane, log) : undefined;
+  await follower?.start();
   // --- end control plane wiring ---
   log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, public: managedCa.publicUrl, config_version: runtime.snapshot.version, workers, ...(group && { sockets: group.mode }) });
   if (demo) console.error(`\ncertgate demo: https://localhost:${bound.port} (mTLS enforced, echo origin)\n  ${demo.curl.join("\n  ")}\n`);
@@ -192,11 +201,12 @@ async function serve(argv: string[]): Promise<void> {
       void loaded.store.close().then(
         () => process.exit(code),
         (e: unknown) => {
-          log.error({ msg: "closing the store failed", store: join(dataDir, DB_FILE), err: (e as Error).message });
+          log.error({ msg: "closing the store failed", store: storeName, err: (e as Error).message });
           process.exit(1);
         },
       );
     };
+    void follower?.close();
     adminServer.close();
     adminServer.closeIdleConnections();
     publicServer.close();

@@ -15,6 +15,7 @@ import { createAdminServer, type AdminOptions } from "./admin.ts";
 import { Authenticator } from "./auth.ts";
 import { WritePath, checkControlRefs } from "./writepath.ts";
 import { SqliteStore, type Store } from "./store.ts";
+import { PostgresStore, redact } from "./pgstore.ts";
 
 export interface Loaded {
   store: Store;
@@ -28,8 +29,8 @@ export interface Loaded {
  * once `compile` accepts it: the caller's compile of a snapshot, the same one its runtime will
  * make (same derived rules, same environment); it throws ModelError for a model it refuses.
  */
-export async function loadStore(dataDir: string, seed: () => Model | Promise<Model>, compile: (model: Model) => void): Promise<Loaded> {
-  const store = SqliteStore.open(dataDir);
+export async function loadStore(dataDir: string, seed: () => Model | Promise<Model>, compile: (model: Model) => void, storeUrl?: string): Promise<Loaded> {
+  const store = await openStore(dataDir, storeUrl);
   if (await store.isEmpty()) {
     let stored: Model;
     try {
@@ -47,6 +48,13 @@ export async function loadStore(dataDir: string, seed: () => Model | Promise<Mod
     return { store, model: stored, seeded: true };
   }
   return { store, model: await store.load(), seeded: false };
+}
+
+/** The store: PostgreSQL when `url` is a postgres:// URL (a fleet's), else SQLite in the data directory. */
+export function openStore(dataDir: string, url?: string): Promise<Store> {
+  if (!url) return Promise.resolve(SqliteStore.open(dataDir));
+  if (!/^postgres(ql)?:\/\//.test(url)) return Promise.reject(new Error(`--store: expected a postgres:// URL, got "${redact(url)}"`));
+  return PostgresStore.open(url);
 }
 
 export function startControl(runtime: Enforcer, metrics: Metrics, loaded: Loaded, adminToken: string, extra: Partial<AdminOptions> = {}): { plane: WritePath; auth: Authenticator; server: http.Server | https.Server } {

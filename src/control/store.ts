@@ -12,6 +12,7 @@ import { chmodSync, closeSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { checkDbFile, commitsIn, createState, DB_FILE, openState, readState, updateState, verifyExisting } from "./storefile.ts";
 import { parseModel, type Model } from "../model/schema.ts";
+import { MIGRATIONS, MIGRATIONS_TABLE, tooNew } from "./migrations.ts";
 import { allRows, rawFromRows, READ_OBJECTS, READ_SCALARS, rowChanges, statements, type RowOp } from "./rows.ts";
 
 export { COLLECTIONS, keyField } from "./rows.ts";
@@ -76,43 +77,7 @@ export interface Store {
 
 type Row = Record<string, unknown>;
 
-/** Migrations, applied in order, each in its own transaction; `schema_migrations` records them. */
-const MIGRATIONS: { version: number; name: string; sql?: string; run?: (db: DatabaseSync) => void }[] = [
-  {
-    version: 1,
-    name: "model objects, scalars, tokens, audit",
-    sql: `
-      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      CREATE TABLE objects (
-        kind TEXT NOT NULL, key TEXT NOT NULL, pos INTEGER NOT NULL, body TEXT NOT NULL,
-        PRIMARY KEY (kind, key)
-      ) WITHOUT ROWID;
-      CREATE INDEX objects_pos ON objects (kind, pos);
-      CREATE TABLE scalars (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-      CREATE TABLE tokens (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
-        read_only INTEGER NOT NULL, account_id TEXT, created_at TEXT NOT NULL
-      );
-      CREATE TABLE audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, token_id TEXT NOT NULL,
-        method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, summary TEXT NOT NULL
-      );
-      INSERT INTO meta (key, value) VALUES ('revision', '0');
-    `,
-  },
-  {
-    // Vendor fields leave the core objects for per-dialect records (model/upgrade.ts): the rows are
-    // rewritten once, so each row again holds exactly one object of the model's current layout.
-    version: 2,
-    name: "per-dialect records (vendor fields out of hosts, certificates, zones and rules)",
-    run: (db) => {
-      const raw = readRaw(db);
-      if (isLegacy(raw)) runOps(db, allRows(upgradeLegacy(raw) as Record<string, unknown>));
-    },
-  },
-];
-
-export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+export { SCHEMA_VERSION } from "./migrations.ts";
 
 /** The model's rows as this engine reads them (rows.ts maps them to the model). */
 function readRaw(db: DatabaseSync): Record<string, unknown> {
@@ -173,16 +138,19 @@ export class SqliteStore implements Store {
   }
 
   #migrate(): void {
-    this.#db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)");
+    this.#db.exec(MIGRATIONS_TABLE);
     const done = new Set((this.#db.prepare("SELECT version FROM schema_migrations").all() as Row[]).map((r) => Number(r.version)));
-    const newer = (this.#db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as Row).v;
-    if (typeof newer === "number" && newer > SCHEMA_VERSION)
-      throw new Error(`the store's schema version ${newer} is newer than this certgate's (${SCHEMA_VERSION}); upgrade certgate`);
+    const newest = (this.#db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as Row).v;
+    const refused = tooNew(typeof newest === "number" ? newest : null);
+    if (refused) throw refused;
     for (const m of MIGRATIONS) {
       if (done.has(m.version)) continue;
       this.#tx(() => {
-        if (m.sql) this.#db.exec(m.sql);
-        m.run?.(this.#db);
+        if (m.sql) this.#db.exec(m.sql.sqlite);
+        if (m.upgradeLegacyRows) {
+          const raw = readRaw(this.#db);
+          if (isLegacy(raw)) runOps(this.#db, allRows(upgradeLegacy(raw) as Record<string, unknown>));
+        }
         this.#db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, new Date().toISOString());
       });
     }

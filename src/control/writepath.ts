@@ -129,6 +129,8 @@ export class WritePath {
   readonly store: Store;
   readonly runtime: Enforcer;
   #model: Model;
+  /** The store revision `#model` is at (-1: not known yet). */
+  #revision = -1;
 
   constructor(store: Store, runtime: Enforcer, model: Model) {
     this.store = store;
@@ -139,6 +141,23 @@ export class WritePath {
   /** The committed model (what the running snapshot was compiled from). */
   get model(): Model {
     return this.#model;
+  }
+
+  get revision(): number {
+    return this.#revision;
+  }
+
+  /**
+   * Another node committed `revision` (a fleet on one PostgreSQL): put its model in force here,
+   * unless this node is already there. Throws ModelError, keeping the old model, if it does not compile.
+   */
+  async adopt(model: Model, revision: number): Promise<boolean> {
+    if (revision <= this.#revision) return false;
+    this.runtime.apply(model);
+    this.#model = model;
+    this.#revision = revision;
+    await this.runtime.settled();
+    return true;
   }
 
   /**
@@ -173,6 +192,7 @@ export class WritePath {
         },
       );
       this.#model = out.model;
+      this.#revision = Math.max(this.#revision, out.revision);
       // Answered once every worker process enforces it, so the next request anywhere sees it.
       if (applied) await this.runtime.settled();
       return out.result;
