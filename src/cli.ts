@@ -23,7 +23,7 @@ import { backupStore, DB_FILE } from "./control/storefile.ts";
 import type { Enforcer } from "./control/enforcer.ts";
 import { WorkerGroup } from "./workers/group.ts";
 import { StoreFollower } from "./control/follower.ts";
-import { redact } from "./control/pgstore.ts";
+import { PostgresStore, redact } from "./control/pgstore.ts";
 import { availableParallelism } from "node:os";
 
 const USAGE = `usage:
@@ -144,7 +144,9 @@ async function serve(argv: string[]): Promise<void> {
     throw new Error("admin mTLS needs all three of --admin-tls-cert, --admin-tls-key and --admin-client-ca");
 
   // --- data plane: in this process, or in worker processes this one supervises ---
-  const common = { log, metrics, ticketSecret: ticketSecret(dataDir), environment: values.environment, derivedRules: apinizerRules };
+  // A fleet shares its ticket secret through the store, so any node resumes any node's sessions.
+  const tickets = loaded.store instanceof PostgresStore ? await loaded.store.sharedSecret("ticket", 32) : ticketSecret(dataDir);
+  const common = { log, metrics, ticketSecret: tickets, environment: values.environment, derivedRules: apinizerRules };
   // Set once everything listens; a crash loop before then exits from here.
   let stop = (_why: string, code = 0): void => void loaded.store.close().finally(() => process.exit(code));
   let runtime: Enforcer;

@@ -3,6 +3,7 @@
 // migrations.ts). Writers serialize on the `revision` row (SELECT … FOR UPDATE): each write
 // reads the model at the latest revision, whichever node wrote it, so no update is lost; the
 // commit notifies `certgate_config` with the new revision.
+import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { parseModel, type Model } from "../model/schema.ts";
 import { isLegacy, upgradeLegacy } from "../model/upgrade.ts";
@@ -161,6 +162,17 @@ export class PostgresStore implements Store {
       if (deleted && opts.audit) await insertAudit(c, opts.audit);
       return deleted;
     });
+  }
+
+  /**
+   * A secret every node shares (the session-ticket secret: a ticket from one node resumes on
+   * another), made by the first node that asks and kept in `meta`.
+   */
+  async sharedSecret(name: string, bytes: number): Promise<Buffer> {
+    const key = `secret:${name}`;
+    await this.#pool.query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [key, randomBytes(bytes).toString("base64")]);
+    const r = await this.#pool.query("SELECT value FROM meta WHERE key = $1", [key]);
+    return Buffer.from(String(r.rows[0].value), "base64");
   }
 
   close(): Promise<void> {

@@ -77,6 +77,14 @@ describe.skipIf(!pgUrl)("a fleet of two nodes on one PostgreSQL", () => {
     expect((await get(a.port, { cert: p.client })).status).toBe(200);
   });
 
+  it("resumes on one node a session ticket issued by the other (the ticket secret lives in the store)", async () => {
+    const first = await get(a.port, { cert: p.client });
+    const session = first.socket.getSession()!;
+    const resumed = await get(b.port, { cert: p.client, session });
+    expect(resumed.reused).toBe(true);
+    expect(resumed.status).toBe(200);
+  });
+
   it("keeps every concurrent write of both nodes: none is silently lost", async () => {
     const writes = Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).api("PUT", `/v1/routes/r${i}`, { hostname: `n${i}.localhost`, origin }));
     const statuses = (await Promise.all(writes)).map((r) => r.status);
