@@ -24,6 +24,8 @@ import type { Enforcer } from "./control/enforcer.ts";
 import { WorkerGroup } from "./workers/group.ts";
 import { StoreFollower } from "./control/follower.ts";
 import { PostgresStore, redact } from "./control/pgstore.ts";
+import { StoreUnavailable } from "./control/store.ts";
+import { LAST_COPY, readLastCopy, saveLastCopy } from "./control/lastcopy.ts";
 import { availableParallelism } from "node:os";
 
 const USAGE = `usage:
@@ -116,15 +118,20 @@ async function serve(argv: string[]): Promise<void> {
   const configFile = values.config;
   const storeUrl = values.store ?? process.env.CERTGATE_STORE_URL;
   const storeName = storeUrl ? redact(storeUrl) : join(dataDir, DB_FILE);
-  const loaded = await loadStore(
-    dataDir,
-    (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!)),
-    // The snapshot the Runtime below compiles (same derived rules, same environment).
-    (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, values.environment)),
-    storeUrl,
-  );
-  if (!loaded.seeded && configFile) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: storeName });
-  if (!loaded.seeded && demoOrigin) {
+  // The snapshot the Runtime below compiles (same derived rules, same environment).
+  const compileSeed = (m: Model) => void new Snapshot(m, 1, (x) => apinizerRules(x, values.environment));
+  const seed = (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!));
+  let offline: ReturnType<typeof readLastCopy>;
+  const loaded = await loadStore(dataDir, seed, compileSeed, storeUrl).catch((e: unknown) => {
+    // A fleet node whose PostgreSQL is unreachable serves the last configuration it applied, if any.
+    if (!storeUrl || !(e instanceof StoreUnavailable)) throw e;
+    offline = readLastCopy(dataDir);
+    if (!offline) throw new Error(`${(e as Error).message}; and ${join(dataDir, LAST_COPY)} holds no configuration this node applied before: cannot start without the store`);
+    log.warn({ msg: "the store is unreachable: serving the last configuration this node applied until it is back", store: storeName, revision: offline.revision, saved_at: offline.saved_at, err: (e as Error).message });
+    return { store: PostgresStore.offline(storeUrl), model: offline.model, seeded: false };
+  });
+  if (!loaded.seeded && configFile && !offline) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: storeName });
+  if (!loaded.seeded && demoOrigin && !offline) {
     // The demo's echo origin listens on a new port each start: point every route that used
     // the previous one (the demo's own, and any an operator added against it) at the new one.
     const origin = demoOrigin;
@@ -145,7 +152,7 @@ async function serve(argv: string[]): Promise<void> {
 
   // --- data plane: in this process, or in worker processes this one supervises ---
   // A fleet shares its ticket secret through the store, so any node resumes any node's sessions.
-  const tickets = loaded.store instanceof PostgresStore ? await loaded.store.sharedSecret("ticket", 32) : ticketSecret(dataDir);
+  const tickets = offline ? offline.ticketSecret : loaded.store instanceof PostgresStore ? await loaded.store.sharedSecret("ticket", 32) : ticketSecret(dataDir);
   const common = { log, metrics, ticketSecret: tickets, environment: values.environment, derivedRules: apinizerRules };
   // Set once everything listens; a crash loop before then exits from here.
   let stop = (_why: string, code = 0): void => void loaded.store.close().finally(() => process.exit(code));
@@ -176,17 +183,29 @@ async function serve(argv: string[]): Promise<void> {
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicBound = await listenAdmin(publicServer, pub.host, pub.port);
   const managedCa = new ManagedCaService(dataDir, values["public-url"] ?? `http://${publicBound.address.includes(":") ? `[${publicBound.address}]` : publicBound.address}:${publicBound.port}`, () => runtime.snapshot.model);
-  const { server: adminServer, plane } = startControl(runtime, metrics, loaded, adminToken, {
+  // A fleet: every node applies what any node commits (LISTEN/NOTIFY on the shared store).
+  let follower: StoreFollower | undefined;
+  const { server: adminServer, plane, auth } = startControl(runtime, metrics, loaded, adminToken, {
     tls: adminTls,
     managedCa,
     onError: (e) => log.error({ msg: "admin error", err: e }),
     onUnauthenticated: (method, path, remote) => log.warn({ msg: "admin write without a valid token", method, path, remote }),
     processes: group,
+    storeHealth: storeUrl ? () => ({ store: { kind: "postgres", connected: follower?.connected ?? false, revision: plane.revision } }) : undefined,
   });
   const adminBound = await listenAdmin(adminServer, admin.host, admin.port);
-  // A fleet: every node applies what any node commits (LISTEN/NOTIFY on the shared store).
-  const follower = storeUrl ? new StoreFollower(storeUrl, plane, log) : undefined;
-  await follower?.start();
+  if (storeUrl) {
+    const f = (follower = new StoreFollower(storeUrl, plane, log, () => auth.invalidate()));
+    metrics.collectStoreConnected(() => (f.connected ? 1 : 0));
+    plane.onApplied = (m, revision) => {
+      try {
+        saveLastCopy(dataDir, m, revision, tickets);
+      } catch (e) {
+        log.error({ msg: "could not save the local copy of the configuration", file: join(dataDir, LAST_COPY), err: (e as Error).message });
+      }
+    };
+    await follower.start();
+  }
   // --- end control plane wiring ---
   log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, public: managedCa.publicUrl, config_version: runtime.snapshot.version, workers, ...(group && { sockets: group.mode }) });
   if (demo) console.error(`\ncertgate demo: https://localhost:${bound.port} (mTLS enforced, echo origin)\n  ${demo.curl.join("\n  ")}\n`);

@@ -85,12 +85,29 @@ describe.skipIf(!pgUrl)("a fleet of two nodes on one PostgreSQL", () => {
     expect(resumed.status).toBe(200);
   });
 
+  it("shares scoped tokens: one created on a node works on the other, and deleting it anywhere revokes it everywhere", async () => {
+    const made = await a.api("POST", "/v1/tokens", { name: "fleet-reader", read_only: true });
+    expect(made.status).toBe(201);
+    const asReader = (g: Group) => fetch(`${g.admin}/v1/routes`, { headers: { authorization: `Bearer ${made.body.token}` } }).then((r) => r.status);
+    expect(await asReader(b)).toBe(200);
+    expect(await asReader(a)).toBe(200);
+    expect((await b.api("DELETE", `/v1/tokens/${made.body.id}`)).status).toBe(204);
+    expect(await asReader(b)).toBe(401);
+    await untilTrue(async () => (await asReader(a)) === 401, 10_000, "node A to forget the deleted token");
+  });
+
   it("keeps every concurrent write of both nodes: none is silently lost", async () => {
     const writes = Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).api("PUT", `/v1/routes/r${i}`, { hostname: `n${i}.localhost`, origin }));
     const statuses = (await Promise.all(writes)).map((r) => r.status);
     expect(statuses.every((s) => s === 201)).toBe(true);
-    const ids = (await a.api("GET", "/v1/routes")).body.routes.map((r: { id: string }) => r.id);
-    for (let i = 0; i < 20; i++) expect(ids).toContain(`r${i}`);
-    await untilTrue(async () => (await b.api("GET", "/v1/routes")).body.routes.length === ids.length, 10_000, "node B to hold every route");
+    // Each node answers reads from the model it applied: both converge on every route.
+    const want = Array.from({ length: 20 }, (_, i) => `r${i}`);
+    for (const g of [a, b]) {
+      const has = async () => {
+        const ids: string[] = (await g.api("GET", "/v1/routes")).body.routes.map((r: { id: string }) => r.id);
+        return want.every((id) => ids.includes(id));
+      };
+      await untilTrue(has, 10_000, "every route on every node");
+    }
   });
 });
