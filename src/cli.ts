@@ -26,17 +26,19 @@ import { StoreFollower } from "./control/follower.ts";
 import { PostgresStore, redact } from "./control/pgstore.ts";
 import { StoreUnavailable } from "./control/store.ts";
 import { LAST_COPY, readLastCopy, saveLastCopy } from "./control/lastcopy.ts";
+import { loadKek, StoreKeystore } from "./control/cakeystore.ts";
 import { availableParallelism } from "node:os";
 
 const USAGE = `usage:
   certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--public HOST:PORT] [--public-url URL]
                 [--data DIR] [--config FILE] [--environment NAME]
                 [--admin-tls-cert PEM --admin-tls-key PEM --admin-client-ca PEM]
-                [--workers N|auto] [--drain-timeout DURATION] [--reuseport on|off] [--store postgres://…]
+                [--workers N|auto] [--drain-timeout DURATION] [--reuseport on|off] [--store postgres://…] [--kek-file FILE]
       Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444; the managed
       CA's certificate, CRL and OCSP on 127.0.0.1:8445 (--public-url: the base URL written
       into issued certificates, default from --public).
-      The model is kept in DIR/certgate.db, or with --store (or $CERTGATE_STORE_URL) in PostgreSQL; --config (or the demo) only seeds an empty store,
+      The model is kept in DIR/certgate.db, or with --store (or $CERTGATE_STORE_URL) in PostgreSQL
+      (a fleet: every node with the same URL; the managed CA's key sealed with $CERTGATE_KEK or --kek-file); --config (or the demo) only seeds an empty store,
       and only with a model that compiles. A directory that has held a store (DIR/store-state.json)
       refuses to start when certgate.db is missing, damaged or short of committed writes.
       Admin token: $CERTGATE_ADMIN_TOKEN, else DIR/admin-token (generated at first start).
@@ -82,6 +84,7 @@ async function serve(argv: string[]): Promise<void> {
       "drain-timeout": { type: "string", default: "30s" },
       reuseport: { type: "string", default: "on" },
       store: { type: "string" }, // postgres://… (default: DIR/certgate.db)
+      "kek-file": { type: "string" }, // a fleet's key-encryption key for the managed CA (else $CERTGATE_KEK)
       "debug-worker-id": { type: "boolean", default: false }, // tests: which worker answered (certgate-worker header)
     },
     strict: true,
@@ -182,7 +185,9 @@ async function serve(argv: string[]): Promise<void> {
   // The handler runs only after listen resolves, by which time managedCa is set.
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicBound = await listenAdmin(publicServer, pub.host, pub.port);
-  const managedCa = new ManagedCaService(dataDir, values["public-url"] ?? `http://${publicBound.address.includes(":") ? `[${publicBound.address}]` : publicBound.address}:${publicBound.port}`, () => runtime.snapshot.model);
+  // A fleet keeps its managed CA in the store (the key sealed under the KEK), one node its data directory.
+  const caHome = loaded.store instanceof PostgresStore ? new StoreKeystore(loaded.store, loadKek(process.env, values["kek-file"])) : dataDir;
+  const managedCa = new ManagedCaService(caHome, values["public-url"] ?? `http://${publicBound.address.includes(":") ? `[${publicBound.address}]` : publicBound.address}:${publicBound.port}`, () => runtime.snapshot.model);
   // A fleet: every node applies what any node commits (LISTEN/NOTIFY on the shared store).
   let follower: StoreFollower | undefined;
   const { server: adminServer, plane, auth } = startControl(runtime, metrics, loaded, adminToken, {
