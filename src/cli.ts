@@ -53,6 +53,9 @@ const USAGE = `usage:
   certgate backup --out FILE [--data DIR]
       A consistent copy of DIR/certgate.db (default ./data), also while certgate serves;
       README "Backup and restore" says how to restore it.
+  certgate store migrate --from DIR|postgres://… --to DIR|postgres://… [--kek-file FILE]
+      Copy a whole store into an empty one (SQLite data directory ↔ PostgreSQL): the model, the
+      scoped tokens and, where a KEK ($CERTGATE_KEK or --kek-file) allows, the managed CA.
   certgate certs dev [--out DIR] [--force]
       Write a development PKI (client CA, localhost server certificate, client certificates:
       valid, via an intermediate, expired, not yet valid, untrusted) into DIR (default certs/dev).
@@ -279,6 +282,15 @@ async function backupCmd(argv: string[]): Promise<void> {
   console.log(JSON.stringify({ backup: out, bytes: r.bytes, revision: r.revision, commits: r.commits }));
 }
 
+async function storeMigrate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { from: { type: "string" }, to: { type: "string" }, "kek-file": { type: "string" } }, strict: true });
+  if (!values.from || !values.to) throw new Error("usage: certgate store migrate --from DIR|postgres://… --to DIR|postgres://… [--kek-file FILE]");
+  const { migrateStore } = await import("./control/migrate.ts");
+  const abs = (w: string) => (/^postgres(ql)?:\/\//.test(w) ? w : resolve(w));
+  if (!/^postgres/.test(values.to)) mkdirSync(abs(values.to), { recursive: true, mode: 0o700 });
+  console.log(JSON.stringify(await migrateStore(abs(values.from), abs(values.to), loadKek(process.env, values["kek-file"]))));
+}
+
 async function certsDev(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { out: { type: "string", default: "certs/dev" }, force: { type: "boolean", default: false } } });
   const dir = resolve(values.out);
@@ -300,6 +312,7 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, sub, ...rest] = argv;
   if (cmd === "serve") return serve(argv.slice(1)).then(() => 0);
   if (cmd === "backup") return backupCmd(argv.slice(1)).then(() => 0);
+  if (cmd === "store" && sub === "migrate") return storeMigrate(rest).then(() => 0);
   if (cmd === "certs" && sub === "dev") return certsDev(rest).then(() => 0);
   if (cmd === "rules" && sub === "check") return rulesCheck(rest);
   console.error(USAGE);
