@@ -11,6 +11,7 @@ import { createFrontServer, type Dispatcher } from "./tls/listener.ts";
 import { Origins } from "./origins/origins.ts";
 import { CLIENT_CONN, clientConnOf, handleRequest, handleUpgrade, upgradeAllowed, type ClientConn, type RequestDeps } from "./request/requests.ts";
 import { openConnections, serveHttp1, type Http1Handlers } from "./http1/http1.ts";
+import { openSessions, serveHttp2, type Http2Handlers } from "./http2/session.ts";
 import { Snapshot, type DerivedRules, type HostPolicy } from "./snapshot.ts";
 import { TlsServers } from "./tls/tlsservers.ts";
 import { countRefusal } from "./request/refusals.ts";
@@ -41,6 +42,7 @@ export class Runtime implements Dispatcher {
   readonly #sockets = new Set<net.Socket>();
   readonly #deps: RequestDeps;
   readonly #http: Http1Handlers;
+  readonly #http2: Http2Handlers = { request: (req, res) => handleRequest(this.#deps, req, res), refused: (s, r) => this.#http.refused(s, r) };
   readonly #crls: CrlFetcher;
   readonly environment: string;
   readonly #derivedRules: DerivedRules | undefined;
@@ -53,7 +55,7 @@ export class Runtime implements Dispatcher {
     this.#derivedRules = derive && ((m) => derive(m, environment));
     this.#snapshot = new Snapshot(model, 1, this.#derivedRules);
     this.#metrics.configVersion.set(1);
-    this.#metrics.collectHttpConnections(openConnections);
+    this.#metrics.collectHttpConnections(() => openConnections() + openSessions());
     this.#crls = new CrlFetcher(this.#log, {
       fetched: (url, ok, age) => {
         this.#metrics.crlFetches.inc({ result: ok ? "ok" : "error" });
@@ -191,7 +193,8 @@ export class Runtime implements Dispatcher {
     };
     (socket as TLSSocket & { [CLIENT_CONN]?: ClientConn })[CLIENT_CONN] = state;
     this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(state.resumed) });
-    serveHttp1(socket, this.#snapshot.http, this.#http);
+    if (socket.alpnProtocol === "h2") serveHttp2(socket, this.#snapshot.http, this.#http2);
+    else serveHttp1(socket, this.#snapshot.http, this.#http);
   }
 
   #tlsError(err: Error, policy: HostPolicy): void {
