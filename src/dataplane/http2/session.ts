@@ -7,16 +7,18 @@
 // RST_STREAM REFUSED_STREAM; maxSessionRejectedStreams of those ends the session), the header
 // list size and field count (RST_STREAM ENHANCE_YOUR_CALM above), invalid frames
 // (maxSessionInvalidFrames), queued PING/SETTINGS acknowledgements (nghttp2 ends a session
-// that does not read them: PING and SETTINGS floods), CONTINUATION floods (nghttp2 1.61+),
-// and per-session memory (maxSessionMemory). What it does not, done here: rapid reset
-// (resets.ts), request deadlines per stream, the idle deadline of a session without streams.
+// that does not read them), CONTINUATION floods (nghttp2 1.61+), and
+// per-session memory (maxSessionMemory). What it does not, done here (budget.ts): rapid
+// reset, PING and SETTINGS floods (node:http2 writes each PING's answer to the socket at once, so a client
+// that never reads grows the socket's buffer without bound), request deadlines per stream,
+// the idle deadline of a session without streams.
 import http2, { type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
 import type { TLSSocket } from "node:tls";
 import type { Http1Limits } from "../http1/http1.ts";
 import type { ClientRequest, ClientResponse } from "../request/exchange.ts";
 import { REFUSALS, type RefusalReason } from "../request/refusals.ts";
 import { H2Request, H2Response } from "./stream.ts";
-import { ResetBudget } from "./resets.ts";
+import { Budget, PINGS, RESETS, SETTINGS } from "./budget.ts";
 
 export interface Http2Handlers {
   request(req: ClientRequest, res: ClientResponse): void;
@@ -59,7 +61,9 @@ class Http2Connection {
   readonly #limits: Http1Limits;
   readonly #handlers: Http2Handlers;
   readonly #streams = new Map<ServerHttp2Stream, Live>();
-  readonly #resets = new ResetBudget();
+  readonly #resets = new Budget(RESETS);
+  readonly #pings = new Budget(PINGS);
+  readonly #settings = new Budget(SETTINGS);
   /** Without streams, the session closes at this time. */
   #idleDeadline: number;
   #closing = 0;
@@ -83,6 +87,8 @@ class Http2Connection {
     const session = this.#session;
     session.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => this.#onStream(stream, headers, flags, raw));
     session.on("error", () => session.destroy());
+    session.on("ping", () => this.#pings.take() || this.#goaway(NGHTTP2_ENHANCE_YOUR_CALM));
+    session.on("remoteSettings", () => this.#settings.take() || this.#goaway(NGHTTP2_ENHANCE_YOUR_CALM));
     session.on("close", () => this.#onClose());
     socket.on("error", () => socket.destroy());
     live.add(this);
