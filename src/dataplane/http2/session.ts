@@ -16,7 +16,8 @@ import http2, { type IncomingHttpHeaders, type ServerHttp2Session, type ServerHt
 import type { TLSSocket } from "node:tls";
 import type { Http1Limits } from "../http1/http1.ts";
 import type { ClientRequest, ClientResponse } from "../request/exchange.ts";
-import { REFUSALS, type RefusalReason } from "../request/refusals.ts";
+import { REFUSALS, type RefusalReason, type RefusalSpec } from "../request/refusals.ts";
+import { isGrpc, sendGrpc } from "../request/grpc.ts";
 import { H2Request, H2Response } from "./stream.ts";
 import { Budget, PINGS, RESETS, SETTINGS } from "./budget.ts";
 
@@ -121,7 +122,8 @@ class Http2Connection {
   #refuse(e: Live, reason: RefusalReason): void {
     this.#handlers.refused(this.#socket, reason);
     e.req.discardBody();
-    const r = REFUSALS[reason];
+    const r: RefusalSpec = REFUSALS[reason];
+    if (isGrpc(e.req)) return sendGrpc(e.res, r.grpc, r.body);
     e.res.writeHead(r.status, ["content-type", "text/plain; charset=utf-8", "content-length", String(Buffer.byteLength(r.body))]);
     e.res.end(r.body);
   }

@@ -1,6 +1,6 @@
 // gRPC over HTTP/2 (grpc/grpc doc/PROTOCOL-HTTP2.md): which requests are gRPC, how a status
 // message is encoded, and the deadline a client gives in grpc-timeout.
-import type { ClientRequest } from "./exchange.ts";
+import type { ClientRequest, ClientResponse } from "./exchange.ts";
 
 /** `content-type: application/grpc` or `application/grpc+proto` etc.: refusals become gRPC statuses. */
 export function isGrpc(req: ClientRequest): boolean {
@@ -22,4 +22,10 @@ export function grpcTimeoutMs(value: string | undefined): number | null {
   const m = value && /^(\d{1,8})([HMSmun])$/.exec(value.trim());
   if (!m) return null;
   return Math.max(1, Math.ceil(Number(m[1]) * UNIT_MS[m[2]!]!));
+}
+
+/** A gRPC "trailers-only" answer: HTTP 200, grpc-status and grpc-message, no body (what gRPC clients read as a status). */
+export function sendGrpc(res: ClientResponse, status: number, message: string): void {
+  res.writeHead(200, ["content-type", "application/grpc", "grpc-status", String(status), "grpc-message", grpcMessage(message.trim())]);
+  res.end();
 }

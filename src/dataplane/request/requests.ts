@@ -8,7 +8,7 @@ import { RequestCert, type ClientCertFacts } from "../tls/facts.ts";
 import { downstreamHeaders, upstreamHeaders, type ForwardContext } from "./headers.ts";
 import { closingResponse, rawHeader, type Request } from "../http1/http1.ts";
 import type { ClientRequest, ClientResponse } from "./exchange.ts";
-import { grpcMessage, grpcTimeoutMs, isGrpc } from "./grpc.ts";
+import { grpcTimeoutMs, isGrpc, sendGrpc } from "./grpc.ts";
 import { hostOfHeader } from "../names.ts";
 import { OriginError, type Origins } from "../origins/origins.ts";
 import { normalizeTarget, originForm, type Target } from "./path.ts";
@@ -307,12 +307,6 @@ function refuseAfterDecision(deps: RequestDeps, req: ClientRequest, res: ClientR
   const r = REFUSALS[reason];
   if (isGrpc(req)) return sendGrpc(res, r.grpc, r.body);
   send(res, r.status, r.body, r.close);
-}
-
-/** A gRPC "trailers-only" answer: HTTP 200, grpc-status and grpc-message, no body (what gRPC clients read as a status). */
-function sendGrpc(res: ClientResponse, status: number, message: string): void {
-  res.writeHead(200, ["content-type", "application/grpc", "grpc-status", String(status), "grpc-message", grpcMessage(message.trim())]);
-  res.end();
 }
 
 function send(res: ClientResponse, status: number, body: string, close: boolean, contentType = TEXT): void {
