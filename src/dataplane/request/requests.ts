@@ -282,8 +282,10 @@ async function proxy(deps: RequestDeps, req: ClientRequest, res: ClientResponse,
   } catch (err) {
     const code = err instanceof OriginError ? err.code : "error";
     if (expired) {
+      // After the head (observed "ok" then), the deadline went out in the trailers.
+      if (res.headersSent) return;
       observe("timeout");
-      return res.headersSent ? undefined : refuseAfterDecision(deps, req, res, p, "grpc_deadline");
+      return refuseAfterDecision(deps, req, res, p, "grpc_deadline");
     }
     if (res.headersSent || code === "aborted") return void res.destroy();
     const timeout = code === "timeout" || code === "connect_timeout";
