@@ -116,6 +116,8 @@ export class H2Response implements ClientResponse {
   #head: OutgoingHttpHeaders | null = null;
   #noBody = false;
   #trailers: OutgoingHttpHeaders | null = null;
+  /** An HTTP/2 origin may send trailers: the response waits for them (else no trailers, and no extra frame). */
+  #trailersExpected = false;
   #endConnection: () => void;
 
   constructor(req: H2Request, endConnection: () => void) {
@@ -163,13 +165,14 @@ export class H2Response implements ClientResponse {
     this.#head = null;
     if (this.#gone()) return;
     const endStream = this.#noBody || (ending && this.#trailers === null);
+    const waitForTrailers = !endStream && (this.#trailersExpected || this.#trailers !== null);
     try {
-      this.stream.respond(head, endStream ? { endStream: true } : { waitForTrailers: true });
+      this.stream.respond(head, endStream ? { endStream: true } : waitForTrailers ? { waitForTrailers: true } : undefined);
     } catch {
       // Headers node:http2 will not send (a connection-specific field from an origin): cut.
       return this.destroy();
     }
-    if (!endStream)
+    if (waitForTrailers)
       this.stream.once("wantTrailers", () => {
         try {
           this.stream.sendTrailers(this.#trailers ?? {});
@@ -196,6 +199,10 @@ export class H2Response implements ClientResponse {
       else this.stream.end();
     }
     this.onFinish?.();
+  }
+
+  expectTrailers(): void {
+    this.#trailersExpected = true;
   }
 
   trailers(headers: string[]): void {

@@ -42,6 +42,8 @@ export interface ClientResponse {
   destroy(): void;
   /** Trailer fields to send after the body (HTTP/2 only: HTTP/1.1 responses drop trailers). */
   trailers?(headers: string[]): void;
+  /** Before writeHead: trailers may follow (an HTTP/2 origin). Without it, none are waited for. */
+  expectTrailers?(): void;
   /** HTTP/2: no new streams on this connection (GOAWAY); streams in flight finish. */
   endConnection?(): void;
 }

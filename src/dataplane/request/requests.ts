@@ -241,6 +241,7 @@ async function proxy(deps: RequestDeps, req: ClientRequest, res: ClientResponse,
   // gRPC needs trailers (grpc-status) end to end: an HTTP/1.1 origin cannot give them.
   if (grpc && p.route.protocol === "http1") return req.discardBody(), refuseAfterDecision(deps, req, res, p, "grpc_needs_h2_origin");
   if (req.body) res.writeContinue();
+  if (p.route.protocol !== "http1") res.expectTrailers?.();
   const started = process.hrtime.bigint();
   const observe = (outcome: string) =>
     deps.metrics.originDuration.observe({ route: p.route.id, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
