@@ -8,6 +8,8 @@ import { baseModel, pki, request, startProxy, type Proxy } from "../helpers/harn
 import { h2connect, h2once, h2request } from "../helpers/h2client.ts";
 import { GrpcReader, grpcEcho, grpcFrame, startH2Origin, type H2Origin } from "../helpers/h2origin.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
+import { ModelError, parseModel } from "../../src/model/schema.ts";
+import { Snapshot } from "../../src/dataplane/snapshot.ts";
 
 const GRPC = { "content-type": "application/grpc", te: "trailers" };
 
@@ -218,5 +220,29 @@ describe("gRPC through certgate", () => {
     } finally {
       s.close();
     }
+  });
+
+  it("origin_protocol: h2 needs an https origin, h2c an http one, and the error names the route's path", async () => {
+    const pk = await pki();
+    const compile = (origin: string, origin_protocol: "h2" | "h2c" | "http1") =>
+      new Snapshot(parseModel({ ...baseModel(pk, "http://127.0.0.1:1", [{ hostname: "b.test" }]), routes: [{ id: "r", hostname: "b.test", origin, origin_protocol }] }), 1);
+    expect(() => compile("http://127.0.0.1:1", "h2")).toThrow(ModelError);
+    expect(() => compile("http://127.0.0.1:1", "h2")).toThrow(/routes\[0\]\.origin_protocol: h2 needs an https origin/);
+    expect(() => compile("https://127.0.0.1:1", "h2c")).toThrow(/routes\[0\]\.origin_protocol: h2c needs an http origin/);
+    expect(compile("https://127.0.0.1:1", "h2").routes("b.test")![0]!.protocol).toBe("h2");
+    expect(compile("http://127.0.0.1:1", "http1").routes("b.test")![0]!.protocol).toBe("http1");
+    expect(() => parseModel({ routes: [{ id: "r", hostname: "b.test", origin: "http://x", origin_protocol: "h3" }] })).toThrow(/routes\[0\]\.origin_protocol/);
+    expect(() => parseModel({ hosts: [{ hostname: "b.test", http2: "yes" }] })).toThrow(/hosts\[0\]\.http2/);
+  });
+
+  it("one pooled session per origin; after the origin's GOAWAY the next request opens a new one", async () => {
+    h2c.handler = grpcEcho;
+    const before = h2c.sessions();
+    for (let i = 0; i < 5; i++) expect((await call("localhost", "/pkg.Echo/Say", p.client, grpcFrame("x"))).trailers["grpc-status"]).toBe("0");
+    expect(h2c.sessions() - before).toBeLessThanOrEqual(1);
+    await h2c.goaway();
+    const after = h2c.sessions();
+    expect((await call("localhost", "/pkg.Echo/Say", p.client, grpcFrame("y"))).trailers["grpc-status"]).toBe("0");
+    expect(h2c.sessions()).toBe(after + 1);
   });
 });

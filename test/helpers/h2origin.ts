@@ -11,6 +11,10 @@ export interface H2Origin {
   /** Every request's headers, in order of arrival. */
   seen: IncomingHttpHeaders[];
   handler: H2Handler;
+  /** Sessions accepted so far (one per client connection). */
+  sessions(): number;
+  /** GOAWAY on every open session (an origin restarting or shedding connections); resolves once they are closed. */
+  goaway(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -55,6 +59,8 @@ export async function startH2Origin(tls?: { key: string; cert: string }): Promis
     url: "",
     seen: [],
     handler: grpcEcho,
+    sessions: () => accepted,
+    goaway: () => Promise.all([...sessions].map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
     close: () =>
       new Promise((r) => {
         server.close(() => r());
@@ -62,7 +68,9 @@ export async function startH2Origin(tls?: { key: string; cert: string }): Promis
       }),
   };
   const sessions = new Set<http2.ServerHttp2Session>();
+  let accepted = 0;
   server.on("session", (s: http2.ServerHttp2Session) => {
+    accepted++;
     sessions.add(s);
     s.on("close", () => sessions.delete(s));
   });

@@ -10,6 +10,8 @@ import { OriginError, type BodySink, type Exchange, type OriginErrorCode, type O
 /** A session without streams closes after this long (below common origin idle timeouts). */
 const IDLE_MS = 30_000;
 const { NGHTTP2_CANCEL } = http2.constants;
+/** Sessions whose connection (and TLS handshake) completed: a failure before is a connect failure (502/504 alike, but told apart in logs and metrics). */
+const connected = new WeakSet<ClientHttp2Session>();
 
 /** Flat [name, value, ...] from Node's raw header list, pseudo-headers left out. */
 function flat(raw: readonly string[]): string[] {
@@ -21,7 +23,6 @@ function flat(raw: readonly string[]): string[] {
 export class H2OriginPool {
   readonly route: OriginRoute;
   #session: ClientHttp2Session | null = null;
-  #connected = false;
   #closed = false;
 
   constructor(route: OriginRoute) {
@@ -30,7 +31,9 @@ export class H2OriginPool {
 
   exchange(req: OriginRequest, onHead: ResponseHead): Exchange {
     const x = new H2Exchange(this.route, req, onHead);
-    x.start(this.#take(), this.#connected);
+    const session = this.#take();
+    // Whether this exchange's session got connected: failures before that are connect failures.
+    x.start(session, () => connected.has(session));
     return x;
   }
 
@@ -51,11 +54,10 @@ export class H2OriginPool {
       settings: { enablePush: false },
     });
     this.#session = session;
-    this.#connected = false;
     const connectTimer = setTimeout(() => session.destroy(new OriginError("connect_timeout", "the origin did not connect in time")), r.connectTimeoutMs);
     session.once("connect", () => {
       clearTimeout(connectTimer);
-      if (this.#session === session) this.#connected = true;
+      connected.add(session);
     });
     session.setTimeout(IDLE_MS, () => {
       // Inactivity on the whole session; streams have their own read timeout.
@@ -90,7 +92,7 @@ class H2Exchange implements Exchange {
   #stream: ClientHttp2Stream | null = null;
   #out: BodySink | null = null;
   #settled = false;
-  #connected = false;
+  #connected: () => boolean = () => false;
   #stopBody: (() => void) | null = null;
 
   constructor(route: OriginRoute, req: OriginRequest, onHead: ResponseHead) {
@@ -103,9 +105,8 @@ class H2Exchange implements Exchange {
     });
   }
 
-  start(session: ClientHttp2Session, connected: boolean): void {
+  start(session: ClientHttp2Session, connected: () => boolean): void {
     this.#connected = connected;
-    if (!connected) session.once("connect", () => (this.#connected = true));
     const r = this.#req;
     const headers: OutgoingHttpHeaders = { ":method": r.method, ":path": r.target, ":scheme": this.#route.tls ? "https" : "http" };
     const h = r.headers;
@@ -123,14 +124,14 @@ class H2Exchange implements Exchange {
       return this.fail("protocol", (err as Error).message);
     }
     this.#stream = stream;
-    stream.setTimeout(this.#route.readTimeoutMs, () => this.fail(this.#connected ? "timeout" : "connect_timeout"));
+    stream.setTimeout(this.#route.readTimeoutMs, () => this.fail(this.#connected() ? "timeout" : "connect_timeout"));
     stream.on("response", (head: IncomingHttpHeaders, _flags: number, raw: string[]) => this.#onResponse(Number(head[":status"]), raw));
     stream.on("data", (chunk: Buffer) => this.#onData(chunk));
     stream.on("trailers", (_t: IncomingHttpHeaders, _flags: number, raw: string[]) => this.#out?.trailers?.(flat(raw)));
     stream.on("end", () => this.#onEnd());
-    stream.on("error", (err: Error) => this.fail(err instanceof OriginError ? err.code : this.#connected ? "reset" : "connect", err.message));
+    stream.on("error", (err: Error) => this.fail(err instanceof OriginError ? err.code : this.#connected() ? "reset" : "connect", err.message));
     stream.on("close", () => {
-      if (!this.#settled) this.fail(this.#connected ? "reset" : "connect", `the origin closed the stream (code ${stream.rstCode})`);
+      if (!this.#settled) this.fail(this.#connected() ? "reset" : "connect", `the origin closed the stream (code ${stream.rstCode})`);
     });
     if (r.body) this.#sendBody(r.body, stream);
   }
