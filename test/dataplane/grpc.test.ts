@@ -245,4 +245,18 @@ describe("gRPC through certgate", () => {
     expect((await call("localhost", "/pkg.Echo/Say", p.client, grpcFrame("y"))).trailers["grpc-status"]).toBe("0");
     expect(h2c.sessions()).toBe(after + 1);
   });
+
+  it("a stream the origin refuses unprocessed (REFUSED_STREAM) is sent again once when no body went out; twice is a 502", async () => {
+    let refusals = 1;
+    h2c.handler = (stream) => {
+      if (refusals-- > 0) return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      stream.respond({ ":status": 200 });
+      stream.end("served");
+    };
+    const r = await h2once(proxy.port, { servername: "b.test" }, { authority: "b.test", path: "/retry" });
+    expect([r.status, r.body]).toEqual([200, "served"]);
+    refusals = 2;
+    const twice = await h2once(proxy.port, { servername: "b.test" }, { authority: "b.test", path: "/retry" });
+    expect(twice.status).toBe(502);
+  });
 });

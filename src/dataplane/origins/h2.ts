@@ -9,7 +9,7 @@ import { OriginError, type BodySink, type Exchange, type OriginErrorCode, type O
 
 /** A session without streams closes after this long (below common origin idle timeouts). */
 const IDLE_MS = 30_000;
-const { NGHTTP2_CANCEL } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
 /** Sessions whose connection (and TLS handshake) completed: a failure before is a connect failure (502/504 alike, but told apart in logs and metrics). */
 const connected = new WeakSet<ClientHttp2Session>();
 
@@ -30,10 +30,8 @@ export class H2OriginPool {
   }
 
   exchange(req: OriginRequest, onHead: ResponseHead): Exchange {
-    const x = new H2Exchange(this.route, req, onHead);
-    const session = this.#take();
-    // Whether this exchange's session got connected: failures before that are connect failures.
-    x.start(session, () => connected.has(session));
+    const x = new H2Exchange(this.route, req, onHead, () => this.#take());
+    x.start();
     return x;
   }
 
@@ -43,6 +41,8 @@ export class H2OriginPool {
 
   /** The live session, or a new one: a closed, destroyed or GOAWAY'd session takes no new streams. */
   #take(): ClientHttp2Session {
+    // A session the origin sent GOAWAY to (or that is going away) takes no new streams.
+    if (this.#session?.closed || this.#session?.destroyed) this.#session = null;
     const s = this.#session;
     if (s && !s.closed && !s.destroyed) return s;
     const r = this.route;
@@ -92,21 +92,31 @@ class H2Exchange implements Exchange {
   #stream: ClientHttp2Stream | null = null;
   #out: BodySink | null = null;
   #settled = false;
-  #connected: () => boolean = () => false;
+  #session: ClientHttp2Session | null = null;
   #stopBody: (() => void) | null = null;
+  readonly #take: () => ClientHttp2Session;
+  /** Request body bytes handed to a stream (or its end): past that, the request cannot be sent again. */
+  #bodyStarted = false;
+  #retried = false;
 
-  constructor(route: OriginRoute, req: OriginRequest, onHead: ResponseHead) {
+  constructor(route: OriginRoute, req: OriginRequest, onHead: ResponseHead, take: () => ClientHttp2Session) {
     this.#route = route;
     this.#req = req;
     this.#onHead = onHead;
+    this.#take = take;
     this.done = new Promise((res, rej) => {
       this.#resolve = res;
       this.#reject = rej;
     });
   }
 
-  start(session: ClientHttp2Session, connected: () => boolean): void {
-    this.#connected = connected;
+  /** Whether the session got connected: failures before that are connect failures. */
+  #connected(): boolean {
+    return this.#session !== null && connected.has(this.#session);
+  }
+
+  start(): void {
+    const session = (this.#session = this.#take());
     const r = this.#req;
     const headers: OutgoingHttpHeaders = { ":method": r.method, ":path": r.target, ":scheme": this.#route.tls ? "https" : "http" };
     const h = r.headers;
@@ -129,16 +139,32 @@ class H2Exchange implements Exchange {
     stream.on("data", (chunk: Buffer) => this.#onData(chunk));
     stream.on("trailers", (_t: IncomingHttpHeaders, _flags: number, raw: string[]) => this.#out?.trailers?.(flat(raw)));
     stream.on("end", () => this.#onEnd());
-    stream.on("error", (err: Error) => this.fail(err instanceof OriginError ? err.code : this.#connected() ? "reset" : "connect", err.message));
+    stream.on("error", (err: Error) => {
+      if (this.#stream === stream && !this.#retry(stream)) this.fail(err instanceof OriginError ? err.code : this.#connected() ? "reset" : "connect", err.message);
+    });
     stream.on("close", () => {
-      if (!this.#settled) this.fail(this.#connected() ? "reset" : "connect", `the origin closed the stream (code ${stream.rstCode})`);
+      if (this.#stream === stream && !this.#settled && !this.#retry(stream)) this.fail(this.#connected() ? "reset" : "connect", `the origin closed the stream (code ${stream.rstCode})`);
     });
     if (r.body) this.#sendBody(r.body, stream);
+  }
+
+  /**
+   * A stream the origin refused unprocessed (REFUSED_STREAM, or above the last stream id of its
+   * GOAWAY: RFC 9113 §8.7) is sent again once, on a fresh session, if no body byte went out.
+   */
+  #retry(stream: ClientHttp2Stream): boolean {
+    if (this.#settled || this.#retried || this.#out || this.#bodyStarted || stream.rstCode !== NGHTTP2_REFUSED_STREAM) return false;
+    this.#retried = true;
+    this.#stopBody?.();
+    this.#stopBody = null;
+    this.start();
+    return true;
   }
 
   #sendBody(body: Readable, stream: ClientHttp2Stream): void {
     let seen = 0;
     const onData = (chunk: Buffer) => {
+      this.#bodyStarted = true;
       seen += chunk.length;
       if (seen > this.#req.maxBodyBytes) return this.fail("body_too_large", "request body too large");
       if (!stream.write(chunk)) {
@@ -147,6 +173,7 @@ class H2Exchange implements Exchange {
       }
     };
     const onEnd = () => {
+      this.#bodyStarted = true;
       cleanup();
       stream.end();
     };
