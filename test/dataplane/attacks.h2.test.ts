@@ -71,16 +71,23 @@ describe("HTTP/2 limits and attacks, while a good client is served", () => {
     c.socket.destroy();
   });
 
-  it("header list over 16 KB: the stream is refused, the connection and the good client go on", async () => {
+  it("header list over 16 KB: that stream is refused, the connection and the good client go on", async () => {
     const c = await rawH2(proxy.port, { servername: "b.test" });
-    c.send(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, requestBlock("b.test", "/big", "GET", [["x-big", "a".repeat(20_000)]])));
-    const answer = await Promise.race([c.waitFor((f) => f.stream === 1 && (f.type === FRAME.RST_STREAM || f.type === FRAME.HEADERS)), c.waitFor((f) => f.type === FRAME.GOAWAY)]);
-    expect([FRAME.RST_STREAM, FRAME.HEADERS, FRAME.GOAWAY]).toContain(answer.type);
-    expect(originRequests).toBeGreaterThan(0);
+    await c.waitFor((f) => f.type === FRAME.SETTINGS && !(f.flags & FLAG.ACK));
+    // 20 KB of fields in a HEADERS frame and a CONTINUATION (frames stay within the 16 KB frame size).
+    const block = requestBlock("b.test", "/big", "GET", [["x-big", "a".repeat(20_000)]]);
     const before = originRequests;
-    // Nothing of it reached the origin.
-    await goodClientServed();
+    c.send(frame(FRAME.HEADERS, FLAG.END_STREAM, 1, block.subarray(0, 16_000)), frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, block.subarray(16_000)));
+    const answer = await c.waitFor((f) => f.stream === 1 && (f.type === FRAME.RST_STREAM || f.type === FRAME.HEADERS));
+    // node:http2 resets it (its header list limit is SETTINGS_MAX_HEADER_LIST_SIZE): no 431 on HTTP/2.
+    expect([answer.type, c.rstCodes.get(1)]).toEqual([FRAME.RST_STREAM, ENHANCE_YOUR_CALM]);
+    // The connection goes on: a normal request on it is served.
+    c.send(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, requestBlock("b.test", "/next")));
+    await c.waitFor((f) => f.stream === 3 && f.type === FRAME.HEADERS);
+    expect(c.goaway).toBeNull();
+    // Only /next reached the origin.
     expect(originRequests).toBe(before + 1);
+    await goodClientServed();
     c.socket.destroy();
   });
 

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
 import { baseModel, pki, startProxy, type Proxy } from "../helpers/harness.ts";
-import { h2once } from "../helpers/h2client.ts";
+import { h2connect, h2once } from "../helpers/h2client.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
 import { parseModel } from "../../src/model/schema.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
@@ -78,6 +78,27 @@ describe("HTTP/2 interop: nghttp, curl, ALPN per host, metrics and logs", () => 
     const url = `https://localhost:${proxy.port}`;
     const r = await run("curl", ["-s", "--http2", "--cacert", f["ca.pem"]!, "--cert", f["client.pem"]!, "--key", f["client.key"]!, "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{http_version} %{num_connects}\n", `${url}/a`, `${url}/b`]);
     expect(r.stdout.trim().split("\n")).toEqual(["200 2 1", "200 2 0"]);
+  });
+
+  it("expect: 100-continue: the 100 comes once the request is going to the origin, then the body is forwarded", async () => {
+    const s = await h2connect(proxy.port, { servername: "b.test" });
+    try {
+      const stream = s.request({ ":method": "POST", ":path": "/continue", ":authority": "b.test", expect: "100-continue", "content-length": "5" }, { endStream: false });
+      let continued = false;
+      stream.on("continue", () => {
+        continued = true;
+        stream.end("hello");
+      });
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      const status = await new Promise<number>((r) => stream.on("response", (h) => r(Number(h[":status"]))));
+      await new Promise((r) => stream.on("close", r));
+      expect(continued).toBe(true);
+      expect(status).toBe(200);
+      expect(JSON.parse(Buffer.concat(chunks).toString())).toMatchObject({ method: "POST", url: "/continue", bodyBytes: 5 });
+    } finally {
+      s.close();
+    }
   });
 
   it("certgate_requests_total carries the protocol", async () => {
