@@ -265,6 +265,8 @@ describe("HTTP/2 floods (long idle deadlines, so only the flood guards can end t
   it("CONTINUATION flood: endless CONTINUATION frames never ending the header block end the connection", async () => {
     const c = await rawH2(proxy.port, { servername: "b.test" });
     const junk = hpack([["x-junk", "j".repeat(200)]]);
+    // Nothing (not even our SETTINGS acknowledgement) may come between HEADERS and its CONTINUATIONs.
+    await c.waitFor((f) => f.type === FRAME.SETTINGS && !(f.flags & FLAG.ACK));
     c.send(frame(FRAME.HEADERS, 0, 1, requestBlock("b.test", "/cont")));
     for (let i = 0; i < 2_000 && !c.isClosed(); i++) c.send(...Array.from({ length: 50 }, () => frame(FRAME.CONTINUATION, 0, 1, junk)));
     await closedOrGoaway(c);
