@@ -154,11 +154,18 @@ class Http2Connection {
     for (const e of this.#streams.values()) {
       if (!e.deadline || now < e.deadline) continue;
       e.deadline = 0;
-      // Too slow to send its request: 408 if nothing was answered yet, else the stream is cut.
-      if (!e.res.headersSent) this.#refuse(e, "request_timeout");
-      e.req.body?.destroy();
+      // Too slow to send its request: the origin request (if any) is abandoned; 408 if nothing
+      // was answered yet, then the stream ends (RST_STREAM NO_ERROR after a complete answer,
+      // RFC 9113 §8.1), else the answer in progress is cut (CANCEL).
+      const answered = e.res.headersSent;
       e.res.resetByUs = true;
-      if (!e.req.stream.destroyed) e.req.stream.close(e.res.headersSent ? NGHTTP2_CANCEL : NGHTTP2_NO_ERROR);
+      if (!answered) {
+        const abort = e.res.onAbort;
+        e.res.onAbort = null;
+        abort?.();
+        this.#refuse(e, "request_timeout");
+      }
+      if (!e.req.stream.destroyed) e.req.stream.close(answered ? NGHTTP2_CANCEL : NGHTTP2_NO_ERROR);
     }
   }
 
