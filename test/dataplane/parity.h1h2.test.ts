@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, pki, request, startProxy, type Proxy } from "../helpers/harness.ts";
 import { h2connect, h2once, h2request } from "../helpers/h2client.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
+import { OpensslCa } from "../helpers/opensslca.ts";
+import { issue } from "../../src/pki/issue.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import type { Model } from "../../src/model/schema.ts";
 
@@ -28,6 +30,8 @@ interface Case {
   origin?: { url?: string; headers?: Record<string, string | undefined>; bodyBytes?: number };
   /** curl cannot send this case as written (a fragment, a raw Host override on HTTP/2). */
   noCurl?: true;
+  /** Headers only curl sends (it then waits for 100 Continue instead of racing a refusal with its upload). */
+  curlHeaders?: Record<string, string>;
 }
 
 // localhost: enforced, forwards the certificate (RFC 9440 and XFCC). a.test: fail-open, zone
@@ -69,7 +73,7 @@ const CASES: Case[] = [
     origin: { headers: { "client-cert": undefined, "x-forwarded-client-cert": undefined } },
   },
   { name: "a body reaches the origin whole", sni: "b.test", path: "/upload", method: "POST", cert: "none", body: "x".repeat(70_000), headers: { "content-type": "application/octet-stream" }, status: 200, origin: { bodyBytes: 70_000 } },
-  { name: "a body over max_body_bytes: 413", sni: "b.test", path: "/upload", method: "POST", cert: "none", body: "x".repeat(200_001), status: 413, bodyHas: "too large" },
+  { name: "a body over max_body_bytes: 413", sni: "b.test", path: "/upload", method: "POST", cert: "none", body: "x".repeat(200_001), status: 413, bodyHas: "too large", curlHeaders: { expect: "100-continue" } },
 ];
 
 interface Answer {
@@ -127,7 +131,7 @@ describe("one table of cases, over HTTP/1.1 and HTTP/2", () => {
     const host = c.host ?? c.sni;
     const args = ["-s", proto, "--path-as-is", "--cacert", files["server-ca.pem"]!, ...certArgs, "--resolve", `${c.sni}:${proxy.port}:127.0.0.1`, "-o", "-", "-w", "\n%{http_code} %{http_version}"];
     if (host !== c.sni) args.push("-H", `host: ${host}`);
-    for (const [k, v] of Object.entries(c.headers ?? {})) args.push("-H", `${k}: ${v}`);
+    for (const [k, v] of Object.entries({ ...c.headers, ...c.curlHeaders })) args.push("-H", `${k}: ${v}`);
     if (c.body !== undefined) args.push("-X", c.method ?? "POST", "--data-binary", "@-");
     else if (c.method) args.push("-X", c.method);
     args.push(`https://${c.sni}:${proxy.port}${c.path}`);
@@ -222,5 +226,35 @@ describe("one table of cases, over HTTP/1.1 and HTTP/2", () => {
     expect(r.status).toBe(400);
     const same = await h2once(proxy.port, { servername: "b.test" }, { authority: "b.test", path: "/ok", headers: { host: "B.test" } });
     expect(same.status).toBe(200);
+  });
+
+  it("a revocation published while a connection is open applies to its next request (HTTP/1.1) and stream (HTTP/2); gRPC gets 16", async () => {
+    const victim = await issue({ subject: "O=certgate dev,CN=h2 victim" }, p.ca);
+    const ca = new OpensslCa(p.ca);
+    const h2 = await h2connect(proxy.port, { servername: "localhost", cert: victim });
+    const https = await import("node:https");
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    const before: Model = proxy.runtime.snapshot.model;
+    try {
+      expect((await h2request(h2, { authority: "localhost" })).status).toBe(200);
+      expect((await request(proxy.port, { servername: "localhost", cert: victim, agent })).status).toBe(200);
+      await ca.revoke(victim.certPem);
+      const crl = await ca.gencrl();
+      // Revocation data is not a policy change: the connections stay, their next requests are refused.
+      proxy.runtime.apply({ ...before, trust_bundles: before.trust_bundles.map((b) => ({ ...b, revocation: { crl: { pem: crl, urls: [], fetch_distribution_points: false, when_missing: "ignore" as const } } })) });
+      const s2 = await h2request(h2, { authority: "localhost" });
+      const s1 = await request(proxy.port, { servername: "localhost", cert: victim, agent });
+      expect([s1.status, s2.status]).toEqual([403, 403]);
+      expect(s2.body).toBe(s1.body);
+      expect(s2.body).toContain("revoked");
+      const g = await h2once(proxy.port, { servername: "localhost", cert: victim }, { method: "POST", headers: { "content-type": "application/grpc" }, body: "" });
+      expect([g.status, g.headers["grpc-status"]]).toEqual([200, "16"]);
+      // Nothing of a revoked certificate is forwarded to the origin: the good client still is.
+      expect((await h2once(proxy.port, { servername: "localhost", cert: p.client })).status).toBe(200);
+    } finally {
+      proxy.runtime.apply(before);
+      agent.destroy();
+      h2.destroy();
+    }
   });
 });
