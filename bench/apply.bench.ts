@@ -1,10 +1,12 @@
 // Control-plane apply latency: from an admin write's response to the change being enforced on a
 // new TLS connection, with 10,000 hostnames configured. Plain script:
-//   node_modules/.bin/node bench/apply.bench.ts [--hosts 10000] [--writes 40]
+//   node_modules/.bin/node bench/apply.bench.ts [--hosts 10000] [--writes 40] [--workers 1]
 // Each write is a Fastly PATCH /tls/activations/{id} that attaches (enforced) or detaches the
 // mutual authentication of one hostname; after the response, new connections without a client
 // certificate are opened until the new policy is observed. Prints write latency (request →
 // response, which includes the compile), enforce latency (response → observed) and total.
+// With --workers N the data plane runs in N worker processes (this process is their primary)
+// and a change counts as enforced once every worker has been seen enforcing it.
 import https from "node:https";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,13 +15,18 @@ import { parseArgs } from "node:util";
 import { createDevPki } from "../src/pki/devpki.ts";
 import { parseModel } from "../src/model/schema.ts";
 import { Runtime } from "../src/dataplane/runtime.ts";
+import { Snapshot } from "../src/dataplane/snapshot.ts";
 import { createMetrics } from "../src/observability/metrics.ts";
 import { createLogger } from "../src/observability/log.ts";
 import { startEcho } from "../src/demo/echo.ts";
 import { listenAdmin } from "../src/control/admin.ts";
 import { loadStore, startControl } from "../src/control/setup.ts";
+import { WorkerGroup } from "../src/workers/group.ts";
+import { apinizerRules } from "../src/dialects/apinizer/rules.ts";
 
-const { values } = parseArgs({ options: { hosts: { type: "string", default: "10000" }, writes: { type: "string", default: "40" } } });
+const { values } = parseArgs({ options: { hosts: { type: "string", default: "10000" }, writes: { type: "string", default: "40" }, workers: { type: "string", default: "1" } } });
+const WORKERS = Number(values.workers);
+process.env.CERTGATE_LOG_LEVEL ??= "silent"; // the workers inherit it
 const HOSTS = Number(values.hosts);
 const WRITES = Number(values.writes);
 const TOKEN = "bench";
@@ -38,11 +45,18 @@ const loaded = await loadStore(dir, () =>
     routes: [{ id: "all", hostname: "*.bench.test", origin: echo.url }],
     default_certificate: "srv",
   }),
+  (m) => void new Snapshot(m, 1), // as the Runtime below compiles it (no derived rules)
 );
 const seedMs = performance.now() - seedT0;
 const metrics = createMetrics();
-const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics });
-const { port } = await runtime.listen("127.0.0.1", 0);
+const log = createLogger({ level: "silent" });
+const group =
+  WORKERS > 1
+    ? new WorkerGroup(loaded.model, { workers: WORKERS, log, metrics, ticketSecret: Buffer.alloc(32, 1), environment: "production", derivedRules: apinizerRules, drainTimeoutMs: 1_000, debugWorkerId: true, onFatal: (why) => { throw new Error(why); } })
+    : undefined;
+const single = group ? undefined : new Runtime(loaded.model, { log, metrics, debugWorkerId: "0" });
+const runtime = (group ?? single)!;
+const { port } = group ? await group.start("127.0.0.1", 0) : await single!.listen("127.0.0.1", 0);
 const { server } = startControl(runtime, metrics, loaded, TOKEN);
 const admin = `http://127.0.0.1:${(await listenAdmin(server, "127.0.0.1", 0)).port}`;
 
@@ -53,16 +67,20 @@ async function adminCall(method: string, path: string, body?: unknown): Promise<
   return { status: r.status, json: await r.json() };
 }
 
-/** One request on a new connection without a client certificate: true if it got a 200. */
-function passes(): Promise<boolean> {
+/**
+ * One request on a new connection with an untrusted client certificate: 200 while the host has
+ * no mTLS, 403 once it is enforced; either answer names the worker that gave it.
+ */
+function probe(): Promise<{ ok: boolean; worker: string | undefined }> {
   return new Promise((resolve) => {
-    const req = https.get({ host: "127.0.0.1", port, servername: TARGET, path: "/", ca: p.serverCa.certPem, agent: false, headers: { host: TARGET } }, (res) => {
+    const req = https.get({ host: "127.0.0.1", port, servername: TARGET, path: "/", ca: p.serverCa.certPem, cert: p.untrusted.certPem, key: p.untrusted.keyPem, agent: false, headers: { host: TARGET } }, (res) => {
       res.resume();
-      res.on("end", () => resolve(res.statusCode === 200));
+      res.on("end", () => resolve({ ok: res.statusCode === 200, worker: res.headers["certgate-worker"] as string | undefined }));
     });
-    req.on("error", () => resolve(false));
+    req.on("error", () => resolve({ ok: false, worker: undefined }));
   });
 }
+const passes = async () => (await probe()).ok;
 
 const act = await adminCall("GET", `/tls/activations?filter[tls_domain.id]=${TARGET}`);
 const activation = act.json.data[0].id as string;
@@ -80,9 +98,15 @@ for (let i = 0; i < WRITES; i++) {
   });
   const t1 = performance.now();
   if (r.status !== 200) throw new Error(`write failed: ${r.status} ${JSON.stringify(r.json)}`);
+  // Enforced once every worker has been seen enforcing it.
+  const seen = new Set<string>();
   for (;;) {
     probes++;
-    if ((await passes()) === !attach) break;
+    const r = await probe();
+    if (r.ok === !attach) {
+      seen.add(r.worker ?? "?");
+      if (seen.size >= WORKERS) break;
+    } else if (seen.size) throw new Error(`worker ${r.worker} still enforces the old policy after the write was answered`);
     if (performance.now() - t1 > 10_000) throw new Error("the change was not enforced within 10 s");
   }
   const t2 = performance.now();
@@ -99,7 +123,6 @@ const row = (name: string, xs: number[]) =>
   `| ${name.padEnd(28)} | ${pct(xs, 0.5).toFixed(1).padStart(7)} | ${pct(xs, 0.9).toFixed(1).padStart(7)} | ${pct(xs, 0.99).toFixed(1).padStart(7)} | ${Math.max(...xs).toFixed(1).padStart(7)} |`;
 
 // Where a write's time goes: the compile of the whole model dominates.
-const { Snapshot } = await import("../src/dataplane/snapshot.ts");
 const compile: number[] = [];
 for (let i = 0; i < 10; i++) {
   const t = performance.now();
@@ -107,7 +130,8 @@ for (let i = 0; i < 10; i++) {
   compile.push(performance.now() - t);
 }
 
-console.log(`certgate apply latency: ${HOSTS} hostnames (${HOSTS / 2} with mTLS), ${WRITES} writes, node ${process.version}`);
+const cpu = (await import("node:os")).cpus()[0]?.model ?? "unknown CPU";
+console.log(`certgate apply latency: ${HOSTS} hostnames (${HOSTS / 2} with mTLS), ${WRITES} writes, ${WORKERS} worker${WORKERS > 1 ? "s" : " (one process)"}, node ${process.version}, ${cpu}`);
 console.log(`(dev PKI ${(seedT0 - pkiT0).toFixed(0)} ms, seeding the store ${seedMs.toFixed(0)} ms, ${probes} probe connections)\n`);
 console.log("| ms                           |     p50 |     p90 |     p99 |     max |");
 console.log("|------------------------------|--------:|--------:|--------:|--------:|");
@@ -117,7 +141,7 @@ console.log(row("total (request → seen)", total));
 console.log(row("compile alone (Snapshot)", compile));
 
 server.close();
-await runtime.close();
+await (group ? group.stop() : single!.close());
 echo.server.closeAllConnections();
 echo.server.close();
 await loaded.store.close();

@@ -7,6 +7,11 @@
 // interleaved (A B C A B C ...), at least twice; reports medians of throughput, latency and
 // server CPU per operation, ratios to the peers, and the crypto-only limit. Optionally
 // profiles certgate under load (--profile; always in the full run).
+//
+// The workers axis (--workers 1,2, the default): besides certgate with 1 worker and nginx with
+// 1 worker process, both pinned to the server CPU, it runs certgate with --workers N and nginx
+// with worker_processes N, servers, origin and load generator all unpinned (they share every
+// CPU, as on a real host), and reports server CPU per operation and throughput for both.
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
@@ -73,6 +78,7 @@ const { values: args } = parseArgs({
     "no-install": { type: "boolean", default: false },
     "idle-wait": { type: "string" }, // max seconds to wait for an idle machine
     "keep-temp": { type: "boolean", default: false },
+    workers: { type: "string", default: "1,2" }, // the workers axis: 1 (pinned) and N (unpinned)
     help: { type: "boolean", default: false },
   },
   strict: true,
@@ -81,7 +87,7 @@ const { values: args } = parseArgs({
 if (args.help) {
   console.log(`usage: npm run bench [-- --quick] [--reps N] [--duration S] [--warmup S] [--servers certgate,nginx,haproxy]
        [--loads ${LOADS.map((l) => l.id).join(",")}] [--clients N] [--profile | --no-profile | --profile-only]
-       [--no-install] [--idle-wait S] [--keep-temp]`);
+       [--no-install] [--idle-wait S] [--keep-temp] [--workers 1,N]`);
   process.exit(0);
 }
 
@@ -91,6 +97,8 @@ const opt = {
   durationMs: Number(args.duration ?? (quick ? 2.5 : 10)) * 1000,
   warmupMs: Number(args.warmup ?? (quick ? 0.5 : 2)) * 1000,
   servers: args.servers.split(",").filter(Boolean),
+  /** Worker counts beyond 1: certgate and nginx also run unpinned with this many workers. */
+  moreWorkers: args.workers.split(",").map(Number).filter((n) => Number.isInteger(n) && n > 1),
   loads: (args.loads?.split(",") ?? (quick ? ["full", "resumed", "keepalive", "full-paced"] : LOADS.map((l) => l.id))).map((id) => {
     const l = LOADS.find((x) => x.id === id);
     if (!l) throw new Error(`unknown load "${id}" (${LOADS.map((x) => x.id).join(", ")})`);
@@ -152,7 +160,11 @@ interface RunRecord {
 }
 
 let seq = 0;
+/** Servers of the workers axis (certgate-2w, nginx-2w): unpinned, like their load generator. */
+const multiWorker = (name: string): boolean => /-\d+w$/.test(name);
+
 async function measure(server: Running, load: LoadDef, pki: Pki, rep: number, loadCpu: string | null, durationMs: number): Promise<RunRecord> {
+  if (multiWorker(server.name)) loadCpu = null;
   const n = opt.clients;
   const measureAt = Date.now() + 600 + opt.warmupMs; // node start-up, then the warm-up
   const specs: LoadSpec[] = Array.from({ length: n }, (_, i) => ({
@@ -239,7 +251,7 @@ function aggregate(runs: RunRecord[], server: string, load: string): Cell | null
     resumedPct: median(rs.map((r) => r.resumedPct)),
     opsPerCpuSRuns: rs.map((r) => r.opsPerCpuS),
     rpsRuns: rs.map((r) => r.rps),
-    otherOnServerCpu: median(rs.map((r) => (serverCpuId !== null && r.cpuBusy[`cpu${serverCpuId}`] !== undefined && r.serverUtil !== null ? Math.max(0, r.cpuBusy[`cpu${serverCpuId}`]! - r.serverUtil) : null))),
+    otherOnServerCpu: median(rs.map((r) => (serverCpuId !== null && !multiWorker(server) && r.cpuBusy[`cpu${serverCpuId}`] !== undefined && r.serverUtil !== null ? Math.max(0, r.cpuBusy[`cpu${serverCpuId}`]! - r.serverUtil) : null))),
   };
 }
 
@@ -267,7 +279,7 @@ interface Report {
 
 function markdown(rep: Report): string {
   const servers = rep.servers.filter((s) => !s.skipped).map((s) => s.name);
-  const peers = ["nginx", "haproxy"].filter((p) => servers.includes(p));
+  const peers = ["nginx", "haproxy", ...servers.filter((s) => s.startsWith("nginx-"))].filter((p) => servers.includes(p));
   const cg = servers.includes("certgate");
   const crypto = rep.crypto && "handshakesPerCpuS" in rep.crypto ? rep.crypto : null;
   const m = rep.machine;
@@ -316,6 +328,7 @@ function markdown(rep: Report): string {
     });
   }
   L.push("");
+  L.push(...workersMarkdown(rep, servers));
   L.push("Loads: " + rep.options.loads.map((l) => `\`${l.id}\`: ${l.title}`).join("; ") + ".");
   L.push("");
   L.push(
@@ -337,6 +350,31 @@ function markdown(rep: Report): string {
   if (rep.skipped.length) L.push(`Skipped: ${rep.skipped.join("; ")}.`, "");
   if (rep.profiles.length) L.push(profilesMarkdown(rep.profiles));
   return L.join("\n") + "\n";
+}
+
+/**
+ * The workers axis: what N workers cost per operation against one (the target: within 5% for
+ * certgate) and what they bought in throughput, beside nginx doing the same.
+ */
+function workersMarkdown(rep: Report, servers: string[]): string[] {
+  const multi = servers.filter(multiWorker);
+  if (!multi.length) return [];
+  const L = [
+    "Workers axis: the same servers with more worker processes, all processes unpinned (servers, origin and load generator share every CPU); server CPU per operation against one worker (pinned, above):",
+    "",
+    "| load | server | workers | server CPU per op, µs | vs 1 worker | req/s | vs 1 worker |",
+    "|---|---|---:|---:|---:|---:|---:|",
+  ];
+  for (const load of rep.options.loads)
+    for (const name of multi) {
+      const base = name.replace(/-\d+w$/, "");
+      const one = rep.medians[load.id]?.[base];
+      const many = rep.medians[load.id]?.[name];
+      if (!many) continue;
+      L.push(`| ${load.id} | ${base} | ${/-(\d+)w$/.exec(name)![1]} | ${fmt(many.cpuPerOpUs)} | ${ratio(many.cpuPerOpUs, one?.cpuPerOpUs)} | ${fmt(many.rps)} | ${ratio(many.rps, one?.rps)} |`);
+    }
+  L.push("");
+  return L;
 }
 
 // ---------------------------------------------------------------- profiling
@@ -462,6 +500,17 @@ async function main(): Promise<void> {
           continue;
         }
         servers.push(s);
+        // The workers axis: the same server with more workers, unpinned.
+        if (name === "certgate" || name === "nginx")
+          for (const n of opt.moreWorkers) {
+            const m = name === "certgate" ? await startCertgate(tempDir, pki, origin.port, null, [], `certgate-${n}w`, n) : await startNginx(tempDir, pki, origin.port, null, n);
+            running.push(m);
+            const mp = await probe(m.port, pki);
+            serverInfo.push({ name: m.name, version: `${m.version}, ${n} workers, unpinned`, probe: mp });
+            log(`${m.name}: ${m.version}, pid ${m.pid}, port ${m.port}, ${n} workers, unpinned`);
+            if (mp.problems.some((x) => x.startsWith("request with a client certificate"))) skipped.push(`${m.name}: probe failed (${mp.problems.join("; ")})`);
+            else servers.push(m);
+          }
       } catch (e) {
         const why = (e as Error).message.split("\n")[0]!;
         serverInfo.push({ name, version: "", probe: null, skipped: why });

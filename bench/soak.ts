@@ -56,6 +56,8 @@ const { values: a } = parseArgs({
     "revoke-every": { type: "string", default: "60s" },
     "flip-every": { type: "string", default: "20s" },
     "max-latency": { type: "string", default: "1s" },
+    // One process by default: the memory samples (RSS, heap, handles) then describe all of certgate.
+    workers: { type: "string", default: "1" },
     "log-level": { type: "string", default: "warn" },
   },
   strict: true,
@@ -233,7 +235,7 @@ default_certificate: srv
   const childLog = join(dir, "certgate.log");
   const child = spawn(
     process.execPath,
-    [join(REPO, "src/cli.ts"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", config],
+    [join(REPO, "src/cli.ts"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", config, "--workers", a.workers],
     { env: { ...process.env, CERTGATE_ADMIN_TOKEN: token, CERTGATE_LOG_LEVEL: opts.logLevel }, stdio: ["ignore", "pipe", "pipe"] },
   );
   const out = createWriteStream(childLog);

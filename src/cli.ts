@@ -12,6 +12,7 @@ import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { Runtime } from "./dataplane/runtime.ts";
+import { Snapshot } from "./dataplane/snapshot.ts";
 import { REFUSAL_LABELS } from "./dataplane/request/refusals.ts";
 import { apinizerRules, DEFAULT_ENVIRONMENT } from "./dialects/apinizer/rules.ts";
 import { listenAdmin } from "./control/admin.ts";
@@ -19,20 +20,32 @@ import { resolveAdminToken } from "./control/auth.ts";
 import { ManagedCaService } from "./managedca/service.ts";
 import { loadStore, startControl } from "./control/setup.ts";
 import { backupStore, DB_FILE } from "./control/storefile.ts";
+import type { Enforcer } from "./control/enforcer.ts";
+import { WorkerGroup } from "./workers/group.ts";
+import { StoreFollower } from "./control/follower.ts";
+import { PostgresStore, redact } from "./control/pgstore.ts";
+import { availableParallelism } from "node:os";
 
 const USAGE = `usage:
   certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--public HOST:PORT] [--public-url URL]
                 [--data DIR] [--config FILE] [--environment NAME]
                 [--admin-tls-cert PEM --admin-tls-key PEM --admin-client-ca PEM]
+                [--workers N|auto] [--drain-timeout DURATION] [--reuseport on|off] [--store postgres://…]
       Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444; the managed
       CA's certificate, CRL and OCSP on 127.0.0.1:8445 (--public-url: the base URL written
       into issued certificates, default from --public).
-      The model is kept in DIR/certgate.db; --config (or the demo) only seeds an empty store,
+      The model is kept in DIR/certgate.db, or with --store (or $CERTGATE_STORE_URL) in PostgreSQL; --config (or the demo) only seeds an empty store,
       and only with a model that compiles. A directory that has held a store (DIR/store-state.json)
       refuses to start when certgate.db is missing, damaged or short of committed writes.
       Admin token: $CERTGATE_ADMIN_TOKEN, else DIR/admin-token (generated at first start).
       --environment: the Apinizer environment this node serves (default production).
       Without --config: a demo on https://localhost:8443 (mTLS enforced) using certs/dev.
+      --workers: processes serving the public port (default auto: one per CPU); with more than
+      one, this process is their primary (store, admin API, managed CA, CRL and OCSP fetching).
+      SIGHUP or POST /v1/reload replaces the workers one at a time; SIGTERM drains and exits;
+      --drain-timeout (default 30s) bounds how long a stopping worker finishes its requests.
+      --reuseport off: the workers share one listening socket instead of one SO_REUSEPORT
+      socket each. --debug-worker-id (tests): responses name their worker (certgate-worker).
   certgate backup --out FILE [--data DIR]
       A consistent copy of DIR/certgate.db (default ./data), also while certgate serves;
       README "Backup and restore" says how to restore it.
@@ -63,10 +76,18 @@ async function serve(argv: string[]): Promise<void> {
       "admin-tls-key": { type: "string" },
       "admin-client-ca": { type: "string" },
       environment: { type: "string", default: DEFAULT_ENVIRONMENT }, // Apinizer dialect
+      workers: { type: "string", default: "auto" },
+      "drain-timeout": { type: "string", default: "30s" },
+      reuseport: { type: "string", default: "on" },
+      store: { type: "string" }, // postgres://… (default: DIR/certgate.db)
+      "debug-worker-id": { type: "boolean", default: false }, // tests: which worker answered (certgate-worker header)
     },
     strict: true,
   });
   const listen = parseHostPort(values.listen, "--listen");
+  const workers = parseWorkers(values.workers);
+  const drainTimeoutMs = parseDuration(values["drain-timeout"], "--drain-timeout");
+  if (values.reuseport !== "on" && values.reuseport !== "off") throw new Error(`--reuseport: expected on or off, got "${values.reuseport}"`);
   const admin = parseHostPort(values.admin, "--admin");
   const dataDir = resolve(values.data);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -93,8 +114,16 @@ async function serve(argv: string[]): Promise<void> {
     };
   }
   const configFile = values.config;
-  const loaded = await loadStore(dataDir, (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!)), values.environment);
-  if (!loaded.seeded && configFile) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: join(dataDir, DB_FILE) });
+  const storeUrl = values.store ?? process.env.CERTGATE_STORE_URL;
+  const storeName = storeUrl ? redact(storeUrl) : join(dataDir, DB_FILE);
+  const loaded = await loadStore(
+    dataDir,
+    (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!)),
+    // The snapshot the Runtime below compiles (same derived rules, same environment).
+    (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, values.environment)),
+    storeUrl,
+  );
+  if (!loaded.seeded && configFile) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: storeName });
   if (!loaded.seeded && demoOrigin) {
     // The demo's echo origin listens on a new port each start: point every route that used
     // the previous one (the demo's own, and any an operator added against it) at the new one.
@@ -114,49 +143,99 @@ async function serve(argv: string[]): Promise<void> {
   if (!adminTls && (values["admin-tls-cert"] || values["admin-tls-key"] || values["admin-client-ca"]))
     throw new Error("admin mTLS needs all three of --admin-tls-cert, --admin-tls-key and --admin-client-ca");
 
-  const runtime = new Runtime(model, { log, metrics, ticketSecret: ticketSecret(dataDir), environment: values.environment, derivedRules: apinizerRules });
-  const bound = await runtime.listen(listen.host, listen.port);
+  // --- data plane: in this process, or in worker processes this one supervises ---
+  // A fleet shares its ticket secret through the store, so any node resumes any node's sessions.
+  const tickets = loaded.store instanceof PostgresStore ? await loaded.store.sharedSecret("ticket", 32) : ticketSecret(dataDir);
+  const common = { log, metrics, ticketSecret: tickets, environment: values.environment, derivedRules: apinizerRules };
+  // Set once everything listens; a crash loop before then exits from here.
+  let stop = (_why: string, code = 0): void => void loaded.store.close().finally(() => process.exit(code));
+  let runtime: Enforcer;
+  let bound: { address: string; port: number };
+  let group: WorkerGroup | undefined;
+  let single: Runtime | undefined;
+  if (workers === 1) {
+    runtime = single = new Runtime(model, { ...common, debugWorkerId: values["debug-worker-id"] ? "0" : undefined });
+    bound = await single.listen(listen.host, listen.port);
+  } else {
+    runtime = group = new WorkerGroup(model, {
+      ...common,
+      workers,
+      drainTimeoutMs,
+      reuseport: values.reuseport === "on",
+      debugWorkerId: values["debug-worker-id"],
+      onFatal: (reason) => {
+        log.fatal({ msg: "giving up: the workers keep dying", reason });
+        stop("crash loop", 1);
+      },
+    });
+    bound = await group.start(listen.host, listen.port);
+  }
   // The public listener: the managed CA's certificate, CRL and OCSP, for any relying party.
   const pub = parseHostPort(values.public, "--public");
   // The handler runs only after listen resolves, by which time managedCa is set.
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicBound = await listenAdmin(publicServer, pub.host, pub.port);
   const managedCa = new ManagedCaService(dataDir, values["public-url"] ?? `http://${publicBound.address.includes(":") ? `[${publicBound.address}]` : publicBound.address}:${publicBound.port}`, () => runtime.snapshot.model);
-  const { server: adminServer } = startControl(runtime, metrics, loaded, adminToken, {
+  const { server: adminServer, plane } = startControl(runtime, metrics, loaded, adminToken, {
     tls: adminTls,
     managedCa,
     onError: (e) => log.error({ msg: "admin error", err: e }),
     onUnauthenticated: (method, path, remote) => log.warn({ msg: "admin write without a valid token", method, path, remote }),
+    processes: group,
   });
   const adminBound = await listenAdmin(adminServer, admin.host, admin.port);
+  // A fleet: every node applies what any node commits (LISTEN/NOTIFY on the shared store).
+  const follower = storeUrl ? new StoreFollower(storeUrl, plane, log) : undefined;
+  await follower?.start();
   // --- end control plane wiring ---
-  log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, public: managedCa.publicUrl, config_version: runtime.snapshot.version });
+  log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, public: managedCa.publicUrl, config_version: runtime.snapshot.version, workers, ...(group && { sockets: group.mode }) });
   if (demo) console.error(`\ncertgate demo: https://localhost:${bound.port} (mTLS enforced, echo origin)\n  ${demo.curl.join("\n  ")}\n`);
 
   let stopping = false;
-  const stop = (sig: string) => {
+  // Draining: the public port stops accepting, requests in flight finish (drain-timeout at most).
+  stop = (sig: string, code = 0): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ msg: "shutting down", signal: sig });
+    log.info({ msg: "shutting down", signal: sig, drain_timeout_ms: drainTimeoutMs });
     // The store last: checkpointed and closed, so DATA/certgate.db alone holds every write.
     // Its calls are synchronous, so no transaction is half done when it closes.
     const exit = () => {
       void loaded.store.close().then(
-        () => process.exit(0),
+        () => process.exit(code),
         (e: unknown) => {
-          log.error({ msg: "closing the store failed", store: join(dataDir, DB_FILE), err: (e as Error).message });
+          log.error({ msg: "closing the store failed", store: storeName, err: (e as Error).message });
           process.exit(1);
         },
       );
     };
+    void follower?.close();
     adminServer.close();
     adminServer.closeIdleConnections();
     publicServer.close();
-    void runtime.close().then(exit, exit);
-    setTimeout(exit, 5_000).unref();
+    void (group ? group.stop() : single!.drain(drainTimeoutMs)).then(exit, exit);
+    setTimeout(exit, drainTimeoutMs + 10_000).unref();
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGHUP", () => {
+    if (!group) return log.warn({ msg: "SIGHUP: nothing to reload with --workers 1 (the configuration applies live without one)" });
+    group.reload().catch((e: unknown) => log.error({ msg: "reload failed: the remaining workers keep serving", err: (e as Error).message }));
+  });
+}
+
+/** --workers: a count, or auto (the CPUs this process may use). */
+function parseWorkers(s: string): number {
+  if (s === "auto") return availableParallelism();
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error(`--workers: expected a number from 1 to 256 or auto, got "${s}"`);
+  return n;
+}
+
+/** "30s", "500ms", "2m", or plain seconds. */
+export function parseDuration(s: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s.trim());
+  if (!m) throw new Error(`${what}: expected a duration such as 30s, 500ms or 2m, got "${s}"`);
+  return Math.round(Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 }[m[2] ?? "s"] ?? 1000));
 }
 
 /** Kept in the data directory so a restart does not invalidate every client's tickets. */

@@ -6,7 +6,7 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Metrics } from "../observability/metrics.ts";
-import type { Runtime } from "../dataplane/runtime.ts";
+import type { Enforcer, ProcessGroup } from "./enforcer.ts";
 import type { Authenticator } from "./auth.ts";
 import { presentedToken } from "./auth.ts";
 import { APINIZER_ROUTES } from "../dialects/apinizer/routes.ts";
@@ -18,6 +18,7 @@ import { FASTLY_ROUTES } from "../dialects/fastly/routes.ts";
 import { compileRoute, decodeSegment, parseBody, readBody, type AdminRoute, type Ctx, type Reply } from "./http.ts";
 import { NATIVE_ROUTES } from "../dialects/native/routes.ts";
 import { auditEntry } from "./writepath.ts";
+import { requireAccount } from "./ownership.ts";
 import type { WritePath, WriteContext } from "./writepath.ts";
 
 export interface AdminOptions {
@@ -30,6 +31,8 @@ export interface AdminOptions {
   /** A write without a valid token (401): logged, not stored, so no one without a token can grow the audit table. */
   onUnauthenticated?: (method: string, path: string, remote: string | undefined) => void;
   managedCa?: ManagedCaService;
+  /** The worker processes (serve --workers N): /healthz lists them, /metrics merges theirs, /v1/reload replaces them. */
+  processes?: ProcessGroup;
 }
 
 // The dialect of a route (its error envelope) follows from its path: dialectOf.
@@ -96,14 +99,18 @@ function sendError(res: http.ServerResponse, dialect: Dialect, err: ApiError): v
   send(res, { status: err.status, body, contentType });
 }
 
-export function createAdminServer(runtime: Runtime, metrics: Metrics, opts?: AdminOptions): http.Server | https.Server {
+export function createAdminServer(runtime: Enforcer, metrics: Metrics, opts?: AdminOptions): http.Server | https.Server {
+  const processes = opts?.processes;
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const rawPath = (req.url ?? "/").split("?")[0]!;
     if (req.method === "GET" && rawPath === "/healthz") {
-      return send(res, { status: 200, body: { status: "ok", config_version: runtime.snapshot.version } });
+      return send(res, { status: 200, body: { status: "ok", config_version: runtime.snapshot.version, ...processes?.health() } });
     }
     if (req.method === "GET" && rawPath === "/metrics") {
-      void metrics.registry.metrics().then((text) => send(res, { status: 200, text, contentType: metrics.registry.contentType }));
+      void (processes ? processes.metricsText() : metrics.registry.metrics()).then(
+        (text) => send(res, { status: 200, text, contentType: metrics.registry.contentType }),
+        (e: unknown) => sendError(res, "native", toApiError(e)),
+      );
       return;
     }
     const path = routedPath(rawPath);
@@ -174,6 +181,8 @@ async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http
   r.names.forEach((n, i) => {
     params[n] = decodeSegment(m[i + 1]!);
   });
+  // A path naming a Cloudflare account (/accounts/:account_id/...) is that account's: checked here, once, for every such route.
+  if (params.account_id !== undefined) requireAccount(principal, params.account_id);
   const url = new URL(req.url ?? "/", "http://admin.invalid");
   let bodyCache: Promise<Buffer> | undefined;
   const ctx: Ctx = {
@@ -183,17 +192,15 @@ async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http
     principal,
     plane: opts.plane,
     managedCa: opts.managedCa,
+    processes: opts.processes,
     path,
     query: (name) => url.searchParams.get(name),
     body: async (o = {}) => parseBody(req, await (bodyCache ??= readBody(req)), o.yaml ?? false, o.optional ?? false),
     write: (summary, mutate) => opts.plane.write(wctx, summary, mutate),
     writeCtx: () => wctx,
-    requireAccount: (acc) => {
-      if (principal.account_id !== null && acc !== principal.account_id) throw new ApiError("forbidden", `this token is limited to Cloudflare account ${principal.account_id}`);
-    },
     invalidateTokens: () => opts.auth.invalidate(),
   };
-  const reply = withWarnings(dialect, await r.handler(ctx), wctx.warnings!);
+  const reply = withWarnings(dialect, await r.handler(ctx), wctx.warnings);
   if (method === "HEAD") return send(res, { ...reply, body: undefined, text: "" });
   send(res, reply);
 }

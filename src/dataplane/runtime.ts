@@ -10,15 +10,15 @@ import { ClientCertFacts, NO_CLIENT_CERT } from "./tls/facts.ts";
 import { createFrontServer, type Dispatcher } from "./tls/listener.ts";
 import { Origins } from "./origins/origins.ts";
 import { CLIENT_CONN, clientConnOf, handleRequest, handleUpgrade, upgradeAllowed, type ClientConn, type RequestDeps } from "./request/requests.ts";
-import { openConnections, serveHttp1, type Http1Handlers } from "./http1/http1.ts";
-import { openSessions, serveHttp2, type Http2Handlers } from "./http2/session.ts";
+import { drainHttp1, openConnections, serveHttp1, setResponseTag, type Http1Handlers } from "./http1/http1.ts";
+import { drainHttp2, openSessions, serveHttp2, type Http2Handlers } from "./http2/session.ts";
 import { Snapshot, type DerivedRules, type HostPolicy } from "./snapshot.ts";
 import { TlsServers } from "./tls/tlsservers.ts";
 import { countRefusal } from "./request/refusals.ts";
-import { RevocationChecker } from "../revocation/checker.ts";
-import { CrlFetcher } from "../revocation/fetcher.ts";
+import { RevocationChecker, type CrlSource, type OcspSource } from "../revocation/checker.ts";
+import { CrlFetcher, type FetcherHooks } from "../revocation/fetcher.ts";
 import { serialKey } from "../revocation/crl.ts";
-import { OcspClient } from "../revocation/ocsp.ts";
+import { OcspClient, type OcspHooks } from "../revocation/ocsp.ts";
 import { classify, MISSING, VERIFIED, type ChainVerdict } from "./tls/verify.ts";
 
 export interface RuntimeOptions {
@@ -30,6 +30,13 @@ export interface RuntimeOptions {
   environment?: string;
   /** Rules this node derives from each model for `environment` (Apinizer policies); none when absent. */
   derivedRules?: (model: Model, environment: string) => readonly Rule[];
+  /**
+   * Where CRLs and OCSP answers come from. By default this process fetches them itself; a
+   * worker process gets them from its primary (src/workers/), which fetches each URL once.
+   */
+  revocation?: { crls: CrlSource; ocsp: OcspSource };
+  /** Debugging only (`serve --debug-worker-id`): every response says which process served it, as `certgate-worker`. */
+  debugWorkerId?: string;
 }
 
 export class Runtime implements Dispatcher {
@@ -43,7 +50,7 @@ export class Runtime implements Dispatcher {
   readonly #deps: RequestDeps;
   readonly #http: Http1Handlers;
   readonly #http2: Http2Handlers = { request: (req, res) => handleRequest(this.#deps, req, res), refused: (s, r) => this.#http.refused(s, r) };
-  readonly #crls: CrlFetcher;
+  readonly #crls: CrlSource;
   readonly environment: string;
   readonly #derivedRules: DerivedRules | undefined;
 
@@ -56,13 +63,10 @@ export class Runtime implements Dispatcher {
     this.#snapshot = new Snapshot(model, 1, this.#derivedRules);
     this.#metrics.configVersion.set(1);
     this.#metrics.collectHttpConnections(() => openConnections() + openSessions());
-    this.#crls = new CrlFetcher(this.#log, {
-      fetched: (url, ok, age) => {
-        this.#metrics.crlFetches.inc({ result: ok ? "ok" : "error" });
-        if (age !== undefined) this.#metrics.crlAge.set({ url }, age);
-      },
-    });
-    const ocsp = new OcspClient((status) => this.#metrics.ocspAnswers.inc({ status }));
+    if (opts.debugWorkerId !== undefined) setResponseTag(`certgate-worker: ${opts.debugWorkerId}\r\n`);
+    const own = opts.revocation ?? ownRevocationSources(this.#log, this.#metrics);
+    this.#crls = own.crls;
+    const ocsp = own.ocsp;
     this.#deps = {
       snapshot: () => this.#snapshot,
       origins: this.#origins,
@@ -96,10 +100,13 @@ export class Runtime implements Dispatcher {
     return this.#snapshot;
   }
 
-  /** Compiles a model without putting it in force; throws ModelError if it does not compile. */
-  compile(model: Model): Snapshot {
+  /**
+   * Compiles a model without putting it in force; throws ModelError if it does not compile.
+   * `version`: the one its primary gave it (a worker), else the next.
+   */
+  compile(model: Model, version = this.#snapshot.version + 1): Snapshot {
     try {
-      return new Snapshot(model, this.#snapshot.version + 1, this.#derivedRules);
+      return new Snapshot(model, version, this.#derivedRules);
     } catch (e) {
       this.#metrics.configApplies.inc({ result: "rejected" });
       throw e;
@@ -119,20 +126,46 @@ export class Runtime implements Dispatcher {
   }
 
   /** compile() then swap(); on failure the old snapshot stays. */
-  apply(model: Model): Snapshot {
-    const next = this.compile(model);
+  apply(model: Model, version?: number): Snapshot {
+    const next = this.compile(model, version);
     this.swap(next);
     return next;
   }
 
-  listen(host: string, port: number): Promise<net.AddressInfo> {
+  /** In one process, a swapped snapshot is in force at once. */
+  settled(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Listens on HOST:PORT, or on a bound socket handed over by a primary process (`handle`). */
+  listen(host: string, port: number): Promise<net.AddressInfo>;
+  listen(handle: object): Promise<net.AddressInfo>;
+  listen(target: string | object, port?: number): Promise<net.AddressInfo> {
+    const how = typeof target === "string" ? { host: target, port, backlog: 1024 } : { handle: target, backlog: 1024 };
     return new Promise((resolve, reject) => {
       this.#front.once("error", reject);
-      this.#front.listen({ host, port, backlog: 1024 }, () => {
+      this.#front.listen(how, () => {
         this.#front.off("error", reject);
         resolve(this.#front.address() as net.AddressInfo);
       });
     });
+  }
+
+  /**
+   * Graceful stop: accept nothing new, let requests in flight finish (each answered with
+   * `connection: close`), close keep-alive connections once idle, and cut whatever is left
+   * after `timeoutMs`. Resolves when no client connection is left.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    const closed = new Promise<void>((r) => this.#front.close(() => r()));
+    drainHttp1();
+    drainHttp2();
+    const deadline = Date.now() + timeoutMs;
+    while (this.#sockets.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const s of this.#sockets) s.destroy();
+    await closed;
+    this.#crls.close();
+    await this.#origins.close();
   }
 
   async close(): Promise<void> {
@@ -203,4 +236,19 @@ export class Runtime implements Dispatcher {
     if (reason === "no_certificate") this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: "no_certificate" });
     this.#metrics.handshakeErrors.inc({ reason });
   }
+}
+
+/**
+ * The process that fetches CRLs and asks OCSP responders itself (one process, or a group's
+ * primary), counting both; `share` hears of each new CRL copy and cached answer.
+ */
+export function ownRevocationSources(log: Logger, metrics: Metrics, share: Pick<FetcherHooks, "updated"> & Pick<OcspHooks, "cached"> = {}): { crls: CrlFetcher; ocsp: OcspClient } {
+  const crls = new CrlFetcher(log, {
+    fetched: (url, ok, age) => {
+      metrics.crlFetches.inc({ result: ok ? "ok" : "error" });
+      if (age !== undefined) metrics.crlAge.set({ url }, age);
+    },
+    updated: share.updated,
+  });
+  return { crls, ocsp: new OcspClient({ answered: (status) => metrics.ocspAnswers.inc({ status }), cached: share.cached }) };
 }

@@ -3,7 +3,8 @@
 // lookups and nothing else. Compilation either succeeds whole or throws ModelError naming
 // every offending path: the caller keeps the old snapshot.
 import type { RuleProgram } from "../rules/index.ts";
-import { ModelError, type Model, type Rule } from "../model/schema.ts";
+import { ModelError } from "../model/error.ts";
+import type { Model, Rule } from "../model/schema.ts";
 import type { NameTable } from "./names.ts";
 import type { Http1Limits } from "./http1/http1.ts";
 import { compileBundles } from "./compile/bundles.ts";

@@ -3,12 +3,12 @@
 // are errors: a typo must never silently weaken a policy. The core objects hold what every
 // dialect and the data plane need; a dialect's own presentation lives in `dialects.<name>`.
 import { z } from "zod";
-import type { RuleSpec } from "../rules/index.ts";
 import { MAX_RESPONSE_BODY, MEDIA_TYPE } from "../rules/ruleset.ts";
 
 import { hostname, id, ms, pem, stamp } from "./primitives.ts";
 import { Dialects, pruneDialects } from "../dialects/records.ts";
 import { upgradeLegacy } from "./upgrade.ts";
+import { ModelError, formatPath } from "./error.ts";
 
 export const Certificate = z.strictObject({
   id,
@@ -228,36 +228,9 @@ export type MtlsMode = z.infer<typeof MtlsMode>;
 export type Forwarding = z.infer<typeof Forwarding>;
 export type ManagedClientCertificate = z.infer<typeof ManagedClientCertificate>;
 
-/** When a managed certificate was revoked, or null while active: pending_revocation is already refused, so the CRL, OCSP and the data plane all treat it as revoked. */
-export function managedRevokedAt(c: ManagedClientCertificate): Date | null {
-  return c.status === "active" ? null : new Date(c.revoked_at ?? c.issued_on);
-}
-
-/** A stored rule as the rules engine compiles it. */
-export function toRuleSpec(r: Rule): RuleSpec {
-  return {
-    id: r.id,
-    expression: r.expression,
-    action: r.action,
-    description: r.description,
-    enabled: r.enabled,
-    response: r.response && { status: r.response.status, contentType: r.response.content_type, body: r.response.body },
-  };
-}
-
-/** A validation failure naming where in the model it is and why. */
-export class ModelError extends Error {
-  readonly issues: { path: string; message: string }[];
-  constructor(issues: { path: string; message: string }[]) {
-    super(issues.map((i) => `${i.path || "(root)"}: ${i.message}`).join("\n"));
-    this.name = "ModelError";
-    this.issues = issues;
-  }
-}
-
-export function formatPath(path: readonly PropertyKey[]): string {
-  return path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i ? "." : ""}${String(p)}`)).join("");
-}
+// Read at run time by the data plane, which must not load zod in every worker process.
+export { managedRevokedAt, toRuleSpec } from "./derived.ts";
+export { ModelError, formatPath };
 
 /**
  * Parses raw input into the model, or throws ModelError with every problem found. Input in the

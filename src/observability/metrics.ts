@@ -100,6 +100,18 @@ export function createMetrics(opts: MetricsOptions = {}) {
       help: "TLS servers in use: one per (server certificate, trust-policy version), never per SNI name.",
       registers: [registry],
     }),
+    workers: new Gauge({
+      name: "certgate_workers",
+      help: "Worker processes serving the public port (serve --workers), by state (ready, starting, draining).",
+      labelNames: ["state"] as const,
+      registers: [registry],
+    }),
+    workerRestarts: new Counter({
+      name: "certgate_worker_restarts_total",
+      help: "Worker processes replaced after they died, by how they ended (exit code or signal).",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
     httpConnections: new Gauge({
       name: "certgate_http_connections",
       help: "Client connections past their handshake, serving HTTP/1.1 (read at scrape time, not counted per connection).",

@@ -5,8 +5,26 @@
 import type { X509Certificate } from "node:crypto";
 import { serialKey } from "./crl.ts";
 import type { RevocationPolicy } from "./policy.ts";
-import type { CrlFetcher } from "./fetcher.ts";
-import { ocspUrlOf, type OcspAnswer, type OcspClient } from "./ocsp.ts";
+import type { VerifiedCrl } from "./crl.ts";
+import { ocspUrlOf, type OcspAnswer, type OcspOptions } from "./ocsp.ts";
+
+/**
+ * Where CRLs come from: CrlFetcher downloads them; a worker process mirrors the primary's
+ * (src/workers/), so every URL is fetched once per process group.
+ */
+export interface CrlSource {
+  /** The verified CRL at `url` for these CAs, a promise settling when a first copy arrives, or an Error if none is usable. */
+  lookup(url: string, cas: readonly X509Certificate[]): VerifiedCrl | Promise<void> | Error;
+  /** Starts getting `url` now if it is not known yet. */
+  prefetch(url: string): void;
+  close(): void;
+}
+
+/** Where OCSP answers come from: OcspClient asks responders; a worker asks the primary's. */
+export interface OcspSource {
+  /** A cached answer, or a promise of one; never rejects. */
+  lookup(leaf: X509Certificate, issuer: X509Certificate, url: string, opts: OcspOptions): OcspAnswer | Promise<OcspAnswer>;
+}
 
 /** What a check needs of a trust bundle (the data plane's compiled bundle has it). */
 export interface RevocationBundle {
@@ -39,11 +57,11 @@ interface LeafKeys {
 }
 
 export class RevocationChecker {
-  readonly #fetcher: CrlFetcher;
-  readonly #ocsp: OcspClient;
+  readonly #fetcher: CrlSource;
+  readonly #ocsp: OcspSource;
   readonly #keys = new WeakMap<X509Certificate, LeafKeys>();
 
-  constructor(fetcher: CrlFetcher, ocsp: OcspClient) {
+  constructor(fetcher: CrlSource, ocsp: OcspSource) {
     this.#fetcher = fetcher;
     this.#ocsp = ocsp;
   }

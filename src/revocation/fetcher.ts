@@ -2,9 +2,9 @@
 // background before it; the last good CRL stays when a refresh fails. Verification is per
 // trust bundle (a URL is only believed for the CAs of the bundle that asked for it).
 import type { X509Certificate } from "node:crypto";
-import { request } from "undici";
 import type { Logger } from "../observability/log.ts";
 import { crlDers, crlNextUpdate, verifyCrl, type VerifiedCrl } from "./crl.ts";
+import type { CrlSource } from "./checker.ts";
 
 const MAX_CRL_BYTES = 32 << 20;
 const DEFAULT_LIFETIME_MS = 3_600_000; // CRLs without nextUpdate: refresh hourly
@@ -35,9 +35,25 @@ interface Entry {
 
 export interface FetcherHooks {
   fetched(url: string, ok: boolean, ageSeconds: number | undefined): void;
+  /** After each fetch: the CRL now in use (the last good one when this fetch failed), and why it failed. */
+  updated?(url: string, der: Buffer | undefined, error: Error | undefined): void;
 }
 
-export class CrlFetcher {
+/** A CRL's verified view for one set of trusted CAs (a bundle), computed once per CRL copy. */
+export function verifiedView(cache: WeakMap<readonly X509Certificate[], VerifiedCrl | Error>, der: Buffer, cas: readonly X509Certificate[]): VerifiedCrl | Error {
+  let v = cache.get(cas);
+  if (!v) {
+    try {
+      v = verifyCrl(der, cas);
+    } catch (e) {
+      v = e as Error;
+    }
+    cache.set(cas, v);
+  }
+  return v;
+}
+
+export class CrlFetcher implements CrlSource {
   readonly #entries = new Map<string, Entry>();
   readonly #log: Logger;
   readonly #hooks: FetcherHooks;
@@ -58,16 +74,13 @@ export class CrlFetcher {
     entry.lastUsed = Date.now();
     // No CRL: a first fetch is under way, or it failed (an Error built per request would cost ~10 µs).
     if (!entry.der) return entry.inflight ?? entry.error!;
-    let v = entry.verified.get(cas);
-    if (!v) {
-      try {
-        v = verifyCrl(entry.der, cas);
-      } catch (e) {
-        v = e as Error;
-      }
-      entry.verified.set(cas, v);
-    }
-    return v;
+    return verifiedView(entry.verified, entry.der, cas);
+  }
+
+  /** What is known of `url` now: the CRL in use and the last fetch's error (undefined: never asked for, or first fetch under way). */
+  state(url: string): { der: Buffer | undefined; error: Error | undefined } | undefined {
+    const e = this.#entries.get(url);
+    return e && (e.der || e.error) ? { der: e.der, error: e.error } : undefined;
   }
 
   /** Starts fetching `url` now if it is not known yet. */
@@ -109,6 +122,7 @@ export class CrlFetcher {
 
   async #fetch(e: Entry): Promise<void> {
     try {
+      const { request } = await import("undici"); // loaded where CRLs are fetched: a worker process never does
       const res = await request(e.url, { method: "GET", headersTimeout: this.#t.timeoutMs, bodyTimeout: this.#t.timeoutMs, maxRedirections: 0 } as Parameters<typeof request>[1]);
       if (res.statusCode !== 200) {
         await res.body.dump();
@@ -131,11 +145,13 @@ export class CrlFetcher {
       e.failures = 0;
       e.error = undefined;
       this.#hooks.fetched(e.url, true, 0);
+      this.#hooks.updated?.(e.url, der, undefined);
       this.#schedule(e, Math.max(this.#t.minRefreshMs, (e.nextUpdate - Date.now()) * 0.8));
     } catch (err) {
       e.failures++;
       e.error = new Error(`CRL ${e.url} could not be fetched: ${(err as Error).message}`);
       this.#hooks.fetched(e.url, false, this.ageSeconds(e.url));
+      this.#hooks.updated?.(e.url, e.der, e.error);
       this.#log.warn({ msg: "CRL fetch failed", url: e.url, err: (err as Error).message, keeping_last_good: Boolean(e.der) });
       this.#schedule(e, Math.min(this.#t.retryMs * 2 ** Math.min(e.failures - 1, 5), 15 * 60_000));
     }

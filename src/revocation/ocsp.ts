@@ -5,7 +5,7 @@ import { randomBytes, type X509Certificate } from "node:crypto";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { LRUCache } from "lru-cache";
-import { request } from "undici";
+import type { OcspSource } from "./checker.ts";
 
 export type OcspStatus = "good" | "revoked" | "unknown" | "error";
 export interface OcspAnswer {
@@ -23,7 +23,19 @@ const SKEW_MS = 5 * 60_000;
 const ERROR_TTL_MS = 5_000;
 const NO_NEXT_UPDATE_TTL_MS = 5 * 60_000;
 
-export class OcspClient {
+/** The cache key of one certificate's status at one responder: the same in every process of a group. */
+export function ocspKey(leaf: X509Certificate, issuer: X509Certificate, url: string): string {
+  return `${issuer.fingerprint256}|${leaf.serialNumber}|${url}`;
+}
+
+export interface OcspHooks {
+  /** A responder was asked: the outcome (good, revoked, unknown, error). */
+  answered?(status: OcspStatus): void;
+  /** An answer went into the cache for `ttlMs` (a primary hands it to every worker). */
+  cached?(key: string, answer: OcspAnswer, ttlMs: number): void;
+}
+
+export class OcspClient implements OcspSource {
   readonly #cache = new LRUCache<string, OcspAnswer>({ max: 50_000, ttlAutopurge: false });
   readonly #inflight = new Map<string, Promise<OcspAnswer>>();
   /**
@@ -31,10 +43,15 @@ export class OcspClient {
    * request; a key built afresh is a new string whose hash the cache recomputes (~1 µs).
    */
   readonly #keys = new WeakMap<X509Certificate, { issuer: X509Certificate; url: string; key: string }>();
-  readonly #answered: (status: OcspStatus) => void;
+  readonly #hooks: OcspHooks;
 
-  constructor(answered: (status: OcspStatus) => void = () => {}) {
-    this.#answered = answered;
+  constructor(hooks: OcspHooks = {}) {
+    this.#hooks = hooks;
+  }
+
+  /** How long the cached answer for `key` stays valid, in ms (0 when there is none). */
+  remainingTtl(key: string): number {
+    return Math.max(0, this.#cache.getRemainingTTL(key));
   }
 
   /** A cached answer, or a promise of one; never rejects. */
@@ -45,27 +62,26 @@ export class OcspClient {
     let pending = this.#inflight.get(key);
     if (!pending) {
       pending = this.#ask(leaf, issuer, url, opts).then(
-        ({ answer, ttlMs }) => {
-          this.#cache.set(key, answer, { ttl: Math.max(1_000, ttlMs) });
-          return answer;
-        },
-        (err: unknown) => {
-          const answer: OcspAnswer = { status: "error", detail: (err as Error).message };
-          this.#cache.set(key, answer, { ttl: ERROR_TTL_MS });
-          return answer;
-        },
+        ({ answer, ttlMs }) => this.#keep(key, answer, Math.max(1_000, ttlMs)),
+        (err: unknown) => this.#keep(key, { status: "error", detail: (err as Error).message }, ERROR_TTL_MS),
       );
       pending.finally(() => this.#inflight.delete(key)).catch(() => {});
-      pending.then((a) => this.#answered(a.status)).catch(() => {});
+      pending.then((a) => this.#hooks.answered?.(a.status)).catch(() => {});
       this.#inflight.set(key, pending);
     }
     return pending;
   }
 
+  #keep(key: string, answer: OcspAnswer, ttlMs: number): OcspAnswer {
+    this.#cache.set(key, answer, { ttl: ttlMs });
+    this.#hooks.cached?.(key, answer, ttlMs);
+    return answer;
+  }
+
   #keyOf(leaf: X509Certificate, issuer: X509Certificate, url: string): string {
     const k = this.#keys.get(leaf);
     if (k?.issuer === issuer && k.url === url) return k.key;
-    const key = `${issuer.fingerprint256}|${leaf.serialNumber}|${url}`;
+    const key = ocspKey(leaf, issuer, url);
     this.#keys.set(leaf, { issuer, url, key });
     return key;
   }
@@ -82,6 +98,7 @@ export class OcspClient {
       ];
     }
     const body = Buffer.from(req.toSchema(true).toBER(false));
+    const { request } = await import("undici"); // loaded where responders are asked: a worker process never does
     const res = await request(url, {
       method: "POST",
       // Canonical case: OpenSSL's own responder (3.0) only recognises "Content-Length".

@@ -36,6 +36,7 @@ const FORBIDDEN: [layer: string, file: string, code: string, says: RegExp][] = [
   ["revocation → data plane", "src/revocation/probe.ts", 'import type { ClientCertFacts } from "../dataplane/facts.ts";', /Revocation does not import the data plane/],
   ["observability → data plane", "src/observability/probe.ts", 'import { openConnections } from "../dataplane/http1.ts";', /Observability imports nobody/],
   ["re-export counts too", "src/observability/probe.ts", 'export { Snapshot } from "../dataplane/snapshot.ts";', /Observability imports nobody/],
+  ["workers → control plane", "src/workers/probe.ts", 'import { WritePath } from "../control/writepath.ts";', /Worker processes run the data plane/],
 ];
 
 const ALLOWED: [layer: string, file: string, code: string][] = [

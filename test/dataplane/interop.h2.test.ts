@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
 import { baseModel, pki, startProxy, type Proxy } from "../helpers/harness.ts";
-import { h2connect, h2once } from "../helpers/h2client.ts";
+import { h2connect, h2once, h2request } from "../helpers/h2client.ts";
+import { startH2Origin } from "../helpers/h2origin.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
 import { parseModel } from "../../src/model/schema.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
@@ -125,6 +126,36 @@ describe("HTTP/2 interop: nghttp, curl, ALPN per host, metrics and logs", () => 
       await runtime.close();
       echo.server.closeAllConnections();
       await new Promise((r) => echo.server.close(r));
+    }
+  });
+});
+
+describe("graceful stop (Runtime.drain) on HTTP/2", () => {
+  it("GOAWAY NO_ERROR to every session: the stream in flight finishes, the connection then closes", async () => {
+    const origin = await startH2Origin();
+    let release: (() => void) | null = null;
+    origin.handler = (stream) => {
+      release = () => {
+        stream.respond({ ":status": 200 });
+        stream.end("finished");
+      };
+    };
+    const proxy = await startProxy((pk) => ({ ...baseModel(pk, origin.url, [{ hostname: "b.test" }]), routes: [{ id: "b", hostname: "b.test", origin: origin.url, origin_protocol: "h2c" }] }));
+    const s = await h2connect(proxy.port, { servername: "b.test" });
+    try {
+      const inFlight = h2request(s, { authority: "b.test", path: "/slow" });
+      while (!release) await new Promise((r) => setTimeout(r, 10));
+      const goaway = new Promise<number>((r) => s.once("goaway", (code: number) => r(code)));
+      const drained = proxy.runtime.drain(10_000);
+      expect(await goaway).toBe(0);
+      (release as () => void)();
+      expect(await inFlight).toMatchObject({ status: 200, body: "finished" });
+      await drained;
+      await new Promise<void>((r) => (s.closed ? r() : s.once("close", () => r())));
+    } finally {
+      s.destroy();
+      await proxy.close();
+      await origin.close();
     }
   });
 });

@@ -2,7 +2,8 @@
 // revocation settings compiled by revocation/ (uploaded CRLs verified against these CAs).
 import { createHash, type X509Certificate } from "node:crypto";
 import { PemError, parseCaBundle } from "../../pki/pem.ts";
-import { managedRevokedAt, type Model, type TrustBundle } from "../../model/schema.ts";
+import { managedRevokedAt } from "../../model/derived.ts";
+import type { Model, TrustBundle } from "../../model/schema.ts";
 import { compileRevocationPolicy, type RevocationPolicy } from "../../revocation/policy.ts";
 import { memo, type Fail } from "./memo.ts";
 

@@ -2,7 +2,8 @@
 // once per zone. A zone's program is reused while the zone object and the global rules are
 // the same.
 import { compileRuleset, type RuleProgram } from "../../rules/index.ts";
-import { toRuleSpec, type Model, type Rule } from "../../model/schema.ts";
+import { toRuleSpec } from "../../model/derived.ts";
+import type { Model, Rule } from "../../model/schema.ts";
 import type { Fail } from "./memo.ts";
 
 export interface CompiledRules {

@@ -139,7 +139,7 @@ function httpDate(): string {
 
 /** A whole response after which the connection closes: for answers given outside a Response (refusals, upgrades). */
 export function closingResponse(status: number, body: string, contentType = "text/plain; charset=utf-8"): string {
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ndate: ${httpDate()}\r\nconnection: close\r\n\r\n${body}`;
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Unknown"}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ndate: ${httpDate()}\r\nconnection: close\r\n${responseTag}\r\n${body}`;
 }
 
 /** One response; its framing (length, chunked, or close) is chosen from the headers it is given. */
@@ -196,8 +196,10 @@ export class Response {
         head += "transfer-encoding: chunked\r\n";
       } else keepAlive = false; // HTTP/1.0 without a length: the body ends with the connection
     }
+    if (draining) keepAlive = false;
     if (!keepAlive) head += "connection: close\r\n";
     else if (req.httpMinor === 0) head += "connection: keep-alive\r\n";
+    head += responseTag;
     this.keepAlive = keepAlive;
     this.#conn.write(head + "\r\n");
   }
@@ -230,6 +232,28 @@ export class Response {
   destroy(): void {
     this.#conn.socket.destroy();
   }
+}
+
+/** Extra response header lines (debugging only: which worker answered). */
+let responseTag = "";
+export function setResponseTag(lines: string): void {
+  responseTag = lines;
+}
+
+/** Set by drainHttp1(): every response closes its connection. */
+let draining = false;
+/** How long a draining keep-alive connection may stay idle: a client about to reuse it gets its answer, with `connection: close`. */
+const DRAIN_IDLE_MS = 1_000;
+
+/**
+ * The process is stopping: each connection ends after its current response (`connection:
+ * close`), and one idle between requests closes after at most DRAIN_IDLE_MS. Not at once: a
+ * client may be writing its next request right now, and HTTP/1.1 has no GOAWAY to tell it.
+ */
+export function drainHttp1(): void {
+  draining = true;
+  const idleBy = Date.now() + DRAIN_IDLE_MS;
+  for (const c of live) c.drain(idleBy);
 }
 
 // Header and request deadlines, checked for every connection on one timer (as node:http does),
@@ -473,7 +497,7 @@ class Http1Connection {
         this.#dispatch(next);
         this.#flow();
       });
-    if (!this.#inMessage) this.#setDeadline(Date.now() + this.#limits.keepAliveTimeoutMs, IDLE);
+    if (!this.#inMessage) this.#setDeadline(Date.now() + (draining ? DRAIN_IDLE_MS : this.#limits.keepAliveTimeoutMs), IDLE);
     this.#flow();
   }
 
@@ -512,6 +536,11 @@ class Http1Connection {
     // connection closes after that request's response; the requests before it are still served.
     if (code === "HPE_CLOSED_CONNECTION") return;
     this.#refuse(code === "HPE_HEADER_OVERFLOW" ? "headers_too_large" : code === "HPE_CHUNK_EXTENSIONS_OVERFLOW" ? "chunk_extensions_too_large" : "malformed");
+  }
+
+  /** See drainHttp1(). */
+  drain(idleBy: number): void {
+    if (this.#deadlineKind === IDLE && this.deadline > idleBy) this.deadline = idleBy;
   }
 
   /** A deadline passed (called by the sweep). */

@@ -44,6 +44,19 @@ function sweep(): void {
   for (const c of live) c.check(now);
 }
 
+/** Set by drainHttp2(): sessions started from now on get GOAWAY at once. */
+let draining = false;
+
+/**
+ * Graceful stop (Runtime.drain): every session gets GOAWAY NO_ERROR, so clients open no new
+ * streams on it; streams in flight finish, then the session closes (or is cut CLOSE_GRACE_MS
+ * later, or by the caller's own deadline).
+ */
+export function drainHttp2(): void {
+  draining = true;
+  for (const c of live) c.drain();
+}
+
 /** Serves HTTP/2 on a TLS socket whose handshake chose ALPN h2. */
 export function serveHttp2(socket: TLSSocket, limits: Http1Limits, handlers: Http2Handlers): void {
   new Http2Connection(socket, limits, handlers);
@@ -94,6 +107,11 @@ class Http2Connection {
     socket.on("error", () => socket.destroy());
     live.add(this);
     if (!ticker) (ticker = setInterval(sweep, TICK_MS)).unref();
+    if (draining) this.drain();
+  }
+
+  drain(): void {
+    this.#goaway(NGHTTP2_NO_ERROR);
   }
 
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {

@@ -11,7 +11,8 @@
 //   <id>:issuer   scope and cert_presented and not <issuer in ACL>     (validateACLForIssuer)
 // with <id> = apinizer:<project>:<proxy>:<policy>.
 import { compileRuleset } from "../../rules/index.ts";
-import { toRuleSpec, type Model, type Rule } from "../../model/schema.ts";
+import { toRuleSpec } from "../../model/derived.ts";
+import type { Model, Rule } from "../../model/schema.ts";
 import type { ApinizerIssuer, ApinizerPolicy, ApinizerProject, ApinizerProxy } from "./records.ts";
 
 const RULE_PREFIX = "apinizer:";

@@ -106,6 +106,16 @@ async function putConfig(ctx: Ctx): Promise<Reply> {
   return json({ config_version: ctx.plane.runtime.snapshot.version, applied: true });
 }
 
+// worker processes
+
+/** Replaces every worker process, one at a time, without dropping a connection (as SIGHUP does); audited. */
+async function reload(ctx: Ctx): Promise<Reply> {
+  // One process (--workers 1) has no workers to replace; its configuration applies live anyway.
+  const replaced = ctx.processes ? await ctx.processes.reload() : 0;
+  await ctx.plane.store.audit(auditEntry(ctx.writeCtx(), `reload: ${replaced} worker process(es) replaced`));
+  return json({ reloaded: replaced, ...ctx.processes?.health() });
+}
+
 // tokens
 
 async function listTokens(ctx: Ctx): Promise<Reply> {
@@ -182,4 +192,5 @@ export const NATIVE_ROUTES: RouteDef[] = [
   { method: "POST", path: "/v1/tokens", handler: createToken, adminOnly: true },
   { method: "DELETE", path: "/v1/tokens/:id", handler: deleteToken, adminOnly: true },
   { method: "GET", path: "/v1/audit", handler: listAudit },
+  { method: "POST", path: "/v1/reload", handler: reload, adminOnly: true },
 ];

@@ -1,0 +1,46 @@
+// What a primary sends its workers after a write: the model's difference from the last one
+// it sent. Collections travel as their key order plus the elements that are new objects; a
+// worker rebuilds the rest from its own previous model, so unchanged elements keep their
+// identity there and the compile's memo (dataplane/compile/memo.ts) skips them, as it does in
+// the primary. Anything else travels whole when it is a new object.
+import type { Model } from "../model/schema.ts";
+
+type Element = Record<string, unknown>;
+
+export interface ModelDelta {
+  /** Per changed collection: every element's key in order, and the elements that changed. */
+  collections: Record<string, { keys: string[]; changed: Element[] }>;
+  /** Every other top-level field that changed, whole. */
+  fields: Record<string, unknown>;
+}
+
+// Two elements of one collection never share a key: the write path refuses duplicates.
+const keyOf = (kind: string, o: Element): string => String(kind === "hosts" ? o.hostname : o.id);
+
+export function diffModels(prev: Model, next: Model): ModelDelta {
+  const delta: ModelDelta = { collections: {}, fields: {} };
+  for (const [name, value] of Object.entries(next)) {
+    const before = (prev as Record<string, unknown>)[name];
+    if (value === before) continue;
+    if (Array.isArray(value) && Array.isArray(before)) {
+      const old = new Set<unknown>(before);
+      delta.collections[name] = { keys: value.map((o: Element) => keyOf(name, o)), changed: value.filter((o) => !old.has(o)) };
+    } else delta.fields[name] = value;
+  }
+  return delta;
+}
+
+export function applyDelta(prev: Model, delta: ModelDelta): Model {
+  const next: Record<string, unknown> = { ...prev, ...delta.fields };
+  for (const [name, { keys, changed }] of Object.entries(delta.collections)) {
+    const byKey = new Map<string, Element>();
+    for (const o of (prev as Record<string, unknown>)[name] as Element[]) byKey.set(keyOf(name, o), o);
+    for (const o of changed) byKey.set(keyOf(name, o), o);
+    next[name] = keys.map((k) => {
+      const o = byKey.get(k);
+      if (!o) throw new Error(`model delta: ${name} "${k}" is neither changed nor in the previous model`);
+      return o;
+    });
+  }
+  return next as Model;
+}
