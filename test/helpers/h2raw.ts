@@ -69,8 +69,9 @@ export interface RawH2 {
   send(...bufs: Buffer[]): boolean;
   /** Resolves when a frame matching `pred` has arrived (or rejects when the connection closes first). */
   waitFor(pred: (f: Frame) => boolean): Promise<Frame>;
-  /** Statuses of HEADERS frames by stream (the first field of our own static-table-free decoding is not attempted: only :status via the static table index). */
+  /** RST_STREAM error codes by stream. */
   rstCodes: Map<number, number>;
+  /** Streams on which a HEADERS frame arrived. */
   headersOn: Set<number>;
 }
 
@@ -131,15 +132,4 @@ export async function rawH2(port: number, o: { servername?: string; cert?: { cer
   if (o.read === false) socket.pause();
   c.send(PREFACE, frame(FRAME.SETTINGS, 0, 0));
   return c;
-}
-
-/** The :status of a response HEADERS block certgate sent: Node's HPACK encodes common statuses as static-table indexes (RFC 7541 Appendix A) or as an indexed-name literal. */
-export function statusOf(f: Frame): number | null {
-  const b = f.payload;
-  const STATIC: Record<number, number> = { 8: 200, 9: 204, 10: 206, 11: 304, 12: 400, 13: 404, 14: 500 };
-  if (b[0]! & 0x80) return STATIC[b[0]! & 0x7f] ?? null;
-  // Literal with a static-table name index 8..14 (:status) and a 3-digit value, not Huffman-coded.
-  const idx = b[0]! & 0x3f || b[0]! & 0x0f;
-  if (idx >= 8 && idx <= 14 && b[1] === 3) return Number(b.subarray(2, 5).toString("latin1"));
-  return null;
 }
