@@ -33,6 +33,8 @@ export interface AdminOptions {
   managedCa?: ManagedCaService;
   /** The worker processes (serve --workers N): /healthz lists them, /metrics merges theirs, /v1/reload replaces them. */
   processes?: ProcessGroup;
+  /** A fleet's store connection, for /healthz. */
+  storeHealth?: () => object;
 }
 
 // The dialect of a route (its error envelope) follows from its path: dialectOf.
@@ -104,7 +106,7 @@ export function createAdminServer(runtime: Enforcer, metrics: Metrics, opts?: Ad
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const rawPath = (req.url ?? "/").split("?")[0]!;
     if (req.method === "GET" && rawPath === "/healthz") {
-      return send(res, { status: 200, body: { status: "ok", config_version: runtime.snapshot.version, ...processes?.health() } });
+      return send(res, { status: 200, body: { status: "ok", config_version: runtime.snapshot.version, ...processes?.health(), ...opts?.storeHealth?.() } });
     }
     if (req.method === "GET" && rawPath === "/metrics") {
       void (processes ? processes.metricsText() : metrics.registry.metrics()).then(

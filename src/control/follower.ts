@@ -3,7 +3,7 @@
 // (restart, a cut connection) catches up by revision when it reconnects, with backoff.
 import pg from "pg";
 import type { Logger } from "../observability/log.ts";
-import { CONFIG_CHANNEL, redact } from "./pgstore.ts";
+import { CONFIG_CHANNEL, redact, TOKENS_CHANGED } from "./pgstore.ts";
 import type { WritePath } from "./writepath.ts";
 
 const MAX_BACKOFF_MS = 30_000;
@@ -22,10 +22,14 @@ export class StoreFollower {
   /** Whether the LISTEN connection is up (for /healthz and the metrics). */
   connected = false;
 
-  constructor(url: string, plane: WritePath, log: Logger) {
+  /** Scoped tokens changed on some node (or notifications may have been missed): forget cached ones. */
+  readonly #tokensChanged: () => void;
+
+  constructor(url: string, plane: WritePath, log: Logger, tokensChanged: () => void) {
     this.#url = url;
     this.#plane = plane;
     this.#log = log;
+    this.#tokensChanged = tokensChanged;
   }
 
   start(): Promise<void> {
@@ -44,7 +48,7 @@ export class StoreFollower {
     const client = new pg.Client({ connectionString: this.#url, connectionTimeoutMillis: 5_000 });
     client.on("error", (e) => this.#lost(client, e));
     client.on("end", () => this.#lost(client, new Error("connection closed")));
-    client.on("notification", () => this.catchUp());
+    client.on("notification", (n) => (n.payload === TOKENS_CHANGED ? this.#tokensChanged() : this.catchUp()));
     try {
       await client.connect();
       await client.query(`LISTEN ${CONFIG_CHANNEL}`);
@@ -55,6 +59,7 @@ export class StoreFollower {
     if (!this.connected && this.#backoff > 500) this.#log.info({ msg: "store connection back: catching up", store: redact(this.#url) });
     this.connected = true;
     this.#backoff = 500;
+    this.#tokensChanged();
     this.catchUp();
   }
 

@@ -18,6 +18,14 @@ import { allRows, rawFromRows, READ_OBJECTS, READ_SCALARS, rowChanges, statement
 export { COLLECTIONS, keyField } from "./rows.ts";
 import { isLegacy, upgradeLegacy } from "../model/upgrade.ts";
 
+/** The store cannot be reached (a fleet's PostgreSQL is down): writes are refused with 503, serving goes on. */
+export class StoreUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StoreUnavailable";
+  }
+}
+
 export interface AuditEntry {
   token_id: string;
   method: string;

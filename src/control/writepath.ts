@@ -132,6 +132,9 @@ export class WritePath {
   /** The store revision `#model` is at (-1: not known yet). */
   #revision = -1;
 
+  /** Called after each model put in force here, with its store revision (a fleet node keeps a local copy). */
+  onApplied: ((model: Model, revision: number) => void) | undefined;
+
   constructor(store: Store, runtime: Enforcer, model: Model) {
     this.store = store;
     this.runtime = runtime;
@@ -156,6 +159,7 @@ export class WritePath {
     this.runtime.apply(model);
     this.#model = model;
     this.#revision = revision;
+    this.onApplied?.(model, revision);
     await this.runtime.settled();
     return true;
   }
@@ -193,6 +197,7 @@ export class WritePath {
       );
       this.#model = out.model;
       this.#revision = Math.max(this.#revision, out.revision);
+      if (applied) this.onApplied?.(out.model, out.revision);
       // Answered once every worker process enforces it, so the next request anywhere sees it.
       if (applied) await this.runtime.settled();
       return out.result;

@@ -31,18 +31,10 @@ function freePort(): Promise<number> {
   });
 }
 
-export default async function setup(project: TestProject): Promise<(() => void) | undefined> {
-  if (process.env.CERTGATE_TEST_PG_URL) {
-    project.provide("pgUrl", process.env.CERTGATE_TEST_PG_URL);
-    return undefined;
-  }
+/** A throw-away PostgreSQL cluster on 127.0.0.1, from Debian's binaries; undefined when none is installed. */
+export async function startCluster(): Promise<{ url: string; stop(): void; start(): void; remove(): void } | undefined> {
   const bin = pgBin();
-  if (!bin) {
-    if (process.env.CERTGATE_REQUIRE_PG) throw new Error("CERTGATE_REQUIRE_PG is set but no PostgreSQL is installed (Debian: apt-get install postgresql)");
-    console.warn("[postgres] no PostgreSQL installed: the PostgreSQL store cases are skipped (apt-get install postgresql)");
-    project.provide("pgUrl", "");
-    return undefined;
-  }
+  if (!bin) return undefined;
   const dir = mkdtempSync(join(tmpdir(), "certgate-pg-"));
   // initdb refuses to run as root: as root, the cluster belongs to the postgres user.
   const asRoot = process.getuid?.() === 0;
@@ -51,10 +43,32 @@ export default async function setup(project: TestProject): Promise<(() => void) 
   const data = join(dir, "data");
   as(join(bin, "initdb"), ["-D", data, "--auth=trust", "--username=certgate", "--encoding=UTF8", "--no-sync"]);
   const port = await freePort();
-  as(join(bin, "pg_ctl"), ["-D", data, "-l", join(dir, "log"), "-w", "-t", "30", "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`, "start"]);
-  project.provide("pgUrl", `postgres://certgate@127.0.0.1:${port}/postgres`);
-  return () => {
-    spawnSync(asRoot ? "runuser" : join(bin, "pg_ctl"), asRoot ? ["-u", "postgres", "--", join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "stop"] : ["-D", data, "-m", "immediate", "stop"], { stdio: "ignore" });
-    rmSync(dir, { recursive: true, force: true });
+  const start = () => void as(join(bin, "pg_ctl"), ["-D", data, "-l", join(dir, "log"), "-w", "-t", "30", "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`, "start"]);
+  const stop = () => void spawnSync(asRoot ? "runuser" : join(bin, "pg_ctl"), [...(asRoot ? ["-u", "postgres", "--", join(bin, "pg_ctl")] : []), "-D", data, "-m", "fast", "-w", "stop"], { stdio: "ignore" });
+  start();
+  return {
+    url: `postgres://certgate@127.0.0.1:${port}/postgres`,
+    start,
+    stop,
+    remove: () => {
+      stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
+}
+
+export default async function setup(project: TestProject): Promise<(() => void) | undefined> {
+  if (process.env.CERTGATE_TEST_PG_URL) {
+    project.provide("pgUrl", process.env.CERTGATE_TEST_PG_URL);
+    return undefined;
+  }
+  const cluster = await startCluster();
+  if (!cluster) {
+    if (process.env.CERTGATE_REQUIRE_PG) throw new Error("CERTGATE_REQUIRE_PG is set but no PostgreSQL is installed (Debian: apt-get install postgresql)");
+    console.warn("[postgres] no PostgreSQL installed: the PostgreSQL store cases are skipped (apt-get install postgresql)");
+    project.provide("pgUrl", "");
+    return undefined;
+  }
+  project.provide("pgUrl", cluster.url);
+  return () => cluster.remove();
 }
