@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, pki, startProxy, type ClientOpts, type Proxy } from "../helpers/harness.ts";
 import { OpensslCa } from "../helpers/opensslca.ts";
 import { exchange, parseResponses, responses } from "../helpers/wire.ts";
+import { h2connect, h2once, h2request, type H2RequestOpts } from "../helpers/h2client.ts";
 import { REFUSAL_LABELS, REFUSALS, type RefusalReason } from "../../src/dataplane/request/refusals.ts";
 import { issue, type Issued } from "../../src/pki/issue.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
@@ -36,7 +37,7 @@ function model(p: DevPki, origin: string, aTest: "enforced" | "fail_open" = "enf
     ],
     routes: [
       { id: "local", hostname: "localhost", origin },
-      { id: "dead", hostname: "localhost", path_prefix: "/dead", origin: "http://127.0.0.1:1" },
+      { id: "dead", hostname: "localhost", path_prefix: "/dead", origin: "http://127.0.0.1:1", origin_protocol: "h2c" },
       { id: "stall", hostname: "localhost", path_prefix: "/stall", origin: fx.stallOrigin, read_timeout_ms: 200 },
       { id: "no101", hostname: "localhost", path_prefix: "/no101", origin: fx.no101Origin },
       { id: "a", hostname: "a.test", origin },
@@ -128,6 +129,63 @@ describe("the refusal catalog", () => {
     const driven: RefusalReason[] = ["connect", "too_many_headers", "headers_too_large", "malformed", "transfer_coding", "expectation_failed", "request_timeout", "bad_target", "bad_host", "misdirected", "cert_untrusted", "cert_expired", "cert_not_yet_valid", "rule", "no_route", "body_too_large", "policy_changed"];
     expect([...counted].sort()).toEqual([...new Set(driven.map((r) => REFUSALS[r].metric))].sort());
     for (const label of counted) expect(REFUSAL_LABELS).toContain(label);
+  });
+
+  it("over HTTP/2, each refusal on a stream answers the catalog's status and body; a gRPC request gets the catalog's gRPC status instead", async () => {
+    const cases: [RefusalReason, string, H2RequestOpts, ClientOpts?][] = [
+      ["too_many_headers", "localhost", { headers: Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`x-h${i}`, "v"])) }],
+      ["bad_target", "localhost", { path: "/a#fragment" }],
+      ["bad_host", "localhost", { authority: "[localhost]x" }],
+      ["misdirected", "localhost", { authority: "a.test" }],
+      ["cert_untrusted", "a.test", {}, { cert: p.untrusted }],
+      ["cert_expired", "a.test", {}, { cert: p.expired }],
+      ["cert_not_yet_valid", "a.test", {}, { cert: p.notYetValid }],
+      ["rule", "localhost", { path: "/blocked" }],
+      ["no_route", "b.test", {}],
+      ["body_too_large", "localhost", { method: "POST", headers: { "content-length": "11" }, body: "01234567890" }],
+      ["origin_unreachable", "localhost", { path: "/dead" }],
+    ];
+    // The test above left a.test fail-open: enforced again here.
+    const base = proxy.runtime.snapshot.model;
+    proxy.runtime.apply({ ...base, hosts: base.hosts.map((h) => (h.hostname === "a.test" ? { ...h, mtls: { ...h.mtls, mode: "enforced" as const } } : h)) });
+    for (const [reason, sni, req, conn] of cases) {
+      const spec = REFUSALS[reason];
+      const plain = await h2once(proxy.port, { servername: sni, cert: conn?.cert }, req);
+      expect([plain.status, plain.body], reason).toEqual([spec.status, spec.body]);
+      const grpc = await h2once(proxy.port, { servername: sni, cert: conn?.cert }, { ...req, method: "POST", headers: { ...req.headers, "content-type": "application/grpc+proto" } });
+      expect([grpc.status, grpc.headers["grpc-status"], grpc.body], reason).toEqual([200, String(spec.grpc), ""]);
+      expect(decodeURIComponent(String(grpc.headers["grpc-message"]))).toBe(spec.body.trim());
+    }
+    // gRPC only: a route whose origin speaks HTTP/1.1.
+    const h1only = await h2once(proxy.port, { servername: "localhost" }, { method: "POST", headers: { "content-type": "application/grpc" }, body: "" });
+    expect([h1only.status, h1only.headers["grpc-status"]]).toEqual([200, String(REFUSALS.grpc_needs_h2_origin.grpc)]);
+    // request_timeout: a body that stops arriving.
+    const s = await h2connect(proxy.port, { servername: "localhost" });
+    try {
+      const stream = s.request({ ":method": "POST", ":path": "/", ":authority": "localhost" }, { endStream: false });
+      stream.write("x");
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      const status = await new Promise<number>((r) => stream.on("response", (h) => r(Number(h[":status"]))));
+      await new Promise((r) => stream.on("close", r));
+      expect([status, Buffer.concat(chunks).toString()]).toEqual([REFUSALS.request_timeout.status, REFUSALS.request_timeout.body]);
+    } finally {
+      s.destroy();
+    }
+    // policy_changed: the stream after a change gets it, and the connection GOAWAY (no new streams).
+    const c = await h2connect(proxy.port, { servername: "a.test", cert: p.client });
+    const m = proxy.runtime.snapshot.model;
+    try {
+      expect((await h2request(c, { authority: "a.test" })).status).toBe(200);
+      proxy.runtime.apply({ ...m, hosts: m.hosts.map((h) => (h.hostname === "a.test" ? { ...h, mtls: { ...h.mtls, mode: h.mtls.mode === "enforced" ? ("fail_open" as const) : ("enforced" as const) } } : h)) });
+      const r = await h2request(c, { authority: "a.test" });
+      expect([r.status, r.body]).toEqual([REFUSALS.policy_changed.status, REFUSALS.policy_changed.body]);
+      const goaway = await new Promise<number>((res) => (c.closed ? res(-1) : c.once("goaway", (code: number) => res(code))));
+      expect(goaway === 0 || goaway === -1).toBe(true);
+    } finally {
+      proxy.runtime.apply(m);
+      c.destroy();
+    }
   });
 
   /** certgate_refusals_total by reason label (all hosts). */

@@ -42,6 +42,7 @@ export function rawHeader(raw: readonly string[], name: string): string | undefi
 
 /** A parsed request head. Header names keep the client's case; values are Latin-1, as llhttp gives them. */
 export class Request {
+  readonly protocol = "http/1.1" as const;
   readonly method: string;
   readonly url: string;
   readonly rawHeaders: string[];
