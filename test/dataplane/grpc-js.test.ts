@@ -4,7 +4,7 @@
 // expired certificate gives UNAUTHENTICATED (16); a missing one fails in the handshake; a
 // fail-open host with a rule on the method's path gives PERMISSION_DENIED (7).
 //
-// @grpc/grpc-js is a devDependency; GRPC_JS may name another copy (a path) to import.
+// @grpc/grpc-js is a devDependency (a missing one fails the file); GRPC_JS may name another copy (a path) to import.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, pki, startProxy, type Proxy } from "../helpers/harness.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
@@ -45,8 +45,7 @@ interface GrpcJs {
   status: Record<string, number>;
 }
 
-const grpc = (await import(process.env.GRPC_JS ?? "@grpc/grpc-js").catch(() => null)) as GrpcJs | null;
-if (!grpc) console.warn("grpc-js interop skipped: @grpc/grpc-js is not installed (a devDependency)");
+const grpc = (await import(process.env.GRPC_JS ?? "@grpc/grpc-js")) as GrpcJs;
 
 const raw = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
 const method = (path: string, requestStream: boolean, responseStream: boolean) => ({
@@ -65,8 +64,8 @@ const SERVICE = {
   bidi: method("/pkg.Service/Bidi", true, true),
 };
 
-describe.skipIf(!grpc)("@grpc/grpc-js client and server through certgate (mTLS)", () => {
-  const g = grpc!;
+describe("@grpc/grpc-js client and server through certgate (mTLS)", () => {
+  const g = grpc;
   let proxy: Proxy;
   let p: DevPki;
   let server: InstanceType<GrpcJs["Server"]>;
