@@ -156,6 +156,9 @@ describe("worker supervision", () => {
       }
       killed.add(w.pid);
       process.kill(w.pid, "SIGKILL");
+      // One death at a time: the next kill waits until the primary has seen this one (the
+      // worker is gone from /healthz, or the primary has given up and exited).
+      await untilTrue(async () => g.child.exitCode !== null || !(await g.health().catch(() => null))?.workers.some((x) => x.pid === w.pid), 20_000, "the death to register");
     }
     expect(await g.exited).toBe(1);
     expect(killed.size).toBe(5);
