@@ -14,8 +14,8 @@
 // Usage: node bench/load.ts '<LoadSpec as JSON>'
 import tls from "node:tls";
 import { readFileSync } from "node:fs";
-import { ResponseReader } from "./lib/http1.ts";
-import { record, type Histogram } from "./lib/hist.ts";
+import { ResponseReader } from "../src/loadgen/http1.ts";
+import { record, type Histogram } from "../src/loadgen/hist.ts";
 import { busyBetween, cpuSeconds, cpuTimes, processTree } from "./lib/proc.ts";
 
 export type LoadKind = "full" | "resumed" | "keepalive";
