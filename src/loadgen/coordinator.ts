@@ -68,6 +68,8 @@ export interface BenchResult {
   cpuBusy: Record<string, number>;
   warnings: string[];
   hist: Hists;
+  /** The window in steps of `stepMs`. */
+  stepMs: number;
   series: Second[];
 }
 
@@ -101,6 +103,12 @@ export async function resolveTarget(url: string, servername?: string): Promise<T
   const hostPart = sni ?? (isIP(host) === 6 ? `[${host}]` : host);
   const { address } = isIP(host) ? { address: host } : await lookup(host);
   return { address, port, servername: sni, hostHeader: port === 443 ? hostPart : `${hostPart}:${port}`, path: `${u.pathname}${u.search}` };
+}
+
+/** The time series' step: about 40 steps or more over short windows, whole seconds from 40 s. */
+export function stepMs(o: Pick<BenchOptions, "durationMs">): number {
+  if (!o.durationMs) return 1000;
+  return [100, 250, 500].find((s) => o.durationMs / s >= 40) ?? 1000;
 }
 
 /** n split into `parts` near-equal shares (the first ones get the remainder). */
@@ -169,6 +177,7 @@ export async function runBench(o: BenchOptions, hooks: { onTick?: (t: Tick) => v
       durationMs: o.durationMs,
       maxAttempts: o.count ? share(o.count, n, i) : 0,
       timeoutMs: o.timeoutMs,
+      stepMs: stepMs(o),
     };
   });
 
@@ -286,6 +295,7 @@ function summarise(o: BenchOptions, t: Target, rs: GenResult[], server: BenchRes
     cpuBusy,
     warnings,
     hist,
+    stepMs: stepMs(o),
     series,
   };
 }

@@ -51,8 +51,11 @@ export interface GenSpec {
   /** Close the window after this many completed attempts (ok or failed); 0: no limit. */
   maxAttempts: number;
   timeoutMs: number;
+  /** Width of one step of the time series (ms). */
+  stepMs: number;
 }
 
+/** One step of the time series (GenSpec.stepMs wide). */
 export interface Second {
   conns: number; // handshakes completed
   ok: number;
@@ -79,7 +82,7 @@ export interface GenResult {
   resumed: number;
   dropped: number;
   hist: Hists;
-  series: Second[]; // one per second of the window
+  series: Second[]; // one per step of the window
   clientCpuS: number;
   /** Open loop: how late the generator started due requests (its own lag, not the server's). */
   maxLateMs: number;
@@ -211,7 +214,7 @@ export class Generator {
   }
 
   #second(t: number): Second {
-    const i = Math.max(0, Math.floor((t - this.#windowT0) / 1000));
+    const i = Math.max(0, Math.floor((t - this.#windowT0) / this.#spec.stepMs));
     const series = this.#r.series;
     while (series.length <= i) series.push({ conns: 0, ok: 0, failed: 0, total: {} });
     return series[i]!;

@@ -35,6 +35,7 @@ function chart(id: string, title: string, xLabel: string, yLabel: string, series
   const fx = (x: number) => (xLog ? Math.log10(Math.max(x, 1e-3)) : x);
   const xs = all.map((p) => fx(p[0]));
   let x0 = xs.length ? Math.min(...xs) : 0;
+  if (!xLog) x0 = Math.min(0, x0); // time axes start at the window's start
   let x1 = xs.length ? Math.max(...xs) : 1;
   if (xLog) {
     x0 = Math.floor(x0);
@@ -85,11 +86,18 @@ function histogramPoints(h: Histogram, perDecade = 20): [number, number][] {
 const COLORS = { conns: "#1f77b4", ok: "#2ca02c", failed: "#d62728", connect: "#9467bd", handshake: "#1f77b4", ttfb: "#ff7f0e", total: "#2ca02c", p50: "#2ca02c", p90: "#ff7f0e", p99: "#d62728" };
 
 export function reportHtml(r: BenchResult): string {
-  const secs = r.series.map((s, i) => ({ ...s, x: i + 0.5 })).filter((s) => s.x <= r.windowS + 0.5);
+  // Rates per second from each step; the last step may be shorter than the others.
+  const step = r.stepMs / 1000;
+  const secs = r.series
+    .map((s, i) => {
+      const len = Math.min(step, r.windowS - i * step);
+      return { ...s, x: i * step + len / 2, per: len > step / 10 ? 1 / len : 0 };
+    })
+    .filter((s) => s.per > 0);
   const throughput = chart("throughput", "Throughput over time", "seconds into the measured window", "per second", [
-    { name: "handshakes/s", color: COLORS.conns, points: secs.map((s) => [s.x, s.conns]) },
-    { name: "responses ok/s", color: COLORS.ok, points: secs.map((s) => [s.x, s.ok]) },
-    { name: "failed/s", color: COLORS.failed, points: secs.map((s) => [s.x, s.failed]) },
+    { name: "handshakes/s", color: COLORS.conns, points: secs.map((s) => [s.x, s.conns * s.per]) },
+    { name: "responses ok/s", color: COLORS.ok, points: secs.map((s) => [s.x, s.ok * s.per]) },
+    { name: "failed/s", color: COLORS.failed, points: secs.map((s) => [s.x, s.failed * s.per]) },
   ]);
   const histogram = chart(
     "histogram",
@@ -110,7 +118,7 @@ export function reportHtml(r: BenchResult): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
 <style>
-body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 900px; }
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 960px; }
 h1 { font-size: 18px; }
 svg.plot { display: block; margin: 18px 0; background: #fff; border: 1px solid #ddd; }
 svg text { font: 12px sans-serif; fill: #333; }
