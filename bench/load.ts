@@ -68,7 +68,7 @@ const r = await runBench({
   rate: spec.rate,
   durationMs: spec.durationMs,
   count: spec.maxRequests,
-  warmupMs: Math.max(0, spec.measureAt - Date.now() - 20),
+  warmupMs: Math.max(0, spec.measureAt - Date.now()),
   // One protocol, key-exchange group and cipher suite for every server: P-256 ECDHE (what the
   // crypto-only limit counts; OpenSSL 3.5 would otherwise offer the X25519MLKEM768 hybrid
   // that only some peers accept) and AES-128-GCM.

@@ -151,7 +151,7 @@ export async function runBench(o: BenchOptions, hooks: { onTick?: (t: Tick) => v
   const n = Math.max(1, o.workers);
   if (o.concurrency < n) throw new Error(`-c ${o.concurrency} is less than --workers ${n}: each generator process needs a connection at least`);
   // Child processes need a moment to start before the warm-up counts.
-  const measureAt = Date.now() + (n > 1 ? 800 : 20) + o.warmupMs;
+  const measureAt = Date.now() + (n > 1 ? 800 : 0) + o.warmupMs;
   const specs: GenSpec[] = Array.from({ length: n }, (_, i) => {
     const concurrency = share(o.concurrency, n, i);
     const rate = o.rate / n;

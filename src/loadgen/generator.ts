@@ -166,7 +166,9 @@ export class Generator {
   run(): Promise<GenResult> {
     const s = this.#spec;
     const done = new Promise<GenResult>((r) => (this.#resolve = r));
-    this.#timers.push(setTimeout(() => this.#startWindow(), Math.max(0, s.measureAt - Date.now())));
+    // No warm-up: the window opens before the first connection does.
+    if (s.measureAt <= Date.now()) this.#startWindow();
+    else this.#timers.push(setTimeout(() => this.#startWindow(), s.measureAt - Date.now()));
     if (s.durationMs > 0) this.#timers.push(setTimeout(() => this.#endWindow(), Math.max(0, s.measureAt + s.durationMs - Date.now())));
     this.#timers.push(setInterval(() => this.#sweep(), 100));
     if (s.mode === "keepalive") for (let i = 0; i < s.concurrency; i++) this.#kaConns.push(new KaConn());
