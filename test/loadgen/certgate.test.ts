@@ -54,10 +54,11 @@ describe("certgate bench against certgate", () => {
     expect(r.attempts).toBe(30);
     expect(r.ok).toBe(30);
     expect(r.failures).toEqual({});
-    expect(r.connections).toBe(30);
+    // Handshakes count when they complete in the window: one in flight when the 30th answer closed it may count.
+    expect(r.connections).toBeGreaterThanOrEqual(30);
     expect(r.resumed).toBe(0);
     for (const k of ["connect", "handshake", "ttfb", "total"] as const) {
-      expect(r.latency[k].count).toBe(30);
+      expect(r.latency[k].count).toBe(k === "ttfb" || k === "total" ? 30 : r.connections);
       expect(r.latency[k].p50).toBeGreaterThan(0);
       expect(r.latency[k].p999).toBeGreaterThanOrEqual(r.latency[k].p50!);
     }
@@ -85,6 +86,7 @@ describe("certgate bench against certgate", () => {
       expect(on.resumed).toBeGreaterThanOrEqual(38);
       const off = await bench({ mode: "full", tls: version, count: 20 });
       expect(off.ok).toBe(20);
+      expect(off.connections).toBeGreaterThanOrEqual(20);
       expect(off.resumed).toBe(0);
       expect(off.resumedShare).toBe(0);
     }
@@ -189,7 +191,7 @@ describe("the certgate bench command", () => {
     expect(j.generator.processes).toBe(2);
     expect(j.attempts).toBe(20);
     expect(j.ok).toBe(20);
-    expect(j.latency.handshake.count).toBe(20);
+    expect(j.latency.handshake.count).toBeGreaterThanOrEqual(20);
     expect(Object.values(j.hist.total).reduce((a, b) => a + b, 0)).toBe(20);
   });
 
