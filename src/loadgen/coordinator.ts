@@ -105,10 +105,10 @@ export async function resolveTarget(url: string, servername?: string): Promise<T
   return { address, port, servername: sni, hostHeader: port === 443 ? hostPart : `${hostPart}:${port}`, path: `${u.pathname}${u.search}` };
 }
 
-/** The time series' step: about 40 steps or more over short windows, whole seconds from 40 s. */
+/** The time series' step: whole seconds from 40 s, finer below (at least 40 steps, down to 100 ms). */
 export function stepMs(o: Pick<BenchOptions, "durationMs">): number {
   if (!o.durationMs) return 1000;
-  return [100, 250, 500].find((s) => o.durationMs / s >= 40) ?? 1000;
+  return [1000, 500, 250].find((s) => o.durationMs / s >= 40) ?? 100;
 }
 
 /** n split into `parts` near-equal shares (the first ones get the remainder). */
