@@ -114,7 +114,10 @@ interface Attempt {
 export class Generator {
   readonly live: Live = { phase: "warmup", ok: 0, failed: 0, conns: 0 };
   #spec: GenSpec;
-  #ctx: tls.SecureContext;
+  #ctxVerify: tls.SecureContext;
+  #ctxFast: tls.SecureContext;
+  /** SHA-256 fingerprints of server certificates a connection has fully verified. */
+  #verified = new Set<string>();
   #reqClose: Buffer;
   #reqKeep: Buffer;
   #session: Buffer | undefined;
@@ -133,15 +136,22 @@ export class Generator {
     this.#spec = spec;
     this.#onWindow = onWindow;
     const version = spec.tls === "1.2" ? "TLSv1.2" : spec.tls === "1.3" ? "TLSv1.3" : undefined;
-    this.#ctx = tls.createSecureContext({
+    const options: tls.SecureContextOptions = {
       cert: spec.certFile ? readFileSync(spec.certFile) : undefined,
       key: spec.keyFile ? readFileSync(spec.keyFile) : undefined,
-      ca: spec.caFile ? readFileSync(spec.caFile) : undefined,
       minVersion: version,
       maxVersion: version,
       ...(spec.groups && { ecdhCurve: spec.groups }),
       ...(spec.ciphers && { ciphers: spec.ciphers }),
-    });
+    };
+    // Without --insecure, connections verify the server (chain to --cacert or the system
+    // roots, and its name) until one has; after that a connection presenting a certificate
+    // already verified skips Node's per-connection check (which turns the whole peer chain
+    // into JS objects: a fifth of the generator's JS time). A connection presenting any
+    // other certificate is retried with full verification, which adds it. The fast context
+    // trusts no CA at all, so OpenSSL's verdict on it is always an error that Node skips.
+    this.#ctxVerify = tls.createSecureContext({ ...options, ca: spec.caFile ? readFileSync(spec.caFile) : undefined });
+    this.#ctxFast = tls.createSecureContext({ ...options, ca: [] });
     const head = `GET ${spec.path} HTTP/1.1\r\nHost: ${spec.hostHeader}\r\nUser-Agent: certgate-bench\r\n`;
     this.#reqClose = Buffer.from(`${head}Connection: close\r\n\r\n`);
     this.#reqKeep = Buffer.from(`${head}\r\n`);
@@ -268,8 +278,9 @@ export class Generator {
 
   // ------------------------------------------------------------ full and resumed
 
-  #attempt(t0: number, next: () => void): void {
+  #attempt(t0: number, next: () => void, verify = false): void {
     const s = this.#spec;
+    const fast = s.insecure || (!verify && this.#verified.size > 0);
     this.#inFlight++;
     const reader = new ResponseReader();
     let finished = false;
@@ -297,8 +308,8 @@ export class Generator {
       host: s.host,
       port: s.port,
       servername: s.servername,
-      secureContext: this.#ctx,
-      rejectUnauthorized: !s.insecure,
+      secureContext: fast ? this.#ctxFast : this.#ctxVerify,
+      rejectUnauthorized: !fast,
       session: s.mode === "resumed" ? this.#session : undefined,
     });
     a.sock = sock;
@@ -310,6 +321,15 @@ export class Generator {
     });
     if (s.mode === "resumed") sock.on("session", (b: Buffer) => (this.#session = b));
     sock.once("secureConnect", () => {
+      if (!s.insecure && !this.#trusted(sock, fast)) {
+        // A certificate not verified yet: this attempt starts over, verifying (from the same due time).
+        finished = true;
+        this.#inFlight--;
+        this.#active.delete(a);
+        sock.destroy();
+        this.#attempt(t0, next, true);
+        return;
+      }
       this.#handshakeDone(a, sock);
       a.tWrite = now();
       sock.write(this.#reqClose);
@@ -327,6 +347,17 @@ export class Generator {
       if (reader.endsAtClose) finish(reader.status < 400 ? null : `http:${reader.status}`);
       else finish("closed:before_response");
     });
+  }
+
+  /** Verifying connections record what they verified; fast ones must present a recorded certificate. */
+  #trusted(sock: tls.TLSSocket, fast: boolean): boolean {
+    const fp = sock.getPeerX509Certificate()?.fingerprint256;
+    if (!fast) {
+      if (fp && sock.authorized) this.#verified.add(fp);
+      return true; // Node refused it already if it failed
+    }
+    // A resumed session carries no certificate: it resumes one verified before.
+    return fp ? this.#verified.has(fp) : sock.isSessionReused();
   }
 
   #closedLoop(): void {
@@ -381,7 +412,8 @@ export class Generator {
 
   #kaOpen(c: KaConn): void {
     const s = this.#spec;
-    const sock = tls.connect({ host: s.host, port: s.port, servername: s.servername, secureContext: this.#ctx, rejectUnauthorized: !s.insecure });
+    // Keep-alive connections are few: each one verifies (unless --insecure).
+    const sock = tls.connect({ host: s.host, port: s.port, servername: s.servername, secureContext: s.insecure ? this.#ctxFast : this.#ctxVerify, rejectUnauthorized: !s.insecure });
     sock.setNoDelay(true);
     c.sock = sock;
     c.secure = false;

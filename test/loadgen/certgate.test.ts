@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, pki, startProxy, type Proxy } from "../helpers/harness.ts";
 import { pemFiles } from "../helpers/tools.ts";
 import { runBench, type BenchOptions, type BenchResult } from "../../src/loadgen/coordinator.ts";
+import { issue } from "../../src/pki/issue.ts";
 
 let proxy: Proxy;
 let f: Record<string, string>;
@@ -138,6 +139,31 @@ describe("certgate bench against failing servers", () => {
       expect(r.failures).toEqual({ "timeout:handshake": 2 });
     } finally {
       held.forEach((c) => c.destroy());
+      s.close();
+    }
+  });
+
+  it("verifies every certificate the server presents: a server presenting an untrusted one on two connections of three fails over it, never answers over it", async () => {
+    // After the first verified connection the generator skips Node's per-connection check for
+    // the certificate it verified; any other certificate must still be refused.
+    const p = await pki();
+    const other = await issue({ subject: "CN=localhost", dnsNames: ["localhost"], eku: ["serverAuth"] }, p.otherCa);
+    const contexts = [tls.createSecureContext({ cert: p.server.certPem, key: p.server.keyPem }), tls.createSecureContext({ cert: other.certPem + p.otherCa.certPem, key: other.keyPem })];
+    let n = 0;
+    const s = tls.createServer({ SNICallback: (_name, cb) => cb(null, contexts[n++ % 3 === 0 ? 0 : 1]!) }, (c) => {
+      c.once("data", () => c.end("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"));
+      c.on("error", () => {});
+    });
+    await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+    try {
+      const r = await bench({ url: `https://localhost:${(s.address() as net.AddressInfo).port}/`, certFile: undefined, keyFile: undefined, concurrency: 1, count: 40 });
+      expect(r.ok).toBeGreaterThan(5);
+      expect(r.failed).toBeGreaterThan(5);
+      expect(Object.keys(r.failures)).toEqual(["verify:SELF_SIGNED_CERT_IN_CHAIN"]);
+      // One connection at a time: a fast connection meeting the untrusted certificate is retried
+      // with verification, which meets it again and fails; answers came only over the trusted one.
+      expect(r.ok).toBeLessThanOrEqual(Math.ceil(n / 3));
+    } finally {
       s.close();
     }
   });
