@@ -59,7 +59,7 @@ async function stime(): Promise<Run> {
   // `times` prints the shell's, then its children's, user and system time.
   const script = `openssl s_time -connect 127.0.0.1:${nginx.port} -new -tls1_3 -time ${seconds} -cert ${pki.clientCert} -key ${pki.clientKey} -CAfile ${pki.serverCa} -www /bench; times`;
   const r = await exec("bash", ["-c", script]);
-  const m = /(\d+) connections in ([\d.]+)s/.exec(r.out);
+  const m = /(\d+) connections in ([\d.]+) real seconds/.exec(r.out);
   const t = r.out.trim().split("\n").at(-1)!.match(/(\d+)m([\d.]+)s/g)!;
   const secs = (s: string) => Number(/(\d+)m/.exec(s)![1]) * 60 + Number(/m([\d.]+)s/.exec(s)![1]);
   if (!m || t.length < 2) throw new Error(`s_time: ${r.out}\n${r.err}`);

@@ -29,6 +29,8 @@ export function summaryText(r: BenchResult): string {
   if (failures.length) {
     L.push("", "  failures");
     for (const [cls, n] of failures) L.push(`    ${describeClass(cls).padEnd(44)}${int(n).padStart(9)}`);
+    if (failures.some(([cls]) => cls.startsWith("tls_alert:")) && r.connections)
+      L.push("    (in TLS 1.3 the client's side of the handshake completes before the server has judged its", "    certificate: handshakes the server then refused with an alert count as handshakes above)");
   }
   L.push("");
   const g = r.generator;
