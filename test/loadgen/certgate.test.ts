@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, pki, startProxy, type Proxy } from "../helpers/harness.ts";
-import { pemFiles } from "../helpers/tools.ts";
+import { pemFiles, run } from "../helpers/tools.ts";
 import { runBench, type BenchOptions, type BenchResult } from "../../src/loadgen/coordinator.ts";
 import { issue } from "../../src/pki/issue.ts";
 
@@ -219,6 +219,38 @@ describe("the certgate bench command", () => {
     expect(j.ok).toBe(20);
     expect(j.latency.handshake.count).toBeGreaterThanOrEqual(20);
     expect(Object.values(j.hist.total).reduce((a, b) => a + b, 0)).toBe(20);
+  });
+
+  it("on a terminal, redraws a progress line on stderr, then prints the result", async () => {
+    // util-linux `script` gives the command a pseudo-terminal.
+    const cmd = [process.execPath, CLI, "bench", url(), "--cert", f["client.pem"], "--key", f["client.key"], "--cacert", f["server-ca.pem"], "-c", "2", "-d", "1.5s", "--warmup", "0.3s"].map((a) => `'${a}'`).join(" ");
+    const r = await run("script", ["-qec", cmd, "/dev/null"], "", 30_000);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("\r\u001b[K");
+    expect(r.stdout).toMatch(/\d+\.\d s {2}[\d,]+ handshakes\/s {2}[\d,]+ req\/s {2}ok [\d,]+ {2}errors 0/);
+    expect(r.stdout).toMatch(/requests ok\s+[\d,]+/);
+  });
+
+  it("SIGINT ends the window early and prints what was measured", async () => {
+    const child = spawn(process.execPath, [CLI, "bench", url(), "--cert", f["client.pem"]!, "--key", f["client.key"]!, "--cacert", f["server-ca.pem"]!, "-c", "2", "-d", "60s", "--warmup", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    // Signal once it is loading (its handler is set by then): a connection to the proxy's port
+    // being opened or open (SYN_SENT, ESTABLISHED; earlier tests' closed ones linger in TIME_WAIT).
+    const hex = `:${proxy.port.toString(16).toUpperCase().padStart(4, "0")}`;
+    const loading = () =>
+      readFileSync("/proc/net/tcp", "utf8")
+        .split("\n")
+        .map((l) => l.trim().split(/\s+/))
+        .some((c) => c[2]?.endsWith(hex) && (c[3] === "01" || c[3] === "02"));
+    for (let i = 0; i < 400 && !loading(); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 500));
+    child.kill("SIGINT");
+    const code = await new Promise((r) => child.on("exit", r));
+    expect(code).toBe(0);
+    const window = Number(/mode full, 2 in flight, ([\d.]+) s/.exec(stdout)?.[1]);
+    expect(window).toBeGreaterThan(0);
+    expect(window).toBeLessThan(60);
   });
 
   it("refuses bad usage with a message", async () => {
