@@ -1,7 +1,8 @@
 // Client efficiency: full mTLS handshakes per client CPU-second, `certgate bench` against
 // `openssl s_time -new` with the same certificates, against the same nginx (one worker,
 // pinned to the server CPU; both clients pinned to the load CPU), interleaved rounds,
-// medians. The issue's target: certgate bench ≥ 1.5× s_time.
+// medians. The issue's target: certgate bench ≥ 1.5× s_time. A bare node:tls loop
+// (bench/lib/bareloop.ts: no timing, parsing or verification) shows what Node itself allows.
 //
 // Both clients do the same work per handshake: TLS 1.3, X25519 key exchange (s_time cannot
 // choose a group; nginx 1.22 picks X25519 from both), ECDSA P-256 certificates both ways,
@@ -77,12 +78,19 @@ async function certgateBench(c: number): Promise<Run> {
   return { handshakes: j.connections, cpuS: j.generator.cpuS, perCpuS: j.connections / j.generator.cpuS, perS: j.connPerS };
 }
 
-const runs: Record<string, Run[]> = { "openssl s_time -new": [], "certgate bench -c 1": [], "certgate bench -c 8": [] };
+async function bare(): Promise<Run> {
+  const r = await exec(process.execPath, [join(REPO, "bench/lib/bareloop.ts"), String(nginx.port), pki.clientCert, pki.clientKey, String(seconds)]);
+  const j = JSON.parse(r.out) as { handshakes: number; cpuS: number; seconds: number };
+  return { handshakes: j.handshakes, cpuS: j.cpuS, perCpuS: j.handshakes / j.cpuS, perS: j.handshakes / j.seconds };
+}
+
+const runs: Record<string, Run[]> = { "openssl s_time -new": [], "certgate bench -c 1": [], "certgate bench -c 8": [], "bare node:tls loop, 8 in flight": [] };
 for (let i = 0; i < rounds; i++) {
   for (const [name, f] of [
     ["openssl s_time -new", stime],
     ["certgate bench -c 1", () => certgateBench(1)],
     ["certgate bench -c 8", () => certgateBench(8)],
+    ["bare node:tls loop, 8 in flight", bare],
   ] as const) {
     const r = await f();
     runs[name]!.push(r);
