@@ -150,8 +150,10 @@ export async function runBench(o: BenchOptions, hooks: { onTick?: (t: Tick) => v
   const t = await resolveTarget(o.url, o.servername);
   const n = Math.max(1, o.workers);
   if (o.concurrency < n) throw new Error(`-c ${o.concurrency} is less than --workers ${n}: each generator process needs a connection at least`);
-  // Child processes need a moment to start before the warm-up counts.
-  const measureAt = Date.now() + (n > 1 ? 800 : 0) + o.warmupMs;
+  // Child processes need a moment to start: they all start loading at the same time, and
+  // the window opens after exactly the warm-up.
+  const startAt = Date.now() + (n > 1 ? 800 : 0);
+  const measureAt = startAt + o.warmupMs;
   const specs: GenSpec[] = Array.from({ length: n }, (_, i) => {
     const concurrency = share(o.concurrency, n, i);
     const rate = o.rate / n;
@@ -173,6 +175,7 @@ export async function runBench(o: BenchOptions, hooks: { onTick?: (t: Tick) => v
       rate,
       // Enough to hold the due requests of a whole timeout: beyond that they would time out anyway.
       queueMax: Math.max(64, Math.ceil((rate * o.timeoutMs) / 1000)),
+      startAt,
       measureAt,
       durationMs: o.durationMs,
       maxAttempts: o.count ? share(o.count, n, i) : 0,

@@ -44,7 +44,9 @@ export interface GenSpec {
   rate: number;
   /** Open loop: due requests waiting for a slot beyond this are dropped (and counted). */
   queueMax: number;
-  /** Epoch ms when the measured window opens; load runs from start (warm-up before it). */
+  /** Epoch ms when load starts (the same for every generator process). */
+  startAt: number;
+  /** Epoch ms when the measured window opens; the load before it is the warm-up. */
   measureAt: number;
   /** Window length; 0: until maxAttempts. */
   durationMs: number;
@@ -182,10 +184,19 @@ export class Generator {
     if (s.durationMs > 0) this.#timers.push(setTimeout(() => this.#endWindow(), Math.max(0, s.measureAt + s.durationMs - Date.now())));
     this.#timers.push(setInterval(() => this.#sweep(), 100));
     if (s.mode === "keepalive") for (let i = 0; i < s.concurrency; i++) this.#kaConns.push(new KaConn());
+    if (s.startAt <= Date.now()) this.#start();
+    else this.#timers.push(setTimeout(() => this.#start(), s.startAt - Date.now()));
+    return done;
+  }
+
+  #start(): void {
+    const s = this.#spec;
+    if (this.live.phase === "drain" || this.live.phase === "done") return;
+    // Without warm-up the window opens before the first connection, whichever timer fired first.
+    if (s.measureAt <= Date.now()) this.#startWindow();
     if (s.rate > 0) this.#openLoop();
     else if (s.mode === "keepalive") for (const c of this.#kaConns) this.#kaNext(c);
     else for (let i = 0; i < s.concurrency; i++) this.#closedLoop();
-    return done;
   }
 
   /** Ends the window now (a signal, or a coordinator's -n across processes). */
