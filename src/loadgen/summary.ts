@@ -34,7 +34,7 @@ export function summaryText(r: BenchResult): string {
   }
   L.push("");
   const g = r.generator;
-  L.push(`  generator    ${num(g.cpuS, 2)} CPU-s, ${g.utilisation.map((u) => num(u, 2)).join(" + ")} of a core${g.processes > 1 ? " each" : ""}; ${r.connections && g.cpuS ? `${int(r.connections / g.cpuS)} handshakes per client CPU-second` : ""}`);
+  L.push(`  generator    ${num(g.cpuS, 2)} CPU-s, ${g.utilisation.map((u) => num(u, 2)).join(" + ")} of a core${g.processes > 1 ? " each" : ""}${r.connections && g.cpuS ? `; ${int(r.connections / g.cpuS)} handshakes per client CPU-second` : ""}`);
   if (r.server) {
     const s = r.server;
     L.push(
