@@ -37,8 +37,8 @@ export function createMetrics(opts: MetricsOptions = {}) {
     }),
     requests: new Counter({
       name: "certgate_requests_total",
-      help: "HTTP requests answered, by host and status code.",
-      labelNames: ["host", "status"] as const,
+      help: "HTTP requests answered, by host, status code and protocol (http/1.1 or h2).",
+      labelNames: ["host", "status", "protocol"] as const,
       registers: [registry],
     }),
     refusals: new Counter({
@@ -120,6 +120,17 @@ export function createMetrics(opts: MetricsOptions = {}) {
         this.set(readHttpConnections());
       },
     }),
+    /** A fleet node registers its store connection (absent with the embedded store). */
+    collectStoreConnected(read: () => number): void {
+      new Gauge({
+        name: "certgate_store_connected",
+        help: "1 while this node is connected to its fleet's PostgreSQL store (0: serving its last configuration, reconnecting).",
+        registers: [registry],
+        collect() {
+          this.set(read());
+        },
+      });
+    },
     /** The data plane tells the catalog how to read the open-connection count. */
     collectHttpConnections(read: () => number): void {
       readHttpConnections = read;
