@@ -17,7 +17,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { LoadKind, LoadSpec } from "./load.ts";
-import { count, merge, quantileMs, type Histogram } from "./lib/hist.ts";
+import { count, merge, quantileMs, type Histogram } from "../src/loadgen/hist.ts";
 import { cpuCount, loadavg, waitForIdle } from "./lib/proc.ts";
 import { probe, type ProbeResult } from "./lib/probe.ts";
 import { cryptoLimit, type CryptoLimit } from "./lib/speed.ts";

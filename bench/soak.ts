@@ -31,8 +31,8 @@ import { startEcho } from "../src/demo/echo.ts";
 import { createDevPki, type DevPki } from "../src/pki/devpki.ts";
 import { issue, type Issued } from "../src/pki/issue.ts";
 import { signCrl } from "./lib/crl.ts";
-import { quantileMs, record, type Histogram } from "./lib/hist.ts";
-import { ResponseReader } from "./lib/http1.ts";
+import { quantileMs, record, type Histogram } from "../src/loadgen/hist.ts";
+import { ResponseReader } from "../src/loadgen/http1.ts";
 import { freePort, REPO, waitForPort } from "./lib/servers.ts";
 import { memoryPlot } from "./lib/soakplot.ts";
 

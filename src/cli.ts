@@ -60,7 +60,9 @@ const USAGE = `usage:
       Write a development PKI (client CA, localhost server certificate, client certificates:
       valid, via an intermediate, expired, not yet valid, untrusted) into DIR (default certs/dev).
   certgate rules check 'EXPRESSION'
-      Parse and type-check a rule expression; print it normalised with its fields, or the error.`;
+      Parse and type-check a rule expression; print it normalised with its fields, or the error.
+  certgate bench URL --cert FILE --key FILE [options]
+      Measure an mTLS endpoint's handshakes and latency (certgate bench --help: every option).`;
 
 export function parseHostPort(s: string, what: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
@@ -315,6 +317,15 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === "store" && sub === "migrate") return storeMigrate(rest).then(() => 0);
   if (cmd === "certs" && sub === "dev") return certsDev(rest).then(() => 0);
   if (cmd === "rules" && sub === "check") return rulesCheck(rest);
+  // The load generator is loaded only here: `serve` never pulls it in.
+  if (cmd === "bench") {
+    const { benchCommand, BENCH_USAGE } = await import("./loadgen/cli.ts");
+    if (sub === undefined || sub === "--help" || sub === "-h") {
+      (sub ? console.log : console.error)(`usage:\n${BENCH_USAGE}`);
+      return sub ? 0 : 2;
+    }
+    return benchCommand(argv.slice(1));
+  }
   console.error(USAGE);
   return cmd === undefined || cmd === "help" || cmd === "--help" ? 0 : 2;
 }

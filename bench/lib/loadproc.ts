@@ -1,4 +1,4 @@
-// One load-generator process (bench/load.ts), pinned, bounded in time; its JSON result.
+// One load-generator process (bench/load.ts over src/loadgen), pinned, bounded in time; its JSON result.
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import type { LoadResult, LoadSpec } from "../load.ts";

@@ -4,7 +4,7 @@
 // proxied to the origin (its exact body comes back), and a session ticket resumes.
 import tls from "node:tls";
 import { readFileSync } from "node:fs";
-import { ResponseReader } from "./http1.ts";
+import { ResponseReader } from "../../src/loadgen/http1.ts";
 import { ORIGIN_BODY } from "./body.ts";
 import { SERVERNAME, type Pki } from "./servers.ts";
 

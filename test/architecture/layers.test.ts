@@ -36,12 +36,15 @@ const FORBIDDEN: [layer: string, file: string, code: string, says: RegExp][] = [
   ["revocation → data plane", "src/revocation/probe.ts", 'import type { ClientCertFacts } from "../dataplane/facts.ts";', /Revocation does not import the data plane/],
   ["observability → data plane", "src/observability/probe.ts", 'import { openConnections } from "../dataplane/http1.ts";', /Observability imports nobody/],
   ["re-export counts too", "src/observability/probe.ts", 'export { Snapshot } from "../dataplane/snapshot.ts";', /Observability imports nobody/],
+  ["loadgen → data plane", "src/loadgen/probe.ts", 'import { ResponseReader } from "../dataplane/http1/http1.ts";', /load generator measures any TLS endpoint from outside/],
+  ["loadgen → control plane", "src/loadgen/probe.ts", 'import type { Store } from "../control/store.ts";', /load generator measures any TLS endpoint from outside/],
   ["workers → control plane", "src/workers/probe.ts", 'import { WritePath } from "../control/writepath.ts";', /Worker processes run the data plane/],
 ];
 
 const ALLOWED: [layer: string, file: string, code: string][] = [
   ["data plane → rules, model, revocation", "src/dataplane/probe.ts", 'import "../rules/index.ts";\nimport "../model/schema.ts";\nimport "../revocation/checker.ts";'],
   ["model → rules, pki and the dialects' records", "src/model/probe.ts", 'import "../rules/index.ts";\nimport "../dialects/records.ts";\nimport "../pki/pem.ts";\nimport { z } from "zod";\nimport "node:crypto";'],
+  ["loadgen → itself and node's TLS", "src/loadgen/probe.ts", 'import "./hist.ts";\nimport tls from "node:tls";'],
   ["rules → itself and a package", "src/rules/probe.ts", 'import "./parser.ts";\nimport { RE2JS } from "re2js";'],
 ];
 

@@ -1,5 +1,5 @@
 // The load generator's HTTP/1.1 response reader: status line, Content-Length or chunked
-// body, Connection: close. Enough for the fixed responses of the benchmark origin.
+// body, Connection: close. Enough to frame any server's responses without a full parser.
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 const LAST_CHUNK = Buffer.from("0\r\n\r\n");
 
@@ -7,8 +7,13 @@ export class ResponseReader {
   status = 0;
   close = false;
   #head: Buffer | undefined;
-  #bodyLeft = -1; // -1: headers not read yet; -2: chunked
+  #bodyLeft = -1; // -1: headers not read yet; -2: chunked; -3: until the server closes
   #tail: Buffer | undefined; // chunked: last bytes seen, to find the terminator across reads
+
+  /** True when the head has been read and the body runs until the server closes: a close then completes it. */
+  get endsAtClose(): boolean {
+    return this.#bodyLeft === -3;
+  }
 
   reset(): void {
     this.status = 0;
@@ -39,9 +44,11 @@ export class ResponseReader {
       if (cl) this.#bodyLeft = Number(cl[1]);
       else if (/\r\ntransfer-encoding:[^\r]*chunked/.test(lower)) this.#bodyLeft = -2;
       else if (this.status === 204 || this.status === 304) this.#bodyLeft = 0;
-      else throw new Error("response without Content-Length or chunked body");
+      else this.#bodyLeft = -3; // HTTP/1.0 style: the body ends with the connection
+
       chunk = buf.subarray(end + 4);
     }
+    if (this.#bodyLeft === -3) return false;
     if (this.#bodyLeft === -2) {
       const t: Buffer = this.#tail ? Buffer.concat([this.#tail, chunk]) : chunk;
       if (t.length >= LAST_CHUNK.length && t.subarray(t.length - LAST_CHUNK.length).equals(LAST_CHUNK)) return true;

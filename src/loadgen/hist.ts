@@ -1,5 +1,5 @@
 // A log-bucketed latency histogram (2% wide buckets from 1 µs): cheap to record, mergeable
-// across load processes, and precise enough for p50/p99.
+// across load processes (plain JSON), and precise enough for p99.9.
 const GROWTH = 1.02;
 const LOG_GROWTH = Math.log(GROWTH);
 
@@ -35,4 +35,19 @@ export function quantileMs(h: Histogram, q: number): number | null {
     if (seen >= rank) return GROWTH ** i / 1000;
   }
   return null;
+}
+
+/** The upper edge (ms) of the highest non-empty bucket, null when empty. */
+export function maxMs(h: Histogram): number | null {
+  let top = -Infinity;
+  for (const [k, v] of Object.entries(h)) if (v > 0 && Number(k) > top) top = Number(k);
+  return top === -Infinity ? null : GROWTH ** top / 1000;
+}
+
+/** Buckets as [lower ms, upper ms, count], ascending: for plotting. */
+export function buckets(h: Histogram): [number, number, number][] {
+  return Object.entries(h)
+    .map(([k, v]) => [Number(k), v] as const)
+    .sort((a, b) => a[0] - b[0])
+    .map(([i, v]) => [i === 0 ? 0 : GROWTH ** (i - 1) / 1000, GROWTH ** i / 1000, v]);
 }
