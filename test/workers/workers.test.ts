@@ -9,6 +9,7 @@ import { startEcho } from "../../src/demo/echo.ts";
 import { issue, type Issued } from "../../src/pki/issue.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import { pki } from "../helpers/harness.ts";
+import { h2once } from "../helpers/h2client.ts";
 import { OpensslCa } from "../helpers/opensslca.ts";
 import { get, onWorker, sample, startGroup, type Answer, type Group } from "./group.ts";
 
@@ -187,5 +188,15 @@ describe("serve --workers 2", () => {
     const after = await fresh("b.test");
     const across = await onWorker(after.worker === "0" ? "1" : "0", () => fresh("b.test", after.session));
     expect(across.reused).toBe(true);
+  });
+
+  it("serves HTTP/2 on every worker (ALPN h2), each answer saying which worker served it", async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 60 && seen.size < 2; i++) {
+      const r = await h2once(g.port, { cert: client });
+      expect(r.status).toBe(200);
+      seen.add(String(r.headers["certgate-worker"]));
+    }
+    expect([...seen].sort()).toEqual(["0", "1"]);
   });
 });

@@ -236,9 +236,16 @@ export class Response {
 
 /** Extra response header lines (debugging only: which worker answered). */
 let responseTag = "";
+/** The same as flat [name, value, ...] fields, for the HTTP/2 front end. */
+let responseTagFields: readonly string[] = [];
 export function setResponseTag(lines: string): void {
   responseTag = lines;
+  responseTagFields = lines
+    .split("\r\n")
+    .filter((l) => l.includes(":"))
+    .flatMap((l) => [l.slice(0, l.indexOf(":")).trim().toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]);
 }
+export const tagFields = (): readonly string[] => responseTagFields;
 
 /** Set by drainHttp1(): every response closes its connection. */
 let draining = false;

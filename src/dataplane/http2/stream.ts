@@ -3,7 +3,7 @@
 import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import { rawHeader } from "../http1/http1.ts";
+import { rawHeader, tagFields } from "../http1/http1.ts";
 import type { ClientRequest, ClientResponse } from "../request/exchange.ts";
 
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
@@ -153,7 +153,8 @@ export class H2Response implements ClientResponse {
     this.statusCode = status;
     this.headersSent = true;
     this.#noBody = this.request.method === "HEAD" || status === 204 || status === 304;
-    this.#head = outgoing(status, headers);
+    const tag = tagFields();
+    this.#head = outgoing(status, tag.length ? [...headers, ...tag] : headers);
     // Sent with the first body bytes or the end, whichever comes first in this tick: a
     // body-less answer (a gRPC status) then goes out as one HEADERS frame with END_STREAM.
     queueMicrotask(() => this.#flush(false));
