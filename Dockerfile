@@ -32,7 +32,8 @@ EXPOSE 8443 8444 8445
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8444/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["tini", "--", "node", "/app/src/cli.ts"]
-# No --config: the demo. A real configuration: mount it and name it, e.g.
-#   docker run ... -v "$PWD/certgate.yaml:/etc/certgate/certgate.yaml:ro" certgate \
+# No --config: the demo. A real configuration: mount its directory (certgate.yaml and the
+# files it names) and name it, e.g.
+#   docker run ... -v "$PWD/etc:/etc/certgate:ro" -v certgate-data:/data certgate \
 #     serve --data /data --config /etc/certgate/certgate.yaml
 CMD ["serve", "--data", "/data"]

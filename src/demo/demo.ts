@@ -20,7 +20,7 @@ export function containerNotes(inContainer = existsSync("/.dockerenv")): string[
   if (!inContainer) return [];
   return [
     "# in a container: first copy the certificates to the host: docker cp CONTAINER:/data/certs .",
-    "# a real configuration: -v \"$PWD/certgate.yaml:/etc/certgate/certgate.yaml:ro\" certgate serve --data /data --config /etc/certgate/certgate.yaml (README \"Docker\")",
+    "# a real configuration: mount its directory, -v \"$PWD/etc:/etc/certgate:ro\" certgate serve --data /data --config /etc/certgate/certgate.yaml (README \"Docker\")",
   ];
 }
 
