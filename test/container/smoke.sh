@@ -23,6 +23,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT # a timeout stops the script: clean up all the same
 step() { printf 'container smoke [%3ds] %s\n' "$((SECONDS - started))" "$*"; }
 fail() {
   echo "container smoke: FAIL: $*" >&2
