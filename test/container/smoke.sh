@@ -62,7 +62,8 @@ expect "demo, valid certificate" "$out" '"client-cert": ":'
 docker rm -fv "$name-demo" >/dev/null
 rm -rf "$tmp/certs"
 
-# --- 2. A bootstrap file mounted read-only, a data volume, a read-only root filesystem ---
+# --- 2. A bootstrap file mounted read-only, a data volume, a read-only root filesystem, no
+# capabilities (as compose.yaml runs it) ---
 step "test PKI, origin and bootstrap file on the host"
 mkdir -p "$tmp/etc"
 "$node" src/cli.ts certs dev --out "$tmp/etc/pki" >/dev/null
@@ -100,7 +101,7 @@ EOF
 chmod 0755 "$tmp" "$tmp/etc" "$tmp/etc/pki" && chmod 0644 "$tmp"/etc/pki/* "$tmp/etc/certgate.yaml"
 
 step "docker run --read-only -v etc:/etc/certgate:ro -v $volume:/data $image serve --config ..."
-docker run -d --name "$name" --network host --read-only --stop-timeout 45 \
+docker run -d --name "$name" --network host --read-only --cap-drop ALL --security-opt no-new-privileges --stop-timeout 45 \
   -v "$tmp/etc:/etc/certgate:ro" -v "$volume:/data" \
   "$image" serve --data /data --config /etc/certgate/certgate.yaml >/dev/null
 wait_listening "$name"
