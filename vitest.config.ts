@@ -7,5 +7,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // One real PostgreSQL for the run (the PostgreSQL store's cases).
+    globalSetup: ["test/helpers/postgres.setup.ts"],
   },
 });

@@ -12,6 +12,7 @@ import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { Runtime } from "./dataplane/runtime.ts";
+import { Snapshot } from "./dataplane/snapshot.ts";
 import { REFUSAL_LABELS } from "./dataplane/request/refusals.ts";
 import { apinizerRules, DEFAULT_ENVIRONMENT } from "./dialects/apinizer/rules.ts";
 import { listenAdmin } from "./control/admin.ts";
@@ -21,17 +22,21 @@ import { loadStore, startControl } from "./control/setup.ts";
 import { backupStore, DB_FILE } from "./control/storefile.ts";
 import type { Enforcer } from "./control/enforcer.ts";
 import { WorkerGroup } from "./workers/group.ts";
+import { StoreFollower } from "./control/follower.ts";
+import { PostgresStore, redact } from "./control/pgstore.ts";
+import { StoreUnavailable } from "./control/store.ts";
+import { LAST_COPY, readLastCopy, saveLastCopy } from "./control/lastcopy.ts";
 import { availableParallelism } from "node:os";
 
 const USAGE = `usage:
   certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--public HOST:PORT] [--public-url URL]
                 [--data DIR] [--config FILE] [--environment NAME]
                 [--admin-tls-cert PEM --admin-tls-key PEM --admin-client-ca PEM]
-                [--workers N|auto] [--drain-timeout DURATION]
+                [--workers N|auto] [--drain-timeout DURATION] [--reuseport on|off] [--store postgres://…]
       Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444; the managed
       CA's certificate, CRL and OCSP on 127.0.0.1:8445 (--public-url: the base URL written
       into issued certificates, default from --public).
-      The model is kept in DIR/certgate.db; --config (or the demo) only seeds an empty store,
+      The model is kept in DIR/certgate.db, or with --store (or $CERTGATE_STORE_URL) in PostgreSQL; --config (or the demo) only seeds an empty store,
       and only with a model that compiles. A directory that has held a store (DIR/store-state.json)
       refuses to start when certgate.db is missing, damaged or short of committed writes.
       Admin token: $CERTGATE_ADMIN_TOKEN, else DIR/admin-token (generated at first start).
@@ -41,6 +46,8 @@ const USAGE = `usage:
       one, this process is their primary (store, admin API, managed CA, CRL and OCSP fetching).
       SIGHUP or POST /v1/reload replaces the workers one at a time; SIGTERM drains and exits;
       --drain-timeout (default 30s) bounds how long a stopping worker finishes its requests.
+      --reuseport off: the workers share one listening socket instead of one SO_REUSEPORT
+      socket each. --debug-worker-id (tests): responses name their worker (certgate-worker).
   certgate backup --out FILE [--data DIR]
       A consistent copy of DIR/certgate.db (default ./data), also while certgate serves;
       README "Backup and restore" says how to restore it.
@@ -73,6 +80,8 @@ async function serve(argv: string[]): Promise<void> {
       environment: { type: "string", default: DEFAULT_ENVIRONMENT }, // Apinizer dialect
       workers: { type: "string", default: "auto" },
       "drain-timeout": { type: "string", default: "30s" },
+      reuseport: { type: "string", default: "on" },
+      store: { type: "string" }, // postgres://… (default: DIR/certgate.db)
       "debug-worker-id": { type: "boolean", default: false }, // tests: which worker answered (certgate-worker header)
     },
     strict: true,
@@ -80,6 +89,7 @@ async function serve(argv: string[]): Promise<void> {
   const listen = parseHostPort(values.listen, "--listen");
   const workers = parseWorkers(values.workers);
   const drainTimeoutMs = parseDuration(values["drain-timeout"], "--drain-timeout");
+  if (values.reuseport !== "on" && values.reuseport !== "off") throw new Error(`--reuseport: expected on or off, got "${values.reuseport}"`);
   const admin = parseHostPort(values.admin, "--admin");
   const dataDir = resolve(values.data);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -107,9 +117,22 @@ async function serve(argv: string[]): Promise<void> {
     };
   }
   const configFile = values.config;
-  const loaded = await loadStore(dataDir, (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!)), values.environment);
-  if (!loaded.seeded && configFile) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: join(dataDir, DB_FILE) });
-  if (!loaded.seeded && demoOrigin) {
+  const storeUrl = values.store ?? process.env.CERTGATE_STORE_URL;
+  const storeName = storeUrl ? redact(storeUrl) : join(dataDir, DB_FILE);
+  // The snapshot the Runtime below compiles (same derived rules, same environment).
+  const compileSeed = (m: Model) => void new Snapshot(m, 1, (x) => apinizerRules(x, values.environment));
+  const seed = (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!));
+  let offline: ReturnType<typeof readLastCopy>;
+  const loaded = await loadStore(dataDir, seed, compileSeed, storeUrl).catch((e: unknown) => {
+    // A fleet node whose PostgreSQL is unreachable serves the last configuration it applied, if any.
+    if (!storeUrl || !(e instanceof StoreUnavailable)) throw e;
+    offline = readLastCopy(dataDir);
+    if (!offline) throw new Error(`${(e as Error).message}; and ${join(dataDir, LAST_COPY)} holds no configuration this node applied before: cannot start without the store`);
+    log.warn({ msg: "the store is unreachable: serving the last configuration this node applied until it is back", store: storeName, revision: offline.revision, saved_at: offline.saved_at, err: (e as Error).message });
+    return { store: PostgresStore.offline(storeUrl), model: offline.model, seeded: false };
+  });
+  if (!loaded.seeded && configFile && !offline) log.warn({ msg: "the store already holds a model: --config is ignored (PUT it to /v1/config to replace)", store: storeName });
+  if (!loaded.seeded && demoOrigin && !offline) {
     // The demo's echo origin listens on a new port each start: point every route that used
     // the previous one (the demo's own, and any an operator added against it) at the new one.
     const origin = demoOrigin;
@@ -129,7 +152,9 @@ async function serve(argv: string[]): Promise<void> {
     throw new Error("admin mTLS needs all three of --admin-tls-cert, --admin-tls-key and --admin-client-ca");
 
   // --- data plane: in this process, or in worker processes this one supervises ---
-  const common = { log, metrics, ticketSecret: ticketSecret(dataDir), environment: values.environment, derivedRules: apinizerRules };
+  // A fleet shares its ticket secret through the store, so any node resumes any node's sessions.
+  const tickets = offline ? offline.ticketSecret : loaded.store instanceof PostgresStore ? await loaded.store.sharedSecret("ticket", 32) : ticketSecret(dataDir);
+  const common = { log, metrics, ticketSecret: tickets, environment: values.environment, derivedRules: apinizerRules };
   // Set once everything listens; a crash loop before then exits from here.
   let stop = (_why: string, code = 0): void => void loaded.store.close().finally(() => process.exit(code));
   let runtime: Enforcer;
@@ -144,6 +169,7 @@ async function serve(argv: string[]): Promise<void> {
       ...common,
       workers,
       drainTimeoutMs,
+      reuseport: values.reuseport === "on",
       debugWorkerId: values["debug-worker-id"],
       onFatal: (reason) => {
         log.fatal({ msg: "giving up: the workers keep dying", reason });
@@ -158,14 +184,29 @@ async function serve(argv: string[]): Promise<void> {
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicBound = await listenAdmin(publicServer, pub.host, pub.port);
   const managedCa = new ManagedCaService(dataDir, values["public-url"] ?? `http://${publicBound.address.includes(":") ? `[${publicBound.address}]` : publicBound.address}:${publicBound.port}`, () => runtime.snapshot.model);
-  const { server: adminServer } = startControl(runtime, metrics, loaded, adminToken, {
+  // A fleet: every node applies what any node commits (LISTEN/NOTIFY on the shared store).
+  let follower: StoreFollower | undefined;
+  const { server: adminServer, plane, auth } = startControl(runtime, metrics, loaded, adminToken, {
     tls: adminTls,
     managedCa,
     onError: (e) => log.error({ msg: "admin error", err: e }),
     onUnauthenticated: (method, path, remote) => log.warn({ msg: "admin write without a valid token", method, path, remote }),
     processes: group,
+    storeHealth: storeUrl ? () => ({ store: { kind: "postgres", connected: follower?.connected ?? false, revision: plane.revision } }) : undefined,
   });
   const adminBound = await listenAdmin(adminServer, admin.host, admin.port);
+  if (storeUrl) {
+    const f = (follower = new StoreFollower(storeUrl, plane, log, () => auth.invalidate()));
+    metrics.collectStoreConnected(() => (f.connected ? 1 : 0));
+    plane.onApplied = (m, revision) => {
+      try {
+        saveLastCopy(dataDir, m, revision, tickets);
+      } catch (e) {
+        log.error({ msg: "could not save the local copy of the configuration", file: join(dataDir, LAST_COPY), err: (e as Error).message });
+      }
+    };
+    await follower.start();
+  }
   // --- end control plane wiring ---
   log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, public: managedCa.publicUrl, config_version: runtime.snapshot.version, workers, ...(group && { sockets: group.mode }) });
   if (demo) console.error(`\ncertgate demo: https://localhost:${bound.port} (mTLS enforced, echo origin)\n  ${demo.curl.join("\n  ")}\n`);
@@ -182,11 +223,12 @@ async function serve(argv: string[]): Promise<void> {
       void loaded.store.close().then(
         () => process.exit(code),
         (e: unknown) => {
-          log.error({ msg: "closing the store failed", store: join(dataDir, DB_FILE), err: (e as Error).message });
+          log.error({ msg: "closing the store failed", store: storeName, err: (e as Error).message });
           process.exit(1);
         },
       );
     };
+    void follower?.close();
     adminServer.close();
     adminServer.closeIdleConnections();
     publicServer.close();

@@ -18,6 +18,7 @@ import { FASTLY_ROUTES } from "../dialects/fastly/routes.ts";
 import { compileRoute, decodeSegment, parseBody, readBody, type AdminRoute, type Ctx, type Reply } from "./http.ts";
 import { NATIVE_ROUTES } from "../dialects/native/routes.ts";
 import { auditEntry } from "./writepath.ts";
+import { requireAccount } from "./ownership.ts";
 import type { WritePath, WriteContext } from "./writepath.ts";
 
 export interface AdminOptions {
@@ -32,6 +33,8 @@ export interface AdminOptions {
   managedCa?: ManagedCaService;
   /** The worker processes (serve --workers N): /healthz lists them, /metrics merges theirs, /v1/reload replaces them. */
   processes?: ProcessGroup;
+  /** A fleet's store connection, for /healthz. */
+  storeHealth?: () => object;
 }
 
 // The dialect of a route (its error envelope) follows from its path: dialectOf.
@@ -103,7 +106,7 @@ export function createAdminServer(runtime: Enforcer, metrics: Metrics, opts?: Ad
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const rawPath = (req.url ?? "/").split("?")[0]!;
     if (req.method === "GET" && rawPath === "/healthz") {
-      return send(res, { status: 200, body: { status: "ok", config_version: runtime.snapshot.version, ...processes?.health() } });
+      return send(res, { status: 200, body: { status: "ok", config_version: runtime.snapshot.version, ...processes?.health(), ...opts?.storeHealth?.() } });
     }
     if (req.method === "GET" && rawPath === "/metrics") {
       void (processes ? processes.metricsText() : metrics.registry.metrics()).then(
@@ -180,6 +183,8 @@ async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http
   r.names.forEach((n, i) => {
     params[n] = decodeSegment(m[i + 1]!);
   });
+  // A path naming a Cloudflare account (/accounts/:account_id/...) is that account's: checked here, once, for every such route.
+  if (params.account_id !== undefined) requireAccount(principal, params.account_id);
   const url = new URL(req.url ?? "/", "http://admin.invalid");
   let bodyCache: Promise<Buffer> | undefined;
   const ctx: Ctx = {
@@ -195,12 +200,9 @@ async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http
     body: async (o = {}) => parseBody(req, await (bodyCache ??= readBody(req)), o.yaml ?? false, o.optional ?? false),
     write: (summary, mutate) => opts.plane.write(wctx, summary, mutate),
     writeCtx: () => wctx,
-    requireAccount: (acc) => {
-      if (principal.account_id !== null && acc !== principal.account_id) throw new ApiError("forbidden", `this token is limited to Cloudflare account ${principal.account_id}`);
-    },
     invalidateTokens: () => opts.auth.invalidate(),
   };
-  const reply = withWarnings(dialect, await r.handler(ctx), wctx.warnings!);
+  const reply = withWarnings(dialect, await r.handler(ctx), wctx.warnings);
   if (method === "HEAD") return send(res, { ...reply, body: undefined, text: "" });
   send(res, reply);
 }

@@ -1,5 +1,6 @@
 // The admin API's error catalog (not the rules language's: src/rules/errors.ts); each dialect renders it in its own envelope.
 import { ModelError } from "../model/schema.ts";
+import { StoreUnavailable } from "./store.ts";
 
 export type Dialect = "fastly" | "cloudflare" | "apinizer" | "native";
 
@@ -22,6 +23,7 @@ const ERRORS = {
   payload_too_large: { status: 413, title: "Payload too large", cf: 10413 },
   headers_too_large: { status: 431, title: "Request header fields too large", cf: 10431 },
   internal: { status: 500, title: "Internal server error", cf: 10500 },
+  store_unavailable: { status: 503, title: "Service unavailable", cf: 10503 },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -53,6 +55,7 @@ function fromModelError(e: ModelError): ApiError {
 export function toApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
   if (e instanceof ModelError) return fromModelError(e);
+  if (e instanceof StoreUnavailable) return new ApiError("store_unavailable", `the configuration store is unreachable (${e.message}): nothing was changed; certgate keeps serving its last configuration, retry later`);
   return new ApiError("internal", "internal error");
 }
 

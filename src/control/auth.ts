@@ -4,7 +4,7 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type http from "node:http";
-import type { Store, TokenRecord } from "./store.ts";
+import { StoreUnavailable, type Store, type TokenRecord } from "./store.ts";
 
 export interface Principal {
   token_id: string;
@@ -64,7 +64,13 @@ export class Authenticator {
     let found: Principal | null = null;
     // Compare against every token, always: the time taken does not depend on which matched.
     if (timingSafeEqual(h, this.#adminHash)) found = { token_id: "admin", read_only: false, account_id: null };
-    this.#tokens ??= await this.#store.listTokens();
+    try {
+      this.#tokens ??= await this.#store.listTokens();
+    } catch (e) {
+      // A fleet's store is down: the operator token still works (reads, and the 503 a write gets).
+      if (e instanceof StoreUnavailable && found) return found;
+      throw e;
+    }
     for (const t of this.#tokens) {
       if (timingSafeEqual(h, Buffer.from(t.hash, "hex")) && !found) found = { token_id: t.id, read_only: t.read_only, account_id: t.account_id };
     }

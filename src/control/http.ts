@@ -35,8 +35,6 @@ export interface Ctx {
   body(opts?: { yaml?: boolean; optional?: boolean }): Promise<unknown>;
   write<T>(summary: string, mutate: (model: Model) => { model: Model; result: T }): Promise<T>;
   writeCtx(): WriteContext;
-  /** 403 unless the token may act on this Cloudflare account. */
-  requireAccount(accountId: string | undefined): void;
   /** Forget cached scoped tokens after /v1/tokens changes them. */
   invalidateTokens(): void;
 }
@@ -47,7 +45,7 @@ export interface RouteDef {
   path: string;
   /** Only tokens that are neither read-only nor account-limited. */
   adminOnly?: boolean;
-  /** Account-limited tokens may call it (Cloudflare routes checking requireAccount themselves). */
+  /** Account-limited tokens may call it (on their own account's objects: a path's :account_id is checked by the router, the rest by ownership.ts). */
   accountScoped?: boolean;
   handler: (ctx: Ctx) => Promise<Reply> | Reply;
 }

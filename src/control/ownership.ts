@@ -22,7 +22,7 @@ export type Owner = string | null;
 const ownerOf = (o: { account_id?: string }): Owner => o.account_id ?? null;
 
 /** What a message calls an owner. */
-export const ownerName = (o: Owner): string => (o === null ? "global (operator)" : `account "${o}"`);
+const ownerName = (o: Owner): string => (o === null ? "global (operator)" : `account "${o}"`);
 
 /** May this principal read an object of `owner`? Global tokens read everything. */
 export function canRead(principal: Principal, owner: Owner): boolean {
@@ -30,13 +30,18 @@ export function canRead(principal: Principal, owner: Owner): boolean {
 }
 
 /** The owner of a collection element: its account_id, a managed client certificate its zone's; other kinds are global. */
-export function elementOwner(kind: keyof Model, o: Record<string, unknown>, model: Model): Owner {
+function elementOwner(kind: keyof Model, o: Record<string, unknown>, model: Model): Owner {
   if (kind === "hosts" || kind === "trust_bundles" || kind === "zones") return ownerOf(o as { account_id?: string });
   if (kind === "managed_client_certificates") {
     const z = model.zones.find((x) => x.id === o.zone_id);
     return z ? ownerOf(z) : null;
   }
   return null;
+}
+
+/** 403 unless the token may act on this Cloudflare account (global tokens act on any). */
+export function requireAccount(principal: Principal, account: string | undefined): void {
+  if (principal.account_id !== null && account !== principal.account_id) throw new ApiError("forbidden", `this token is limited to Cloudflare account ${principal.account_id}`);
 }
 
 // ---- names ---------------------------------------------------------------------------------
@@ -47,7 +52,7 @@ const parent = (name: string): string => name.slice(name.indexOf(".") + 1);
 const isWild = (name: string): boolean => name.startsWith("*.");
 
 /** Some request hostname is covered by both a zone named `zone` and a host entry (or route) named `host`. */
-export function zoneOverlapsHost(zone: string, host: string): boolean {
+function zoneOverlapsHost(zone: string, host: string): boolean {
   return within(host, zone) || (isWild(host) && parent(zone) === host.slice(2) && zone.includes("."));
 }
 /** Two zones overlap when one holds the other. */
@@ -57,7 +62,7 @@ const hostsOverlap = (a: string, b: string): boolean =>
   a === b || (isWild(a) && !isWild(b) && parent(b) === a.slice(2)) || (isWild(b) && !isWild(a) && parent(a) === b.slice(2));
 
 /** Everything in `model` that claims a name overlapping `name` (a zone's name when `asZone`), with its owner. */
-export function claimsOn(model: Model, name: string, asZone: boolean): { what: string; owner: Owner }[] {
+function claimsOn(model: Model, name: string, asZone: boolean): { what: string; owner: Owner }[] {
   const out: { what: string; owner: Owner }[] = [];
   for (const z of model.zones) if (asZone ? zonesOverlap(z.name, name) : zoneOverlapsHost(z.name, name)) out.push({ what: `zone "${z.name}"`, owner: ownerOf(z) });
   for (const h of model.hosts) if (asZone ? zoneOverlapsHost(name, h.hostname) : hostsOverlap(h.hostname, name)) out.push({ what: `hostname "${h.hostname}"`, owner: ownerOf(h) });

@@ -10,13 +10,12 @@ import type http from "node:http";
 import type https from "node:https";
 import type { Model } from "../model/schema.ts";
 import type { Enforcer } from "./enforcer.ts";
-import { Snapshot } from "../dataplane/snapshot.ts";
-import { apinizerRules, DEFAULT_ENVIRONMENT } from "../dialects/apinizer/rules.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { createAdminServer, type AdminOptions } from "./admin.ts";
 import { Authenticator } from "./auth.ts";
 import { WritePath, checkControlRefs } from "./writepath.ts";
 import { SqliteStore, type Store } from "./store.ts";
+import { PostgresStore, redact } from "./pgstore.ts";
 
 export interface Loaded {
   store: Store;
@@ -27,10 +26,11 @@ export interface Loaded {
 
 /**
  * Opens the store and returns the model to start with. An empty store is seeded with `seed()`
- * once it compiles (`environment`: the Apinizer environment the data plane will serve).
+ * once `compile` accepts it: the caller's compile of a snapshot, the same one its runtime will
+ * make (same derived rules, same environment); it throws ModelError for a model it refuses.
  */
-export async function loadStore(dataDir: string, seed: () => Model | Promise<Model>, environment?: string): Promise<Loaded> {
-  const store = SqliteStore.open(dataDir);
+export async function loadStore(dataDir: string, seed: () => Model | Promise<Model>, compile: (model: Model) => void, storeUrl?: string): Promise<Loaded> {
+  const store = await openStore(dataDir, storeUrl);
   if (await store.isEmpty()) {
     let stored: Model;
     try {
@@ -39,7 +39,7 @@ export async function loadStore(dataDir: string, seed: () => Model | Promise<Mod
       // Compiled inside the transaction: a model the data plane refuses rolls back, leaving the store empty.
       ({ model: stored } = await store.replace(model, {
         audit: { token_id: "system", method: "SEED", path: "", status: 200, summary: "store seeded from the bootstrap configuration" },
-        beforeCommit: (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, environment ?? DEFAULT_ENVIRONMENT)),
+        beforeCommit: compile,
       }));
     } catch (e) {
       await store.close();
@@ -48,6 +48,13 @@ export async function loadStore(dataDir: string, seed: () => Model | Promise<Mod
     return { store, model: stored, seeded: true };
   }
   return { store, model: await store.load(), seeded: false };
+}
+
+/** The store: PostgreSQL when `url` is a postgres:// URL (a fleet's), else SQLite in the data directory. */
+export function openStore(dataDir: string, url?: string): Promise<Store> {
+  if (!url) return Promise.resolve(SqliteStore.open(dataDir));
+  if (!/^postgres(ql)?:\/\//.test(url)) return Promise.reject(new Error(`--store: expected a postgres:// URL, got "${redact(url)}"`));
+  return PostgresStore.open(url);
 }
 
 export function startControl(runtime: Enforcer, metrics: Metrics, loaded: Loaded, adminToken: string, extra: Partial<AdminOptions> = {}): { plane: WritePath; auth: Authenticator; server: http.Server | https.Server } {

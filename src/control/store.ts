@@ -7,12 +7,24 @@
 // ONE transaction (WAL, synchronous=FULL), so a kill -9 leaves either the old or the new model.
 // Every transaction counts itself (meta.commits) and store-state.json records the count
 // outside SQLite, so a lost or corrupt WAL is an error at the next start (storefile.ts).
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { chmodSync, closeSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { checkDbFile, commitsIn, createState, DB_FILE, openState, readState, updateState, verifyExisting } from "./storefile.ts";
-import { Model as ModelSchema, parseModel, type Model } from "../model/schema.ts";
+import { parseModel, type Model } from "../model/schema.ts";
+import { MIGRATIONS, MIGRATIONS_TABLE, tooNew } from "./migrations.ts";
+import { allRows, rawFromRows, READ_OBJECTS, READ_SCALARS, rowChanges, statements, type RowOp } from "./rows.ts";
+
+export { COLLECTIONS, keyField } from "./rows.ts";
 import { isLegacy, upgradeLegacy } from "../model/upgrade.ts";
+
+/** The store cannot be reached (a fleet's PostgreSQL is down): writes are refused with 503, serving goes on. */
+export class StoreUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StoreUnavailable";
+  }
+}
 
 export interface AuditEntry {
   token_id: string;
@@ -73,70 +85,16 @@ export interface Store {
 
 type Row = Record<string, unknown>;
 
-/** Migrations, applied in order, each in its own transaction; `schema_migrations` records them. */
-const MIGRATIONS: { version: number; name: string; sql?: string; run?: (db: DatabaseSync) => void }[] = [
-  {
-    version: 1,
-    name: "model objects, scalars, tokens, audit",
-    sql: `
-      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      CREATE TABLE objects (
-        kind TEXT NOT NULL, key TEXT NOT NULL, pos INTEGER NOT NULL, body TEXT NOT NULL,
-        PRIMARY KEY (kind, key)
-      ) WITHOUT ROWID;
-      CREATE INDEX objects_pos ON objects (kind, pos);
-      CREATE TABLE scalars (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-      CREATE TABLE tokens (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
-        read_only INTEGER NOT NULL, account_id TEXT, created_at TEXT NOT NULL
-      );
-      CREATE TABLE audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, token_id TEXT NOT NULL,
-        method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, summary TEXT NOT NULL
-      );
-      INSERT INTO meta (key, value) VALUES ('revision', '0');
-    `,
-  },
-  {
-    // Vendor fields leave the core objects for per-dialect records (model/upgrade.ts): the rows are
-    // rewritten once, so each row again holds exactly one object of the model's current layout.
-    version: 2,
-    name: "per-dialect records (vendor fields out of hosts, certificates, zones and rules)",
-    run: (db) => {
-      const raw: Record<string, unknown> = {};
-      for (const r of db.prepare("SELECT kind, body FROM objects ORDER BY kind, pos").all() as Row[]) ((raw[String(r.kind)] ??= []) as unknown[]).push(JSON.parse(String(r.body)));
-      for (const r of db.prepare("SELECT name, value FROM scalars").all() as Row[]) raw[String(r.name)] = JSON.parse(String(r.value));
-      if (!isLegacy(raw)) return;
-      const next = upgradeLegacy(raw) as Record<string, unknown>;
-      db.exec("DELETE FROM objects; DELETE FROM scalars;");
-      const row = db.prepare("INSERT INTO objects (kind, key, pos, body) VALUES (?, ?, ?, ?)");
-      const scalar = db.prepare("INSERT INTO scalars (name, value) VALUES (?, ?)");
-      for (const [name, value] of Object.entries(next)) {
-        if (Array.isArray(value)) value.forEach((o: Record<string, unknown>, i) => row.run(name, keyOf(name, o), i, JSON.stringify(o)));
-        else scalar.run(name, JSON.stringify(value));
-      }
-    },
-  },
-];
+export { SCHEMA_VERSION } from "./migrations.ts";
 
-export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
-
-/** The model's arrays (stored as rows); everything else is a scalar. */
-export const COLLECTIONS = Object.entries(ModelSchema.shape)
-  .filter(([, s]) => isArraySchema(s))
-  .map(([k]) => k as keyof Model);
-
-function isArraySchema(s: unknown): boolean {
-  const def = (s as { def?: { type?: string; innerType?: { def?: { type?: string } } } }).def;
-  return def?.type === "array" || (def?.type === "default" && def.innerType?.def?.type === "array");
+/** The model's rows as this engine reads them (rows.ts maps them to the model). */
+function readRaw(db: DatabaseSync): Record<string, unknown> {
+  return rawFromRows(db.prepare(READ_OBJECTS).all() as Row[], db.prepare(READ_SCALARS).all() as Row[]);
 }
 
-/** The field that keys a collection's rows: `id`, or a host's `hostname`. Two elements with one key would share a row. */
-export const keyField = (kind: string): "id" | "hostname" => (kind === "hosts" ? "hostname" : "id");
-
-/** The row key of a collection element. */
-function keyOf(kind: string, obj: Record<string, unknown>): string {
-  return String(obj[keyField(kind)]);
+/** Runs row operations (rows.ts) with prepared statements. */
+function runOps(db: DatabaseSync, ops: readonly RowOp[]): void {
+  for (const { sql, args } of statements(ops)) db.prepare(sql).run(...(args as SQLInputValue[]));
 }
 
 /** Counts the transaction it runs in; store-state.json gets the count after the commit. */
@@ -175,14 +133,6 @@ export class SqliteStore implements Store {
     this.#stmts = {
       revision: p("SELECT value FROM meta WHERE key = 'revision'"),
       setRevision: p("UPDATE meta SET value = ? WHERE key = 'revision'"),
-      objects: p("SELECT kind, key, body FROM objects ORDER BY kind, pos"),
-      scalars: p("SELECT name, value FROM scalars"),
-      maxPos: p("SELECT COALESCE(MAX(pos), -1) AS pos FROM objects WHERE kind = ?"),
-      setBody: p("UPDATE objects SET body = ? WHERE kind = ? AND key = ?"),
-      upsert: p("INSERT INTO objects (kind, key, pos, body) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET pos = excluded.pos, body = excluded.body"),
-      del: p("DELETE FROM objects WHERE kind = ? AND key = ?"),
-      delKind: p("DELETE FROM objects WHERE kind = ?"),
-      setScalar: p("INSERT INTO scalars (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
       audit: p("INSERT INTO audit (at, token_id, method, path, status, summary) VALUES (?, ?, ?, ?, ?, ?)"),
       listAudit: p("SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?"),
       tokens: p("SELECT * FROM tokens ORDER BY created_at, id"),
@@ -196,16 +146,19 @@ export class SqliteStore implements Store {
   }
 
   #migrate(): void {
-    this.#db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)");
+    this.#db.exec(MIGRATIONS_TABLE);
     const done = new Set((this.#db.prepare("SELECT version FROM schema_migrations").all() as Row[]).map((r) => Number(r.version)));
-    const newer = (this.#db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as Row).v;
-    if (typeof newer === "number" && newer > SCHEMA_VERSION)
-      throw new Error(`the store's schema version ${newer} is newer than this certgate's (${SCHEMA_VERSION}); upgrade certgate`);
+    const newest = (this.#db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as Row).v;
+    const refused = tooNew(typeof newest === "number" ? newest : null);
+    if (refused) throw refused;
     for (const m of MIGRATIONS) {
       if (done.has(m.version)) continue;
       this.#tx(() => {
-        if (m.sql) this.#db.exec(m.sql);
-        m.run?.(this.#db);
+        if (m.sql) this.#db.exec(m.sql.sqlite);
+        if (m.upgradeLegacyRows) {
+          const raw = readRaw(this.#db);
+          if (isLegacy(raw)) runOps(this.#db, allRows(upgradeLegacy(raw) as Record<string, unknown>));
+        }
         this.#db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, new Date().toISOString());
       });
     }
@@ -248,11 +201,7 @@ export class SqliteStore implements Store {
   #current(): { revision: number; model: Model } {
     const revision = this.#revision();
     if (this.#cache?.revision === revision) return this.#cache;
-    const raw: Record<string, unknown> = {};
-    for (const k of COLLECTIONS) raw[k] = [];
-    for (const r of this.#stmts.objects!.all() as Row[]) (raw[String(r.kind)] as unknown[]).push(JSON.parse(String(r.body)));
-    for (const r of this.#stmts.scalars!.all() as Row[]) raw[String(r.name)] = JSON.parse(String(r.value));
-    this.#cache = { revision, model: parseModel(raw) };
+    this.#cache = { revision, model: parseModel(readRaw(this.#db)) };
     return this.#cache;
   }
 
@@ -289,51 +238,11 @@ export class SqliteStore implements Store {
     return this.transact(() => ({ model, result: undefined }), opts).then(({ model, revision }) => ({ model, revision }));
   }
 
-  /** Writes the difference between two models; returns the new revision. */
+  /** Writes `next` (into an empty store: every row; else the difference from `prev`); returns the new revision. */
   #write(prev: Model, next: Model, opts: TransactOptions): number {
-    const s = this.#stmts;
-    const fresh = this.#revision() === 0;
-    for (const kind of COLLECTIONS) {
-      const before = prev[kind] as unknown as Record<string, unknown>[];
-      const after = next[kind] as unknown as Record<string, unknown>[];
-      if (!fresh && before === after) continue;
-      // Keep positions when the surviving old objects stay in order and new ones are appended.
-      const oldIndex = new Map<string, number>();
-      before.forEach((o, i) => oldIndex.set(keyOf(kind, o), i));
-      let inOrder = !fresh;
-      let last = -1;
-      let appended = false;
-      for (const o of after) {
-        const i = oldIndex.get(keyOf(kind, o));
-        if (i === undefined) appended = true;
-        else if (i < last || appended) inOrder = false;
-        else last = i;
-      }
-      if (!inOrder) {
-        s.delKind!.run(kind);
-        after.forEach((o, i) => s.upsert!.run(kind, keyOf(kind, o), i, JSON.stringify(o)));
-        continue;
-      }
-      // Stored positions are not array indexes (deletes leave gaps): a changed object keeps its
-      // own, a new one goes after the highest, so the order read back after a restart is this one.
-      const seen = new Set<string>();
-      let pos = Number((s.maxPos!.get(kind) as Row).pos) + 1;
-      for (const o of after) {
-        const key = keyOf(kind, o);
-        seen.add(key);
-        const i = oldIndex.get(key);
-        if (i === undefined) s.upsert!.run(kind, key, pos++, JSON.stringify(o));
-        else if (before[i] !== o) s.setBody!.run(JSON.stringify(o), kind, key);
-      }
-      for (const key of oldIndex.keys()) if (!seen.has(key)) s.del!.run(kind, key);
-    }
-    for (const [name, value] of Object.entries(next)) {
-      if ((COLLECTIONS as string[]).includes(name)) continue;
-      if (!fresh && (prev as Record<string, unknown>)[name] === value) continue;
-      s.setScalar!.run(name, JSON.stringify(value));
-    }
+    runOps(this.#db, this.#revision() === 0 ? allRows(next) : rowChanges(prev, next));
     const revision = this.#revision() + 1;
-    s.setRevision!.run(String(revision));
+    this.#stmts.setRevision!.run(String(revision));
     if (opts.audit) this.#audit(opts.audit);
     opts.beforeCommit?.(next);
     return revision;

@@ -16,10 +16,10 @@ import { dirname, join } from "node:path";
 import { backup, DatabaseSync } from "node:sqlite";
 
 export const DB_FILE = "certgate.db";
-export const STATE_FILE = "store-state.json";
+const STATE_FILE = "store-state.json";
 
+/** What store-state.json records that certgate checks (the file also names the store it describes, for its reader). */
 export interface StoreState {
-  store: string;
   commits: number;
 }
 
@@ -37,11 +37,11 @@ export function readState(db: string): StoreState | undefined {
   }
   const commits = (state as { commits?: unknown } | null)?.commits;
   if (typeof commits !== "number" || !Number.isSafeInteger(commits) || commits < 0) throw new Error(`${file}: "commits" is not a count; this file records that ${db} holds the data`);
-  return { store: String((state as { store?: unknown }).store), commits };
+  return { commits };
 }
 
 /** One record, always the same length, so rewriting it never changes the file's size. */
-const record = (commits: number): string => JSON.stringify({ store: DB_FILE, commits } satisfies StoreState).padEnd(63) + "\n";
+const record = (commits: number): string => JSON.stringify({ store: DB_FILE, commits }).padEnd(63) + "\n";
 
 /**
  * Creates store-state.json (temp file, fsync, rename: never half written) and returns an open

@@ -34,7 +34,7 @@ export interface WriteContext {
   /** Set once a refusal of this request is in the audit log (the router logs the others). */
   audited?: boolean;
   /** Collects the write's warnings (an expired CA in a new bundle: validity.ts); the admin server renders them. */
-  warnings?: string[];
+  warnings: string[];
 }
 
 /** The audit entry of an admin write. */
@@ -42,60 +42,63 @@ export function auditEntry(ctx: WriteContext, summary: string, status = 200): Au
   return { token_id: ctx.principal.token_id, method: ctx.method, path: ctx.path, status, summary };
 }
 
+type Problem = { path: string; message: string };
+type Schema = (typeof ELEMENT)[string];
+/** Fields validated by their own function (given the field's value before and after), not by their schema. */
+type Own = Record<string, (prev: unknown, next: unknown) => unknown>;
+
 /**
- * Validates what a mutation changed, with the model's own zod schemas (element by element, so a
- * write to one of 10,000 hosts does not re-parse the other 9,999). Unchanged objects were
- * validated when they were stored.
+ * Validates what a mutation changed, with the model's own zod schemas: each collection element by
+ * element (a write to one of 10,000 hosts does not re-parse the other 9,999), each dialect's
+ * records apart, every other field whole. Unchanged objects were validated when they were stored.
  */
 function validateChanged(prev: Model, next: Model): Model {
-  const problems: { path: string; message: string }[] = [];
-  const out: Record<string, unknown> = { ...next };
-  for (const kind of COLLECTIONS) {
-    const after = next[kind] as unknown[];
-    if (after === prev[kind]) continue;
-    const before = new Set(prev[kind] as unknown[]);
-    let copy: unknown[] | undefined;
-    after.forEach((o, i) => {
-      if (before.has(o)) return;
-      const r = ELEMENT[kind]!.safeParse(o);
-      if (!r.success) for (const iss of r.error.issues) problems.push({ path: formatPath([kind, i, ...iss.path]), message: iss.message });
-      else (copy ??= [...after])[i] = r.data;
-    });
-    if (copy) out[kind] = copy;
-  }
-  for (const [name, schema] of Object.entries(ModelSchema.shape)) {
-    if ((COLLECTIONS as string[]).includes(name)) continue;
-    const v = (next as Record<string, unknown>)[name];
-    if (v === (prev as Record<string, unknown>)[name]) continue;
-    if (name === "dialects") {
-      out.dialects = validateDialects(prev.dialects, next.dialects, problems);
-      continue;
-    }
-    const r = (schema as (typeof ELEMENT)[string]).safeParse(v);
-    if (!r.success) for (const iss of r.error.issues) problems.push({ path: formatPath([name, ...iss.path]), message: iss.message });
-    else out[name] = r.data;
-  }
-  for (const k of Object.keys(next)) if (!(k in ModelSchema.shape)) problems.push({ path: k, message: "unrecognized key" });
+  const problems: Problem[] = [];
+  const own: Own = { dialects: (p, n) => validateShape(Dialects.shape, p, n, ["dialects"], problems) };
+  for (const kind of COLLECTIONS) own[kind] = (p, n) => validateElements(kind, p as unknown[], n as unknown[], problems);
+  const out = validateShape(ModelSchema.shape, prev, next, [], problems, own);
   if (problems.length) throw new ModelError(problems);
   return out as Model;
 }
 
-/** The dialects' records, each dialect's validated only when it changed (the others keep their identity). */
-function validateDialects(prev: Model["dialects"], next: Model["dialects"], problems: { path: string; message: string }[]): Model["dialects"] {
+/** A collection's new or replaced elements, parsed (the same array when none changed). */
+function validateElements(kind: string, prev: unknown[], next: unknown[], problems: Problem[]): unknown[] {
+  const before = new Set(prev);
+  let copy: unknown[] | undefined;
+  next.forEach((o, i) => {
+    if (before.has(o)) return;
+    const r = ELEMENT[kind]!.safeParse(o);
+    if (!r.success) for (const iss of r.error.issues) problems.push({ path: formatPath([kind, i, ...iss.path]), message: iss.message });
+    else (copy ??= [...next])[i] = r.data;
+  });
+  return copy ?? next;
+}
+
+/**
+ * `next`, an object of `shape` (at path `at`): each field that is not the same value as in `prev`
+ * parsed by its schema (or by its `own` function), unknown fields reported.
+ */
+function validateShape(shape: Record<string, unknown>, prev: unknown, next: unknown, at: string[], problems: Problem[], own: Own = {}): Record<string, unknown> {
   if (typeof next !== "object" || next === null) {
-    problems.push({ path: "dialects", message: "must be an object" });
-    return next;
+    problems.push({ path: formatPath(at), message: "must be an object" });
+    return next as Record<string, unknown>;
   }
-  const out: Record<string, unknown> = { ...next };
-  for (const [name, schema] of Object.entries(Dialects.shape)) {
-    const v = (next as Record<string, unknown>)[name];
-    if (v === (prev as Record<string, unknown>)[name]) continue;
-    const r = schema.safeParse(v);
-    if (!r.success) for (const iss of r.error.issues) problems.push({ path: formatPath(["dialects", name, ...iss.path]), message: iss.message });
+  const before = (prev ?? {}) as Record<string, unknown>;
+  const after = next as Record<string, unknown>;
+  const out: Record<string, unknown> = { ...after };
+  for (const [name, schema] of Object.entries(shape)) {
+    const v = after[name];
+    if (v === before[name]) continue;
+    if (own[name]) {
+      out[name] = own[name](before[name], v);
+      continue;
+    }
+    const r = (schema as Schema).safeParse(v);
+    if (!r.success) for (const iss of r.error.issues) problems.push({ path: formatPath([...at, name, ...iss.path]), message: iss.message });
     else out[name] = r.data;
   }
-  for (const k of Object.keys(next)) if (!(k in Dialects.shape)) problems.push({ path: `dialects.${k}`, message: "unrecognized key" });
-  return out as Model["dialects"];
+  for (const k of Object.keys(after)) if (!(k in shape)) problems.push({ path: formatPath([...at, k]), message: "unrecognized key" });
+  return out;
 }
 
 /**
@@ -126,6 +129,11 @@ export class WritePath {
   readonly store: Store;
   readonly runtime: Enforcer;
   #model: Model;
+  /** The store revision `#model` is at (-1: not known yet). */
+  #revision = -1;
+
+  /** Called after each model put in force here, with its store revision (a fleet node keeps a local copy). */
+  onApplied: ((model: Model, revision: number) => void) | undefined;
 
   constructor(store: Store, runtime: Enforcer, model: Model) {
     this.store = store;
@@ -136,6 +144,24 @@ export class WritePath {
   /** The committed model (what the running snapshot was compiled from). */
   get model(): Model {
     return this.#model;
+  }
+
+  get revision(): number {
+    return this.#revision;
+  }
+
+  /**
+   * Another node committed `revision` (a fleet on one PostgreSQL): put its model in force here,
+   * unless this node is already there. Throws ModelError, keeping the old model, if it does not compile.
+   */
+  async adopt(model: Model, revision: number): Promise<boolean> {
+    if (revision <= this.#revision) return false;
+    this.runtime.apply(model);
+    this.#model = model;
+    this.#revision = revision;
+    this.onApplied?.(model, revision);
+    await this.runtime.settled();
+    return true;
   }
 
   /**
@@ -152,11 +178,12 @@ export class WritePath {
           prev = m;
           const r = mutate(m);
           if (r.model === m) return r;
-          const model = pruneDialects(opts.full ? parseModel(r.model) : validateChanged(m, r.model), m);
+          // parseModel prunes the dialects' records itself (all of them); a partial write prunes what it may have orphaned.
+          const model = opts.full ? parseModel(r.model) : pruneDialects(validateChanged(m, r.model), m);
           authorize(ctx.principal, m, model);
           checkControlRefs(model, m);
           const warnings = checkValidity(m, model); // throws for an expired server certificate, whoever writes
-          ctx.warnings?.push(...warnings);
+          ctx.warnings.push(...warnings);
           return { model, result: r.result };
         },
         {
@@ -169,6 +196,8 @@ export class WritePath {
         },
       );
       this.#model = out.model;
+      this.#revision = Math.max(this.#revision, out.revision);
+      if (applied) this.onApplied?.(out.model, out.revision);
       // Answered once every worker process enforces it, so the next request anywhere sees it.
       if (applied) await this.runtime.settled();
       return out.result;

@@ -22,7 +22,7 @@ export function keep<T>(rec: Record<string, T>, pass: (key: string) => boolean):
 }
 
 /** A host entry of `owner` (an account id, or null: the operator's) with nothing set: no certificate pinned, mTLS off, nothing forwarded. */
-export const blankHost = (hostname: string, at: string, owner: string | null = null): Host => ({
+const blankHost = (hostname: string, at: string, owner: string | null = null): Host => ({
   hostname,
   ...(owner !== null ? { account_id: owner } : {}),
   mtls: {},

@@ -120,6 +120,17 @@ export function createMetrics(opts: MetricsOptions = {}) {
         this.set(readHttpConnections());
       },
     }),
+    /** A fleet node registers its store connection (absent with the embedded store). */
+    collectStoreConnected(read: () => number): void {
+      new Gauge({
+        name: "certgate_store_connected",
+        help: "1 while this node is connected to its fleet's PostgreSQL store (0: serving its last configuration, reconnecting).",
+        registers: [registry],
+        collect() {
+          this.set(read());
+        },
+      });
+    },
     /** The data plane tells the catalog how to read the open-connection count. */
     collectHttpConnections(read: () => number): void {
       readHttpConnections = read;

@@ -29,6 +29,8 @@ export interface GroupOptions {
   ticketSecret: Buffer;
   environment: string;
   derivedRules?: (model: Model, environment: string) => ReturnType<DerivedRules>;
+  /** One SO_REUSEPORT socket per worker (default), or one socket shared by all (serve --reuseport off). */
+  reuseport?: boolean;
   /** How long a replaced or stopping worker may finish its requests (serve --drain-timeout). */
   drainTimeoutMs: number;
   /** A worker must be listening within this long of its start. */
@@ -138,10 +140,10 @@ export class WorkerGroup {
 
   /** Binds the public port and starts every worker; resolves when all of them listen. */
   async start(host: string, port: number): Promise<net.AddressInfo> {
-    const bound = await bindSlots(host, port, this.#o.workers);
+    const bound = await bindSlots(host, port, this.#o.workers, this.#o.reuseport ?? true);
     this.address = bound.address;
     this.mode = bound.mode;
-    if (bound.fallback) this.#o.log.warn({ msg: "SO_REUSEPORT unavailable: the workers share one listening socket (node:cluster's SCHED_NONE distribution)", reason: bound.fallback });
+    if (bound.fallback) this.#o.log.warn({ msg: "no SO_REUSEPORT: the workers share one listening socket (node:cluster's SCHED_NONE distribution)", reason: bound.fallback });
     this.#slots = bound.handles.map((handle, index) => ({ index, handle, current: null, standby: null }));
     const started = this.#slots.map((s) => (s.current = this.#spawn(s)));
     await Promise.all(started.map((w) => w.ready));

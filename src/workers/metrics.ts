@@ -11,9 +11,9 @@ type MetricJson = MetricObjectWithValues<MetricValue<string>>;
 /** Gauges whose values add up across processes. */
 const SUMMED_GAUGES = new Set(["certgate_http_connections", "nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]);
 /** Only the primary's count means something. */
-const PRIMARY_ONLY = new Set(["certgate_config_applies_total", "certgate_workers", "certgate_worker_restarts_total", "certgate_crl_fetches_total", "certgate_crl_age_seconds", "certgate_ocsp_answers_total"]);
+const PRIMARY_ONLY = new Set(["certgate_store_connected", "certgate_config_applies_total", "certgate_workers", "certgate_worker_restarts_total", "certgate_crl_fetches_total", "certgate_crl_age_seconds", "certgate_ocsp_answers_total"]);
 /** The data plane's metrics: the primary, which serves no client, has none worth showing. */
-const WORKER_ONLY = /^certgate_(?!config_|workers|worker_restarts|crl_|ocsp_)/;
+const WORKER_ONLY = /^certgate_(?!config_|workers|worker_restarts|crl_|ocsp_|store_)/;
 
 /** `sources`: the primary's getMetricsAsJSON() as "primary", then each worker's by slot. */
 export function aggregateGroup(sources: { who: string; metrics: MetricJson[] }[]): Registry {

@@ -29,7 +29,8 @@ export interface SlotSockets {
   fallback?: string;
 }
 
-export async function bindSlots(host: string, port: number, slots: number): Promise<SlotSockets> {
+/** `reuseport: false` shares one socket among the slots on purpose (serve --reuseport off). */
+export async function bindSlots(host: string, port: number, slots: number, reuseport = true): Promise<SlotSockets> {
   const address = net.isIP(host) ? host : (await lookup(host)).address;
   const family = net.isIP(address);
   const bind = (p: number, flags: number): BoundHandle => {
@@ -44,6 +45,7 @@ export async function bindSlots(host: string, port: number, slots: number): Prom
   probe.close();
   port = probed.port;
   const first = ((): { h: BoundHandle; error?: string } => {
+    if (!reuseport) return { h: bind(port, 0), error: "turned off (--reuseport off)" };
     try {
       return { h: bind(port, UV_TCP_REUSEPORT) };
     } catch (e) {

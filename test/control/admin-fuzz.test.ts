@@ -20,7 +20,7 @@ const ACC = "acc1";
 // FUZZ_RUNS raises the bound for a longer hunt (FUZZ_STATS=1 prints every answer); CI uses the default.
 const RUNS_PER_ENDPOINT = Number(process.env.FUZZ_RUNS ?? 8);
 const RANDOM_TIMEOUT_MS = 60_000 * Math.max(1, RUNS_PER_ENDPOINT / 8);
-const SYSTEM: WriteContext = { principal: { token_id: "fuzz", read_only: false, account_id: null }, method: "FUZZ", path: "" };
+const system = (): WriteContext => ({ principal: { token_id: "fuzz", read_only: false, account_id: null }, method: "FUZZ", path: "", warnings: [] });
 
 // ---- ids -----------------------------------------------------------------------------------
 
@@ -49,6 +49,7 @@ const KEYS = [
   // native
   "origin", "path_prefix", "origin_tls", "connect_timeout_ms", "read_timeout_ms", "read_only", "account_id", "crl", "ocsp", "pem", "urls", "when_missing", "mode", "responder_url",
   "certificates", "trust_bundles", "hosts", "routes", "zones", "default_certificate", "limits", "mtls", "trust_bundle", "ca",
+  "upgrades", "url_normalization", "merge_slashes", "max_header_count", "max_header_bytes", "trust_forwarded_for", "dialects",
   // Apinizer
   "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList", "operationMetadata",
   "targetScope", "targetPipeline", "order", "targetEndpoint", "targetEndpointHTTPMethod", "policy", "active", "validateCertificate", "validateACLForIssuer",
@@ -213,7 +214,7 @@ describe("admin fuzzing", () => {
     const rel1 = (type: string, id: string) => ({ data: { type, id } });
     const policy = { operationMetadata: { targetScope: "ENDPOINT", targetEndpoint: "/a/{id}", targetEndpointHTTPMethod: "GET", targetPipeline: "REQUEST", deploy: true, deployTargetEnvironmentNameList: ["production"], order: 1 }, policy: { type: "policy-auth-mtls", description: "x", active: true, validateCertificate: true, validateACLForIssuer: true } };
     templates = {
-      "PUT /v1/routes/:id": { body: { hostname: "new.test", path_prefix: "/p", origin, origin_tls: { verify: false, server_name: "x" }, connect_timeout_ms: 100 }, ids: { id: "new-id" } },
+      "PUT /v1/routes/:id": { body: { hostname: "new.test", path_prefix: "/p", origin, origin_tls: { verify: false, server_name: "x" }, connect_timeout_ms: 100, upgrades: ["websocket", "x-proto/1"] }, ids: { id: "new-id" } },
       "PUT /v1/config": { body: JSON.parse(config) as unknown },
       "PUT /v1/trust_bundles/:id/revocation": { body: { crl: { urls: ["http://127.0.0.1:1/crl"], when_missing: "ignore", fetch_distribution_points: false }, ocsp: { mode: "soft_fail", timeout_ms: 100, nonce: true } }, ids: { id: "tb1" } },
       "POST /v1/tokens": { body: { name: "n", read_only: true, account_id: ACC } },
@@ -291,7 +292,7 @@ describe("admin fuzzing", () => {
     if (method === "GET") expect(cg.plane.model === before, `${what}: a GET changed the model`).toBe(true);
     else if (cg.plane.model !== before) {
       // A write that succeeded: put the fixture back so later runs reach the same objects.
-      await cg.plane.replace(SYSTEM, "restore the fuzzing fixture", () => ({ model: original, result: null }));
+      await cg.plane.replace(system(), "restore the fuzzing fixture", () => ({ model: original, result: null }));
       config = (await api(cg, "GET", "/v1/config")).text;
     }
   }
@@ -318,6 +319,13 @@ describe("admin fuzzing", () => {
     // Every template names an endpoint that exists (a renamed path must not silently lose its mutations).
     const known = new Set(ROUTES.map((r) => `${r.method} ${r.path}`));
     for (const k of Object.keys(templates)) expect(known.has(k), k).toBe(true);
+    // The fields added since the fuzzer was written are in the templates its mutations start from.
+    const whole = templates["PUT /v1/config"]!.body as Record<string, Record<string, unknown>>;
+    expect(Object.keys(whole)).toEqual(expect.arrayContaining(["url_normalization", "limits", "dialects", "routes"]));
+    expect(whole.url_normalization).toHaveProperty("merge_slashes");
+    expect(whole.limits).toHaveProperty("max_header_count");
+    expect(templates["PUT /v1/routes/:id"]!.body).toHaveProperty("upgrades");
+    for (const k of ["upgrades", "url_normalization", "merge_slashes", "max_header_count", "dialects"]) expect(KEYS, k).toContain(k);
   });
 
   it("each write template, sent as it is, is accepted: its mutations start from a valid body", async () => {
@@ -325,7 +333,7 @@ describe("admin fuzzing", () => {
       const [method, path] = key.split(" ") as [string, string];
       const r = await send(method, templatePath(method, path), json(template.body, "template"));
       expect(r.status, `${key}: ${r.text.slice(0, 300)}`).toBeLessThan(300);
-      await cg.plane.replace(SYSTEM, "restore the fuzzing fixture", () => ({ model: original, result: null }));
+      await cg.plane.replace(system(), "restore the fuzzing fixture", () => ({ model: original, result: null }));
     }
     config = (await api(cg, "GET", "/v1/config")).text;
   });

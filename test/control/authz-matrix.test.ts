@@ -1,9 +1,9 @@
 // The authorization matrix: every admin endpoint of every dialect (ADMIN_ROUTES, the router's own
 // table) × {global, read-only, account A, account B, no token, wrong token} × {own object,
 // foreign object}, over a real socket to one running certgate. The expected outcome follows from
-// the route's authorization rule (adminOnly / accountScoped / global) and the object's owner; a
-// refused write must store nothing (GET /v1/config unchanged) and be in the audit log as
-// refused. An endpoint added without a case here fails the first test.
+// the endpoint's role, written in its case (admin / global / account; the router's flags must
+// agree), and the object's owner; a refused write must store nothing (GET /v1/config unchanged)
+// and be in the audit log as refused. An endpoint added without a case here fails the first test.
 import { execFileSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -12,6 +12,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_ROUTES, dialectOf } from "../../src/control/admin.ts";
 import type { AdminRoute } from "../../src/control/http.ts";
+import { ApiError } from "../../src/control/apierrors.ts";
+import { authorize } from "../../src/control/ownership.ts";
+import { COLLECTIONS } from "../../src/control/store.ts";
+import { Model as ModelSchema, type Model } from "../../src/model/schema.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import { issue, type Issued } from "../../src/pki/issue.ts";
 import { pki } from "../helpers/harness.ts";
@@ -57,7 +61,14 @@ interface Req {
   path: string;
   body?: unknown;
 }
+/**
+ * Who may call an endpoint, written here per endpoint (not read from the router's flags, which
+ * the first tests check against it): `admin` unrestricted tokens only; `global` global tokens
+ * (read-only ones: GET only); `account` account tokens too, on their own account's objects.
+ */
+type Role = "admin" | "global" | "account";
 interface Spec {
+  role: Role;
   /** Status when allowed. */
   ok: number;
   req: (c: CaseCtx) => Req | Promise<Req>;
@@ -70,7 +81,7 @@ const FULL_POLICY = {
   operationMetadata: { targetScope: "ALL", targetPipeline: "REQUEST", deploy: true, deployTargetEnvironmentNameList: ["production"] },
   policy: { type: "policy-auth-mtls", active: true, validateCertificate: true, validateACLForIssuer: false },
 };
-const get = (path: string | ((c: CaseCtx) => string)): Spec => ({ ok: 200, req: (c) => ({ path: typeof path === "string" ? path : path(c) }) });
+const get = (role: Role, path: string | ((c: CaseCtx) => string)): Spec => ({ role, ok: 200, req: (c) => ({ path: typeof path === "string" ? path : path(c) }) });
 const a = (c: CaseCtx) => c.fx.acc[c.objAcc];
 /** Fastly's and the native API's objects: the operator's for "own", an account's for "foreign" (a global token may touch both). */
 const fastlyObj = <T,>(c: CaseCtx, own: T, foreign: (x: AccountFx) => T): T => (c.target === "own" ? own : foreign(a(c)));
@@ -78,137 +89,145 @@ const fastlyObj = <T,>(c: CaseCtx, own: T, foreign: (x: AccountFx) => T): T => (
 let p: DevPki;
 const SPECS: Record<string, Spec> = {
   // ---- Fastly
-  "GET /tls/activations": get("/tls/activations"),
+  "GET /tls/activations": get("global", "/tls/activations"),
   "POST /tls/activations": {
+    role: "global",
     ok: 201,
     req: (c) => ({ path: "/tls/activations", body: jsonapi("tls_activation", undefined, { tls_certificate: rel("tls_certificate", "srv"), tls_domain: rel("tls_domain", c.target === "own" ? "localhost" : "x.localhost") }) }),
   },
-  "GET /tls/activations/:id": get((c) => `/tls/activations/${fastlyObj(c, c.fx.opsActivation, (x) => x.activation)}`),
+  "GET /tls/activations/:id": get("global", (c) => `/tls/activations/${fastlyObj(c, c.fx.opsActivation, (x) => x.activation)}`),
   "PATCH /tls/activations/:id": {
+    role: "global",
     ok: 200,
     req: (c) => {
       const id = fastlyObj(c, c.fx.opsActivation, (x) => x.activation);
       return { path: `/tls/activations/${id}`, body: jsonapi("tls_activation", undefined, { mutual_authentication: rel("mutual_authentication", null) }, id) };
     },
   },
-  "DELETE /tls/activations/:id": { ok: 204, req: (c) => ({ path: `/tls/activations/${fastlyObj(c, c.fx.opsActivation, (x) => x.activation)}` }) },
-  "GET /tls/mutual_authentications": get("/tls/mutual_authentications"),
-  "POST /tls/mutual_authentications": { ok: 201, req: () => ({ path: "/tls/mutual_authentications", body: jsonapi("mutual_authentication", { cert_bundle: p.ca.certPem }) }) },
-  "GET /tls/mutual_authentications/:id": get((c) => `/tls/mutual_authentications/${fastlyObj(c, "ops-ca", (x) => x.bundle)}`),
+  "DELETE /tls/activations/:id": { role: "global", ok: 204, req: (c) => ({ path: `/tls/activations/${fastlyObj(c, c.fx.opsActivation, (x) => x.activation)}` }) },
+  "GET /tls/mutual_authentications": get("global", "/tls/mutual_authentications"),
+  "POST /tls/mutual_authentications": { role: "global", ok: 201, req: () => ({ path: "/tls/mutual_authentications", body: jsonapi("mutual_authentication", { cert_bundle: p.ca.certPem }) }) },
+  "GET /tls/mutual_authentications/:id": get("global", (c) => `/tls/mutual_authentications/${fastlyObj(c, "ops-ca", (x) => x.bundle)}`),
   "PATCH /tls/mutual_authentications/:id": {
+    role: "global",
     ok: 200,
     req: (c) => {
       const id = fastlyObj(c, "ops-ca", (x) => x.bundle);
       return { path: `/tls/mutual_authentications/${id}`, body: jsonapi("mutual_authentication", { name: "renamed" }, undefined, id) };
     },
   },
-  "DELETE /tls/mutual_authentications/:id": { ok: 204, req: (c) => ({ path: `/tls/mutual_authentications/${fastlyObj(c, "spare-ops", (x) => x.spareBundle)}` }) },
-  "GET /tls/certificates": get("/tls/certificates"),
-  "POST /tls/certificates": { ok: 201, req: (c) => ({ path: "/tls/certificates", body: jsonapi("tls_certificate", { cert_blob: c.fx.extra.certPem }) }) },
-  "GET /tls/certificates/:id": get("/tls/certificates/srv"),
-  "PATCH /tls/certificates/:id": { ok: 200, req: () => ({ path: "/tls/certificates/srv", body: jsonapi("tls_certificate", { name: "renamed" }, undefined, "srv") }) },
-  "DELETE /tls/certificates/:id": { ok: 204, req: () => ({ path: "/tls/certificates/spare-cert" }) },
-  "GET /tls/private_keys": get("/tls/private_keys"),
-  "POST /tls/private_keys": { ok: 201, req: (c) => ({ path: "/tls/private_keys", body: jsonapi("tls_private_key", { key: c.fx.newKey }) }) },
-  "GET /tls/private_keys/:id": get("/tls/private_keys/pending-key"),
-  "DELETE /tls/private_keys/:id": { ok: 204, req: () => ({ path: "/tls/private_keys/pending-key" }) },
-  "GET /tls/domains": get("/tls/domains"),
-  "GET /tls/configurations": get("/tls/configurations"),
-  "GET /tls/configurations/:id": get("/tls/configurations/default"),
-  "PATCH /tls/configurations/:id": { ok: 200, req: () => ({ path: "/tls/configurations/default", body: jsonapi("tls_configuration", { name: "renamed" }, undefined, "default") }) },
+  "DELETE /tls/mutual_authentications/:id": { role: "global", ok: 204, req: (c) => ({ path: `/tls/mutual_authentications/${fastlyObj(c, "spare-ops", (x) => x.spareBundle)}` }) },
+  "GET /tls/certificates": get("global", "/tls/certificates"),
+  "POST /tls/certificates": { role: "global", ok: 201, req: (c) => ({ path: "/tls/certificates", body: jsonapi("tls_certificate", { cert_blob: c.fx.extra.certPem }) }) },
+  "GET /tls/certificates/:id": get("global", "/tls/certificates/srv"),
+  "PATCH /tls/certificates/:id": { role: "global", ok: 200, req: () => ({ path: "/tls/certificates/srv", body: jsonapi("tls_certificate", { name: "renamed" }, undefined, "srv") }) },
+  "DELETE /tls/certificates/:id": { role: "global", ok: 204, req: () => ({ path: "/tls/certificates/spare-cert" }) },
+  "GET /tls/private_keys": get("global", "/tls/private_keys"),
+  "POST /tls/private_keys": { role: "global", ok: 201, req: (c) => ({ path: "/tls/private_keys", body: jsonapi("tls_private_key", { key: c.fx.newKey }) }) },
+  "GET /tls/private_keys/:id": get("global", "/tls/private_keys/pending-key"),
+  "DELETE /tls/private_keys/:id": { role: "global", ok: 204, req: () => ({ path: "/tls/private_keys/pending-key" }) },
+  "GET /tls/domains": get("global", "/tls/domains"),
+  "GET /tls/configurations": get("global", "/tls/configurations"),
+  "GET /tls/configurations/:id": get("global", "/tls/configurations/default"),
+  "PATCH /tls/configurations/:id": { role: "global", ok: 200, req: () => ({ path: "/tls/configurations/default", body: jsonapi("tls_configuration", { name: "renamed" }, undefined, "default") }) },
 
   // ---- Cloudflare: an account token names its own account in the path and another's objects in the body or id.
-  "GET /accounts/:account_id/access/certificates/settings": get((c) => `/accounts/${c.objAcc}/access/certificates/settings`),
+  "GET /accounts/:account_id/access/certificates/settings": get("account", (c) => `/accounts/${c.objAcc}/access/certificates/settings`),
   "PUT /accounts/:account_id/access/certificates/settings": {
+    role: "account",
     ok: 202,
     req: (c) => ({ path: `/accounts/${c.pathAcc}/access/certificates/settings`, body: { settings: [{ hostname: a(c).host, china_network: false, client_certificate_forwarding: true }] } }),
   },
-  "GET /accounts/:account_id/access/certificates": get((c) => `/accounts/${c.objAcc}/access/certificates`),
+  "GET /accounts/:account_id/access/certificates": get("account", (c) => `/accounts/${c.objAcc}/access/certificates`),
   "POST /accounts/:account_id/access/certificates": {
+    role: "account",
     ok: 201,
     req: (c) => ({ path: `/accounts/${c.pathAcc}/access/certificates`, body: { name: "new", certificate: p.ca.certPem, associated_hostnames: [`new.${a(c).zoneName}`] } }),
   },
-  "GET /accounts/:account_id/access/certificates/:id": get((c) => `/accounts/${c.pathAcc}/access/certificates/${a(c).bundle}`),
-  "PUT /accounts/:account_id/access/certificates/:id": { ok: 200, req: (c) => ({ path: `/accounts/${c.pathAcc}/access/certificates/${a(c).bundle}`, body: { name: "renamed", associated_hostnames: [a(c).host] } }) },
-  "DELETE /accounts/:account_id/access/certificates/:id": { ok: 200, req: (c) => ({ path: `/accounts/${c.pathAcc}/access/certificates/${a(c).spareBundle}` }) },
-  "GET /zones": { ...get((c) => `/zones?account.id=${c.objAcc}`), foreignForAccount: 200 },
-  "POST /zones": { ok: 200, req: (c) => ({ path: "/zones", body: { name: `sub.${a(c).zoneName}`, account: { id: c.pathAcc } } }) },
-  "GET /zones/:zone_id": get((c) => `/zones/${a(c).zone}`),
-  "DELETE /zones/:zone_id": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}` }) },
-  "GET /zones/:zone_id/rulesets": get((c) => `/zones/${a(c).zone}/rulesets`),
-  "GET /zones/:zone_id/rulesets/phases/:phase/entrypoint": get((c) => `/zones/${a(c).zone}/rulesets/phases/http_request_firewall_custom/entrypoint`),
+  "GET /accounts/:account_id/access/certificates/:id": get("account", (c) => `/accounts/${c.pathAcc}/access/certificates/${a(c).bundle}`),
+  "PUT /accounts/:account_id/access/certificates/:id": { role: "account", ok: 200, req: (c) => ({ path: `/accounts/${c.pathAcc}/access/certificates/${a(c).bundle}`, body: { name: "renamed", associated_hostnames: [a(c).host] } }) },
+  "DELETE /accounts/:account_id/access/certificates/:id": { role: "account", ok: 200, req: (c) => ({ path: `/accounts/${c.pathAcc}/access/certificates/${a(c).spareBundle}` }) },
+  "GET /zones": { ...get("account", (c) => `/zones?account.id=${c.objAcc}`), foreignForAccount: 200 },
+  "POST /zones": { role: "account", ok: 200, req: (c) => ({ path: "/zones", body: { name: `sub.${a(c).zoneName}`, account: { id: c.pathAcc } } }) },
+  "GET /zones/:zone_id": get("account", (c) => `/zones/${a(c).zone}`),
+  "DELETE /zones/:zone_id": { role: "account", ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}` }) },
+  "GET /zones/:zone_id/rulesets": get("account", (c) => `/zones/${a(c).zone}/rulesets`),
+  "GET /zones/:zone_id/rulesets/phases/:phase/entrypoint": get("account", (c) => `/zones/${a(c).zone}/rulesets/phases/http_request_firewall_custom/entrypoint`),
   "PUT /zones/:zone_id/rulesets/phases/:phase/entrypoint": {
+    role: "account",
     ok: 200,
     req: (c) => ({ path: `/zones/${a(c).zone}/rulesets/phases/http_request_firewall_custom/entrypoint`, body: { rules: [{ action: "log", expression: "true" }] } }),
   },
-  "GET /zones/:zone_id/rulesets/:ruleset_id": get((c) => `/zones/${a(c).zone}/rulesets/${a(c).ruleset}`),
-  "POST /zones/:zone_id/rulesets/:ruleset_id/rules": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/rulesets/${a(c).ruleset}/rules`, body: { action: "log", expression: "true" } }) },
-  "PATCH /zones/:zone_id/rulesets/:ruleset_id/rules/:rule_id": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/rulesets/${a(c).ruleset}/rules/${a(c).rule}`, body: { enabled: false } }) },
-  "DELETE /zones/:zone_id/rulesets/:ruleset_id/rules/:rule_id": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/rulesets/${a(c).ruleset}/rules/${a(c).rule}` }) },
-  "POST /zones/:zone_id/client_certificates": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/client_certificates`, body: { csr: c.fx.csr, validity_days: 1 } }) },
-  "GET /zones/:zone_id/client_certificates": get((c) => `/zones/${a(c).zone}/client_certificates`),
-  "GET /zones/:zone_id/client_certificates/:id": get((c) => `/zones/${a(c).zone}/client_certificates/${a(c).cert}`),
-  "DELETE /zones/:zone_id/client_certificates/:id": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/client_certificates/${a(c).cert}` }) },
-  "PATCH /zones/:zone_id/client_certificates/:id": { ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/client_certificates/${a(c).pendingCert}`, body: { reactivate: true } }) },
-  "GET /zones/:zone_id/certificate_authorities/hostname_associations": get((c) => `/zones/${a(c).zone}/certificate_authorities/hostname_associations?mtls_certificate_id=${a(c).bundle}`),
+  "GET /zones/:zone_id/rulesets/:ruleset_id": get("account", (c) => `/zones/${a(c).zone}/rulesets/${a(c).ruleset}`),
+  "POST /zones/:zone_id/rulesets/:ruleset_id/rules": { role: "account", ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/rulesets/${a(c).ruleset}/rules`, body: { action: "log", expression: "true" } }) },
+  "PATCH /zones/:zone_id/rulesets/:ruleset_id/rules/:rule_id": { role: "account", ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/rulesets/${a(c).ruleset}/rules/${a(c).rule}`, body: { enabled: false } }) },
+  "DELETE /zones/:zone_id/rulesets/:ruleset_id/rules/:rule_id": { role: "account", ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/rulesets/${a(c).ruleset}/rules/${a(c).rule}` }) },
+  "POST /zones/:zone_id/client_certificates": { role: "account", ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/client_certificates`, body: { csr: c.fx.csr, validity_days: 1 } }) },
+  "GET /zones/:zone_id/client_certificates": get("account", (c) => `/zones/${a(c).zone}/client_certificates`),
+  "GET /zones/:zone_id/client_certificates/:id": get("account", (c) => `/zones/${a(c).zone}/client_certificates/${a(c).cert}`),
+  "DELETE /zones/:zone_id/client_certificates/:id": { role: "account", ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/client_certificates/${a(c).cert}` }) },
+  "PATCH /zones/:zone_id/client_certificates/:id": { role: "account", ok: 200, req: (c) => ({ path: `/zones/${a(c).zone}/client_certificates/${a(c).pendingCert}`, body: { reactivate: true } }) },
+  "GET /zones/:zone_id/certificate_authorities/hostname_associations": get("account", (c) => `/zones/${a(c).zone}/certificate_authorities/hostname_associations?mtls_certificate_id=${a(c).bundle}`),
   "PUT /zones/:zone_id/certificate_authorities/hostname_associations": {
+    role: "account",
     ok: 200,
     req: (c) => ({ path: `/zones/${c.fx.acc[c.pathAcc].zone}/certificate_authorities/hostname_associations`, body: { hostnames: [a(c).host, `assoc.${a(c).zoneName}`], mtls_certificate_id: a(c).bundle } }),
   },
 
   // ---- native
-  "GET /v1/trust_bundles/:id/revocation": get((c) => `/v1/trust_bundles/${fastlyObj(c, "ops-ca", (x) => x.bundle)}/revocation`),
-  "PUT /v1/trust_bundles/:id/revocation": { ok: 200, req: (c) => ({ path: `/v1/trust_bundles/${fastlyObj(c, "ops-ca", (x) => x.bundle)}/revocation`, body: {} }) },
-  "GET /v1/routes": get("/v1/routes"),
-  "GET /v1/routes/:id": get("/v1/routes/r0"),
-  "PUT /v1/routes/:id": { ok: 201, req: (c) => ({ path: "/v1/routes/new-route", body: { hostname: "localhost", path_prefix: "/new", origin: c.fx.origin } }) },
-  "DELETE /v1/routes/:id": { ok: 204, req: () => ({ path: "/v1/routes/r-spare" }) },
-  "GET /v1/config": get("/v1/config"),
-  "PUT /v1/config": { ok: 200, req: (c) => ({ path: "/v1/config", body: c.fx.baseline }) },
-  "GET /v1/tokens": get("/v1/tokens"),
-  "POST /v1/tokens": { ok: 201, req: () => ({ path: "/v1/tokens", body: { name: "matrix" } }) },
-  "DELETE /v1/tokens/:id": { ok: 204, req: async () => ({ path: `/v1/tokens/${(await api(cg, "POST", "/v1/tokens", { name: "doomed" })).body.id}` }) },
-  "GET /v1/audit": get("/v1/audit?limit=1"),
-  "POST /v1/reload": { ok: 200, req: () => ({ path: "/v1/reload" }) },
+  "GET /v1/trust_bundles/:id/revocation": get("global", (c) => `/v1/trust_bundles/${fastlyObj(c, "ops-ca", (x) => x.bundle)}/revocation`),
+  "PUT /v1/trust_bundles/:id/revocation": { role: "global", ok: 200, req: (c) => ({ path: `/v1/trust_bundles/${fastlyObj(c, "ops-ca", (x) => x.bundle)}/revocation`, body: {} }) },
+  "GET /v1/routes": get("global", "/v1/routes"),
+  "GET /v1/routes/:id": get("global", "/v1/routes/r0"),
+  "PUT /v1/routes/:id": { role: "global", ok: 201, req: (c) => ({ path: "/v1/routes/new-route", body: { hostname: "localhost", path_prefix: "/new", origin: c.fx.origin } }) },
+  "DELETE /v1/routes/:id": { role: "global", ok: 204, req: () => ({ path: "/v1/routes/r-spare" }) },
+  "GET /v1/config": get("global", "/v1/config"),
+  "PUT /v1/config": { role: "global", ok: 200, req: (c) => ({ path: "/v1/config", body: c.fx.baseline }) },
+  "GET /v1/tokens": get("admin", "/v1/tokens"),
+  "POST /v1/tokens": { role: "admin", ok: 201, req: () => ({ path: "/v1/tokens", body: { name: "matrix" } }) },
+  "DELETE /v1/tokens/:id": { role: "admin", ok: 204, req: async () => ({ path: `/v1/tokens/${(await api(cg, "POST", "/v1/tokens", { name: "doomed" })).body.id}` }) },
+  "GET /v1/audit": get("global", "/v1/audit?limit=1"),
+  "POST /v1/reload": { role: "admin", ok: 200, req: () => ({ path: "/v1/reload" }) },
 
   // ---- Apinizer
-  "GET /apiops/environments": get("/apiops/environments"),
-  "POST /apiops/environments/:environment": { ok: 200, req: () => ({ path: "/apiops/environments/new-env" }) },
-  "DELETE /apiops/environments/:environment": { ok: 200, req: () => ({ path: "/apiops/environments/spare-env" }) },
-  "GET /apiops/projects": get("/apiops/projects"),
-  "GET /apiops/projects/:project": get("/apiops/projects/proj"),
-  "POST /apiops/projects/:project": { ok: 200, req: () => ({ path: "/apiops/projects/new-proj" }) },
-  "DELETE /apiops/projects/:project": { ok: 200, req: () => ({ path: "/apiops/projects/spare-proj" }) },
-  "GET /apiops/projects/:project/issuerAcl": get("/apiops/projects/proj/issuerAcl"),
-  "PUT /apiops/projects/:project/issuerAcl": { ok: 200, req: () => ({ path: "/apiops/projects/proj/issuerAcl", body: { issuerList: [] } }) },
-  "GET /apiops/projects/:project/apiProxies": get("/apiops/projects/proj/apiProxies"),
-  "GET /apiops/projects/:project/apiProxies/:proxy": get(P),
+  "GET /apiops/environments": get("global", "/apiops/environments"),
+  "POST /apiops/environments/:environment": { role: "global", ok: 200, req: () => ({ path: "/apiops/environments/new-env" }) },
+  "DELETE /apiops/environments/:environment": { role: "global", ok: 200, req: () => ({ path: "/apiops/environments/spare-env" }) },
+  "GET /apiops/projects": get("global", "/apiops/projects"),
+  "GET /apiops/projects/:project": get("global", "/apiops/projects/proj"),
+  "POST /apiops/projects/:project": { role: "global", ok: 200, req: () => ({ path: "/apiops/projects/new-proj" }) },
+  "DELETE /apiops/projects/:project": { role: "global", ok: 200, req: () => ({ path: "/apiops/projects/spare-proj" }) },
+  "GET /apiops/projects/:project/issuerAcl": get("global", "/apiops/projects/proj/issuerAcl"),
+  "PUT /apiops/projects/:project/issuerAcl": { role: "global", ok: 200, req: () => ({ path: "/apiops/projects/proj/issuerAcl", body: { issuerList: [] } }) },
+  "GET /apiops/projects/:project/apiProxies": get("global", "/apiops/projects/proj/apiProxies"),
+  "GET /apiops/projects/:project/apiProxies/:proxy": get("global", P),
   "POST /apiops/projects/:project/apiProxies/:proxy": {
+    role: "global",
     ok: 200,
     req: (c) => ({ path: "/apiops/projects/proj/apiProxies/new-api", body: { hostname: "localhost", relativePath: "/newapi", backendUrl: c.fx.origin } }),
   },
-  "DELETE /apiops/projects/:project/apiProxies/:proxy": { ok: 200, req: () => ({ path: P }) },
-  "GET /apiops/projects/:project/apiProxies/:proxy/issuerAcl": get(`${P}/issuerAcl`),
-  "PUT /apiops/projects/:project/apiProxies/:proxy/issuerAcl": { ok: 200, req: () => ({ path: `${P}/issuerAcl`, body: { issuerList: [] } }) },
-  "POST /apiops/projects/:project/apiProxies/:proxy/environments/:environment": { ok: 200, req: () => ({ path: `${P}/environments/production` }) },
-  "DELETE /apiops/projects/:project/apiProxies/:proxy/environments/:environment": { ok: 200, req: () => ({ path: `${P}/environments/production` }) },
-  "GET /apiops/projects/:project/apiProxies/:proxy/policies": get(`${P}/policies`),
-  "GET /apiops/projects/:project/apiProxies/:proxy/policies/:policy": get(`${P}/policies/pol`),
-  "POST /apiops/projects/:project/apiProxies/:proxy/policies/:policy": { ok: 200, req: () => ({ path: `${P}/policies/new-pol`, body: FULL_POLICY }) },
-  "PUT /apiops/projects/:project/apiProxies/:proxy/policies/:policy": { ok: 200, req: () => ({ path: `${P}/policies/pol`, body: FULL_POLICY }) },
-  "DELETE /apiops/projects/:project/apiProxies/:proxy/policies/:policy": { ok: 200, req: () => ({ path: `${P}/policies/pol` }) },
+  "DELETE /apiops/projects/:project/apiProxies/:proxy": { role: "global", ok: 200, req: () => ({ path: P }) },
+  "GET /apiops/projects/:project/apiProxies/:proxy/issuerAcl": get("global", `${P}/issuerAcl`),
+  "PUT /apiops/projects/:project/apiProxies/:proxy/issuerAcl": { role: "global", ok: 200, req: () => ({ path: `${P}/issuerAcl`, body: { issuerList: [] } }) },
+  "POST /apiops/projects/:project/apiProxies/:proxy/environments/:environment": { role: "global", ok: 200, req: () => ({ path: `${P}/environments/production` }) },
+  "DELETE /apiops/projects/:project/apiProxies/:proxy/environments/:environment": { role: "global", ok: 200, req: () => ({ path: `${P}/environments/production` }) },
+  "GET /apiops/projects/:project/apiProxies/:proxy/policies": get("global", `${P}/policies`),
+  "GET /apiops/projects/:project/apiProxies/:proxy/policies/:policy": get("global", `${P}/policies/pol`),
+  "POST /apiops/projects/:project/apiProxies/:proxy/policies/:policy": { role: "global", ok: 200, req: () => ({ path: `${P}/policies/new-pol`, body: FULL_POLICY }) },
+  "PUT /apiops/projects/:project/apiProxies/:proxy/policies/:policy": { role: "global", ok: 200, req: () => ({ path: `${P}/policies/pol`, body: FULL_POLICY }) },
+  "DELETE /apiops/projects/:project/apiProxies/:proxy/policies/:policy": { role: "global", ok: 200, req: () => ({ path: `${P}/policies/pol` }) },
 };
 
 const keyOf = (r: AdminRoute): string => `${r.method} ${r.path}`;
 const isWrite = (method: string): boolean => method !== "GET" && method !== "HEAD";
 
-/** The outcome the route's authorization rule and the object's owner call for. */
+/** The outcome the endpoint's role (as written in SPECS) and the object's owner call for. */
 function expected(r: AdminRoute, spec: Spec, who: Who, target: Target): number {
   if (who === "no token" || who === "wrong token") return 401;
-  if (r.adminOnly) return who === "global" ? spec.ok : 403;
+  if (spec.role === "admin") return who === "global" ? spec.ok : 403;
   if (who === "global") return spec.ok;
   if (who === "read-only") return isWrite(r.method) ? 403 : spec.ok;
-  if (!r.accountScoped) return 403;
+  if (spec.role !== "account") return 403;
   return target === "own" ? spec.ok : (spec.foreignForAccount ?? 403);
 }
 
@@ -320,6 +339,64 @@ describe("authorization matrix", () => {
   it("has a case for every endpoint of every dialect, and nothing else", () => {
     expect(ADMIN_ROUTES.length).toBeGreaterThan(80);
     expect(ADMIN_ROUTES.map(keyOf).sort()).toEqual(Object.keys(SPECS).sort());
+  });
+
+  it("every route's authorization flags are the role its case expects", () => {
+    const flags = (role: Role) => ({ adminOnly: role === "admin", accountScoped: role === "account" });
+    const wrong = ADMIN_ROUTES.filter((r) => SPECS[keyOf(r)] && JSON.stringify({ adminOnly: r.adminOnly === true, accountScoped: r.accountScoped === true }) !== JSON.stringify(flags(SPECS[keyOf(r)]!.role)));
+    expect(wrong.map((r) => `${keyOf(r)}: adminOnly=${String(r.adminOnly ?? false)} accountScoped=${String(r.accountScoped ?? false)}, case says ${SPECS[keyOf(r)]!.role}`)).toEqual([]);
+    // All three roles are in use (a table of one role would test little).
+    expect(new Set(Object.values(SPECS).map((x) => x.role))).toEqual(new Set(["admin", "global", "account"]));
+  });
+
+  it("an account token gets 403 on every endpoint under another account's path (/accounts/:account_id/...), and nothing is stored", async () => {
+    const routes = ADMIN_ROUTES.filter((r) => r.names.includes("account_id"));
+    expect(routes.length).toBeGreaterThan(5);
+    for (const r of routes) {
+      const req = await SPECS[keyOf(r)]!.req({ fx, target: "foreign", pathAcc: "accB", objAcc: "accB" });
+      expect(req.path).toMatch(/^\/accounts\/accB\//);
+      const res = await api(cg, r.method, req.path, req.body, { token: tokens["account A"].token });
+      expect(res.status, `${r.method} ${req.path} → ${res.text.slice(0, 300)}`).toBe(403);
+      expect(cfError(res)).toMatch(/limited to Cloudflare account accA/);
+      if (!isWrite(r.method)) continue;
+      expect((await api(cg, "GET", "/v1/config")).text, `${r.method} ${req.path} changed the model`).toBe(config);
+      expect((await api(cg, "GET", "/v1/audit?limit=1")).body.entries[0]).toMatchObject({ token_id: tokens["account A"].id, method: r.method, path: req.path, status: 403 });
+    }
+  });
+
+  it("an account token changing a global setting (url_normalization, limits...) gets 403, over the API and in the write path every dialect uses", async () => {
+    // Over the API: the only endpoint that sets them is not the account's.
+    const body = { ...fx.baseline, url_normalization: { merge_slashes: false } };
+    const res = await api(cg, "PUT", "/v1/config", body, { token: tokens["account A"].token });
+    expect(res.status, res.text).toBe(403);
+    expect(nativeError(res).message).toMatch(/limited to Cloudflare account accA/);
+    expect((await api(cg, "GET", "/v1/config")).text).toBe(config);
+    // In the write path (ownership.ts authorize), whatever endpoint a write came from: every
+    // field of the model that is not a collection of owned objects is the operator's.
+    const changes: Record<string, (m: Model) => Model> = {
+      url_normalization: (m) => ({ ...m, url_normalization: { merge_slashes: !m.url_normalization.merge_slashes } }),
+      limits: (m) => ({ ...m, limits: { ...m.limits, max_header_count: m.limits.max_header_count + 1 } }),
+      trust_forwarded_for: (m) => ({ ...m, trust_forwarded_for: !m.trust_forwarded_for }),
+      default_certificate: (m) => ({ ...m, default_certificate: null }),
+      "dialects.apinizer": (m) => ({ ...m, dialects: { ...m.dialects, apinizer: { ...m.dialects.apinizer, environments: [...m.dialects.apinizer.environments, { name: "acc-env", description: "" }] } } }),
+    };
+    const globals = Object.keys(ModelSchema.shape).filter((k) => !(COLLECTIONS as string[]).includes(k) && k !== "dialects");
+    expect(Object.keys(changes).filter((k) => !k.startsWith("dialects.")).sort()).toEqual(globals.sort());
+    const principal = { token_id: tokens["account A"].id, read_only: false, account_id: "accA" };
+    for (const [field, change] of Object.entries(changes)) {
+      const before = cg.plane.model;
+      const e = await cg.plane.write({ principal, method: "PUT", path: "/matrix", warnings: [] }, `change ${field}`, (m) => ({ model: change(m), result: null })).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(e, field).toBeInstanceOf(ApiError);
+      expect((e as ApiError).status, field).toBe(403);
+      expect((e as ApiError).message, field).toMatch(new RegExp(`: ${field.replace(".", "\\.")}[.\\w]* is global configuration`));
+      expect(cg.plane.model, field).toBe(before);
+      // The same change by a global token is allowed (the case is a real change, not an invalid one).
+      expect(() => authorize({ ...principal, account_id: null }, before, change(before)), field).not.toThrow();
+    }
+    expect((await api(cg, "GET", "/v1/config")).text).toBe(config);
   });
 
   for (const who of WHO) {

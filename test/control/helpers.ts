@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import { fetch } from "undici";
 import { parseModel, type ModelInput } from "../../src/model/schema.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
+import { Snapshot } from "../../src/dataplane/snapshot.ts";
 import { apinizerRules, DEFAULT_ENVIRONMENT } from "../../src/dialects/apinizer/rules.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
 import { REFUSAL_LABELS } from "../../src/dataplane/request/refusals.ts";
@@ -57,7 +58,7 @@ export function seedModel(p: DevPki, origin: string): ModelInput {
 export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origin: string) => ModelInput = seedModel): Promise<Certgate> {
   const p = await pki();
   const origin = await echo();
-  const loaded = await loadStore(dataDir, () => parseModel(seed(p, origin)));
+  const loaded = await loadStore(dataDir, () => parseModel(seed(p, origin)), (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, DEFAULT_ENVIRONMENT)));
   const metrics = createMetrics({ refusalReasons: REFUSAL_LABELS });
   const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics, environment: DEFAULT_ENVIRONMENT, derivedRules: apinizerRules });
   const { port } = await runtime.listen("127.0.0.1", 0);

@@ -128,6 +128,22 @@ describe("worker supervision", () => {
     expect(sample(await g.metrics(), 'certgate_worker_restarts_total{reason="SIGKILL"}')).toBeUndefined();
   }, 120_000);
 
+  it("with --reuseport off the workers share one socket, and a reload under load still fails nothing", async () => {
+    const g = await start(["--reuseport", "off"]);
+    const h = await g.health();
+    expect(h.mode).toBe("shared");
+    expect(g.log()).toContain("no SO_REUSEPORT: the workers share one listening socket");
+    const l = load(g.port, p, { conns: 2, keepalive: 2 });
+    await untilTrue(async () => l.stats.ok >= 20, 20_000, "load to start");
+    const r = await g.api("POST", "/v1/reload");
+    expect(r.status).toBe(200);
+    expect(r.body.reloaded).toBe(2);
+    const okAfter = l.stats.ok;
+    await untilTrue(async () => l.stats.ok > okAfter + 20, 20_000, "requests after the reload");
+    const s = await l.stop();
+    expect(s.failed).toEqual([]);
+  }, 90_000);
+
   it("gives up on a crash loop: five worker deaths within a minute make the primary exit non-zero", async () => {
     const g = await start();
     const killed = new Set<number>();

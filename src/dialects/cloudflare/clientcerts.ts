@@ -9,13 +9,13 @@
 import type { Host, ManagedClientCertificate, Model, Zone } from "../../model/schema.ts";
 import { CsrError } from "../../managedca/ca.ts";
 import { MANAGED_BUNDLE_ID, effectiveStatus, type ManagedCaService } from "../../managedca/service.ts";
-import { findZone, hexId, page } from "./routes.ts";
+import { findZone, hexId, page, refuseForeign } from "./routes.ts";
 import { ok } from "./render.ts";
 import { AssociationsPut, ClientCertCreate, ClientCertPatch } from "./schemas.ts";
 import { parseRequest } from "../../control/request.ts";
 import { ApiError, badRequest, notFound } from "../../control/apierrors.ts";
 import { intParam, objectBody, type Ctx, type Reply, type RouteDef } from "../../control/http.ts";
-import { canRead, claimable } from "../../control/ownership.ts";
+import { claimable } from "../../control/ownership.ts";
 import { now } from "../../control/writepath.ts";
 import { addBundle, associate, replaceAt } from "../../model/ops.ts";
 
@@ -168,9 +168,10 @@ function associationsOf(model: Model, zone: Zone, bundleId: string): string[] {
 
 /** The bundle an association names: the managed CA, or one the token may read (403 otherwise). */
 function bundleParam(ctx: Ctx, id: string | undefined): string {
-  const b = id === undefined ? undefined : ctx.plane.model.trust_bundles.find((x) => x.id === id);
-  if (b && !b.managed_ca && !canRead(ctx.principal, b.account_id ?? null)) throw new ApiError("forbidden", `mTLS certificate "${id}" is not in account ${ctx.principal.account_id}`);
-  return id ?? MANAGED_BUNDLE_ID;
+  if (id === undefined) return MANAGED_BUNDLE_ID;
+  const b = ctx.plane.model.trust_bundles.find((x) => x.id === id);
+  if (!b?.managed_ca) refuseForeign(ctx, b, "mTLS certificate", id);
+  return id;
 }
 
 function getAssociations(ctx: Ctx): Reply {

@@ -41,7 +41,7 @@ export function zoneRes(z: Zone): Record<string, unknown> {
   };
 }
 
-export function ruleRes(r: Rule, m: RuleMeta = {}): Record<string, unknown> {
+function ruleRes(r: Rule, m: RuleMeta = {}): Record<string, unknown> {
   return {
     id: r.id,
     version: m.version ?? "1",

@@ -17,7 +17,7 @@ import { parseRequest } from "../../control/request.ts";
 import { AccessCertCreate, AccessCertUpdate, CfRule, EntrypointPut, SettingsPut, ZoneCreate } from "./schemas.ts";
 import type { RuleMeta, Ruleset } from "./records.ts";
 import { accessCertRes, ok, PHASE, rulesetOf, rulesetRes, view, zoneRes, type CfZone } from "./render.ts";
-import { canRead, claimable } from "../../control/ownership.ts";
+import { canRead, claimable, requireAccount } from "../../control/ownership.ts";
 import { now } from "../../control/writepath.ts";
 import { addBundle, associate, hostEntry, putHost, removeAt, removeBundle, replaceAt, withDialect } from "../../model/ops.ts";
 import { caBundle } from "../../control/certinfo.ts";
@@ -45,9 +45,14 @@ function visible(ctx: Ctx, o: { account_id?: string }, account: string): boolean
   return o.account_id === account || (o.account_id === undefined && ctx.principal.account_id === null);
 }
 
+/** 403 when an account token names an object of another owner (it is told no more than that). */
+export function refuseForeign(ctx: Ctx, o: { account_id?: string } | undefined, what: string, id: string): void {
+  if (o && !canRead(ctx.principal, o.account_id ?? null)) throw new ApiError("forbidden", `${what} "${id}" is not in account ${ctx.principal.account_id}`);
+}
+
 /** 403 for an object of another owner that an account token names; 404 when it is simply not in this account. */
 function hidden(ctx: Ctx, o: { account_id?: string } | undefined, what: string, id: string): ApiError {
-  if (o && !canRead(ctx.principal, o.account_id ?? null)) return new ApiError("forbidden", `${what} "${id}" is not in account ${ctx.principal.account_id}`);
+  refuseForeign(ctx, o, what, id);
   return notFound(what, id);
 }
 
@@ -64,7 +69,6 @@ function associateAll(ctx: Ctx, model: Model, b: TrustBundle, names: string[], a
 
 function listAccessCerts(ctx: Ctx): Reply {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const model = ctx.plane.model;
   const { items, info } = page(ctx, model.trust_bundles.filter((b) => visible(ctx, b, acc)), 50, 1, 1000);
   return ok(items.map((b) => accessCertRes(model, b)), 200, info);
@@ -72,14 +76,12 @@ function listAccessCerts(ctx: Ctx): Reply {
 
 function getAccessCert(ctx: Ctx): Reply {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const model = ctx.plane.model;
   return ok(accessCertRes(model, model.trust_bundles[findBundle(ctx, model, acc, ctx.params.id!)]!));
 }
 
 async function createAccessCert(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const { name, certificate: ca, associated_hostnames: names = [] } = parseRequest(AccessCertCreate, await objectBody(ctx));
   caBundle(ca, "certificate");
   const bundle = await ctx.write(`create access certificate ${name} (${names.length} hostnames)`, (model) => {
@@ -93,7 +95,6 @@ async function createAccessCert(ctx: Ctx): Promise<Reply> {
 
 async function updateAccessCert(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const id = ctx.params.id!;
   const { name, certificate: ca, associated_hostnames: names } = parseRequest(AccessCertUpdate, await objectBody(ctx));
   if (ca !== undefined) caBundle(ca, "certificate");
@@ -109,7 +110,6 @@ async function updateAccessCert(ctx: Ctx): Promise<Reply> {
 
 async function deleteAccessCert(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const id = ctx.params.id!;
   await ctx.write(`delete access certificate ${id}`, (model) => {
     const i = findBundle(ctx, model, acc, id);
@@ -127,13 +127,11 @@ function settingsOf(ctx: Ctx, model: Model, account: string): Record<string, unk
 
 function getSettings(ctx: Ctx): Reply {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   return ok(settingsOf(ctx, ctx.plane.model, acc));
 }
 
 async function putSettings(ctx: Ctx): Promise<Reply> {
   const acc = ctx.params.account_id!;
-  ctx.requireAccount(acc);
   const settings = parseRequest(SettingsPut, await objectBody(ctx)).settings.map((s) => ({ hostname: s.hostname, china_network: s.china_network, forwarding: s.client_certificate_forwarding }));
   await ctx.write(`update access certificate settings (${settings.map((s) => s.hostname).join(", ")})`, (model) => {
     let m = model;
@@ -151,18 +149,14 @@ async function putSettings(ctx: Ctx): Promise<Reply> {
 
 // ---- zones -----------------------------------------------------------------------------
 
-function zoneAllowed(ctx: Ctx, z: Zone): boolean {
-  return ctx.principal.account_id === null || z.account_id === ctx.principal.account_id;
-}
-
 export function findZone(ctx: Ctx, model: Model, id: string): number {
   const i = model.zones.findIndex((z) => z.id === id);
-  if (i < 0 || !zoneAllowed(ctx, model.zones[i]!)) throw hidden(ctx, model.zones[i], "zone", id);
+  if (i < 0 || !canRead(ctx.principal, model.zones[i]!.account_id ?? null)) throw hidden(ctx, model.zones[i], "zone", id);
   return i;
 }
 
 function listZones(ctx: Ctx): Reply {
-  let zones = ctx.plane.model.zones.filter((z) => zoneAllowed(ctx, z));
+  let zones = ctx.plane.model.zones.filter((z) => canRead(ctx.principal, z.account_id ?? null));
   const name = ctx.query("name");
   const acc = ctx.query("account.id");
   if (name !== null) zones = zones.filter((z) => z.name === name.toLowerCase());
@@ -179,7 +173,7 @@ function getZone(ctx: Ctx): Reply {
 async function createZone(ctx: Ctx): Promise<Reply> {
   const { name, account } = parseRequest(ZoneCreate, await objectBody(ctx));
   const acc = account.id ?? ctx.principal.account_id ?? undefined;
-  if (ctx.principal.account_id !== null) ctx.requireAccount(acc);
+  requireAccount(ctx.principal, acc);
   const z = await ctx.write(`create zone ${name}`, (model) => {
     // Another account's zone of that name is refused by the ownership check (403) without saying it exists.
     if (model.zones.some((x) => x.name === name && canRead(ctx.principal, x.account_id ?? null))) throw new ApiError("conflict", `zone "${name}" already exists`);

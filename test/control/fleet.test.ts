@@ -1,0 +1,113 @@
+// Two certgate nodes (each a primary with two workers) on one real PostgreSQL: a write on
+// either node is enforced on the other through LISTEN/NOTIFY, a revocation uploaded on one is
+// refused on the other.
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { startEcho } from "../../src/demo/echo.ts";
+import { issue } from "../../src/pki/issue.ts";
+import type { DevPki } from "../../src/pki/devpki.ts";
+import { pki } from "../helpers/harness.ts";
+import { OpensslCa } from "../helpers/opensslca.ts";
+import { get, startGroup, untilTrue, type Group } from "../workers/group.ts";
+
+const pgUrl = inject("pgUrl");
+
+describe.skipIf(!pgUrl)("a fleet of two nodes on one PostgreSQL", () => {
+  let a: Group;
+  let b: Group;
+  let p: DevPki;
+  let origin: string;
+  const closers: (() => void)[] = [];
+
+  beforeAll(async () => {
+    p = await pki();
+    const echo = await startEcho();
+    origin = echo.url;
+    closers.push(() => echo.server.close());
+    const name = `cg_fleet_${randomBytes(4).toString("hex")}`;
+    const admin = new pg.Client({ connectionString: pgUrl });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.end();
+    const u = new URL(pgUrl);
+    u.pathname = `/${name}`;
+    const build = (pk: DevPki) => ({
+      certificates: [{ id: "srv", cert: pk.server.certPem, key: pk.server.keyPem }],
+      trust_bundles: [{ id: "clients", ca: pk.ca.certPem }],
+      hosts: [{ hostname: "localhost", mtls: { trust_bundle: "clients", mode: "enforced" as const } }],
+      routes: [{ id: "main", hostname: "localhost", origin }],
+      default_certificate: "srv",
+    });
+    a = await startGroup(build, ["--store", u.toString()]);
+    b = await startGroup(build, ["--store", u.toString()]);
+  }, 90_000);
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    closers.forEach((c) => c());
+  });
+
+  it("seeds the store once: the second node serves what the first stored", async () => {
+    expect(a.log()).not.toContain("--config is ignored");
+    expect(b.log()).toContain("--config is ignored");
+    expect((await get(b.port, { cert: p.client })).status).toBe(200);
+  });
+
+  it("enforces a write made on one node on the other, and the other way round", async () => {
+    const put = await a.api("PUT", "/v1/routes/blocked", { hostname: "localhost", path_prefix: "/gone", origin: "http://127.0.0.1:9" });
+    expect(put.status).toBe(201);
+    // Port 9 refuses: once B has the route, /gone answers 502 there instead of the echo's 200.
+    const t0 = Date.now();
+    await untilTrue(async () => (await get(b.port, { cert: p.client, path: "/gone" })).status === 502, 10_000, "node B to route /gone");
+    const ms = Date.now() - t0;
+    expect(ms).toBeLessThan(10_000);
+    expect((await b.api("DELETE", "/v1/routes/blocked")).status).toBe(204);
+    await untilTrue(async () => (await get(a.port, { cert: p.client, path: "/gone" })).status === 200, 10_000, "node A to drop /gone");
+    expect(b.log()).toContain("applied a configuration written on another node");
+  });
+
+  it("refuses everywhere a certificate revoked through one node", async () => {
+    const ca = new OpensslCa(p.ca);
+    const victim = await issue({ subject: "O=certgate dev,CN=fleet victim" }, p.ca);
+    expect((await get(a.port, { cert: victim })).status).toBe(200);
+    await ca.revoke(victim.certPem);
+    expect((await b.api("PUT", "/v1/trust_bundles/clients/revocation", { crl: { pem: await ca.gencrl() } })).status).toBe(200);
+    expect((await get(b.port, { cert: victim })).status).toBe(403);
+    await untilTrue(async () => (await get(a.port, { cert: victim })).status === 403, 10_000, "node A to refuse the revoked certificate");
+    expect((await get(a.port, { cert: p.client })).status).toBe(200);
+  });
+
+  it("resumes on one node a session ticket issued by the other (the ticket secret lives in the store)", async () => {
+    const first = await get(a.port, { cert: p.client });
+    const session = first.socket.getSession()!;
+    const resumed = await get(b.port, { cert: p.client, session });
+    expect(resumed.reused).toBe(true);
+    expect(resumed.status).toBe(200);
+  });
+
+  it("shares scoped tokens: one created on a node works on the other, and deleting it anywhere revokes it everywhere", async () => {
+    const made = await a.api("POST", "/v1/tokens", { name: "fleet-reader", read_only: true });
+    expect(made.status).toBe(201);
+    const asReader = (g: Group) => fetch(`${g.admin}/v1/routes`, { headers: { authorization: `Bearer ${made.body.token}` } }).then((r) => r.status);
+    expect(await asReader(b)).toBe(200);
+    expect(await asReader(a)).toBe(200);
+    expect((await b.api("DELETE", `/v1/tokens/${made.body.id}`)).status).toBe(204);
+    expect(await asReader(b)).toBe(401);
+    await untilTrue(async () => (await asReader(a)) === 401, 10_000, "node A to forget the deleted token");
+  });
+
+  it("keeps every concurrent write of both nodes: none is silently lost", async () => {
+    const writes = Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).api("PUT", `/v1/routes/r${i}`, { hostname: `n${i}.localhost`, origin }));
+    const statuses = (await Promise.all(writes)).map((r) => r.status);
+    expect(statuses.every((s) => s === 201)).toBe(true);
+    // Each node answers reads from the model it applied: both converge on every route.
+    const want = Array.from({ length: 20 }, (_, i) => `r${i}`);
+    for (const g of [a, b]) {
+      const has = async () => {
+        const ids: string[] = (await g.api("GET", "/v1/routes")).body.routes.map((r: { id: string }) => r.id);
+        return want.every((id) => ids.includes(id));
+      };
+      await untilTrue(has, 10_000, "every route on every node");
+    }
+  });
+});
