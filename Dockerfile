@@ -28,9 +28,10 @@ VOLUME ["/data"]
 # 8443 public TLS port; 8444 admin API, /healthz, /metrics (127.0.0.1 unless --admin says
 # otherwise); 8445 the managed CA's certificate, CRL and OCSP (127.0.0.1 unless --public).
 EXPOSE 8443 8444 8445
-# The admin listener's /healthz; it must stay on plain HTTP at 127.0.0.1:8444 for this check.
+# The admin listener's /healthz, over plain HTTP; CERTGATE_HEALTH_URL follows an --admin
+# moved to another port.
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:8444/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "fetch(process.env.CERTGATE_HEALTH_URL || 'http://127.0.0.1:8444/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["tini", "--", "node", "/app/src/cli.ts"]
 # No --config: the demo. A real configuration: mount its directory (certgate.yaml and the
 # files it names) and name it, e.g.

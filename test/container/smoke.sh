@@ -3,7 +3,9 @@
 # calls it after building the image. Containers use --network host, so every connection
 # stays on 127.0.0.1; curl and openssl on the host are the clients, and a tiny origin runs
 # on the host's loopback. It needs the ports 8443, 8444 and 8445 free (the image's
-# defaults: its health check asks 127.0.0.1:8444).
+# defaults: its health check asks 127.0.0.1:8444). On a machine where something else holds
+# them, CERTGATE_SMOKE_PORTS=TLS,ADMIN,PUBLIC moves certgate (--listen, --admin, --public,
+# and CERTGATE_HEALTH_URL for the health check); the demo then gets those flags too.
 #
 # Usage: test/container/smoke.sh [IMAGE]     (IMAGE defaults to certgate; run from anywhere)
 set -euo pipefail
@@ -46,18 +48,29 @@ wait_listening() {
   fail "$c: not listening after 90 s"
 }
 
-for port in 8443 8444 8445; do
+ports=${CERTGATE_SMOKE_PORTS:-8443,8444,8445}
+IFS=, read -r tls_port admin_port public_port <<<"$ports"
+moved=() move_env=()
+if [ "$ports" != 8443,8444,8445 ]; then
+  moved=(--listen "0.0.0.0:$tls_port" --admin "127.0.0.1:$admin_port" --public "127.0.0.1:$public_port")
+  move_env=(-e "CERTGATE_HEALTH_URL=http://127.0.0.1:$admin_port/healthz")
+fi
+for port in "$tls_port" "$admin_port" "$public_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then fail "port $port is in use on 127.0.0.1"; fi
 done
 docker image inspect "$image" >/dev/null || fail "no image $image (docker build -t $image .)"
 
 # --- 1. The demo: no arguments, no bootstrap file (README "Docker": the demo) ---
 step "demo: docker run $image (no --config)"
-docker run -d --name "$name-demo" --network host "$image" >/dev/null
+if [ ${#moved[@]} -eq 0 ]; then
+  docker run -d --name "$name-demo" --network host "$image" >/dev/null
+else
+  docker run -d --name "$name-demo" --network host "${move_env[@]}" "$image" serve --data /data "${moved[@]}" >/dev/null
+fi
 wait_listening "$name-demo"
 expect "demo banner" "$(docker logs "$name-demo" 2>&1)" "docker cp CONTAINER:/data/certs ."
 (cd "$tmp" && docker cp "$name-demo:/data/certs" .)
-out=$(cd "$tmp" && curl -sS --cacert certs/dev/server-ca.pem --cert certs/dev/client.pem --key certs/dev/client.key https://localhost:8443/hello)
+out=$(cd "$tmp" && curl -sS --cacert certs/dev/server-ca.pem --cert certs/dev/client.pem --key certs/dev/client.key https://localhost:$tls_port/hello)
 expect "demo, valid certificate" "$out" '"client-cert": ":'
 docker rm -fv "$name-demo" >/dev/null
 rm -rf "$tmp/certs"
@@ -102,28 +115,28 @@ chmod 0755 "$tmp" "$tmp/etc" "$tmp/etc/pki" && chmod 0644 "$tmp"/etc/pki/* "$tmp
 
 step "docker run --read-only -v etc:/etc/certgate:ro -v $volume:/data $image serve --config ..."
 docker run -d --name "$name" --network host --read-only --cap-drop ALL --security-opt no-new-privileges --stop-timeout 45 \
-  -v "$tmp/etc:/etc/certgate:ro" -v "$volume:/data" \
-  "$image" serve --data /data --config /etc/certgate/certgate.yaml >/dev/null
+  -v "$tmp/etc:/etc/certgate:ro" -v "$volume:/data" "${move_env[@]}" \
+  "$image" serve --data /data --config /etc/certgate/certgate.yaml "${moved[@]}" >/dev/null
 wait_listening "$name"
 token=$(docker logs "$name" 2>&1 | grep -oE 'cgt_[A-Za-z0-9_-]{20,}' | head -n 1)
 [ -n "$token" ] || fail "no generated admin token in docker logs"
 
 cd "$tmp/etc"
 step "valid certificate → the origin's answer"
-out=$(curl -sS --cacert pki/server-ca.pem --cert pki/client.pem --key pki/client.key https://localhost:8443/hello)
+out=$(curl -sS --cacert pki/server-ca.pem --cert pki/client.pem --key pki/client.key https://localhost:$tls_port/hello)
 expect "valid certificate" "$out" "origin answered GET /hello client-cert=yes"
 
 step "no certificate → TLS alert certificate_required (curl; openssl s_client sees the CA names asked for)"
-rc=0; out=$(curl -sS --cacert pki/server-ca.pem https://localhost:8443/hello 2>&1) || rc=$?
+rc=0; out=$(curl -sS --cacert pki/server-ca.pem https://localhost:$tls_port/hello 2>&1) || rc=$?
 [ "$rc" -ne 0 ] || fail "no certificate: curl succeeded: $out"
 expect "no certificate (curl)" "$out" "alert certificate required"
-out=$(openssl s_client -connect 127.0.0.1:8443 -servername localhost -CAfile pki/server-ca.pem </dev/null 2>&1 || true)
+out=$(openssl s_client -connect 127.0.0.1:$tls_port -servername localhost -CAfile pki/server-ca.pem </dev/null 2>&1 || true)
 expect "no certificate (openssl)" "$out" "Acceptable client certificate CA names"
 expect "no certificate (openssl)" "$out" "CN = certgate dev client CA"
 expect "server certificate (openssl)" "$out" "Verify return code: 0 (ok)"
 
 step "untrusted certificate → 403"
-out=$(curl -sS --cacert pki/server-ca.pem --cert pki/untrusted.pem --key pki/untrusted.key -w ' status=%{http_code}' https://localhost:8443/hello)
+out=$(curl -sS --cacert pki/server-ca.pem --cert pki/untrusted.pem --key pki/untrusted.key -w ' status=%{http_code}' https://localhost:$tls_port/hello)
 expect "untrusted certificate" "$out" "Client certificate error: untrusted."
 expect "untrusted certificate" "$out" "status=403"
 cd - >/dev/null
@@ -143,7 +156,7 @@ if awk '$2 != 10001 { bad = 1 } END { exit !bad }' <<<"$procs"; then fail "a pro
 expect "user" "$(docker exec "$name" id)" "uid=10001(certgate)"
 expect "PID 1" "$(docker exec "$name" cat /proc/1/cmdline | tr '\0' ' ')" "tini -- node /app/src/cli.ts serve"
 cpus=$(docker exec "$name" node -p 'require("node:os").availableParallelism()')
-health_json=$(curl -sS http://127.0.0.1:8444/healthz)
+health_json=$(curl -sS http://127.0.0.1:$admin_port/healthz)
 if [ "$cpus" -gt 1 ]; then
   [ "$(grep -o '"pid":' <<<"$health_json" | wc -l)" -eq "$cpus" ] || fail "expected $cpus workers in /healthz: $health_json"
 fi
@@ -154,14 +167,14 @@ zombies=$(docker exec "$name" sh -c 'for s in /proc/[0-9]*/stat; do cut -d" " -f
 [ "$zombies" -eq 0 ] || fail "$zombies zombie process(es) in the container"
 
 step "an admin write through the admin API"
-code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT http://127.0.0.1:8444/v1/routes/written \
+code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT http://127.0.0.1:$admin_port/v1/routes/written \
   -H "Authorization: Bearer $token" -H 'content-type: application/json' \
   -d "{\"hostname\":\"localhost\",\"path_prefix\":\"/written\",\"origin\":\"http://127.0.0.1:$origin_port\"}")
 [ "$code" = 201 ] || fail "PUT /v1/routes/written: $code"
 
 step "docker stop with a request in flight: it finishes, the exit is clean"
 : >"$tmp/slow.out"
-(cd "$tmp/etc" && curl -sS --cacert pki/server-ca.pem --cert pki/client.pem --key pki/client.key -w ' status=%{http_code}' https://localhost:8443/slow >"$tmp/slow.out" 2>&1) &
+(cd "$tmp/etc" && curl -sS --cacert pki/server-ca.pem --cert pki/client.pem --key pki/client.key -w ' status=%{http_code}' https://localhost:$tls_port/slow >"$tmp/slow.out" 2>&1) &
 slow_pid=$!
 for _ in $(seq 1 50); do grep -q '^request /slow' "$tmp/origin.log" && break; sleep 0.1; done
 grep -q '^request /slow' "$tmp/origin.log" || fail "the slow request did not reach the origin"
@@ -182,11 +195,11 @@ if grep -qx 'certgate.db-wal' <<<"$files"; then fail "certgate.db-wal left on th
 step "restart: the store on the volume holds the write (read back through the admin API)"
 docker start "$name" >/dev/null
 wait_listening "$name" 2
-out=$(curl -sS http://127.0.0.1:8444/v1/routes/written -H "Authorization: Bearer $token")
+out=$(curl -sS http://127.0.0.1:$admin_port/v1/routes/written -H "Authorization: Bearer $token")
 expect "route read back" "$out" '"path_prefix":"/written"'
-out=$(curl -sS http://127.0.0.1:8444/v1/config -H "Authorization: Bearer $token")
+out=$(curl -sS http://127.0.0.1:$admin_port/v1/config -H "Authorization: Bearer $token")
 expect "config read back" "$out" '"id":"written"'
-out=$(cd "$tmp/etc" && curl -sS --cacert pki/server-ca.pem --cert pki/client.pem --key pki/client.key https://localhost:8443/written/x)
+out=$(cd "$tmp/etc" && curl -sS --cacert pki/server-ca.pem --cert pki/client.pem --key pki/client.key https://localhost:$tls_port/written/x)
 expect "after restart" "$out" "origin answered GET /written/x client-cert=yes"
 
 step "the admin token: once in docker logs, never in the image"
