@@ -26,17 +26,19 @@ import { StoreFollower } from "./control/follower.ts";
 import { PostgresStore, redact } from "./control/pgstore.ts";
 import { StoreUnavailable } from "./control/store.ts";
 import { LAST_COPY, readLastCopy, saveLastCopy } from "./control/lastcopy.ts";
+import { loadKek, StoreKeystore } from "./control/cakeystore.ts";
 import { availableParallelism } from "node:os";
 
 const USAGE = `usage:
   certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--public HOST:PORT] [--public-url URL]
                 [--data DIR] [--config FILE] [--environment NAME]
                 [--admin-tls-cert PEM --admin-tls-key PEM --admin-client-ca PEM]
-                [--workers N|auto] [--drain-timeout DURATION] [--reuseport on|off] [--store postgres://…]
+                [--workers N|auto] [--drain-timeout DURATION] [--reuseport on|off] [--store postgres://…] [--kek-file FILE]
       Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444; the managed
       CA's certificate, CRL and OCSP on 127.0.0.1:8445 (--public-url: the base URL written
       into issued certificates, default from --public).
-      The model is kept in DIR/certgate.db, or with --store (or $CERTGATE_STORE_URL) in PostgreSQL; --config (or the demo) only seeds an empty store,
+      The model is kept in DIR/certgate.db, or with --store (or $CERTGATE_STORE_URL) in PostgreSQL
+      (a fleet: every node with the same URL; the managed CA's key sealed with $CERTGATE_KEK or --kek-file); --config (or the demo) only seeds an empty store,
       and only with a model that compiles. A directory that has held a store (DIR/store-state.json)
       refuses to start when certgate.db is missing, damaged or short of committed writes.
       Admin token: $CERTGATE_ADMIN_TOKEN, else DIR/admin-token (generated at first start).
@@ -51,6 +53,9 @@ const USAGE = `usage:
   certgate backup --out FILE [--data DIR]
       A consistent copy of DIR/certgate.db (default ./data), also while certgate serves;
       README "Backup and restore" says how to restore it.
+  certgate store migrate --from DIR|postgres://… --to DIR|postgres://… [--kek-file FILE]
+      Copy a whole store into an empty one (SQLite data directory ↔ PostgreSQL): the model, the
+      scoped tokens and, where a KEK ($CERTGATE_KEK or --kek-file) allows, the managed CA.
   certgate certs dev [--out DIR] [--force]
       Write a development PKI (client CA, localhost server certificate, client certificates:
       valid, via an intermediate, expired, not yet valid, untrusted) into DIR (default certs/dev).
@@ -82,6 +87,7 @@ async function serve(argv: string[]): Promise<void> {
       "drain-timeout": { type: "string", default: "30s" },
       reuseport: { type: "string", default: "on" },
       store: { type: "string" }, // postgres://… (default: DIR/certgate.db)
+      "kek-file": { type: "string" }, // a fleet's key-encryption key for the managed CA (else $CERTGATE_KEK)
       "debug-worker-id": { type: "boolean", default: false }, // tests: which worker answered (certgate-worker header)
     },
     strict: true,
@@ -183,7 +189,9 @@ async function serve(argv: string[]): Promise<void> {
   // The handler runs only after listen resolves, by which time managedCa is set.
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicBound = await listenAdmin(publicServer, pub.host, pub.port);
-  const managedCa = new ManagedCaService(dataDir, values["public-url"] ?? `http://${publicBound.address.includes(":") ? `[${publicBound.address}]` : publicBound.address}:${publicBound.port}`, () => runtime.snapshot.model);
+  // A fleet keeps its managed CA in the store (the key sealed under the KEK), one node its data directory.
+  const caHome = loaded.store instanceof PostgresStore ? new StoreKeystore(loaded.store, loadKek(process.env, values["kek-file"])) : dataDir;
+  const managedCa = new ManagedCaService(caHome, values["public-url"] ?? `http://${publicBound.address.includes(":") ? `[${publicBound.address}]` : publicBound.address}:${publicBound.port}`, () => runtime.snapshot.model);
   // A fleet: every node applies what any node commits (LISTEN/NOTIFY on the shared store).
   let follower: StoreFollower | undefined;
   const { server: adminServer, plane, auth } = startControl(runtime, metrics, loaded, adminToken, {
@@ -275,6 +283,15 @@ async function backupCmd(argv: string[]): Promise<void> {
   console.log(JSON.stringify({ backup: out, bytes: r.bytes, revision: r.revision, commits: r.commits }));
 }
 
+async function storeMigrate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { from: { type: "string" }, to: { type: "string" }, "kek-file": { type: "string" } }, strict: true });
+  if (!values.from || !values.to) throw new Error("usage: certgate store migrate --from DIR|postgres://… --to DIR|postgres://… [--kek-file FILE]");
+  const { migrateStore } = await import("./control/migrate.ts");
+  const abs = (w: string) => (/^postgres(ql)?:\/\//.test(w) ? w : resolve(w));
+  if (!/^postgres/.test(values.to)) mkdirSync(abs(values.to), { recursive: true, mode: 0o700 });
+  console.log(JSON.stringify(await migrateStore(abs(values.from), abs(values.to), loadKek(process.env, values["kek-file"]))));
+}
+
 async function certsDev(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { out: { type: "string", default: "certs/dev" }, force: { type: "boolean", default: false } } });
   const dir = resolve(values.out);
@@ -296,6 +313,7 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, sub, ...rest] = argv;
   if (cmd === "serve") return serve(argv.slice(1)).then(() => 0);
   if (cmd === "backup") return backupCmd(argv.slice(1)).then(() => 0);
+  if (cmd === "store" && sub === "migrate") return storeMigrate(rest).then(() => 0);
   if (cmd === "certs" && sub === "dev") return certsDev(rest).then(() => 0);
   if (cmd === "rules" && sub === "check") return rulesCheck(rest);
   console.error(USAGE);

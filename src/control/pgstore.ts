@@ -211,10 +211,19 @@ export class PostgresStore implements Store {
    * another), made by the first node that asks and kept in `meta`.
    */
   async sharedSecret(name: string, bytes: number): Promise<Buffer> {
-    const key = `secret:${name}`;
-    await this.#query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [key, randomBytes(bytes).toString("base64")]);
+    return Buffer.from(await this.putIfAbsent(`secret:${name}`, randomBytes(bytes).toString("base64")), "base64");
+  }
+
+  /** A value every node shares, by key (undefined while none was stored). */
+  async get(key: string): Promise<string | undefined> {
     const r = await this.#query("SELECT value FROM meta WHERE key = $1", [key]);
-    return Buffer.from(String(r.rows[0].value), "base64");
+    return r.rows[0] ? String(r.rows[0].value) : undefined;
+  }
+
+  /** Stores `value` under `key` unless a value is there already; returns the stored one (the first writer wins). */
+  async putIfAbsent(key: string, value: string): Promise<string> {
+    await this.#query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [key, value]);
+    return (await this.get(key))!;
   }
 
   close(): Promise<void> {

@@ -11,6 +11,7 @@ import { createFrontServer, type Dispatcher } from "./tls/listener.ts";
 import { Origins } from "./origins/origins.ts";
 import { CLIENT_CONN, clientConnOf, handleRequest, handleUpgrade, upgradeAllowed, type ClientConn, type RequestDeps } from "./request/requests.ts";
 import { drainHttp1, openConnections, serveHttp1, setResponseTag, type Http1Handlers } from "./http1/http1.ts";
+import { drainHttp2, openSessions, serveHttp2, type Http2Handlers } from "./http2/session.ts";
 import { Snapshot, type DerivedRules, type HostPolicy } from "./snapshot.ts";
 import { TlsServers } from "./tls/tlsservers.ts";
 import { countRefusal } from "./request/refusals.ts";
@@ -48,6 +49,7 @@ export class Runtime implements Dispatcher {
   readonly #sockets = new Set<net.Socket>();
   readonly #deps: RequestDeps;
   readonly #http: Http1Handlers;
+  readonly #http2: Http2Handlers = { request: (req, res) => handleRequest(this.#deps, req, res), refused: (s, r) => this.#http.refused(s, r) };
   readonly #crls: CrlSource;
   readonly environment: string;
   readonly #derivedRules: DerivedRules | undefined;
@@ -60,7 +62,7 @@ export class Runtime implements Dispatcher {
     this.#derivedRules = derive && ((m) => derive(m, environment));
     this.#snapshot = new Snapshot(model, 1, this.#derivedRules);
     this.#metrics.configVersion.set(1);
-    this.#metrics.collectHttpConnections(openConnections);
+    this.#metrics.collectHttpConnections(() => openConnections() + openSessions());
     if (opts.debugWorkerId !== undefined) setResponseTag(`certgate-worker: ${opts.debugWorkerId}\r\n`);
     const own = opts.revocation ?? ownRevocationSources(this.#log, this.#metrics);
     this.#crls = own.crls;
@@ -157,6 +159,7 @@ export class Runtime implements Dispatcher {
   async drain(timeoutMs: number): Promise<void> {
     const closed = new Promise<void>((r) => this.#front.close(() => r()));
     drainHttp1();
+    drainHttp2();
     const deadline = Date.now() + timeoutMs;
     while (this.#sockets.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const s of this.#sockets) s.destroy();
@@ -223,7 +226,8 @@ export class Runtime implements Dispatcher {
     };
     (socket as TLSSocket & { [CLIENT_CONN]?: ClientConn })[CLIENT_CONN] = state;
     this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(state.resumed) });
-    serveHttp1(socket, this.#snapshot.http, this.#http);
+    if (socket.alpnProtocol === "h2") serveHttp2(socket, this.#snapshot.http, this.#http2);
+    else serveHttp1(socket, this.#snapshot.http, this.#http);
   }
 
   #tlsError(err: Error, policy: HostPolicy): void {

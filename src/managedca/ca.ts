@@ -6,8 +6,7 @@ import * as x509 from "@peculiar/x509";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { createHash, webcrypto } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from "node:fs";
-import { join } from "node:path";
+import { FileKeystore, type CaKeystore, type CaPair } from "./keystore.ts";
 import { EC, SIGN, issue, randomSerial } from "../pki/issue.ts";
 import { serialKey } from "../revocation/crl.ts";
 
@@ -50,19 +49,26 @@ export class ManagedCa {
     this.#pkijsCert = pkijs.Certificate.fromBER(new Uint8Array(cert.rawData));
   }
 
-  /** Loads the CA from `dir`, creating it (and its 0600 key file) on first use. */
-  static async open(dir: string): Promise<ManagedCa> {
-    const certFile = join(dir, "managed-ca.pem");
-    const keyFile = join(dir, "managed-ca.key");
-    if (!existsSync(certFile) || !existsSync(keyFile)) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+  /** Loads the CA from its keystore (a directory: the data directory's managed-ca/), creating it on first use. */
+  static async open(where: string | CaKeystore): Promise<ManagedCa> {
+    const keystore = typeof where === "string" ? new FileKeystore(where) : where;
+    let pair = await keystore.load();
+    if (!pair) {
       const ca = await issue({ subject: "O=certgate,OU=managed client CA,CN=certgate managed client CA", ca: true, pathLength: 0, days: 3650 });
-      // Key first, then certificate, each written whole: a crash never leaves a cert without its key.
-      atomicWrite(keyFile, ca.keyPem, 0o600);
-      atomicWrite(certFile, ca.certPem, 0o644);
+      pair = await keystore.create({ certPem: ca.certPem, keyPem: ca.keyPem });
     }
-    const cert = new x509.X509Certificate(readFileSync(certFile, "utf8"));
-    const der = x509.PemConverter.decodeFirst(readFileSync(keyFile, "utf8"));
+    return ManagedCa.from(pair);
+  }
+
+  /** The CA in the keystore, or undefined while none was created (nothing is created). */
+  static async existing(keystore: CaKeystore): Promise<ManagedCa | undefined> {
+    const pair = await keystore.load();
+    return pair && ManagedCa.from(pair);
+  }
+
+  static async from(pair: CaPair): Promise<ManagedCa> {
+    const cert = new x509.X509Certificate(pair.certPem);
+    const der = x509.PemConverter.decodeFirst(pair.keyPem);
     const key = await webcrypto.subtle.importKey("pkcs8", der, EC, false, ["sign"]);
     return new ManagedCa(cert, key);
   }
@@ -209,9 +215,4 @@ function crlNumber(n: bigint): x509.Extension {
   const hex = n.toString(16);
   const value = new asn1js.Integer({ valueHex: Buffer.from(hex.length % 2 ? `0${hex}` : hex, "hex") }).toBER(false);
   return new x509.Extension("2.5.29.20", false, value);
-}
-
-function atomicWrite(file: string, body: string, mode: number): void {
-  writeFileSync(`${file}.tmp`, body, { mode });
-  renameSync(`${file}.tmp`, file);
 }

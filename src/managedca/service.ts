@@ -1,11 +1,11 @@
 // The managed CA as the rest of certgate sees it: opened on first use, its revocation state
 // read from the model (so the store and the data plane agree), and a public listener that
 // serves its certificate, CRL and OCSP to any relying party.
-import { existsSync } from "node:fs";
 import type http from "node:http";
 import { join } from "node:path";
 import { managedRevokedAt, type ManagedClientCertificate, type Model } from "../model/schema.ts";
 import { ManagedCa, type SerialStatus } from "./ca.ts";
+import { FileKeystore, type CaKeystore } from "./keystore.ts";
 
 export const MANAGED_BUNDLE_ID = "managed-ca";
 /** A revoked certificate stays reactivatable (pending_revocation) this long, then is final. */
@@ -17,25 +17,33 @@ export function effectiveStatus(c: ManagedClientCertificate, now = Date.now()): 
 }
 
 export class ManagedCaService {
-  readonly #dir: string;
+  readonly #keystore: CaKeystore;
   readonly publicUrl: string;
   readonly #model: () => Model;
   #ca: Promise<ManagedCa> | undefined;
   #index: { model: Model; bySerial: Map<string, ManagedClientCertificate> } | undefined;
 
-  constructor(dataDir: string, publicUrl: string, model: () => Model) {
-    this.#dir = join(dataDir, "managed-ca");
+  /** `where`: the data directory (the CA in its managed-ca/), or a fleet's keystore. */
+  constructor(where: string | CaKeystore, publicUrl: string, model: () => Model) {
+    this.#keystore = typeof where === "string" ? new FileKeystore(join(where, "managed-ca")) : where;
     this.publicUrl = publicUrl.replace(/\/$/, "");
     this.#model = model;
   }
 
-  /** The CA, created with its key on first call. */
+  /** The CA, created with its key on first call (by this node or, in a fleet, any node). */
   ca(): Promise<ManagedCa> {
-    return (this.#ca ??= ManagedCa.open(this.#dir));
+    return (this.#ca ??= ManagedCa.open(this.#keystore).catch((e: unknown) => {
+      this.#ca = undefined; // a store that was down may answer next time
+      throw e;
+    }));
   }
 
-  get exists(): boolean {
-    return this.#ca !== undefined || existsSync(join(this.#dir, "managed-ca.key"));
+  /** The CA if one was created, without creating it. */
+  async #existing(): Promise<ManagedCa | undefined> {
+    if (this.#ca) return this.#ca;
+    const ca = await ManagedCa.existing(this.#keystore);
+    if (ca) this.#ca ??= Promise.resolve(ca);
+    return ca;
   }
 
   urls(): { crl: string; ocsp: string } {
@@ -74,8 +82,8 @@ export class ManagedCaService {
     };
     if (path === "/healthz") return reply(200, "text/plain", "ok\n");
     if (!path.startsWith("/managed-ca/")) return reply(404, "text/plain", "not found\n");
-    if (!this.exists) return reply(404, "text/plain", "the managed CA has not issued anything yet\n");
-    const ca = await this.ca();
+    const ca = await this.#existing();
+    if (!ca) return reply(404, "text/plain", "the managed CA has not issued anything yet\n");
     if (req.method === "GET" && path === "/managed-ca/ca.pem") return reply(200, "application/x-pem-file", ca.certPem);
     if (req.method === "GET" && path === "/managed-ca/crl") return reply(200, "application/pkix-crl", await ca.crl(this.revoked()));
     if (path === "/managed-ca/ocsp" && req.method === "POST") {

@@ -84,6 +84,8 @@ export const Host = z.strictObject({
     .refine((m) => m.mode === undefined || m.mode === "off" || m.trust_bundle, { message: "trust_bundle is required unless mode is off", path: ["trust_bundle"] })
     .default({}),
   forward_client_cert: Forwarding.default({ rfc9440: false, cloudflare: false, xfcc: false }),
+  /** Offer HTTP/2 (ALPN `h2`) besides HTTP/1.1; absent = true. Optional, so stored models need no migration. */
+  http2: z.boolean().optional(),
   /** The Cloudflare account owning this hostname; absent = the operator's (src/control/ownership.ts). */
   account_id: id.optional(),
   created_at: stamp,
@@ -105,6 +107,8 @@ export const Route = z.strictObject({
   path_prefix: z.string().startsWith("/").default("/"),
   origin: z.url({ protocol: /^https?$/ }),
   origin_tls: OriginTls.optional(),
+  /** How certgate speaks to the origin: HTTP/1.1 (absent), HTTP/2 over TLS with ALPN (`h2`, needs https), or cleartext HTTP/2 with prior knowledge (`h2c`, needs http). gRPC needs h2 or h2c. */
+  origin_protocol: z.enum(["http1", "h2", "h2c"]).optional(),
   connect_timeout_ms: ms.default(5_000),
   read_timeout_ms: ms.default(30_000),
   /** Upgrade protocols passed to the origin (RFC 9110 tokens, compared case-insensitively); absent = `[websocket]`. Others are stripped and the request goes on as a plain one. */

@@ -37,8 +37,8 @@ export function createMetrics(opts: MetricsOptions = {}) {
     }),
     requests: new Counter({
       name: "certgate_requests_total",
-      help: "HTTP requests answered, by host and status code.",
-      labelNames: ["host", "status"] as const,
+      help: "HTTP requests answered, by host, status code and protocol (http/1.1 or h2).",
+      labelNames: ["host", "status", "protocol"] as const,
       registers: [registry],
     }),
     refusals: new Counter({

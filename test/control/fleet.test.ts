@@ -1,7 +1,11 @@
 // Two certgate nodes (each a primary with two workers) on one real PostgreSQL: a write on
 // either node is enforced on the other through LISTEN/NOTIFY, a revocation uploaded on one is
 // refused on the other.
-import { randomBytes } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { run } from "../helpers/tools.ts";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startEcho } from "../../src/demo/echo.ts";
@@ -18,6 +22,7 @@ describe.skipIf(!pgUrl)("a fleet of two nodes on one PostgreSQL", () => {
   let b: Group;
   let p: DevPki;
   let origin: string;
+  let storeUrl: string;
   const closers: (() => void)[] = [];
 
   beforeAll(async () => {
@@ -39,8 +44,11 @@ describe.skipIf(!pgUrl)("a fleet of two nodes on one PostgreSQL", () => {
       routes: [{ id: "main", hostname: "localhost", origin }],
       default_certificate: "srv",
     });
-    a = await startGroup(build, ["--store", u.toString()]);
-    b = await startGroup(build, ["--store", u.toString()]);
+    storeUrl = u.toString();
+    // The nodes inherit one key-encryption key for the managed CA kept in the store.
+    process.env.CERTGATE_KEK = randomBytes(32).toString("base64");
+    a = await startGroup(build, ["--store", storeUrl]);
+    b = await startGroup(build, ["--store", storeUrl]);
   }, 90_000);
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
@@ -94,6 +102,25 @@ describe.skipIf(!pgUrl)("a fleet of two nodes on one PostgreSQL", () => {
     expect((await b.api("DELETE", `/v1/tokens/${made.body.id}`)).status).toBe(204);
     expect(await asReader(b)).toBe(401);
     await untilTrue(async () => (await asReader(a)) === 401, 10_000, "node A to forget the deleted token");
+  });
+
+  it("signs with one managed CA on every node: created through one, served by the other, its key sealed in the store", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "certgate-fleet-csr-"));
+    const r = await run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.csr"), "-subj", "/CN=fleet-device"]);
+    expect(r.code).toBe(0);
+    const zone = (await a.api("POST", "/zones", { name: "fleet.test" })).body.result.id as string;
+    const issued = await a.api("POST", `/zones/${zone}/client_certificates`, { csr: readFileSync(join(dir, "c.csr"), "utf8"), validity_days: 30 });
+    expect(issued.status).toBe(200);
+    const publicOf = (g: Group) => JSON.parse(g.log().split("\n").find((l) => l.includes('"certgate listening"'))!).public as string;
+    const caOnB = await (await fetch(`${publicOf(b)}/managed-ca/ca.pem`)).text();
+    const leaf = new X509Certificate(issued.body.result.certificate);
+    expect(leaf.verify(new X509Certificate(caOnB).publicKey)).toBe(true);
+    const c = new pg.Client({ connectionString: storeUrl });
+    await c.connect();
+    const stored = String((await c.query("SELECT value FROM meta WHERE key = 'secret:managed_ca'")).rows[0].value);
+    await c.end();
+    expect(stored).toContain("BEGIN CERTIFICATE");
+    expect(stored).not.toContain("PRIVATE KEY");
   });
 
   it("keeps every concurrent write of both nodes: none is silently lost", async () => {

@@ -1,5 +1,7 @@
 // Control-plane test harness: a real Runtime + admin server on 127.0.0.1 over a temp data dir.
+import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
+import { Client as PgClient } from "pg";
 import http from "node:http";
 import { ManagedCaService } from "../../src/managedca/service.ts";
 import { tmpdir } from "node:os";
@@ -54,11 +56,38 @@ export function seedModel(p: DevPki, origin: string): ModelInput {
   };
 }
 
+/**
+ * With usePostgresStores(), startCertgate keeps each data directory's model in a fresh
+ * PostgreSQL database instead of SQLite (the same one again for the same directory, as a
+ * restart would): test/dialects/on-postgres.test.ts runs every dialect's tests that way.
+ */
+let pg: { url: string; byDir: Map<string, string> } | undefined;
+export function usePostgresStores(url: string): void {
+  pg = { url, byDir: new Map() };
+}
+export const usingPostgres = (): boolean => pg !== undefined;
+
+async function storeUrlFor(dataDir: string): Promise<string | undefined> {
+  if (!pg) return undefined;
+  let url = pg.byDir.get(dataDir);
+  if (!url) {
+    const name = `cg_t_${randomBytes(6).toString("hex")}`;
+    const admin = new PgClient({ connectionString: pg.url });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.end();
+    const u = new URL(pg.url);
+    u.pathname = `/${name}`;
+    pg.byDir.set(dataDir, (url = u.toString()));
+  }
+  return url;
+}
+
 /** Starts certgate on `dataDir` (new if absent); the seed only fills an empty store. */
 export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origin: string) => ModelInput = seedModel): Promise<Certgate> {
   const p = await pki();
   const origin = await echo();
-  const loaded = await loadStore(dataDir, () => parseModel(seed(p, origin)), (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, DEFAULT_ENVIRONMENT)));
+  const loaded = await loadStore(dataDir, () => parseModel(seed(p, origin)), (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, DEFAULT_ENVIRONMENT)), await storeUrlFor(dataDir));
   const metrics = createMetrics({ refusalReasons: REFUSAL_LABELS });
   const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics, environment: DEFAULT_ENVIRONMENT, derivedRules: apinizerRules });
   const { port } = await runtime.listen("127.0.0.1", 0);

@@ -64,6 +64,7 @@ describe("origin connection reuse", () => {
       pathPrefix: "/",
       origin: new URL(origin.url),
       originKey: "pool",
+      protocol: "http1",
       upgrades: [],
       tls: undefined,
       connectTimeoutMs: 1_000,

@@ -26,6 +26,8 @@ export interface Recorder {
   messages: Recorded[];
   /** Bytes received on connections after a `tunnel` reply, or unparseable ones. */
   raw: string[];
+  /** Per connection (Recorded.conn) switched by a `tunnel` reply: every byte received after it. */
+  tunnels: Map<number, string>;
   /** Connections on which the parser met bytes that are not a well-formed request. */
   errors: string[];
   reply: Reply;
@@ -105,6 +107,7 @@ export async function startRecorder(reply: Reply = echoReply): Promise<Recorder>
     url: "",
     messages: [],
     raw: [],
+    tunnels: new Map(),
     errors: [],
     reply,
     header: (m, name) => m.headers.filter(([k]) => k.toLowerCase() === name).map(([, v]) => v),
@@ -121,7 +124,10 @@ export async function startRecorder(reply: Reply = echoReply): Promise<Recorder>
     let buf = "";
     let tunnel = false;
     s.on("data", (d: Buffer) => {
-      if (tunnel) return void rec.raw.push(d.toString("latin1"));
+      if (tunnel) {
+        rec.tunnels.set(conn, rec.tunnels.get(conn)! + d.toString("latin1"));
+        return void rec.raw.push(d.toString("latin1"));
+      }
       buf += d.toString("latin1");
       while (buf.length && !tunnel && !s.destroyed) {
         let parsed: ReturnType<typeof parseRequest>;
@@ -140,6 +146,7 @@ export async function startRecorder(reply: Reply = echoReply): Promise<Recorder>
         if (out.close) return void s.end();
         if (out.tunnel) {
           tunnel = true;
+          rec.tunnels.set(conn, buf);
           if (buf) rec.raw.push(buf);
         }
       }

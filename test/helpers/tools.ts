@@ -10,9 +10,9 @@ export interface Run {
   stderr: string;
 }
 
-export function run(cmd: string, args: string[], input = "", timeoutMs = 15_000, cwd?: string): Promise<Run> {
+export function run(cmd: string, args: string[], input = "", timeoutMs = 15_000, cwd?: string, env?: NodeJS.ProcessEnv): Promise<Run> {
   return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 4 << 20, cwd }, (err, stdout, stderr) => {
+    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 4 << 20, cwd, env }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });

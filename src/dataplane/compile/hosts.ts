@@ -11,6 +11,8 @@ export interface HostPolicy {
   mode: MtlsMode;
   bundle: CompiledBundle | null;
   forwarding: Forwarding;
+  /** ALPN offers `h2` besides `http/1.1`. Not part of `version`: the verification does not depend on it. */
+  http2: boolean;
   /** Changes whenever anything that decides client verification changes; scopes tickets. */
   version: string;
   /**
@@ -23,7 +25,7 @@ export interface HostPolicy {
 
 const NO_FORWARDING: Forwarding = { rfc9440: false, cloudflare: false, xfcc: false };
 /** The policy of a name no host entry covers. */
-export const OFF_POLICY: HostPolicy = { pattern: "", mode: "off", bundle: null, forwarding: NO_FORWARDING, version: "off" };
+export const OFF_POLICY: HostPolicy = { pattern: "", mode: "off", bundle: null, forwarding: NO_FORWARDING, http2: true, version: "off" };
 
 export interface CompiledHosts {
   policies: NameTable<HostPolicy>;
@@ -58,6 +60,7 @@ export function compileHosts(model: Model, bundles: Map<string, CompiledBundle>,
       mode,
       bundle: mode === "off" ? null : bundle!,
       forwarding: h.forward_client_cert,
+      http2: h.http2 ?? true,
       version: policyVersion(mode, mode === "off" ? null : bundle!),
     };
     if (mode !== "off" && managedBundles.has(bundleId!)) {

@@ -11,6 +11,8 @@ export interface OriginRoute {
   originKey: string;
   /** Origin TLS; serverName is what the origin's certificate is checked against (never the client's Host). */
   tls: { ca?: string; cert?: string; key?: string; serverName: string; verify: boolean } | undefined;
+  /** HTTP/1.1, HTTP/2 over TLS (ALPN h2), or cleartext HTTP/2 with prior knowledge. */
+  protocol: "http1" | "h2" | "h2c";
   connectTimeoutMs: number;
   readTimeoutMs: number;
   /** Upgrade protocols (lower case) the origin may be asked for; anything else is stripped. */
@@ -41,14 +43,18 @@ export function compileRoutes(model: Model, certs: Map<string, CompiledCert>, fa
       origin.protocol === "https:"
         ? { ca: r.origin_tls?.ca, cert: cc?.certPem, key: cc?.keyPem, serverName: r.origin_tls?.server_name ?? origin.hostname.replace(/^\[|\]$/g, ""), verify: r.origin_tls?.verify ?? true }
         : undefined;
+    const protocol = r.origin_protocol ?? "http1";
+    if (protocol === "h2" && !tls) return fail(`routes[${i}].origin_protocol`, "h2 needs an https origin (h2c is cleartext HTTP/2)");
+    if (protocol === "h2c" && tls) return fail(`routes[${i}].origin_protocol`, "h2c needs an http origin (h2 is HTTP/2 over TLS)");
     const list = byHost.get(r.hostname) ?? [];
     if (list.some((x) => x.pathPrefix === r.path_prefix)) return fail(`routes[${i}].path_prefix`, `"${r.hostname}${r.path_prefix}" is already routed`);
     list.push({
       id: r.id,
       pathPrefix: r.path_prefix,
       origin,
-      originKey: JSON.stringify([origin.origin, tls, r.connect_timeout_ms, r.read_timeout_ms]),
+      originKey: JSON.stringify([origin.origin, tls, r.connect_timeout_ms, r.read_timeout_ms, protocol]),
       tls,
+      protocol,
       connectTimeoutMs: r.connect_timeout_ms,
       readTimeoutMs: r.read_timeout_ms,
       upgrades: r.upgrades ?? DEFAULT_UPGRADES,

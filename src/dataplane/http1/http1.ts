@@ -42,6 +42,7 @@ export function rawHeader(raw: readonly string[], name: string): string | undefi
 
 /** A parsed request head. Header names keep the client's case; values are Latin-1, as llhttp gives them. */
 export class Request {
+  readonly protocol = "http/1.1" as const;
   readonly method: string;
   readonly url: string;
   readonly rawHeaders: string[];
@@ -348,7 +349,7 @@ class Http1Connection {
   }
 
   readonly #onData = (data: Buffer): void => {
-    while (!this.closing && !this.#detached) {
+    while (!this.#halted && !this.#detached) {
       const ret = this.#parser.execute(data);
       if (typeof ret !== "number") return this.#parseError(ret.code ?? "");
       if (ret < 0) return this.#parseError("");
@@ -367,7 +368,7 @@ class Http1Connection {
   };
 
   #onHead(minor: number, headers: string[], method: number, url: string, upgrade: boolean, keepAlive: boolean): number {
-    if (this.closing) return 1;
+    if (this.#halted) return 1;
     const req = new Request(this.socket, METHODS[method] ?? "", url, headers, minor, keepAlive);
     // The rest of the request (its body) is due within the request timeout of its first byte.
     this.#setDeadline(this.#messageStart + this.#limits.requestTimeoutMs, RECEIVING);
@@ -452,7 +453,7 @@ class Http1Connection {
 
   /** Reads only while nothing is queued, the body reader keeps up and the socket is still HTTP. */
   #flow(): void {
-    const pause = this.#queue.length > 0 || this.#bodyFull || this.#upgrade !== null || this.closing;
+    const pause = this.#queue.length > 0 || this.#bodyFull || this.#upgrade !== null || this.#halted;
     if (pause === this.#paused || this.#detached) return;
     this.#paused = pause;
     if (pause) this.socket.pause();
@@ -483,7 +484,9 @@ class Http1Connection {
     this.#uncork();
     if (this.#current === res) this.#current = null;
     res.onFinish?.();
-    if (this.#refusal) return this.#refusal();
+    // The requests received before a refusal are answered first; the refusal then takes its
+    // own place in the pipeline, last, and closes the connection.
+    if (this.#refusal && !this.#queue.length) return this.#refusal();
     const req = res.request;
     // A body the handler neither read in full nor discarded cannot be skipped safely: close.
     if (!res.keepAlive || !req.keepAlive || this.closing || (!req.complete && !req.discarding)) return this.#close();
@@ -509,18 +512,27 @@ class Http1Connection {
     this.socket.destroySoon();
   }
 
-  /** The HTTP layer answers by itself and closes; answered at once or after the responses in hand. */
+  /** Nothing more is read: the connection is closing, or a refusal waits for the responses before it. */
+  get #halted(): boolean {
+    return this.closing || this.#refusal !== null;
+  }
+
+  /**
+   * The HTTP layer answers by itself and closes; at once, or, pipelined, after the responses to
+   * the requests received before the refused one (those keep their keep-alive answers).
+   */
   #refuse(reason: RefusalReason): void {
-    this.closing = true;
-    this.#flow();
     const answer = () => {
+      this.#refusal = null;
+      this.closing = true;
       this.#handlers.refused(this.socket, reason);
       this.write(closingResponse(REFUSALS[reason].status, REFUSALS[reason].body));
       this.#close();
     };
-    // Pipelined: the response in flight goes first; the connection closes after it.
-    if (this.#current) this.#refusal = answer;
-    else answer();
+    if (this.#current) {
+      this.#refusal = answer;
+      this.#flow();
+    } else answer();
   }
 
   #parseError(code: string): void {
@@ -529,8 +541,8 @@ class Http1Connection {
       this.#receiving.body?.destroy();
       return void this.socket.destroy();
     }
-    // Already answered (a refusal from the head this error is about): nothing more to say.
-    if (this.closing) return;
+    // Already answered, or about to be (a refusal from the head this error is about): nothing more to say.
+    if (this.#halted) return;
     // Bytes after a request that said `Connection: close` are ignored (RFC 9112 §9.6): the
     // connection closes after that request's response; the requests before it are still served.
     if (code === "HPE_CLOSED_CONNECTION") return;

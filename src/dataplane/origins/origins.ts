@@ -10,6 +10,7 @@ import type { Readable } from "node:stream";
 import tls from "node:tls";
 import { closeParser, createParser, HTTPParser, trailersClose, type Parser } from "../http1/llhttp.ts";
 import type { OriginRoute } from "../snapshot.ts";
+import { H2OriginPool } from "./h2.ts";
 
 export type OriginErrorCode = "connect" | "connect_timeout" | "timeout" | "reset" | "protocol" | "body_too_large" | "aborted";
 
@@ -41,6 +42,8 @@ export interface BodySink {
   /** The body cannot complete: cut the client's response short. */
   destroy(): void;
   onDrain(cb: () => void): void;
+  /** Trailer fields, flat, before end() (HTTP/2 origins only; an HTTP/1.1 client's response drops them). */
+  trailers?(headers: string[]): void;
 }
 
 /** Receives the origin's final response head (1xx interim responses are dropped) and returns where the body goes. */
@@ -423,12 +426,19 @@ class ExchangeImpl implements Exchange {
   }
 }
 
-export class Origins {
-  readonly #pools = new Map<string, OriginPool>();
+/** What the request pipeline asks of a pool, whatever the origin speaks. */
+export interface Pool {
+  exchange(req: OriginRequest, onHead: ResponseHead): Exchange;
+  upgrade(req: OriginRequest): Promise<Upgraded>;
+  close(): void;
+}
 
-  get(route: OriginRoute): OriginPool {
+export class Origins {
+  readonly #pools = new Map<string, Pool>();
+
+  get(route: OriginRoute): Pool {
     let pool = this.#pools.get(route.originKey);
-    if (!pool) this.#pools.set(route.originKey, (pool = new OriginPool(route)));
+    if (!pool) this.#pools.set(route.originKey, (pool = route.protocol === "http1" ? new OriginPool(route) : new H2OriginPool(route)));
     return pool;
   }
 

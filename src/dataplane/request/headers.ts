@@ -49,8 +49,12 @@ export interface ForwardContext {
   trustForwardedFor: boolean;
 }
 
-/** `upgrade`: the allowed protocols to ask the origin for (Connection: upgrade is added). */
-export function upstreamHeaders(raw: HeaderList, ctx: ForwardContext, upgrade?: string): HeaderList {
+/**
+ * `upgrade`: the allowed protocols to ask the origin for (Connection: upgrade is added).
+ * `h2Origin`: the origin speaks HTTP/2, where `te: trailers` is the one TE allowed and gRPC
+ * needs it (it tells the origin that the client reads trailers).
+ */
+export function upstreamHeaders(raw: HeaderList, ctx: ForwardContext, upgrade?: string, h2Origin = false): HeaderList {
   const extra = connectionTokens(raw);
   const out: HeaderList = ["host", ctx.hostHeader];
   let incomingXff: string | undefined;
@@ -58,6 +62,7 @@ export function upstreamHeaders(raw: HeaderList, ctx: ForwardContext, upgrade?: 
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
     if (name === "x-forwarded-for") incomingXff = incomingXff ? `${incomingXff}, ${value}` : value;
+    if (h2Origin && name === "te" && value.toLowerCase().split(",").some((t) => t.trim() === "trailers") && !extra?.has("te")) out.push("te", "trailers");
     if (HOP_BY_HOP.has(name) || CERTGATE_ASSERTED.has(name) || extra?.has(name)) continue;
     out.push(raw[i]!, value);
   }

@@ -6,12 +6,14 @@ import type { Logger } from "../../observability/log.ts";
 import type { Metrics } from "../../observability/metrics.ts";
 import { RequestCert, type ClientCertFacts } from "../tls/facts.ts";
 import { downstreamHeaders, upstreamHeaders, type ForwardContext } from "./headers.ts";
-import { closingResponse, rawHeader, type Request, type Response } from "../http1/http1.ts";
+import { closingResponse, rawHeader, type Request } from "../http1/http1.ts";
+import type { ClientRequest, ClientResponse } from "./exchange.ts";
+import { grpcTimeoutMs, isGrpc, sendGrpc } from "./grpc.ts";
 import { hostOfHeader } from "../names.ts";
 import { OriginError, type Origins } from "../origins/origins.ts";
 import { normalizeTarget, originForm, type Target } from "./path.ts";
 import type { OriginRoute, HostPolicy, HostView, Snapshot } from "../snapshot.ts";
-import { countRefusal, REFUSALS, type RefusalReason } from "./refusals.ts";
+import { countRefusal, REFUSALS, type RefusalReason, type RefusalSpec } from "./refusals.ts";
 import type { RevocationChecker, RevocationVerdict } from "../../revocation/checker.ts";
 
 export const CLIENT_CONN = Symbol("certgate.connection");
@@ -35,7 +37,7 @@ interface CachedView extends HostView {
 }
 
 /** The request's one Host header; null when repeated (RFC 9112 §3.2 demands a 400), so no later reader can pick another. */
-function hostHeader(req: Request): string | undefined | null {
+function hostHeader(req: ClientRequest): string | undefined | null {
   const raw = req.rawHeaders;
   let found: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -102,7 +104,7 @@ export function clientConnOf(socket: TLSSocket): ClientConn | undefined {
  * Decides what happens to a request; pure apart from metrics and logs. `revoked`: the
  * revocation checker's verdict on the connection's certificate for this request.
  */
-export function decide(req: Request, conn: ClientConn, view: CachedView | null, revoked: boolean, deps: RequestDeps): Refusal | Pass {
+export function decide(req: ClientRequest, conn: ClientConn, view: CachedView | null, revoked: boolean, deps: RequestDeps): Refusal | Pass {
   const target = targetOf(req, view?.snapshot ?? deps.snapshot());
   if (!target) return refuse("bad_target");
   if (!view) return refuse("bad_host");
@@ -137,7 +139,7 @@ export function decide(req: Request, conn: ClientConn, view: CachedView | null, 
   return { kind: "pass", host, hostHeader: view.header, target, policy, route, snapshot, revoked };
 }
 
-function targetOf(req: Request, snapshot: Snapshot): Target | null {
+function targetOf(req: ClientRequest, snapshot: Snapshot): Target | null {
   return normalizeTarget(req.url, { mergeSlashes: snapshot.model.url_normalization.merge_slashes });
 }
 
@@ -189,23 +191,24 @@ function withRevocation(deps: RequestDeps, conn: ClientConn, view: CachedView | 
   void v.then(judged, () => true).then(next);
 }
 
-export function handleRequest(deps: RequestDeps, req: Request, res: Response): void {
+export function handleRequest(deps: RequestDeps, req: ClientRequest, res: ClientResponse): void {
   const conn = clientConnOf(req.socket);
   if (!conn) return void req.socket.destroy();
   const view = hostView(conn, hostHeader(req), deps.snapshot());
   withRevocation(deps, conn, view, (revoked) => respond(deps, req, res, conn, view, revoked));
 }
 
-function respond(deps: RequestDeps, req: Request, res: Response, conn: ClientConn, view: CachedView | null, revoked: boolean): void {
+function respond(deps: RequestDeps, req: ClientRequest, res: ClientResponse, conn: ClientConn, view: CachedView | null, revoked: boolean): void {
   const logged = deps.log.isLevelEnabled("info"); // no clock read nor access-log object when the log is off
   const started = logged ? process.hrtime.bigint() : 0n;
   const outcome = decide(req, conn, view, revoked, deps);
   const label = outcome.kind === "pass" ? outcome.policy.pattern || "_default" : conn.policy.pattern || "_default";
   res.onFinish = () => {
-    deps.metrics.requests.inc({ host: label, status: res.statusCode });
+    deps.metrics.requests.inc({ host: label, status: res.statusCode, protocol: req.protocol });
     if (!logged) return;
     deps.log.info({
       msg: "request",
+      protocol: req.protocol,
       host: view?.header,
       sni: conn.servername,
       method: req.method,
@@ -222,16 +225,23 @@ function respond(deps: RequestDeps, req: Request, res: Response, conn: ClientCon
     countRefusal(deps.metrics, label, outcome.reason);
     // Drain what the client sends so the answer is read rather than reset.
     req.discardBody();
+    const spec: RefusalSpec = REFUSALS[outcome.reason];
+    if (spec.goaway) res.endConnection?.();
+    if (isGrpc(req)) return sendGrpc(res, spec.grpc, outcome.body);
     return send(res, outcome.status, outcome.body, outcome.close, outcome.contentType);
   }
   void proxy(deps, req, res, conn, outcome);
 }
 
-async function proxy(deps: RequestDeps, req: Request, res: Response, conn: ClientConn, p: Pass): Promise<void> {
+async function proxy(deps: RequestDeps, req: ClientRequest, res: ClientResponse, conn: ClientConn, p: Pass): Promise<void> {
   const limits = p.snapshot.model.limits;
   const declared = req.bodyLength;
-  if (declared > limits.max_body_bytes) return req.discardBody(), refuseAfterDecision(deps, res, p, "body_too_large");
+  const grpc = isGrpc(req);
+  if (declared > limits.max_body_bytes) return req.discardBody(), refuseAfterDecision(deps, req, res, p, "body_too_large");
+  // gRPC needs trailers (grpc-status) end to end: an HTTP/1.1 origin cannot give them.
+  if (grpc && p.route.protocol === "http1") return req.discardBody(), refuseAfterDecision(deps, req, res, p, "grpc_needs_h2_origin");
   if (req.body) res.writeContinue();
+  if (p.route.protocol !== "http1") res.expectTrailers?.();
   const started = process.hrtime.bigint();
   const observe = (outcome: string) =>
     deps.metrics.originDuration.observe({ route: p.route.id, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -239,7 +249,7 @@ async function proxy(deps: RequestDeps, req: Request, res: Response, conn: Clien
     {
       method: req.method,
       target: originForm(p.target),
-      headers: upstreamHeaders(req.rawHeaders, forwardContext(conn, p)),
+      headers: upstreamHeaders(req.rawHeaders, forwardContext(conn, p), undefined, p.route.protocol !== "http1"),
       body: req.body,
       bodyLength: declared,
       maxBodyBytes: limits.max_body_bytes,
@@ -254,17 +264,39 @@ async function proxy(deps: RequestDeps, req: Request, res: Response, conn: Clien
   );
   // Only a client gone before the response ended aborts the origin request.
   res.onAbort = () => exchange.abort();
+  // grpc-timeout bounds the whole call (it is passed on too, so the origin knows its deadline).
+  const deadlineMs = grpc ? grpcTimeoutMs(req.header("grpc-timeout")) : null;
+  let deadline: NodeJS.Timeout | undefined;
+  let expired = false;
+  if (deadlineMs !== null)
+    deadline = setTimeout(() => {
+      expired = true;
+      // After the response head, the deadline is a status in the trailers (HTTP/2); before it, a refusal below.
+      if (res.headersSent && res.trailers) {
+        res.trailers(["grpc-status", "4", "grpc-message", "Deadline exceeded"]);
+        res.end();
+      }
+      exchange.abort();
+    }, deadlineMs);
   try {
     await exchange.done;
   } catch (err) {
     const code = err instanceof OriginError ? err.code : "error";
+    if (expired) {
+      // After the head (observed "ok" then), the deadline went out in the trailers.
+      if (res.headersSent) return;
+      observe("timeout");
+      return refuseAfterDecision(deps, req, res, p, "grpc_deadline");
+    }
     if (res.headersSent || code === "aborted") return void res.destroy();
     const timeout = code === "timeout" || code === "connect_timeout";
     observe(code === "body_too_large" ? code : timeout ? "timeout" : "error");
-    if (code === "body_too_large") return refuseAfterDecision(deps, res, p, "body_too_large");
+    if (code === "body_too_large") return refuseAfterDecision(deps, req, res, p, "body_too_large");
     deps.log.warn({ msg: "origin failed", route: p.route.id, origin: p.route.origin.origin, code, err: (err as Error).message });
     // A request body not yet read in full makes the front end close the connection after this answer.
-    refuseAfterDecision(deps, res, p, timeout ? "origin_timeout" : "origin_unreachable");
+    refuseAfterDecision(deps, req, res, p, timeout ? "origin_timeout" : "origin_unreachable");
+  } finally {
+    clearTimeout(deadline);
   }
 }
 
@@ -273,13 +305,14 @@ function forwardContext(conn: ClientConn, p: Pass): ForwardContext {
 }
 
 /** An answer the proxy gives after decide() passed the request. */
-function refuseAfterDecision(deps: RequestDeps, res: Response, p: Pass, reason: RefusalReason): void {
+function refuseAfterDecision(deps: RequestDeps, req: ClientRequest, res: ClientResponse, p: Pass, reason: RefusalReason): void {
   countRefusal(deps.metrics, p.policy.pattern || "_default", reason);
   const r = REFUSALS[reason];
+  if (isGrpc(req)) return sendGrpc(res, r.grpc, r.body);
   send(res, r.status, r.body, r.close);
 }
 
-function send(res: Response, status: number, body: string, close: boolean, contentType = TEXT): void {
+function send(res: ClientResponse, status: number, body: string, close: boolean, contentType = TEXT): void {
   res.writeHead(status, ["content-type", contentType, "content-length", String(Buffer.byteLength(body))], close);
   res.end(body);
 }
@@ -337,14 +370,14 @@ async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clien
 
 /** The rules engine's view of a request; each field is computed only if a rule reads it. */
 class RequestView implements RequestInput {
-  readonly #req: Request;
+  readonly #req: ClientRequest;
   readonly host: string;
   readonly #target: Target;
   readonly #conn: ClientConn;
   readonly #revoked: boolean;
   #cert: RequestCert | undefined;
   readonly ssl = true;
-  constructor(req: Request, host: string, target: Target, conn: ClientConn, revoked: boolean) {
+  constructor(req: ClientRequest, host: string, target: Target, conn: ClientConn, revoked: boolean) {
     this.#req = req;
     this.host = host;
     this.#target = target;

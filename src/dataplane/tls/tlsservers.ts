@@ -67,7 +67,8 @@ export class TlsServers {
   /** Hands a TCP socket (ClientHello put back) to the server for its certificate and policy. */
   accept(socket: net.Socket, servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"]): void {
     const timeout = limits.handshake_timeout_ms;
-    const key = `${cert.digest}\0${policy.version}\0${timeout}`;
+    // ALPN is per server: hosts sharing a policy but not the HTTP/2 switch get two servers (same ticket keys).
+    const key = `${cert.digest}\0${policy.version}\0${timeout}\0${policy.http2}`;
     let entry = this.#servers.get(key);
     if (!entry) this.#servers.set(key, (entry = { server: this.#create(cert, policy, timeout), cert: cert.digest, policy: policy.version, timeout }));
     this.#dispatched.set(socket, { servername, policy });
@@ -91,7 +92,8 @@ export class TlsServers {
       rejectUnauthorized: enforced,
       SNICallback: enforced ? keepSocketForHttpError : undefined,
       minVersion: "TLSv1.2",
-      ALPNProtocols: ["http/1.1"],
+      // h2 first: OpenSSL picks in the server's order among those the client offers.
+      ALPNProtocols: policy.http2 ? ["h2", "http/1.1"] : ["http/1.1"],
       sessionIdContext: createHash("sha256").update(scope).digest("hex").slice(0, 32),
       ticketKeys: Buffer.from(hkdfSync("sha256", this.#master, "certgate-ticket-keys", scope, 48)),
       handshakeTimeout: handshakeTimeoutMs,
