@@ -1,18 +1,40 @@
 # certgate: runs its TypeScript directly on Node 24 (type stripping), no build step.
+# README "Docker" says how it is built, run and tested (test/container/smoke.sh, in .ci/run).
 FROM node:24-bookworm-slim
+# tini as PID 1: it passes SIGTERM/SIGINT on to certgate (whose primary drains its workers)
+# and reaps orphans that end up with PID 1 (children of `docker exec` commands); Node reaps
+# only the processes it forked itself.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 WORKDIR /app
 ENV NODE_ENV=production
-COPY package.json package-lock.json ./
-# The `node` devDependency is for development machines; the image has Node 24 already.
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY package.json package-lock.json .npmrc ./
+# Production dependencies only: the `node` devDependency pins Node for npm scripts on
+# development machines; here Node 24 comes from the base image.
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force && rm -rf /root/.npm
 COPY bin ./bin
 COPY src ./src
-RUN groupadd --system certgate && useradd --system --gid certgate --home /app certgate \
- && mkdir -p /data && chown certgate:certgate /data
+# A fixed uid/gid (10001, above the host's own users): a mounted configuration or key must be
+# readable by it (README "Docker").
+RUN groupadd --system --gid 10001 certgate \
+ && useradd --system --uid 10001 --gid certgate --home-dir /data --no-create-home --shell /usr/sbin/nologin certgate \
+ && mkdir -p /data /etc/certgate && chown certgate:certgate /data && chmod 0700 /data
 USER certgate
+# The working directory is the data volume: the demo (no --config) writes its development
+# PKI to ./certs/dev as `npm start` does, here /data/certs/dev, beside the store.
+WORKDIR /data
 VOLUME ["/data"]
-EXPOSE 8443 8444
+# 8443 public TLS port; 8444 admin API, /healthz, /metrics (127.0.0.1 unless --admin says
+# otherwise); 8445 the managed CA's certificate, CRL and OCSP (127.0.0.1 unless --public).
+EXPOSE 8443 8444 8445
+# The admin listener's /healthz, over plain HTTP; CERTGATE_HEALTH_URL follows an --admin
+# moved to another port.
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:8444/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "src/cli.ts"]
-CMD ["serve", "--listen", "0.0.0.0:8443", "--admin", "127.0.0.1:8444", "--data", "/data", "--config", "/etc/certgate/certgate.yaml"]
+  CMD ["node", "-e", "fetch(process.env.CERTGATE_HEALTH_URL || 'http://127.0.0.1:8444/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["tini", "--", "node", "/app/src/cli.ts"]
+# No --config: the demo. A real configuration: mount its directory (certgate.yaml and the
+# files it names) and name it, e.g.
+#   docker run ... -v "$PWD/etc:/etc/certgate:ro" -v certgate-data:/data certgate \
+#     serve --data /data --config /etc/certgate/certgate.yaml
+CMD ["serve", "--data", "/data"]

@@ -7,7 +7,7 @@ import http from "node:http";
 import { loadBootstrap } from "./bootstrap.ts";
 import { ModelError, type Model } from "./model/schema.ts";
 import { createDevPki, writeDevPki } from "./pki/devpki.ts";
-import { demoModel, ensureDevPki } from "./demo/demo.ts";
+import { containerNotes, demoModel, ensureDevPki } from "./demo/demo.ts";
 import { startEcho } from "./demo/echo.ts";
 import { createLogger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
@@ -116,6 +116,7 @@ async function serve(argv: string[]): Promise<void> {
     const base = `curl --cacert certs/dev/server-ca.pem`;
     demo = {
       curl: [
+        ...containerNotes(),
         `${base} --cert certs/dev/client.pem --key certs/dev/client.key https://localhost${port}/hello   # 200, echo shows Client-Cert`,
         `${base} https://localhost${port}/hello   # refused: no client certificate (TLS alert)`,
         `${base} --cert certs/dev/untrusted.pem --key certs/dev/untrusted.key https://localhost${port}/hello   # 403 untrusted`,

@@ -11,6 +11,19 @@ export async function ensureDevPki(dir: string): Promise<boolean> {
   return true;
 }
 
+/**
+ * The demo's words for a container (Docker creates /.dockerenv; the image's working directory
+ * is the /data volume, so the PKI is in /data/certs/dev): how the host gets the client
+ * certificates the curl lines name, and how to run a real configuration instead.
+ */
+export function containerNotes(inContainer = existsSync("/.dockerenv")): string[] {
+  if (!inContainer) return [];
+  return [
+    "# in a container: first copy the certificates to the host: docker cp CONTAINER:/data/certs .",
+    "# a real configuration: mount its directory, -v \"$PWD/etc:/etc/certgate:ro\" certgate serve --data /data --config /etc/certgate/certgate.yaml (README \"Docker\")",
+  ];
+}
+
 export function demoModel(certDir: string, originUrl: string): Model {
   const read = (f: string) => readFileSync(join(certDir, f), "utf8");
   return parseModel({
