@@ -3,15 +3,13 @@
 // on A to B refusing the certificate. Plain script:
 //   node_modules/.bin/node bench/fleet.bench.ts [--writes 40] [--workers 2]
 // Uses $CERTGATE_TEST_PG_URL, else starts a throw-away cluster from Debian's binaries.
-import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import pg from "pg";
 import { startEcho } from "../src/demo/echo.ts";
 import { issue } from "../src/pki/issue.ts";
 import { pki } from "../test/helpers/harness.ts";
 import { OpensslCa } from "../test/helpers/opensslca.ts";
-import { startCluster } from "../test/helpers/postgres.setup.ts";
+import { createDatabase, startCluster } from "../test/helpers/postgres.setup.ts";
 import { get, startGroup } from "../test/workers/group.ts";
 
 const { values } = parseArgs({ options: { writes: { type: "string", default: "40" }, workers: { type: "string", default: "2" } } });
@@ -21,13 +19,7 @@ process.env.CERTGATE_LOG_LEVEL ??= "warn";
 const cluster = process.env.CERTGATE_TEST_PG_URL ? undefined : await startCluster();
 const base = process.env.CERTGATE_TEST_PG_URL ?? cluster?.url;
 if (!base) throw new Error("no PostgreSQL: set CERTGATE_TEST_PG_URL or install postgresql");
-const name = `cg_bench_${randomBytes(4).toString("hex")}`;
-const admin = new pg.Client({ connectionString: base });
-await admin.connect();
-await admin.query(`CREATE DATABASE ${name}`);
-await admin.end();
-const url = new URL(base);
-url.pathname = `/${name}`;
+const url = new URL(await createDatabase(base, "cg_bench"));
 
 const p = await pki();
 const echo = await startEcho();

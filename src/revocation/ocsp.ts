@@ -28,6 +28,22 @@ export function ocspKey(leaf: X509Certificate, issuer: X509Certificate, url: str
   return `${issuer.fingerprint256}|${leaf.serialNumber}|${url}`;
 }
 
+/**
+ * ocspKey(), remembered per leaf: a connection's leaf is the same object on every request, and a
+ * key built afresh is a new string whose hash the cache recomputes (~1 µs).
+ */
+export class OcspKeys {
+  readonly #keys = new WeakMap<X509Certificate, { issuer: X509Certificate; url: string; key: string }>();
+
+  of(leaf: X509Certificate, issuer: X509Certificate, url: string): string {
+    const k = this.#keys.get(leaf);
+    if (k?.issuer === issuer && k.url === url) return k.key;
+    const key = ocspKey(leaf, issuer, url);
+    this.#keys.set(leaf, { issuer, url, key });
+    return key;
+  }
+}
+
 export interface OcspHooks {
   /** A responder was asked: the outcome (good, revoked, unknown, error). */
   answered?(status: OcspStatus): void;
@@ -38,11 +54,7 @@ export interface OcspHooks {
 export class OcspClient implements OcspSource {
   readonly #cache = new LRUCache<string, OcspAnswer>({ max: 50_000, ttlAutopurge: false });
   readonly #inflight = new Map<string, Promise<OcspAnswer>>();
-  /**
-   * Per leaf, the cache key of its last look-up. A connection's leaf is the same object on every
-   * request; a key built afresh is a new string whose hash the cache recomputes (~1 µs).
-   */
-  readonly #keys = new WeakMap<X509Certificate, { issuer: X509Certificate; url: string; key: string }>();
+  readonly #keys = new OcspKeys();
   readonly #hooks: OcspHooks;
 
   constructor(hooks: OcspHooks = {}) {
@@ -56,7 +68,7 @@ export class OcspClient implements OcspSource {
 
   /** A cached answer, or a promise of one; never rejects. */
   lookup(leaf: X509Certificate, issuer: X509Certificate, url: string, opts: OcspOptions): OcspAnswer | Promise<OcspAnswer> {
-    const key = this.#keyOf(leaf, issuer, url);
+    const key = this.#keys.of(leaf, issuer, url);
     const hit = this.#cache.get(key);
     if (hit) return hit;
     let pending = this.#inflight.get(key);
@@ -76,14 +88,6 @@ export class OcspClient implements OcspSource {
     this.#cache.set(key, answer, { ttl: ttlMs });
     this.#hooks.cached?.(key, answer, ttlMs);
     return answer;
-  }
-
-  #keyOf(leaf: X509Certificate, issuer: X509Certificate, url: string): string {
-    const k = this.#keys.get(leaf);
-    if (k?.issuer === issuer && k.url === url) return k.key;
-    const key = ocspKey(leaf, issuer, url);
-    this.#keys.set(leaf, { issuer, url, key });
-    return key;
   }
 
   async #ask(leaf: X509Certificate, issuer: X509Certificate, url: string, opts: OcspOptions): Promise<{ answer: OcspAnswer; ttlMs: number }> {

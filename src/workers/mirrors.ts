@@ -6,7 +6,7 @@ import { LRUCache } from "lru-cache";
 import type { VerifiedCrl } from "../revocation/crl.ts";
 import type { CrlSource, OcspSource } from "../revocation/checker.ts";
 import { verifiedView } from "../revocation/fetcher.ts";
-import { ocspKey, type OcspAnswer, type OcspOptions } from "../revocation/ocsp.ts";
+import { OcspKeys, type OcspAnswer, type OcspOptions } from "../revocation/ocsp.ts";
 import type { FromWorker } from "./protocol.ts";
 
 type Send = (m: FromWorker) => void;
@@ -70,7 +70,7 @@ export class CrlMirror implements CrlSource {
 export class OcspMirror implements OcspSource {
   readonly #cache = new LRUCache<string, OcspAnswer>({ max: 50_000 });
   readonly #waiting = new Map<string, { promise: Promise<OcspAnswer>; resolve: (a: OcspAnswer) => void; timer: NodeJS.Timeout }>();
-  readonly #keys = new WeakMap<X509Certificate, { issuer: X509Certificate; url: string; key: string }>();
+  readonly #keys = new OcspKeys();
   readonly #send: Send;
 
   constructor(send: Send) {
@@ -78,7 +78,7 @@ export class OcspMirror implements OcspSource {
   }
 
   lookup(leaf: X509Certificate, issuer: X509Certificate, url: string, opts: OcspOptions): OcspAnswer | Promise<OcspAnswer> {
-    const key = this.#keyOf(leaf, issuer, url);
+    const key = this.#keys.of(leaf, issuer, url);
     const hit = this.#cache.get(key);
     if (hit) return hit;
     const pending = this.#waiting.get(key);
@@ -102,11 +102,4 @@ export class OcspMirror implements OcspSource {
     w.resolve(answer);
   }
 
-  #keyOf(leaf: X509Certificate, issuer: X509Certificate, url: string): string {
-    const k = this.#keys.get(leaf);
-    if (k?.issuer === issuer && k.url === url) return k.key;
-    const key = ocspKey(leaf, issuer, url);
-    this.#keys.set(leaf, { issuer, url, key });
-    return key;
-  }
 }

@@ -2,12 +2,11 @@
 // stays up for the other files): it keeps serving, refuses writes with 503 in each dialect's
 // envelope, says so in /healthz and the metrics, restarts from its local copy, and catches up
 // once the store is back.
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startEcho } from "../../src/demo/echo.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import { pki } from "../helpers/harness.ts";
-import { startCluster } from "../helpers/postgres.setup.ts";
+import { createDatabase, startCluster } from "../helpers/postgres.setup.ts";
 import { get, sample, startGroup, untilTrue, type Group } from "../workers/group.ts";
 
 const havePg = Boolean(inject("pgUrl")) && !process.env.CERTGATE_TEST_PG_URL;
@@ -39,11 +38,7 @@ describe.skipIf(!havePg)("a fleet node while PostgreSQL is down", () => {
     closers.push(() => echo.server.close());
     cluster = (await startCluster())!;
     closers.push(() => cluster.remove());
-    const admin = new pg.Client({ connectionString: cluster.url });
-    await admin.connect();
-    await admin.query("CREATE DATABASE fleet_outage");
-    await admin.end();
-    storeUrl = cluster.url.replace(/\/postgres$/, "/fleet_outage");
+    storeUrl = await createDatabase(cluster.url, "fleet_outage");
   }, 60_000);
   afterAll(async () => {
     await Promise.all(groups.map((g) => g.stop()));

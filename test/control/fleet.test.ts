@@ -13,6 +13,7 @@ import { issue } from "../../src/pki/issue.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import { pki } from "../helpers/harness.ts";
 import { OpensslCa } from "../helpers/opensslca.ts";
+import { createDatabase } from "../helpers/postgres.setup.ts";
 import { get, startGroup, untilTrue, type Group } from "../workers/group.ts";
 
 const pgUrl = inject("pgUrl");
@@ -30,13 +31,6 @@ describe.skipIf(!pgUrl)("a fleet of two nodes on one PostgreSQL", () => {
     const echo = await startEcho();
     origin = echo.url;
     closers.push(() => echo.server.close());
-    const name = `cg_fleet_${randomBytes(4).toString("hex")}`;
-    const admin = new pg.Client({ connectionString: pgUrl });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const u = new URL(pgUrl);
-    u.pathname = `/${name}`;
     const build = (pk: DevPki) => ({
       certificates: [{ id: "srv", cert: pk.server.certPem, key: pk.server.keyPem }],
       trust_bundles: [{ id: "clients", ca: pk.ca.certPem }],
@@ -44,7 +38,7 @@ describe.skipIf(!pgUrl)("a fleet of two nodes on one PostgreSQL", () => {
       routes: [{ id: "main", hostname: "localhost", origin }],
       default_certificate: "srv",
     });
-    storeUrl = u.toString();
+    storeUrl = await createDatabase(pgUrl, "cg_fleet");
     // The nodes inherit one key-encryption key for the managed CA kept in the store.
     process.env.CERTGATE_KEK = randomBytes(32).toString("base64");
     a = await startGroup(build, ["--store", storeUrl]);

@@ -1,7 +1,5 @@
 // Control-plane test harness: a real Runtime + admin server on 127.0.0.1 over a temp data dir.
-import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
-import { Client as PgClient } from "pg";
 import http from "node:http";
 import { ManagedCaService } from "../../src/managedca/service.ts";
 import { tmpdir } from "node:os";
@@ -20,6 +18,7 @@ import { listenAdmin } from "../../src/control/admin.ts";
 import { loadStore, startControl } from "../../src/control/setup.ts";
 import type { WritePath } from "../../src/control/writepath.ts";
 import { pki } from "../helpers/harness.ts";
+import { createDatabase } from "../helpers/postgres.setup.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 
 export const TOKEN = "test-admin-token";
@@ -71,14 +70,7 @@ async function storeUrlFor(dataDir: string): Promise<string | undefined> {
   if (!pg) return undefined;
   let url = pg.byDir.get(dataDir);
   if (!url) {
-    const name = `cg_t_${randomBytes(6).toString("hex")}`;
-    const admin = new PgClient({ connectionString: pg.url });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const u = new URL(pg.url);
-    u.pathname = `/${name}`;
-    pg.byDir.set(dataDir, (url = u.toString()));
+    pg.byDir.set(dataDir, (url = await createDatabase(pg.url)));
   }
   return url;
 }

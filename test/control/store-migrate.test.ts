@@ -4,9 +4,9 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import pg from "pg";
 import { describe, expect, inject, it } from "vitest";
 import { run } from "../helpers/tools.ts";
+import { createDatabase } from "../helpers/postgres.setup.ts";
 import { api, startCertgate, tmpData } from "./helpers.ts";
 
 const pgUrl = inject("pgUrl");
@@ -27,13 +27,7 @@ describe.skipIf(!pgUrl)("certgate store migrate", () => {
     const tokensBefore = (await api(cg, "GET", "/v1/tokens")).body.tokens;
     await cg.close();
 
-    const name = `cg_migrate_${randomBytes(4).toString("hex")}`;
-    const admin = new pg.Client({ connectionString: pgUrl });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const url = new URL(pgUrl);
-    url.pathname = `/${name}`;
+    const url = new URL(await createDatabase(pgUrl, "cg_migrate"));
     const env = { ...process.env, CERTGATE_KEK: randomBytes(32).toString("base64") };
     const migrate = (from: string, to: string) => run(process.execPath, [CLI, "store", "migrate", "--from", from, "--to", to], "", 30_000, undefined, env);
 

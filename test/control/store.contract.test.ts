@@ -1,26 +1,17 @@
 // The Store contract, run against both engines: SQLite (a file) and PostgreSQL (a real server,
 // test/helpers/postgres.setup.ts, one fresh database per case).
-import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { describe, expect, inject, it } from "vitest";
 import { SqliteStore, SCHEMA_VERSION, type Store } from "../../src/control/store.ts";
 import { PostgresStore, redact } from "../../src/control/pgstore.ts";
 import { parseModel, type Model } from "../../src/model/schema.ts";
 import { tmpData } from "./helpers.ts";
+import { createDatabase } from "../helpers/postgres.setup.ts";
 
 const pgUrl = inject("pgUrl");
 const ORIGIN = "http://127.0.0.1:9";
 
-async function freshPgUrl(): Promise<string> {
-  const name = `cg_${randomBytes(6).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: pgUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const u = new URL(pgUrl);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
+const freshPgUrl = (): Promise<string> => createDatabase(pgUrl);
 
 interface Engine {
   name: string;

@@ -3,6 +3,7 @@
 // URL with inject("pgUrl"); "" when there is none, and then, unless CERTGATE_REQUIRE_PG is set
 // (CI sets it), the PostgreSQL cases are skipped with a note.
 import { execFileSync, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -71,4 +72,20 @@ export default async function setup(project: TestProject): Promise<(() => void) 
   }
   project.provide("pgUrl", cluster.url);
   return () => cluster.remove();
+}
+
+/** A new, empty database on the server `serverUrl` names; its URL. */
+export async function createDatabase(serverUrl: string, prefix = "cg"): Promise<string> {
+  const { Client } = (await import("pg")).default;
+  const name = `${prefix}_${randomBytes(6).toString("hex")}`;
+  const admin = new Client({ connectionString: serverUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const u = new URL(serverUrl);
+  u.pathname = `/${name}`;
+  return u.toString();
 }
