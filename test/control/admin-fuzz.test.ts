@@ -50,6 +50,7 @@ const KEYS = [
   "origin", "path_prefix", "origin_tls", "connect_timeout_ms", "read_timeout_ms", "read_only", "account_id", "crl", "ocsp", "pem", "urls", "when_missing", "mode", "responder_url",
   "certificates", "trust_bundles", "hosts", "routes", "zones", "default_certificate", "limits", "mtls", "trust_bundle", "ca",
   "upgrades", "url_normalization", "merge_slashes", "max_header_count", "max_header_bytes", "trust_forwarded_for", "dialects",
+  "origin_protocol", "http2",
   // Apinizer
   "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList", "operationMetadata",
   "targetScope", "targetPipeline", "order", "targetEndpoint", "targetEndpointHTTPMethod", "policy", "active", "validateCertificate", "validateACLForIssuer",
@@ -214,7 +215,7 @@ describe("admin fuzzing", () => {
     const rel1 = (type: string, id: string) => ({ data: { type, id } });
     const policy = { operationMetadata: { targetScope: "ENDPOINT", targetEndpoint: "/a/{id}", targetEndpointHTTPMethod: "GET", targetPipeline: "REQUEST", deploy: true, deployTargetEnvironmentNameList: ["production"], order: 1 }, policy: { type: "policy-auth-mtls", description: "x", active: true, validateCertificate: true, validateACLForIssuer: true } };
     templates = {
-      "PUT /v1/routes/:id": { body: { hostname: "new.test", path_prefix: "/p", origin, origin_tls: { verify: false, server_name: "x" }, connect_timeout_ms: 100, upgrades: ["websocket", "x-proto/1"] }, ids: { id: "new-id" } },
+      "PUT /v1/routes/:id": { body: { hostname: "new.test", path_prefix: "/p", origin, origin_tls: { verify: false, server_name: "x" }, connect_timeout_ms: 100, upgrades: ["websocket", "x-proto/1"], origin_protocol: "h2c" }, ids: { id: "new-id" } },
       "PUT /v1/config": { body: JSON.parse(config) as unknown },
       "PUT /v1/trust_bundles/:id/revocation": { body: { crl: { urls: ["http://127.0.0.1:1/crl"], when_missing: "ignore", fetch_distribution_points: false }, ocsp: { mode: "soft_fail", timeout_ms: 100, nonce: true } }, ids: { id: "tb1" } },
       "POST /v1/tokens": { body: { name: "n", read_only: true, account_id: ACC } },
@@ -325,7 +326,8 @@ describe("admin fuzzing", () => {
     expect(whole.url_normalization).toHaveProperty("merge_slashes");
     expect(whole.limits).toHaveProperty("max_header_count");
     expect(templates["PUT /v1/routes/:id"]!.body).toHaveProperty("upgrades");
-    for (const k of ["upgrades", "url_normalization", "merge_slashes", "max_header_count", "dialects"]) expect(KEYS, k).toContain(k);
+    expect(templates["PUT /v1/routes/:id"]!.body).toHaveProperty("origin_protocol");
+    for (const k of ["upgrades", "url_normalization", "merge_slashes", "max_header_count", "dialects", "origin_protocol", "http2"]) expect(KEYS, k).toContain(k);
   });
 
   it("each write template, sent as it is, is accepted: its mutations start from a valid body", async () => {
