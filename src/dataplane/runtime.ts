@@ -14,12 +14,13 @@ import { drainHttp1, openConnections, serveHttp1, setResponseTag, type Http1Hand
 import { drainHttp2, openSessions, serveHttp2, type Http2Handlers } from "./http2/session.ts";
 import { Snapshot, type DerivedRules, type HostPolicy } from "./snapshot.ts";
 import { TlsServers } from "./tls/tlsservers.ts";
+import { FrontCerts } from "./tls/frontcerts.ts";
+import { parseIp } from "../rules/ip.ts";
 import { countRefusal } from "./request/refusals.ts";
 import { RevocationChecker, type CrlSource, type OcspSource } from "../revocation/checker.ts";
 import { CrlFetcher, type FetcherHooks } from "../revocation/fetcher.ts";
-import { serialKey } from "../revocation/crl.ts";
 import { OcspClient, type OcspHooks } from "../revocation/ocsp.ts";
-import { classify, MISSING, VERIFIED, type ChainVerdict } from "./tls/verify.ts";
+import { classify, hostVerdict, MISSING, type ChainVerdict } from "./tls/verify.ts";
 
 export interface RuntimeOptions {
   log: Logger;
@@ -73,6 +74,7 @@ export class Runtime implements Dispatcher {
       metrics: this.#metrics,
       log: this.#log,
       revocation: new RevocationChecker(this.#crls, ocsp),
+      frontCerts: new FrontCerts(),
     };
     this.#prefetchCrls(model);
     const deps = this.#deps;
@@ -84,7 +86,7 @@ export class Runtime implements Dispatcher {
     };
     this.#servers = new TlsServers(
       {
-        secure: (socket, servername, policy) => this.#secure(socket, servername, policy),
+        secure: (socket, servername, policy, viaFront) => this.#secure(socket, servername, policy, viaFront),
         tlsError: (err, policy) => this.#tlsError(err, policy),
       },
       opts.ticketSecret ?? randomBytes(32),
@@ -186,7 +188,10 @@ export class Runtime implements Dispatcher {
     const snap = this.#snapshot;
     const cert = snap.certFor(servername);
     if (!cert) return false;
-    this.#servers.accept(socket, servername ?? "", cert, snap.hostPolicy(servername ?? ""), snap.model.limits);
+    const policy = snap.hostPolicy(servername ?? "");
+    // The TCP peer, never an address a PROXY header declares: the front itself must be trusted.
+    const peer = policy.front && socket.remoteAddress ? parseIp(socket.remoteAddress) : undefined;
+    this.#servers.accept(socket, servername ?? "", cert, policy, snap.model.limits, peer !== undefined && policy.front!.peers.has(peer));
     this.#metrics.tlsServers.set(this.#servers.size);
     return true;
   }
@@ -198,19 +203,18 @@ export class Runtime implements Dispatcher {
   }
 
   /** Captures everything about the connection now: Node's TLS getters are unsafe after close. */
-  #secure(socket: TLSSocket, servername: string, policy: HostPolicy): void {
+  #secure(socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean): void {
     let facts = NO_CLIENT_CERT;
     let result = "not_requested";
-    if (policy.mode !== "off") {
+    // From a trusted front each request brings its certificate in a header (requests.ts).
+    if (viaFront) result = "via_front";
+    else if (policy.mode !== "off") {
       const leaf = socket.getPeerX509Certificate();
       const bundle = policy.bundle!;
       let verdict: ChainVerdict;
       if (!leaf) verdict = MISSING;
       else if (!socket.authorized) verdict = classify(String(socket.authorizationError ?? "UNABLE_TO_GET_ISSUER_CERT"));
-      // Node checks no depth; a leaf issued below the bundle's CAs has at least 2 above it.
-      else if ((bundle.depthOf.get(leaf.issuer) ?? 2) > bundle.verifyDepth) verdict = { ok: false, failure: "untrusted", reason: "chain_too_long" };
-      else if (policy.managedIssuedTo && !policy.managedIssuedTo.has(serialKey(leaf.serialNumber))) verdict = { ok: false, failure: "untrusted", reason: "issued_to_another_owner" };
-      else verdict = VERIFIED;
+      else verdict = hostVerdict(leaf, policy);
       facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined);
       result = verdict.ok ? "verified" : verdict.reason;
       if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
@@ -223,6 +227,7 @@ export class Runtime implements Dispatcher {
       tlsVersion: socket.getProtocol() ?? "",
       remoteAddress: remote.startsWith("::ffff:") ? remote.slice(7) : remote,
       resumed: socket.isSessionReused(),
+      viaFront,
     };
     (socket as TLSSocket & { [CLIENT_CONN]?: ClientConn })[CLIENT_CONN] = state;
     this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(state.resumed) });

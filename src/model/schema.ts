@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { MAX_RESPONSE_BODY, MEDIA_TYPE } from "../rules/ruleset.ts";
 
-import { hostname, id, ms, pem, stamp } from "./primitives.ts";
+import { cidr, hostname, id, ms, pem, stamp } from "./primitives.ts";
 import { Dialects, pruneDialects } from "../dialects/records.ts";
 import { upgradeLegacy } from "./upgrade.ts";
 import { ModelError, formatPath } from "./error.ts";
@@ -73,6 +73,18 @@ export const Forwarding = z.strictObject({
   xfcc: z.boolean().default(false),
 });
 
+/** The header a trusted front (CDN, load balancer) forwards the client certificate it terminated in. */
+export const FRONT_CERT_HEADERS = ["Cf-Client-Cert-Der-Base64", "Client-Cert", "X-Amzn-Mtls-Clientcert"] as const;
+
+/**
+ * A front that terminates the client's mTLS itself and forwards the certificate in a header:
+ * from `trusted_peers` (the TCP peer's address) that certificate is verified as a presented one.
+ */
+export const UpstreamClientCert = z.strictObject({
+  trusted_peers: z.array(cidr).min(1).max(1024),
+  header: z.enum(FRONT_CERT_HEADERS),
+});
+
 export const Host = z.strictObject({
   /** Exact name or `*.parent` (one label). */
   hostname,
@@ -84,12 +96,17 @@ export const Host = z.strictObject({
     .refine((m) => m.mode === undefined || m.mode === "off" || m.trust_bundle, { message: "trust_bundle is required unless mode is off", path: ["trust_bundle"] })
     .default({}),
   forward_client_cert: Forwarding.default({ rfc9440: false, cloudflare: false, xfcc: false }),
+  /** Client certificates verified from a trusted front's header (needs an mTLS mode; docs/upstream-client-cert.md). */
+  upstream_client_cert: UpstreamClientCert.optional(),
   /** Offer HTTP/2 (ALPN `h2`) besides HTTP/1.1; absent = true. Optional, so stored models need no migration. */
   http2: z.boolean().optional(),
   /** The Cloudflare account owning this hostname; absent = the operator's (src/control/ownership.ts). */
   account_id: id.optional(),
   created_at: stamp,
   updated_at: stamp,
+}).refine((h) => !h.upstream_client_cert || (h.mtls.trust_bundle && h.mtls.mode !== "off"), {
+  message: "upstream_client_cert needs mTLS on this host (a trust_bundle and a mode other than off): the header's certificate is verified against that bundle",
+  path: ["upstream_client_cert"],
 });
 
 const OriginTls = z.strictObject({
@@ -226,6 +243,7 @@ export type Rule = z.infer<typeof Rule>;
 export type Zone = z.infer<typeof Zone>;
 export type MtlsMode = z.infer<typeof MtlsMode>;
 export type Forwarding = z.infer<typeof Forwarding>;
+export type UpstreamClientCert = z.infer<typeof UpstreamClientCert>;
 export type ManagedClientCertificate = z.infer<typeof ManagedClientCertificate>;
 
 // Read at run time by the data plane, which must not load zod in every worker process.

@@ -19,7 +19,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
     registry,
     handshakes: new Counter({
       name: "certgate_handshakes_total",
-      help: "Completed TLS handshakes by host and client-certificate result (not_requested, verified, no_certificate, or the OpenSSL reason).",
+      help: "Completed TLS handshakes by host and client-certificate result (not_requested, verified, no_certificate, via_front: a trusted front brings certificates in a header, or the OpenSSL reason).",
       labelNames: ["host", "result", "resumed"] as const,
       registers: [registry],
     }),

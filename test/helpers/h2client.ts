@@ -16,6 +16,7 @@ export interface H2ConnectOpts {
   servername?: string;
   cert?: { certPem: string; keyPem: string; chain?: string };
   settings?: http2.Settings;
+  localAddress?: string;
 }
 
 /** An HTTP/2 session over TLS (ALPN h2) to certgate on 127.0.0.1. */
@@ -28,6 +29,7 @@ export async function h2connect(port: number, o: H2ConnectOpts = {}): Promise<Cl
       cert: o.cert ? o.cert.certPem + (o.cert.chain ?? "") : undefined,
       key: o.cert?.keyPem,
       settings: o.settings,
+      ...({ localAddress: o.localAddress } as object), // passed on to net.connect; not in the TLS option types
     });
     s.once("connect", () => resolve(s));
     s.once("error", reject);

@@ -77,6 +77,8 @@ export interface ClientOpts {
   cert?: { certPem: string; keyPem: string; chain?: string };
   session?: Buffer;
   agent?: https.Agent | false;
+  /** Source address of the connection (127.0.0.2 is another peer than 127.0.0.1 on one machine). */
+  localAddress?: string;
 }
 
 /** One HTTPS request on a new connection (unless an agent is given). */
@@ -96,6 +98,7 @@ export async function request(port: number, o: ClientOpts = {}): Promise<Reply> 
         cert: o.cert ? o.cert.certPem + (o.cert.chain ?? "") : undefined,
         key: o.cert?.keyPem,
         agent: o.agent ?? false,
+        localAddress: o.localAddress,
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -126,6 +129,7 @@ export function connect(port: number, o: ClientOpts = {}): Promise<{ socket: tls
           cert: o.cert ? o.cert.certPem + (o.cert.chain ?? "") : undefined,
           key: o.cert?.keyPem,
           session: o.session,
+          ...({ localAddress: o.localAddress } as object), // passed on to net.connect; not in the TLS option types
         });
         socket.once("session", gotSession);
         socket.once("secureConnect", () => resolve({ socket, session }));

@@ -1,6 +1,8 @@
 // Host policies: each hostname's mTLS mode, bundle, forwarding and policy version (what a
 // connection was verified under), and the certificates hosts pin.
-import type { Forwarding, Model, MtlsMode } from "../../model/schema.ts";
+import { createHash } from "node:crypto";
+import type { Forwarding, Model, MtlsMode, UpstreamClientCert } from "../../model/schema.ts";
+import { IpPrefixSet, parseCidr, parseIp } from "../../rules/ip.ts";
 import { NameTable } from "../names.ts";
 import type { CompiledBundle } from "./bundles.ts";
 import type { CompiledCert } from "./certs.ts";
@@ -21,6 +23,15 @@ export interface HostPolicy {
    * must not verify on another owner's host (Cloudflare gives each account its own CA).
    */
   managedIssuedTo?: ReadonlySet<string>;
+  /** A trusted front forwards client certificates in a header (`upstream_client_cert`). */
+  front?: FrontPolicy;
+}
+
+export interface FrontPolicy {
+  /** TCP peers whose connections skip the CertificateRequest and bring the certificate in `header`. */
+  peers: IpPrefixSet;
+  /** Lower-cased header name. */
+  header: "cf-client-cert-der-base64" | "client-cert" | "x-amzn-mtls-clientcert";
 }
 
 const NO_FORWARDING: Forwarding = { rfc9440: false, cloudflare: false, xfcc: false };
@@ -63,6 +74,11 @@ export function compileHosts(model: Model, bundles: Map<string, CompiledBundle>,
       http2: h.http2 ?? true,
       version: policyVersion(mode, mode === "off" ? null : bundle!),
     };
+    if (mode !== "off" && h.upstream_client_cert) {
+      // Who may skip the handshake's verification decides verification: part of the version.
+      policy.front = compileFront(h.upstream_client_cert);
+      policy.version += `:front=${createHash("sha256").update(JSON.stringify(h.upstream_client_cert)).digest("base64url").slice(0, 16)}`;
+    }
     if (mode !== "off" && managedBundles.has(bundleId!)) {
       const owner = h.account_id ?? "";
       policy.managedIssuedTo = issuedTo.get(owner) ?? new Set();
@@ -81,4 +97,15 @@ export function compileHosts(model: Model, bundles: Map<string, CompiledBundle>,
 
 function policyVersion(mode: MtlsMode, bundle: CompiledBundle | null): string {
   return mode === "off" ? "off" : `${mode}:${bundle!.digest}`;
+}
+
+function compileFront(u: UpstreamClientCert): FrontPolicy {
+  const peers = new IpPrefixSet();
+  for (const c of u.trusted_peers) {
+    const net = parseCidr(c);
+    const one = net ? undefined : parseIp(c);
+    if (net) peers.add(net.addr, net.bits);
+    else if (one) peers.add(one, one.v === 4 ? 32 : 128);
+  }
+  return { peers, header: u.header.toLowerCase() as FrontPolicy["header"] };
 }

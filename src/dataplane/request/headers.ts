@@ -17,6 +17,7 @@ const CERTGATE_ASSERTED = new Set([
   "cf-client-cert-der-base64",
   "cf-client-cert-sha256",
   "x-forwarded-client-cert",
+  "x-amzn-mtls-clientcert", // AWS ALB's, read from a trusted front (upstream_client_cert), else spoofed
   "forwarded",
   "x-forwarded-for",
   "x-forwarded-proto",

@@ -15,6 +15,7 @@ import { normalizeTarget, originForm, type Target } from "./path.ts";
 import type { OriginRoute, HostPolicy, HostView, Snapshot } from "../snapshot.ts";
 import { countRefusal, REFUSALS, type RefusalReason, type RefusalSpec } from "./refusals.ts";
 import type { RevocationChecker, RevocationVerdict } from "../../revocation/checker.ts";
+import type { FrontCerts } from "../tls/frontcerts.ts";
 
 export const CLIENT_CONN = Symbol("certgate.connection");
 
@@ -26,6 +27,8 @@ export interface ClientConn {
   tlsVersion: string;
   remoteAddress: string;
   resumed: boolean;
+  /** The TCP peer is a trusted front of this host: each request brings its certificate in a header, and `facts` are that request's. */
+  viaFront: boolean;
   /** The last Host this connection asked for, resolved in one snapshot: keep-alive requests reuse it. */
   view?: CachedView;
 }
@@ -63,6 +66,7 @@ export interface RequestDeps {
   metrics: Metrics;
   log: Logger;
   revocation: RevocationChecker;
+  frontCerts: FrontCerts;
 }
 
 interface Refusal {
@@ -72,6 +76,8 @@ interface Refusal {
   body: string;
   contentType: string;
   close: boolean;
+  /** HTTP/2: GOAWAY after the answer (REFUSALS' goaway, unless the failure was the request's own). */
+  goaway: boolean;
 }
 interface Pass {
   kind: "pass";
@@ -93,6 +99,7 @@ const refuse = (reason: RefusalReason, own?: { status: number; body: string; con
   body: own?.body ?? REFUSALS[reason].body,
   contentType: own?.contentType ?? TEXT,
   close: REFUSALS[reason].close,
+  goaway: (REFUSALS[reason] as RefusalSpec).goaway ?? false,
 });
 
 /** The connection's state, set once its handshake completed. */
@@ -117,7 +124,9 @@ export function decide(req: ClientRequest, conn: ClientConn, view: CachedView | 
 
   const facts = conn.facts;
   if (policy.mode === "enforced" && (!facts.verified || revoked)) {
-    return refuse(`cert_${revoked ? "revoked" : (facts.verdict.failure ?? "untrusted")}`);
+    const r = refuse(`cert_${revoked ? "revoked" : (facts.verdict.failure ?? "untrusted")}`);
+    // Through a front the certificate was this request's: the connection carries other clients' requests and goes on.
+    return conn.viaFront ? { ...r, close: false, goaway: false } : r;
   }
 
   const program = view.rules;
@@ -195,7 +204,20 @@ export function handleRequest(deps: RequestDeps, req: ClientRequest, res: Client
   const conn = clientConnOf(req.socket);
   if (!conn) return void req.socket.destroy();
   const view = hostView(conn, hostHeader(req), deps.snapshot());
-  withRevocation(deps, conn, view, (revoked) => respond(deps, req, res, conn, view, revoked));
+  const rc = requestConn(deps, req, conn);
+  withRevocation(deps, rc, view, (revoked) => respond(deps, req, res, rc, view, revoked));
+}
+
+/**
+ * The connection as this request sees it. Through a trusted front the certificate is the one
+ * in this request's header, verified against the bundle of the policy the connection was
+ * accepted under (any other policy is refused with 421 by decide()).
+ */
+function requestConn(deps: RequestDeps, req: ClientRequest, conn: ClientConn): ClientConn {
+  if (!conn.viaFront) return conn;
+  const facts = deps.frontCerts.facts(req.rawHeaders, conn.policy);
+  if (!facts.verified) deps.metrics.verifyFailures.inc({ host: conn.policy.pattern || "_default", reason: facts.verdict.reason });
+  return { ...conn, facts };
 }
 
 function respond(deps: RequestDeps, req: ClientRequest, res: ClientResponse, conn: ClientConn, view: CachedView | null, revoked: boolean): void {
@@ -226,7 +248,7 @@ function respond(deps: RequestDeps, req: ClientRequest, res: ClientResponse, con
     // Drain what the client sends so the answer is read rather than reset.
     req.discardBody();
     const spec: RefusalSpec = REFUSALS[outcome.reason];
-    if (spec.goaway) res.endConnection?.();
+    if (outcome.goaway) res.endConnection?.();
     if (isGrpc(req)) return sendGrpc(res, spec.grpc, outcome.body);
     return send(res, outcome.status, outcome.body, outcome.close, outcome.contentType);
   }
@@ -323,7 +345,8 @@ export function handleUpgrade(deps: RequestDeps, req: Request, socket: TLSSocket
   socket.on("error", () => socket.destroy());
   if (!conn) return void socket.destroy();
   const view = hostView(conn, hostHeader(req), deps.snapshot());
-  withRevocation(deps, conn, view, (revoked) => void upgrade(deps, req, socket, clientHead, conn, view, revoked));
+  const rc = requestConn(deps, req, conn);
+  withRevocation(deps, rc, view, (revoked) => void upgrade(deps, req, socket, clientHead, rc, view, revoked));
 }
 
 async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clientHead: Buffer, conn: ClientConn, view: CachedView | null, revoked: boolean): Promise<void> {

@@ -8,6 +8,10 @@
 // host without mTLS to one with it, nor across bundles or policy changes (a policy change
 // yields a new version, hence new ticket keys). Hostnames sharing a policy version share a
 // server and may resume each other's sessions: the verification would be the same.
+// A host behind a trusted front (`upstream_client_cert`) has a second server for that front's
+// connections: no CertificateRequest (the front terminated the client's mTLS and has no
+// certificate to give), and its own session context and ticket keys, so a session from the
+// front can never be resumed by anyone else to skip the CertificateRequest.
 import { createHash, hkdfSync, randomBytes } from "node:crypto";
 import type net from "node:net";
 import tls, { type TLSSocket } from "node:tls";
@@ -16,7 +20,7 @@ import type { CompiledCert, HostPolicy } from "../snapshot.ts";
 
 export interface ServerHooks {
   /** The handshake is complete: the connection is the caller's (HTTP) from here. */
-  secure: (socket: TLSSocket, servername: string, policy: HostPolicy) => void;
+  secure: (socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean) => void;
   tlsError: (err: Error, policy: HostPolicy) => void;
 }
 
@@ -24,6 +28,7 @@ export interface ServerHooks {
 interface Dispatched {
   servername: string;
   policy: HostPolicy;
+  viaFront: boolean;
 }
 
 /**
@@ -64,14 +69,17 @@ export class TlsServers {
     return this.#servers.size;
   }
 
-  /** Hands a TCP socket (ClientHello put back) to the server for its certificate and policy. */
-  accept(socket: net.Socket, servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"]): void {
+  /**
+   * Hands a TCP socket (ClientHello put back) to the server for its certificate and policy.
+   * `viaFront`: the TCP peer is one of the host's trusted fronts, which brings certificates in a header.
+   */
+  accept(socket: net.Socket, servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"], viaFront = false): void {
     const timeout = limits.handshake_timeout_ms;
     // ALPN is per server: hosts sharing a policy but not the HTTP/2 switch get two servers (same ticket keys).
-    const key = `${cert.digest}\0${policy.version}\0${timeout}\0${policy.http2}`;
+    const key = `${cert.digest}\0${policy.version}\0${timeout}\0${policy.http2}\0${viaFront}`;
     let entry = this.#servers.get(key);
-    if (!entry) this.#servers.set(key, (entry = { server: this.#create(cert, policy, timeout), cert: cert.digest, policy: policy.version, timeout }));
-    this.#dispatched.set(socket, { servername, policy });
+    if (!entry) this.#servers.set(key, (entry = { server: this.#create(cert, policy, timeout, viaFront), cert: cert.digest, policy: policy.version, timeout }));
+    this.#dispatched.set(socket, { servername, policy, viaFront });
     entry.server.emit("connection", socket);
   }
 
@@ -81,14 +89,15 @@ export class TlsServers {
       if (!certDigests.has(e.cert) || !policyVersions.has(e.policy) || e.timeout !== handshakeTimeoutMs) this.#servers.delete(key);
   }
 
-  #create(cert: CompiledCert, policy: HostPolicy, handshakeTimeoutMs: number): tls.Server {
-    const scope = `${cert.digest}\0${policy.version}`;
-    const enforced = policy.mode === "enforced";
+  #create(cert: CompiledCert, policy: HostPolicy, handshakeTimeoutMs: number, viaFront: boolean): tls.Server {
+    const scope = `${cert.digest}\0${policy.version}${viaFront ? "\0front" : ""}`;
+    const requestCert = policy.mode !== "off" && !viaFront;
+    const enforced = requestCert && policy.mode === "enforced";
     const server = tls.createServer({
       key: cert.keyPem,
       cert: cert.certPem,
       ca: policy.bundle?.caPem,
-      requestCert: policy.mode !== "off",
+      requestCert,
       rejectUnauthorized: enforced,
       SNICallback: enforced ? keepSocketForHttpError : undefined,
       minVersion: "TLSv1.2",
@@ -102,7 +111,7 @@ export class TlsServers {
     const dispatched = this.#dispatched;
     server.on("secureConnection", (socket: TLSSocket) => {
       const d = dispatched.get(rawOf(socket)!);
-      if (d) hooks.secure(socket, d.servername, d.policy);
+      if (d) hooks.secure(socket, d.servername, d.policy, d.viaFront);
       else socket.destroy();
     });
     // Never call TLS getters here: Node can segfault on them after a client error.

@@ -1,0 +1,99 @@
+// The header-certificate chain verifier against OpenSSL itself: for each chain, the code a
+// real TLS handshake (node:tls, OpenSSL 3.5) reports as authorizationError must be the code
+// verifyChainCode gives for the same leaf, intermediates and trusted CAs.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import tls from "node:tls";
+import { X509Certificate } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { issue, pki } from "../helpers/harness.ts";
+import { verifyChainCode } from "../../src/dataplane/tls/chainverify.ts";
+import type { Issued } from "../../src/pki/issue.ts";
+import type { DevPki } from "../../src/pki/devpki.ts";
+
+const DAY = 86_400_000;
+
+/** A client certificate for the handshake: its PEM chain (leaf first) and key. */
+interface Case {
+  name: string;
+  chain: string[];
+  key: string;
+  /** The CAs the server trusts (PEM). */
+  trusted: string[];
+}
+
+describe("chainverify mirrors OpenSSL's verdict on header certificates", () => {
+  let p: DevPki;
+  const cases: Case[] = [];
+  const servers: tls.Server[] = [];
+
+  const add = (name: string, leaf: Issued, intermediates: Issued[], trusted: Issued[]) =>
+    cases.push({ name, chain: [leaf.certPem, ...intermediates.map((i) => i.certPem)], key: leaf.keyPem, trusted: trusted.map((t) => t.certPem) });
+
+  beforeAll(async () => {
+    p = await pki();
+    const now = Date.now();
+    add("valid", p.client, [], [p.ca]);
+    add("intermediate supplied by the client", p.clientViaIntermediate, [p.intermediate], [p.ca]);
+    add("intermediate missing", p.clientViaIntermediate, [], [p.ca]);
+    add("intermediate in the bundle", p.clientViaIntermediate, [], [p.ca, p.intermediate]);
+    add("intermediate alone in the bundle (no root)", p.clientViaIntermediate, [], [p.intermediate]);
+    add("expired", p.expired, [], [p.ca]);
+    add("not yet valid", p.notYetValid, [], [p.ca]);
+    add("serverAuth EKU only", p.serverAuthOnly, [], [p.ca]);
+    add("untrusted CA", p.untrusted, [], [p.ca]);
+    add("untrusted CA sent along", p.untrusted, [p.otherCa], [p.ca]);
+    const selfSigned = await issue({ subject: "CN=self signed client", eku: ["clientAuth"] });
+    add("self-signed", selfSigned, [], [p.ca]);
+    // pathLen 0 on the intermediate, yet another CA below it.
+    const sub = await issue({ subject: "CN=sub CA", ca: true }, p.intermediate);
+    const belowSub = await issue({ subject: "CN=below sub" }, sub);
+    add("path length exceeded", belowSub, [sub, p.intermediate], [p.ca]);
+    const notCa = await issue({ subject: "CN=not a CA", eku: [] }, p.ca);
+    const belowNotCa = await issue({ subject: "CN=below not a CA" }, notCa);
+    add("issuer is not a CA", belowNotCa, [notCa], [p.ca]);
+    const oldInt = await issue({ subject: "CN=expired intermediate", ca: true, notBefore: new Date(now - 60 * DAY), notAfter: new Date(now - DAY) }, p.ca);
+    const belowOld = await issue({ subject: "CN=below expired intermediate" }, oldInt);
+    add("expired intermediate", belowOld, [oldInt], [p.ca]);
+    const expiredUntrusted = await issue({ subject: "CN=expired untrusted", notBefore: new Date(now - 60 * DAY), notAfter: new Date(now - DAY) }, p.otherCa);
+    add("expired and untrusted", expiredUntrusted, [], [p.ca]);
+  });
+  afterAll(() => servers.forEach((s) => s.close()));
+
+  /** The authorizationError (or OK) a node:tls server reports for this client chain. */
+  async function opensslCode(c: Case): Promise<string> {
+    const codes: string[] = [];
+    const server = tls.createServer({ key: p.server.keyPem, cert: p.server.certPem, ca: c.trusted, requestCert: true, rejectUnauthorized: false }, (s) => {
+      codes.push(s.authorized ? "OK" : String(s.authorizationError));
+      s.end();
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as AddressInfo;
+    await new Promise<void>((resolve, reject) => {
+      const s = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca: p.serverCa.certPem, cert: c.chain.join(""), key: c.key }, () => s.resume());
+      s.on("close", () => resolve());
+      s.on("error", reject);
+    });
+    server.close();
+    return codes[0]!;
+  }
+
+  it("gives OpenSSL's code for every chain", async () => {
+    const rows: [string, string, string][] = [];
+    for (const c of cases) {
+      const [leaf, ...rest] = c.chain.map((pem) => new X509Certificate(pem));
+      const ours = verifyChainCode(leaf!, rest, c.trusted.map((pem) => new X509Certificate(pem)), Date.now());
+      rows.push([c.name, await opensslCode(c), ours]);
+    }
+    expect(rows.map(([n, o]) => [n, o])).toEqual(rows.map(([n, , ours]) => [n, ours]));
+    // The cases cover failures, not only successes.
+    expect(new Set(rows.map((r) => r[1])).size).toBeGreaterThan(6);
+  });
+
+  it("a leaf whose signature was tampered with: CERT_SIGNATURE_FAILURE", () => {
+    const der = Buffer.from(p.client.cert.rawData);
+    der[der.length - 5]! ^= 0x01; // inside the signature value
+    const code = verifyChainCode(new X509Certificate(der), [], [new X509Certificate(p.ca.certPem)], Date.now());
+    expect(code).toBe("CERT_SIGNATURE_FAILURE");
+  });
+});
