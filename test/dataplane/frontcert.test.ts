@@ -1,0 +1,272 @@
+// Client certificates verified from a trusted front (`upstream_client_cert`), on real sockets:
+// 127.0.0.1 is the trusted front, 127.0.0.2 (another loopback source address) anyone else.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createHash } from "node:crypto";
+import { baseModel, connect, issue, pki, rawExchange, rawRequest, request, startProxy, type Proxy } from "../helpers/harness.ts";
+import { h2connect, h2request } from "../helpers/h2client.ts";
+import { OpensslCa } from "../helpers/opensslca.ts";
+import { pemFiles, run } from "../helpers/tools.ts";
+import type { DevPki } from "../../src/pki/devpki.ts";
+import type { Issued } from "../../src/pki/issue.ts";
+import type { Model } from "../../src/model/schema.ts";
+
+const FRONT = "127.0.0.1";
+const OTHER = "127.0.0.2";
+const b64 = (c: Issued) => Buffer.from(c.cert.rawData).toString("base64");
+const rfc9440 = (c: Issued) => `:${b64(c)}:`;
+/** AWS ALB's X-Amzn-Mtls-Clientcert: URL-encoded PEM with `+`, `=` and `/` left as they are. */
+const albPem = (...certs: Issued[]) => encodeURIComponent(certs.map((c) => c.certPem).join("")).replace(/%2B/g, "+").replace(/%3D/g, "=").replace(/%2F/g, "/");
+
+describe("upstream_client_cert: certificates verified from a trusted front", () => {
+  let proxy: Proxy;
+  let p: DevPki;
+  let revoked: Issued;
+  let model: Model;
+  const front = (header: string) => ({ trusted_peers: ["127.0.0.1/32", "10.0.0.0/8"], header });
+  beforeAll(async () => {
+    p = await pki();
+    revoked = await issue({ subject: "O=certgate dev,CN=revoked via front" }, p.ca);
+    const ca = new OpensslCa(p.ca);
+    await ca.revoke(revoked.certPem);
+    const crl = await ca.gencrl();
+    proxy = await startProxy((pk, origin) =>
+      baseModel(
+        pk,
+        origin,
+        [
+          { hostname: "a.test", mtls: { mode: "enforced", trust_bundle: "clients" }, upstream_client_cert: front("Client-Cert"), forward_client_cert: { rfc9440: true, cloudflare: true, xfcc: true } },
+          { hostname: "b.test", mtls: { mode: "enforced", trust_bundle: "clients" }, upstream_client_cert: front("Cf-Client-Cert-Der-Base64"), forward_client_cert: { rfc9440: true } },
+          { hostname: "c.wild.test", mtls: { mode: "enforced", trust_bundle: "clients" }, upstream_client_cert: front("X-Amzn-Mtls-Clientcert"), forward_client_cert: { rfc9440: true } },
+          { hostname: "f.wild.test", mtls: { mode: "fail_open", trust_bundle: "clients" }, upstream_client_cert: front("Client-Cert"), forward_client_cert: { rfc9440: true } },
+        ],
+        {
+          trust_bundles: [{ id: "clients", ca: pk.ca.certPem, revocation: { crl: { pem: crl } } }],
+          rules: [{ id: "admin", expression: 'http.host eq "f.wild.test" and starts_with(http.request.uri.path, "/admin") and not cf.tls_client_auth.cert_verified', action: "block" }],
+          // Large enough for an oversized certificate header to reach certgate's own limit.
+          limits: { max_header_bytes: 65_536 },
+        },
+      ),
+    );
+    model = proxy.runtime.snapshot.model;
+  });
+  afterAll(() => proxy.close());
+
+  const viaFront = (servername: string, headers: Record<string, string>, path = "/") => request(proxy.port, { servername, headers, path, localAddress: FRONT });
+
+  describe("from the trusted front", () => {
+    it.each([
+      ["Client-Cert (RFC 9440)", "a.test", "client-cert"],
+      ["Cf-Client-Cert-Der-Base64 (Cloudflare)", "b.test", "cf-client-cert-der-base64"],
+      ["X-Amzn-Mtls-Clientcert (AWS ALB)", "c.wild.test", "x-amzn-mtls-clientcert"],
+    ])("%s: a valid certificate → 200, and the origin gets certgate's forwarded headers only", async (_, host, header) => {
+      const value = header === "client-cert" ? rfc9440(p.client) : header === "x-amzn-mtls-clientcert" ? albPem(p.client) : b64(p.client);
+      const r = await viaFront(host, { [header]: value });
+      expect(r.status).toBe(200);
+      const h = r.json().headers;
+      expect(h["client-cert"]).toBe(rfc9440(p.client));
+      expect(h["x-amzn-mtls-clientcert"]).toBeUndefined();
+      if (host === "a.test") {
+        expect(h["cf-client-cert-der-base64"]).toBe(b64(p.client));
+        expect(h["x-forwarded-client-cert"]).toContain(`Hash=${createHash("sha256").update(Buffer.from(p.client.cert.rawData)).digest("hex")}`);
+      } else expect(h["cf-client-cert-der-base64"]).toBeUndefined();
+      expect(h["x-forwarded-for"]).toBe(FRONT);
+    });
+
+    it("intermediates the front forwards are used as the client's: Client-Cert-Chain, and the ALB chain", async () => {
+      const a = await viaFront("a.test", { "client-cert": rfc9440(p.clientViaIntermediate), "client-cert-chain": rfc9440(p.intermediate) });
+      expect(a.status).toBe(200);
+      const c = await viaFront("c.wild.test", { "x-amzn-mtls-clientcert": albPem(p.clientViaIntermediate, p.intermediate) });
+      expect(c.status).toBe(200);
+      // Without its intermediate the leaf does not chain to the bundle.
+      const bare = await viaFront("a.test", { "client-cert": rfc9440(p.clientViaIntermediate) });
+      expect([bare.status, bare.body]).toEqual([403, "Client certificate error: untrusted. The client certificate is not trusted for this host.\n"]);
+    });
+
+    it.each([
+      ["no header", {}, "missing", "no_certificate"],
+      ["expired", { "client-cert": "EXPIRED" }, "expired", "cert_has_expired"],
+      ["not yet valid", { "client-cert": "FUTURE" }, "not_yet_valid", "cert_not_yet_valid"],
+      ["revoked (CRL)", { "client-cert": "REVOKED" }, "revoked", null],
+      ["untrusted CA", { "client-cert": "UNTRUSTED" }, "untrusted", "unable_to_verify_leaf_signature"],
+      ["wrong purpose (serverAuth EKU)", { "client-cert": "SERVERAUTH" }, "untrusted", "invalid_purpose"],
+      ["not a certificate", { "client-cert": ":Zm9vYmFy:" }, "untrusted", "header_malformed"],
+      ["not a byte sequence", { "client-cert": "MIIB" }, "untrusted", "header_malformed"],
+      ["non-canonical base64", { "client-cert": ":Zm9=:" }, "untrusted", "header_malformed"],
+      ["trailing bytes after the DER", { "client-cert": "TRAILING" }, "untrusted", "header_malformed"],
+      ["oversized", { "client-cert": `:${"A".repeat(20_000)}:` }, "untrusted", "header_too_large"],
+    ])("%s → 403 %s over HTTP/1.1, the reason counted", async (_, headers: Record<string, string>, failure, reason) => {
+      const value = headers["client-cert"];
+      const certs: Record<string, Issued> = { EXPIRED: p.expired, FUTURE: p.notYetValid, REVOKED: revoked, UNTRUSTED: p.untrusted, SERVERAUTH: p.serverAuthOnly };
+      if (value && certs[value]) headers = { "client-cert": rfc9440(certs[value]!) };
+      if (value === "TRAILING") headers = { "client-cert": `:${Buffer.concat([Buffer.from(p.client.cert.rawData), Buffer.from([0])]).toString("base64")}:` };
+      const r = await viaFront("a.test", headers);
+      expect(r.status).toBe(403);
+      expect(r.body).toMatch(new RegExp(`^Client certificate error: ${failure}\\.`));
+      if (reason) expect(await proxy.metrics.registry.getSingleMetricAsString("certgate_verify_failures_total")).toContain(`host="a.test",reason="${reason}"`);
+    });
+
+    it("a repeated certificate header is malformed, never merged", async () => {
+      const socket = (await connect(proxy.port, { servername: "a.test", localAddress: FRONT })).socket;
+      const r = await rawExchange(socket, `GET / HTTP/1.1\r\nHost: a.test\r\nClient-Cert: ${rfc9440(p.client)}\r\nClient-Cert: ${rfc9440(p.client)}\r\n\r\n`);
+      socket.destroy();
+      expect(r.status).toBe(403);
+    });
+
+    it("HTTP/2: one session carries many clients' certificates; a refused one does not end the session", async () => {
+      const s = await h2connect(proxy.port, { servername: "a.test", localAddress: FRONT });
+      try {
+        const ok = await h2request(s, { authority: "a.test", headers: { "client-cert": rfc9440(p.client) } });
+        expect(ok.status).toBe(200);
+        expect(JSON.parse(ok.body).headers["client-cert"]).toBe(rfc9440(p.client));
+        const bad = await h2request(s, { authority: "a.test", headers: { "client-cert": rfc9440(p.expired) } });
+        expect([bad.status, bad.body.split(".")[0]]).toEqual([403, "Client certificate error: expired"]);
+        const none = await h2request(s, { authority: "a.test" });
+        expect(none.status).toBe(403);
+        const rev = await h2request(s, { authority: "a.test", headers: { "client-cert": rfc9440(revoked) } });
+        expect(rev.body).toContain("revoked");
+        const other = await h2request(s, { authority: "a.test", headers: { "client-cert": rfc9440(p.clientViaIntermediate), "client-cert-chain": rfc9440(p.intermediate) } });
+        expect(other.status).toBe(200);
+        expect(JSON.parse(other.body).headers["client-cert"]).toBe(rfc9440(p.clientViaIntermediate));
+      } finally {
+        s.close();
+      }
+    });
+
+    it("HTTP/1.1 keep-alive: a refused certificate does not close the front's connection", async () => {
+      const socket = (await connect(proxy.port, { servername: "b.test", localAddress: FRONT })).socket;
+      try {
+        const bad = await rawExchange(socket, `GET / HTTP/1.1\r\nHost: b.test\r\ncf-client-cert-der-base64: ${b64(p.untrusted)}\r\n\r\n`);
+        expect(bad.status).toBe(403);
+        expect(bad.head).not.toMatch(/connection: close/i);
+        const good = await rawExchange(socket, `GET / HTTP/1.1\r\nHost: b.test\r\ncf-client-cert-der-base64: ${b64(p.client)}\r\n\r\n`);
+        expect(good.status).toBe(200);
+      } finally {
+        socket.destroy();
+      }
+    });
+
+    it("fail_open: rules see the header's certificate; nothing is forwarded for a bad one", async () => {
+      expect((await viaFront("f.wild.test", { "client-cert": rfc9440(p.client) }, "/admin")).status).toBe(200);
+      expect((await viaFront("f.wild.test", {}, "/admin")).status).toBe(403);
+      expect((await viaFront("f.wild.test", { "client-cert": rfc9440(p.expired) }, "/admin")).status).toBe(403);
+      const open = await viaFront("f.wild.test", { "client-cert": rfc9440(p.untrusted) });
+      expect(open.status).toBe(200);
+      expect(open.json().headers["client-cert"]).toBeUndefined();
+    });
+
+    it("the handshake asks the front for no certificate (openssl s_client from 127.0.0.1)", async () => {
+      const files = pemFiles({ serverCa: p.serverCa.certPem });
+      const r = await run("openssl", ["s_client", "-connect", `127.0.0.1:${proxy.port}`, "-servername", "a.test", "-CAfile", files.serverCa!], "");
+      expect(r.stdout).toContain("No client certificate CA names sent");
+    });
+  });
+
+  describe("from any other peer: the host's normal mTLS, the header stripped", () => {
+    it("no client certificate: the handshake is refused (certificate_required), header or not", async () => {
+      await expect(request(proxy.port, { servername: "a.test", localAddress: OTHER, headers: { "client-cert": rfc9440(p.client) } })).rejects.toThrow(/certificate required|alert|socket hang up|ECONNRESET/i);
+    });
+
+    it("a presented certificate decides; a spoofed header is stripped, not forwarded nor believed", async () => {
+      const r = await request(proxy.port, { servername: "a.test", localAddress: OTHER, cert: p.clientViaIntermediate, headers: { "client-cert": rfc9440(p.client) } });
+      // clientViaIntermediate without its chain fails in the handshake: the header's valid certificate does not rescue it.
+      expect(r.status).toBe(403);
+      const ok = await request(proxy.port, { servername: "a.test", localAddress: OTHER, cert: p.client, headers: { "client-cert": rfc9440(p.untrusted), "x-amzn-mtls-clientcert": albPem(p.untrusted) } });
+      expect(ok.status).toBe(200);
+      expect(ok.json().headers["client-cert"]).toBe(rfc9440(p.client));
+      expect(ok.json().headers["x-amzn-mtls-clientcert"]).toBeUndefined();
+    });
+
+    it("HTTP/2 without a certificate is refused in the handshake; with one it is verified as always", async () => {
+      // The alert arrives after the client's handshake completed: the session fails or its first stream is reset.
+      const refused = await h2connect(proxy.port, { servername: "b.test", localAddress: OTHER })
+        .then((s) => h2request(s, { authority: "b.test", headers: { "cf-client-cert-der-base64": b64(p.client) } }).finally(() => s.destroy()))
+        .catch(() => undefined);
+      expect(refused === undefined || (refused.status === 0 && refused.rstCode !== undefined)).toBe(true);
+      const s = await h2connect(proxy.port, { servername: "b.test", localAddress: OTHER, cert: p.expired });
+      try {
+        const r = await h2request(s, { authority: "b.test", headers: { "cf-client-cert-der-base64": b64(p.client) } });
+        expect(r.body).toMatch(/^Client certificate error: expired/);
+      } finally {
+        s.destroy();
+      }
+    });
+
+    it("the handshake still asks for a certificate with the bundle's CA names (s_client to a host, then its front variant is not used)", async () => {
+      // openssl s_client cannot bind a source address: a Node client from 127.0.0.2 sees the CertificateRequest as a required certificate.
+      const c = await connect(proxy.port, { servername: "c.wild.test", localAddress: OTHER, cert: p.client });
+      expect(c.socket.authorized).toBe(true);
+      const r = await rawRequest(c.socket, "c.wild.test");
+      c.socket.destroy();
+      expect(r.status).toBe(200);
+    });
+  });
+
+  describe("resumption never carries the front's skipped CertificateRequest to anyone else", () => {
+    it("a session from the front's connection does not resume from another peer (which must then present a certificate)", async () => {
+      const first = await connect(proxy.port, { servername: "a.test", localAddress: FRONT });
+      await rawExchange(first.socket, `GET / HTTP/1.1\r\nHost: a.test\r\nClient-Cert: ${rfc9440(p.client)}\r\n\r\n`);
+      const session = await first.session;
+      first.socket.destroy();
+      // From the front again: resumed (the same server, the same scope).
+      const again = await connect(proxy.port, { servername: "a.test", localAddress: FRONT, session });
+      expect(again.socket.isSessionReused()).toBe(true);
+      again.socket.destroy();
+      // From another peer without a certificate: refused, never resumed into a verified state.
+      await expect(
+        connect(proxy.port, { servername: "a.test", localAddress: OTHER, session }).then(async (c) => {
+          const reused = c.socket.isSessionReused();
+          const r = await rawRequest(c.socket, "a.test").finally(() => c.socket.destroy());
+          return { reused, status: r.status };
+        }),
+      ).rejects.toThrow();
+      // With a certificate: a full handshake that verifies it.
+      const full = await connect(proxy.port, { servername: "a.test", localAddress: OTHER, session, cert: p.client });
+      expect(full.socket.isSessionReused()).toBe(false);
+      expect(full.socket.getPeerCertificate().subject).toBeDefined();
+      full.socket.destroy();
+    });
+
+    it("openssl s_client as the front: its sessions resume, and after it stops being trusted they do not", async () => {
+      // s_client cannot bind 127.0.0.2: the front stops being one instead, so the same peer is another peer.
+      const files = pemFiles({ serverCa: p.serverCa.certPem });
+      let n = 0;
+      const sClient = async (sessIn?: string) => {
+        const sessOut = `${files.serverCa}.sess${n++}`;
+        const r = await run(
+          "openssl",
+          ["s_client", "-connect", `127.0.0.1:${proxy.port}`, "-servername", "a.test", "-CAfile", files.serverCa!, "-ign_eof", "-sess_out", sessOut, ...(sessIn ? ["-sess_in", sessIn] : [])],
+          `GET / HTTP/1.1\r\nHost: a.test\r\nClient-Cert: ${rfc9440(p.client)}\r\nConnection: close\r\n\r\n`,
+        );
+        return { sessOut, reused: r.stdout.includes("Reused, TLS"), ok: r.stdout.includes("HTTP/1.1 200 OK"), asked: !r.stdout.includes("No client certificate CA names sent") };
+      };
+      const first = await sClient();
+      expect(first).toMatchObject({ reused: false, ok: true, asked: false });
+      expect(await sClient(first.sessOut)).toMatchObject({ reused: true, ok: true });
+      try {
+        proxy.runtime.apply({ ...model, hosts: model.hosts.map((h) => (h.hostname === "a.test" ? { ...h, upstream_client_cert: { trusted_peers: ["10.0.0.0/8"], header: "Client-Cert" as const } } : h)) });
+        expect(await sClient(first.sessOut)).toMatchObject({ reused: false, ok: false, asked: true });
+      } finally {
+        proxy.runtime.apply(model);
+      }
+    });
+  });
+
+  describe("live changes", () => {
+    it("a front removed from trusted_peers: its open connection gets 421, new ones must present a certificate", async () => {
+      const socket = (await connect(proxy.port, { servername: "a.test", localAddress: FRONT })).socket;
+      try {
+        expect((await rawExchange(socket, `GET / HTTP/1.1\r\nHost: a.test\r\nClient-Cert: ${rfc9440(p.client)}\r\n\r\n`)).status).toBe(200);
+        proxy.runtime.apply({ ...model, hosts: model.hosts.map((h) => (h.hostname === "a.test" ? { ...h, upstream_client_cert: { trusted_peers: ["10.0.0.0/8"], header: "Client-Cert" as const } } : h)) });
+        expect((await rawExchange(socket, `GET / HTTP/1.1\r\nHost: a.test\r\nClient-Cert: ${rfc9440(p.client)}\r\n\r\n`)).status).toBe(421);
+        await expect(viaFront("a.test", { "client-cert": rfc9440(p.client) })).rejects.toThrow();
+        const withCert = await request(proxy.port, { servername: "a.test", localAddress: FRONT, cert: p.client, headers: { "client-cert": rfc9440(p.untrusted) } });
+        expect(withCert.status).toBe(200);
+        expect(withCert.json().headers["client-cert"]).toBe(rfc9440(p.client));
+      } finally {
+        socket.destroy();
+        proxy.runtime.apply(model);
+      }
+      expect((await viaFront("a.test", { "client-cert": rfc9440(p.client) })).status).toBe(200);
+    });
+  });
+});
