@@ -96,7 +96,10 @@ export const Host = z.strictObject({
     .refine((m) => m.mode === undefined || m.mode === "off" || m.trust_bundle, { message: "trust_bundle is required unless mode is off", path: ["trust_bundle"] })
     .default({}),
   forward_client_cert: Forwarding.default({ rfc9440: false, cloudflare: false, xfcc: false }),
-  /** Client certificates verified from a trusted front's header (needs an mTLS mode; docs/upstream-client-cert.md). */
+  /**
+   * Client certificates verified from a trusted front's header (docs/upstream-client-cert.md). Inert
+   * while the host has no mTLS (nothing to verify against), so a dialect turning mTLS off never fails on it.
+   */
   upstream_client_cert: UpstreamClientCert.optional(),
   /** Offer HTTP/2 (ALPN `h2`) besides HTTP/1.1; absent = true. Optional, so stored models need no migration. */
   http2: z.boolean().optional(),
@@ -104,9 +107,6 @@ export const Host = z.strictObject({
   account_id: id.optional(),
   created_at: stamp,
   updated_at: stamp,
-}).refine((h) => !h.upstream_client_cert || (h.mtls.trust_bundle && h.mtls.mode !== "off"), {
-  message: "upstream_client_cert needs mTLS on this host (a trust_bundle and a mode other than off): the header's certificate is verified against that bundle",
-  path: ["upstream_client_cert"],
 });
 
 const OriginTls = z.strictObject({

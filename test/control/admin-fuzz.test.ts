@@ -50,7 +50,7 @@ const KEYS = [
   "origin", "path_prefix", "origin_tls", "connect_timeout_ms", "read_timeout_ms", "read_only", "account_id", "crl", "ocsp", "pem", "urls", "when_missing", "mode", "responder_url",
   "certificates", "trust_bundles", "hosts", "routes", "zones", "default_certificate", "limits", "mtls", "trust_bundle", "ca",
   "upgrades", "url_normalization", "merge_slashes", "max_header_count", "max_header_bytes", "trust_forwarded_for", "dialects",
-  "origin_protocol", "http2",
+  "origin_protocol", "http2", "upstream_client_cert", "trusted_peers", "header",
   // Apinizer
   "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList", "operationMetadata",
   "targetScope", "targetPipeline", "order", "targetEndpoint", "targetEndpointHTTPMethod", "policy", "active", "validateCertificate", "validateACLForIssuer",
@@ -167,7 +167,7 @@ describe("admin fuzzing", () => {
     cg = await startCertgate(undefined, (d, o): ModelInput => ({
       ...seedModel(d, o),
       trust_bundles: [{ id: "tb1", ca: d.ca.certPem, account_id: ACC }, { id: "tb0", ca: d.ca.certPem }],
-      hosts: [{ hostname: "a.test", account_id: ACC, mtls: { trust_bundle: "tb1" } }],
+      hosts: [{ hostname: "a.test", account_id: ACC, mtls: { trust_bundle: "tb1" }, upstream_client_cert: { trusted_peers: ["10.0.0.0/8", "2001:db8::/32"], header: "Client-Cert" } }],
       zones: [{ id: "zone1", name: "z.test", account_id: ACC, rules: [{ id: "rule1", expression: 'http.request.uri.path eq "/x"', action: "block" }] }],
       dialects: { cloudflare: { zones: { zone1: { ruleset: { id: "rs1" } } } } },
     }));
@@ -202,6 +202,7 @@ describe("admin fuzzing", () => {
       ...Object.values(real).flat(), "mutual_authentication", "tls_activation", "tls_certificate", "tls_private_key", "tls_configuration", "tls_domain",
       "enforced", "fail_open", "off", "block", "allow", "log", "skip", "REQUEST", "RESPONSE", "ALL", "ENDPOINT", "GET", "policy-auth-mtls", "CN=certgate dev client CA,O=certgate dev",
       'http.request.uri.path eq "/x"', "true", "(", "not cf.tls_client_auth.cert_verified", 'http.host matches "(a"', "text/plain", "text/plain\r\nX: y", "active", "revoked", "all",
+      "Client-Cert", "Cf-Client-Cert-Der-Base64", "X-Amzn-Mtls-Clientcert", "client-cert", "10.0.0.0/8", "::ffff:1.2.3.4/128", "1.2.3.4/33", "01.2.3.4/8", "2001:db8::/129",
     ];
     config = (await api(cg, "GET", "/v1/config")).text;
     const csrKeys = await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]);
@@ -325,9 +326,10 @@ describe("admin fuzzing", () => {
     expect(Object.keys(whole)).toEqual(expect.arrayContaining(["url_normalization", "limits", "dialects", "routes"]));
     expect(whole.url_normalization).toHaveProperty("merge_slashes");
     expect(whole.limits).toHaveProperty("max_header_count");
+    expect((whole.hosts as unknown as Record<string, unknown>[])[0]).toHaveProperty("upstream_client_cert");
     expect(templates["PUT /v1/routes/:id"]!.body).toHaveProperty("upgrades");
     expect(templates["PUT /v1/routes/:id"]!.body).toHaveProperty("origin_protocol");
-    for (const k of ["upgrades", "url_normalization", "merge_slashes", "max_header_count", "dialects", "origin_protocol", "http2"]) expect(KEYS, k).toContain(k);
+    for (const k of ["upgrades", "url_normalization", "merge_slashes", "max_header_count", "dialects", "origin_protocol", "http2", "upstream_client_cert", "trusted_peers"]) expect(KEYS, k).toContain(k);
   });
 
   it("each write template, sent as it is, is accepted: its mutations start from a valid body", async () => {

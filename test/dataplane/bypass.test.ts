@@ -1,7 +1,7 @@
 // No path reaches an origin without the verification its hostname demands.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dirname, join } from "node:path";
-import { baseModel, connect, pki, rawRequest, request, startProxy, type Proxy } from "../helpers/harness.ts";
+import { baseModel, connect, pki, rawExchange, rawRequest, request, startProxy, type Proxy } from "../helpers/harness.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import type { Model } from "../../src/model/schema.ts";
@@ -198,5 +198,65 @@ describe("no bypasses: Host vs SNI, resumption, policy changes", () => {
     expect(r.json().url).toBe("/admin/y?q=%61");
     const bad = await request(proxy.port, { path: "/%zz" });
     expect(bad.status).toBe(400);
+  });
+});
+
+describe("no bypasses through a trusted front (upstream_client_cert)", () => {
+  let proxy: Proxy;
+  let p: DevPki;
+  // 127.0.0.1 is the front of front.wild.test only; 127.0.0.2 is anyone.
+  beforeAll(async () => {
+    p = await pki();
+    proxy = await startProxy((pk, origin) =>
+      baseModel(
+        pk,
+        origin,
+        [
+          { hostname: "front.wild.test", mtls: { mode: "enforced", trust_bundle: "clients" }, upstream_client_cert: { trusted_peers: ["127.0.0.1"], header: "Client-Cert" }, forward_client_cert: { rfc9440: true } },
+          { hostname: "open.wild.test", mtls: { mode: "fail_open", trust_bundle: "clients" }, upstream_client_cert: { trusted_peers: ["127.0.0.1"], header: "Client-Cert" }, forward_client_cert: { rfc9440: true } },
+          { hostname: "b.test", mtls: { mode: "enforced", trust_bundle: "clients" }, forward_client_cert: { rfc9440: true } },
+          { hostname: "localhost" },
+        ],
+        { rules: [{ id: "admin", expression: 'starts_with(http.request.uri.path, "/admin") and not cf.tls_client_auth.cert_verified', action: "block" }] },
+      ),
+    );
+  });
+  afterAll(() => proxy.close());
+  const header = () => ({ "client-cert": `:${Buffer.from(p.client.cert.rawData).toString("base64")}:` });
+
+  it("the front's header counts only on the hosts that name it: elsewhere the handshake asks the front for a certificate", async () => {
+    await expect(request(proxy.port, { servername: "b.test", localAddress: "127.0.0.1", headers: header() })).rejects.toThrow();
+    const r = await request(proxy.port, { servername: "b.test", localAddress: "127.0.0.1", cert: p.untrusted, headers: header() });
+    expect(r.status).toBe(403);
+  });
+
+  it("a front's connection is good for its SNI host only (421 for any other Host)", async () => {
+    for (const host of ["b.test", "open.wild.test", "localhost"]) {
+      const c = await connect(proxy.port, { servername: "front.wild.test", localAddress: "127.0.0.1" });
+      const r = await rawExchange(c.socket, `GET / HTTP/1.1\r\nHost: ${host}\r\nClient-Cert: ${header()["client-cert"]}\r\n\r\n`).finally(() => c.socket.destroy());
+      expect(r.status, host).toBe(421);
+    }
+  });
+
+  it("a front's ticket does not resume on another host, nor from another peer", async () => {
+    const first = await connect(proxy.port, { servername: "front.wild.test", localAddress: "127.0.0.1" });
+    await rawExchange(first.socket, `GET / HTTP/1.1\r\nHost: front.wild.test\r\nClient-Cert: ${header()["client-cert"]}\r\n\r\n`);
+    const session = await first.session;
+    first.socket.destroy();
+    for (const [servername, localAddress] of [["b.test", "127.0.0.1"], ["front.wild.test", "127.0.0.2"], ["open.wild.test", "127.0.0.2"]] as const) {
+      const replay = await connect(proxy.port, { servername, localAddress, session, cert: p.client });
+      expect(replay.socket.isSessionReused(), `${servername} from ${localAddress}`).toBe(false);
+      replay.socket.destroy();
+    }
+  });
+
+  it("fail_open from anyone else: the header is stripped and never believed by rules", async () => {
+    const r = await request(proxy.port, { servername: "open.wild.test", localAddress: "127.0.0.2", headers: header(), path: "/admin" });
+    expect(r.status).toBe(403);
+    const open = await request(proxy.port, { servername: "open.wild.test", localAddress: "127.0.0.2", headers: header() });
+    expect(open.status).toBe(200);
+    expect(open.json().headers["client-cert"]).toBeUndefined();
+    // The same request from the front is verified.
+    expect((await request(proxy.port, { servername: "open.wild.test", localAddress: "127.0.0.1", headers: header(), path: "/admin" })).status).toBe(200);
   });
 });

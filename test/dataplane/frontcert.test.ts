@@ -8,7 +8,7 @@ import { OpensslCa } from "../helpers/opensslca.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import type { Issued } from "../../src/pki/issue.ts";
-import type { Model } from "../../src/model/schema.ts";
+import type { Model, UpstreamClientCert } from "../../src/model/schema.ts";
 
 const FRONT = "127.0.0.1";
 const OTHER = "127.0.0.2";
@@ -22,7 +22,7 @@ describe("upstream_client_cert: certificates verified from a trusted front", () 
   let p: DevPki;
   let revoked: Issued;
   let model: Model;
-  const front = (header: string) => ({ trusted_peers: ["127.0.0.1/32", "10.0.0.0/8"], header });
+  const front = (header: UpstreamClientCert["header"]) => ({ trusted_peers: ["127.0.0.1/32", "10.0.0.0/8"], header });
   beforeAll(async () => {
     p = await pki();
     revoked = await issue({ subject: "O=certgate dev,CN=revoked via front" }, p.ca);
@@ -268,5 +268,55 @@ describe("upstream_client_cert: certificates verified from a trusted front", () 
       }
       expect((await viaFront("a.test", { "client-cert": rfc9440(p.client) })).status).toBe(200);
     });
+  });
+});
+
+describe("upstream_client_cert in the model: checked when written", () => {
+  const host = (u: unknown) => ({ hosts: [{ hostname: "a.test", mtls: { trust_bundle: "b" }, upstream_client_cert: u }] });
+  it.each([
+    [{ trusted_peers: ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7", "::1"], header: "Client-Cert" }, null],
+    [{ trusted_peers: [], header: "Client-Cert" }, /trusted_peers/],
+    [{ trusted_peers: ["10.0.0.0/33"], header: "Client-Cert" }, /trusted_peers\[0\].*CIDR/],
+    [{ trusted_peers: ["010.0.0.0/8"], header: "Client-Cert" }, /trusted_peers\[0\]/],
+    [{ trusted_peers: ["example.com"], header: "Client-Cert" }, /trusted_peers\[0\]/],
+    [{ trusted_peers: ["10.0.0.0/8"], header: "client-cert" }, /header/],
+    [{ trusted_peers: ["10.0.0.0/8"], header: "X-Forwarded-Client-Cert" }, /header/],
+    [{ trusted_peers: ["10.0.0.0/8"], header: "Client-Cert", extra: 1 }, /extra/],
+  ])("%j", async (u, error) => {
+    const { parseModel } = await import("../../src/model/schema.ts");
+    if (error === null) expect(parseModel(host(u)).hosts[0]!.upstream_client_cert).toEqual(u);
+    else expect(() => parseModel(host(u))).toThrow(error);
+  });
+});
+
+describe("certificate headers decoded strictly", () => {
+  let p: DevPki;
+  beforeAll(async () => (p = await pki()));
+  const read = async (raw: string[], header: "client-cert" | "cf-client-cert-der-base64" | "x-amzn-mtls-clientcert") => (await import("../../src/dataplane/tls/certheaders.ts")).readFrontCerts(raw, header);
+
+  it("RFC 9440: Client-Cert and a Client-Cert-Chain list with optional whitespace", async () => {
+    const r = await read(["Client-Cert", rfc9440(p.clientViaIntermediate), "client-cert-chain", `${rfc9440(p.intermediate)} ,\t${rfc9440(p.ca)}`], "client-cert");
+    expect(r.kind === "certs" && [r.leaf.subject, r.intermediates.length]).toEqual([expect.stringContaining("client via intermediate"), 2]);
+    expect((await read(["client-cert", `${rfc9440(p.client)};a=1`], "client-cert")).kind).toBe("malformed");
+    expect((await read(["client-cert", rfc9440(p.client), "client-cert-chain", `${rfc9440(p.ca)},`], "client-cert")).kind).toBe("malformed");
+    expect((await read(["client-cert", ""], "client-cert")).kind).toBe("absent");
+  });
+
+  it("Cloudflare: base64 DER only", async () => {
+    expect((await read(["cf-client-cert-der-base64", b64(p.client)], "cf-client-cert-der-base64")).kind).toBe("certs");
+    expect((await read(["cf-client-cert-der-base64", rfc9440(p.client)], "cf-client-cert-der-base64")).kind).toBe("malformed");
+    expect((await read(["cf-client-cert-der-base64", b64(p.client).replace(/=+$/, "")], "cf-client-cert-der-base64")).kind).toBe(b64(p.client).endsWith("=") ? "malformed" : "certs");
+    expect((await read(["cf-client-cert-der-base64", p.client.certPem], "cf-client-cert-der-base64")).kind).toBe("malformed");
+  });
+
+  it("AWS ALB: URL-encoded PEM with + = / as they are, leaf first", async () => {
+    const r = await read(["x-amzn-mtls-clientcert", albPem(p.clientViaIntermediate, p.intermediate)], "x-amzn-mtls-clientcert");
+    expect(r.kind === "certs" && r.intermediates.length).toBe(1);
+    // Fully encoded (+ = / escaped) decodes to the same PEM: still valid.
+    expect((await read(["x-amzn-mtls-clientcert", encodeURIComponent(p.client.certPem)], "x-amzn-mtls-clientcert")).kind).toBe("certs");
+    for (const bad of [p.client.certPem, albPem(p.client) + "junk", "%ZZ", albPem(p.client).replace("CERTIFICATE", "PRIVATE%20KEY"), `%20${albPem(p.client)}`])
+      expect((await read(["x-amzn-mtls-clientcert", bad], "x-amzn-mtls-clientcert")).kind, bad.slice(0, 40)).toBe("malformed");
+    const nine = albPem(...Array.from({ length: 9 }, () => p.client));
+    expect((await read(["x-amzn-mtls-clientcert", nine], "x-amzn-mtls-clientcert")).kind).toBe("malformed");
   });
 });
