@@ -4,7 +4,7 @@
 // step: build the chain trusted-first (client-supplied intermediates as untrusted), check
 // extensions (CA flags, the ssl_client purpose, path lengths), then signatures and validity
 // from the top down. Node's verify callback lets every check run, so the error reported is
-// the last one raised; this does the same. test/dataplane/frontcert.test.ts holds the parity.
+// the last one raised; this does the same. test/dataplane/chainverify.test.ts holds the parity.
 import "reflect-metadata"; // @peculiar/x509 needs it loaded first
 import { AuthorityKeyIdentifierExtension, BasicConstraintsExtension, KeyUsageFlags, KeyUsagesExtension, SubjectKeyIdentifierExtension, X509Certificate as PeculiarCert } from "@peculiar/x509";
 import type { X509Certificate } from "node:crypto";
