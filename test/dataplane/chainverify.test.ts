@@ -7,10 +7,30 @@ import { X509Certificate } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { issue, pki } from "../helpers/harness.ts";
 import { verifyChainCode } from "../../src/dataplane/tls/chainverify.ts";
-import type { Issued } from "../../src/pki/issue.ts";
+import { SIGN, type Issued } from "../../src/pki/issue.ts";
+import * as x509 from "@peculiar/x509";
+import { webcrypto } from "node:crypto";
 import type { DevPki } from "../../src/pki/devpki.ts";
 
 const DAY = 86_400_000;
+
+/** A certificate with exactly these extensions (issue() always writes its own), signed by `issuer`. */
+async function custom(subject: string, issuer: Issued, extensions: x509.Extension[]): Promise<Issued> {
+  const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: "0a" + Date.now().toString(16),
+    subject,
+    issuer: issuer.cert.subject,
+    notBefore: new Date(Date.now() - DAY),
+    notAfter: new Date(Date.now() + DAY),
+    publicKey: keys.publicKey,
+    signingKey: issuer.keys.privateKey,
+    signingAlgorithm: SIGN,
+    extensions: [...extensions, await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey), await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)],
+  });
+  const der = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey));
+  return { cert, keys, certPem: cert.toString("pem") + "\n", keyPem: `-----BEGIN PRIVATE KEY-----\n${der.toString("base64")}\n-----END PRIVATE KEY-----\n` };
+}
 
 /** A client certificate for the handshake: its PEM chain (leaf first) and key. */
 interface Case {
@@ -56,6 +76,14 @@ describe("chainverify mirrors OpenSSL's verdict on header certificates", () => {
     add("expired intermediate", belowOld, [oldInt], [p.ca]);
     const expiredUntrusted = await issue({ subject: "CN=expired untrusted", notBefore: new Date(now - 60 * DAY), notAfter: new Date(now - DAY) }, p.otherCa);
     add("expired and untrusted", expiredUntrusted, [], [p.ca]);
+    const leafBits = (ku: number, critical = true) => [new x509.BasicConstraintsExtension(false, undefined, true), new x509.KeyUsagesExtension(ku, critical)];
+    add("leaf key usage keyEncipherment only", await custom("CN=ke only", p.ca, leafBits(x509.KeyUsageFlags.keyEncipherment)), [], [p.ca]);
+    add("leaf key usage keyAgreement", await custom("CN=ka", p.ca, leafBits(x509.KeyUsageFlags.keyAgreement)), [], [p.ca]);
+    add("leaf with an unknown critical extension", await custom("CN=crit", p.ca, [...leafBits(x509.KeyUsageFlags.digitalSignature), new x509.Extension("1.2.3.4.5", true, new Uint8Array([5, 0]))]), [], [p.ca]);
+    const caNoCertSign = await custom("CN=CA without keyCertSign", p.ca, [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.cRLSign, true)]);
+    add("issuer CA without keyCertSign", await custom("CN=below no certsign", caNoCertSign, leafBits(x509.KeyUsageFlags.digitalSignature)), [caNoCertSign], [p.ca]);
+    const caServerEku = await custom("CN=CA for servers", p.ca, [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true), new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth])]);
+    add("intermediate whose EKU lacks clientAuth", await custom("CN=below server CA", caServerEku, leafBits(x509.KeyUsageFlags.digitalSignature)), [caServerEku], [p.ca]);
   });
   afterAll(() => servers.forEach((s) => s.close()));
 
@@ -88,6 +116,15 @@ describe("chainverify mirrors OpenSSL's verdict on header certificates", () => {
     expect(rows.map(([n, o]) => [n, o])).toEqual(rows.map(([n, , ours]) => [n, ours]));
     // The cases cover failures, not only successes.
     expect(new Set(rows.map((r) => r[1])).size).toBeGreaterThan(6);
+  });
+
+  it("a CA with name constraints: refused, since they are not evaluated (fail closed)", async () => {
+    const dns = Buffer.from("example.com");
+    const nc = Buffer.concat([Buffer.from([0x30, 0x11, 0xa0, 0x0f, 0x30, 0x0d, 0x82, 0x0b]), dns]);
+    const constrained = await custom("CN=constrained CA", p.ca, [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true), new x509.Extension("2.5.29.30", true, nc)]);
+    const leaf = await custom("CN=below constrained", constrained, [new x509.BasicConstraintsExtension(false, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)]);
+    const code = verifyChainCode(new X509Certificate(leaf.certPem), [new X509Certificate(constrained.certPem)], [new X509Certificate(p.ca.certPem)], Date.now());
+    expect(code).toBe("NAME_CONSTRAINTS_NOT_EVALUATED");
   });
 
   it("a leaf whose signature was tampered with: CERT_SIGNATURE_FAILURE", () => {

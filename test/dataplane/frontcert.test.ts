@@ -320,3 +320,52 @@ describe("certificate headers decoded strictly", () => {
     expect((await read(["x-amzn-mtls-clientcert", nine], "x-amzn-mtls-clientcert")).kind).toBe("malformed");
   });
 });
+
+describe("fuzz: hostile certificate headers from the trusted front", () => {
+  let proxy: Proxy;
+  let p: DevPki;
+  beforeAll(async () => {
+    p = await pki();
+    proxy = await startProxy((pk, origin) =>
+      baseModel(
+        pk,
+        origin,
+        (["Client-Cert", "Cf-Client-Cert-Der-Base64", "X-Amzn-Mtls-Clientcert"] as const).map((header, i) => ({
+          hostname: `h${i}.wild.test`,
+          mtls: { mode: "enforced" as const, trust_bundle: "clients" },
+          upstream_client_cert: { trusted_peers: ["127.0.0.1"], header },
+          forward_client_cert: { rfc9440: true },
+        })),
+        { limits: { max_header_bytes: 65_536 } },
+      ),
+    );
+  });
+  afterAll(() => proxy.close());
+
+  it("every value gets a 200 (only for the valid certificate) or a 403, on one keep-alive connection per header", async () => {
+    const fc = (await import("fast-check")).default;
+    const https = await import("node:https");
+    const valid = [rfc9440(p.client), b64(p.client), albPem(p.clientViaIntermediate, p.intermediate)];
+    const printable = (s: string) => s.replace(/[^\x21-\x7e]/g, "");
+    const mutate = fc.oneof(
+      fc.record({ at: fc.nat(), del: fc.nat({ max: 8 }), ins: fc.string({ maxLength: 6 }) }).map(({ at, del, ins }) => (v: string) => v.slice(0, at % (v.length + 1)) + printable(ins) + v.slice((at % (v.length + 1)) + del)),
+      fc.nat().map((n) => (v: string) => v.slice(0, n % (v.length + 1))),
+      fc.constant((v: string) => v + v),
+      fc.constant((v: string) => v.repeat(12)),
+      fc.string({ maxLength: 200 }).map((s) => () => printable(s)),
+    );
+    for (let i = 0; i < 3; i++) {
+      const agent = new https.Agent({ keepAlive: true, maxSockets: 1, localAddress: FRONT } as object);
+      await fc.assert(
+        fc.asyncProperty(mutate, async (m) => {
+          const value = m(valid[i]!);
+          const r = await request(proxy.port, { servername: `h${i}.wild.test`, agent, localAddress: FRONT, headers: value ? { [["client-cert", "cf-client-cert-der-base64", "x-amzn-mtls-clientcert"][i]!]: value } : {} });
+          expect([200, 403]).toContain(r.status);
+          if (r.status === 200) expect(r.json().headers["client-cert"]).toBe(rfc9440(i === 2 ? p.clientViaIntermediate : p.client));
+        }),
+        { numRuns: 60 },
+      );
+      agent.destroy();
+    }
+  });
+});
