@@ -127,6 +127,25 @@ describe("chainverify mirrors OpenSSL's verdict on header certificates", () => {
     expect(code).toBe("NAME_CONSTRAINTS_NOT_EVALUATED");
   });
 
+  it("the extension reader agrees with @peculiar/x509 on every certificate above", async () => {
+    const { certExtensions } = await import("../../src/dataplane/tls/certextensions.ts");
+    const pems = new Set(cases.flatMap((c) => [...c.chain, ...c.trusted]));
+    expect(pems.size).toBeGreaterThan(15);
+    for (const pem of pems) {
+      const pc = new x509.X509Certificate(pem);
+      const bc = pc.getExtension(x509.BasicConstraintsExtension);
+      const ours = certExtensions(new X509Certificate(pem).raw);
+      expect(ours).toEqual({
+        ku: pc.getExtension(x509.KeyUsagesExtension)?.usages,
+        ca: bc?.ca ?? false,
+        pathLen: bc?.pathLength,
+        ski: pc.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId,
+        akid: pc.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId,
+        all: pc.extensions.map((e) => ({ oid: e.type, critical: e.critical })),
+      });
+    }
+  });
+
   it("a leaf whose signature was tampered with: CERT_SIGNATURE_FAILURE", () => {
     const der = Buffer.from(p.client.cert.rawData);
     der[der.length - 5]! ^= 0x01; // inside the signature value

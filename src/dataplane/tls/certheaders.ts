@@ -19,9 +19,9 @@ export type HeaderCerts =
   | { kind: "certs"; leaf: X509Certificate; intermediates: X509Certificate[] }
   | { kind: "malformed"; reason: "header_malformed" | "header_too_large" };
 
-const ABSENT: HeaderCerts = { kind: "absent" };
-const MALFORMED: HeaderCerts = { kind: "malformed", reason: "header_malformed" };
-const TOO_LARGE: HeaderCerts = { kind: "malformed", reason: "header_too_large" };
+const ABSENT = { kind: "absent" } as const;
+const MALFORMED = { kind: "malformed", reason: "header_malformed" } as const;
+const TOO_LARGE = { kind: "malformed", reason: "header_too_large" } as const;
 
 class Malformed extends Error {}
 
@@ -78,27 +78,37 @@ function urlEncodedPem(s: string): Buffer[] {
   return blocks.map((b) => base64(b.slice(27, -25).replace(/\r?\n/g, "")));
 }
 
-/** The certificates a trusted front forwarded on this request, per the host's configured header. */
-export function readFrontCerts(raw: readonly string[], header: FrontPolicy["header"]): HeaderCerts {
+/** The raw values a trusted front sent on this request for the host's header (and RFC 9440's chain): what results are cached by. */
+export type HeaderValues = { kind: "absent" } | { kind: "malformed"; reason: "header_malformed" | "header_too_large" } | { kind: "values"; value: string; chain: string | undefined };
+
+export function readHeaderValues(raw: readonly string[], header: FrontPolicy["header"]): HeaderValues {
   const value = single(raw, header);
   // Empty is absent: Cloudflare's cert_rfc9440 field is "" without a certificate, and a rule setting Client-Cert from it sends "".
   if (value === undefined || value === "") return ABSENT;
   if (value === null) return MALFORMED;
-  if (value.length > MAX_CERT_HEADER_BYTES) return TOO_LARGE;
+  const chain = header === "client-cert" ? single(raw, "client-cert-chain") : undefined;
+  if (chain === null) return MALFORMED;
+  if (value.length > MAX_CERT_HEADER_BYTES || (chain?.length ?? 0) > MAX_CERT_HEADER_BYTES) return TOO_LARGE;
+  return { kind: "values", value, chain };
+}
+
+/** The certificates in a front's header values, decoded per the host's header. */
+export function decodeFrontCerts(v: { value: string; chain: string | undefined }, header: FrontPolicy["header"]): HeaderCerts {
   try {
     let ders: Buffer[];
-    if (header === "cf-client-cert-der-base64") ders = [base64(value)];
-    else if (header === "x-amzn-mtls-clientcert") ders = urlEncodedPem(value);
-    else {
-      const chain = single(raw, "client-cert-chain");
-      if (chain === null) return MALFORMED;
-      if (chain !== undefined && chain.length > MAX_CERT_HEADER_BYTES) return TOO_LARGE;
-      ders = [byteSequence(value), ...(chain ? byteSequenceList(chain) : [])];
-    }
+    if (header === "cf-client-cert-der-base64") ders = [base64(v.value)];
+    else if (header === "x-amzn-mtls-clientcert") ders = urlEncodedPem(v.value);
+    else ders = [byteSequence(v.value), ...(v.chain ? byteSequenceList(v.chain) : [])];
     const [leaf, ...intermediates] = ders.map(certificate);
     return { kind: "certs", leaf: leaf!, intermediates };
   } catch (e) {
     if (e instanceof Malformed || e instanceof URIError) return MALFORMED;
     throw e;
   }
+}
+
+/** readHeaderValues then decodeFrontCerts. */
+export function readFrontCerts(raw: readonly string[], header: FrontPolicy["header"]): HeaderCerts {
+  const v = readHeaderValues(raw, header);
+  return v.kind === "values" ? decodeFrontCerts(v, header) : v;
 }

@@ -5,10 +5,11 @@
 // extensions (CA flags, the ssl_client purpose, path lengths), then signatures and validity
 // from the top down. Node's verify callback lets every check run, so the error reported is
 // the last one raised; this does the same. test/dataplane/chainverify.test.ts holds the parity.
-import "reflect-metadata"; // @peculiar/x509 needs it loaded first
-import { AuthorityKeyIdentifierExtension, BasicConstraintsExtension, KeyUsageFlags, KeyUsagesExtension, SubjectKeyIdentifierExtension, X509Certificate as PeculiarCert } from "@peculiar/x509";
 import type { X509Certificate } from "node:crypto";
+import { certExtensions } from "./certextensions.ts";
 
+/** RFC 5280 KeyUsage bits. */
+const KU = { digitalSignature: 1, keyAgreement: 16, keyCertSign: 32 } as const;
 const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
 const ANY_EKU = "2.5.29.37.0";
 const NAME_CONSTRAINTS = "2.5.29.30";
@@ -54,18 +55,23 @@ const parsed = new WeakMap<X509Certificate, Extensions>();
 function extensionsOf(x: X509Certificate): Extensions {
   let e = parsed.get(x);
   if (e) return e;
-  const p = new PeculiarCert(x.raw);
-  const bc = p.getExtension(BasicConstraintsExtension);
-  e = {
-    ku: p.getExtension(KeyUsagesExtension)?.usages,
-    ca: bc?.ca ?? false,
-    pathLen: bc?.ca ? bc.pathLength : undefined,
-    unhandledCritical: p.extensions.some((ext) => ext.critical && !HANDLED.has(ext.type)),
-    nameConstraints: p.extensions.some((ext) => ext.type === NAME_CONSTRAINTS),
-    selfIssued: x.subject === x.issuer,
-    ski: p.getExtension(SubjectKeyIdentifierExtension)?.keyId,
-    akid: p.getExtension(AuthorityKeyIdentifierExtension)?.keyId,
-  };
+  const selfIssued = x.subject === x.issuer;
+  try {
+    const c = certExtensions(x.raw);
+    e = {
+      ku: c.ku,
+      ca: c.ca,
+      pathLen: c.ca ? c.pathLen : undefined,
+      unhandledCritical: c.all.some((ext) => ext.critical && !HANDLED.has(ext.oid)),
+      nameConstraints: c.all.some((ext) => ext.oid === NAME_CONSTRAINTS),
+      selfIssued,
+      ski: c.ski,
+      akid: c.akid,
+    };
+  } catch {
+    // Extensions this reader cannot follow fail the chain, as an unhandled critical one does.
+    e = { ku: 0, ca: false, pathLen: undefined, unhandledCritical: true, nameConstraints: false, selfIssued, ski: undefined, akid: undefined };
+  }
   parsed.set(x, e);
   return e;
 }
@@ -89,7 +95,7 @@ const ekuRejects = (x: X509Certificate): boolean => {
 };
 const kuRejects = (e: Extensions, bits: number): boolean => e.ku !== undefined && (e.ku & bits) === 0;
 /** check_ca: a v3 CA (basicConstraints CA:TRUE) whose key usage, if any, allows certificate signing. */
-const isCa = (e: Extensions): boolean => e.ca && !kuRejects(e, KeyUsageFlags.keyCertSign);
+const isCa = (e: Extensions): boolean => e.ca && !kuRejects(e, KU.keyCertSign);
 
 /**
  * The OpenSSL verification code ("OK", or e.g. "CERT_HAS_EXPIRED", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY")
@@ -128,7 +134,7 @@ export function verifyChainCode(leaf: X509Certificate, untrusted: readonly X509C
     const e = extensionsOf(x);
     if (e.unhandledCritical) err = "UNHANDLED_CRITICAL_EXTENSION";
     if (i > 0 && !isCa(e)) err = "INVALID_CA";
-    const purposeOk = i === 0 ? !ekuRejects(x) && !kuRejects(e, KeyUsageFlags.digitalSignature | KeyUsageFlags.keyAgreement) : !ekuRejects(x) && isCa(e);
+    const purposeOk = i === 0 ? !ekuRejects(x) && !kuRejects(e, KU.digitalSignature | KU.keyAgreement) : !ekuRejects(x) && isCa(e);
     if (!purposeOk) err = "INVALID_PURPOSE";
     if (i > 1 && e.pathLen !== undefined && plen > e.pathLen) err = "PATH_LENGTH_EXCEEDED";
     if (i > 0 && !e.selfIssued) plen++;
@@ -155,7 +161,7 @@ export function verifyChainCode(leaf: X509Certificate, untrusted: readonly X509C
     const xi = chain[n + 1];
     if (xi) {
       // RFC 5280 6.1.4 (n): an issuer's key usage must allow certificate signing.
-      if (kuRejects(extensionsOf(xi), KeyUsageFlags.keyCertSign)) err = "KEYUSAGE_NO_CERTSIGN";
+      if (kuRejects(extensionsOf(xi), KU.keyCertSign)) err = "KEYUSAGE_NO_CERTSIGN";
       if (!xs.verify(xi.publicKey)) err = "CERT_SIGNATURE_FAILURE";
     }
     checkTime(xs);

@@ -3,9 +3,9 @@
 // certgate's own checks), giving the same ClientCertFacts. A front multiplexes many clients
 // on one connection, so facts belong to the request, not the connection.
 import { createHash, type X509Certificate } from "node:crypto";
-import type { HostPolicy } from "../compile/hosts.ts";
+import type { FrontPolicy, HostPolicy } from "../compile/hosts.ts";
 import { ClientCertFacts, NO_CLIENT_CERT } from "./facts.ts";
-import { readFrontCerts } from "./certheaders.ts";
+import { decodeFrontCerts, readHeaderValues } from "./certheaders.ts";
 import { verifyChainCode } from "./chainverify.ts";
 import { classify, hostVerdict, type ChainVerdict } from "./verify.ts";
 
@@ -13,8 +13,9 @@ import { classify, hostVerdict, type ChainVerdict } from "./verify.ts";
 export const FRONT_CACHE_ENTRIES = 1024;
 
 interface Checked {
-  leaf: X509Certificate;
-  /** The OpenSSL code for the chain, valid from `from` until before `until` (no certificate's validity starts or ends between). */
+  /** The decoded leaf (its object is reused, so per-leaf memos such as revocation keys carry across requests); none if malformed. */
+  leaf: X509Certificate | undefined;
+  /** The OpenSSL code for the chain, or the malformed reason; valid from `from` until before `until` (no certificate's validity starts or ends between). */
   code: string;
   from: number;
   until: number;
@@ -28,26 +29,31 @@ export class FrontCerts {
   facts(rawHeaders: readonly string[], policy: HostPolicy, now = Date.now()): ClientCertFacts {
     const bundle = policy.bundle!;
     const header = policy.front!.header;
-    const read = readFrontCerts(rawHeaders, header);
-    if (read.kind === "absent") return NO_CLIENT_CERT;
-    if (read.kind === "malformed") return new ClientCertFacts(undefined, { ok: false, failure: "untrusted", reason: read.reason });
-    const key = createHash("sha256").update(bundle.digest).update(read.leaf.raw);
-    for (const c of read.intermediates) key.update(c.raw);
-    const k = key.digest("base64");
+    const values = readHeaderValues(rawHeaders, header);
+    if (values.kind === "absent") return NO_CLIENT_CERT;
+    if (values.kind === "malformed") return malformed(values.reason);
+    // Keyed by the header bytes: a hit decodes nothing.
+    const k = createHash("sha256").update(`${bundle.digest}\0${header}\0${values.value}\0${values.chain ?? ""}`).digest("base64");
     let checked = this.#cache.get(k);
-    if (checked && now >= checked.from && now < checked.until) {
-      this.#cache.delete(k);
-    } else {
-      const certs = [read.leaf, ...read.intermediates, ...bundle.cas];
-      checked = { leaf: checked?.leaf ?? read.leaf, code: verifyChainCode(read.leaf, read.intermediates, bundle.cas, now), ...validityWindow(certs, now) };
+    if (checked) this.#cache.delete(k);
+    if (!checked || now < checked.from || now >= checked.until) {
+      checked = check(values, header, bundle.cas, now);
       if (this.#cache.size >= FRONT_CACHE_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!);
     }
     this.#cache.set(k, checked);
-    // The cached leaf object is reused so per-leaf memos (revocation keys, OCSP answers) carry across requests.
     const leaf = checked.leaf;
+    if (!leaf) return malformed(checked.code as "header_malformed");
     const verdict: ChainVerdict = checked.code === "OK" ? hostVerdict(leaf, policy) : classify(checked.code);
     return new ClientCertFacts(leaf, verdict, verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined);
   }
+}
+
+const malformed = (reason: "header_malformed" | "header_too_large"): ClientCertFacts => new ClientCertFacts(undefined, { ok: false, failure: "untrusted", reason });
+
+function check(values: { value: string; chain: string | undefined }, header: FrontPolicy["header"], cas: readonly X509Certificate[], now: number): Checked {
+  const certs = decodeFrontCerts(values, header);
+  if (certs.kind !== "certs") return { leaf: undefined, code: "header_malformed", from: -Infinity, until: Infinity };
+  return { leaf: certs.leaf, code: verifyChainCode(certs.leaf, certs.intermediates, cas, now), ...validityWindow([certs.leaf, ...certs.intermediates, ...cas], now) };
 }
 
 /** The span around `now` in which no certificate's notBefore or notAfter (in whole seconds, as OpenSSL compares) is crossed. */
