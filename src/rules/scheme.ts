@@ -100,6 +100,8 @@ export function suggestField(name: string): string | undefined {
   // Also catch a missing "cf.tls_client_auth." or "certgate.tls_client_auth." prefix.
   if (!best && FIELDS.has(cert + name)) best = cert + name;
   if (!best && FIELDS.has(own + name)) best = own + name;
+  // certgate's fields under Cloudflare's prefix (cf.tls_client_auth.san.dns).
+  if (!best && name.startsWith(cert) && FIELDS.has(own + name.slice(cert.length))) best = own + name.slice(cert.length);
   return best;
 }
 
