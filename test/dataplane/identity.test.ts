@@ -96,6 +96,8 @@ describe("SAN, SPIFFE and validity rule fields", () => {
       email: `${OWN}san.email[0] eq "ops@payments.example"`,
       "ip-v4": `any(${OWN}san.ip[*] eq "10.1.2.3")`,
       "ip-v6": `any(${OWN}san.ip[*] eq "2001:db8::7")`,
+      // OpenSSL-issued only (@peculiar/x509 mis-encodes IPv4-mapped addresses)
+      "ip-mapped": `any(${OWN}san.ip[*] eq "::ffff:10.0.0.1")`,
       "not-before": `${OWN}not_before eq ${Math.floor(leaf.validFromDate.getTime() / 1000)}`,
       "not-after": `${OWN}not_after eq ${Math.floor(leaf.validToDate.getTime() / 1000)} and ${OWN}not_after gt ${Math.floor(Date.now() / 1000)}`,
       "issuer-serial": `cf.tls_client_auth.cert_issuer_serial eq "${new X509Certificate(p.ca.certPem).serialNumber.toUpperCase()}"`,
@@ -118,7 +120,7 @@ describe("SAN, SPIFFE and validity rule fields", () => {
   afterAll(() => proxy.close());
 
   // The workload certificate matches every case but the controls and the other certificates' cases.
-  const matching = (name: string) => !["other-spiffe", "dns-all-fails", "spiffe-none", "no-sans"].includes(name);
+  const matching = (name: string) => !["other-spiffe", "dns-all-fails", "spiffe-none", "no-sans", "ip-mapped"].includes(name);
 
   it("match the certificate over HTTP/1.1, all on one keep-alive connection", async () => {
     const { socket } = await connect(proxy.port, { servername: "a.test", cert: workload });
@@ -156,7 +158,7 @@ describe("SAN, SPIFFE and validity rule fields", () => {
 
   it("an OpenSSL-issued certificate's SANs read the same", async () => {
     // openssl x509 -req signs a CSR with SANs from a config: an independent encoder.
-    const f = pemFiles({ "ca.pem": p.ca.certPem, "ca.key": p.ca.keyPem, "ext.cnf": `subjectAltName=URI:${SPIFFE},DNS:api.payments.example,email:ops@payments.example,IP:10.1.2.3,IP:2001:db8:0:0:0:0:0:7\nextendedKeyUsage=clientAuth\n` });
+    const f = pemFiles({ "ca.pem": p.ca.certPem, "ca.key": p.ca.keyPem, "ext.cnf": `subjectAltName=URI:${SPIFFE},DNS:api.payments.example,email:ops@payments.example,IP:10.1.2.3,IP:2001:db8:0:0:0:0:0:7,IP:::ffff:10.0.0.1\nextendedKeyUsage=clientAuth\n` });
     const dir = f["ca.pem"]!.replace(/\/ca\.pem$/, "");
     const key = join(dir, "w.key"), csr = join(dir, "w.csr"), crt = join(dir, "w.pem");
     expect((await run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-subj", "/O=payments/CN=api"])).code).toBe(0);
@@ -164,7 +166,7 @@ describe("SAN, SPIFFE and validity rule fields", () => {
     expect(signed.code, signed.stderr).toBe(0);
     const cert = { certPem: readFileSync(crt, "utf8"), keyPem: readFileSync(key, "utf8") };
     const { socket } = await connect(proxy.port, { servername: "a.test", cert });
-    for (const name of ["uri-any", "spiffe", "email", "ip-v4", "ip-v6", "issuer-serial"]) expect((await rawRequest(socket, "a.test", `/f/${name}`)).status, name).toBe(418);
+    for (const name of ["uri-any", "spiffe", "email", "ip-v4", "ip-v6", "ip-mapped", "issuer-serial"]) expect((await rawRequest(socket, "a.test", `/f/${name}`)).status, name).toBe(418);
     socket.destroy();
   });
 });
@@ -267,6 +269,12 @@ describe("access log: certificate and TLS fields", () => {
     expect(facts.logFields(false)).toBe(facts.logFields(false));
     expect(facts.logFields(true)).not.toBe(facts.logFields(false));
     expect(facts.sanUri).toBe(facts.sanUri);
+  });
+
+  it("IP SANs read in RFC 5952 form, whatever OpenSSL prints", async () => {
+    const ips = ["10.1.2.3", "2001:db8::7", "::1", "2001:db8:0:0:1:0:0:1", "1:2:3:4:5:6:7:8", "::", "fe80::1:0:0"];
+    const c = await issue({ subject: "CN=ips", ipAddresses: ips }, (await pki()).ca);
+    expect(new ClientCertFacts(new X509Certificate(c.certPem), VERIFIED).sanIp).toEqual(["10.1.2.3", "2001:db8::7", "::1", "2001:db8::1:0:0:1", "1:2:3:4:5:6:7:8", "::", "fe80::1:0:0"]);
   });
 });
 

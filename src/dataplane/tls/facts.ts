@@ -329,8 +329,25 @@ function parseSans(san: string): Sans {
   return Object.freeze({ entries: Object.freeze(entries), dns: of("DNS"), uri, email: of("email"), ip: of("IP Address", canonicalIp), spiffeId: spiffe.length === 1 ? spiffe[0]! : "" });
 }
 
+const OPENSSL_V6 = /^[0-9A-F]{1,4}(?::[0-9A-F]{1,4}){7}$/;
+
 /** OpenSSL prints IPv6 SANs uncompressed and upper-case (2001:DB8:0:0:0:0:0:1): RFC 5952 form instead. */
 function canonicalIp(s: string): string {
+  if (s.indexOf(":") < 0) return s; // IPv4, dotted already
+  if (OPENSSL_V6.test(s)) {
+    // OpenSSL's own form, without leading zeros: compress the longest run of two or more "0" groups (the first on ties).
+    const g = s.toLowerCase().split(":");
+    // IPv4-mapped: RFC 5952 §5 writes the last 32 bits dotted.
+    if (g[5] === "ffff" && g.slice(0, 5).every((x) => x === "0")) return `::ffff:${g.slice(6).flatMap((x) => { const n = parseInt(x, 16); return [n >> 8, n & 255]; }).join(".")}`;
+    let best = -1, bestLen = 1;
+    for (let i = 0; i < 8; ) {
+      let j = i;
+      while (j < 8 && g[j] === "0") j++;
+      if (j - i > bestLen) [best, bestLen] = [i, j - i];
+      i = j > i ? j : i + 1;
+    }
+    return best < 0 ? g.join(":") : `${g.slice(0, best).join(":")}::${g.slice(best + bestLen).join(":")}`;
+  }
   const a = parseIp(s);
   if (!a) return s;
   // parseIp reads ::ffff:a.b.c.d as IPv4; a SAN written as IPv6 stays IPv6.
