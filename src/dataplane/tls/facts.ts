@@ -6,7 +6,6 @@ import { X509Certificate as PeculiarCert, SubjectKeyIdentifierExtension, Authori
 import { hash, type X509Certificate } from "node:crypto";
 import type { ClientCertInput } from "../../rules/input.ts";
 import { legacyDn, rfc2253 } from "../../pki/dn.ts";
-import { formatIp, parseIp } from "../../rules/ip.ts";
 import { MISSING, type ChainVerdict } from "./verify.ts";
 
 const EMPTY_CHAIN: readonly X509Certificate[] = [];
@@ -26,7 +25,7 @@ const LOG_DN_CHARS = 1024;
 
 /** The subjectAltName, parsed once per connection. Arrays are frozen: every request shares them. */
 interface Sans {
-  /** [type, value] as Node names the types: DNS, URI, email, IP Address, ... */
+  /** [type, value] as Node names the types: DNS, URI, email, IP Address (canonical), ... */
   entries: readonly (readonly [string, string])[];
   dns: readonly string[] | undefined;
   uri: readonly string[] | undefined;
@@ -182,7 +181,7 @@ export class ClientCertFacts implements Omit<ClientCertInput, "revoked"> {
     const have = memo[i];
     if (have) return have;
     const sans = this.#san();
-    const san = sans.entries.slice(0, LOG_SAN_MAX).map(([t, v]) => clip(t === "IP Address" ? `IP:${canonicalIp(v)}` : `${t}:${v}`, LOG_SAN_CHARS));
+    const san = sans.entries.slice(0, LOG_SAN_MAX).map(([t, v]) => clip(`${t === "IP Address" ? "IP" : t}:${v}`, LOG_SAN_CHARS));
     const omitted = sans.entries.length - san.length;
     return (memo[i] = Object.freeze({
       subject: clip(this.subjectDn, LOG_DN_CHARS),
@@ -318,40 +317,42 @@ const NO_SANS: Sans = Object.freeze({ entries: Object.freeze([]), dns: undefined
 
 function parseSans(san: string): Sans {
   if (!san) return NO_SANS;
-  const entries = sanEntries(san);
-  const of = (type: string, map: (v: string) => string = (v) => v) => {
-    const xs = entries.filter(([t]) => t === type).map(([, v]) => map(v));
+  const entries = sanEntries(san).map((e) => (e[0] === "IP Address" ? ([e[0], canonicalIp(e[1])] as const) : e));
+  const of = (type: string) => {
+    const xs = entries.filter(([t]) => t === type).map(([, v]) => v);
     return xs.length ? Object.freeze(xs) : undefined;
   };
   const uri = of("URI");
   // An X.509-SVID carries exactly one SPIFFE id; several make none of them the identity.
   const spiffe = uri?.filter((u) => /^spiffe:\/\//i.test(u)) ?? [];
-  return Object.freeze({ entries: Object.freeze(entries), dns: of("DNS"), uri, email: of("email"), ip: of("IP Address", canonicalIp), spiffeId: spiffe.length === 1 ? spiffe[0]! : "" });
+  return Object.freeze({ entries: Object.freeze(entries), dns: of("DNS"), uri, email: of("email"), ip: of("IP Address"), spiffeId: spiffe.length === 1 ? spiffe[0]! : "" });
 }
 
 const OPENSSL_V6 = /^[0-9A-F]{1,4}(?::[0-9A-F]{1,4}){7}$/;
 
-/** OpenSSL prints IPv6 SANs uncompressed and upper-case (2001:DB8:0:0:0:0:0:1): RFC 5952 form instead. */
+/**
+ * OpenSSL prints an IPv6 SAN as eight upper-case groups without leading zeros
+ * (2001:DB8:0:0:0:0:0:1): RFC 5952 form instead. IPv4 is dotted already; anything else
+ * OpenSSL prints (an address of a bad length) stays as it is.
+ */
 function canonicalIp(s: string): string {
-  if (s.indexOf(":") < 0) return s; // IPv4, dotted already
-  if (OPENSSL_V6.test(s)) {
-    // OpenSSL's own form, without leading zeros: compress the longest run of two or more "0" groups (the first on ties).
-    const g = s.toLowerCase().split(":");
-    // IPv4-mapped: RFC 5952 §5 writes the last 32 bits dotted.
-    if (g[5] === "ffff" && g.slice(0, 5).every((x) => x === "0")) return `::ffff:${g.slice(6).flatMap((x) => { const n = parseInt(x, 16); return [n >> 8, n & 255]; }).join(".")}`;
-    let best = -1, bestLen = 1;
-    for (let i = 0; i < 8; ) {
-      let j = i;
-      while (j < 8 && g[j] === "0") j++;
-      if (j - i > bestLen) [best, bestLen] = [i, j - i];
-      i = j > i ? j : i + 1;
-    }
-    return best < 0 ? g.join(":") : `${g.slice(0, best).join(":")}::${g.slice(best + bestLen).join(":")}`;
+  if (!OPENSSL_V6.test(s)) return s;
+  const g = s.toLowerCase().split(":");
+  // IPv4-mapped: RFC 5952 §5 writes the last 32 bits dotted.
+  if (g[5] === "ffff" && g.slice(0, 5).every((x) => x === "0")) {
+    const [hi, lo] = [parseInt(g[6]!, 16), parseInt(g[7]!, 16)];
+    return `::ffff:${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
   }
-  const a = parseIp(s);
-  if (!a) return s;
-  // parseIp reads ::ffff:a.b.c.d as IPv4; a SAN written as IPv6 stays IPv6.
-  return s.includes(":") && a.v === 4 ? `::ffff:${formatIp(a)}` : formatIp(a);
+  // Compress the longest run of two or more zero groups, the first on ties.
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && g[j] === "0") j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = Math.max(j, i + 1);
+  }
+  return best < 0 ? g.join(":") : `${g.slice(0, best).join(":")}::${g.slice(best + bestLen).join(":")}`;
 }
 
 function clip(s: string, max: number): string {
