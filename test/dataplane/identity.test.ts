@@ -284,7 +284,11 @@ describe("failed handshakes are logged, rate-limited", () => {
   beforeAll(async () => {
     p = await pki();
     // No default certificate: an unknown SNI is refused (unknown_sni).
-    srv = await startLogged((pk, origin) => ({ ...baseModel(pk, origin, [{ hostname: "a.test", mtls: { trust_bundle: "clients", mode: "enforced" } }]), default_certificate: null }));
+    srv = await startLogged((pk, origin) => ({
+      ...baseModel(pk, origin, [{ hostname: "a.test", mtls: { trust_bundle: "clients", mode: "enforced" } }]),
+      default_certificate: null,
+      limits: { handshake_timeout_ms: 2000 }, // short, for hello_timeout; long enough for a handshake on a busy machine
+    }));
   });
   afterAll(() => srv.close());
   const failures = (ls: Record<string, unknown>[]) => ls.filter((l) => l.msg === "handshake failed");
@@ -309,13 +313,23 @@ describe("failed handshakes are logged, rate-limited", () => {
       s.on("error", () => resolve());
       s.on("close", () => resolve());
     });
-    const ls = await srv.waitFor((l) => failures(l).length >= 4);
+    // A TLS 1.1 client against certgate's TLS 1.2 minimum: OpenSSL refuses it in the handshake.
+    await new Promise<void>((resolve) => {
+      const s = tls.connect({ host: "127.0.0.1", port: srv.port, servername: "a.test", minVersion: "TLSv1", maxVersion: "TLSv1.1", ciphers: "DEFAULT@SECLEVEL=0", rejectUnauthorized: false });
+      s.on("error", () => resolve());
+      s.on("close", () => resolve());
+    });
+    // A client that connects and says nothing: hello_timeout once the handshake deadline passes.
+    await new Promise<void>((resolve) => net.connect(srv.port, "127.0.0.1").on("close", () => resolve()).on("error", () => resolve()));
+    const ls = await srv.waitFor((l) => failures(l).length >= 6);
     expect(failures(ls)).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ sni: "a.test", client: "127.0.0.1", reason: "no_certificate" }),
         expect.objectContaining({ sni: "a.test", client: "127.0.0.1", reason: "unable_to_verify_leaf_signature" }),
         expect.objectContaining({ sni: "nobody.example", client: "127.0.0.1", reason: "unknown_sni" }),
         expect.objectContaining({ client: "127.0.0.1", reason: "not_tls" }),
+        expect.objectContaining({ sni: "a.test", client: "127.0.0.1", reason: "tls_error", error: expect.stringMatching(/PROTOCOL|VERSION/i) }),
+        expect.objectContaining({ client: "127.0.0.1", reason: "hello_timeout" }),
       ]),
     );
   });
