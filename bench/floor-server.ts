@@ -104,5 +104,7 @@ switch (variant) {
   default:
     throw new Error(`unknown variant ${variant}`);
 }
+// Idle keep-alive connections stay open this long (bench/idle.bench.ts); node:https's own default is 5 s.
+if (server instanceof https.Server) server.keepAliveTimeout = Number(process.env.BENCH_KEEPALIVE_MS ?? 5_000);
 server.listen(port, "127.0.0.1");
 process.on("SIGTERM", () => process.exit(0));
