@@ -32,7 +32,8 @@ interface LoadDef {
   id: string;
   kind: LoadKind;
   title: string;
-  concurrency: number; // in flight (closed loop) or connections (keepalive)
+  concurrency: number; // in flight (closed loop) or connections (keepalive, h2)
+  streams?: number; // h2: streams in flight on each connection
   rate: number; // 0: closed loop
   unit: "handshake" | "request";
   /** Open loop at this fraction of the slowest server's req/s in the closed-loop load `of` (first rep), when that ran. */
@@ -43,6 +44,7 @@ const LOADS: LoadDef[] = [
   { id: "full", kind: "full", title: "Full mTLS handshakes: new connection per GET, 8 in flight", concurrency: 8, rate: 0, unit: "handshake" },
   { id: "resumed", kind: "resumed", title: "Resumed handshakes: TLS 1.3 ticket, new connection per GET, 8 in flight", concurrency: 8, rate: 0, unit: "handshake" },
   { id: "keepalive", kind: "keepalive", title: "Keep-alive proxied GETs: 8 connections, one request at a time each", concurrency: 8, rate: 0, unit: "request" },
+  { id: "h2", kind: "h2", title: "HTTP/2 proxied GETs: 2 connections, 8 streams in flight on each (servers that offer h2)", concurrency: 2, streams: 8, rate: 0, unit: "request" },
   {
     id: "full-paced",
     kind: "full",
@@ -99,7 +101,7 @@ const opt = {
   servers: args.servers.split(",").filter(Boolean),
   /** Worker counts beyond 1: certgate and nginx also run unpinned with this many workers. */
   moreWorkers: args.workers.split(",").map(Number).filter((n) => Number.isInteger(n) && n > 1),
-  loads: (args.loads?.split(",") ?? (quick ? ["full", "resumed", "keepalive", "full-paced"] : LOADS.map((l) => l.id))).map((id) => {
+  loads: (args.loads?.split(",") ?? (quick ? ["full", "resumed", "keepalive", "h2", "full-paced"] : LOADS.map((l) => l.id))).map((id) => {
     const l = LOADS.find((x) => x.id === id);
     if (!l) throw new Error(`unknown load "${id}" (${LOADS.map((x) => x.id).join(", ")})`);
     return { ...l };
@@ -171,6 +173,7 @@ async function measure(server: Running, load: LoadDef, pki: Pki, rep: number, lo
     kind: load.kind,
     ...target(server.port, pki),
     concurrency: Math.max(1, Math.round(load.concurrency / n)),
+    streams: load.streams,
     rate: load.rate / n,
     measureAt,
     durationMs,
@@ -543,6 +546,7 @@ async function main(): Promise<void> {
         }
         for (const s of servers) {
           if (interrupted) return;
+          if (load.kind === "h2" && !s.h2) continue; // the bare node:https baseline speaks HTTP/1.1 only
           const r = await measure(s, load, pki, rep, loadCpu, opt.durationMs);
           runs.push(r);
           log(

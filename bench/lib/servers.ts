@@ -50,6 +50,8 @@ export interface Running {
   version: string;
   log: string;
   child: ChildProcess;
+  /** Offers h2 in ALPN and proxies HTTP/2 requests. */
+  h2?: boolean;
   stop(): Promise<void>;
 }
 
@@ -232,6 +234,7 @@ limits: { keep_alive_timeout_ms: ${keepAliveS * 1000} }
     version: `certgate (node ${process.versions.node}, OpenSSL ${process.versions.openssl})`,
     log,
     child,
+    h2: true,
     // SIGINT: certgate shuts down cleanly, and Node writes a --cpu-prof profile on exit.
     stop: () => stopChild(child, "SIGINT", 15_000),
   };
@@ -284,7 +287,7 @@ export async function startNginx(dir: string, pki: Pki, originPort: number, cpu:
     keepalive_requests 100000000;
   }
   server {
-    listen 127.0.0.1:${port} ssl backlog=1024;
+    listen 127.0.0.1:${port} ssl http2 backlog=1024;
     server_name ${SERVERNAME};
     ssl_certificate ${pki.serverCert};
     ssl_certificate_key ${pki.serverKey};
@@ -303,7 +306,7 @@ export async function startNginx(dir: string, pki: Pki, originPort: number, cpu:
     }
   }
 `;
-  return runNginx(workers === 1 ? "nginx" : `nginx-${workers}w`, bin, d, http, port, cpu, join(d, "nginx.log"), workers);
+  return { ...(await runNginx(workers === 1 ? "nginx" : `nginx-${workers}w`, bin, d, http, port, cpu, join(d, "nginx.log"), workers)), h2: true };
 }
 
 // ---------------------------------------------------------------- HAProxy
@@ -343,7 +346,7 @@ defaults
   http-reuse always
 
 frontend tls
-  bind 127.0.0.1:${port} ssl crt ${pki.serverBundle} ca-file ${pki.clientCa} verify required ssl-min-ver TLSv1.3
+  bind 127.0.0.1:${port} ssl crt ${pki.serverBundle} ca-file ${pki.clientCa} verify required ssl-min-ver TLSv1.3 alpn h2,http/1.1
   http-request set-header X-Forwarded-Proto https
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
   default_backend origin
@@ -357,7 +360,7 @@ backend origin
   const log = join(d, "haproxy.log");
   const child = start("haproxy", cpu, bin, ["-db", "-f", cfg], log);
   await waitForPort(port, child, "haproxy", log);
-  return { name: "haproxy", pid: child.pid!, port, version: haproxyVersion(bin), log, child, stop: () => stopChild(child, "SIGTERM", 5_000) };
+  return { name: "haproxy", pid: child.pid!, port, version: haproxyVersion(bin), log, child, h2: true, stop: () => stopChild(child, "SIGTERM", 5_000) };
 }
 
 // ---------------------------------------------------------------- bare Node
@@ -394,7 +397,7 @@ export async function startCaddy(dir: string, pki: Pki, originPort: number, cpu:
   admin off
   auto_https off
   servers {
-    protocols h1
+    protocols h1 h2
   }
 }
 https://${SERVERNAME}:${port} {
@@ -415,7 +418,7 @@ https://${SERVERNAME}:${port} {
   const env = { ...process.env, GOMAXPROCS: "1", HOME: d, XDG_DATA_HOME: join(d, "data"), XDG_CONFIG_HOME: join(d, "config") };
   const child = start("caddy", cpu, bin, ["run", "--config", cfg, "--adapter", "caddyfile"], log, env);
   await waitForPort(port, child, "caddy", log);
-  return { name: "caddy", pid: child.pid!, port, version: caddyVersion(bin), log, child, stop: () => stopChild(child, "SIGTERM", 5_000) };
+  return { name: "caddy", pid: child.pid!, port, version: caddyVersion(bin), log, child, h2: true, stop: () => stopChild(child, "SIGTERM", 5_000) };
 }
 
 // ---------------------------------------------------------------- install
