@@ -546,7 +546,7 @@ async function main(): Promise<void> {
         }
         for (const s of servers) {
           if (interrupted) return;
-          if (load.kind === "h2" && !s.h2) continue; // the bare node:https baseline speaks HTTP/1.1 only
+          if (load.kind === "h2" && !s.h2) continue;
           const r = await measure(s, load, pki, rep, loadCpu, opt.durationMs);
           runs.push(r);
           log(
@@ -568,7 +568,7 @@ async function main(): Promise<void> {
   if (opt.profile && opt.servers.includes("certgate")) {
     const usePerf = perfAvailable();
     if (!usePerf) log("perf is not available or not permitted: --cpu-prof only");
-    for (const id of ["full", "keepalive"])
+    for (const id of ["full", "keepalive", "h2"].filter((id) => opt.loads.some((l) => l.id === id)))
       for (const withPerf of usePerf ? [false, true] : [false]) {
         const load = LOADS.find((l) => l.id === id)!;
         log(`profiling certgate under ${id} (${withPerf ? "perf" : "--cpu-prof"}) ...`);

@@ -366,13 +366,14 @@ backend origin
 // ---------------------------------------------------------------- bare Node
 
 /**
- * node:https with the same certificates and mTLS settings answering each GET itself: what
- * Node's TLS and HTTP stack cost with nothing of certgate's on top (issue 20's baseline).
+ * Node's own servers with the same certificates and mTLS settings answering each GET
+ * themselves (node:http2's secure server, HTTP/1.1 allowed: node:http's code on HTTP/1.1
+ * connections): what Node's TLS and HTTP stacks cost with nothing of certgate's on top.
  */
 export async function startBareNode(dir: string, pki: Pki, originPort: number, cpu: string | null): Promise<Running> {
   const port = await freePort();
-  const s = await startScript(dir, "node-https", "bench/floor-server.ts", ["https-direct", String(port), String(originPort), pki.dir], port, cpu);
-  return { ...s, name: "node", version: `node:https answering itself (node ${process.versions.node}, OpenSSL ${process.versions.openssl})` };
+  const s = await startScript(dir, "node-direct", "bench/floor-server.ts", ["node-direct", String(port), String(originPort), pki.dir], port, cpu);
+  return { ...s, name: "node", h2: true, version: `node:http2 + node:http answering itself (node ${process.versions.node}, OpenSSL ${process.versions.openssl})` };
 }
 
 // ---------------------------------------------------------------- Caddy
