@@ -44,7 +44,7 @@ export class FrontCerts {
     const leaf = checked.leaf;
     if (!leaf) return malformed(checked.code as "header_malformed");
     const verdict: ChainVerdict = checked.code === "OK" ? hostVerdict(leaf, policy) : classify(checked.code);
-    return new ClientCertFacts(leaf, verdict, verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined);
+    return new ClientCertFacts(leaf, verdict, verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined, verdict.ok ? bundle.issuerOf : undefined);
   }
 }
 
