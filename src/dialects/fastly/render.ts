@@ -83,7 +83,7 @@ export function mutualAuthRes(model: Model, b: TrustBundle): Resource {
 }
 
 export function certRes(c: Model["certificates"][number]): Resource {
-  const i = certInfo(c.cert);
+  const i = certInfo(c.cert!);
   return {
     id: c.id,
     type: "tls_certificate",
@@ -115,7 +115,7 @@ export function keys(model: Model): KeyView[] {
   for (const c of model.certificates) {
     const rec = model.dialects.fastly.certificates[c.id] ?? {};
     const id = rec.private_key_id ?? `k${createHash("sha256").update(c.id).digest("hex").slice(0, 21)}`;
-    if (!out.has(id)) out.set(id, { id, name: rec.private_key_name ?? "", pem: c.key, created_at: c.created_at, in_use: true });
+    if (!out.has(id)) out.set(id, { id, name: rec.private_key_name ?? "", pem: c.key!, created_at: c.created_at, in_use: true });
   }
   for (const k of model.dialects.fastly.pending_private_keys) out.set(k.id, { id: k.id, name: k.name, pem: k.key, created_at: k.created_at, in_use: false });
   return [...out.values()];
@@ -132,7 +132,7 @@ export function keyRes(k: KeyView): Resource {
 
 export function domains(model: Model): string[] {
   const set = new Set<string>();
-  for (const c of model.certificates) for (const n of certInfo(c.cert).names) set.add(n);
+  for (const c of model.certificates) for (const n of certInfo(c.cert!).names) set.add(n);
   for (const h of model.hosts) set.add(h.hostname);
   return [...set].sort();
 }
@@ -142,7 +142,7 @@ export function domainRes(model: Model, name: string): Resource {
     id: name,
     type: "tls_domain",
     relationships: {
-      tls_certificates: { data: model.certificates.filter((c) => certInfo(c.cert).names.includes(name)).map((c) => ref("tls_certificate", c.id)) },
+      tls_certificates: { data: model.certificates.filter((c) => certInfo(c.cert!).names.includes(name)).map((c) => ref("tls_certificate", c.id)) },
       tls_activations: { data: model.hosts.filter((h) => h.hostname === name).map((h) => ref("tls_activation", activationId(model, h))) },
     },
   };

@@ -120,7 +120,7 @@ function bundleIndex(model: Model, id: string, inBody = false): number {
 function checkCovers(model: Model, certId: string, hostname: string, pointer: string): void {
   const cert = model.certificates.find((c) => c.id === certId);
   if (!cert) throw badRequest(`tls_certificate "${certId}" not found`, "/data/relationships/tls_certificate/data/id");
-  const names = certInfo(cert.cert).names;
+  const names = certInfo(cert.cert!).names;
   if (!covers(names, hostname)) throw badRequest(`tls_domain "${hostname}" is not among the certificate's names (${names.join(", ")})`, pointer);
 }
 
@@ -224,7 +224,7 @@ async function deleteActivation(ctx: Ctx): Promise<Reply> {
   await ctx.write(`delete tls_activation ${id}`, (model) => {
     const i = findActivation(model, id);
     const hostname = model.hosts[i]!.hostname;
-    if (model.routes.some((r) => r.hostname === hostname) && !model.certificates.some((c) => covers(certInfo(c.cert).names, hostname)) && !model.default_certificate)
+    if (model.routes.some((r) => r.hostname === hostname) && !model.certificates.some((c) => covers(certInfo(c.cert!).names, hostname)) && !model.default_certificate)
       throw new ApiError("conflict", `routes still use "${hostname}" and no other certificate covers it`);
     return { model: { ...model, hosts: removeAt(model.hosts, i) }, result: null };
   });
@@ -301,8 +301,8 @@ function listCertificates(ctx: Ctx): Reply {
   let certs = model.certificates;
   const fDomain = ctx.query("filter[tls_domains.id]");
   const fNotAfter = ctx.query("filter[not_after]");
-  if (fDomain !== null) certs = certs.filter((c) => certInfo(c.cert).names.includes(fDomain.toLowerCase()));
-  if (fNotAfter !== null) certs = certs.filter((c) => certInfo(c.cert).not_after <= fNotAfter);
+  if (fDomain !== null) certs = certs.filter((c) => certInfo(c.cert!).names.includes(fDomain.toLowerCase()));
+  if (fNotAfter !== null) certs = certs.filter((c) => certInfo(c.cert!).not_after <= fNotAfter);
   const inc = includes(ctx, ["tls_domains"]);
   const { page, meta, links } = paginate(ctx, certs);
   const data = page.map(certRes);
@@ -439,7 +439,7 @@ function listDomains(ctx: Ctx): Reply {
   if (inUse !== null) list = list.filter((d) => String(model.hosts.some((h) => h.hostname === d)) === inUse);
   if (fCert !== null) {
     const c = model.certificates.find((x) => x.id === fCert);
-    list = c ? list.filter((d) => certInfo(c.cert).names.includes(d)) : [];
+    list = c ? list.filter((d) => certInfo(c.cert!).names.includes(d)) : [];
   }
   const inc = includes(ctx, ["tls_activations", "tls_certificates"]);
   const { page, meta, links } = paginate(ctx, list);
