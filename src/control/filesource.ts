@@ -6,7 +6,7 @@
 // taken only once the reloader (filereload.ts) has checked it and applied it, so a half-written
 // file never reaches a compile started by an admin write.
 import { createHash } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync, statSync, type BigIntStats } from "node:fs";
 import { ModelError, type Model } from "../model/schema.ts";
 import { ApiError } from "./apierrors.ts";
 
@@ -65,16 +65,37 @@ export interface FileVersion {
 
 export const fileHash = (text: string): string => createHash("sha256").update(text).digest("hex");
 
+/** Above this a file is refused: the largest CRLs are a few MB; /dev/zero must not fill memory. */
+export const MAX_FILE_BYTES = 16 << 20;
+
+const sigOf = (s: BigIntStats): string => `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+
 export function statSig(path: string): string {
-  const s = statSync(path, { bigint: true });
-  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+  return sigOf(statSync(path, { bigint: true }));
 }
 
-/** Reads a file now (following symlinks); throws the fs error. */
+/**
+ * Reads a file now (following symlinks); throws the fs error, or for anything but a regular file
+ * of at most MAX_FILE_BYTES. Opened non-blocking: a FIFO must not hang the control plane.
+ */
 export function readVersion(path: string): FileVersion {
-  const sig = statSig(path);
-  const text = readFileSync(path, "utf8");
-  return { text, hash: fileHash(text), sig };
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    if (!st.isFile()) throw new Error("not a regular file");
+    if (st.size > MAX_FILE_BYTES) throw new Error(`larger than ${MAX_FILE_BYTES} bytes`);
+    const buf = Buffer.alloc(Number(st.size));
+    let n = 0;
+    while (n < buf.length) {
+      const got = readSync(fd, buf, n, buf.length - n, n);
+      if (!got) break; // truncated meanwhile: what was read is checked like any other contents
+      n += got;
+    }
+    const text = buf.subarray(0, n).toString("utf8");
+    return { text, hash: fileHash(text), sig: sigOf(st) };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The file-backed fields of one model object: its model path's field, the file's path. */

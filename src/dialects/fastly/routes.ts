@@ -25,6 +25,7 @@ import { addBundle, associate, hostEntry, putHost, removeAt, removeBundle, repla
 import type { FastlyActivation, FastlyRecords } from "./records.ts";
 import { activationId, activationOf, activationRes, certOf, certRes, configRes, configurations, defaultConfigId, doc, domainRes, domains, includedFor, keyRes, keys, mutualAuthRes } from "./render.ts";
 import { caBundle, certInfo, covers, keyInfo } from "../../control/certinfo.ts";
+import { fileBackedConflict } from "../../control/filesource.ts";
 
 // ---- identities ------------------------------------------------------------------------
 
@@ -278,6 +279,7 @@ async function patchMutualAuth(ctx: Ctx): Promise<Reply> {
   const summary = `update mutual_authentication ${id}: ${[ca !== undefined ? "cert_bundle" : "", enforced !== undefined ? `enforced=${enforced}` : "", name !== undefined ? "name" : ""].filter(Boolean).join(" ")}`;
   const b = await ctx.write(summary, (model) => {
     const i = bundleIndex(model, id);
+    if (ca !== undefined && model.trust_bundles[i]!.ca_file) throw fileBackedConflict("trust_bundles", model.trust_bundles[i]!, "ca_file", "/data/attributes/cert_bundle");
     const b: TrustBundle = { ...model.trust_bundles[i]!, ...(ca !== undefined ? { ca } : {}), ...(enforced !== undefined ? { enforced } : {}), ...(name !== undefined ? { name } : {}), updated_at: now() };
     return { model: { ...model, trust_bundles: replaceAt(model.trust_bundles, i, b) }, result: b };
   });
@@ -360,6 +362,7 @@ async function patchCertificate(ctx: Ctx): Promise<Reply> {
   const c = await ctx.write(`update tls_certificate ${id}${blob ? " (new cert_blob)" : ""}`, (model) => {
     const i = model.certificates.findIndex((x) => x.id === id);
     if (i < 0) throw notFound("tls_certificate", id);
+    if (blob !== undefined && model.certificates[i]!.cert_file) throw fileBackedConflict("certificates", model.certificates[i]!, "cert_file", "/data/attributes/cert_blob");
     let c = { ...model.certificates[i]!, ...(name !== undefined ? { name } : {}), updated_at: now() };
     let next = model;
     if (blob !== undefined) {
