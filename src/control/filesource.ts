@@ -135,6 +135,8 @@ export class FileSource {
   readonly #storedOf = new WeakMap<object, object>();
   /** Collections the same way, so that resolving a list again gives the same array (and stripping it, its stored array) while no element changed. */
   readonly #liveList = new WeakMap<object, Obj[]>();
+  /** And whole models: the same model resolved again is the same object while its files are unchanged. */
+  readonly #liveModel = new WeakMap<Model, Model>();
   readonly #storedList = new WeakMap<object, Obj[]>();
 
   /**
@@ -148,7 +150,11 @@ export class FileSource {
     const lists = FILE_KINDS.map((kind) => this.#resolveList(kind, model[kind] as unknown as Obj[], problems));
     if (problems.length) throw new ModelError(problems);
     if (FILE_KINDS.every((k, i) => lists[i] === model[k])) return model;
-    return { ...model, ...Object.fromEntries(FILE_KINDS.map((k, i) => [k, lists[i]])) };
+    const hit = this.#liveModel.get(model);
+    if (hit && FILE_KINDS.every((k, i) => lists[i] === hit[k])) return hit;
+    const live = { ...model, ...Object.fromEntries(FILE_KINDS.map((k, i) => [k, lists[i]])) };
+    this.#liveModel.set(model, live);
+    return live;
   }
 
   /** The stored form of a resolved model: file-backed objects hold their paths, not the files' contents. */

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as toYaml } from "yaml";
 import { issue, pki } from "../helpers/harness.ts";
+import { run } from "../helpers/tools.ts";
 import { api, cfError, fastlyError, jsonapi, nativeError, startCertgate, type Certgate } from "./helpers.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 
@@ -121,6 +122,17 @@ describe("file-backed objects in the admin API", () => {
     expect(fixed.status).toBe(200);
     expect(cg.runtime.snapshot.version).toBeGreaterThan(version);
     expect(before.certificates).toHaveLength(1);
+  });
+
+  it("refuses what is not a regular file at once: a device that never ends, a FIFO no one writes, a directory", async () => {
+    await run("mkfifo", [f("fifo")]);
+    const cur = (await api(cg, "GET", "/v1/config")).body;
+    for (const [path, why] of [["/dev/zero", "not a regular file"], [f("fifo"), "not a regular file"], [dir, "not a regular file"]] as const) {
+      const r = await api(cg, "PUT", "/v1/config", { ...cur, trust_bundles: [{ ...cur.trust_bundles[0], ca_file: path }] });
+      expect(r.status, path).toBe(400);
+      expect(nativeError(r).message).toContain(`trust_bundles[0].ca_file: cannot read ${path}: ${why}`);
+    }
+    expect(cg.plane.stored.trust_bundles[0]!.ca_file).toBe(f("ca.crt"));
   });
 
   it("deleting a file-backed certificate is an ordinary delete", async () => {
