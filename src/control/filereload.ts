@@ -12,6 +12,7 @@ import type { Metrics } from "../observability/metrics.ts";
 import type { Enforcer } from "./enforcer.ts";
 import { FILE_KINDS, SLOTS, filesOf, pathsOf, readVersion, statSig, type FileKind, type FileSource, type FileVersion } from "./filesource.ts";
 import { FileWatch, type FileWatchOptions } from "./filewatch.ts";
+import { checkValidity } from "./validity.ts";
 
 export class FileReloader implements Enforcer {
   readonly files: FileSource;
@@ -127,7 +128,7 @@ export class FileReloader implements Enforcer {
         const files = filesOf(kind, o);
         if (!files.some((f) => triggered.has(f.path))) continue;
         const news = files.filter((f) => disk(f.path).hash !== this.files.version(f.path)!.hash);
-        const problem = checkAlone(kind, o, (p) => disk(p).text);
+        const problem = checkAlone(kind, o, (p) => disk(p).text, (w) => this.#log.warn({ msg: "file reloaded with a warning", warning: w }));
         for (const f of news) {
           if (!problem) accepted.set(f.path, disk(f.path));
           else {
@@ -168,14 +169,22 @@ export class FileReloader implements Enforcer {
 
 const kindName = (kind: FileKind): string => (kind === "certificates" ? "certificate" : "trust bundle");
 
-/** Why an object does not compile with its files' contents given by `text` (the data plane's own checks), or undefined. */
-function checkAlone(kind: FileKind, o: object, text: (path: string) => string): string | undefined {
+const EMPTY = parseModel({});
+
+/**
+ * Why an object does not compile with its files' contents given by `text` (the data plane's own
+ * checks; and, as for an upload, an expired server certificate is refused), or undefined.
+ * `warn` gets what an upload would be warned about (an expired CA in a bundle).
+ */
+function checkAlone(kind: FileKind, o: object, text: (path: string) => string, warn: (w: string) => void): string | undefined {
   const filled = SLOTS[kind].reduce((x, s) => {
     const p = s.path(x);
     return p === undefined ? x : s.set(x, text(p));
   }, o as Record<string, unknown>);
   try {
-    void new Snapshot(parseModel({ [kind]: [filled] }), 0);
+    const model = parseModel({ [kind]: [filled] });
+    void new Snapshot(model, 0);
+    checkValidity(EMPTY, model).forEach(warn);
     return undefined;
   } catch (e) {
     if (!(e instanceof ModelError)) throw e;

@@ -118,7 +118,7 @@ describe("file-backed certificates that reload", () => {
     });
   }
 
-  it("a half-written certificate, a key that does not match, an unreadable file, a bundle without a CA: the last good version stays, each counted and logged once", async () => {
+  it("a half-written certificate, a key that does not match, an unreadable file, a bundle without a CA, an expired certificate: the last good version stays, each counted and logged once", async () => {
     const dir = tmp();
     const [cert, key, ca] = ["tls.crt", "tls.key", "ca.crt"].map((n) => join(dir, n)) as [string, string, string];
     writeFileSync(cert, p.server.certPem);
@@ -138,7 +138,7 @@ describe("file-backed certificates that reload", () => {
       writeFileSync(cert, next.certPem);
       await untilTrue(async () => (await invalid()) === 2, DEADLINE, "the unmatched certificate refused");
       expect(await served(cg.port)).toBe(good);
-      // The key file gone: unreadable; still the old pair.
+      // The key file gone: unreadable; still the old pair. (It comes back below.)
       rmSync(key);
       await untilTrue(async () => (await unreadable()) === 1, DEADLINE, "the missing key");
       expect(await served(cg.port)).toBe(good);
@@ -146,11 +146,18 @@ describe("file-backed certificates that reload", () => {
       writeFileSync(ca, p.client.certPem);
       await untilTrue(async () => (await invalid()) === 3, DEADLINE, "the bundle without a CA");
       expect((await request(cg.port, { cert: p.client })).status).toBe(200);
+      // An expired certificate with its own key: refused, as an upload of it would be.
+      const expired = await issue({ subject: "O=certgate dev,CN=localhost expired", dnsNames: SERVER_NAMES, notBefore: new Date(Date.now() - 20 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) }, p.serverCa);
+      writeAtomic(key, expired.keyPem);
+      writeAtomic(cert, expired.certPem);
+      await untilTrue(async () => (await invalid()) === 5, DEADLINE, "the expired certificate refused");
+      expect(await served(cg.port)).toBe(good);
       // The periodic checks do not count the same refused version again.
       await new Promise((r) => setTimeout(r, 2_500));
-      expect(await invalid()).toBe(3);
+      expect(await invalid()).toBe(5);
       expect(await unreadable()).toBe(1);
       // The matching key arrives: the pair goes live together.
+      writeAtomic(cert, next.certPem);
       writeAtomic(key, next.keyPem);
       await untilTrue(async () => (await served(cg.port)) === serialOf(next), DEADLINE, "the new pair");
       expect(sample(await metricsText(cg), 'certgate_file_reloads_total{result="ok"}')).toBe(2);
