@@ -149,6 +149,7 @@ export class FileReloader implements Enforcer {
       for (const [path, v] of accepted) this.#refuse(path, v.hash, "invalid", why);
       return;
     }
+    this.#watch.watch(pathsOf(this.#model)); // a swapped symlink points into another directory now
     const now = Date.now() / 1000;
     for (const [path, v] of accepted) {
       this.#refused.delete(path);

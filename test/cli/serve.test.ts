@@ -36,6 +36,14 @@ function startServe(cwd: string, args: string[]): Promise<Started> {
   });
 }
 
+/** The store's revision row in DATA/certgate.db. */
+function storeRevision(data: string): unknown {
+  const db = new DatabaseSync(join(data, "certgate.db"), { readOnly: true });
+  const row = db.prepare("SELECT value FROM meta WHERE key = 'revision'").get();
+  db.close();
+  return row;
+}
+
 describe("certgate serve", () => {
   const children: ChildProcess[] = [];
   afterAll(() => children.forEach((c) => c.kill("SIGTERM")));
@@ -84,12 +92,7 @@ describe("certgate serve", () => {
     const args = ["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", data, "--config", cfg];
     const file = (key: string, expression: string) =>
       `certificates:\n  - id: s\n    cert_file: pki/server.pem\n    key_file: pki/${key}\ndefault_certificate: s\nrules:\n  - id: r\n    expression: '${expression}'\n    action: block\n`;
-    const revision = () => {
-      const db = new DatabaseSync(join(data, "certgate.db"), { readOnly: true });
-      const row = db.prepare("SELECT value FROM meta WHERE key = 'revision'").get();
-      db.close();
-      return row;
-    };
+    const revision = () => storeRevision(data);
     // A key that does not match its certificate; then a regular expression that does not compile.
     writeFileSync(cfg, file("client.key", 'http.request.uri.path eq "/x"'));
     const badKey = await run(NODE, [CLI, ...args]);
@@ -119,12 +122,7 @@ describe("certgate serve", () => {
     const first = await run(NODE, args);
     expect(first.code).toBe(1);
     expect(first.stderr).toContain(`certificates[0].cert_file: cannot read ${join(dir, "tls", "server.pem")}: ENOENT`);
-    const revision = () => {
-      const db = new DatabaseSync(join(data, "certgate.db"), { readOnly: true });
-      const row = db.prepare("SELECT value FROM meta WHERE key = 'revision'").get();
-      db.close();
-      return row;
-    };
+    const revision = () => storeRevision(data);
     expect(revision()).toEqual({ value: "0" });
     // With the file there it seeds and serves; the file then goes away: the restart refuses, naming it.
     mkdirSync(join(dir, "tls"));
