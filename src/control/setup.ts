@@ -16,6 +16,7 @@ import { Authenticator } from "./auth.ts";
 import { WritePath, checkControlRefs } from "./writepath.ts";
 import { SqliteStore, type Store } from "./store.ts";
 import { PostgresStore, redact } from "./pgstore.ts";
+import { certificateExpiries } from "./expiry.ts";
 
 export interface Loaded {
   store: Store;
@@ -61,5 +62,7 @@ export function startControl(runtime: Enforcer, metrics: Metrics, loaded: Loaded
   const plane = new WritePath(loaded.store, runtime, loaded.model);
   const auth = new Authenticator(adminToken, loaded.store);
   const server = createAdminServer(runtime, metrics, { plane, auth, ...extra });
+  // Here, where the model is (one process, or a group's primary): the workers' copies would repeat them.
+  metrics.collectCertificateExpiry(() => certificateExpiries(runtime.snapshot));
   return { plane, auth, server };
 }
