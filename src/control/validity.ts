@@ -15,7 +15,7 @@ import type { Snapshot } from "../dataplane/snapshot.ts";
 import { certInfo } from "./certinfo.ts";
 
 /** Closer than this to its not_after, a certificate a write brings in gets a warning. */
-export const EXPIRY_WARNING_MS = 7 * 86_400_000;
+const EXPIRY_WARNING_MS = 7 * 86_400_000;
 
 /** Throws ModelError for a new expired server certificate. */
 export function refuseExpiredServerCerts(prev: Model, next: Model, at = Date.now()): void {
