@@ -31,8 +31,9 @@ export function certificateExpiries(snap: Snapshot): readonly CertExpiry[] {
   const managed = new Set(snap.model.trust_bundles.filter((b) => b.managed_ca).map((b) => b.id));
   for (const [id, b] of snap.bundles) {
     const kind = managed.has(id) ? "managed_ca" : "ca";
-    const shared = new Set(b.cas.filter((ca, i) => b.cas.findIndex((x) => x.subject === ca.subject) !== i).map((ca) => ca.subject));
-    for (const ca of b.cas) {
+    const cas = [...new Map(b.cas.map((ca) => [ca.fingerprint256, ca])).values()]; // one CA pasted twice is one series
+    const shared = new Set(cas.filter((ca, i) => cas.findIndex((x) => x.subject === ca.subject) !== i).map((ca) => ca.subject));
+    for (const ca of cas) {
       const subject = rfc2253(ca.subject) + (shared.has(ca.subject) ? ` (serial ${ca.serialNumber.toUpperCase()})` : "");
       out.push({ kind, id, subject, cert: ca, notAfter: ca.validToDate.getTime() });
     }

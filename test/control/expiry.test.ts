@@ -60,7 +60,7 @@ describe("expiry monitoring", () => {
         // The bootstrap is not an upload: what it holds gets no warning, but it is monitored.
         certificates: [...(m.certificates ?? []), { id: "soon", cert: soonServer.certPem, key: soonServer.keyPem }],
         trust_bundles: [
-          { id: "clients", ca: d.ca.certPem + renewedCa.certPem },
+          { id: "clients", ca: d.ca.certPem + renewedCa.certPem + d.ca.certPem }, // the same CA twice: one series
           { id: "soon-ca", ca: soonCa.certPem },
           { id: "old", ca: expiredCa.certPem },
         ],
