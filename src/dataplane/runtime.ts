@@ -208,6 +208,7 @@ export class Runtime implements Dispatcher {
   #secure(socket: TLSSocket, servername: string, policy: HostPolicy): void {
     let facts = NO_CLIENT_CERT;
     let result = "not_requested";
+    const resumed = socket.isSessionReused();
     if (policy.mode !== "off") {
       const leaf = socket.getPeerX509Certificate();
       const bundle = policy.bundle!;
@@ -221,6 +222,10 @@ export class Runtime implements Dispatcher {
       facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined, verdict.ok ? bundle.issuerOf : undefined);
       result = verdict.ok ? "verified" : verdict.reason;
       if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
+      // Certificates of this bundle's clients (verified, or expired: observed as 0), once per full
+      // handshake: a resumed session presents nothing new, and would weigh clients by how often they reconnect.
+      if (leaf && !resumed && (verdict.ok || verdict.failure === "expired"))
+        this.#metrics.clientCertRemaining.observe({ bundle: bundle.id }, Math.max(0, (leaf.validToDate.getTime() - Date.now()) / 1000));
     }
     const remoteAddress = clientAddress(socket.remoteAddress);
     // A certificate that failed verification is a failed handshake for the log; no certificate on a fail-open host is not.
@@ -232,7 +237,7 @@ export class Runtime implements Dispatcher {
       tlsVersion: socket.getProtocol() ?? "",
       cipher: socket.getCipher()?.name ?? "",
       remoteAddress,
-      resumed: socket.isSessionReused(),
+      resumed,
     };
     (socket as TLSSocket & { [CLIENT_CONN]?: ClientConn })[CLIENT_CONN] = state;
     this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(state.resumed) });
