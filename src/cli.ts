@@ -217,6 +217,7 @@ async function serve(argv: string[]): Promise<void> {
     managedCa,
     onError: (e) => log.error({ msg: "admin error", err: e }),
     onUnauthenticated: (method, path, remote) => log.warn({ msg: "admin write without a valid token", method, path, remote }),
+    onWarnings: (warnings, write) => log.warn({ msg: "admin write stored with warnings", ...write, warnings }),
     processes: group,
     storeHealth: storeUrl ? () => ({ store: { kind: "postgres", connected: follower?.connected ?? false, revision: plane.revision } }) : undefined,
   });

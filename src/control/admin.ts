@@ -31,6 +31,8 @@ export interface AdminOptions {
   /** A write without a valid token (401): logged, not stored, so no one without a token can grow the audit table. */
   onUnauthenticated?: (method: string, path: string, remote: string | undefined) => void;
   managedCa?: ManagedCaService;
+  /** A write stored with warnings (validity.ts): the caller logs them. */
+  onWarnings?: (warnings: string[], write: { method: string; path: string; token_id: string }) => void;
   /** The worker processes (serve --workers N): /healthz lists them, /metrics merges theirs, /v1/reload replaces them. */
   processes?: ProcessGroup;
   /** A fleet's store connection, for /healthz. */
@@ -203,6 +205,7 @@ async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http
     invalidateTokens: () => opts.auth.invalidate(),
   };
   const reply = withWarnings(dialect, await r.handler(ctx), wctx.warnings);
+  if (wctx.warnings.length) opts.onWarnings?.(wctx.warnings, { method, path, token_id: principal.token_id });
   if (method === "HEAD") return send(res, { ...reply, body: undefined, text: "" });
   send(res, reply);
 }

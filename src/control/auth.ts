@@ -62,18 +62,39 @@ export class Authenticator {
     if (!secret) return null;
     const h = sha256(secret);
     let found: Principal | null = null;
-    // Compare against every token, always: the time taken does not depend on which matched.
     if (timingSafeEqual(h, this.#adminHash)) found = { token_id: "admin", read_only: false, account_id: null };
     try {
       this.#tokens ??= await this.#store.listTokens();
+      found = match(h, this.#tokens, found);
+      // Another fleet node may have created this token a moment ago, before its notification
+      // reached this one: read the list again. Bounded, so wrong tokens never become store load.
+      if (!found && this.#mayReread()) found = match(h, (this.#tokens = await this.#store.listTokens()), found);
     } catch (e) {
       // A fleet's store is down: the operator token still works (reads, and the 503 a write gets).
       if (e instanceof StoreUnavailable && found) return found;
       throw e;
     }
-    for (const t of this.#tokens) {
-      if (timingSafeEqual(h, Buffer.from(t.hash, "hex")) && !found) found = { token_id: t.id, read_only: t.read_only, account_id: t.account_id };
-    }
     return found;
   }
+
+  #rereadWindow = 0;
+  #rereads = 0;
+  #mayReread(now = Date.now()): boolean {
+    if (now - this.#rereadWindow >= 1_000) {
+      this.#rereadWindow = now;
+      this.#rereads = 0;
+    }
+    return this.#rereads++ < REREADS_PER_SECOND;
+  }
+}
+
+/** Store reads a second that unknown tokens may cause (per process). */
+const REREADS_PER_SECOND = 5;
+
+/** Compares against every token, always: the time taken does not depend on which matched. */
+function match(h: Buffer, tokens: readonly TokenRecord[], found: Principal | null): Principal | null {
+  for (const t of tokens) {
+    if (timingSafeEqual(h, Buffer.from(t.hash, "hex")) && !found) found = { token_id: t.id, read_only: t.read_only, account_id: t.account_id };
+  }
+  return found;
 }

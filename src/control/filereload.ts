@@ -12,7 +12,7 @@ import type { Metrics } from "../observability/metrics.ts";
 import type { Enforcer } from "./enforcer.ts";
 import { FILE_KINDS, SLOTS, filesOf, pathsOf, readVersion, statSig, type FileKind, type FileSource, type FileVersion } from "./filesource.ts";
 import { FileWatch, type FileWatchOptions } from "./filewatch.ts";
-import { checkValidity } from "./validity.ts";
+import { refuseExpiredServerCerts, uploadWarnings } from "./validity.ts";
 
 export class FileReloader implements Enforcer {
   readonly files: FileSource;
@@ -171,6 +171,7 @@ export class FileReloader implements Enforcer {
 const kindName = (kind: FileKind): string => (kind === "certificates" ? "certificate" : "trust bundle");
 
 const EMPTY = parseModel({});
+let emptySnapshot: Snapshot | undefined;
 
 /**
  * Why an object does not compile with its files' contents given by `text` (the data plane's own
@@ -184,8 +185,9 @@ function checkAlone(kind: FileKind, o: object, text: (path: string) => string, w
   }, o as Record<string, unknown>);
   try {
     const model = parseModel({ [kind]: [filled] });
-    void new Snapshot(model, 0);
-    checkValidity(EMPTY, model).forEach(warn);
+    const compiled = new Snapshot(model, 0);
+    refuseExpiredServerCerts(EMPTY, model);
+    uploadWarnings((emptySnapshot ??= new Snapshot(EMPTY, 0)), compiled).forEach(warn);
     return undefined;
   } catch (e) {
     if (!(e instanceof ModelError)) throw e;

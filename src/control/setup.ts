@@ -17,6 +17,7 @@ import { WritePath, checkControlRefs } from "./writepath.ts";
 import { SqliteStore, type Store } from "./store.ts";
 import { PostgresStore, redact } from "./pgstore.ts";
 import { FileReloader } from "./filereload.ts";
+import { certificateExpiries } from "./expiry.ts";
 
 export interface Loaded {
   store: Store;
@@ -63,5 +64,7 @@ export function startControl(runtime: Enforcer, metrics: Metrics, loaded: Loaded
   const plane = new WritePath(loaded.store, runtime, loaded.model, runtime instanceof FileReloader ? runtime.files : undefined);
   const auth = new Authenticator(adminToken, loaded.store);
   const server = createAdminServer(runtime, metrics, { plane, auth, ...extra });
+  // Here, where the model is (one process, or a group's primary): the workers' copies would repeat them.
+  metrics.collectCertificateExpiry(() => certificateExpiries(runtime.snapshot));
   return { plane, auth, server };
 }

@@ -13,7 +13,7 @@ import { ApiError, toApiError } from "./apierrors.ts";
 import { dialectProblems } from "../dialects/invariants.ts";
 import { Dialects, pruneDialects } from "../dialects/records.ts";
 import { authorize, ownershipProblems } from "./ownership.ts";
-import { checkValidity } from "./validity.ts";
+import { refuseExpiredServerCerts, uploadWarnings } from "./validity.ts";
 import { FileSource } from "./filesource.ts";
 
 const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: unknown } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }> = {
@@ -34,7 +34,7 @@ export interface WriteContext {
   path: string;
   /** Set once a refusal of this request is in the audit log (the router logs the others). */
   audited?: boolean;
-  /** Collects the write's warnings (an expired CA in a new bundle: validity.ts); the admin server renders them. */
+  /** Collects the write's warnings (an expired CA, a certificate expiring within 7 days: validity.ts); the admin server renders and logs them. */
   warnings: string[];
 }
 
@@ -197,16 +197,18 @@ export class WritePath {
           const model = this.files.resolve(parsed);
           authorize(ctx.principal, live, model);
           checkControlRefs(model, live);
-          const warnings = checkValidity(live, model); // throws for an expired server certificate, whoever writes
-          ctx.warnings.push(...warnings);
+          refuseExpiredServerCerts(live, model); // whoever writes
           return { model: this.files.strip(model), result: r.result };
         },
         {
           audit,
           beforeCommit: (model) => {
             if (model === prev) return;
-            this.runtime.apply(model); // throws ModelError (and keeps the old snapshot) if it does not compile
+            const before = this.runtime.snapshot;
+            const next = this.runtime.apply(model); // throws ModelError (and keeps the old snapshot) if it does not compile
             applied = model;
+            // Read from the compiled certificates, whatever their PEM came from (an upload or a file).
+            ctx.warnings.push(...uploadWarnings(before, next));
           },
         },
       );

@@ -213,6 +213,7 @@ export class Runtime implements Dispatcher {
   #secure(socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean): void {
     let facts = NO_CLIENT_CERT;
     let result = "not_requested";
+    const resumed = socket.isSessionReused();
     // From a trusted front each request brings its certificate in a header (requests.ts).
     if (viaFront) result = "via_front";
     else if (policy.mode !== "off") {
@@ -225,6 +226,10 @@ export class Runtime implements Dispatcher {
       facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined, verdict.ok ? bundle.issuerOf : undefined);
       result = verdict.ok ? "verified" : verdict.reason;
       if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
+      // Certificates of this bundle's clients (verified, or expired: observed as 0), once per full
+      // handshake: a resumed session presents nothing new, and would weigh clients by how often they reconnect.
+      if (leaf && !resumed && (verdict.ok || verdict.failure === "expired"))
+        this.#metrics.clientCertRemaining.observe({ bundle: bundle.id }, Math.max(0, (leaf.validToDate.getTime() - Date.now()) / 1000));
     }
     const remoteAddress = clientAddress(socket.remoteAddress);
     // A certificate that failed verification is a failed handshake for the log; no certificate on a fail-open host is not.
@@ -236,7 +241,7 @@ export class Runtime implements Dispatcher {
       tlsVersion: socket.getProtocol() ?? "",
       cipher: socket.getCipher()?.name ?? "",
       remoteAddress,
-      resumed: socket.isSessionReused(),
+      resumed,
       viaFront,
     };
     (socket as TLSSocket & { [CLIENT_CONN]?: ClientConn })[CLIENT_CONN] = state;

@@ -7,14 +7,14 @@ import { ModelError } from "../model/error.ts";
 import type { Model, Rule } from "../model/schema.ts";
 import type { NameTable } from "./names.ts";
 import type { Http1Limits } from "./http1/http1.ts";
-import { compileBundles } from "./compile/bundles.ts";
+import { compileBundles, type CompiledBundle } from "./compile/bundles.ts";
 import { compileCerts, type CompiledCert } from "./compile/certs.ts";
 import { compileHosts, OFF_POLICY, type HostPolicy } from "./compile/hosts.ts";
 import { compileRoutes, type OriginRoute } from "./compile/routes.ts";
 import { compileRules } from "./compile/rules.ts";
 import type { Fail } from "./compile/memo.ts";
 
-export type { CompiledCert, HostPolicy, OriginRoute };
+export type { CompiledBundle, CompiledCert, HostPolicy, OriginRoute };
 
 /** Everything a request needs to know about its hostname in one snapshot. */
 export interface HostView {
@@ -33,6 +33,8 @@ export class Snapshot {
   readonly model: Model;
   readonly certs: Map<string, CompiledCert>;
   readonly defaultCert: CompiledCert | null;
+  /** Trust bundles by id, their CAs parsed (the control plane reads their expiry from here). */
+  readonly bundles: Map<string, CompiledBundle>;
   /** What the HTTP/1.1 front end enforces on connections accepted under this snapshot. */
   readonly http: Http1Limits;
   /** Every origin configuration routes use: the pools worth keeping. */
@@ -65,7 +67,8 @@ export class Snapshot {
     this.certs = certs.byId;
     this.defaultCert = certs.defaultCert;
     this.#certByName = certs.byName;
-    const hosts = compileHosts(model, compileBundles(model, fail), certs.byId, fail);
+    this.bundles = compileBundles(model, fail);
+    const hosts = compileHosts(model, this.bundles, certs.byId, fail);
     this.#hosts = hosts.policies;
     this.#hostCerts = hosts.pinned;
     this.policyVersions = hosts.versions;

@@ -124,6 +124,14 @@ export function createMetrics(opts: MetricsOptions = {}) {
       labelNames: ["reason"] as const,
       registers: [registry],
     }),
+    clientCertRemaining: new Histogram({
+      name: "certgate_client_certificate_remaining_seconds",
+      help: "Remaining lifetime of the client certificates presented in full handshakes, by trust bundle: verified ones, and expired ones observed as 0 (bucket le=\"0\"); resumed handshakes are not observed.",
+      labelNames: ["bundle"] as const,
+      // Days to years; 0 holds the expired ones (a histogram takes no negative counts).
+      buckets: [0, 1, 7, 14, 30, 60, 90, 180, 365, 730, 1825].map((days) => days * 86_400),
+      registers: [registry],
+    }),
     httpConnections: new Gauge({
       name: "certgate_http_connections",
       help: "Client connections past their handshake, serving HTTP/1.1 (read at scrape time, not counted per connection).",
@@ -140,6 +148,23 @@ export function createMetrics(opts: MetricsOptions = {}) {
         registers: [registry],
         collect() {
           this.set(read());
+        },
+      });
+    },
+    /**
+     * The control plane registers what it relies on (server certificates, trust-bundle CAs, the
+     * managed CA) from the model in force: one series per certificate, read at scrape time, so a
+     * deleted certificate's series goes with the next scrape.
+     */
+    collectCertificateExpiry(read: () => readonly { kind: string; id: string; subject: string; notAfter: number }[]): void {
+      new Gauge({
+        name: "certgate_certificate_not_after_seconds",
+        help: "Expiry (not_after, Unix seconds) of each server certificate (kind server, id the certificate), each CA of each trust bundle (kind ca, id the bundle) and the managed CA (kind managed_ca).",
+        labelNames: ["kind", "id", "subject"] as const,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const c of read()) this.set({ kind: c.kind, id: c.id, subject: c.subject }, c.notAfter / 1000);
         },
       });
     },

@@ -3,7 +3,8 @@
 // gauges get a `worker` label ("primary", "0", "1", …) where a sum would mean nothing
 // (resident memory, heap, config version), and are summed where it does (open connections).
 // The control plane's own counters (config applies, file reloads) come from the primary alone, which runs
-// every compile the admin API asks for; workers' copies of them are dropped.
+// every compile the admin API asks for; workers' copies of them are dropped. So do the
+// certificate expiry gauges: the primary reads them from its model, once for the group.
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from "prom-client";
 
 type MetricJson = MetricObjectWithValues<MetricValue<string>>;
@@ -11,9 +12,9 @@ type MetricJson = MetricObjectWithValues<MetricValue<string>>;
 /** Gauges whose values add up across processes. */
 const SUMMED_GAUGES = new Set(["certgate_http_connections", "nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]);
 /** Only the primary's count means something. */
-const PRIMARY_ONLY = new Set(["certgate_store_connected", "certgate_config_applies_total", "certgate_workers", "certgate_worker_restarts_total", "certgate_crl_fetches_total", "certgate_crl_age_seconds", "certgate_ocsp_answers_total", "certgate_file_reloads_total", "certgate_file_last_reload_timestamp_seconds"]);
+const PRIMARY_ONLY = new Set(["certgate_store_connected", "certgate_config_applies_total", "certgate_workers", "certgate_worker_restarts_total", "certgate_crl_fetches_total", "certgate_crl_age_seconds", "certgate_ocsp_answers_total", "certgate_file_reloads_total", "certgate_file_last_reload_timestamp_seconds", "certgate_certificate_not_after_seconds"]);
 /** The data plane's metrics: the primary, which serves no client, has none worth showing. */
-const WORKER_ONLY = /^certgate_(?!config_|workers|worker_restarts|crl_|ocsp_|store_|file_)/;
+const WORKER_ONLY = /^certgate_(?!config_|workers|worker_restarts|crl_|ocsp_|store_|file_|certificate_not_after_)/;
 
 /** `sources`: the primary's getMetricsAsJSON() as "primary", then each worker's by slot. */
 export function aggregateGroup(sources: { who: string; metrics: MetricJson[] }[]): Registry {

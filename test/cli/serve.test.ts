@@ -71,6 +71,10 @@ describe("certgate serve", () => {
     const metrics = await (await fetch(`http://127.0.0.1:${s.admin}/metrics`)).text();
     expect(metrics).toMatch(/certgate_handshakes_total\{host="localhost",result="verified",resumed="false"\} [1-9]/);
     expect(metrics).toContain("certgate_verify_failures_total");
+    // Expiry monitoring: the demo's server certificate and client CA, and the valid client's full handshake.
+    expect(metrics).toMatch(/certgate_certificate_not_after_seconds\{kind="server",id="dev-localhost",subject="CN=localhost,O=certgate dev"\} \d{10}/);
+    expect(metrics).toMatch(/certgate_certificate_not_after_seconds\{kind="ca",id="dev-clients",subject="CN=certgate dev client CA,O=certgate dev"\} \d{10}/);
+    expect(metrics).toMatch(/certgate_client_certificate_remaining_seconds_count\{bundle="dev-clients"\} [1-9]/);
   });
 
   it("refuses an invalid bootstrap file, naming the path and the reason", async () => {

@@ -93,6 +93,25 @@ describe("admin input", () => {
     expect(fastlyError(connectReq)).toMatch(/CONNECT is not allowed/);
   });
 
+  it("a client still sending after its oversized head gets the 431, not a reset (lingering close)", async () => {
+    const { port } = new URL(cg.admin);
+    const out = await new Promise<string>((resolve, reject) => {
+      let got = "";
+      const c = connect(Number(port), "127.0.0.1", () => {
+        // A client that reads only once it has sent everything (as many do), and sends more of
+        // the request after the server has answered.
+        c.pause();
+        c.write(`PUT /v1/routes/${"a".repeat(20_000)} HTTP/1.1\r\nHost: x\r\n`);
+        setTimeout(() => c.end(`x-pad: ${"b".repeat(200_000)}\r\n\r\n`, () => setTimeout(() => c.resume(), 200)), 150);
+      });
+      c.setEncoding("latin1");
+      c.on("data", (d) => (got += d));
+      c.on("error", (e) => reject(new Error(`${e.message} after ${JSON.stringify(got.slice(0, 40))}`)));
+      c.on("close", () => resolve(got));
+    });
+    expect(out).toMatch(/^HTTP\/1\.1 431 /);
+  });
+
   it("a body that is not UTF-8 is a 400 in every dialect, and nothing is stored with U+FFFD", async () => {
     const before = await config();
     const bytes = (...parts: (string | number[])[]) => Buffer.concat(parts.map((x) => (typeof x === "string" ? Buffer.from(x) : Buffer.from(x))));

@@ -11,6 +11,8 @@ import { auditEntry, now } from "../../control/writepath.ts";
 import { removeAt, replaceAt } from "../../model/ops.ts";
 import { newTokenSecret, sha256 } from "../../control/auth.ts";
 import { randomBytes } from "node:crypto";
+import { certificateExpiries, certificateUsage, parseWindow } from "../../control/expiry.ts";
+import { rfc2253 } from "../../pki/dn.ts";
 
 /** What private keys read as in an export; PUT /v1/config keeps the stored key for it. */
 const REDACTED = "<redacted>";
@@ -180,7 +182,36 @@ async function putRevocation(ctx: Ctx): Promise<Reply> {
   return json(ctx.plane.model.trust_bundles.find((x) => x.id === bundle.id)?.revocation ?? {});
 }
 
+// ---- certificates expiring within a window (global tokens: server certificates are the operator's) ----
+
+/** GET /v1/certificates/expiring?within=30d: server certificates, bundle CAs and the managed CA, soonest first, with where each is used. */
+function listExpiring(ctx: Ctx): Reply {
+  const within = parseWindow(ctx.query("within") ?? "30d", "within");
+  const snap = ctx.plane.runtime.snapshot;
+  const at = Date.now();
+  const due = certificateExpiries(snap).filter((e) => e.notAfter - at <= within * 1000);
+  const { servedFor, trustedBy } = certificateUsage(snap);
+  return json({
+    within_seconds: within,
+    certificates: due.map((e) => ({
+      kind: e.kind,
+      id: e.id,
+      subject: e.subject,
+      issuer: rfc2253(e.cert.issuer),
+      serial_number: e.cert.serialNumber.toUpperCase(),
+      fingerprint_sha256: e.cert.fingerprint256,
+      not_after: new Date(e.notAfter).toISOString(),
+      seconds_remaining: Math.floor((e.notAfter - at) / 1000),
+      expired: e.notAfter <= at,
+      ...(e.kind === "server"
+        ? { hosts: servedFor.get(e.id) ?? [], default_certificate: snap.defaultCert?.id === e.id }
+        : { bundles: [e.id], hosts: trustedBy.get(e.id) ?? [] }),
+    })),
+  });
+}
+
 export const NATIVE_ROUTES: RouteDef[] = [
+  { method: "GET", path: "/v1/certificates/expiring", handler: listExpiring },
   { method: "GET", path: "/v1/trust_bundles/:id/revocation", handler: getRevocation },
   { method: "PUT", path: "/v1/trust_bundles/:id/revocation", handler: putRevocation },
   { method: "GET", path: "/v1/routes", handler: listRoutes },
