@@ -7,7 +7,10 @@ import type { Model, Rule } from "../model/schema.ts";
 import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { ClientCertFacts, NO_CLIENT_CERT } from "./tls/facts.ts";
-import { createFrontServer, type Dispatcher } from "./tls/listener.ts";
+import { createFrontServer, type Dispatcher, type FrontRefusal } from "./tls/listener.ts";
+import type { ProxiedPeer } from "./tls/proxyprotocol.ts";
+import { negotiatedGroup } from "./tls/kexgroup.ts";
+import { parseIp } from "../rules/ip.ts";
 import { Origins } from "./origins/origins.ts";
 import { CLIENT_CONN, clientConnOf, handleRequest, handleUpgrade, upgradeAllowed, type ClientConn, type RequestDeps } from "./request/requests.ts";
 import { drainHttp1, openConnections, serveHttp1, setResponseTag, type Http1Handlers } from "./http1/http1.ts";
@@ -84,7 +87,7 @@ export class Runtime implements Dispatcher {
     };
     this.#servers = new TlsServers(
       {
-        secure: (socket, servername, policy) => this.#secure(socket, servername, policy),
+        secure: (socket, servername, policy, peer) => this.#secure(socket, servername, policy, peer),
         tlsError: (err, policy) => this.#tlsError(err, policy),
       },
       opts.ticketSecret ?? randomBytes(32),
@@ -117,7 +120,7 @@ export class Runtime implements Dispatcher {
   swap(next: Snapshot): void {
     this.#snapshot = next;
     this.#origins.retain(next.originKeys);
-    this.#servers.retain(new Set(Array.from(next.certs.values(), (c) => c.digest)), next.policyVersions, next.model.limits.handshake_timeout_ms);
+    this.#servers.retain(new Set(Array.from(next.certs.values(), (c) => c.digest)), next.policyVersions, next.model.limits.handshake_timeout_ms, next.tlsKeys);
     this.#metrics.tlsServers.set(this.#servers.size);
     this.#prefetchCrls(next.model);
     this.#metrics.configApplies.inc({ result: "ok" });
@@ -182,23 +185,28 @@ export class Runtime implements Dispatcher {
   }
 
   // Dispatcher
-  dispatch(socket: net.Socket, servername: string | null): boolean {
+  dispatch(socket: net.Socket, servername: string | null, peer: ProxiedPeer | undefined): boolean {
     const snap = this.#snapshot;
     const cert = snap.certFor(servername);
     if (!cert) return false;
-    this.#servers.accept(socket, servername ?? "", cert, snap.hostPolicy(servername ?? ""), snap.model.limits);
+    this.#servers.accept(socket, servername ?? "", cert, snap.hostPolicy(servername ?? ""), snap.model.limits, peer);
     this.#metrics.tlsServers.set(this.#servers.size);
     return true;
   }
   helloTimeoutMs(): number {
     return this.#snapshot.model.limits.handshake_timeout_ms;
   }
-  rejected(reason: "plaintext_http" | "not_tls" | "unknown_sni" | "hello_timeout"): void {
+  proxyTrusted(address: string): boolean {
+    const trusted = this.#snapshot.proxyTrusted;
+    const a = trusted && parseIp(address);
+    return !!a && trusted.has(a);
+  }
+  rejected(reason: FrontRefusal): void {
     this.#metrics.handshakeErrors.inc({ reason });
   }
 
   /** Captures everything about the connection now: Node's TLS getters are unsafe after close. */
-  #secure(socket: TLSSocket, servername: string, policy: HostPolicy): void {
+  #secure(socket: TLSSocket, servername: string, policy: HostPolicy, peer: ProxiedPeer | undefined): void {
     let facts = NO_CLIENT_CERT;
     let result = "not_requested";
     if (policy.mode !== "off") {
@@ -215,17 +223,22 @@ export class Runtime implements Dispatcher {
       result = verdict.ok ? "verified" : verdict.reason;
       if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
     }
-    const remote = socket.remoteAddress ?? "";
+    // Behind a trusted balancer, the client is the one its PROXY header names (LOCAL/UNKNOWN: the balancer itself).
+    const remote = peer?.source?.address ?? socket.remoteAddress ?? "";
+    const tlsVersion = socket.getProtocol() ?? "";
+    const resumed = socket.isSessionReused();
     const state: ClientConn = {
       servername,
       policy,
       facts,
-      tlsVersion: socket.getProtocol() ?? "",
+      tlsVersion,
       remoteAddress: remote.startsWith("::ffff:") ? remote.slice(7) : remote,
-      resumed: socket.isSessionReused(),
+      resumed,
+      group: negotiatedGroup(socket.getSession(), tlsVersion, resumed),
+      awsVpceId: peer?.awsVpceId ?? "",
     };
     (socket as TLSSocket & { [CLIENT_CONN]?: ClientConn })[CLIENT_CONN] = state;
-    this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(state.resumed) });
+    this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(resumed), group: state.group });
     if (socket.alpnProtocol === "h2") serveHttp2(socket, this.#snapshot.http, this.#http2);
     else serveHttp1(socket, this.#snapshot.http, this.#http);
   }

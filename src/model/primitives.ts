@@ -1,6 +1,7 @@
 // The value types the model and the dialects' records are made of (ids, hostnames, PEM,
 // timestamps): one definition, so a dialect's record accepts exactly what the model does.
 import { z } from "zod";
+import { parseCidr, parseIp } from "../rules/ip.ts";
 
 export const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "ids are 1-128 of [A-Za-z0-9._-]");
 export const hostname = z
@@ -19,3 +20,6 @@ export const ms = z.number().int().positive();
 
 /** ISO 8601 timestamps every dialect shows (Fastly created_at/updated_at, Cloudflare created_at/modified_on...). */
 export const stamp = z.string().optional();
+
+/** An IP network ("10.0.0.0/8", "2001:db8::/32") or one address (a /32 or /128). */
+export const cidr = z.string().refine((s) => parseCidr(s) !== undefined || parseIp(s) !== undefined, "an IP address or CIDR block, e.g. 10.0.0.0/8");

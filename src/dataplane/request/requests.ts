@@ -24,8 +24,13 @@ export interface ClientConn {
   policy: HostPolicy;
   facts: ClientCertFacts;
   tlsVersion: string;
+  /** The client's address: the socket's peer, or the one a trusted PROXY header named. */
   remoteAddress: string;
   resumed: boolean;
+  /** The negotiated key-exchange group (tls/kexgroup.ts): "X25519MLKEM768", "X25519", "P-256"..., "none". */
+  group: string;
+  /** The AWS VPC endpoint id a trusted PROXY v2 header carried, else "". */
+  awsVpceId: string;
   /** The last Host this connection asked for, resolved in one snapshot: keep-alive requests reuse it. */
   view?: CachedView;
 }
@@ -216,6 +221,8 @@ function respond(deps: RequestDeps, req: ClientRequest, res: ClientResponse, con
       status: res.statusCode,
       ms: Number(process.hrtime.bigint() - started) / 1e6,
       client: conn.remoteAddress,
+      group: conn.group,
+      aws_vpce_id: conn.awsVpceId || undefined,
       cert: conn.facts.presented ? { verified: conn.facts.verified, sha256: conn.facts.fingerprintSha256 } : undefined,
       route: outcome.kind === "pass" ? outcome.route.id : undefined,
       refused: outcome.kind === "refuse" ? outcome.reason : undefined,
@@ -407,6 +414,9 @@ class RequestView implements RequestInput {
   }
   get tlsVersion(): string {
     return this.#conn.tlsVersion;
+  }
+  get awsVpceId(): string {
+    return this.#conn.awsVpceId;
   }
   get cert(): RequestCert {
     return (this.#cert ??= new RequestCert(this.#conn.facts, this.#revoked));

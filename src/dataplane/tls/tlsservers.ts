@@ -13,10 +13,11 @@ import type net from "node:net";
 import tls, { type TLSSocket } from "node:tls";
 import type { Model } from "../../model/schema.ts";
 import type { CompiledCert, HostPolicy } from "../snapshot.ts";
+import type { ProxiedPeer } from "./proxyprotocol.ts";
 
 export interface ServerHooks {
-  /** The handshake is complete: the connection is the caller's (HTTP) from here. */
-  secure: (socket: TLSSocket, servername: string, policy: HostPolicy) => void;
+  /** The handshake is complete: the connection is the caller's (HTTP) from here. `peer`: what its PROXY header said. */
+  secure: (socket: TLSSocket, servername: string, policy: HostPolicy, peer: ProxiedPeer | undefined) => void;
   tlsError: (err: Error, policy: HostPolicy) => void;
 }
 
@@ -24,6 +25,7 @@ export interface ServerHooks {
 interface Dispatched {
   servername: string;
   policy: HostPolicy;
+  peer: ProxiedPeer | undefined;
 }
 
 /**
@@ -51,7 +53,7 @@ export class TlsServers {
   readonly #hooks: ServerHooks;
   readonly #master: Buffer;
   // Bounded by the configuration, not by clients; retain() drops what a new snapshot cannot use.
-  readonly #servers = new Map<string, { server: tls.Server; cert: string; policy: string; timeout: number }>();
+  readonly #servers = new Map<string, { server: tls.Server; cert: string; policy: string; tls: string; timeout: number }>();
   // The servername and host policy of each connection handed to a shared server.
   readonly #dispatched = new WeakMap<net.Socket, Dispatched>();
 
@@ -65,24 +67,25 @@ export class TlsServers {
   }
 
   /** Hands a TCP socket (ClientHello put back) to the server for its certificate and policy. */
-  accept(socket: net.Socket, servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"]): void {
+  accept(socket: net.Socket, servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"], peer?: ProxiedPeer): void {
     const timeout = limits.handshake_timeout_ms;
-    // ALPN is per server: hosts sharing a policy but not the HTTP/2 switch get two servers (same ticket keys).
-    const key = `${cert.digest}\0${policy.version}\0${timeout}\0${policy.http2}`;
+    // ALPN and TLS settings are per server: hosts sharing a policy but not these get distinct servers.
+    const key = `${cert.digest}\0${policy.version}\0${timeout}\0${policy.http2}\0${policy.tls.key}`;
     let entry = this.#servers.get(key);
-    if (!entry) this.#servers.set(key, (entry = { server: this.#create(cert, policy, timeout), cert: cert.digest, policy: policy.version, timeout }));
-    this.#dispatched.set(socket, { servername, policy });
+    if (!entry) this.#servers.set(key, (entry = { server: this.#create(cert, policy, timeout), cert: cert.digest, policy: policy.version, tls: policy.tls.key, timeout }));
+    this.#dispatched.set(socket, { servername, policy, peer });
     entry.server.emit("connection", socket);
   }
 
   /** Drops servers no connection under the current configuration can use (open connections carry on). */
-  retain(certDigests: ReadonlySet<string>, policyVersions: ReadonlySet<string>, handshakeTimeoutMs: number): void {
+  retain(certDigests: ReadonlySet<string>, policyVersions: ReadonlySet<string>, handshakeTimeoutMs: number, tlsKeys: ReadonlySet<string>): void {
     for (const [key, e] of this.#servers)
-      if (!certDigests.has(e.cert) || !policyVersions.has(e.policy) || e.timeout !== handshakeTimeoutMs) this.#servers.delete(key);
+      if (!certDigests.has(e.cert) || !policyVersions.has(e.policy) || e.timeout !== handshakeTimeoutMs || !tlsKeys.has(e.tls)) this.#servers.delete(key);
   }
 
   #create(cert: CompiledCert, policy: HostPolicy, handshakeTimeoutMs: number): tls.Server {
-    const scope = `${cert.digest}\0${policy.version}`;
+    // TLS settings too: a session must never resume where the versions or ciphers it used are no longer offered.
+    const scope = `${cert.digest}\0${policy.version}\0${policy.tls.key}`;
     const enforced = policy.mode === "enforced";
     const server = tls.createServer({
       key: cert.keyPem,
@@ -91,7 +94,7 @@ export class TlsServers {
       requestCert: policy.mode !== "off",
       rejectUnauthorized: enforced,
       SNICallback: enforced ? keepSocketForHttpError : undefined,
-      minVersion: "TLSv1.2",
+      ...policy.tls.options,
       // h2 first: OpenSSL picks in the server's order among those the client offers.
       ALPNProtocols: policy.http2 ? ["h2", "http/1.1"] : ["http/1.1"],
       sessionIdContext: createHash("sha256").update(scope).digest("hex").slice(0, 32),
@@ -102,7 +105,7 @@ export class TlsServers {
     const dispatched = this.#dispatched;
     server.on("secureConnection", (socket: TLSSocket) => {
       const d = dispatched.get(rawOf(socket)!);
-      if (d) hooks.secure(socket, d.servername, d.policy);
+      if (d) hooks.secure(socket, d.servername, d.policy, d.peer);
       else socket.destroy();
     });
     // Never call TLS getters here: Node can segfault on them after a client error.
