@@ -54,8 +54,10 @@ function invalid(reason: string): ProxyResult {
 }
 
 function parseV1(buf: Buffer): ProxyResult {
-  const end = buf.indexOf("\r\n", 0, "latin1");
-  if (end < 0) return buf.length >= V1_MAX ? invalid("PROXY v1 line too long") : { kind: "more", need: buf.length + 1 };
+  const lf = buf.indexOf(0x0a);
+  if (lf < 0) return buf.length >= V1_MAX ? invalid("PROXY v1 line too long") : { kind: "more", need: buf.length + 1 };
+  if (buf[lf - 1] !== 0x0d) return invalid("PROXY v1 line does not end with CRLF");
+  const end = lf - 1;
   if (end + 2 > V1_MAX) return invalid("PROXY v1 line too long");
   const parts = buf.toString("latin1", 0, end).split(" ");
   if (parts[1] === "UNKNOWN") return { kind: "header", length: end + 2, peer: NO_TLVS };
