@@ -3,7 +3,7 @@
 // HAProxy from other loopback addresses. The origin, the rules, the access log and the metrics
 // must see each client's own address, whichever worker accepted the connection.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,7 +58,7 @@ describe("HAProxy send-proxy-v2 / send-proxy in front of serve --workers 2", () 
         "",
       ].join("\n"),
     );
-    haproxy = spawn("haproxy", ["-db", "-f", cfg], { stdio: ["ignore", "pipe", "pipe"] });
+    haproxy = spawn(existsSync("/usr/sbin/haproxy") ? "/usr/sbin/haproxy" : "haproxy", ["-db", "-f", cfg], { stdio: ["ignore", "pipe", "pipe"] });
     haproxy.stdout!.on("data", (d) => (haproxyLog += d));
     haproxy.stderr!.on("data", (d) => (haproxyLog += d));
     const listening = (port: number) =>
