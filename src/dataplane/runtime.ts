@@ -6,6 +6,7 @@ import type { TLSSocket } from "node:tls";
 import type { Model, Rule } from "../model/schema.ts";
 import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
+import { RateLimitedLog } from "../observability/ratelimit.ts";
 import { ClientCertFacts, NO_CLIENT_CERT } from "./tls/facts.ts";
 import { createFrontServer, type Dispatcher, type FrontRefusal } from "./tls/listener.ts";
 import type { ProxiedPeer } from "./tls/proxyprotocol.ts";
@@ -42,9 +43,13 @@ export interface RuntimeOptions {
   debugWorkerId?: string;
 }
 
+/** Failed handshakes logged per second and process; the rest are counted in one line per second. */
+export const HANDSHAKE_FAILURE_LOG_PER_SECOND = 10;
+
 export class Runtime implements Dispatcher {
   #snapshot: Snapshot;
   readonly #log: Logger;
+  readonly #handshakeLog: RateLimitedLog;
   readonly #metrics: Metrics;
   readonly #origins = new Origins();
   readonly #servers: TlsServers;
@@ -59,6 +64,7 @@ export class Runtime implements Dispatcher {
 
   constructor(model: Model, opts: RuntimeOptions) {
     this.#log = opts.log;
+    this.#handshakeLog = new RateLimitedLog(opts.log, "handshake failed", HANDSHAKE_FAILURE_LOG_PER_SECOND);
     this.#metrics = opts.metrics;
     const environment = (this.environment = opts.environment ?? "");
     const derive = opts.derivedRules;
@@ -88,7 +94,7 @@ export class Runtime implements Dispatcher {
     this.#servers = new TlsServers(
       {
         secure: (socket, servername, policy, peer) => this.#secure(socket, servername, policy, peer),
-        tlsError: (err, policy) => this.#tlsError(err, policy),
+        tlsError: (err, policy, servername, remote) => this.#tlsError(err, policy, servername, remote),
       },
       opts.ticketSecret ?? randomBytes(32),
     );
@@ -201,8 +207,9 @@ export class Runtime implements Dispatcher {
     const a = trusted && parseIp(address);
     return !!a && trusted.has(a);
   }
-  rejected(reason: FrontRefusal): void {
+  rejected(reason: FrontRefusal, socket: net.Socket, servername?: string | null, peer?: ProxiedPeer): void {
     this.#metrics.handshakeErrors.inc({ reason });
+    this.#handshakeLog.info({ sni: servername ?? undefined, client: clientAddress(peer?.source?.address ?? socket.remoteAddress), reason });
   }
 
   /** Captures everything about the connection now: Node's TLS getters are unsafe after close. */
@@ -219,12 +226,14 @@ export class Runtime implements Dispatcher {
       else if ((bundle.depthOf.get(leaf.issuer) ?? 2) > bundle.verifyDepth) verdict = { ok: false, failure: "untrusted", reason: "chain_too_long" };
       else if (policy.managedIssuedTo && !policy.managedIssuedTo.has(serialKey(leaf.serialNumber))) verdict = { ok: false, failure: "untrusted", reason: "issued_to_another_owner" };
       else verdict = VERIFIED;
-      facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined);
+      facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined, verdict.ok ? bundle.issuerOf : undefined);
       result = verdict.ok ? "verified" : verdict.reason;
       if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
     }
     // Behind a trusted balancer, the client is the one its PROXY header names (LOCAL/UNKNOWN: the balancer itself).
-    const remote = peer?.source?.address ?? socket.remoteAddress ?? "";
+    const remoteAddress = clientAddress(peer?.source?.address ?? socket.remoteAddress);
+    // A certificate that failed verification is a failed handshake for the log; no certificate on a fail-open host is not.
+    if (facts.presented && !facts.verified) this.#handshakeLog.info({ sni: servername || undefined, client: remoteAddress, reason: facts.verdict.reason });
     const tlsVersion = socket.getProtocol() ?? "";
     const resumed = socket.isSessionReused();
     const state: ClientConn = {
@@ -232,7 +241,8 @@ export class Runtime implements Dispatcher {
       policy,
       facts,
       tlsVersion,
-      remoteAddress: remote.startsWith("::ffff:") ? remote.slice(7) : remote,
+      cipher: socket.getCipher()?.name ?? "",
+      remoteAddress,
       resumed,
       group: negotiatedGroup(socket.getSession(), tlsVersion, resumed),
       awsVpceId: peer?.awsVpceId ?? "",
@@ -243,12 +253,19 @@ export class Runtime implements Dispatcher {
     else serveHttp1(socket, this.#snapshot.http, this.#http);
   }
 
-  #tlsError(err: Error, policy: HostPolicy): void {
+  #tlsError(err: Error, policy: HostPolicy, servername: string, remote: string): void {
     const code = (err as { code?: string }).code ?? "";
     const reason = /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(code + err.message) ? "no_certificate" : "tls_error";
     if (reason === "no_certificate") this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: "no_certificate" });
     this.#metrics.handshakeErrors.inc({ reason });
+    // OpenSSL's code says what went wrong (ERR_SSL_NO_SHARED_CIPHER, ECONNRESET, ERR_TLS_HANDSHAKE_TIMEOUT...).
+    this.#handshakeLog.info({ sni: servername || undefined, client: clientAddress(remote), reason, ...(reason === "tls_error" && { error: code || err.message }) });
   }
+}
+
+/** The client's address as logs and rules show it: IPv4-mapped IPv6 as plain IPv4. */
+function clientAddress(remote: string | undefined): string {
+  return remote?.startsWith("::ffff:") ? remote.slice(7) : (remote ?? "");
 }
 
 /**

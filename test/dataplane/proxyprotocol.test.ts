@@ -194,6 +194,12 @@ describe("PROXY protocol on the public port", () => {
     expect(await errors("proxy_invalid")).toBe(before + 6);
   });
 
+  it("a failed handshake after a header is logged with the header's client", async () => {
+    expect(await closedAfter("PROXY TCP4 198.51.100.10 127.0.0.1 1 443\r\nthis is no ClientHello")).toBe("closed");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(lines.filter((l) => l.msg === "handshake failed" && l.client === "198.51.100.10")).toEqual([expect.objectContaining({ reason: "not_tls" })]);
+  });
+
   it("a truncated header closes the connection when the peer ends; a slow one meets the hello timeout", async () => {
     expect(await closedAfter("PROXY TCP4 198.51.100.9 127.0.0.1", true)).toBe("closed");
     const before = await errors("hello_timeout");

@@ -115,7 +115,7 @@ describe("HAProxy send-proxy-v2 / send-proxy in front of serve --workers 2", () 
     await untilTrue(async () => (sample(await g.metrics(), 'certgate_handshakes_total{host="localhost",result="not_requested",resumed="false",group="P-384"}') ?? 0) === before + 1, 10_000, "the P-384 handshake counted");
     await untilTrue(async () => g.log().includes('"path":"/sclient"'), 10_000, "the access log line");
     const line = JSON.parse(g.log().split("\n").find((l) => l.includes('"path":"/sclient"'))!) as Record<string, unknown>;
-    expect(line).toMatchObject({ client: "127.0.0.1", group: "P-384", status: 200 });
+    expect(line).toMatchObject({ client: "127.0.0.1", tls: { group: "P-384" }, status: 200 });
   });
 
   it("a direct client that is not the trusted balancer connects without a header; one that sends a header is refused", async () => {

@@ -24,6 +24,8 @@ export interface ClientConn {
   policy: HostPolicy;
   facts: ClientCertFacts;
   tlsVersion: string;
+  /** OpenSSL's name of the negotiated cipher suite, for the access log. */
+  cipher: string;
   /** The client's address: the socket's peer, or the one a trusted PROXY header named. */
   remoteAddress: string;
   resumed: boolean;
@@ -31,6 +33,8 @@ export interface ClientConn {
   group: string;
   /** The AWS VPC endpoint id a trusted PROXY v2 header carried, else "". */
   awsVpceId: string;
+  /** The access log's TLS object, built on the connection's first logged request. */
+  tlsLog?: { version: string; cipher: string; group: string; resumed: boolean };
   /** The last Host this connection asked for, resolved in one snapshot: keep-alive requests reuse it. */
   view?: CachedView;
 }
@@ -221,9 +225,10 @@ function respond(deps: RequestDeps, req: ClientRequest, res: ClientResponse, con
       status: res.statusCode,
       ms: Number(process.hrtime.bigint() - started) / 1e6,
       client: conn.remoteAddress,
-      group: conn.group,
       aws_vpce_id: conn.awsVpceId || undefined,
-      cert: conn.facts.presented ? { verified: conn.facts.verified, sha256: conn.facts.fingerprintSha256 } : undefined,
+      tls: (conn.tlsLog ??= { version: conn.tlsVersion, cipher: conn.cipher, group: conn.group, resumed: conn.resumed }),
+      // Built once per connection (and revocation verdict) in the facts: subject, issuer, serial, sha256, SANs...
+      cert: conn.facts.logFields(revoked),
       route: outcome.kind === "pass" ? outcome.route.id : undefined,
       refused: outcome.kind === "refuse" ? outcome.reason : undefined,
     });

@@ -14,7 +14,8 @@ export interface Dispatcher {
   helloTimeoutMs(): number;
   /** Connections from this address must start with a PROXY header (and only theirs may). */
   proxyTrusted(address: string): boolean;
-  rejected(reason: FrontRefusal): void;
+  /** `servername`: the SNI, when the ClientHello was read; `peer`: what a PROXY header said, when one was read. */
+  rejected(reason: FrontRefusal, socket: net.Socket, servername?: string | null, peer?: ProxiedPeer): void;
 }
 
 // TLS alert record: fatal (2) unrecognized_name (112), the answer to an SNI we do not serve.
@@ -33,19 +34,19 @@ export function createFrontServer(d: Dispatcher): net.Server {
     // One deadline for the ClientHello and, after a refusal, for the peer to close: a peer
     // that keeps its side open never holds the socket longer.
     const timer = setTimeout(() => {
-      if (!answered) d.rejected("hello_timeout");
+      if (!answered) d.rejected("hello_timeout", socket, undefined, peer);
       socket.destroy();
     }, d.helloTimeoutMs());
     socket.once("close", () => clearTimeout(timer));
-    const refuse = (reason: "plaintext_http" | "unknown_sni", reply: Buffer | string) => {
-      d.rejected(reason);
+    const refuse = (reason: "plaintext_http" | "unknown_sni", reply: Buffer | string, servername?: string | null) => {
+      d.rejected(reason, socket, servername, peer);
       answered = true;
       socket.end(reply);
       socket.resume(); // discard whatever follows, so the peer's FIN closes the socket at once
     };
     const close = (reason: FrontRefusal) => {
       socket.removeListener("data", onData);
-      d.rejected(reason);
+      d.rejected(reason, socket, undefined, peer);
       socket.destroy();
     };
     const onData = (chunk: Buffer) => {
@@ -84,7 +85,7 @@ export function createFrontServer(d: Dispatcher): net.Server {
       else {
         socket.unshift(buf);
         if (d.dispatch(socket, hello.servername, peer)) clearTimeout(timer); // the TLS server's handshake timeout takes over
-        else refuse("unknown_sni", UNRECOGNIZED_NAME);
+        else refuse("unknown_sni", UNRECOGNIZED_NAME, hello.servername);
       }
     };
     socket.on("data", onData);

@@ -18,7 +18,8 @@ import type { ProxiedPeer } from "./proxyprotocol.ts";
 export interface ServerHooks {
   /** The handshake is complete: the connection is the caller's (HTTP) from here. `peer`: what its PROXY header said. */
   secure: (socket: TLSSocket, servername: string, policy: HostPolicy, peer: ProxiedPeer | undefined) => void;
-  tlsError: (err: Error, policy: HostPolicy) => void;
+  /** `remoteAddress`: the PROXY header's client, else read from the TCP socket before it is destroyed ("" when the peer is gone). */
+  tlsError: (err: Error, policy: HostPolicy, servername: string, remoteAddress: string) => void;
 }
 
 /** What the listener decided for one connection, before any TLS state existed. */
@@ -113,8 +114,11 @@ export class TlsServers {
     // a handshake timeout (it only emits this event): destroy it, or a client that sends a
     // ClientHello and nothing more holds it for ever.
     server.on("tlsClientError", (err, socket) => {
+      const raw = rawOf(socket);
+      const d = raw && dispatched.get(raw);
+      const remoteAddress = d?.peer?.source?.address ?? raw?.remoteAddress ?? "";
       socket.destroy();
-      hooks.tlsError(err, dispatched.get(rawOf(socket)!)?.policy ?? policy);
+      hooks.tlsError(err, d?.policy ?? policy, d?.servername ?? "", remoteAddress);
     });
     return server;
   }
