@@ -42,7 +42,7 @@ export class Snapshot {
   readonly policyVersions: Set<string>;
   /** Every TLS settings key hosts use: also part of what decides the TLS servers worth keeping. */
   readonly tlsKeys: Set<string>;
-  /** Peers whose connections start with a PROXY header; null when PROXY protocol is off. */
+  /** Peers whose connections start with a PROXY header; null when none is trusted. */
   readonly proxyTrusted: IpPrefixSet | null;
   readonly #certByName: NameTable<CompiledCert>;
   /** Certificates pinned by a host entry (a Fastly activation); they win over SAN matching. */
@@ -126,7 +126,7 @@ export class Snapshot {
 
 /** The model checked every entry: an address alone is its own /32 or /128. */
 function trustedPeers(list: readonly string[] | undefined): IpPrefixSet | null {
-  if (!list) return null;
+  if (!list?.length) return null;
   const set = new IpPrefixSet();
   for (const entry of list) {
     const c = parseCidr(entry);

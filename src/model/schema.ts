@@ -224,14 +224,16 @@ export const Model = z.strictObject({
   /** Overwrite (false) or append to (true) an incoming X-Forwarded-For. */
   trust_forwarded_for: z.boolean().default(false),
   limits: Limits.default(Limits.parse({})),
+  // Both always present once parsed (defaults, not optional): the store and the workers' deltas
+  // carry top-level fields that changed, and a key that vanished would carry nothing.
   /** TLS settings of every hostname that does not set its own (and of names no host entry covers). */
-  tls: TlsSettings.optional(),
+  tls: TlsSettings.default({}),
   /**
    * PROXY protocol (v1 and v2) on the public port: connections from these networks must start
    * with a PROXY header, whose source address then stands for the client's; anyone else sending
-   * one is refused.
+   * one is refused. An empty list: nobody may send one.
    */
-  proxy_protocol: z.strictObject({ trusted: z.array(cidr).min(1).max(1024) }).optional(),
+  proxy_protocol: z.strictObject({ trusted: z.array(cidr).max(1024).default([]) }).default({ trusted: [] }),
   url_normalization: UrlNormalization.default(UrlNormalization.parse({})),
   /** Certificates issued by the managed CA; bundles with `managed_ca: true` refuse the revoked ones. */
   managed_client_certificates: z.array(ManagedClientCertificate).default([]),

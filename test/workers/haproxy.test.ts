@@ -130,4 +130,13 @@ describe("HAProxy send-proxy-v2 / send-proxy in front of serve --workers 2", () 
     expect(forged).toBe("closed");
     await untilTrue(async () => (sample(await g.metrics(), 'certgate_handshake_errors_total{reason="proxy_untrusted"}') ?? 0) >= 1, 10_000, "proxy_untrusted counted");
   });
+
+  it("trusting nobody any more, written through the admin API, reaches every worker: HAProxy's headers are refused, then trusted again", async () => {
+    const config = (await g.api("GET", "/v1/config")).body as { proxy_protocol: { trusted: string[] } };
+    expect(config.proxy_protocol).toEqual({ trusted: ["127.0.0.9/32"] });
+    expect((await g.api("PUT", "/v1/config", { ...config, proxy_protocol: { trusted: [] } })).status).toBe(200);
+    for (let i = 0; i < 10; i++) expect((await curl(v2Port, "127.0.0.5")).code).not.toBe(0); // both workers refuse
+    expect((await g.api("PUT", "/v1/config", config)).status).toBe(200);
+    for (let i = 0; i < 10; i++) expect(xff((await curl(v2Port, "127.0.0.5")).stdout)).toBe("127.0.0.5");
+  });
 });

@@ -7,7 +7,10 @@
 // key exchange (TLS 1.3 psk_dhe_ke records the new group); a TLS 1.2 resumption has no key
 // exchange at all, which `negotiatedGroup` reports as "none".
 
-/** IANA TLS Supported Groups codepoints OpenSSL 3.5 can negotiate, by the names OpenSSL and the docs use. */
+/**
+ * IANA TLS Supported Groups codepoints OpenSSL 3.5 can negotiate, by the names OpenSSL and the
+ * docs use. With "other" and "none", the only values the `group` label takes, whatever clients send.
+ */
 const NAMES = new Map<number, string>([
   [0x0017, "P-256"],
   [0x0018, "P-384"],
@@ -27,9 +30,6 @@ const NAMES = new Map<number, string>([
   [0x11ed, "SecP384r1MLKEM1024"],
 ]);
 
-/** Every value the `group` label can take: bounded, whatever clients send. */
-export const GROUP_LABELS: readonly string[] = [...NAMES.values(), "other", "none"];
-
 /**
  * The group's name; "none" when the connection made no key exchange (a TLS 1.2 resumption) or
  * the session says nothing; "other" for a codepoint outside the table.
@@ -41,7 +41,7 @@ export function negotiatedGroup(session: Buffer | undefined, tlsVersion: string,
 }
 
 /** Field [19] (an explicit INTEGER) of the SSL_SESSION SEQUENCE, or undefined. */
-export function kexGroupOf(der: Buffer): number | undefined {
+function kexGroupOf(der: Buffer): number | undefined {
   const seq = readTlv(der, 0);
   if (!seq || seq.tag !== 0x30) return undefined;
   for (let p = seq.start; p < seq.end; ) {
