@@ -61,7 +61,7 @@ describe("certgate serve", () => {
     const health = await fetch(`http://127.0.0.1:${s.admin}/healthz`);
     expect(await health.json()).toMatchObject({ status: "ok" });
     const metrics = await (await fetch(`http://127.0.0.1:${s.admin}/metrics`)).text();
-    expect(metrics).toMatch(/certgate_handshakes_total\{host="localhost",result="verified",resumed="false"\} [1-9]/);
+    expect(metrics).toMatch(/certgate_handshakes_total\{host="localhost",result="verified",resumed="false",group="[A-Za-z0-9-]+"\} [1-9]/);
     expect(metrics).toContain("certgate_verify_failures_total");
   });
 
