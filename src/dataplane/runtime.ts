@@ -8,7 +8,10 @@ import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { RateLimitedLog } from "../observability/ratelimit.ts";
 import { ClientCertFacts, NO_CLIENT_CERT } from "./tls/facts.ts";
-import { createFrontServer, type Dispatcher } from "./tls/listener.ts";
+import { createFrontServer, type Dispatcher, type FrontRefusal } from "./tls/listener.ts";
+import type { ProxiedPeer } from "./tls/proxyprotocol.ts";
+import { negotiatedGroup } from "./tls/kexgroup.ts";
+import { parseIp } from "../rules/ip.ts";
 import { Origins } from "./origins/origins.ts";
 import { CLIENT_CONN, clientConnOf, handleRequest, handleUpgrade, upgradeAllowed, type ClientConn, type RequestDeps } from "./request/requests.ts";
 import { drainHttp1, openConnections, serveHttp1, setResponseTag, type Http1Handlers } from "./http1/http1.ts";
@@ -16,7 +19,6 @@ import { drainHttp2, openSessions, serveHttp2, type Http2Handlers } from "./http
 import { Snapshot, type DerivedRules, type HostPolicy } from "./snapshot.ts";
 import { TlsServers } from "./tls/tlsservers.ts";
 import { FrontCerts } from "./tls/frontcerts.ts";
-import { parseIp } from "../rules/ip.ts";
 import { countRefusal } from "./request/refusals.ts";
 import { RevocationChecker, type CrlSource, type OcspSource } from "../revocation/checker.ts";
 import { CrlFetcher, type FetcherHooks } from "../revocation/fetcher.ts";
@@ -92,7 +94,7 @@ export class Runtime implements Dispatcher {
     };
     this.#servers = new TlsServers(
       {
-        secure: (socket, servername, policy, viaFront) => this.#secure(socket, servername, policy, viaFront),
+        secure: (socket, servername, policy, viaFront, peer) => this.#secure(socket, servername, policy, viaFront, peer),
         tlsError: (err, policy, servername, remote) => this.#tlsError(err, policy, servername, remote),
       },
       opts.ticketSecret ?? randomBytes(32),
@@ -125,7 +127,7 @@ export class Runtime implements Dispatcher {
   swap(next: Snapshot): void {
     this.#snapshot = next;
     this.#origins.retain(next.originKeys);
-    this.#servers.retain(new Set(Array.from(next.certs.values(), (c) => c.digest)), next.policyVersions, next.model.limits.handshake_timeout_ms);
+    this.#servers.retain(new Set(Array.from(next.certs.values(), (c) => c.digest)), next.policyVersions, next.model.limits.handshake_timeout_ms, next.tlsKeys);
     this.#metrics.tlsServers.set(this.#servers.size);
     this.#prefetchCrls(next.model);
     this.#metrics.configApplies.inc({ result: "ok" });
@@ -190,27 +192,32 @@ export class Runtime implements Dispatcher {
   }
 
   // Dispatcher
-  dispatch(socket: net.Socket, servername: string | null): boolean {
+  dispatch(socket: net.Socket, servername: string | null, peer: ProxiedPeer | undefined): boolean {
     const snap = this.#snapshot;
     const cert = snap.certFor(servername);
     if (!cert) return false;
     const policy = snap.hostPolicy(servername ?? "");
     // The TCP peer, never an address a PROXY header declares: the front itself must be trusted.
-    const peer = policy.front && socket.remoteAddress ? parseIp(socket.remoteAddress) : undefined;
-    this.#servers.accept(socket, servername ?? "", cert, policy, snap.model.limits, peer !== undefined && policy.front!.peers.has(peer));
+    const tcpPeer = policy.front && socket.remoteAddress ? parseIp(socket.remoteAddress) : undefined;
+    this.#servers.accept(socket, servername ?? "", cert, policy, snap.model.limits, tcpPeer !== undefined && policy.front!.peers.has(tcpPeer), peer);
     this.#metrics.tlsServers.set(this.#servers.size);
     return true;
   }
   helloTimeoutMs(): number {
     return this.#snapshot.model.limits.handshake_timeout_ms;
   }
-  rejected(reason: "plaintext_http" | "not_tls" | "unknown_sni" | "hello_timeout", socket: net.Socket, servername?: string | null): void {
+  proxyTrusted(address: string): boolean {
+    const trusted = this.#snapshot.proxyTrusted;
+    const a = trusted && parseIp(address);
+    return !!a && trusted.has(a);
+  }
+  rejected(reason: FrontRefusal, socket: net.Socket, servername?: string | null, peer?: ProxiedPeer): void {
     this.#metrics.handshakeErrors.inc({ reason });
-    this.#handshakeLog.info({ sni: servername ?? undefined, client: clientAddress(socket.remoteAddress), reason });
+    this.#handshakeLog.info({ sni: servername ?? undefined, client: clientAddress(peer?.source?.address ?? socket.remoteAddress), reason });
   }
 
   /** Captures everything about the connection now: Node's TLS getters are unsafe after close. */
-  #secure(socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean): void {
+  #secure(socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean, peer: ProxiedPeer | undefined): void {
     let facts = NO_CLIENT_CERT;
     let result = "not_requested";
     const resumed = socket.isSessionReused();
@@ -231,21 +238,25 @@ export class Runtime implements Dispatcher {
       if (leaf && !resumed && (verdict.ok || verdict.failure === "expired"))
         this.#metrics.clientCertRemaining.observe({ bundle: bundle.id }, Math.max(0, (leaf.validToDate.getTime() - Date.now()) / 1000));
     }
-    const remoteAddress = clientAddress(socket.remoteAddress);
+    // Behind a trusted balancer, the client is the one its PROXY header names (LOCAL/UNKNOWN: the balancer itself).
+    const remoteAddress = clientAddress(peer?.source?.address ?? socket.remoteAddress);
     // A certificate that failed verification is a failed handshake for the log; no certificate on a fail-open host is not.
     if (facts.presented && !facts.verified) this.#handshakeLog.info({ sni: servername || undefined, client: remoteAddress, reason: facts.verdict.reason });
+    const tlsVersion = socket.getProtocol() ?? "";
     const state: ClientConn = {
       servername,
       policy,
       facts,
-      tlsVersion: socket.getProtocol() ?? "",
+      tlsVersion,
       cipher: socket.getCipher()?.name ?? "",
       remoteAddress,
       resumed,
       viaFront,
+      group: negotiatedGroup(socket.getSession(), tlsVersion, resumed),
+      awsVpceId: peer?.awsVpceId ?? "",
     };
     (socket as TLSSocket & { [CLIENT_CONN]?: ClientConn })[CLIENT_CONN] = state;
-    this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(state.resumed) });
+    this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(resumed), group: state.group });
     if (socket.alpnProtocol === "h2") serveHttp2(socket, this.#snapshot.http, this.#http2);
     else serveHttp1(socket, this.#snapshot.http, this.#http);
   }

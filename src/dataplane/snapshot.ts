@@ -9,10 +9,11 @@ import type { NameTable } from "./names.ts";
 import type { Http1Limits } from "./http1/http1.ts";
 import { compileBundles, type CompiledBundle } from "./compile/bundles.ts";
 import { compileCerts, type CompiledCert } from "./compile/certs.ts";
-import { compileHosts, OFF_POLICY, type HostPolicy } from "./compile/hosts.ts";
+import { compileHosts, type HostPolicy } from "./compile/hosts.ts";
 import { compileRoutes, type OriginRoute } from "./compile/routes.ts";
 import { compileRules } from "./compile/rules.ts";
 import type { Fail } from "./compile/memo.ts";
+import { IpPrefixSet, parseCidr, parseIp } from "../rules/ip.ts";
 
 export type { CompiledBundle, CompiledCert, HostPolicy, OriginRoute };
 
@@ -41,10 +42,15 @@ export class Snapshot {
   readonly originKeys: Set<string>;
   /** Every host policy version (and "off"): with the certificates, the TLS servers worth keeping. */
   readonly policyVersions: Set<string>;
+  /** Every TLS settings key hosts use: also part of what decides the TLS servers worth keeping. */
+  readonly tlsKeys: Set<string>;
+  /** Peers whose connections start with a PROXY header; null when none is trusted. */
+  readonly proxyTrusted: IpPrefixSet | null;
   readonly #certByName: NameTable<CompiledCert>;
   /** Certificates pinned by a host entry (a Fastly activation); they win over SAN matching. */
   readonly #hostCerts: NameTable<CompiledCert>;
   readonly #hosts: NameTable<HostPolicy>;
+  readonly #offPolicy: HostPolicy;
   readonly #routes: NameTable<OriginRoute[]>;
   readonly #zoneRules: Map<string, RuleProgram>;
   readonly #globalRules: RuleProgram | null;
@@ -72,6 +78,9 @@ export class Snapshot {
     this.#hosts = hosts.policies;
     this.#hostCerts = hosts.pinned;
     this.policyVersions = hosts.versions;
+    this.#offPolicy = hosts.off;
+    this.tlsKeys = hosts.tlsKeys;
+    this.proxyTrusted = trustedPeers(model.proxy_protocol?.trusted);
     const routes = compileRoutes(model, certs.byId, fail);
     this.#routes = routes.byHost;
     this.originKeys = routes.originKeys;
@@ -95,7 +104,7 @@ export class Snapshot {
   }
 
   hostPolicy(name: string): HostPolicy {
-    return this.#hosts.get(name) ?? OFF_POLICY;
+    return this.#hosts.get(name) ?? this.#offPolicy;
   }
 
   routes(name: string): OriginRoute[] | undefined {
@@ -116,4 +125,17 @@ export class Snapshot {
       n = n.slice(dot + 1);
     }
   }
+}
+
+/** The model checked every entry: an address alone is its own /32 or /128. */
+function trustedPeers(list: readonly string[] | undefined): IpPrefixSet | null {
+  if (!list?.length) return null;
+  const set = new IpPrefixSet();
+  for (const entry of list) {
+    const c = parseCidr(entry);
+    const a = c ? undefined : parseIp(entry);
+    if (c) set.add(c.addr, c.bits);
+    else if (a) set.add(a, a.v === 4 ? 32 : 128);
+  }
+  return set;
 }

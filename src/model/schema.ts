@@ -103,6 +103,23 @@ export const UpstreamClientCert = z.strictObject({
   header: z.enum(FRONT_CERT_HEADERS),
 });
 
+const TlsVersion = z.enum(["1.2", "1.3"]);
+// OpenSSL names; whether OpenSSL knows each is checked when the model compiles (dataplane/compile/tlssettings.ts).
+const opensslName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "one OpenSSL name, e.g. ECDHE-ECDSA-AES128-GCM-SHA256 or X25519MLKEM768");
+
+/** TLS settings, globally and per host; a host's field, when set, wins over the global one. */
+export const TlsSettings = z
+  .strictObject({
+    /** Lowest and highest TLS version offered: "1.2" or "1.3" (default 1.2 and 1.3). */
+    min_version: TlsVersion.optional(),
+    max_version: TlsVersion.optional(),
+    /** TLS 1.2 cipher suites (OpenSSL names), in the server's order of preference; TLS 1.3 suites stay OpenSSL's. */
+    ciphers: z.array(opensslName).min(1).max(64).optional(),
+    /** Key-exchange groups (OpenSSL names: X25519MLKEM768, X25519, P-256...), in the server's order of preference. */
+    groups: z.array(opensslName).min(1).max(32).optional(),
+  })
+  .refine((t) => !t.min_version || !t.max_version || t.min_version <= t.max_version, { message: "min_version is above max_version", path: ["min_version"] });
+
 export const Host = z.strictObject({
   /** Exact name or `*.parent` (one label). */
   hostname,
@@ -121,6 +138,8 @@ export const Host = z.strictObject({
   upstream_client_cert: UpstreamClientCert.optional(),
   /** Offer HTTP/2 (ALPN `h2`) besides HTTP/1.1; absent = true. Optional, so stored models need no migration. */
   http2: z.boolean().optional(),
+  /** TLS versions, ciphers and groups for this hostname; absent fields follow the model's `tls`. */
+  tls: TlsSettings.optional(),
   /** The Cloudflare account owning this hostname; absent = the operator's (src/control/ownership.ts). */
   account_id: id.optional(),
   created_at: stamp,
@@ -240,6 +259,16 @@ export const Model = z.strictObject({
   /** Overwrite (false) or append to (true) an incoming X-Forwarded-For. */
   trust_forwarded_for: z.boolean().default(false),
   limits: Limits.default(Limits.parse({})),
+  // Both always present once parsed (defaults, not optional): the store and the workers' deltas
+  // carry top-level fields that changed, and a key that vanished would carry nothing.
+  /** TLS settings of every hostname that does not set its own (and of names no host entry covers). */
+  tls: TlsSettings.default({}),
+  /**
+   * PROXY protocol (v1 and v2) on the public port: connections from these networks must start
+   * with a PROXY header, whose source address then stands for the client's; anyone else sending
+   * one is refused. An empty list: nobody may send one.
+   */
+  proxy_protocol: z.strictObject({ trusted: z.array(cidr).max(1024).default([]) }).default({ trusted: [] }),
   url_normalization: UrlNormalization.default(UrlNormalization.parse({})),
   /** Certificates issued by the managed CA; bundles with `managed_ca: true` refuse the revoked ones. */
   managed_client_certificates: z.array(ManagedClientCertificate).default([]),
@@ -262,6 +291,8 @@ export type Zone = z.infer<typeof Zone>;
 export type MtlsMode = z.infer<typeof MtlsMode>;
 export type Forwarding = z.infer<typeof Forwarding>;
 export type UpstreamClientCert = z.infer<typeof UpstreamClientCert>;
+
+export type TlsSettings = z.infer<typeof TlsSettings>;
 export type ManagedClientCertificate = z.infer<typeof ManagedClientCertificate>;
 
 // Read at run time by the data plane, which must not load zod in every worker process.

@@ -19,13 +19,13 @@ export function createMetrics(opts: MetricsOptions = {}) {
     registry,
     handshakes: new Counter({
       name: "certgate_handshakes_total",
-      help: "Completed TLS handshakes by host and client-certificate result (not_requested, verified, no_certificate, via_front: a trusted front brings certificates in a header, or the OpenSSL reason).",
-      labelNames: ["host", "result", "resumed"] as const,
+      help: "Completed TLS handshakes by host, client-certificate result (not_requested, verified, no_certificate, via_front: a trusted front brings certificates in a header, or the OpenSSL reason) and negotiated key-exchange group (X25519MLKEM768, X25519, P-256..., none on a TLS 1.2 resumption).",
+      labelNames: ["host", "result", "resumed", "group"] as const,
       registers: [registry],
     }),
     handshakeErrors: new Counter({
       name: "certgate_handshake_errors_total",
-      help: "Connections that never completed a handshake, by reason (plaintext_http, not_tls, unknown_sni, hello_timeout, tls_error, no_certificate).",
+      help: "Connections that never completed a handshake, by reason (plaintext_http, not_tls, unknown_sni, hello_timeout, tls_error, no_certificate, proxy_untrusted: a PROXY header from a peer not trusted to send one, proxy_invalid: a malformed one or none from a trusted peer).",
       labelNames: ["reason"] as const,
       registers: [registry],
     }),

@@ -62,6 +62,8 @@ export interface RequestInput {
   srcIp: string;
   ssl: boolean;
   tlsVersion: string;
+  /** The AWS VPC endpoint id from a trusted PROXY v2 header; "" (or absent) without one. */
+  awsVpceId?: string;
   /** All-empty strings and false when no certificate was presented. */
   cert: ClientCertInput;
 }

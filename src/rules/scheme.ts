@@ -78,6 +78,7 @@ const defs: FieldDef[] = [
   { name: "ip.src", type: IP, read: srcIpReader(), doc: "client IP address" },
   { name: "ssl", type: BOOL, read: (i) => i.ssl, doc: "the request came over TLS" },
   { name: "cf.tls_version", type: STRING, read: (i) => i.tlsVersion, doc: 'TLS version ("TLSv1.3"), empty without TLS' },
+  { name: "certgate.proxy.aws_vpce_id", type: STRING, read: (i) => i.awsVpceId ?? "", doc: 'AWS VPC endpoint id ("vpce-0123abcd") from a trusted PROXY v2 header, empty without one' },
 ];
 
 export const FIELDS: ReadonlyMap<string, FieldDef> = new Map(defs.map((d) => [d.name, d]));

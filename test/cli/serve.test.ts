@@ -69,7 +69,7 @@ describe("certgate serve", () => {
     const health = await fetch(`http://127.0.0.1:${s.admin}/healthz`);
     expect(await health.json()).toMatchObject({ status: "ok" });
     const metrics = await (await fetch(`http://127.0.0.1:${s.admin}/metrics`)).text();
-    expect(metrics).toMatch(/certgate_handshakes_total\{host="localhost",result="verified",resumed="false"\} [1-9]/);
+    expect(metrics).toMatch(/certgate_handshakes_total\{host="localhost",result="verified",resumed="false",group="[A-Za-z0-9-]+"\} [1-9]/);
     expect(metrics).toContain("certgate_verify_failures_total");
     // Expiry monitoring: the demo's server certificate and client CA, and the valid client's full handshake.
     expect(metrics).toMatch(/certgate_certificate_not_after_seconds\{kind="server",id="dev-localhost",subject="CN=localhost,O=certgate dev"\} \d{10}/);

@@ -54,6 +54,7 @@ const KEYS = [
   "certificates", "trust_bundles", "hosts", "routes", "zones", "default_certificate", "limits", "mtls", "trust_bundle", "ca",
   "upgrades", "url_normalization", "merge_slashes", "max_header_count", "max_header_bytes", "trust_forwarded_for", "dialects",
   "origin_protocol", "http2", "cert_file", "key_file", "ca_file", "crl_file", "upstream_client_cert", "trusted_peers", "header",
+  "tls", "min_version", "max_version", "ciphers", "groups", "proxy_protocol", "trusted",
   // Apinizer
   "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList", "operationMetadata",
   "targetScope", "targetPipeline", "order", "targetEndpoint", "targetEndpointHTTPMethod", "policy", "active", "validateCertificate", "validateACLForIssuer",
@@ -228,7 +229,9 @@ describe("admin fuzzing", () => {
     const policy = { operationMetadata: { targetScope: "ENDPOINT", targetEndpoint: "/a/{id}", targetEndpointHTTPMethod: "GET", targetPipeline: "REQUEST", deploy: true, deployTargetEnvironmentNameList: ["production"], order: 1 }, policy: { type: "policy-auth-mtls", description: "x", active: true, validateCertificate: true, validateACLForIssuer: true } };
     templates = {
       "PUT /v1/routes/:id": { body: { hostname: "new.test", path_prefix: "/p", origin, origin_tls: { verify: false, server_name: "x" }, connect_timeout_ms: 100, upgrades: ["websocket", "x-proto/1"], origin_protocol: "h2c" }, ids: { id: "new-id" } },
-      "PUT /v1/config": { body: JSON.parse(config) as unknown },
+      "PUT /v1/config": {
+        body: { ...(JSON.parse(config) as object), tls: { min_version: "1.2", max_version: "1.3", ciphers: ["ECDHE-ECDSA-AES128-GCM-SHA256"], groups: ["X25519MLKEM768", "X25519", "P-256"] }, proxy_protocol: { trusted: ["10.0.0.0/8", "2001:db8::1"] } },
+      },
       "PUT /v1/trust_bundles/:id/revocation": { body: { crl: { urls: ["http://127.0.0.1:1/crl"], when_missing: "ignore", fetch_distribution_points: false }, ocsp: { mode: "soft_fail", timeout_ms: 100, nonce: true } }, ids: { id: "tb1" } },
       "POST /v1/tokens": { body: { name: "n", read_only: true, account_id: ACC } },
       "POST /tls/mutual_authentications": { body: jsonapi("mutual_authentication", { cert_bundle: p.ca.certPem, name: "m", enforced: false }) },
@@ -334,13 +337,13 @@ describe("admin fuzzing", () => {
     for (const k of Object.keys(templates)) expect(known.has(k), k).toBe(true);
     // The fields added since the fuzzer was written are in the templates its mutations start from.
     const whole = templates["PUT /v1/config"]!.body as Record<string, Record<string, unknown>>;
-    expect(Object.keys(whole)).toEqual(expect.arrayContaining(["url_normalization", "limits", "dialects", "routes"]));
+    expect(Object.keys(whole)).toEqual(expect.arrayContaining(["url_normalization", "limits", "dialects", "routes", "tls", "proxy_protocol"]));
     expect(whole.url_normalization).toHaveProperty("merge_slashes");
     expect(whole.limits).toHaveProperty("max_header_count");
     expect((whole.hosts as unknown as Record<string, unknown>[])[0]).toHaveProperty("upstream_client_cert");
     expect(templates["PUT /v1/routes/:id"]!.body).toHaveProperty("upgrades");
     expect(templates["PUT /v1/routes/:id"]!.body).toHaveProperty("origin_protocol");
-    for (const k of ["upgrades", "url_normalization", "merge_slashes", "max_header_count", "dialects", "origin_protocol", "http2", "cert_file", "key_file", "ca_file", "crl_file", "upstream_client_cert", "trusted_peers"]) expect(KEYS, k).toContain(k);
+    for (const k of ["upgrades", "url_normalization", "merge_slashes", "max_header_count", "dialects", "origin_protocol", "http2", "cert_file", "key_file", "ca_file", "crl_file", "upstream_client_cert", "trusted_peers", "tls", "groups", "proxy_protocol"]) expect(KEYS, k).toContain(k);
     expect(whole.certificates).toEqual(expect.arrayContaining([expect.objectContaining({ cert_file: filePaths[0] })]));
   });
 

@@ -365,7 +365,7 @@ describe("authorization matrix", () => {
     }
   });
 
-  it("an account token changing a global setting (url_normalization, limits...) gets 403, over the API and in the write path every dialect uses", async () => {
+  it("an account token changing a global setting (url_normalization, limits, tls, proxy_protocol...) gets 403, over the API and in the write path every dialect uses", async () => {
     // Over the API: the only endpoint that sets them is not the account's.
     const body = { ...fx.baseline, url_normalization: { merge_slashes: false } };
     const res = await api(cg, "PUT", "/v1/config", body, { token: tokens["account A"].token });
@@ -379,6 +379,8 @@ describe("authorization matrix", () => {
       limits: (m) => ({ ...m, limits: { ...m.limits, max_header_count: m.limits.max_header_count + 1 } }),
       trust_forwarded_for: (m) => ({ ...m, trust_forwarded_for: !m.trust_forwarded_for }),
       default_certificate: (m) => ({ ...m, default_certificate: null }),
+      tls: (m) => ({ ...m, tls: { ...m.tls, min_version: "1.3" } }),
+      proxy_protocol: (m) => ({ ...m, proxy_protocol: { trusted: ["10.0.0.0/8"] } }),
       "dialects.apinizer": (m) => ({ ...m, dialects: { ...m.dialects, apinizer: { ...m.dialects.apinizer, environments: [...m.dialects.apinizer.environments, { name: "acc-env", description: "" }] } } }),
     };
     const globals = Object.keys(ModelSchema.shape).filter((k) => !(COLLECTIONS as string[]).includes(k) && k !== "dialects");

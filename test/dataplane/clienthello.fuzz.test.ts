@@ -1,7 +1,9 @@
 // ClientHello fuzzing: random and mutated ClientHellos, sent to the TLS port whole, in
 // pieces or a byte at a time, never crash or wedge the listener. Every such connection is
 // closed by certgate (at the latest by the handshake timeout, set short here), no socket is
-// left behind, and a well-behaved mTLS client is served throughout.
+// left behind, and a well-behaved mTLS client is served throughout. Half the connections come
+// from the PROXY-protocol-trusted address, each case with or without a PROXY header (valid v1/v2,
+// mutated, truncated, oversized) before the hello, from either address.
 import { readdirSync } from "node:fs";
 import net from "node:net";
 import fc from "fast-check";
@@ -9,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, pki, request, startProxy, type Proxy } from "../helpers/harness.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import { captureClientHello } from "./hellos.ts";
+import { v2Inet } from "../helpers/proxyheader.ts";
 
 const TIMEOUT_MS = 1000;
 // A connection still open this long after its bytes were sent is wedged (hello timeout + handshake timeout + slack).
@@ -22,6 +25,38 @@ interface Case {
   /** Half-close after sending, or keep our side open and wait for certgate to close. */
   end: boolean;
   http: boolean;
+  /** Sent from the PROXY-trusted address (127.0.0.2) or an untrusted one (127.0.0.1). */
+  from: string;
+  /** A PROXY header (or bytes that look like one) before the rest. */
+  proxied: boolean;
+}
+
+const TRUSTED = "127.0.0.2";
+
+/** PROXY headers: valid v1 and v2 (with TLVs), then mutated, truncated or with a hostile length. */
+function proxyHeaders(): fc.Arbitrary<Buffer> {
+  const octet = fc.integer({ min: 0, max: 255 });
+  const v4 = fc.tuple(octet, octet, octet, octet).map((a) => a.join("."));
+  const port = fc.integer({ min: 0, max: 65535 });
+  const tlv = fc.tuple(fc.integer({ min: 0, max: 255 }), fc.uint8Array({ maxLength: 40 })).map(([t, v]) => Buffer.concat([Buffer.from([t]), u16(v.length), Buffer.from(v)]));
+  const aws = fc.stringMatching(/^vpce-[0-9a-f]{1,17}$/).map((id) => Buffer.concat([Buffer.from([0xea]), u16(id.length + 1), Buffer.from([1]), Buffer.from(id)]));
+  const valid = fc.oneof(
+    fc.tuple(v4, v4, port, port).map(([a, b, p, q]) => Buffer.from(`PROXY TCP4 ${a} ${b} ${p} ${q}\r\n`)),
+    fc.constant(Buffer.from("PROXY TCP6 2001:db8::1 ::1 1 443\r\n")),
+    fc.constant(Buffer.from("PROXY UNKNOWN\r\n")),
+    fc.tuple(v4, v4, port, port, fc.array(fc.oneof(tlv, aws), { maxLength: 4 })).map(([a, b, p, q, t]) => v2Inet(a, b, p, q, Buffer.concat(t))),
+  );
+  return fc.oneof(
+    valid,
+    fc.tuple(valid, fc.array(fc.tuple(fc.nat(), octet), { minLength: 1, maxLength: 4 })).map(([h, edits]) => {
+      const b = Buffer.from(h);
+      for (const [at, v] of edits) b[at % b.length] = v;
+      return b;
+    }),
+    fc.tuple(valid, fc.nat()).map(([h, n]) => h.subarray(0, n % h.length)),
+    fc.tuple(fc.integer({ min: 0, max: 0xffff }), fc.uint8Array({ maxLength: 300 })).map(([len, rest]) => Buffer.concat([v2Inet("1.2.3.4", "5.6.7.8", 1, 2).subarray(0, 14), u16(len), Buffer.from(rest)])),
+    fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.concat([Buffer.from("PROXY "), Buffer.from(a)])),
+  );
 }
 
 /** Offsets inside a one-record ClientHello as Node sends it. */
@@ -134,7 +169,9 @@ function cases(hellos: Buffer[]): fc.Arbitrary<Case> {
     delivery: fc.constantFrom<Case["delivery"][]>("whole", "pieces", "bytes"),
     pieces: fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 8 }),
     end: fc.boolean(),
-  }).map(({ sent, ...c }) => ({ ...c, ...sent }));
+    from: fc.constantFrom("127.0.0.1", TRUSTED),
+    header: fc.option(proxyHeaders(), { freq: 2 }),
+  }).map(({ sent, header, ...c }) => ({ ...c, bytes: header ? Buffer.concat([header, sent.bytes]) : sent.bytes, http: sent.http, proxied: header !== null }));
 }
 
 /** Sends one case; resolves with what certgate answered once it closed the connection, or "hung". */
@@ -142,7 +179,7 @@ function send(port: number, c: Case): Promise<{ hung: boolean; reply: string }> 
   return new Promise((resolve) => {
     let reply = "";
     let hungTimer: NodeJS.Timeout | undefined;
-    const s = net.connect({ port, host: "127.0.0.1", noDelay: true }, async () => {
+    const s = net.connect({ port, host: "127.0.0.1", localAddress: c.from, noDelay: true }, async () => {
       const writes: Buffer[] = [];
       if (c.delivery === "whole") writes.push(c.bytes);
       else {
@@ -191,7 +228,7 @@ describe("ClientHello fuzzing: the listener survives anything and keeps serving"
           { hostname: "a.test", mtls: { mode: "fail_open", trust_bundle: "clients" } },
           { hostname: "b.test", mtls: { mode: "enforced", trust_bundle: "clients" }, forward_client_cert: { rfc9440: true } },
         ],
-        { limits: { handshake_timeout_ms: TIMEOUT_MS } },
+        { limits: { handshake_timeout_ms: TIMEOUT_MS }, proxy_protocol: { trusted: [TRUSTED] } },
       ),
     );
     hellos = await Promise.all([
@@ -220,7 +257,8 @@ describe("ClientHello fuzzing: the listener survives anything and keeps serving"
         const results = await Promise.all(sent);
         batch.forEach((c, i) => {
           expect(results[i]!.hung, `hung: ${c.delivery} ${c.bytes.subarray(0, 64).toString("hex")}`).toBe(false);
-          if (c.http) expect(results[i]!.reply, `${c.delivery} ${c.bytes.toString("latin1")}`).toMatch(/^HTTP\/1.1 400 /);
+          // Plain HTTP from an untrusted peer gets its 400; a trusted peer's connection must start with a PROXY header.
+          if (c.http && !c.proxied && c.from !== TRUSTED) expect(results[i]!.reply, `${c.delivery} ${c.bytes.toString("latin1")}`).toMatch(/^HTTP\/1.1 400 /);
         });
       }),
       { numRuns: 5, endOnFailure: true },

@@ -8,7 +8,7 @@ import { parseModel, type ModelInput } from "../../src/model/schema.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
 import { REFUSAL_LABELS } from "../../src/dataplane/request/refusals.ts";
-import { createLogger } from "../../src/observability/log.ts";
+import { createLogger, type Logger } from "../../src/observability/log.ts";
 import { startEcho } from "../../src/demo/echo.ts";
 
 export const SERVER_NAMES = ["localhost", "*.localhost", "a.test", "b.test", "*.wild.test"];
@@ -27,12 +27,12 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-/** Starts certgate with `build(pki, originUrl)` as its model, plus an echo origin. */
-export async function startProxy(build: (p: DevPki, origin: string) => ModelInput): Promise<Proxy> {
+/** Starts certgate with `build(pki, originUrl)` as its model, plus an echo origin; `log` to read its access log. */
+export async function startProxy(build: (p: DevPki, origin: string) => ModelInput, log?: Logger): Promise<Proxy> {
   const p = await pki();
   const echo = await startEcho();
   const metrics = createMetrics({ refusalReasons: REFUSAL_LABELS });
-  const runtime = new Runtime(parseModel(build(p, echo.url)), { log: createLogger({ level: process.env.TEST_LOG ?? "silent" }), metrics });
+  const runtime = new Runtime(parseModel(build(p, echo.url)), { log: log ?? createLogger({ level: process.env.TEST_LOG ?? "silent" }), metrics });
   const { port } = await runtime.listen("127.0.0.1", 0);
   return {
     runtime,

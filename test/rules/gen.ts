@@ -43,6 +43,7 @@ const STRING_FIELDS = [
   "cf.tls_client_auth.cert_serial",
   "cf.tls_client_auth.cert_issuer_serial",
   "certgate.tls_client_auth.spiffe_id",
+  "certgate.proxy.aws_vpce_id",
 ];
 const BOOL_FIELDS = ["ssl", "cf.tls_client_auth.cert_presented", "cf.tls_client_auth.cert_verified", "cf.tls_client_auth.cert_revoked", "cf.tls_client_auth.cert_rfc9440_too_large", "cf.tls_client_auth.cert_chain_rfc9440_too_large"];
 // certgate's SAN arrays: missing (no certificate, no SAN of the type) as often as present.
@@ -143,6 +144,7 @@ export const requestInput: fc.Arbitrary<RequestInput> = fc
     srcIp: fc.constantFrom("10.1.2.3", "192.168.1.5", "192.168.1.1", "192.168.1.2", "192.168.1.6", "192.168.1.7", "2001:db8::9", "2001:db8::a", "10.255.255.255", "11.0.0.0", "203.0.113.7", "::1", "2001:db8::7", "::ffff:10.1.2.3", "fe80::1%eth0", "", "bogus"),
     ssl: fc.boolean(),
     tlsVersion: fc.constantFrom("TLSv1.3", "TLSv1.2", ""),
+    awsVpceId: fc.constantFrom(undefined, "", "a", "ab"),
     cert: fc.record({
       presented: fc.boolean(),
       verified: fc.boolean(),

@@ -59,6 +59,7 @@ const fieldCases: Record<string, Case> = {
   "ip.src": [`ip.src in {10.0.0.0/8}`, { srcIp: "10.9.8.7" }, {}],
   ssl: ["ssl", {}, { ssl: false }],
   "cf.tls_version": [`cf.tls_version eq "TLSv1.3"`, {}, { tlsVersion: "TLSv1.2" }],
+  "certgate.proxy.aws_vpce_id": [`certgate.proxy.aws_vpce_id eq "vpce-0123abcd"`, { awsVpceId: "vpce-0123abcd" }, {}],
 };
 
 describe("every field of the scheme", () => {

@@ -7,6 +7,7 @@ import { NameTable } from "../names.ts";
 import type { CompiledBundle } from "./bundles.ts";
 import type { CompiledCert } from "./certs.ts";
 import type { Fail } from "./memo.ts";
+import { compileTls, DEFAULT_TLS, type CompiledTls } from "./tlssettings.ts";
 
 export interface HostPolicy {
   pattern: string;
@@ -15,6 +16,8 @@ export interface HostPolicy {
   forwarding: Forwarding;
   /** ALPN offers `h2` besides `http/1.1`. Not part of `version`: the verification does not depend on it. */
   http2: boolean;
+  /** TLS versions, ciphers and groups. Not part of `version` either; part of the TLS server's key. */
+  tls: CompiledTls;
   /** Changes whenever anything that decides client verification changes; scopes tickets. */
   version: string;
   /**
@@ -36,7 +39,7 @@ export interface FrontPolicy {
 
 const NO_FORWARDING: Forwarding = { rfc9440: false, cloudflare: false, xfcc: false };
 /** The policy of a name no host entry covers. */
-export const OFF_POLICY: HostPolicy = { pattern: "", mode: "off", bundle: null, forwarding: NO_FORWARDING, http2: true, version: "off" };
+export const OFF_POLICY: HostPolicy = { pattern: "", mode: "off", bundle: null, forwarding: NO_FORWARDING, http2: true, tls: DEFAULT_TLS, version: "off" };
 
 export interface CompiledHosts {
   policies: NameTable<HostPolicy>;
@@ -44,6 +47,10 @@ export interface CompiledHosts {
   pinned: NameTable<CompiledCert>;
   /** Every host policy version (and "off"): with the certificates, the TLS servers worth keeping. */
   versions: Set<string>;
+  /** The policy of names no host entry covers: OFF_POLICY with the global TLS settings. */
+  off: HostPolicy;
+  /** Every TLS settings key in use: the TLS servers worth keeping. */
+  tlsKeys: Set<string>;
 }
 
 export function compileHosts(model: Model, bundles: Map<string, CompiledBundle>, certs: Map<string, CompiledCert>, fail: Fail): CompiledHosts {
@@ -60,7 +67,9 @@ export function compileHosts(model: Model, bundles: Map<string, CompiledBundle>,
   }
   const managedBundles = new Set(model.trust_bundles.filter((b) => b.managed_ca).map((b) => b.id));
 
-  const out: CompiledHosts = { policies: new NameTable(), pinned: new NameTable(), versions: new Set([OFF_POLICY.version]) };
+  const globalTls = compileTls(model.tls, undefined, "tls", fail);
+  const off = globalTls === DEFAULT_TLS ? OFF_POLICY : { ...OFF_POLICY, tls: globalTls };
+  const out: CompiledHosts = { policies: new NameTable(), pinned: new NameTable(), versions: new Set([OFF_POLICY.version]), off, tlsKeys: new Set([globalTls.key]) };
   model.hosts.forEach((h, i) => {
     const bundleId = h.mtls.trust_bundle;
     const bundle = bundleId ? bundles.get(bundleId) : undefined;
@@ -72,6 +81,8 @@ export function compileHosts(model: Model, bundles: Map<string, CompiledBundle>,
       bundle: mode === "off" ? null : bundle!,
       forwarding: h.forward_client_cert,
       http2: h.http2 ?? true,
+      // The global settings' own problems were reported above, once.
+      tls: h.tls ? compileTls(model.tls, h.tls, `hosts[${i}].tls`, (p, m) => void (p.startsWith("tls.") || fail(p, m))) : globalTls,
       version: policyVersion(mode, mode === "off" ? null : bundle!),
     };
     if (mode !== "off" && h.upstream_client_cert) {
@@ -86,6 +97,7 @@ export function compileHosts(model: Model, bundles: Map<string, CompiledBundle>,
     }
     if (!out.policies.add(h.hostname, policy)) fail(`hosts[${i}].hostname`, `duplicate hostname "${h.hostname}"`);
     out.versions.add(policy.version);
+    out.tlsKeys.add(policy.tls.key);
     if (h.certificate) {
       const cert = certs.get(h.certificate);
       if (!cert) fail(`hosts[${i}].certificate`, `no certificate with id "${h.certificate}"`);

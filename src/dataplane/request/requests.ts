@@ -27,12 +27,17 @@ export interface ClientConn {
   tlsVersion: string;
   /** OpenSSL's name of the negotiated cipher suite, for the access log. */
   cipher: string;
+  /** The client's address: the socket's peer, or the one a trusted PROXY header named. */
   remoteAddress: string;
   resumed: boolean;
   /** The TCP peer is a trusted front of this host: each request brings its certificate in a header, and `facts` are that request's. */
   viaFront: boolean;
+  /** The negotiated key-exchange group (tls/kexgroup.ts): "X25519MLKEM768", "X25519", "P-256"..., "none". */
+  group: string;
+  /** The AWS VPC endpoint id a trusted PROXY v2 header carried, else "". */
+  awsVpceId: string;
   /** The access log's TLS object, built on the connection's first logged request. */
-  tlsLog?: { version: string; cipher: string; resumed: boolean };
+  tlsLog?: { version: string; cipher: string; group: string; resumed: boolean };
   /** The last Host this connection asked for, resolved in one snapshot: keep-alive requests reuse it. */
   view?: CachedView;
 }
@@ -242,7 +247,8 @@ function respond(deps: RequestDeps, req: ClientRequest, res: ClientResponse, con
       status: res.statusCode,
       ms: Number(process.hrtime.bigint() - started) / 1e6,
       client: conn.remoteAddress,
-      tls: (conn.tlsLog ??= { version: conn.tlsVersion, cipher: conn.cipher, resumed: conn.resumed }),
+      aws_vpce_id: conn.awsVpceId || undefined,
+      tls: (conn.tlsLog ??= { version: conn.tlsVersion, cipher: conn.cipher, group: conn.group, resumed: conn.resumed }),
       // Built once per connection (and revocation verdict) in the facts: subject, issuer, serial, sha256, SANs...
       cert: conn.facts.logFields(revoked),
       route: outcome.kind === "pass" ? outcome.route.id : undefined,
@@ -436,6 +442,9 @@ class RequestView implements RequestInput {
   }
   get tlsVersion(): string {
     return this.#conn.tlsVersion;
+  }
+  get awsVpceId(): string {
+    return this.#conn.awsVpceId;
   }
   get cert(): RequestCert {
     return (this.#cert ??= new RequestCert(this.#conn.facts, this.#revoked));

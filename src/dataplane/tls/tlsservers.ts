@@ -17,11 +17,15 @@ import type net from "node:net";
 import tls, { type TLSSocket } from "node:tls";
 import type { Model } from "../../model/schema.ts";
 import type { CompiledCert, HostPolicy } from "../snapshot.ts";
+import type { ProxiedPeer } from "./proxyprotocol.ts";
 
 export interface ServerHooks {
-  /** The handshake is complete: the connection is the caller's (HTTP) from here. */
-  secure: (socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean) => void;
-  /** `remoteAddress`: read from the TCP socket before it is destroyed ("" when the peer is gone). */
+  /**
+   * The handshake is complete: the connection is the caller's (HTTP) from here. `viaFront`: a
+   * trusted front's connection (certificates come in a header); `peer`: what its PROXY header said.
+   */
+  secure: (socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean, peer: ProxiedPeer | undefined) => void;
+  /** `remoteAddress`: the PROXY header's client, else read from the TCP socket before it is destroyed ("" when the peer is gone). */
   tlsError: (err: Error, policy: HostPolicy, servername: string, remoteAddress: string) => void;
 }
 
@@ -30,6 +34,7 @@ interface Dispatched {
   servername: string;
   policy: HostPolicy;
   viaFront: boolean;
+  peer: ProxiedPeer | undefined;
 }
 
 /**
@@ -57,7 +62,7 @@ export class TlsServers {
   readonly #hooks: ServerHooks;
   readonly #master: Buffer;
   // Bounded by the configuration, not by clients; retain() drops what a new snapshot cannot use.
-  readonly #servers = new Map<string, { server: tls.Server; cert: string; policy: string; timeout: number }>();
+  readonly #servers = new Map<string, { server: tls.Server; cert: string; policy: string; tls: string; timeout: number }>();
   // The servername and host policy of each connection handed to a shared server.
   readonly #dispatched = new WeakMap<net.Socket, Dispatched>();
 
@@ -72,26 +77,28 @@ export class TlsServers {
 
   /**
    * Hands a TCP socket (ClientHello put back) to the server for its certificate and policy.
-   * `viaFront`: the TCP peer is one of the host's trusted fronts, which brings certificates in a header.
+   * `viaFront`: the TCP peer is one of the host's trusted fronts, which brings certificates in a
+   * header; `peer`: what the connection's PROXY header said.
    */
-  accept(socket: net.Socket, servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"], viaFront = false): void {
+  accept(socket: net.Socket, servername: string, cert: CompiledCert, policy: HostPolicy, limits: Model["limits"], viaFront = false, peer?: ProxiedPeer): void {
     const timeout = limits.handshake_timeout_ms;
-    // ALPN is per server: hosts sharing a policy but not the HTTP/2 switch get two servers (same ticket keys).
-    const key = `${cert.digest}\0${policy.version}\0${timeout}\0${policy.http2}\0${viaFront}`;
+    // ALPN and TLS settings are per server: hosts sharing a policy but not these get distinct servers.
+    const key = `${cert.digest}\0${policy.version}\0${timeout}\0${policy.http2}\0${policy.tls.key}\0${viaFront}`;
     let entry = this.#servers.get(key);
-    if (!entry) this.#servers.set(key, (entry = { server: this.#create(cert, policy, timeout, viaFront), cert: cert.digest, policy: policy.version, timeout }));
-    this.#dispatched.set(socket, { servername, policy, viaFront });
+    if (!entry) this.#servers.set(key, (entry = { server: this.#create(cert, policy, timeout, viaFront), cert: cert.digest, policy: policy.version, tls: policy.tls.key, timeout }));
+    this.#dispatched.set(socket, { servername, policy, viaFront, peer });
     entry.server.emit("connection", socket);
   }
 
   /** Drops servers no connection under the current configuration can use (open connections carry on). */
-  retain(certDigests: ReadonlySet<string>, policyVersions: ReadonlySet<string>, handshakeTimeoutMs: number): void {
+  retain(certDigests: ReadonlySet<string>, policyVersions: ReadonlySet<string>, handshakeTimeoutMs: number, tlsKeys: ReadonlySet<string>): void {
     for (const [key, e] of this.#servers)
-      if (!certDigests.has(e.cert) || !policyVersions.has(e.policy) || e.timeout !== handshakeTimeoutMs) this.#servers.delete(key);
+      if (!certDigests.has(e.cert) || !policyVersions.has(e.policy) || e.timeout !== handshakeTimeoutMs || !tlsKeys.has(e.tls)) this.#servers.delete(key);
   }
 
   #create(cert: CompiledCert, policy: HostPolicy, handshakeTimeoutMs: number, viaFront: boolean): tls.Server {
-    const scope = `${cert.digest}\0${policy.version}${viaFront ? "\0front" : ""}`;
+    // TLS settings too: a session must never resume where the versions or ciphers it used are no longer offered.
+    const scope = `${cert.digest}\0${policy.version}\0${policy.tls.key}${viaFront ? "\0front" : ""}`;
     const requestCert = policy.mode !== "off" && !viaFront;
     const enforced = requestCert && policy.mode === "enforced";
     const server = tls.createServer({
@@ -101,7 +108,7 @@ export class TlsServers {
       requestCert,
       rejectUnauthorized: enforced,
       SNICallback: enforced ? keepSocketForHttpError : undefined,
-      minVersion: "TLSv1.2",
+      ...policy.tls.options,
       // h2 first: OpenSSL picks in the server's order among those the client offers.
       ALPNProtocols: policy.http2 ? ["h2", "http/1.1"] : ["http/1.1"],
       sessionIdContext: createHash("sha256").update(scope).digest("hex").slice(0, 32),
@@ -112,7 +119,7 @@ export class TlsServers {
     const dispatched = this.#dispatched;
     server.on("secureConnection", (socket: TLSSocket) => {
       const d = dispatched.get(rawOf(socket)!);
-      if (d) hooks.secure(socket, d.servername, d.policy, d.viaFront);
+      if (d) hooks.secure(socket, d.servername, d.policy, d.viaFront, d.peer);
       else socket.destroy();
     });
     // Never call TLS getters here: Node can segfault on them after a client error.
@@ -121,9 +128,9 @@ export class TlsServers {
     // ClientHello and nothing more holds it for ever.
     server.on("tlsClientError", (err, socket) => {
       const raw = rawOf(socket);
-      const remoteAddress = raw?.remoteAddress ?? "";
-      socket.destroy();
       const d = raw && dispatched.get(raw);
+      const remoteAddress = d?.peer?.source?.address ?? raw?.remoteAddress ?? "";
+      socket.destroy();
       hooks.tlsError(err, d?.policy ?? policy, d?.servername ?? "", remoteAddress);
     });
     return server;
