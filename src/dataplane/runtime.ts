@@ -20,6 +20,7 @@ import { CrlFetcher, type FetcherHooks } from "../revocation/fetcher.ts";
 import { serialKey } from "../revocation/crl.ts";
 import { OcspClient, type OcspHooks } from "../revocation/ocsp.ts";
 import { classify, MISSING, VERIFIED, type ChainVerdict } from "./tls/verify.ts";
+import type { Sightings } from "./tls/sightings.ts";
 
 export interface RuntimeOptions {
   log: Logger;
@@ -35,6 +36,8 @@ export interface RuntimeOptions {
    * worker process gets them from its primary (src/workers/), which fetches each URL once.
    */
   revocation?: { crls: CrlSource; ocsp: OcspSource };
+  /** The inventory of client certificates seen (tls/sightings.ts); none when off. */
+  seen?: Sightings;
   /** Debugging only (`serve --debug-worker-id`): every response says which process served it, as `certgate-worker`. */
   debugWorkerId?: string;
 }
@@ -53,6 +56,7 @@ export class Runtime implements Dispatcher {
   readonly #crls: CrlSource;
   readonly environment: string;
   readonly #derivedRules: DerivedRules | undefined;
+  readonly #seen: Sightings | undefined;
 
   constructor(model: Model, opts: RuntimeOptions) {
     this.#log = opts.log;
@@ -73,6 +77,7 @@ export class Runtime implements Dispatcher {
       metrics: this.#metrics,
       log: this.#log,
       revocation: new RevocationChecker(this.#crls, ocsp),
+      seen: (this.#seen = opts.seen),
     };
     this.#prefetchCrls(model);
     const deps = this.#deps;
@@ -213,6 +218,7 @@ export class Runtime implements Dispatcher {
       else verdict = VERIFIED;
       facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined);
       result = verdict.ok ? "verified" : verdict.reason;
+      this.#seen?.record(facts, servername);
       if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
     }
     const remote = socket.remoteAddress ?? "";

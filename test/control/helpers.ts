@@ -20,6 +20,8 @@ import type { WritePath } from "../../src/control/writepath.ts";
 import { pki } from "../helpers/harness.ts";
 import { createDatabase } from "../helpers/postgres.setup.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
+import { Sightings } from "../../src/dataplane/tls/sightings.ts";
+import { SeenInventory } from "../../src/control/seen.ts";
 
 export const TOKEN = "test-admin-token";
 
@@ -31,6 +33,8 @@ export interface Certgate {
   publicUrl: string;
   runtime: Runtime;
   plane: WritePath;
+  /** The inventory of client certificates seen (flushed to the store at close). */
+  seen: SeenInventory;
   close(): Promise<void>;
 }
 
@@ -81,13 +85,16 @@ export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origi
   const origin = await echo();
   const loaded = await loadStore(dataDir, () => parseModel(seed(p, origin)), (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, DEFAULT_ENVIRONMENT)), await storeUrlFor(dataDir));
   const metrics = createMetrics({ refusalReasons: REFUSAL_LABELS });
-  const runtime = new Runtime(loaded.model, { log: createLogger({ level: "silent" }), metrics, environment: DEFAULT_ENVIRONMENT, derivedRules: apinizerRules });
+  const log = createLogger({ level: "silent" });
+  const seen = new SeenInventory(new Sightings(1000), loaded.store, log);
+  await seen.start(3_600_000);
+  const runtime = new Runtime(loaded.model, { log, metrics, environment: DEFAULT_ENVIRONMENT, derivedRules: apinizerRules, seen: seen.table });
   const { port } = await runtime.listen("127.0.0.1", 0);
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicAddr: AddressInfo = await listenAdmin(publicServer, "127.0.0.1", 0);
   const publicUrl = `http://127.0.0.1:${publicAddr.port}`;
   const managedCa = new ManagedCaService(dataDir, publicUrl, () => runtime.snapshot.model);
-  const { plane, server } = startControl(runtime, metrics, loaded, TOKEN, { onError: (e) => console.error(e), managedCa });
+  const { plane, server } = startControl(runtime, metrics, loaded, TOKEN, { onError: (e) => console.error(e), managedCa, seen });
   const addr: AddressInfo = await listenAdmin(server, "127.0.0.1", 0);
   return {
     dataDir,
@@ -96,12 +103,14 @@ export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origi
     publicUrl,
     runtime,
     plane,
+    seen,
     async close() {
       publicServer.closeAllConnections();
       publicServer.close();
       server.closeAllConnections?.();
       await new Promise((r) => server.close(r));
       await runtime.close();
+      await seen.stop();
       await loaded.store.close();
     },
   };

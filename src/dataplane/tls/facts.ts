@@ -193,7 +193,7 @@ function xfccValue(v: string): string {
  * Node's subjectAltName string as [type, value] pairs: entries are joined by ", " and a value
  * Node finds unsafe (a comma, quote, backslash or control character) is a JSON string.
  */
-function sanEntries(san: string): [string, string][] {
+export function sanEntries(san: string): [string, string][] {
   const out: [string, string][] = [];
   let i = 0;
   while (i < san.length) {

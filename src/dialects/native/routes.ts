@@ -11,6 +11,7 @@ import { auditEntry, now } from "../../control/writepath.ts";
 import { removeAt, replaceAt } from "../../model/ops.ts";
 import { newTokenSecret, sha256 } from "../../control/auth.ts";
 import { randomBytes } from "node:crypto";
+import { listSeen } from "./seen.ts";
 
 /** What private keys read as in an export; PUT /v1/config keeps the stored key for it. */
 const REDACTED = "<redacted>";
@@ -192,5 +193,6 @@ export const NATIVE_ROUTES: RouteDef[] = [
   { method: "POST", path: "/v1/tokens", handler: createToken, adminOnly: true },
   { method: "DELETE", path: "/v1/tokens/:id", handler: deleteToken, adminOnly: true },
   { method: "GET", path: "/v1/audit", handler: listAudit },
+  { method: "GET", path: "/v1/client_certificates/seen", handler: listSeen },
   { method: "POST", path: "/v1/reload", handler: reload, adminOnly: true },
 ];

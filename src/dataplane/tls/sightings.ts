@@ -1,0 +1,191 @@
+// The inventory of client certificates this process has seen: a bounded LRU table keyed by
+// the leaf's SHA-256 fingerprint. On the handshake path a certificate already in the table
+// costs a lookup and a few counter updates; only its first sight copies a summary out of the
+// certificate (strings Node already made for the rules, plus its SAN string).
+//
+// Every change also marks the entry dirty; drain() hands the changes out as deltas (counts
+// since the last drain, never totals), so a worker's deltas can be merged into its primary's
+// table, and a primary's into the store, without counting anything twice.
+import { LRUCache } from "lru-cache";
+import type { ClientCertFacts } from "./facts.ts";
+
+/** Hostnames kept per certificate: the first ones seen (SNI), so a wildcard host cannot grow an entry. */
+export const MAX_HOSTNAMES = 8;
+export const DEFAULT_SEEN_ENTRIES = 100_000;
+
+/** What a certificate is, fixed at first sight. */
+export interface SeenSummary {
+  subject: string;
+  issuer: string;
+  serial: string;
+  /** Node's subjectAltName string (`DNS:a, URI:spiffe://…`), split at query time. */
+  san: string;
+  /** not-after, epoch milliseconds. */
+  notAfter: number;
+}
+
+export interface SeenEntry extends SeenSummary {
+  fingerprint: string;
+  /** `verified`, or the reason the last handshake failed verification (`expired`, `untrusted`, …). */
+  result: string;
+  /** The last revocation verdict of a request on it; null until one was checked. */
+  revoked: boolean | null;
+  firstSeen: number;
+  lastSeen: number;
+  hostnames: string[];
+  connections: number;
+}
+
+/** A change to one entry: `connections` counts those since the previous delta. */
+export type SeenDelta = SeenEntry;
+
+interface Slot extends SeenEntry {
+  /** Connections since the last drain. */
+  pending: number;
+}
+
+export class Sightings {
+  readonly max: number;
+  readonly #lru: LRUCache<string, Slot>;
+  /** Entries changed since the last drain; kept even if evicted meanwhile, bounded like the table. */
+  readonly #dirty = new Map<string, Slot>();
+  /** Issuer DNs repeat across thousands of entries: one string each. */
+  readonly #issuers = new Map<string, string>();
+
+  constructor(max = DEFAULT_SEEN_ENTRIES) {
+    this.max = max;
+    this.#lru = new LRUCache<string, Slot>({ max });
+  }
+
+  get size(): number {
+    return this.#lru.size;
+  }
+
+  /** A connection presented `facts`' leaf for `hostname` (its SNI). The handshake path: keep it cheap. */
+  record(facts: ClientCertFacts, hostname: string, now = Date.now()): void {
+    const leaf = facts.leaf;
+    if (!leaf) return;
+    const fp = facts.fingerprintSha256;
+    const result = facts.verdict.ok ? "verified" : facts.verdict.reason;
+    let e = this.#lru.get(fp);
+    if (e) {
+      e.lastSeen = now;
+      e.connections++;
+      e.pending++;
+      e.result = result;
+      if (hostname && e.hostnames.length < MAX_HOSTNAMES && !e.hostnames.includes(hostname)) e.hostnames.push(hostname);
+    } else {
+      const summary = { subject: facts.subjectDn, issuer: this.#issuer(facts.issuerDn), serial: facts.serial, san: leaf.subjectAltName ?? "", notAfter: leaf.validToDate.getTime() };
+      e = { fingerprint: fp, ...summary, result, revoked: null, firstSeen: now, lastSeen: now, hostnames: hostname ? [hostname] : [], connections: 1, pending: 1 };
+      this.#lru.set(fp, e);
+    }
+    this.#markDirty(e);
+  }
+
+  /** A request's revocation verdict on a connection's certificate; a change only when it differs. */
+  revoked(fingerprint: string, revoked: boolean): void {
+    const e = this.#lru.peek(fingerprint);
+    if (!e || e.revoked === revoked) return;
+    e.revoked = revoked;
+    this.#markDirty(e);
+  }
+
+  /** Adds deltas from elsewhere (a worker's): min first seen, max last seen, summed counts, union of hostnames. */
+  merge(deltas: readonly SeenDelta[]): void {
+    for (const d of deltas) {
+      const e = this.#lru.get(d.fingerprint);
+      if (!e) {
+        const slot: Slot = { ...d, hostnames: d.hostnames.slice(0, MAX_HOSTNAMES), issuer: this.#issuer(d.issuer), pending: d.connections };
+        this.#lru.set(d.fingerprint, slot);
+        this.#markDirty(slot);
+        continue;
+      }
+      combine(e, d);
+      e.connections += d.connections;
+      e.pending += d.connections;
+      this.#markDirty(e);
+    }
+  }
+
+  /**
+   * Totals from the store (at start, or as a flush left them): they replace what the table knows,
+   * plus whatever arrived since the delta they include was drained. Nothing is marked dirty.
+   */
+  load(totals: readonly SeenEntry[]): void {
+    for (const t of totals) {
+      const e = this.#lru.peek(t.fingerprint);
+      if (!e) {
+        this.#lru.set(t.fingerprint, { ...t, issuer: this.#issuer(t.issuer), pending: 0 });
+        continue;
+      }
+      const pending = e.pending;
+      combine(e, t);
+      e.connections = t.connections + pending;
+    }
+  }
+
+  /** Deltas drained but not delivered (the store was down): their counts wait for the next drain again. */
+  requeue(deltas: readonly SeenDelta[]): void {
+    for (const d of deltas) {
+      const e = this.#lru.peek(d.fingerprint);
+      if (!e) continue; // evicted meanwhile: a bounded table forgets
+      e.pending += d.connections;
+      this.#markDirty(e);
+    }
+  }
+
+  /** Everything changed since the last drain, as deltas; the table forgets what it handed out. */
+  drain(): SeenDelta[] {
+    const out: SeenDelta[] = [];
+    for (const e of this.#dirty.values()) {
+      const { pending, ...entry } = e;
+      out.push({ ...entry, hostnames: [...entry.hostnames], connections: pending });
+      e.pending = 0;
+    }
+    this.#dirty.clear();
+    return out;
+  }
+
+  /** Every entry, most recently seen first. */
+  entries(): SeenEntry[] {
+    return Array.from(this.#lru.values(), strip);
+  }
+
+  #markDirty(e: Slot): void {
+    // Bounded under a flood of new certificates: past `max` pending changes, new ones wait for the next sight.
+    if (this.#dirty.size < this.max || this.#dirty.has(e.fingerprint)) this.#dirty.set(e.fingerprint, e);
+  }
+
+  #issuer(dn: string): string {
+    const known = this.#issuers.get(dn);
+    if (known !== undefined) return known;
+    if (this.#issuers.size >= 10_000) this.#issuers.clear();
+    this.#issuers.set(dn, dn);
+    return dn;
+  }
+}
+
+/** `total` with `delta` added: its connections summed, and the rest as merge() does. */
+export function addDelta(total: SeenEntry | undefined, delta: SeenDelta): SeenEntry {
+  if (!total) return { ...delta, hostnames: delta.hostnames.slice(0, MAX_HOSTNAMES) };
+  const e = { ...total, hostnames: [...total.hostnames] };
+  combine(e, delta);
+  e.connections += delta.connections;
+  return e;
+}
+
+/** Folds `d` into `e` (not the count): the newer sighting's verdicts, the widest time span, hostnames united. */
+function combine(e: SeenEntry, d: SeenEntry): void {
+  if (d.lastSeen >= e.lastSeen) {
+    e.result = d.result;
+    if (d.revoked !== null) e.revoked = d.revoked;
+  }
+  e.firstSeen = Math.min(e.firstSeen, d.firstSeen);
+  e.lastSeen = Math.max(e.lastSeen, d.lastSeen);
+  for (const h of d.hostnames) if (e.hostnames.length < MAX_HOSTNAMES && !e.hostnames.includes(h)) e.hostnames.push(h);
+}
+
+function strip(e: Slot): SeenEntry {
+  const { pending: _p, ...entry } = e;
+  return entry;
+}
