@@ -52,7 +52,7 @@ export class SeenInventory {
       const deltas = this.table.drain();
       if (!deltas.length) return;
       try {
-        this.table.load(await this.#store.flushSeen(deltas, this.table.max));
+        this.table.load(await this.#store.flushSeen(deltas, this.table.max), false);
       } catch (e) {
         this.table.requeue(deltas);
         this.#log.warn({ msg: "could not flush the client certificate inventory to the store: retrying at the next interval", entries: deltas.length, err: (e as Error).message });

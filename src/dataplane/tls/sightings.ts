@@ -5,7 +5,9 @@
 //
 // Every change also marks the entry dirty; drain() hands the changes out as deltas (counts
 // since the last drain, never totals), so a worker's deltas can be merged into its primary's
-// table, and a primary's into the store, without counting anything twice.
+// table, and a primary's into the store, without counting anything twice. An entry evicted
+// before a drain takes its changes with it: under a flood of new certificates, the table and
+// its pending changes stay within `max` entries.
 import { LRUCache } from "lru-cache";
 import type { ClientCertFacts } from "./facts.ts";
 
@@ -47,14 +49,14 @@ interface Slot extends SeenEntry {
 export class Sightings {
   readonly max: number;
   readonly #lru: LRUCache<string, Slot>;
-  /** Entries changed since the last drain; kept even if evicted meanwhile, bounded like the table. */
+  /** Entries changed since the last drain: always in the table too (an evicted entry's changes go with it). */
   readonly #dirty = new Map<string, Slot>();
   /** Issuer DNs repeat across thousands of entries: one string each. */
   readonly #issuers = new Map<string, string>();
 
   constructor(max = DEFAULT_SEEN_ENTRIES) {
     this.max = max;
-    this.#lru = new LRUCache<string, Slot>({ max });
+    this.#lru = new LRUCache<string, Slot>({ max, dispose: (_v, key, reason) => reason === "evict" && this.#dirty.delete(key) });
   }
 
   get size(): number {
@@ -110,11 +112,13 @@ export class Sightings {
   /**
    * Totals from the store (at start, or as a flush left them): they replace what the table knows,
    * plus whatever arrived since the delta they include was drained. Nothing is marked dirty.
+   * `insert: false` (after a flush) leaves out certificates evicted meanwhile.
    */
-  load(totals: readonly SeenEntry[]): void {
+  load(totals: readonly SeenEntry[], insert = true): void {
     for (const t of totals) {
       const e = this.#lru.peek(t.fingerprint);
       if (!e) {
+        if (!insert) continue;
         this.#lru.set(t.fingerprint, { ...t, issuer: this.#issuer(t.issuer), pending: 0 });
         continue;
       }
@@ -152,8 +156,7 @@ export class Sightings {
   }
 
   #markDirty(e: Slot): void {
-    // Bounded under a flood of new certificates: past `max` pending changes, new ones wait for the next sight.
-    if (this.#dirty.size < this.max || this.#dirty.has(e.fingerprint)) this.#dirty.set(e.fingerprint, e);
+    this.#dirty.set(e.fingerprint, e);
   }
 
   #issuer(dn: string): string {
