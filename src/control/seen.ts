@@ -81,7 +81,7 @@ export class SeenInventory {
 /** An entry as the native API shows it. */
 export function seenView(e: SeenEntry): Record<string, unknown> {
   return {
-    fingerprint_sha256: e.fingerprint,
+    fingerprint_sha256: e.fingerprint.replaceAll(":", "").toLowerCase(),
     subject: e.subject,
     issuer: e.issuer,
     serial: e.serial,

@@ -47,7 +47,11 @@ describe("Sightings", () => {
     // The primary's own delta for the store: everything since its last drain, once.
     expect(primary.drain().map((d) => d.connections)).toEqual([4]);
     expect(primary.drain()).toEqual([]);
-    primary.revoked(e!.fingerprint, true);
-    expect(primary.drain()).toEqual([expect.objectContaining({ connections: 0, revoked: true })]);
+    // A revocation verdict reaches the entry of the connection's certificate.
+    worker0.record(f, "a.test", 500);
+    worker0.drain();
+    worker0.revoked(f, true);
+    expect(worker0.drain()).toEqual([expect.objectContaining({ connections: 0, revoked: true })]);
+    expect(e!.fingerprint).toBe(new X509Certificate(p.client.certPem).fingerprint256);
   });
 });

@@ -185,7 +185,7 @@ function withRevocation(deps: RequestDeps, conn: ClientConn, view: CachedView | 
   const judged = (v: RevocationVerdict): boolean => {
     deps.metrics.revocationChecks.inc({ source: v.source, result: v.revoked ? "revoked" : "good" });
     if (v.revoked) deps.log.info({ msg: "client certificate revoked", sni: conn.servername, serial: facts.serial, source: v.source, detail: v.detail });
-    deps.seen?.revoked(facts.fingerprintSha256, v.revoked);
+    deps.seen?.revoked(facts, v.revoked);
     return v.revoked;
   };
   const v = deps.revocation.check(facts, bundle);

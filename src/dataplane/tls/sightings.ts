@@ -27,6 +27,7 @@ export interface SeenSummary {
 }
 
 export interface SeenEntry extends SeenSummary {
+  /** SHA-256 of the DER, as Node's X509Certificate.fingerprint256 spells it (AB:CD:…). */
   fingerprint: string;
   /** `verified`, or the reason the last handshake failed verification (`expired`, `untrusted`, …). */
   result: string;
@@ -51,6 +52,8 @@ export class Sightings {
   readonly #lru: LRUCache<string, Slot>;
   /** Entries changed since the last drain: always in the table too (an evicted entry's changes go with it). */
   readonly #dirty = new Map<string, Slot>();
+  /** Each open connection's entry, for its requests' revocation verdicts; gone with the connection. */
+  readonly #byConn = new WeakMap<ClientCertFacts, Slot>();
   /** Issuer DNs repeat across thousands of entries: one string each. */
   readonly #issuers = new Map<string, string>();
 
@@ -67,7 +70,8 @@ export class Sightings {
   record(facts: ClientCertFacts, hostname: string, now = Date.now()): void {
     const leaf = facts.leaf;
     if (!leaf) return;
-    const fp = facts.fingerprintSha256;
+    // OpenSSL's digest of the DER it holds: no copy of the DER into JavaScript (leaf.raw costs more).
+    const fp = leaf.fingerprint256;
     const result = facts.verdict.ok ? "verified" : facts.verdict.reason;
     let e = this.#lru.get(fp);
     if (e) {
@@ -82,14 +86,16 @@ export class Sightings {
       this.#lru.set(fp, e);
     }
     this.#markDirty(e);
+    this.#byConn.set(facts, e);
   }
 
-  /** A request's revocation verdict on a connection's certificate; a change only when it differs. */
-  revoked(fingerprint: string, revoked: boolean): void {
-    const e = this.#lru.peek(fingerprint);
+  /** A request's revocation verdict on its connection's certificate (found without hashing it again); a change only when it differs. */
+  revoked(facts: ClientCertFacts, revoked: boolean): void {
+    const e = this.#byConn.get(facts);
     if (!e || e.revoked === revoked) return;
     e.revoked = revoked;
-    this.#markDirty(e);
+    // An entry evicted since its connection began is gone from the inventory: nothing to flush.
+    if (this.#lru.peek(e.fingerprint) === e) this.#markDirty(e);
   }
 
   /** Adds deltas from elsewhere (a worker's): min first seen, max last seen, summed counts, union of hostnames. */
