@@ -8,7 +8,7 @@ import type { SeenEntry, Sightings } from "../dataplane/tls/sightings.ts";
 import type { Store } from "./store.ts";
 
 export interface SeenQuery {
-  /** A hostname (SNI) the certificate was presented for, exactly. */
+  /** A configured hostname (a wildcard host's `*.example.com`) the certificate was presented on, exactly. */
   host?: string;
   /** Part of the issuer DN, case-insensitive. */
   issuer?: string;

@@ -218,7 +218,8 @@ export class Runtime implements Dispatcher {
       else verdict = VERIFIED;
       facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined);
       result = verdict.ok ? "verified" : verdict.reason;
-      this.#seen?.record(facts, servername);
+      // The configured host (a wildcard's pattern), never a client-chosen name: no entry grows with SNIs.
+      this.#seen?.record(facts, policy.pattern);
       if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
     }
     const remote = socket.remoteAddress ?? "";

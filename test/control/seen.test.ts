@@ -22,8 +22,9 @@ function model(p: DevPki, origin: string): ModelInput {
     hosts: [
       { hostname: "a.test", mtls: { trust_bundle: "clients", mode: "enforced" } },
       { hostname: "b.test", mtls: { trust_bundle: "clients", mode: "fail_open" } },
+      { hostname: "*.wild.test", mtls: { trust_bundle: "clients", mode: "enforced" } },
     ],
-    routes: ["a.test", "b.test"].map((h, i) => ({ id: `r${i}`, hostname: h, origin })),
+    routes: ["a.test", "b.test", "x.wild.test", "y.wild.test"].map((h, i) => ({ id: `r${i}`, hostname: h, origin })),
     default_certificate: "srv",
   };
 }
@@ -51,6 +52,9 @@ describe("client certificate inventory (one process)", () => {
     expect((await request(cg.port, { servername: "a.test", cert: alice })).status).toBe(200);
     expect((await request(cg.port, { servername: "a.test", cert: alice })).status).toBe(200);
     expect((await request(cg.port, { servername: "b.test", cert: alice })).status).toBe(200);
+    // A wildcard host is recorded as its pattern, whatever name the client chose under it.
+    expect((await request(cg.port, { servername: "x.wild.test", cert: alice })).status).toBe(200);
+    expect((await request(cg.port, { servername: "y.wild.test", cert: alice })).status).toBe(200);
     expect((await request(cg.port, { servername: "a.test", cert: bob })).status).toBe(200);
     // A real peer: curl presents the untrusted certificate on the fail-open host.
     const f = pemFiles({ "c.pem": p.untrusted.certPem, "c.key": p.untrusted.keyPem, "ca.pem": p.serverCa.certPem });
@@ -75,8 +79,8 @@ describe("client certificate inventory (one process)", () => {
       not_after: new Date(leaf.validTo).toISOString(),
       verification: "verified",
       revoked: null,
-      hostnames: ["a.test", "b.test"],
-      connections: 3,
+      hostnames: ["a.test", "b.test", "*.wild.test"],
+      connections: 5,
     });
     expect(Date.parse(a.first_seen)).toBeLessThanOrEqual(Date.parse(a.last_seen));
     const u = await entry(p.untrusted);
@@ -92,6 +96,8 @@ describe("client certificate inventory (one process)", () => {
     expect(await subjects("?expiring_within=30d")).toEqual(["CN=alice"]);
     expect(await subjects("?expiring_within=9d")).toEqual([]);
     expect(await subjects("?host=nowhere.test")).toEqual([]);
+    expect(await subjects("?host=*.wild.test")).toEqual(["CN=alice"]);
+    expect(await subjects("?host=x.wild.test")).toEqual([]);
     const page2 = await seen("?per_page=1&page=2");
     expect(page2.body).toMatchObject({ page: 2, per_page: 1, total_count: 3, total_pages: 3 });
     expect(page2.body.client_certificates).toHaveLength(1);
@@ -125,7 +131,7 @@ describe("client certificate inventory (one process)", () => {
     expect((await request(cg.port, { servername: "a.test", cert: bob })).status).toBe(403);
     expect((await request(cg.port, { servername: "a.test", cert: alice })).status).toBe(200);
     expect(await entry(bob)).toMatchObject({ revoked: true, verification: "verified", connections: 2 });
-    expect(await entry(alice)).toMatchObject({ revoked: false, connections: 4 });
+    expect(await entry(alice)).toMatchObject({ revoked: false, connections: 6 });
   });
 
   it("keeps every entry across a restart on the same SQLite file, counting nothing twice", async () => {
@@ -137,7 +143,7 @@ describe("client certificate inventory (one process)", () => {
     await cg.close();
     cg = await startCertgate(dir, model);
     const a = await entry(alice);
-    expect(a.connections).toBe(5);
+    expect(a.connections).toBe(7);
     expect(a.first_seen).toBe(before.find((e: { subject: string }) => e.subject.startsWith("CN=alice")).first_seen);
     expect((await seen()).body.total_count).toBe(3);
   });

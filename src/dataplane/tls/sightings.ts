@@ -11,7 +11,7 @@
 import { LRUCache } from "lru-cache";
 import type { ClientCertFacts } from "./facts.ts";
 
-/** Hostnames kept per certificate: the first ones seen (SNI), so a wildcard host cannot grow an entry. */
+/** Hosts kept per certificate: the first ones it was presented on. */
 export const MAX_HOSTNAMES = 8;
 export const DEFAULT_SEEN_ENTRIES = 100_000;
 
@@ -66,7 +66,7 @@ export class Sightings {
     return this.#lru.size;
   }
 
-  /** A connection presented `facts`' leaf for `hostname` (its SNI). The handshake path: keep it cheap. */
+  /** A connection presented `facts`' leaf on `hostname` (the configured host it matched). The handshake path: keep it cheap. */
   record(facts: ClientCertFacts, hostname: string, now = Date.now()): void {
     const leaf = facts.leaf;
     if (!leaf) return;
