@@ -55,7 +55,7 @@ async function server(name: string, inventory: number): Promise<{ port: number; 
     stdio: ["ignore", "ignore", openSync(log, "w")],
   });
   process.once("exit", () => child.kill());
-  await waitForPort(port, child, name, log);
+  await waitForPort(port, child, name, log, 120_000); // a busy machine starts slowly
   return { port, child };
 }
 
