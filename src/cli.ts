@@ -182,7 +182,7 @@ async function serve(argv: string[]): Promise<void> {
   // The inventory of client certificates seen: this process's table (its workers' merged into it), kept in the store.
   const seenTable = seenEntries > 0 ? new Sightings(seenEntries) : undefined;
   const seen = seenTable && new SeenInventory(seenTable, loaded.store, log, () => group?.collectSightings() ?? Promise.resolve());
-  await seen?.start(seenFlushMs);
+  void seen?.start(seenFlushMs); // a fleet's PostgreSQL may be down: serving does not wait for the inventory
   if (workers === 1) {
     runtime = single = new Runtime(model, { ...common, seen: seenTable, debugWorkerId: values["debug-worker-id"] ? "0" : undefined });
     bound = await single.listen(listen.host, listen.port);

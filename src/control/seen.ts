@@ -34,15 +34,18 @@ export class SeenInventory {
     this.#collect = collect;
   }
 
-  /** Loads the stored inventory (a store that is down starts it empty), then flushes every `intervalMs`. */
-  async start(intervalMs: number): Promise<void> {
-    try {
-      this.table.load(await this.#store.loadSeen(this.table.max));
-    } catch (e) {
-      this.#log.warn({ msg: "could not load the client certificate inventory from the store: starting empty", err: (e as Error).message });
-    }
+  /**
+   * Flushes every `intervalMs` from now on, and loads the stored inventory: the returned promise
+   * settles once loaded (a store that is down leaves it empty). Serving need not wait for it:
+   * sightings recorded meanwhile are added to the loaded totals, and a flush before it only adds.
+   */
+  start(intervalMs: number): Promise<void> {
     this.#timer = setInterval(() => void this.flush(), intervalMs);
     this.#timer.unref();
+    return this.#store.loadSeen(this.table.max).then(
+      (totals) => this.table.load(totals),
+      (e: unknown) => this.#log.warn({ msg: "could not load the client certificate inventory from the store: starting empty", err: (e as Error).message }),
+    );
   }
 
   /** Collects the workers' sightings and adds what changed to the store; one flush at a time. */
