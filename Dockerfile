@@ -32,7 +32,8 @@ EXPOSE 8443 8444 8445
 # moved to another port.
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD ["node", "-e", "fetch(process.env.CERTGATE_HEALTH_URL || 'http://127.0.0.1:8444/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["tini", "--", "node", "/app/src/cli.ts"]
+# certgate's OpenSSL configuration: one TLS 1.3 session ticket per full handshake (src/dataplane/tls/openssl.cnf).
+ENTRYPOINT ["tini", "--", "node", "--openssl-config=/app/src/dataplane/tls/openssl.cnf", "/app/src/cli.ts"]
 # No --config: the demo. A real configuration: mount its directory (certgate.yaml and the
 # files it names) and name it, e.g.
 #   docker run ... -v "$PWD/etc:/etc/certgate:ro" -v certgate-data:/data certgate \

@@ -3,12 +3,15 @@
 //
 //   tls-direct     TLS server answering each request's bytes with a fixed response (no HTTP parsing)
 //   https-direct   node:https answering with a fixed response (no origin)
+//   node-direct    node:http2's secure server with HTTP/1.1 allowed (ALPN h2 and http/1.1; HTTP/1.1
+//                  connections run node:http's own server code), answering with a fixed response
 //   tls-pipe       TLS bytes piped to one origin connection per client (no HTTP at all)
 //   https-undici   node:https proxying with undici stream() (what certgate did before)
 //   https-llhttp   node:https proxying with certgate's origin client
 //   tls-http1      certgate's HTTP/1.1 front end and origin client, without its policy layer
 //
 // Usage: node bench/floor-server.ts VARIANT PORT ORIGIN_PORT PKI_DIR
+import http2 from "node:http2";
 import https from "node:https";
 import net from "node:net";
 import tls from "node:tls";
@@ -44,6 +47,12 @@ switch (variant) {
     break;
   case "https-direct":
     server = https.createServer(options, (_req, res) => {
+      res.writeHead(200, { "content-type": "text/plain", "content-length": ORIGIN_BODY.length });
+      res.end(ORIGIN_BODY);
+    });
+    break;
+  case "node-direct":
+    server = http2.createSecureServer({ ...options, allowHTTP1: true }, (_req, res) => {
       res.writeHead(200, { "content-type": "text/plain", "content-length": ORIGIN_BODY.length });
       res.end(ORIGIN_BODY);
     });
@@ -104,5 +113,9 @@ switch (variant) {
   default:
     throw new Error(`unknown variant ${variant}`);
 }
+// Idle keep-alive connections stay open this long (bench/idle.bench.ts); node:https's own default is 5 s.
+const keepAliveMs = Number(process.env.BENCH_KEEPALIVE_MS ?? 5_000);
+// node:http2's server runs node:http's connection code for HTTP/1.1, which reads this too.
+if (server instanceof https.Server || variant === "node-direct") (server as { keepAliveTimeout?: number }).keepAliveTimeout = keepAliveMs;
 server.listen(port, "127.0.0.1");
 process.on("SIGTERM", () => process.exit(0));

@@ -5,6 +5,7 @@
 //   full       a new TLS 1.3 connection per request, one GET each, no session offered
 //   resumed    the same, offering the latest session ticket received from that server
 //   keepalive  a few persistent connections, one GET after another on each
+//   h2         a few HTTP/2 connections (ALPN h2), `streams` GETs in flight on each
 //
 // Closed loop (`concurrency` requests in flight) unless `rate` is set: then requests are
 // due at a fixed rate (open loop) and latency counts from the due time.
@@ -13,7 +14,7 @@
 import { runBench } from "../src/loadgen/coordinator.ts";
 import type { Histogram } from "../src/loadgen/hist.ts";
 
-export type LoadKind = "full" | "resumed" | "keepalive";
+export type LoadKind = "full" | "resumed" | "keepalive" | "h2";
 
 export interface LoadSpec {
   kind: LoadKind;
@@ -23,8 +24,10 @@ export interface LoadSpec {
   path: string;
   certFile: string;
   keyFile: string;
-  /** Requests in flight (closed loop), or connections (keepalive). */
+  /** Requests in flight (closed loop), or connections (keepalive, h2). */
   concurrency: number;
+  /** h2: streams in flight on each connection. */
+  streams?: number;
   /** Requests per second (open loop); 0 = closed loop. */
   rate: number;
   /** Epoch ms: load runs from spawn; the measured window is [measureAt, measureAt + durationMs). */
@@ -64,7 +67,8 @@ const r = await runBench({
   mode: spec.kind,
   // Open loop: new connections start as they fall due (up to 64 or 8× -c at once), as before
   // the generator moved to src/loadgen; keep-alive uses its `concurrency` connections.
-  concurrency: spec.rate > 0 && spec.kind !== "keepalive" ? Math.max(64, spec.concurrency * 8) : spec.concurrency,
+  concurrency: spec.rate > 0 && spec.kind !== "keepalive" && spec.kind !== "h2" ? Math.max(64, spec.concurrency * 8) : spec.concurrency,
+  streams: spec.streams ?? 1,
   rate: spec.rate,
   durationMs: spec.durationMs,
   count: spec.maxRequests,

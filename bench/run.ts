@@ -24,7 +24,7 @@ import { cryptoLimit, type CryptoLimit } from "./lib/speed.ts";
 import { profileMarkdown, summariseProfile, type ProfileSummary } from "./lib/cpuprofile.ts";
 import { perfAvailable, startPerf, stopPerf, summarisePerf, type PerfSummary } from "./lib/perf.ts";
 import { runLoadProcess, target } from "./lib/loadproc.ts";
-import { ensurePeers, killLeftovers, REPO, startCertgate, startHaproxy, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
+import { ensurePeers, killLeftovers, REPO, startBareNode, startCaddy, startCertgate, startHaproxy, startNginx, startOrigin, writePki, type Peer, type Pki, type Running } from "./lib/servers.ts";
 
 // ---------------------------------------------------------------- options
 
@@ -32,7 +32,8 @@ interface LoadDef {
   id: string;
   kind: LoadKind;
   title: string;
-  concurrency: number; // in flight (closed loop) or connections (keepalive)
+  concurrency: number; // in flight (closed loop) or connections (keepalive, h2)
+  streams?: number; // h2: streams in flight on each connection
   rate: number; // 0: closed loop
   unit: "handshake" | "request";
   /** Open loop at this fraction of the slowest server's req/s in the closed-loop load `of` (first rep), when that ran. */
@@ -43,6 +44,7 @@ const LOADS: LoadDef[] = [
   { id: "full", kind: "full", title: "Full mTLS handshakes: new connection per GET, 8 in flight", concurrency: 8, rate: 0, unit: "handshake" },
   { id: "resumed", kind: "resumed", title: "Resumed handshakes: TLS 1.3 ticket, new connection per GET, 8 in flight", concurrency: 8, rate: 0, unit: "handshake" },
   { id: "keepalive", kind: "keepalive", title: "Keep-alive proxied GETs: 8 connections, one request at a time each", concurrency: 8, rate: 0, unit: "request" },
+  { id: "h2", kind: "h2", title: "HTTP/2 proxied GETs: 2 connections, 8 streams in flight on each (servers that offer h2)", concurrency: 2, streams: 8, rate: 0, unit: "request" },
   {
     id: "full-paced",
     kind: "full",
@@ -69,7 +71,7 @@ const { values: args } = parseArgs({
     reps: { type: "string" },
     duration: { type: "string" }, // seconds per measured window
     warmup: { type: "string" }, // seconds before each window
-    servers: { type: "string", default: "certgate,nginx,haproxy" },
+    servers: { type: "string", default: "certgate,node,nginx,haproxy,caddy" },
     loads: { type: "string" },
     clients: { type: "string", default: "1" }, // load-generator processes (all on the load CPU)
     profile: { type: "boolean" },
@@ -85,7 +87,7 @@ const { values: args } = parseArgs({
 });
 
 if (args.help) {
-  console.log(`usage: npm run bench [-- --quick] [--reps N] [--duration S] [--warmup S] [--servers certgate,nginx,haproxy]
+  console.log(`usage: npm run bench [-- --quick] [--reps N] [--duration S] [--warmup S] [--servers certgate,node,nginx,haproxy,caddy]
        [--loads ${LOADS.map((l) => l.id).join(",")}] [--clients N] [--profile | --no-profile | --profile-only]
        [--no-install] [--idle-wait S] [--keep-temp] [--workers 1,N]`);
   process.exit(0);
@@ -99,7 +101,7 @@ const opt = {
   servers: args.servers.split(",").filter(Boolean),
   /** Worker counts beyond 1: certgate and nginx also run unpinned with this many workers. */
   moreWorkers: args.workers.split(",").map(Number).filter((n) => Number.isInteger(n) && n > 1),
-  loads: (args.loads?.split(",") ?? (quick ? ["full", "resumed", "keepalive", "full-paced"] : LOADS.map((l) => l.id))).map((id) => {
+  loads: (args.loads?.split(",") ?? (quick ? ["full", "resumed", "keepalive", "h2", "full-paced"] : LOADS.map((l) => l.id))).map((id) => {
     const l = LOADS.find((x) => x.id === id);
     if (!l) throw new Error(`unknown load "${id}" (${LOADS.map((x) => x.id).join(", ")})`);
     return { ...l };
@@ -171,6 +173,7 @@ async function measure(server: Running, load: LoadDef, pki: Pki, rep: number, lo
     kind: load.kind,
     ...target(server.port, pki),
     concurrency: Math.max(1, Math.round(load.concurrency / n)),
+    streams: load.streams,
     rate: load.rate / n,
     measureAt,
     durationMs,
@@ -279,14 +282,15 @@ interface Report {
 
 function markdown(rep: Report): string {
   const servers = rep.servers.filter((s) => !s.skipped).map((s) => s.name);
-  const peers = ["nginx", "haproxy", ...servers.filter((s) => s.startsWith("nginx-"))].filter((p) => servers.includes(p));
+  // certgate / node is certgate's own overhead on Node's TLS and HTTP stack (issue 20's first target).
+  const peers = ["node", "nginx", "haproxy", "caddy", ...servers.filter((s) => s.startsWith("nginx-"))].filter((p) => servers.includes(p));
   const cg = servers.includes("certgate");
   const crypto = rep.crypto && "handshakesPerCpuS" in rep.crypto ? rep.crypto : null;
   const m = rep.machine;
   const L: string[] = [];
-  L.push(`### certgate vs nginx vs HAProxy (${rep.mode}, ${rep.startedAt.slice(0, 16).replace("T", " ")} UTC)`, "");
+  L.push(`### certgate vs Node, nginx, HAProxy and Caddy (${rep.mode}, ${rep.startedAt.slice(0, 16).replace("T", " ")} UTC, ${String(m.cpuModel)})`, "");
   L.push(
-    `Machine: ${String(m.cpuModel)}, ${String(m.cpus)} CPUs, ${String(m.memGiB)} GiB, Linux ${String(m.kernel)}. ` +
+    `Machine: ${String(m.cpuModel)}, ${String(m.cpus)} CPUs, ${String(m.memGiB)} GiB, Linux ${String(m.kernel)}, Node ${String(m.node)}, OpenSSL ${String(m.openssl)}. ` +
       (rep.cpus.server !== null ? `Servers pinned to CPU ${rep.cpus.server}, load generator and origin to CPU ${rep.cpus.load}. ` : "Not pinned (one CPU). ") +
       (rep.idle ? `Before the first run the machine was ${(rep.idle.busy * 100).toFixed(0)}% busy (waited ${(rep.idle.waitedMs / 1000).toFixed(0)} s${rep.idle.idle ? "" : ", gave up waiting"}; load average ${rep.idle.loadavg.join(" ")}).` : ""),
   );
@@ -444,6 +448,15 @@ async function profileCertgate(dir: string, pki: Pki, originPort: number, server
 
 // ---------------------------------------------------------------- main
 
+/** Every server the bench knows, pinned to the server CPU: certgate, its bare-Node baseline and the peers. */
+const STARTERS: Record<string, (dir: string, pki: Pki, originPort: number, cpu: string | null) => Promise<Running>> = {
+  certgate: (d, p, o, c) => startCertgate(d, p, o, c),
+  node: startBareNode,
+  nginx: (d, p, o, c) => startNginx(d, p, o, c),
+  haproxy: startHaproxy,
+  caddy: startCaddy,
+};
+
 async function main(): Promise<void> {
   const started = Date.now();
   if (process.platform !== "linux") throw new Error("the benchmark reads /proc: Linux only");
@@ -472,7 +485,7 @@ async function main(): Promise<void> {
   const serverInfo: Report["servers"] = [];
   if (!opt.profileOnly)
     for (const name of opt.servers) {
-      if ((name === "nginx" && !peers.nginx) || (name === "haproxy" && !peers.haproxy)) {
+      if (name in peers && !peers[name as Peer]) {
         const why = `${name} is not installed and could not be installed`;
         serverInfo.push({ name, version: "", probe: null, skipped: why });
         skipped.push(why);
@@ -480,15 +493,9 @@ async function main(): Promise<void> {
         continue;
       }
       try {
-        const s =
-          name === "certgate"
-            ? await startCertgate(tempDir, pki, origin.port, serverCpu)
-            : name === "nginx"
-              ? await startNginx(tempDir, pki, origin.port, serverCpu)
-              : name === "haproxy"
-                ? await startHaproxy(tempDir, pki, origin.port, serverCpu)
-                : null;
-        if (!s) throw new Error(`unknown server "${name}"`);
+        const start = STARTERS[name];
+        if (!start) throw new Error(`unknown server "${name}" (${Object.keys(STARTERS).join(", ")})`);
+        const s = await start(tempDir, pki, origin.port, serverCpu);
         running.push(s);
         const p = await probe(s.port, pki);
         serverInfo.push({ name, version: s.version, probe: p });
@@ -539,6 +546,7 @@ async function main(): Promise<void> {
         }
         for (const s of servers) {
           if (interrupted) return;
+          if (load.kind === "h2" && !s.h2) continue;
           const r = await measure(s, load, pki, rep, loadCpu, opt.durationMs);
           runs.push(r);
           log(
@@ -560,7 +568,7 @@ async function main(): Promise<void> {
   if (opt.profile && opt.servers.includes("certgate")) {
     const usePerf = perfAvailable();
     if (!usePerf) log("perf is not available or not permitted: --cpu-prof only");
-    for (const id of ["full", "keepalive"])
+    for (const id of ["full", "keepalive", "h2"].filter((id) => opt.loads.some((l) => l.id === id)))
       for (const withPerf of usePerf ? [false, true] : [false]) {
         const load = LOADS.find((l) => l.id === id)!;
         log(`profiling certgate under ${id} (${withPerf ? "perf" : "--cpu-prof"}) ...`);
@@ -599,10 +607,17 @@ async function main(): Promise<void> {
   const jsonFile = join(REPO, "bench/results", `${stamp}-${report.mode}.json`);
   writeFileSync(jsonFile, JSON.stringify(report, null, 2) + "\n");
   const md = markdown(report);
-  if (!opt.profileOnly) writeFileSync(join(REPO, "bench/results/latest.md"), md);
+  // The latest full results per CPU type (figures differ between the AMD and Intel VMs).
+  if (!opt.profileOnly) writeFileSync(join(REPO, `bench/results/latest-${cpuFamily(cpuModel)}.md`), md);
   if (profiles.length) writeFileSync(join(REPO, "bench/results/profile-latest.md"), profilesMarkdown(profiles));
   process.stdout.write(md);
-  log(`wrote ${jsonFile}${opt.profileOnly ? "" : " and bench/results/latest.md"} in ${report.durationS.toFixed(0)} s`);
+  log(`wrote ${jsonFile}${opt.profileOnly ? "" : ` and bench/results/latest-${cpuFamily(cpuModel)}.md`} in ${report.durationS.toFixed(0)} s`);
+}
+
+/** "amd-epyc", "intel-xeon", ...: the file name of a CPU type's latest results. */
+function cpuFamily(model: string): string {
+  const m = /(AMD|Intel)\S*\s+(?:\S+\s+)?(EPYC|Xeon|Core|Ryzen)/i.exec(model);
+  return m ? `${m[1]!}-${m[2]!}`.toLowerCase() : model.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40) || "unknown";
 }
 
 try {

@@ -5,6 +5,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync }
 import net from "node:net";
 import { join, resolve } from "node:path";
 import { createDevPki } from "../../src/pki/devpki.ts";
+import { opensslArgs } from "../../src/dataplane/tls/opensslconfig.ts";
 import { processTree } from "./proc.ts";
 import { ORIGIN_BODY } from "./body.ts";
 
@@ -50,6 +51,8 @@ export interface Running {
   version: string;
   log: string;
   child: ChildProcess;
+  /** Offers h2 in ALPN and proxies HTTP/2 requests. */
+  h2?: boolean;
   stop(): Promise<void>;
 }
 
@@ -189,15 +192,15 @@ export async function startOrigin(dir: string, cpu: string | null): Promise<Runn
 // ---------------------------------------------------------------- certgate
 
 /** A benchmark script of this repository (bench/floor-server.ts) as a pinned server process listening on `port`. */
-export async function startScript(dir: string, name: string, script: string, args: string[], port: number, cpu: string | null): Promise<Running> {
+export async function startScript(dir: string, name: string, script: string, args: string[], port: number, cpu: string | null, nodeArgs: string[] = []): Promise<Running> {
   const log = join(dir, `${name}.log`);
-  const child = start(name, cpu, process.execPath, [join(REPO, script), ...args], log);
+  const child = start(name, cpu, process.execPath, [...nodeArgs, join(REPO, script), ...args], log);
   await waitForPort(port, child, name, log);
   return { name, pid: child.pid!, port, version: `${name} (node ${process.versions.node})`, log, child, stop: () => stopChild(child, "SIGTERM", 5_000) };
 }
 
 /** certgate with `workers` data-plane processes (1: one process, as before workers existed). */
-export async function startCertgate(dir: string, pki: Pki, originPort: number, cpu: string | null, nodeArgs: string[] = [], tag = "certgate", workers = 1): Promise<Running> {
+export async function startCertgate(dir: string, pki: Pki, originPort: number, cpu: string | null, nodeArgs: string[] = [], tag = "certgate", workers = 1, keepAliveS = 5): Promise<Running> {
   const d = join(dir, tag);
   mkdirSync(d, { recursive: true, mode: 0o700 });
   const port = await freePort();
@@ -216,10 +219,12 @@ hosts:
 routes:
   - { id: origin, hostname: ${SERVERNAME}, path_prefix: /, origin: "http://127.0.0.1:${originPort}" }
 default_certificate: srv
+limits: { keep_alive_timeout_ms: ${keepAliveS * 1000} }
 `,
   );
   const log = join(d, "certgate.log");
-  const args = [...nodeArgs, join(REPO, "src/cli.ts"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(d, "data"), "--config", config, "--workers", String(workers)];
+  // Started as `npm start` starts it: with certgate's OpenSSL configuration (one session ticket per full handshake).
+  const args = [...opensslArgs([]), ...nodeArgs, join(REPO, "src/cli.ts"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(d, "data"), "--config", config, "--workers", String(workers)];
   // Access logs off, as for nginx (access_log off) and HAProxy (no log): see docs/benchmarks.md.
   const env = { ...process.env, CERTGATE_LOG_LEVEL: process.env.CERTGATE_BENCH_LOG_LEVEL ?? "warn" };
   const child = start(tag, cpu, process.execPath, args, log, env);
@@ -231,6 +236,7 @@ default_certificate: srv
     version: `certgate (node ${process.versions.node}, OpenSSL ${process.versions.openssl})`,
     log,
     child,
+    h2: true,
     // SIGINT: certgate shuts down cleanly, and Node writes a --cpu-prof profile on exit.
     stop: () => stopChild(child, "SIGINT", 15_000),
   };
@@ -271,19 +277,19 @@ ${http}}
 }
 
 /** The equivalent of the certgate configuration. */
-export async function startNginx(dir: string, pki: Pki, originPort: number, cpu: string | null, workers = 1): Promise<Running> {
+export async function startNginx(dir: string, pki: Pki, originPort: number, cpu: string | null, workers = 1, keepAliveS = 5): Promise<Running> {
   const bin = which("nginx");
   if (!bin) throw new Error("nginx not installed");
   const d = join(dir, workers === 1 ? "nginx" : `nginx-${workers}w`);
   const port = await freePort();
-  const http = `  keepalive_timeout 5s;
+  const http = `  keepalive_timeout ${keepAliveS}s;
   upstream origin {
     server 127.0.0.1:${originPort};
     keepalive 64;
     keepalive_requests 100000000;
   }
   server {
-    listen 127.0.0.1:${port} ssl backlog=1024;
+    listen 127.0.0.1:${port} ssl http2 backlog=1024;
     server_name ${SERVERNAME};
     ssl_certificate ${pki.serverCert};
     ssl_certificate_key ${pki.serverKey};
@@ -302,7 +308,7 @@ export async function startNginx(dir: string, pki: Pki, originPort: number, cpu:
     }
   }
 `;
-  return runNginx(workers === 1 ? "nginx" : `nginx-${workers}w`, bin, d, http, port, cpu, join(d, "nginx.log"), workers);
+  return { ...(await runNginx(workers === 1 ? "nginx" : `nginx-${workers}w`, bin, d, http, port, cpu, join(d, "nginx.log"), workers)), h2: true };
 }
 
 // ---------------------------------------------------------------- HAProxy
@@ -342,7 +348,7 @@ defaults
   http-reuse always
 
 frontend tls
-  bind 127.0.0.1:${port} ssl crt ${pki.serverBundle} ca-file ${pki.clientCa} verify required ssl-min-ver TLSv1.3
+  bind 127.0.0.1:${port} ssl crt ${pki.serverBundle} ca-file ${pki.clientCa} verify required ssl-min-ver TLSv1.3 alpn h2,http/1.1
   http-request set-header X-Forwarded-Proto https
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
   default_backend origin
@@ -356,17 +362,80 @@ backend origin
   const log = join(d, "haproxy.log");
   const child = start("haproxy", cpu, bin, ["-db", "-f", cfg], log);
   await waitForPort(port, child, "haproxy", log);
-  return { name: "haproxy", pid: child.pid!, port, version: haproxyVersion(bin), log, child, stop: () => stopChild(child, "SIGTERM", 5_000) };
+  return { name: "haproxy", pid: child.pid!, port, version: haproxyVersion(bin), log, child, h2: true, stop: () => stopChild(child, "SIGTERM", 5_000) };
+}
+
+// ---------------------------------------------------------------- bare Node
+
+/**
+ * Node's own servers with the same certificates and mTLS settings answering each GET
+ * themselves (node:http2's secure server, HTTP/1.1 allowed: node:http's code on HTTP/1.1
+ * connections): what Node's TLS and HTTP stacks cost with nothing of certgate's on top.
+ */
+export async function startBareNode(dir: string, pki: Pki, originPort: number, cpu: string | null): Promise<Running> {
+  const port = await freePort();
+  const s = await startScript(dir, "node-direct", "bench/floor-server.ts", ["node-direct", String(port), String(originPort), pki.dir], port, cpu);
+  return { ...s, name: "node", h2: true, version: `node:http2 + node:http answering itself (node ${process.versions.node}, OpenSSL ${process.versions.openssl})` };
+}
+
+// ---------------------------------------------------------------- Caddy
+
+function caddyVersion(bin: string): string {
+  const out = spawnSync(bin, ["version"], { encoding: "utf8" }).stdout ?? "";
+  return `caddy ${out.trim().split(/\s+/)[0] ?? ""} (Go crypto/tls)`;
+}
+
+/** Caddy from Debian, one OS thread for Go code (GOMAXPROCS=1, as the other servers get one CPU). */
+export async function startCaddy(dir: string, pki: Pki, originPort: number, cpu: string | null): Promise<Running> {
+  const bin = which("caddy");
+  if (!bin) throw new Error("caddy not installed");
+  const d = join(dir, "caddy");
+  mkdirSync(d, { recursive: true });
+  const port = await freePort();
+  const cfg = join(d, "Caddyfile");
+  writeFileSync(
+    cfg,
+    `# Generated by bench/lib/servers.ts: the equivalent of the certgate configuration.
+{
+  admin off
+  auto_https off
+  servers {
+    protocols h1 h2
+  }
+}
+https://${SERVERNAME}:${port} {
+  bind 127.0.0.1
+  tls ${pki.serverCert} ${pki.serverKey} {
+    protocols tls1.3
+    client_auth {
+      mode require_and_verify
+      trusted_ca_cert_file ${pki.clientCa}
+    }
+  }
+  reverse_proxy 127.0.0.1:${originPort}
+}
+`,
+  );
+  const log = join(d, "caddy.log");
+  // Caddy keeps state under XDG_DATA_HOME / XDG_CONFIG_HOME: keep it in the run's directory.
+  const env = { ...process.env, GOMAXPROCS: "1", HOME: d, XDG_DATA_HOME: join(d, "data"), XDG_CONFIG_HOME: join(d, "config") };
+  const child = start("caddy", cpu, bin, ["run", "--config", cfg, "--adapter", "caddyfile"], log, env);
+  await waitForPort(port, child, "caddy", log);
+  return { name: "caddy", pid: child.pid!, port, version: caddyVersion(bin), log, child, h2: true, stop: () => stopChild(child, "SIGTERM", 5_000) };
 }
 
 // ---------------------------------------------------------------- install
 
-/** Installs nginx-light and haproxy from Debian when missing (root only); returns what is usable. */
-export function ensurePeers(allowInstall: boolean, log: (s: string) => void): { nginx: boolean; haproxy: boolean } {
-  const have = () => ({ nginx: which("nginx") !== null, haproxy: which("haproxy") !== null });
+const PACKAGES = { nginx: "nginx-light", haproxy: "haproxy", caddy: "caddy" } as const;
+export type Peer = keyof typeof PACKAGES;
+
+/** Installs the peers (nginx-light, haproxy, caddy) from Debian when missing (root only); returns what is usable. */
+export function ensurePeers(allowInstall: boolean, log: (s: string) => void): Record<Peer, boolean> {
+  const have = () => ({ nginx: which("nginx") !== null, haproxy: which("haproxy") !== null, caddy: which("caddy") !== null });
+  const absent = (h: Record<Peer, boolean>) => (Object.keys(PACKAGES) as Peer[]).filter((p) => !h[p]).map((p) => PACKAGES[p]);
   let h = have();
-  if (h.nginx && h.haproxy) return h;
-  const missing = [!h.nginx && "nginx-light", !h.haproxy && "haproxy"].filter(Boolean) as string[];
+  const missing = absent(h);
+  if (!missing.length) return h;
   if (!allowInstall) {
     log(`peers missing (${missing.join(", ")}) and --no-install given: skipping them`);
     return h;
@@ -383,7 +452,6 @@ export function ensurePeers(allowInstall: boolean, log: (s: string) => void): { 
     r = spawnSync("apt-get", ["install", "-y", "-q", ...missing], { encoding: "utf8", env, timeout: 300_000 });
   }
   h = have();
-  if (!h.nginx || !h.haproxy)
-    log(`could not install ${[!h.nginx && "nginx-light", !h.haproxy && "haproxy"].filter(Boolean).join(", ")}: skipping (${(r.stderr ?? "").trim().split("\n").slice(-1)[0] ?? ""})`);
+  if (absent(h).length) log(`could not install ${absent(h).join(", ")}: skipping (${(r.stderr ?? "").trim().split("\n").slice(-1)[0] ?? ""})`);
   return h;
 }

@@ -6,6 +6,7 @@ import type { TLSSocket } from "node:tls";
 import type { Model, Rule } from "../model/schema.ts";
 import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
+import { RateLimitedLog } from "../observability/ratelimit.ts";
 import { ClientCertFacts, NO_CLIENT_CERT } from "./tls/facts.ts";
 import { createFrontServer, type Dispatcher } from "./tls/listener.ts";
 import { Origins } from "./origins/origins.ts";
@@ -42,9 +43,13 @@ export interface RuntimeOptions {
   debugWorkerId?: string;
 }
 
+/** Failed handshakes logged per second and process; the rest are counted in one line per second. */
+export const HANDSHAKE_FAILURE_LOG_PER_SECOND = 10;
+
 export class Runtime implements Dispatcher {
   #snapshot: Snapshot;
   readonly #log: Logger;
+  readonly #handshakeLog: RateLimitedLog;
   readonly #metrics: Metrics;
   readonly #origins = new Origins();
   readonly #servers: TlsServers;
@@ -60,6 +65,7 @@ export class Runtime implements Dispatcher {
 
   constructor(model: Model, opts: RuntimeOptions) {
     this.#log = opts.log;
+    this.#handshakeLog = new RateLimitedLog(opts.log, "handshake failed", HANDSHAKE_FAILURE_LOG_PER_SECOND);
     this.#metrics = opts.metrics;
     const environment = (this.environment = opts.environment ?? "");
     const derive = opts.derivedRules;
@@ -90,7 +96,7 @@ export class Runtime implements Dispatcher {
     this.#servers = new TlsServers(
       {
         secure: (socket, servername, policy) => this.#secure(socket, servername, policy),
-        tlsError: (err, policy) => this.#tlsError(err, policy),
+        tlsError: (err, policy, servername, remote) => this.#tlsError(err, policy, servername, remote),
       },
       opts.ticketSecret ?? randomBytes(32),
     );
@@ -198,8 +204,9 @@ export class Runtime implements Dispatcher {
   helloTimeoutMs(): number {
     return this.#snapshot.model.limits.handshake_timeout_ms;
   }
-  rejected(reason: "plaintext_http" | "not_tls" | "unknown_sni" | "hello_timeout"): void {
+  rejected(reason: "plaintext_http" | "not_tls" | "unknown_sni" | "hello_timeout", socket: net.Socket, servername?: string | null): void {
     this.#metrics.handshakeErrors.inc({ reason });
+    this.#handshakeLog.info({ sni: servername ?? undefined, client: clientAddress(socket.remoteAddress), reason });
   }
 
   /** Captures everything about the connection now: Node's TLS getters are unsafe after close. */
@@ -216,19 +223,22 @@ export class Runtime implements Dispatcher {
       else if ((bundle.depthOf.get(leaf.issuer) ?? 2) > bundle.verifyDepth) verdict = { ok: false, failure: "untrusted", reason: "chain_too_long" };
       else if (policy.managedIssuedTo && !policy.managedIssuedTo.has(serialKey(leaf.serialNumber))) verdict = { ok: false, failure: "untrusted", reason: "issued_to_another_owner" };
       else verdict = VERIFIED;
-      facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined);
+      facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined, verdict.ok ? bundle.issuerOf : undefined);
       result = verdict.ok ? "verified" : verdict.reason;
       // The configured host (a wildcard's pattern), never a client-chosen name: no entry grows with SNIs.
       this.#seen?.record(facts, policy.pattern);
       if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
     }
-    const remote = socket.remoteAddress ?? "";
+    const remoteAddress = clientAddress(socket.remoteAddress);
+    // A certificate that failed verification is a failed handshake for the log; no certificate on a fail-open host is not.
+    if (facts.presented && !facts.verified) this.#handshakeLog.info({ sni: servername || undefined, client: remoteAddress, reason: facts.verdict.reason });
     const state: ClientConn = {
       servername,
       policy,
       facts,
       tlsVersion: socket.getProtocol() ?? "",
-      remoteAddress: remote.startsWith("::ffff:") ? remote.slice(7) : remote,
+      cipher: socket.getCipher()?.name ?? "",
+      remoteAddress,
       resumed: socket.isSessionReused(),
     };
     (socket as TLSSocket & { [CLIENT_CONN]?: ClientConn })[CLIENT_CONN] = state;
@@ -237,12 +247,19 @@ export class Runtime implements Dispatcher {
     else serveHttp1(socket, this.#snapshot.http, this.#http);
   }
 
-  #tlsError(err: Error, policy: HostPolicy): void {
+  #tlsError(err: Error, policy: HostPolicy, servername: string, remote: string): void {
     const code = (err as { code?: string }).code ?? "";
     const reason = /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(code + err.message) ? "no_certificate" : "tls_error";
     if (reason === "no_certificate") this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: "no_certificate" });
     this.#metrics.handshakeErrors.inc({ reason });
+    // OpenSSL's code says what went wrong (ERR_SSL_NO_SHARED_CIPHER, ECONNRESET, ERR_TLS_HANDSHAKE_TIMEOUT...).
+    this.#handshakeLog.info({ sni: servername || undefined, client: clientAddress(remote), reason, ...(reason === "tls_error" && { error: code || err.message }) });
   }
+}
+
+/** The client's address as logs and rules show it: IPv4-mapped IPv6 as plain IPv4. */
+function clientAddress(remote: string | undefined): string {
+  return remote?.startsWith("::ffff:") ? remote.slice(7) : (remote ?? "");
 }
 
 /**

@@ -7,7 +7,7 @@ import { reportHtml } from "./report.ts";
 import { progressLine, summaryText } from "./summary.ts";
 
 export const BENCH_USAGE = `  certgate bench URL --cert FILE --key FILE [--cacert FILE | --insecure] [--servername NAME]
-                [--mode full|resumed|keepalive] [-c N] [-d DURATION | -n COUNT] [--rate R]
+                [--mode full|resumed|keepalive|h2] [-c N] [--streams S] [-d DURATION | -n COUNT] [--rate R]
                 [--warmup DURATION] [--tls 1.2|1.3] [--workers N] [--server-pid PID]
                 [--timeout DURATION] [--groups LIST] [--ciphers LIST] [--json FILE] [--report FILE.html]
       Load an https:// endpoint with a client certificate and measure it: handshakes and
@@ -16,7 +16,8 @@ export const BENCH_USAGE = `  certgate bench URL --cert FILE --key FILE [--cacer
       the generator's CPU (and whether it was the bottleneck); with --server-pid, the
       server's CPU per handshake over its process tree (same machine, Linux).
       --mode full: a new connection per GET (default); resumed: offering the last session
-      ticket; keepalive: -c connections, GET after GET. -c: in flight (default 8).
+      ticket; keepalive: -c connections, GET after GET; h2: -c HTTP/2 connections (ALPN h2),
+      --streams GETs in flight on each (default 10). -c: in flight (default 8).
       -d: measured window (default 10s) after --warmup (default 1s; 0 with -n); -n: attempts.
       --rate: open loop, R requests per second, latency from each one's due time.
       --workers: generator processes (default 1). Progress on a terminal (stderr).`;
@@ -48,6 +49,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions & { json?: string; 
       servername: { type: "string" },
       mode: { type: "string", default: "full" },
       concurrency: { type: "string", short: "c", default: "8" },
+      streams: { type: "string", default: "10" },
       duration: { type: "string", short: "d" },
       count: { type: "string", short: "n" },
       rate: { type: "string" },
@@ -63,7 +65,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions & { json?: string; 
     },
   });
   if (positionals.length !== 1) throw new Error(`expected one URL, got ${positionals.length}\nusage:\n${BENCH_USAGE}`);
-  if (v.mode !== "full" && v.mode !== "resumed" && v.mode !== "keepalive") throw new Error(`--mode: full, resumed or keepalive, got "${v.mode}"`);
+  if (v.mode !== "full" && v.mode !== "resumed" && v.mode !== "keepalive" && v.mode !== "h2") throw new Error(`--mode: full, resumed, keepalive or h2, got "${v.mode}"`);
   if (v.tls !== undefined && v.tls !== "1.2" && v.tls !== "1.3") throw new Error(`--tls: 1.2 or 1.3, got "${v.tls}"`);
   if (v.duration && v.count) throw new Error("-d and -n exclude each other");
   if (v.insecure && v.cacert) throw new Error("--cacert and --insecure exclude each other");
@@ -78,6 +80,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions & { json?: string; 
     servername: v.servername,
     mode: v.mode,
     concurrency: positive(v.concurrency, "-c")!,
+    streams: positive(v.streams, "--streams")!,
     durationMs: count ? 0 : duration(v.duration ?? "10s", "-d"),
     count,
     rate: positive(v.rate, "--rate", 0.001) ?? 0,

@@ -5,7 +5,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { Generator, type GenResult, type GenSpec, type Hists, type Mode, type Second } from "./generator.ts";
+import { Generator, PERSISTENT, type GenResult, type GenSpec, type Hists, type Mode, type Second } from "./generator.ts";
 import { count, merge, quantileMs, maxMs, type Histogram } from "./hist.ts";
 import { busyBetween, cpuByPid, cpuTimes, processTree } from "./proc.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
@@ -19,6 +19,8 @@ export interface BenchOptions {
   servername?: string;
   mode: Mode;
   concurrency: number;
+  /** h2: streams in flight on each connection. */
+  streams: number;
   /** Measured window; 0 with `count`. */
   durationMs: number;
   /** Completed attempts that close the window; 0: by duration. */
@@ -172,6 +174,7 @@ export async function runBench(o: BenchOptions, hooks: { onTick?: (t: Tick) => v
       groups: o.groups,
       ciphers: o.ciphers,
       concurrency,
+      streams: o.streams,
       rate,
       // Enough to hold the due requests of a whole timeout: beyond that they would time out anyway.
       queueMax: Math.max(64, Math.ceil((rate * o.timeoutMs) / 1000)),
@@ -202,7 +205,7 @@ export async function runBench(o: BenchOptions, hooks: { onTick?: (t: Tick) => v
         const end = cpuByPid(processTree(o.serverPid));
         let cpuS = 0;
         for (const [pid, s] of end) cpuS += s - (server0.get(pid) ?? 0); // a process born in the window counts whole
-        server = { pid: o.serverPid, processes: end.size, cpuS, cores: 0, unit: o.mode === "keepalive" ? "request" : "handshake", cpuPerOpUs: null, opsPerCpuS: null };
+        server = { pid: o.serverPid, processes: end.size, cpuS, cores: 0, unit: PERSISTENT.has(o.mode) ? "request" : "handshake", cpuPerOpUs: null, opsPerCpuS: null };
       }
     }
   };
@@ -267,7 +270,7 @@ function summarise(o: BenchOptions, t: Target, rs: GenResult[], server: BenchRes
   if (maxLateMs > 100) warnings.push(`generator late: it started due requests up to ${maxLateMs.toFixed(0)} ms after their time (the latencies include it)`);
   if (dropped) warnings.push(`${dropped} due requests were not sent: more than a timeout's worth of requests waited for a free connection (raise -c)`);
   if ((cpuBusy.cpu ?? 0) >= 0.95) warnings.push(`the machine's CPUs were ${((cpuBusy.cpu ?? 0) * 100).toFixed(0)}% busy: client and server competed for them`);
-  const opsForServer = o.mode === "keepalive" ? ok : connections;
+  const opsForServer = PERSISTENT.has(o.mode) ? ok : connections;
   const srv = server as BenchResult["server"];
   if (srv) {
     srv.cores = srv.cpuS / windowS;

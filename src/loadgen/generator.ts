@@ -4,6 +4,7 @@
 //   full       a new connection per request (one GET, Connection: close), no session offered
 //   resumed    the same, offering the latest session this process received from the server
 //   keepalive  `concurrency` persistent connections, one GET after another on each
+//   h2         `concurrency` HTTP/2 connections (ALPN h2), `streams` GETs in flight on each
 //
 // Closed loop (`concurrency` requests in flight) unless `rate` is set: then requests are due
 // at fixed times (open loop), wait for a free slot (at most `concurrency` in flight) and every
@@ -11,13 +12,17 @@
 // omission). Each attempt's time is split into TCP connect, TLS handshake and time to first
 // byte (request written → first response byte); only what completes inside the measured
 // window is counted.
+import http2 from "node:http2";
 import tls from "node:tls";
 import { readFileSync } from "node:fs";
 import { ResponseReader } from "./http1.ts";
 import { record, type Histogram } from "./hist.ts";
 import { classifyError } from "./failures.ts";
 
-export type Mode = "full" | "resumed" | "keepalive";
+export type Mode = "full" | "resumed" | "keepalive" | "h2";
+
+/** Modes that keep connections open: the server's cost is counted per request, not per handshake. */
+export const PERSISTENT: ReadonlySet<Mode> = new Set(["keepalive", "h2"]);
 
 /** One generator's work: plain JSON, so a coordinator can hand it to a child process. */
 export interface GenSpec {
@@ -40,6 +45,8 @@ export interface GenSpec {
   groups?: string;
   ciphers?: string;
   concurrency: number;
+  /** h2: streams in flight on each connection (closed loop), or at most (open loop). */
+  streams: number;
   /** Requests per second (open loop); 0: closed loop. */
   rate: number;
   /** Open loop: due requests waiting for a slot beyond this are dropped (and counted). */
@@ -127,6 +134,7 @@ export class Generator {
   #active = new Set<Attempt>();
   #queue: number[] = []; // open loop: due times waiting for a slot
   #kaConns: KaConn[] = [];
+  #h2Conns: H2Conn[] = [];
   #r: GenResult;
   #windowT0 = 0; // perf ms
   #cpu0 = process.cpuUsage();
@@ -184,6 +192,7 @@ export class Generator {
     if (s.durationMs > 0) this.#timers.push(setTimeout(() => this.#endWindow(), Math.max(0, s.measureAt + s.durationMs - Date.now())));
     this.#timers.push(setInterval(() => this.#sweep(), 100));
     if (s.mode === "keepalive") for (let i = 0; i < s.concurrency; i++) this.#kaConns.push(new KaConn());
+    if (s.mode === "h2") for (let i = 0; i < s.concurrency; i++) this.#h2Conns.push(new H2Conn());
     if (s.startAt <= Date.now()) this.#start();
     else this.#timers.push(setTimeout(() => this.#start(), s.startAt - Date.now()));
     return done;
@@ -196,6 +205,7 @@ export class Generator {
     if (s.measureAt <= Date.now()) this.#startWindow();
     if (s.rate > 0) this.#openLoop();
     else if (s.mode === "keepalive") for (const c of this.#kaConns) this.#kaNext(c);
+    else if (s.mode === "h2") for (const c of this.#h2Conns) for (let i = 0; i < s.streams; i++) this.#h2Next(c);
     else for (let i = 0; i < s.concurrency; i++) this.#closedLoop();
   }
 
@@ -231,6 +241,7 @@ export class Generator {
       for (const t of this.#timers) clearTimeout(t);
       for (const a of this.#active) a.sock?.destroy();
       for (const k of this.#kaConns) k.sock?.destroy();
+      for (const k of this.#h2Conns) k.session?.destroy();
       this.live.phase = "done";
       this.#resolve(this.#r);
     }, 10);
@@ -408,6 +419,10 @@ export class Generator {
       for (const c of this.#kaConns) if (this.#queue.length && !c.attempt) this.#kaNext(c);
       return;
     }
+    if (s.mode === "h2") {
+      for (const c of this.#h2Conns) while (this.#queue.length && c.inFlight < s.streams) this.#h2Next(c);
+      return;
+    }
     while (this.#queue.length && this.#inFlight < s.concurrency) {
       const at = this.#queue.shift()!;
       this.#late(at);
@@ -525,6 +540,106 @@ export class Generator {
     this.#active.delete(a);
     this.#complete(a, failure);
   }
+
+  // ------------------------------------------------------------ HTTP/2
+
+  /** The next stream on connection `c` (opening it if needed); its end starts the next one. */
+  #h2Next(c: H2Conn): void {
+    if (this.live.phase === "drain" || this.live.phase === "done") return;
+    let t0: number;
+    if (this.#spec.rate > 0) {
+      if (!this.#queue.length) return;
+      t0 = this.#queue.shift()!;
+      this.#late(t0);
+    } else t0 = now();
+    const a: Attempt = { t0, deadline: now() + this.#spec.timeoutMs, stage: "response", tConnect: 0, tSecure: 0, tWrite: 0, tFirst: 0, sock: undefined, fail: () => {} };
+    this.#inFlight++;
+    c.inFlight++;
+    this.#active.add(a);
+    if (!c.session) this.#h2Open(c, a);
+    if (c.secure) this.#h2Request(c, a);
+    else c.waiting.push(a);
+  }
+
+  #h2Open(c: H2Conn, first: Attempt): void {
+    const s = this.#spec;
+    first.stage = "connect";
+    let sock: tls.TLSSocket | undefined;
+    const session = http2.connect(`https://${s.host}:${s.port}`, {
+      createConnection: () => {
+        sock = tls.connect({ host: s.host, port: s.port, servername: s.servername, secureContext: s.insecure ? this.#ctxFast : this.#ctxVerify, rejectUnauthorized: !s.insecure, ALPNProtocols: ["h2"] });
+        sock.setNoDelay(true);
+        sock.once("connect", () => {
+          first.tConnect = now();
+          first.stage = "handshake";
+        });
+        return sock;
+      },
+    });
+    c.session = session;
+    c.secure = false;
+    // After a GOAWAY the streams in flight still get their answers (a refusal is sent after
+    // one); new streams go on a new connection.
+    const detach = () => {
+      if (c.session !== session) return [];
+      c.session = undefined;
+      c.secure = false;
+      return c.waiting.splice(0);
+    };
+    const failAll = (cls: string) => {
+      for (const a of detach()) this.#h2Finish(c, a, cls);
+      session.destroy(); // streams in flight end with an error each: their own finish
+    };
+    session.once("connect", () => {
+      if (sock?.alpnProtocol !== "h2") return failAll("protocol:no_h2");
+      this.#handshakeDone(first, sock);
+      c.secure = true;
+      for (const a of c.waiting.splice(0)) this.#h2Request(c, a);
+    });
+    session.on("error", (e: NodeJS.ErrnoException) => failAll(classifyError(e)));
+    session.once("goaway", () => {
+      for (const a of detach()) this.#h2Finish(c, a, "closed:goaway");
+    });
+    session.once("close", () => failAll("closed:before_response"));
+  }
+
+  #h2Request(c: H2Conn, a: Attempt): void {
+    const s = this.#spec;
+    a.stage = "response";
+    a.tWrite = now();
+    let status = 0;
+    const req = c.session!.request({ ":path": s.path, ":authority": s.hostHeader, "user-agent": "certgate-bench" }, { endStream: true });
+    a.fail = (cls) => {
+      this.#h2Finish(c, a, cls);
+      req.close(http2.constants.NGHTTP2_CANCEL);
+    };
+    req.once("response", (h) => {
+      a.tFirst = now();
+      status = Number(h[":status"]);
+    });
+    req.on("data", () => {});
+    req.once("end", () => this.#h2Finish(c, a, status && status < 400 ? null : status ? `http:${status}` : "closed:before_response"));
+    req.once("error", (e: NodeJS.ErrnoException) => this.#h2Finish(c, a, classifyError(e)));
+    req.once("close", () => this.#h2Finish(c, a, "closed:before_response"));
+  }
+
+  /** One stream ended (first call wins); the connection's slot goes to the next one. */
+  #h2Finish(c: H2Conn, a: Attempt, failure: string | null): void {
+    if (!this.#active.delete(a)) return;
+    this.#inFlight--;
+    c.inFlight--;
+    this.#complete(a, failure);
+    if (this.#spec.rate > 0) this.#dispatch();
+    else setImmediate(() => this.#h2Next(c));
+  }
+}
+
+class H2Conn {
+  session: http2.ClientHttp2Session | undefined;
+  secure = false;
+  inFlight = 0;
+  /** Streams due before the session was up. */
+  waiting: Attempt[] = [];
 }
 
 class KaConn {

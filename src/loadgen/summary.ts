@@ -13,7 +13,7 @@ export function summaryText(r: BenchResult): string {
   const window = o.count ? `${int(o.count)} attempts in ${r.windowS.toFixed(1)} s` : `${r.windowS.toFixed(1)} s`;
   L.push(
     `certgate bench ${r.url} (${r.address}${r.servername ? `, SNI ${r.servername}` : ", no SNI"})`,
-    `  mode ${o.mode}, ${o.rate ? `open loop at ${int(o.rate)}/s, at most ${o.concurrency} in flight` : `${o.concurrency} ${o.mode === "keepalive" ? "connections" : "in flight"}`}, ${window}` +
+    `  mode ${o.mode}, ${o.rate ? `open loop at ${int(o.rate)}/s, at most ${o.concurrency} in flight` : o.mode === "h2" ? `${o.concurrency} connections × ${o.streams} streams` : `${o.concurrency} ${o.mode === "keepalive" ? "connections" : "in flight"}`}, ${window}` +
       `${o.warmupMs ? ` after ${(o.warmupMs / 1000).toFixed(1)} s warm-up` : ""}, TLS ${o.tls ?? "1.2-1.3"}, ${r.generator.processes} generator process${r.generator.processes > 1 ? "es" : ""}`,
     "",
   );

@@ -29,6 +29,7 @@ export interface IssueOptions {
   ipAddresses?: string[];
   /** URI SANs (SPIFFE ids and the like). */
   uris?: string[];
+  emails?: string[];
   /** Extended key usages; [] means the extension is absent. */
   eku?: ("serverAuth" | "clientAuth" | "ocspSigning")[];
   notBefore?: Date;
@@ -79,6 +80,7 @@ export async function issue(opts: IssueOptions, issuer?: Issued, keys?: CryptoKe
     ...(opts.dnsNames ?? []).map((value) => ({ type: "dns" as const, value })),
     ...(opts.ipAddresses ?? []).map((value) => ({ type: "ip" as const, value })),
     ...(opts.uris ?? []).map((value) => ({ type: "url" as const, value })),
+    ...(opts.emails ?? []).map((value) => ({ type: "email" as const, value })),
   ];
   if (san.length) extensions.push(new x509.SubjectAlternativeNameExtension(san));
   if (opts.crlUrls?.length) extensions.push(new x509.CRLDistributionPointsExtension(opts.crlUrls));

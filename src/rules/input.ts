@@ -26,9 +26,24 @@ export interface ClientCertInput {
   /** "Mar 21 13:35:00 2022 GMT". */
   notBefore: string;
   notAfter: string;
-  /** RFC 9440 sf-binary items: ":base64:" and ":a:, :b:". */
+  /** RFC 9440 sf-binary items: ":base64:" and ":a:, :b:"; empty when over the forwarding limit. */
   rfc9440: string;
   chainRfc9440: string;
+  /** The encoded certificate / chain is over the forwarding limit (10 KiB / 16 KiB, Cloudflare's). */
+  rfc9440TooLarge: boolean;
+  chainRfc9440TooLarge: boolean;
+  /** Serial of the direct issuer, uppercase hex; empty when the issuer is not known. */
+  issuerSerial: string;
+  /** certgate's own: SANs by type (undefined, i.e. missing, when there are none), SPIFFE id, validity in Unix seconds. */
+  sanDns: readonly string[] | undefined;
+  sanUri: readonly string[] | undefined;
+  sanEmail: readonly string[] | undefined;
+  /** IPv4 dotted, IPv6 in RFC 5952 form. */
+  sanIp: readonly string[] | undefined;
+  /** The one spiffe:// URI SAN; empty when there is none or more than one. */
+  spiffeId: string;
+  notBeforeUnix: number | undefined;
+  notAfterUnix: number | undefined;
 }
 
 export interface RequestInput {
@@ -71,4 +86,14 @@ export const NO_CERT: Readonly<ClientCertInput> = Object.freeze({
   notAfter: "",
   rfc9440: "",
   chainRfc9440: "",
+  rfc9440TooLarge: false,
+  chainRfc9440TooLarge: false,
+  issuerSerial: "",
+  sanDns: undefined,
+  sanUri: undefined,
+  sanEmail: undefined,
+  sanIp: undefined,
+  spiffeId: "",
+  notBeforeUnix: undefined,
+  notAfterUnix: undefined,
 });

@@ -3,7 +3,7 @@
 import type { RequestInput } from "./input.ts";
 import { parseIp } from "./ip.ts";
 import type { IpAddr } from "./ip.ts";
-import { BOOL, IP, STRING, arrayOf, mapOf } from "./types.ts";
+import { BOOL, INT, IP, STRING, arrayOf, mapOf } from "./types.ts";
 import type { Type } from "./types.ts";
 
 export interface FieldDef {
@@ -16,6 +16,8 @@ export interface FieldDef {
 }
 
 const cert = "cf.tls_client_auth.";
+/** certgate's own certificate fields, apart from Cloudflare's so that theirs keep Cloudflare's exact meaning. */
+const own = "certgate.tls_client_auth.";
 
 /**
  * ip.src: the source address is fixed per connection, so keep-alive requests bring the same text
@@ -54,6 +56,16 @@ const defs: FieldDef[] = [
   { name: `${cert}cert_not_after`, type: STRING, read: (i) => i.cert.notAfter, doc: 'validity end ("Mar 21 13:35:00 2022 GMT")' },
   { name: `${cert}cert_rfc9440`, type: STRING, read: (i) => i.cert.rfc9440, doc: "the certificate as an RFC 9440 sf-binary item (\":base64:\")" },
   { name: `${cert}cert_chain_rfc9440`, type: STRING, read: (i) => i.cert.chainRfc9440, doc: "the chain as an RFC 9440 list (\":a:, :b:\")" },
+  { name: `${cert}cert_rfc9440_too_large`, type: BOOL, read: (i) => i.cert.rfc9440TooLarge, doc: "cert_rfc9440 is over 10 KiB: the field is empty and Client-Cert not forwarded" },
+  { name: `${cert}cert_chain_rfc9440_too_large`, type: BOOL, read: (i) => i.cert.chainRfc9440TooLarge, doc: "cert_chain_rfc9440 is over 16 KiB: the field is empty and Client-Cert-Chain not forwarded" },
+  { name: `${cert}cert_issuer_serial`, type: STRING, read: (i) => i.cert.issuerSerial, doc: "serial number of the direct issuer, uppercase hex (empty unless the issuer is a bundle CA)" },
+  { name: `${own}san.dns`, type: arrayOf(STRING), read: (i) => i.cert.sanDns, doc: "DNS names in the subjectAltName (missing when none)" },
+  { name: `${own}san.uri`, type: arrayOf(STRING), read: (i) => i.cert.sanUri, doc: "URIs in the subjectAltName (missing when none)" },
+  { name: `${own}san.email`, type: arrayOf(STRING), read: (i) => i.cert.sanEmail, doc: "email addresses in the subjectAltName (missing when none)" },
+  { name: `${own}san.ip`, type: arrayOf(STRING), read: (i) => i.cert.sanIp, doc: 'IP addresses in the subjectAltName ("10.0.0.1", "2001:db8::1"; missing when none)' },
+  { name: `${own}spiffe_id`, type: STRING, read: (i) => i.cert.spiffeId, doc: "the one spiffe:// URI SAN; empty when none or several" },
+  { name: `${own}not_before`, type: INT, read: (i) => i.cert.notBeforeUnix, doc: "validity start, Unix seconds (missing without a certificate)" },
+  { name: `${own}not_after`, type: INT, read: (i) => i.cert.notAfterUnix, doc: "validity end, Unix seconds (missing without a certificate)" },
   { name: "http.host", type: STRING, read: (i) => i.host, doc: "Host, lower-cased, without port" },
   { name: "http.request.method", type: STRING, read: (i) => i.method, doc: 'method ("GET")' },
   { name: "http.request.uri", type: STRING, read: (i) => i.uri, doc: 'path and query ("/a/b?x=1")' },
@@ -85,8 +97,11 @@ export function suggestField(name: string): string | undefined {
       bestDist = d;
     }
   }
-  // Also catch a missing "cf.tls_client_auth." prefix.
+  // Also catch a missing "cf.tls_client_auth." or "certgate.tls_client_auth." prefix.
   if (!best && FIELDS.has(cert + name)) best = cert + name;
+  if (!best && FIELDS.has(own + name)) best = own + name;
+  // certgate's fields under Cloudflare's prefix (cf.tls_client_auth.san.dns).
+  if (!best && name.startsWith(cert) && FIELDS.has(own + name.slice(cert.length))) best = own + name.slice(cert.length);
   return best;
 }
 

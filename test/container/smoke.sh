@@ -120,6 +120,7 @@ docker run -d --name "$name" --network host --read-only --cap-drop ALL --securit
 wait_listening "$name"
 token=$(docker logs "$name" 2>&1 | grep -oE 'cgt_[A-Za-z0-9_-]{20,}' | head -n 1)
 [ -n "$token" ] || fail "no generated admin token in docker logs"
+expect "the image's OpenSSL configuration (one session ticket)" "$(docker logs "$name" 2>&1)" '"tls13_tickets_per_handshake":"1"'
 
 cd "$tmp/etc"
 step "valid certificate → the origin's answer"

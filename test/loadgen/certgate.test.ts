@@ -39,6 +39,7 @@ function bench(o: Partial<BenchOptions>): Promise<BenchResult> {
     insecure: false,
     mode: "full",
     concurrency: 2,
+    streams: 10,
     durationMs: 0,
     count: 30,
     rate: 0,
@@ -101,6 +102,20 @@ describe("certgate bench against certgate", () => {
     expect(r.latency.handshake.count).toBe(2);
   });
 
+  it("h2: streams in flight on a few HTTP/2 connections, each handshake counted once, the server's CPU per request", async () => {
+    const r = await bench({ mode: "h2", count: 300, concurrency: 2, streams: 5, serverPid: process.pid });
+    expect(r.ok).toBe(300);
+    expect(r.failures).toEqual({});
+    expect(r.connections).toBe(2);
+    expect(r.latency.handshake.count).toBe(2);
+    expect(r.latency.ttfb.count).toBe(300);
+    expect(r.server!.unit).toBe("request");
+    // Refusals are counted by status over HTTP/2 as over HTTP/1.1.
+    const bad = await bench({ mode: "h2", count: 20, concurrency: 1, streams: 4, certFile: f["untrusted.pem"], keyFile: f["untrusted.key"] });
+    expect(bad.ok, JSON.stringify(bad.failures)).toBe(0);
+    expect(bad.failures, JSON.stringify(bad.failures)).toHaveProperty("http:403");
+  });
+
   it("a server certificate this client does not trust is this client's refusal (verify:...), and --insecure accepts it", async () => {
     const r = await bench({ caFile: f["other-ca.pem"], count: 5 });
     expect(r.ok).toBe(0);
@@ -121,6 +136,19 @@ describe("certgate bench against certgate", () => {
 });
 
 describe("certgate bench against failing servers", () => {
+  it("--mode h2 against a server that does not offer h2 in ALPN: protocol:no_h2", async () => {
+    const p = await pki();
+    const s = tls.createServer({ cert: p.server.certPem, key: p.server.keyPem }, (c) => c.destroy());
+    await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+    try {
+      const r = await bench({ url: `https://127.0.0.1:${(s.address() as net.AddressInfo).port}/`, insecure: true, caFile: undefined, mode: "h2", concurrency: 1, streams: 1, count: 3 });
+      expect(r.ok).toBe(0);
+      expect(r.failures).toEqual({ "protocol:no_h2": 3 });
+    } finally {
+      s.close();
+    }
+  });
+
   it("a closed port: connect:ECONNREFUSED", async () => {
     const s = net.createServer();
     await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));

@@ -106,6 +106,7 @@ function bench(port: number, o: Partial<BenchOptions>): Promise<BenchResult> {
     insecure: false,
     mode: "full",
     concurrency: 2,
+    streams: 10,
     durationMs: 0,
     count: 30,
     rate: 0,

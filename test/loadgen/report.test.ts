@@ -26,6 +26,7 @@ beforeAll(async () => {
     insecure: false,
     mode: "full",
     concurrency: 2,
+    streams: 10,
     durationMs: 1_500,
     count: 0,
     rate: 0,

@@ -15,7 +15,9 @@ describe("docs/rules-language.md", () => {
     for (const e of exprs) expect(() => compileExpression(e, { lists: { acl: ["CN=Partner CA,O=Partner,C=US"] } }), e).not.toThrow();
   });
   it("the inline examples compile", () => {
-    for (const e of ['any(http.request.headers["x-a"][*] == "1")', 'any(lower(http.request.headers.names[*])[*] contains "debug")', 'all(starts_with(http.request.headers["authorization"][*], "Bearer "))', 'http.request.uri.path matches r"^/api/v\\d+/" and http.request.uri.path matches "\\\\pL[[:alpha:]]"']) {
+    const own = /\*\*certgate's own fields\*\*[\s\S]*?```\n([\s\S]*?)```/.exec(doc)?.[1]?.split("\n").filter(Boolean) ?? [];
+    expect(own.length).toBe(4);
+    for (const e of [...own, 'any(http.request.headers["x-a"][*] == "1")', 'any(lower(http.request.headers.names[*])[*] contains "debug")', 'all(starts_with(http.request.headers["authorization"][*], "Bearer "))', 'http.request.uri.path matches r"^/api/v\\d+/" and http.request.uri.path matches "\\\\pL[[:alpha:]]"']) {
       expect(() => compileExpression(e), e).not.toThrow();
     }
   });
@@ -23,7 +25,7 @@ describe("docs/rules-language.md", () => {
     // Count the examples the pattern itself finds: a loop over zero matches would check nothing.
     const examples = [...doc.matchAll(/```\n\$ certgate rules check '([^']+)'\n([\s\S]*?)```/g)];
     expect(examples.length).toBe([...doc.matchAll(/\$ certgate rules check/g)].length);
-    expect(examples.length).toBe(2);
+    expect(examples.length).toBe(3);
     for (const m of examples) expect(checkExpression(m[1]!).output).toBe(m[2]);
   });
 });

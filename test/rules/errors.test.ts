@@ -102,6 +102,10 @@ describe("error codes and positions", () => {
   it("suggests the field that was probably meant", () => {
     expect(error('http.hots eq "a"').message).toContain("did you mean http.host?");
     expect(error("cert_verified").message).toContain("did you mean cf.tls_client_auth.cert_verified?");
+    // certgate's own fields live under certgate.tls_client_auth., not Cloudflare's prefix.
+    expect(error('spiffe_id eq "x"').message).toContain("did you mean certgate.tls_client_auth.spiffe_id?");
+    expect(error('certgate.tls_client_auth.san_dns eq "x"').message).toContain("did you mean certgate.tls_client_auth.san.dns?");
+    expect(error('cf.tls_client_auth.san.uri[0] eq "x"').message).toContain("did you mean certgate.tls_client_auth.san.uri?");
   });
 
   it("explains why backreferences and lookaround are refused", () => {

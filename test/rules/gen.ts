@@ -41,8 +41,13 @@ const STRING_FIELDS = [
   "cf.tls_version",
   "cf.tls_client_auth.cert_subject_dn",
   "cf.tls_client_auth.cert_serial",
+  "cf.tls_client_auth.cert_issuer_serial",
+  "certgate.tls_client_auth.spiffe_id",
 ];
-const BOOL_FIELDS = ["ssl", "cf.tls_client_auth.cert_presented", "cf.tls_client_auth.cert_verified", "cf.tls_client_auth.cert_revoked"];
+const BOOL_FIELDS = ["ssl", "cf.tls_client_auth.cert_presented", "cf.tls_client_auth.cert_verified", "cf.tls_client_auth.cert_revoked", "cf.tls_client_auth.cert_rfc9440_too_large", "cf.tls_client_auth.cert_chain_rfc9440_too_large"];
+// certgate's SAN arrays: missing (no certificate, no SAN of the type) as often as present.
+const SAN_FIELDS = ["certgate.tls_client_auth.san.dns", "certgate.tls_client_auth.san.uri", "certgate.tls_client_auth.san.email", "certgate.tls_client_auth.san.ip"];
+const INT_FIELDS = ["certgate.tls_client_auth.not_before", "certgate.tls_client_auth.not_after"];
 const HEADER_KEYS = ["x-a", "x-b", "X-A"];
 
 const strExpr: fc.Arbitrary<string> = fc.letrec<{ s: string }>((tie) => ({
@@ -50,6 +55,7 @@ const strExpr: fc.Arbitrary<string> = fc.letrec<{ s: string }>((tie) => ({
     { depthSize: "small", withCrossShrink: true },
     fc.constantFrom(...STRING_FIELDS),
     fc.tuple(fc.constantFrom(...HEADER_KEYS), fc.nat(2)).map(([k, i]) => `http.request.headers[${quoted(k)}][${i}]`),
+    fc.tuple(fc.constantFrom(...SAN_FIELDS), fc.nat(2)).map(([f, i]) => `${f}[${i}]`),
     fc.tuple(fc.constantFrom("lower", "upper"), tie("s")).map(([f, a]) => `${f}(${a})`),
     fc.tuple(tie("s"), fc.constantFrom("", ', "r"', ', "u"')).map(([a, o]) => `url_decode(${a}${o})`),
     fc.tuple(tie("s"), strLit).map(([a, b]) => `concat(${a}, ${quoted(b)})`),
@@ -71,6 +77,8 @@ const intExpr = fc.oneof(
   strExpr.map((s) => `len(${s})`),
   fc.constantFrom(...HEADER_KEYS).map((k) => `len(http.request.headers[${quoted(k)}])`),
   fc.constant("len(http.request.headers.names)"),
+  fc.constantFrom(...SAN_FIELDS).map((f) => `len(${f})`),
+  fc.constantFrom(...INT_FIELDS),
 );
 const intItem = fc.oneof(
   fc.integer({ min: -1, max: 20 }).map(String),
@@ -97,11 +105,14 @@ const eachSource = fc.oneof(
   fc.constantFrom(...HEADER_KEYS).map((k) => `http.request.headers[${quoted(k)}][*]`),
   fc.constantFrom("http.request.headers.names[*]", "http.request.headers.values[*]", "http.request.headers[*][0]"),
   fc.constantFrom("lower(http.request.headers.values[*])[*]", 'url_decode(http.request.headers["x-a"][*])[*]'),
+  fc.constantFrom(...SAN_FIELDS).map((f) => `${f}[*]`),
+  fc.constantFrom(...SAN_FIELDS).map((f) => `lower(${f}[*])[*]`),
 );
 const eachCompare = fc.oneof(
   fc.tuple(fc.constantFrom("any", "all"), eachSource, fc.constantFrom("eq", "ne", "contains", "lt"), strLit).map(([f, src, op, r]) => `${f}(${src} ${op} ${quoted(r)})`),
   fc.tuple(fc.constantFrom("any", "all"), eachSource, strLit).map(([f, src, r]) => `${f}(starts_with(${src}, ${quoted(r)}))`),
   fc.tuple(fc.constantFrom("any", "all"), eachSource, fc.integer({ min: 0, max: 4 })).map(([f, src, n]) => `${f}(len(${src})[*] gt ${n})`),
+  fc.tuple(fc.constantFrom("any", "all"), eachSource, fc.uniqueArray(strLit, { minLength: 1, maxLength: 3 })).map(([f, src, xs]) => `${f}(${src} in {${xs.map(quoted).join(" ")}})`),
 );
 
 export const leaf: fc.Arbitrary<string> = fc.oneof(strCompare, intCompare, ipCompare, boolValue, eachCompare);
@@ -118,6 +129,8 @@ export const condition: fc.Arbitrary<G> = fc.letrec<{ c: G }>((tie) => ({
 /** A source text of a well-typed condition, with random surface syntax. */
 export const expressionSource: fc.Arbitrary<string> = fc.tuple(condition, fc.array(fc.boolean(), { maxLength: 8 })).map(([g, noise]) => printG(g, noise));
 
+const sanValue = fc.constantFrom("", "a", "A", "ab", "app.example.com", "spiffe://a", "10", "é");
+const sanArray = fc.option(fc.array(sanValue, { minLength: 1, maxLength: 3 }), { nil: undefined });
 const headerValue = fc.constantFrom("", "a", "A", "1", "ab", "a b", "%41", "b", "x-a", "é");
 export const requestInput: fc.Arbitrary<RequestInput> = fc
   .record({
@@ -130,6 +143,22 @@ export const requestInput: fc.Arbitrary<RequestInput> = fc
     srcIp: fc.constantFrom("10.1.2.3", "192.168.1.5", "192.168.1.1", "192.168.1.2", "192.168.1.6", "192.168.1.7", "2001:db8::9", "2001:db8::a", "10.255.255.255", "11.0.0.0", "203.0.113.7", "::1", "2001:db8::7", "::ffff:10.1.2.3", "fe80::1%eth0", "", "bogus"),
     ssl: fc.boolean(),
     tlsVersion: fc.constantFrom("TLSv1.3", "TLSv1.2", ""),
-    cert: fc.record({ presented: fc.boolean(), verified: fc.boolean(), revoked: fc.boolean(), subjectDn: fc.constantFrom("", "a", "CN=a"), serial: fc.constantFrom("", "A", "ab") }),
+    cert: fc.record({
+      presented: fc.boolean(),
+      verified: fc.boolean(),
+      revoked: fc.boolean(),
+      subjectDn: fc.constantFrom("", "a", "CN=a"),
+      serial: fc.constantFrom("", "A", "ab"),
+      issuerSerial: fc.constantFrom("", "A", "10"),
+      rfc9440TooLarge: fc.boolean(),
+      chainRfc9440TooLarge: fc.boolean(),
+      sanDns: sanArray,
+      sanUri: sanArray,
+      sanEmail: sanArray,
+      sanIp: sanArray,
+      spiffeId: fc.constantFrom("", "a", "spiffe://a"),
+      notBeforeUnix: fc.constantFrom(undefined, 0, 3, 10, 20),
+      notAfterUnix: fc.constantFrom(undefined, 1, 5, 15, 1900000000),
+    }),
   })
   .map(({ path, query, ...r }) => makeInput({ ...r, path, query, uri: query ? `${path}?${query}` : path }));

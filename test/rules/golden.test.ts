@@ -17,6 +17,7 @@ function both(expr: string, patch: InputPatch): boolean {
 type Case = [expr: string, whenTrue: InputPatch, whenFalse: InputPatch];
 
 const CERT = "cf.tls_client_auth.";
+const OWN = "certgate.tls_client_auth.";
 const fieldCases: Record<string, Case> = {
   [`${CERT}cert_presented`]: [`${CERT}cert_presented`, { cert: { presented: true } }, {}],
   [`${CERT}cert_verified`]: [`${CERT}cert_verified`, { cert: VALID_CERT }, {}],
@@ -36,6 +37,16 @@ const fieldCases: Record<string, Case> = {
   [`${CERT}cert_not_after`]: [`${CERT}cert_not_after matches "20[3-9][0-9] GMT$"`, { cert: VALID_CERT }, { cert: { notAfter: "Mar 21 13:35:00 2024 GMT" } }],
   [`${CERT}cert_rfc9440`]: [`${CERT}cert_rfc9440 eq ":MIIB:"`, { cert: VALID_CERT }, {}],
   [`${CERT}cert_chain_rfc9440`]: [`${CERT}cert_chain_rfc9440 contains ":MIID:"`, { cert: VALID_CERT }, {}],
+  [`${CERT}cert_rfc9440_too_large`]: [`${CERT}cert_rfc9440_too_large`, { cert: { ...VALID_CERT, rfc9440: "", rfc9440TooLarge: true } }, { cert: VALID_CERT }],
+  [`${CERT}cert_chain_rfc9440_too_large`]: [`${CERT}cert_chain_rfc9440_too_large and ${CERT}cert_chain_rfc9440 eq ""`, { cert: { ...VALID_CERT, chainRfc9440: "", chainRfc9440TooLarge: true } }, { cert: VALID_CERT }],
+  [`${CERT}cert_issuer_serial`]: [`${CERT}cert_issuer_serial eq "0F0E0D"`, { cert: VALID_CERT }, {}],
+  [`${OWN}san.dns`]: [`any(${OWN}san.dns[*] wildcard "*.payments.example")`, { cert: VALID_CERT }, { cert: { ...VALID_CERT, sanDns: ["payments.example"] } }],
+  [`${OWN}san.uri`]: [`any(${OWN}san.uri[*] eq "spiffe://prod.example/ns/payments/sa/api")`, { cert: VALID_CERT }, { cert: { ...VALID_CERT, sanUri: ["spiffe://prod.example/ns/payments/sa/web"] } }],
+  [`${OWN}san.email`]: [`${OWN}san.email[0] eq "ops@example.com"`, { cert: VALID_CERT }, {}],
+  [`${OWN}san.ip`]: [`any(${OWN}san.ip[*] in {"2001:db8::7"})`, { cert: VALID_CERT }, { cert: { ...VALID_CERT, sanIp: ["10.0.0.7"] } }],
+  [`${OWN}spiffe_id`]: [`starts_with(${OWN}spiffe_id, "spiffe://prod.example/")`, { cert: VALID_CERT }, {}],
+  [`${OWN}not_before`]: [`${OWN}not_before lt 1700000000`, { cert: VALID_CERT }, { cert: { ...VALID_CERT, notBeforeUnix: 1800000000 } }],
+  [`${OWN}not_after`]: [`${OWN}not_after in {1900000000..2000000000}`, { cert: VALID_CERT }, {}],
   "http.host": [`http.host eq "admin.example.com"`, { host: "admin.example.com" }, {}],
   "http.request.method": [`http.request.method in {"POST" "PUT"}`, { method: "PUT" }, { method: "GET" }],
   "http.request.uri": [`http.request.uri eq "/a?b=1"`, { uri: "/a?b=1" }, {}],
@@ -185,6 +196,17 @@ const operatorCases: [string, InputPatch, boolean][] = [
   ['len(http.request.headers["x-a"][0]) ge 0', { headers: {} }, false],
   ['http.request.headers["constructor"][0] eq "x"', { headers: {} }, false],
   ['lower(http.request.headers["x-a"][0]) eq "a"', { headers: {} }, false],
+  // certgate's SAN arrays and validity: no certificate, or no SAN of a type, is missing, never an empty array
+  ['all(certgate.tls_client_auth.san.dns[*] ne "evil.example")', { cert: VALID_CERT }, true],
+  ['all(certgate.tls_client_auth.san.dns[*] ne "evil.example")', {}, false], // no certificate: not vacuously "all"
+  ['all(ends_with(certgate.tls_client_auth.san.email[*], "@example.com"))', { cert: { ...VALID_CERT, sanEmail: undefined } }, false],
+  ["not len(certgate.tls_client_auth.san.email) gt 0", { cert: { ...VALID_CERT, sanEmail: undefined } }, true], // "has no email SAN"
+  ["len(certgate.tls_client_auth.san.dns) eq 2", { cert: VALID_CERT }, true],
+  ['certgate.tls_client_auth.san.uri[1] eq "x"', { cert: VALID_CERT }, false],
+  ['certgate.tls_client_auth.spiffe_id eq ""', {}, true], // a String: empty without a certificate, as Cloudflare's
+  ["certgate.tls_client_auth.not_after gt 0", {}, false], // an Int: missing without a certificate
+  ["not certgate.tls_client_auth.not_after lt 2000000000", {}, true],
+  ['any(lower(certgate.tls_client_auth.san.dns[*])[*] in {"localhost"})', { cert: VALID_CERT }, true],
 ];
 
 describe("operators, functions and precedence", () => {

@@ -20,6 +20,16 @@ export const VALID_CERT: ClientCertInput = {
   notAfter: "Mar 21 13:35:00 2032 GMT",
   rfc9440: ":MIIB:",
   chainRfc9440: ":MIIC:, :MIID:",
+  rfc9440TooLarge: false,
+  chainRfc9440TooLarge: false,
+  issuerSerial: "0F0E0D",
+  sanDns: ["api.payments.example", "localhost"],
+  sanUri: ["spiffe://prod.example/ns/payments/sa/api"],
+  sanEmail: ["ops@example.com"],
+  sanIp: ["10.0.0.7", "2001:db8::7"],
+  spiffeId: "spiffe://prod.example/ns/payments/sa/api",
+  notBeforeUnix: 1647869700,
+  notAfterUnix: 1963402500,
 };
 
 export type InputPatch = Partial<Omit<RequestInput, "cert">> & { cert?: Partial<ClientCertInput> };

@@ -84,7 +84,9 @@ function addClientCertHeaders(out: HeaderList, policy: HostPolicy, facts: Client
   const f = policy.forwarding;
   if (policy.mode === "off" || !facts.verified || revoked || !(f.rfc9440 || f.cloudflare || f.xfcc)) return;
   if (f.rfc9440) {
-    out.push("client-cert", facts.rfc9440);
+    // Empty over the forwarding limit (RFC9440_MAX_BYTES): no header rather than a truncated one.
+    const leaf = facts.rfc9440;
+    if (leaf) out.push("client-cert", leaf);
     const chain = facts.chainRfc9440;
     if (chain) out.push("client-cert-chain", chain);
   }

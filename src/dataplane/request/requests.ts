@@ -25,8 +25,12 @@ export interface ClientConn {
   policy: HostPolicy;
   facts: ClientCertFacts;
   tlsVersion: string;
+  /** OpenSSL's name of the negotiated cipher suite, for the access log. */
+  cipher: string;
   remoteAddress: string;
   resumed: boolean;
+  /** The access log's TLS object, built on the connection's first logged request. */
+  tlsLog?: { version: string; cipher: string; resumed: boolean };
   /** The last Host this connection asked for, resolved in one snapshot: keep-alive requests reuse it. */
   view?: CachedView;
 }
@@ -220,7 +224,9 @@ function respond(deps: RequestDeps, req: ClientRequest, res: ClientResponse, con
       status: res.statusCode,
       ms: Number(process.hrtime.bigint() - started) / 1e6,
       client: conn.remoteAddress,
-      cert: conn.facts.presented ? { verified: conn.facts.verified, sha256: conn.facts.fingerprintSha256 } : undefined,
+      tls: (conn.tlsLog ??= { version: conn.tlsVersion, cipher: conn.cipher, resumed: conn.resumed }),
+      // Built once per connection (and revocation verdict) in the facts: subject, issuer, serial, sha256, SANs...
+      cert: conn.facts.logFields(revoked),
       route: outcome.kind === "pass" ? outcome.route.id : undefined,
       refused: outcome.kind === "refuse" ? outcome.reason : undefined,
     });

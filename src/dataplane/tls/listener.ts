@@ -8,7 +8,8 @@ export interface Dispatcher {
   /** Returns false when no certificate serves this name: the handshake is refused. */
   dispatch(socket: net.Socket, servername: string | null): boolean;
   helloTimeoutMs(): number;
-  rejected(reason: "plaintext_http" | "not_tls" | "unknown_sni" | "hello_timeout"): void;
+  /** `servername`: the SNI, when the ClientHello was read. */
+  rejected(reason: "plaintext_http" | "not_tls" | "unknown_sni" | "hello_timeout", socket: net.Socket, servername?: string | null): void;
 }
 
 // TLS alert record: fatal (2) unrecognized_name (112), the answer to an SNI we do not serve.
@@ -24,12 +25,12 @@ export function createFrontServer(d: Dispatcher): net.Server {
     // One deadline for the ClientHello and, after a refusal, for the peer to close: a peer
     // that keeps its side open never holds the socket longer.
     const timer = setTimeout(() => {
-      if (!answered) d.rejected("hello_timeout");
+      if (!answered) d.rejected("hello_timeout", socket);
       socket.destroy();
     }, d.helloTimeoutMs());
     socket.once("close", () => clearTimeout(timer));
-    const refuse = (reason: "plaintext_http" | "unknown_sni", reply: Buffer | string) => {
-      d.rejected(reason);
+    const refuse = (reason: "plaintext_http" | "unknown_sni", reply: Buffer | string, servername?: string | null) => {
+      d.rejected(reason, socket, servername);
       answered = true;
       socket.end(reply);
       socket.resume(); // discard whatever follows, so the peer's FIN closes the socket at once
@@ -50,12 +51,12 @@ export function createFrontServer(d: Dispatcher): net.Server {
       socket.pause();
       if (hello.kind === "http") refuse("plaintext_http", closingResponse(400, "This port speaks HTTPS only: use https://\n"));
       else if (hello.kind === "invalid") {
-        d.rejected("not_tls");
+        d.rejected("not_tls", socket);
         socket.destroy();
       } else {
         socket.unshift(buf);
         if (d.dispatch(socket, hello.servername)) clearTimeout(timer); // the TLS server's handshake timeout takes over
-        else refuse("unknown_sni", UNRECOGNIZED_NAME);
+        else refuse("unknown_sni", UNRECOGNIZED_NAME, hello.servername);
       }
     };
     socket.on("data", onData);

@@ -17,7 +17,8 @@ import type { CompiledCert, HostPolicy } from "../snapshot.ts";
 export interface ServerHooks {
   /** The handshake is complete: the connection is the caller's (HTTP) from here. */
   secure: (socket: TLSSocket, servername: string, policy: HostPolicy) => void;
-  tlsError: (err: Error, policy: HostPolicy) => void;
+  /** `remoteAddress`: read from the TCP socket before it is destroyed ("" when the peer is gone). */
+  tlsError: (err: Error, policy: HostPolicy, servername: string, remoteAddress: string) => void;
 }
 
 /** What the listener decided for one connection, before any TLS state existed. */
@@ -110,8 +111,11 @@ export class TlsServers {
     // a handshake timeout (it only emits this event): destroy it, or a client that sends a
     // ClientHello and nothing more holds it for ever.
     server.on("tlsClientError", (err, socket) => {
+      const raw = rawOf(socket);
+      const remoteAddress = raw?.remoteAddress ?? "";
       socket.destroy();
-      hooks.tlsError(err, dispatched.get(rawOf(socket)!)?.policy ?? policy);
+      const d = raw && dispatched.get(raw);
+      hooks.tlsError(err, d?.policy ?? policy, d?.servername ?? "", remoteAddress);
     });
     return server;
   }

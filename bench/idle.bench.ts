@@ -1,0 +1,110 @@
+// Memory per idle keep-alive mTLS connection, certgate against nginx (issue 20: certgate's
+// RSS for 10,000 idle connections at most 2× nginx's). Each server starts fresh (one worker),
+// the client opens N connections (full mTLS handshake, one proxied GET each, then idle), and
+// the server's RSS (its whole process tree) is read before, with the connections idle, and
+// after they close.
+//
+// Usage: node bench/idle.bench.ts [--connections 10000] [--servers certgate,node,nginx] [--parallel 64]
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import tls from "node:tls";
+import { parseArgs } from "node:util";
+import { ResponseReader } from "../src/loadgen/http1.ts";
+import { processTree } from "./lib/proc.ts";
+import { killLeftovers, SERVERNAME, startBareNode, startCertgate, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
+
+const { values: args } = parseArgs({
+  options: { connections: { type: "string", default: "10000" }, servers: { type: "string", default: "certgate,nginx" }, parallel: { type: "string", default: "64" } },
+});
+const N = Number(args.connections);
+const PARALLEL = Number(args.parallel);
+const IDLE_S = 600; // every server keeps idle connections open this long: longer than the run
+process.env.BENCH_KEEPALIVE_MS = String(IDLE_S * 1000); // the bare node:https baseline (bench/floor-server.ts)
+const log = (s: string) => process.stderr.write(`[idle] ${s}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resident memory of a process tree, from /proc (bytes). */
+function rss(root: number): number {
+  let kb = 0;
+  for (const pid of processTree(root)) {
+    try {
+      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return kb * 1024;
+}
+
+/** One connection: handshake, one GET answered 200, then left open and idle. */
+function openOne(port: number, pki: { cert: Buffer; key: Buffer; ca: Buffer }): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: "127.0.0.1", port, servername: SERVERNAME, cert: pki.cert, key: pki.key, ca: pki.ca, minVersion: "TLSv1.3", ecdhCurve: "P-256" });
+    const reader = new ResponseReader();
+    s.once("error", reject);
+    s.once("secureConnect", () => s.write(`GET /idle HTTP/1.1\r\nhost: ${SERVERNAME}\r\n\r\n`));
+    s.on("data", (c: Buffer) => {
+      if (!reader.feed(c)) return;
+      if (reader.status !== 200) reject(new Error(`status ${reader.status}`));
+      else resolve(s);
+    });
+  });
+}
+
+async function measure(server: Running, pki: Pki): Promise<Record<string, number>> {
+  const creds = { cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey), ca: readFileSync(pki.serverCa) };
+  // Warm the server up (code paths compiled, pools created) before the baseline.
+  for (const s of await Promise.all(Array.from({ length: 50 }, () => openOne(server.port, creds)))) s.destroy();
+  await sleep(1_000);
+  const before = rss(server.pid);
+  const open: tls.TLSSocket[] = [];
+  let next = 0;
+  const t0 = Date.now();
+  await Promise.all(
+    Array.from({ length: PARALLEL }, async () => {
+      while (next < N) {
+        next++;
+        open.push(await openOne(server.port, creds));
+      }
+    }),
+  );
+  log(`${server.name}: ${open.length} connections open in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  await sleep(3_000); // let the server settle (GC, freed handshake buffers)
+  const idle = rss(server.pid);
+  const alive = open.filter((s) => !s.destroyed).length;
+  for (const s of open) s.destroy();
+  await sleep(3_000);
+  const after = rss(server.pid);
+  return { before, idle, after, alive, perConn: (idle - before) / N };
+}
+
+const dir = mkdtempSync(join(os.tmpdir(), "certgate-idle-"));
+process.on("exit", () => {
+  killLeftovers();
+  rmSync(dir, { recursive: true, force: true });
+});
+const pki = await writePki(dir);
+const origin = await startOrigin(dir, null);
+const results: Record<string, Record<string, number>> = {};
+for (const name of args.servers.split(",")) {
+  const server =
+    name === "certgate" ? await startCertgate(dir, pki, origin.port, null, [], "certgate", 1, IDLE_S) : name === "node" ? await startBareNode(dir, pki, origin.port, null) : await startNginx(dir, pki, origin.port, null, 1, IDLE_S);
+  try {
+    results[name] = await measure(server, pki);
+  } finally {
+    await server.stop();
+  }
+}
+await origin.stop();
+
+const MiB = (b: number) => (b / 2 ** 20).toFixed(1);
+const cpu = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? os.arch();
+console.log(`Idle keep-alive mTLS connections: ${N} (one GET each, then idle), ${cpu}, Node ${process.versions.node}, ${new Date().toISOString().slice(0, 16)} UTC\n`);
+console.log("| server | RSS before, MiB | RSS with the connections idle, MiB | KiB per connection | RSS after they close, MiB | still open |");
+console.log("|---|---:|---:|---:|---:|---:|");
+for (const [name, r] of Object.entries(results))
+  console.log(`| ${name} | ${MiB(r.before!)} | ${MiB(r.idle!)} | ${(r.perConn! / 1024).toFixed(1)} | ${MiB(r.after!)} | ${r.alive} |`);
+const cg = results.certgate;
+const ng = results.nginx;
+if (cg && ng) console.log(`\ncertgate / nginx: ${(cg.idle! / ng.idle!).toFixed(2)}× RSS with the connections idle, ${(cg.perConn! / ng.perConn!).toFixed(2)}× per connection.`);
