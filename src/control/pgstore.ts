@@ -47,6 +47,8 @@ export class PostgresStore implements Store {
   readonly #pool: pg.Pool;
   readonly url: string;
   #cache: { revision: number; model: Model } | undefined;
+  /** The tail of this node's queue of write transactions. */
+  #writes: Promise<unknown> = Promise.resolve();
   /** Settles once the schema is migrated (retried after a failure). */
   #ready: Promise<void> | undefined;
 
@@ -154,6 +156,15 @@ export class PostgresStore implements Store {
   }
 
   transact<T>(mutate: (model: Model) => { model: Model; result: T }, opts: TransactOptions = {}): Promise<{ model: Model; result: T; revision: number }> {
+    // This node's writes go one at a time: they serialize on the revision row anyway, and a
+    // write waiting here holds no pool connection. Queued in pg.Pool instead, a burst of
+    // writes would wait out its connect timeout and be refused as if the store were down.
+    const run = this.#writes.then(() => this.#transact(mutate, opts));
+    this.#writes = run.catch(() => {});
+    return run;
+  }
+
+  #transact<T>(mutate: (model: Model) => { model: Model; result: T }, opts: TransactOptions): Promise<{ model: Model; result: T; revision: number }> {
     return this.#tx(async (c) => {
       const at = await this.#revision(c, true);
       const cur = await this.#modelAt(c, at);
