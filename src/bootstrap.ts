@@ -1,12 +1,15 @@
-// The bootstrap file: YAML (or JSON) in the model's shape. `*_file` keys are read relative
-// to the file and inlined, so the stored model is self-contained. Startup wiring, beside
-// cli.ts: the model itself does no I/O.
+// The bootstrap file: YAML (or JSON) in the model's shape, `*_file` paths relative to it.
+// Certificates, keys, CA bundles and CRLs stay file-backed (the store keeps the absolute path
+// and certgate reloads the file when it changes: control/filesource.ts); any other `*_file` (an
+// origin's CA) is read once and inlined. Startup wiring, beside cli.ts: the model itself does no I/O.
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse } from "yaml";
 import { ModelError, parseModel, type Model } from "./model/schema.ts";
 
-const FILE_KEYS: Record<string, string> = { cert_file: "cert", key_file: "key", ca_file: "ca" };
+const FILE_KEYS: Record<string, string> = { cert_file: "cert", key_file: "key", ca_file: "ca", crl_file: "pem" };
+/** Where a `*_file` stays a path: certificates[i].cert_file, trust_bundles[i].revocation.crl.crl_file… */
+const FILE_BACKED = /^(certificates\[\d+\]\.(cert|key)_file|trust_bundles\[\d+\]\.(ca_file|revocation\.crl\.crl_file))$/;
 
 export function loadBootstrap(file: string): Model {
   let text: string;
@@ -36,6 +39,10 @@ function inlineFiles(node: unknown, base: string, path: string, problems: { path
     const target = FILE_KEYS[k];
     if (target && typeof v === "string") {
       if (obj[target] !== undefined) problems.push({ path: here, message: `give either ${k} or ${target}, not both` });
+      if (FILE_BACKED.test(here)) {
+        obj[k] = resolve(base, v); // read by the control plane, which checks it is there
+        continue;
+      }
       try {
         obj[target] = readFileSync(resolve(base, v), "utf8");
         delete obj[k];

@@ -28,6 +28,8 @@ import { PostgresStore, redact } from "./control/pgstore.ts";
 import { StoreUnavailable } from "./control/store.ts";
 import { LAST_COPY, readLastCopy, saveLastCopy } from "./control/lastcopy.ts";
 import { loadKek, StoreKeystore } from "./control/cakeystore.ts";
+import { FileSource } from "./control/filesource.ts";
+import { blameFiles, FileReloader } from "./control/filereload.ts";
 import { availableParallelism } from "node:os";
 import { DEFAULT_SEEN_ENTRIES, Sightings } from "./dataplane/tls/sightings.ts";
 import { SeenInventory } from "./control/seen.ts";
@@ -138,8 +140,16 @@ async function serve(argv: string[]): Promise<void> {
   const configFile = values.config;
   const storeUrl = values.store ?? process.env.CERTGATE_STORE_URL;
   const storeName = storeUrl ? redact(storeUrl) : join(dataDir, DB_FILE);
-  // The snapshot the Runtime below compiles (same derived rules, same environment).
-  const compileSeed = (m: Model) => void new Snapshot(m, 1, (x) => apinizerRules(x, values.environment));
+  // File-backed certificates, keys, bundles and CRLs: read here (the primary), whatever the store.
+  const files = new FileSource();
+  // The snapshot the Runtime below compiles (same derived rules, same environment), with the files' contents.
+  const compileSeed = (m: Model) => {
+    try {
+      void new Snapshot(files.resolve(m), 1, (x) => apinizerRules(x, values.environment));
+    } catch (e) {
+      throw e instanceof ModelError ? blameFiles(e, m) : e;
+    }
+  };
   const seed = (): Model => (configFile ? loadBootstrap(configFile) : demoModel(resolve("certs/dev"), demoOrigin!));
   let offline: ReturnType<typeof readLastCopy>;
   const loaded = await loadStore(dataDir, seed, compileSeed, storeUrl).catch((e: unknown) => {
@@ -176,19 +186,22 @@ async function serve(argv: string[]): Promise<void> {
   const common = { log, metrics, ticketSecret: tickets, environment: values.environment, derivedRules: apinizerRules };
   // Set once everything listens; a crash loop before then exits from here.
   let stop = (_why: string, code = 0): void => void loaded.store.close().finally(() => process.exit(code));
-  let runtime: Enforcer;
+  let served: Enforcer;
   let bound: { address: string; port: number };
   let group: WorkerGroup | undefined;
   let single: Runtime | undefined;
+  // A file the stored model names that is missing or broken: nothing starts (ModelError naming it, exit 1).
+  compileSeed(model);
+  const live = files.resolve(model);
   // The inventory of client certificates seen: this process's table (its workers' merged into it), kept in the store.
   const seenTable = seenEntries > 0 ? new Sightings(seenEntries) : undefined;
   const seen = seenTable && new SeenInventory(seenTable, loaded.store, log, () => group?.collectSightings() ?? Promise.resolve());
   void seen?.start(seenFlushMs); // a fleet's PostgreSQL may be down: serving does not wait for the inventory
   if (workers === 1) {
-    runtime = single = new Runtime(model, { ...common, seen: seenTable, debugWorkerId: values["debug-worker-id"] ? "0" : undefined });
+    served = single = new Runtime(live, { ...common, seen: seenTable, debugWorkerId: values["debug-worker-id"] ? "0" : undefined });
     bound = await single.listen(listen.host, listen.port);
   } else {
-    runtime = group = new WorkerGroup(model, {
+    served = group = new WorkerGroup(live, {
       ...common,
       workers,
       drainTimeoutMs,
@@ -202,6 +215,8 @@ async function serve(argv: string[]): Promise<void> {
     });
     bound = await group.start(listen.host, listen.port);
   }
+  // Files are watched here alone: workers get new contents in their deltas, as any change.
+  const runtime = new FileReloader(served, files, model, { log, metrics });
   // The public listener: the managed CA's certificate, CRL and OCSP, for any relying party.
   const pub = parseHostPort(values.public, "--public");
   // The handler runs only after listen resolves, by which time managedCa is set.
@@ -256,6 +271,7 @@ async function serve(argv: string[]): Promise<void> {
       );
     };
     void follower?.close();
+    runtime.close();
     adminServer.close();
     adminServer.closeIdleConnections();
     publicServer.close();

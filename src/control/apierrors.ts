@@ -48,7 +48,7 @@ export const badRequest = (message: string, pointer?: string): ApiError => new A
 /** A compile failure of the new model → 400, the expression ones as invalid_expression. */
 function fromModelError(e: ModelError): ApiError {
   const first = e.issues[0];
-  const code: ErrorCode = e.issues.some((i) => /\.expression$/.test(i.path)) ? "invalid_expression" : /\.(cert|ca)$/.test(first?.path ?? "") ? "invalid_certificate" : /\.key$/.test(first?.path ?? "") ? "invalid_key" : "invalid_config";
+  const code: ErrorCode = e.issues.some((i) => /\.expression$/.test(i.path)) ? "invalid_expression" : /\.(cert|ca)(_file)?$/.test(first?.path ?? "") ? "invalid_certificate" : /\.key(_file)?$/.test(first?.path ?? "") ? "invalid_key" : "invalid_config";
   return new ApiError(code, e.issues.map((i) => `${i.path || "(root)"}: ${i.message}`).join("; "), first?.path);
 }
 

@@ -16,6 +16,7 @@ import { Authenticator } from "./auth.ts";
 import { WritePath, checkControlRefs } from "./writepath.ts";
 import { SqliteStore, type Store } from "./store.ts";
 import { PostgresStore, redact } from "./pgstore.ts";
+import { FileReloader } from "./filereload.ts";
 
 export interface Loaded {
   store: Store;
@@ -58,7 +59,8 @@ export function openStore(dataDir: string, url?: string): Promise<Store> {
 }
 
 export function startControl(runtime: Enforcer, metrics: Metrics, loaded: Loaded, adminToken: string, extra: Partial<AdminOptions> = {}): { plane: WritePath; auth: Authenticator; server: http.Server | https.Server } {
-  const plane = new WritePath(loaded.store, runtime, loaded.model);
+  // File-backed objects: the write path resolves and strips models with the files the runtime reads.
+  const plane = new WritePath(loaded.store, runtime, loaded.model, runtime instanceof FileReloader ? runtime.files : undefined);
   const auth = new Authenticator(adminToken, loaded.store);
   const server = createAdminServer(runtime, metrics, { plane, auth, ...extra });
   return { plane, auth, server };

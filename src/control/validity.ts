@@ -18,7 +18,7 @@ export function checkValidity(prev: Model, next: Model, at = Date.now()): string
     const known = new Map(prev.certificates.map((c) => [c.id, c.cert]));
     const problems: { path: string; message: string }[] = [];
     next.certificates.forEach((c, i) => {
-      if (known.get(c.id) === c.cert) return;
+      if (known.get(c.id) === c.cert || c.cert === undefined) return;
       let info;
       try {
         info = certInfo(c.cert);
@@ -33,7 +33,7 @@ export function checkValidity(prev: Model, next: Model, at = Date.now()): string
   if (next.trust_bundles !== prev.trust_bundles) {
     const known = new Map(prev.trust_bundles.map((b) => [b.id, b.ca]));
     for (const b of next.trust_bundles) {
-      if (known.get(b.id) === b.ca) continue;
+      if (known.get(b.id) === b.ca || b.ca === undefined) continue;
       let cas;
       try {
         cas = parseCertificates(b.ca);

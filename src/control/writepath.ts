@@ -14,6 +14,7 @@ import { dialectProblems } from "../dialects/invariants.ts";
 import { Dialects, pruneDialects } from "../dialects/records.ts";
 import { authorize, ownershipProblems } from "./ownership.ts";
 import { checkValidity } from "./validity.ts";
+import { FileSource } from "./filesource.ts";
 
 const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: unknown } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }> = {
   certificates: Certificate,
@@ -128,6 +129,9 @@ export function checkControlRefs(model: Model, prev?: Model): void {
 export class WritePath {
   readonly store: Store;
   readonly runtime: Enforcer;
+  /** File-backed objects' contents: dialects read and mutate models with them filled in; the store gets the paths alone. */
+  readonly files: FileSource;
+  /** As stored. */
   #model: Model;
   /** The store revision `#model` is at (-1: not known yet). */
   #revision = -1;
@@ -135,14 +139,21 @@ export class WritePath {
   /** Called after each model put in force here, with its store revision (a fleet node keeps a local copy). */
   onApplied: ((model: Model, revision: number) => void) | undefined;
 
-  constructor(store: Store, runtime: Enforcer, model: Model) {
+  /** `files`: the runtime's own (filereload.ts), which reads the files of every model it applies. */
+  constructor(store: Store, runtime: Enforcer, model: Model, files = new FileSource()) {
     this.store = store;
     this.runtime = runtime;
     this.#model = model;
+    this.files = files;
   }
 
-  /** The committed model (what the running snapshot was compiled from). */
+  /** The committed model (what the running snapshot was compiled from), file-backed contents filled in. */
   get model(): Model {
+    return this.files.resolve(this.#model);
+  }
+
+  /** The committed model as stored: file-backed objects hold their paths alone. */
+  get stored(): Model {
     return this.#model;
   }
 
@@ -165,8 +176,9 @@ export class WritePath {
   }
 
   /**
-   * One admin write. `mutate` gets the stored model and returns the next one (sharing unchanged
-   * objects) and a result; the change is validated, compiled, committed and live on return.
+   * One admin write. `mutate` gets the stored model (file-backed contents filled in) and returns
+   * the next one (sharing unchanged objects) and a result; the change is validated, compiled,
+   * committed (file-backed objects as their paths) and live on return.
    */
   async write<T>(ctx: WriteContext, summary: string, mutate: (model: Model) => { model: Model; result: T }, opts: { full?: boolean } = {}): Promise<T> {
     let applied: Model | undefined;
@@ -176,15 +188,18 @@ export class WritePath {
       const out = await this.store.transact(
         (m) => {
           prev = m;
-          const r = mutate(m);
-          if (r.model === m) return r;
+          const live = this.files.resolve(m);
+          const r = mutate(live);
+          if (r.model === live) return { model: m, result: r.result };
           // parseModel prunes the dialects' records itself (all of them); a partial write prunes what it may have orphaned.
-          const model = opts.full ? parseModel(r.model) : pruneDialects(validateChanged(m, r.model), m);
-          authorize(ctx.principal, m, model);
-          checkControlRefs(model, m);
-          const warnings = checkValidity(m, model); // throws for an expired server certificate, whoever writes
+          const parsed = opts.full ? parseModel(r.model) : pruneDialects(validateChanged(live, r.model), live);
+          // Reads the files new objects name; refuses (409) contents given for a file-backed object.
+          const model = this.files.resolve(parsed);
+          authorize(ctx.principal, live, model);
+          checkControlRefs(model, live);
+          const warnings = checkValidity(live, model); // throws for an expired server certificate, whoever writes
           ctx.warnings.push(...warnings);
-          return { model, result: r.result };
+          return { model: this.files.strip(model), result: r.result };
         },
         {
           audit,

@@ -15,6 +15,11 @@ export const hostname = z
       ),
   );
 export const pem = z.string().min(1);
+/** A file certgate reads on this node (a file-backed certificate, key, CA bundle or CRL): absolute, so it means the same whoever declared it. */
+export const filePath = z
+  .string()
+  .max(4096)
+  .regex(/^\/[^\0]*$/, "an absolute path (starting with /)");
 export const ms = z.number().int().positive();
 
 /** ISO 8601 timestamps every dialect shows (Fastly created_at/updated_at, Cloudflare created_at/modified_on...). */

@@ -5,62 +5,80 @@
 import { z } from "zod";
 import { MAX_RESPONSE_BODY, MEDIA_TYPE } from "../rules/ruleset.ts";
 
-import { hostname, id, ms, pem, stamp } from "./primitives.ts";
+import { filePath, hostname, id, ms, pem, stamp } from "./primitives.ts";
 import { Dialects, pruneDialects } from "../dialects/records.ts";
 import { upgradeLegacy } from "./upgrade.ts";
 import { ModelError, formatPath } from "./error.ts";
 
-export const Certificate = z.strictObject({
-  id,
-  name: z.string().optional(),
-  /** Leaf first, then intermediates. */
-  cert: pem,
-  key: pem,
-  created_at: stamp,
-  updated_at: stamp,
-});
+// File-backed contents (`*_file`): the store keeps the path; the control plane reads the file on
+// every node (src/control/filesource.ts) and hands the data plane a model with the contents filled
+// in beside the path. Hence "the content, its file, or both" below, never neither.
+const fromFile = (content: string, file: string) => (o: Record<string, unknown>) => o[content] !== undefined || o[file] !== undefined;
+const either = (content: string, file: string) => ({ message: `give ${content} or ${file}`, path: [content] });
 
-export const TrustBundle = z.strictObject({
-  id,
-  name: z.string().optional(),
-  /** One or more PEM CA certificates. */
-  ca: pem,
-  /** CA certificates allowed above the leaf in the verified chain, root included. */
-  verify_depth: z.number().int().min(1).max(16).default(4),
-  /** Fail closed (true) or open (false) on hosts that use this bundle without their own mode (Fastly's `enforced`). */
-  enforced: z.boolean().default(true),
-  revocation: z
-    .strictObject({
-      crl: z
-        .strictObject({
-          /** Uploaded CRLs (PEM), each verified against a CA of this bundle. */
-          pem: z.string().optional(),
-          /** CRLs fetched over HTTP, kept until nextUpdate and refreshed before it. */
-          urls: z.array(z.url({ protocol: /^https?$/ })).default([]),
-          /** Also fetch the CRLs named in client certificates' CRL distribution points. */
-          fetch_distribution_points: z.boolean().default(false),
-          /** When no usable CRL covers a certificate's issuer: ignore it, or treat it as revoked. */
-          when_missing: z.enum(["ignore", "revoked"]).default("ignore"),
-        })
-        .optional(),
-      ocsp: z
-        .strictObject({
-          mode: z.enum(["off", "soft_fail", "hard_fail"]).default("off"),
-          /** Ask this responder instead of the one in the certificate's AIA. */
-          responder_url: z.url({ protocol: /^https?$/ }).optional(),
-          timeout_ms: z.number().int().min(50).max(30_000).default(3_000),
-          nonce: z.boolean().default(false),
-        })
-        .optional(),
-    })
-    .optional(),
-  /** This bundle is certgate's managed CA: certificates revoked through the client-certificates API are refused. */
-  managed_ca: z.boolean().optional(),
-  /** The Cloudflare account owning this bundle (an Access certificate); absent = the operator's (src/control/ownership.ts). */
-  account_id: id.optional(),
-  created_at: stamp,
-  updated_at: stamp,
-});
+export const Certificate = z
+  .strictObject({
+    id,
+    name: z.string().optional(),
+    /** Leaf first, then intermediates. */
+    cert: pem.optional(),
+    key: pem.optional(),
+    /** The PEM chain is read from this file, and again whenever it changes. */
+    cert_file: filePath.optional(),
+    key_file: filePath.optional(),
+    created_at: stamp,
+    updated_at: stamp,
+  })
+  .refine(fromFile("cert", "cert_file"), either("cert", "cert_file"))
+  .refine(fromFile("key", "key_file"), either("key", "key_file"));
+
+export const TrustBundle = z
+  .strictObject({
+    id,
+    name: z.string().optional(),
+    /** One or more PEM CA certificates. */
+    ca: pem.optional(),
+    /** The CA certificates are read from this file, and again whenever it changes. */
+    ca_file: filePath.optional(),
+    /** CA certificates allowed above the leaf in the verified chain, root included. */
+    verify_depth: z.number().int().min(1).max(16).default(4),
+    /** Fail closed (true) or open (false) on hosts that use this bundle without their own mode (Fastly's `enforced`). */
+    enforced: z.boolean().default(true),
+    revocation: z
+      .strictObject({
+        crl: z
+          .strictObject({
+            /** Uploaded CRLs (PEM), each verified against a CA of this bundle. */
+            pem: z.string().optional(),
+            /** The uploaded CRLs are read from this file, and again whenever it changes. */
+            crl_file: filePath.optional(),
+            /** CRLs fetched over HTTP, kept until nextUpdate and refreshed before it. */
+            urls: z.array(z.url({ protocol: /^https?$/ })).default([]),
+            /** Also fetch the CRLs named in client certificates' CRL distribution points. */
+            fetch_distribution_points: z.boolean().default(false),
+            /** When no usable CRL covers a certificate's issuer: ignore it, or treat it as revoked. */
+            when_missing: z.enum(["ignore", "revoked"]).default("ignore"),
+          })
+          .optional(),
+        ocsp: z
+          .strictObject({
+            mode: z.enum(["off", "soft_fail", "hard_fail"]).default("off"),
+            /** Ask this responder instead of the one in the certificate's AIA. */
+            responder_url: z.url({ protocol: /^https?$/ }).optional(),
+            timeout_ms: z.number().int().min(50).max(30_000).default(3_000),
+            nonce: z.boolean().default(false),
+          })
+          .optional(),
+      })
+      .optional(),
+    /** This bundle is certgate's managed CA: certificates revoked through the client-certificates API are refused. */
+    managed_ca: z.boolean().optional(),
+    /** The Cloudflare account owning this bundle (an Access certificate); absent = the operator's (src/control/ownership.ts). */
+    account_id: id.optional(),
+    created_at: stamp,
+    updated_at: stamp,
+  })
+  .refine(fromFile("ca", "ca_file"), either("ca", "ca_file"));
 
 export const MtlsMode = z.enum(["off", "fail_open", "enforced"]);
 

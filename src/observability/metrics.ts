@@ -95,6 +95,18 @@ export function createMetrics(opts: MetricsOptions = {}) {
       labelNames: ["status"] as const,
       registers: [registry],
     }),
+    fileReloads: new Counter({
+      name: "certgate_file_reloads_total",
+      help: "Changed files of file-backed certificates, keys, CA bundles and CRLs, by result (ok; invalid or unreadable: the last good contents stay in force).",
+      labelNames: ["result"] as const,
+      registers: [registry],
+    }),
+    fileLastReload: new Gauge({
+      name: "certgate_file_last_reload_timestamp_seconds",
+      help: "When each file in use was last read successfully into force (start, the admin write that declared it, or a reload), by path.",
+      labelNames: ["path"] as const,
+      registers: [registry],
+    }),
     tlsServers: new Gauge({
       name: "certgate_tls_servers",
       help: "TLS servers in use: one per (server certificate, trust-policy version), never per SNI name.",

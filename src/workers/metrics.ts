@@ -2,7 +2,7 @@
 // Counters and histograms are summed (process_cpu_seconds_total is the group's CPU);
 // gauges get a `worker` label ("primary", "0", "1", …) where a sum would mean nothing
 // (resident memory, heap, config version), and are summed where it does (open connections).
-// The control plane's own counters (config applies) come from the primary alone, which runs
+// The control plane's own counters (config applies, file reloads) come from the primary alone, which runs
 // every compile the admin API asks for; workers' copies of them are dropped.
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from "prom-client";
 
@@ -11,9 +11,9 @@ type MetricJson = MetricObjectWithValues<MetricValue<string>>;
 /** Gauges whose values add up across processes. */
 const SUMMED_GAUGES = new Set(["certgate_http_connections", "nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]);
 /** Only the primary's count means something. */
-const PRIMARY_ONLY = new Set(["certgate_store_connected", "certgate_config_applies_total", "certgate_workers", "certgate_worker_restarts_total", "certgate_crl_fetches_total", "certgate_crl_age_seconds", "certgate_ocsp_answers_total"]);
+const PRIMARY_ONLY = new Set(["certgate_store_connected", "certgate_config_applies_total", "certgate_workers", "certgate_worker_restarts_total", "certgate_crl_fetches_total", "certgate_crl_age_seconds", "certgate_ocsp_answers_total", "certgate_file_reloads_total", "certgate_file_last_reload_timestamp_seconds"]);
 /** The data plane's metrics: the primary, which serves no client, has none worth showing. */
-const WORKER_ONLY = /^certgate_(?!config_|workers|worker_restarts|crl_|ocsp_|store_)/;
+const WORKER_ONLY = /^certgate_(?!config_|workers|worker_restarts|crl_|ocsp_|store_|file_)/;
 
 /** `sources`: the primary's getMetricsAsJSON() as "primary", then each worker's by slot. */
 export function aggregateGroup(sources: { who: string; metrics: MetricJson[] }[]): Registry {

@@ -1,6 +1,6 @@
 // `certgate serve` as an operator runs it: a child process, real ports, real curl.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -34,6 +34,14 @@ function startServe(cwd: string, args: string[]): Promise<Started> {
     });
     child.on("exit", (code) => reject(new Error(`serve exited ${code}:\n${out}\n${err}`)));
   });
+}
+
+/** The store's revision row in DATA/certgate.db. */
+function storeRevision(data: string): unknown {
+  const db = new DatabaseSync(join(data, "certgate.db"), { readOnly: true });
+  const row = db.prepare("SELECT value FROM meta WHERE key = 'revision'").get();
+  db.close();
+  return row;
 }
 
 describe("certgate serve", () => {
@@ -84,17 +92,12 @@ describe("certgate serve", () => {
     const args = ["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", data, "--config", cfg];
     const file = (key: string, expression: string) =>
       `certificates:\n  - id: s\n    cert_file: pki/server.pem\n    key_file: pki/${key}\ndefault_certificate: s\nrules:\n  - id: r\n    expression: '${expression}'\n    action: block\n`;
-    const revision = () => {
-      const db = new DatabaseSync(join(data, "certgate.db"), { readOnly: true });
-      const row = db.prepare("SELECT value FROM meta WHERE key = 'revision'").get();
-      db.close();
-      return row;
-    };
+    const revision = () => storeRevision(data);
     // A key that does not match its certificate; then a regular expression that does not compile.
     writeFileSync(cfg, file("client.key", 'http.request.uri.path eq "/x"'));
     const badKey = await run(NODE, [CLI, ...args]);
     expect(badKey.code).toBe(1);
-    expect(badKey.stderr).toContain("certificates[0].key: the private key does not match the certificate");
+    expect(badKey.stderr).toContain(`certificates[0].key_file: ${join(dir, "pki", "client.key")}: the private key does not match the certificate`);
     expect(revision()).toEqual({ value: "0" });
     writeFileSync(cfg, file("server.key", 'http.request.uri.path matches "(a"'));
     const badRule = await run(NODE, [CLI, ...args]);
@@ -108,4 +111,30 @@ describe("certgate serve", () => {
     expect((await fetch(`http://127.0.0.1:${s.admin}/healthz`)).status).toBe(200);
     expect(revision()).toEqual({ value: "1" });
   }, 90_000); // three certgate starts
+
+  it("a file-backed certificate whose file is missing: a clear error at the first start and at a restart, nothing stored or changed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "certgate-nofile-"));
+    await run(NODE, [CLI, "certs", "dev", "--out", join(dir, "pki")]);
+    const cfg = join(dir, "certgate.yaml");
+    const data = join(dir, "data");
+    const args = [CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", data, "--config", cfg];
+    writeFileSync(cfg, "certificates:\n  - id: s\n    cert_file: tls/server.pem\n    key_file: pki/server.key\ndefault_certificate: s\n");
+    const first = await run(NODE, args);
+    expect(first.code).toBe(1);
+    expect(first.stderr).toContain(`certificates[0].cert_file: cannot read ${join(dir, "tls", "server.pem")}: ENOENT`);
+    const revision = () => storeRevision(data);
+    expect(revision()).toEqual({ value: "0" });
+    // With the file there it seeds and serves; the file then goes away: the restart refuses, naming it.
+    mkdirSync(join(dir, "tls"));
+    copyFileSync(join(dir, "pki", "server.pem"), join(dir, "tls", "server.pem"));
+    const s = await startServe(dir, ["--data", data, "--config", cfg]);
+    const stopped = new Promise((r) => s.child.once("exit", r));
+    s.child.kill("SIGTERM");
+    await stopped;
+    rmSync(join(dir, "tls", "server.pem"));
+    const again = await run(NODE, args);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`certificates[0].cert_file: cannot read ${join(dir, "tls", "server.pem")}: ENOENT`);
+    expect(revision()).toEqual({ value: "1" });
+  }, 90_000);
 });

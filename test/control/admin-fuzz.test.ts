@@ -12,6 +12,9 @@ import type { Model, ModelInput } from "../../src/model/schema.ts";
 import { ADMIN_ROUTES as ROUTES } from "../../src/control/admin.ts";
 import type { WriteContext } from "../../src/control/writepath.ts";
 import { webcrypto } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { Client } from "undici";
 import { api, dialectError, jsonapi, seedModel, startCertgate, TOKEN, type ApiReply, type Certgate } from "./helpers.ts";
@@ -50,7 +53,7 @@ const KEYS = [
   "origin", "path_prefix", "origin_tls", "connect_timeout_ms", "read_timeout_ms", "read_only", "account_id", "crl", "ocsp", "pem", "urls", "when_missing", "mode", "responder_url",
   "certificates", "trust_bundles", "hosts", "routes", "zones", "default_certificate", "limits", "mtls", "trust_bundle", "ca",
   "upgrades", "url_normalization", "merge_slashes", "max_header_count", "max_header_bytes", "trust_forwarded_for", "dialects",
-  "origin_protocol", "http2",
+  "origin_protocol", "http2", "cert_file", "key_file", "ca_file", "crl_file",
   // Apinizer
   "relativePath", "backendUrl", "backendUrlList", "trustBundleId", "clientCaCertificate", "mtlsMode", "issuerList", "deploy", "deployTargetEnvironmentNameList", "operationMetadata",
   "targetScope", "targetPipeline", "order", "targetEndpoint", "targetEndpointHTTPMethod", "policy", "active", "validateCertificate", "validateACLForIssuer",
@@ -161,12 +164,18 @@ describe("admin fuzzing", () => {
   /** A valid body per write endpoint, and the path ids it is valid for (else the pools' first, or second for a POST). */
   let templates: Record<string, { body: unknown; ids?: Record<string, string> }>;
   const real: Record<string, string[]> = {};
+  let filePaths: string[] = [];
 
   beforeAll(async () => {
     p = await pki();
+    // File-backed objects too: a certificate and a bundle whose contents the store does not hold.
+    const files = mkdtempSync(join(tmpdir(), "certgate-fuzz-files-"));
+    for (const [n, text] of Object.entries({ "tls.crt": p.server.certPem, "tls.key": p.server.keyPem, "ca.crt": p.ca.certPem })) writeFileSync(join(files, n), text);
+    filePaths = ["tls.crt", "tls.key", "ca.crt"].map((n) => join(files, n));
     cg = await startCertgate(undefined, (d, o): ModelInput => ({
       ...seedModel(d, o),
-      trust_bundles: [{ id: "tb1", ca: d.ca.certPem, account_id: ACC }, { id: "tb0", ca: d.ca.certPem }],
+      certificates: [...seedModel(d, o).certificates!, { id: "fsrv", cert_file: join(files, "tls.crt"), key_file: join(files, "tls.key") }],
+      trust_bundles: [{ id: "tb1", ca: d.ca.certPem, account_id: ACC }, { id: "tb0", ca_file: join(files, "ca.crt") }],
       hosts: [{ hostname: "a.test", account_id: ACC, mtls: { trust_bundle: "tb1" } }],
       zones: [{ id: "zone1", name: "z.test", account_id: ACC, rules: [{ id: "rule1", expression: 'http.request.uri.path eq "/x"', action: "block" }] }],
       dialects: { cloudflare: { zones: { zone1: { ruleset: { id: "rs1" } } } } },
@@ -198,6 +207,8 @@ describe("admin fuzzing", () => {
     real.policy = ["pol", "pol2"];
     leaves = [
       p.ca.certPem, p.server.certPem, p.server.keyPem, p.client.certPem, leafKey.keyPem, p.ca.certPem + "junk", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+      // Paths for the *_file fields: real files, a missing one, a directory, a device that never ends, a relative one.
+      ...filePaths, "/nonexistent/x.pem", "/", "/dev/zero", "tls.crt",
       "a.test", "b.test", "z.test", "*.z.test", "localhost", "new.test", "A.TEST", "-bad-.test", origin, "http://", "ftp://x", "http://[::1", "/", "/x", "//x", "/x?y#z",
       ...Object.values(real).flat(), "mutual_authentication", "tls_activation", "tls_certificate", "tls_private_key", "tls_configuration", "tls_domain",
       "enforced", "fail_open", "off", "block", "allow", "log", "skip", "REQUEST", "RESPONSE", "ALL", "ENDPOINT", "GET", "policy-auth-mtls", "CN=certgate dev client CA,O=certgate dev",
@@ -327,7 +338,8 @@ describe("admin fuzzing", () => {
     expect(whole.limits).toHaveProperty("max_header_count");
     expect(templates["PUT /v1/routes/:id"]!.body).toHaveProperty("upgrades");
     expect(templates["PUT /v1/routes/:id"]!.body).toHaveProperty("origin_protocol");
-    for (const k of ["upgrades", "url_normalization", "merge_slashes", "max_header_count", "dialects", "origin_protocol", "http2"]) expect(KEYS, k).toContain(k);
+    for (const k of ["upgrades", "url_normalization", "merge_slashes", "max_header_count", "dialects", "origin_protocol", "http2", "cert_file", "key_file", "ca_file", "crl_file"]) expect(KEYS, k).toContain(k);
+    expect(whole.certificates).toEqual(expect.arrayContaining([expect.objectContaining({ cert_file: filePaths[0] })]));
   });
 
   it("each write template, sent as it is, is accepted: its mutations start from a valid body", async () => {

@@ -2,7 +2,7 @@
 // either node is enforced on the other through LISTEN/NOTIFY, a revocation uploaded on one is
 // refused on the other.
 import { randomBytes, X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../helpers/tools.ts";
@@ -14,7 +14,7 @@ import type { DevPki } from "../../src/pki/devpki.ts";
 import { pki } from "../helpers/harness.ts";
 import { OpensslCa } from "../helpers/opensslca.ts";
 import { createDatabase } from "../helpers/postgres.setup.ts";
-import { get, startGroup, untilTrue, type Group } from "../workers/group.ts";
+import { get, sample, startGroup, untilTrue, type Group } from "../workers/group.ts";
 
 const pgUrl = inject("pgUrl");
 
@@ -77,6 +77,25 @@ describe.skipIf(!pgUrl)("a fleet of two nodes on one PostgreSQL", () => {
     expect((await get(b.port, { cert: victim })).status).toBe(403);
     await untilTrue(async () => (await get(a.port, { cert: victim })).status === 403, 10_000, "node A to refuse the revoked certificate");
     expect((await get(a.port, { cert: p.client })).status).toBe(200);
+  });
+
+  it("a CRL file declared on one node is read by each node from its own disk, and its rotation reaches both", async () => {
+    const ca = new OpensslCa(p.ca);
+    const [first, second] = await Promise.all(["fleet file victim 1", "fleet file victim 2"].map((cn) => issue({ subject: `O=certgate dev,CN=${cn}` }, p.ca)));
+    const crl = join(mkdtempSync(join(tmpdir(), "certgate-fleet-files-")), "ca.crl");
+    await ca.revoke(first!.certPem);
+    writeFileSync(crl, await ca.gencrl());
+    expect((await a.api("PUT", "/v1/trust_bundles/clients/revocation", { crl: { crl_file: crl } })).status).toBe(200);
+    await untilTrue(async () => (await get(b.port, { cert: first })).status === 403, 10_000, "node B to read the CRL file");
+    expect((await get(b.port, { cert: second })).status).toBe(200);
+    // Rotated on disk: each node's own watch picks it up, no admin write involved.
+    await ca.revoke(second!.certPem);
+    writeFileSync(`${crl}.tmp`, await ca.gencrl());
+    renameSync(`${crl}.tmp`, crl);
+    for (const node of [a, b]) await untilTrue(async () => (await get(node.port, { cert: second })).status === 403, 10_000, "both nodes to reload the CRL");
+    for (const node of [a, b]) expect(sample(await node.metrics(), 'certgate_file_reloads_total{result="ok"}')).toBe(1);
+    expect((await a.api("PUT", "/v1/trust_bundles/clients/revocation", {})).status).toBe(200);
+    await untilTrue(async () => (await get(b.port, { cert: second })).status === 200, 10_000, "node B to drop the CRL file");
   });
 
   it("resumes on one node a session ticket issued by the other (the ticket secret lives in the store)", async () => {

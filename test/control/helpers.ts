@@ -17,6 +17,8 @@ import { startEcho } from "../../src/demo/echo.ts";
 import { listenAdmin } from "../../src/control/admin.ts";
 import { loadStore, startControl } from "../../src/control/setup.ts";
 import type { WritePath } from "../../src/control/writepath.ts";
+import { FileSource } from "../../src/control/filesource.ts";
+import { FileReloader } from "../../src/control/filereload.ts";
 import { pki } from "../helpers/harness.ts";
 import { createDatabase } from "../helpers/postgres.setup.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
@@ -32,6 +34,9 @@ export interface Certgate {
   /** The public listener (managed CA's certificate, CRL and OCSP). */
   publicUrl: string;
   runtime: Runtime;
+  /** The runtime behind file-backed objects (reads and watches their files), as `certgate serve` wires it. */
+  reloader: FileReloader;
+  metrics: ReturnType<typeof createMetrics>;
   plane: WritePath;
   /** The inventory of client certificates seen (flushed to the store at close). */
   seen: SeenInventory;
@@ -83,18 +88,20 @@ async function storeUrlFor(dataDir: string): Promise<string | undefined> {
 export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origin: string) => ModelInput = seedModel): Promise<Certgate> {
   const p = await pki();
   const origin = await echo();
-  const loaded = await loadStore(dataDir, () => parseModel(seed(p, origin)), (m) => void new Snapshot(m, 1, (x) => apinizerRules(x, DEFAULT_ENVIRONMENT)), await storeUrlFor(dataDir));
+  const files = new FileSource();
+  const loaded = await loadStore(dataDir, () => parseModel(seed(p, origin)), (m) => void new Snapshot(files.resolve(m), 1, (x) => apinizerRules(x, DEFAULT_ENVIRONMENT)), await storeUrlFor(dataDir));
   const metrics = createMetrics({ refusalReasons: REFUSAL_LABELS });
-  const log = createLogger({ level: "silent" });
+  const log = createLogger({ level: process.env.TEST_LOG ?? "silent" });
   const seen = new SeenInventory(new Sightings(1000), loaded.store, log);
   await seen.start(3_600_000);
-  const runtime = new Runtime(loaded.model, { log, metrics, environment: DEFAULT_ENVIRONMENT, derivedRules: apinizerRules, seen: seen.table });
+  const runtime = new Runtime(files.resolve(loaded.model), { log, metrics, environment: DEFAULT_ENVIRONMENT, derivedRules: apinizerRules, seen: seen.table });
+  const reloader = new FileReloader(runtime, files, loaded.model, { log, metrics });
   const { port } = await runtime.listen("127.0.0.1", 0);
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicAddr: AddressInfo = await listenAdmin(publicServer, "127.0.0.1", 0);
   const publicUrl = `http://127.0.0.1:${publicAddr.port}`;
   const managedCa = new ManagedCaService(dataDir, publicUrl, () => runtime.snapshot.model);
-  const { plane, server } = startControl(runtime, metrics, loaded, TOKEN, { onError: (e) => console.error(e), managedCa, seen });
+  const { plane, server } = startControl(reloader, metrics, loaded, TOKEN, { onError: (e) => console.error(e), managedCa, seen });
   const addr: AddressInfo = await listenAdmin(server, "127.0.0.1", 0);
   return {
     dataDir,
@@ -102,9 +109,12 @@ export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origi
     admin: `http://127.0.0.1:${addr.port}`,
     publicUrl,
     runtime,
+    reloader,
+    metrics,
     plane,
     seen,
     async close() {
+      reloader.close();
       publicServer.closeAllConnections();
       publicServer.close();
       server.closeAllConnections?.();

@@ -5,7 +5,7 @@ import { PemError, parseCaBundle } from "../../pki/pem.ts";
 import { managedRevokedAt } from "../../model/derived.ts";
 import type { Model, TrustBundle } from "../../model/schema.ts";
 import { compileRevocationPolicy, type RevocationPolicy } from "../../revocation/policy.ts";
-import { memo, type Fail } from "./memo.ts";
+import { memo, UNREAD, type Fail } from "./memo.ts";
 
 export interface CompiledBundle {
   id: string;
@@ -41,6 +41,8 @@ export function compileBundles(model: Model, fail: Fail): Map<string, CompiledBu
 }
 
 function compileBundle(b: TrustBundle, fail: (m: string, field?: string) => void): CompiledBundle | undefined {
+  if (b.ca === undefined) return void fail(UNREAD, "ca_file");
+  if (b.revocation?.crl?.crl_file && b.revocation.crl.pem === undefined) return void fail(UNREAD, "revocation.crl.crl_file");
   let cas: X509Certificate[];
   try {
     cas = parseCaBundle(b.ca);

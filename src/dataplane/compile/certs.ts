@@ -4,7 +4,7 @@ import { createHash, createPrivateKey, type X509Certificate } from "node:crypto"
 import { PemError, dnsNames, parseCertificates } from "../../pki/pem.ts";
 import type { Model } from "../../model/schema.ts";
 import { NameTable } from "../names.ts";
-import { memo, type Fail } from "./memo.ts";
+import { memo, UNREAD, type Fail } from "./memo.ts";
 
 export interface CompiledCert {
   id: string;
@@ -32,7 +32,11 @@ export function compileCerts(model: Model, fail: Fail): CompiledCerts {
   const byId = new Map<string, CompiledCert>();
   const byName = new NameTable<CompiledCert>();
   model.certificates.forEach((c, i) => {
-    const cc = memo(certMemo, c, () => compileCert(c.id, c.cert, c.key, (m, f = "cert") => fail(`certificates[${i}].${f}`, m)));
+    const cc = memo(certMemo, c, () => {
+      // File-backed: the control plane fills the contents in beside the path before compiling.
+      if (c.cert === undefined || c.key === undefined) return void fail(`certificates[${i}].${c.cert === undefined ? "cert_file" : "key_file"}`, UNREAD);
+      return compileCert(c.id, c.cert, c.key, (m, f = "cert") => fail(`certificates[${i}].${f}`, m));
+    });
     if (!cc) return;
     if (byId.has(c.id)) return fail(`certificates[${i}].id`, `duplicate id "${c.id}"`);
     byId.set(c.id, cc);

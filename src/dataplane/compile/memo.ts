@@ -3,6 +3,9 @@
 
 export type Fail = (path: string, message: string) => void;
 
+/** A file-backed field whose contents nobody read (a model that did not come through the control plane's file source). */
+export const UNREAD = "the file was not read: file-backed contents reach the data plane through the control plane";
+
 /**
  * Compiled parts, by the (immutable) model object they came from: the control plane shares
  * unchanged objects between models, so a write to one host does not re-parse every PEM.

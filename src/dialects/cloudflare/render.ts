@@ -22,6 +22,8 @@ export function accessCertRes(model: Model, b: TrustBundle): Record<string, unkn
     fingerprint: cas[0]!.fingerprint256,
     expires_on: new Date(expires).toISOString(),
     associated_hostnames: model.hosts.filter((h) => h.mtls.trust_bundle === b.id).map((h) => h.hostname),
+    // certgate's own field: a file-backed bundle's file (updates of its `certificate` are refused, 409).
+    ...(b.ca_file !== undefined ? { ca_file: b.ca_file } : {}),
     created_at: b.created_at ?? null,
     updated_at: b.updated_at ?? null,
   };

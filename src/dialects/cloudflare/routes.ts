@@ -21,6 +21,7 @@ import { canRead, claimable, requireAccount } from "../../control/ownership.ts";
 import { now } from "../../control/writepath.ts";
 import { addBundle, associate, hostEntry, putHost, removeAt, removeBundle, replaceAt, withDialect } from "../../model/ops.ts";
 import { caBundle } from "../../control/certinfo.ts";
+import { fileBackedConflict } from "../../control/filesource.ts";
 
 
 /** A Cloudflare-style id (32 hex digits). */
@@ -100,6 +101,7 @@ async function updateAccessCert(ctx: Ctx): Promise<Reply> {
   if (ca !== undefined) caBundle(ca, "certificate");
   const bundle = await ctx.write(`update access certificate ${id}`, (model) => {
     const i = findBundle(ctx, model, acc, id);
+    if (ca !== undefined && model.trust_bundles[i]!.ca_file) throw fileBackedConflict("trust_bundles", model.trust_bundles[i]!, "ca_file", "certificate");
     const at = now();
     const bundle: TrustBundle = { ...model.trust_bundles[i]!, ...(name !== undefined ? { name } : {}), ...(ca !== undefined ? { ca } : {}), updated_at: at };
     const next = { ...model, trust_bundles: replaceAt(model.trust_bundles, i, bundle) };

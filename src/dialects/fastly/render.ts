@@ -1,6 +1,7 @@
 // The Fastly dialect's rendering: JSON:API documents and resources (tls_activation,
 // mutual_authentication, tls_certificate, tls_private_key, tls_domain, tls_configuration) as
-// views of the model and of Fastly's records (records.ts).
+// views of the model and of Fastly's records (records.ts). The model they get has file-backed
+// contents filled in (control/filesource.ts), so every certificate has its `cert` and `key`.
 import { createHash } from "node:crypto";
 import type { Host, Model, TrustBundle } from "../../model/schema.ts";
 import type { Ctx, Reply } from "../../control/http.ts";
@@ -56,6 +57,8 @@ export function certOf(ctx: Ctx, h: Host): string | null {
 // ---- serialisation ---------------------------------------------------------------------
 
 const ref = (type: string, id: string): Ref => ({ type, id });
+/** certgate's own attribute for a file-backed object: the file its contents come from (edits of those contents are refused, 409). */
+export const fileOf = <O extends object>(o: O, field: keyof O & string): Record<string, unknown> => (o[field] !== undefined ? { [field]: o[field] } : {});
 const stamps = (o: { created_at?: string; updated_at?: string }) => ({ created_at: o.created_at ?? null, updated_at: o.updated_at ?? o.created_at ?? null, deleted_at: null });
 
 export function activationRes(ctx: Ctx, model: Model, h: Host): Resource {
@@ -77,13 +80,13 @@ export function mutualAuthRes(model: Model, b: TrustBundle): Resource {
   return {
     id: b.id,
     type: "mutual_authentication",
-    attributes: { cert_bundle: b.ca, enforced: b.enforced, name: b.name ?? b.id, ...stamps(b) },
+    attributes: { cert_bundle: b.ca, enforced: b.enforced, name: b.name ?? b.id, ...fileOf(b, "ca_file"), ...stamps(b) },
     relationships: { tls_activations: { data: model.hosts.filter((h) => h.mtls.trust_bundle === b.id).map((h) => ref("tls_activation", activationId(model, h))) } },
   };
 }
 
 export function certRes(c: Model["certificates"][number]): Resource {
-  const i = certInfo(c.cert);
+  const i = certInfo(c.cert!);
   return {
     id: c.id,
     type: "tls_certificate",
@@ -96,6 +99,8 @@ export function certRes(c: Model["certificates"][number]): Resource {
       not_before: i.not_before,
       not_after: i.not_after,
       replace: false,
+      ...fileOf(c, "cert_file"),
+      ...fileOf(c, "key_file"),
       ...stamps(c),
     },
     relationships: { tls_domains: { data: i.names.map((n) => ref("tls_domain", n)) } },
@@ -115,7 +120,7 @@ export function keys(model: Model): KeyView[] {
   for (const c of model.certificates) {
     const rec = model.dialects.fastly.certificates[c.id] ?? {};
     const id = rec.private_key_id ?? `k${createHash("sha256").update(c.id).digest("hex").slice(0, 21)}`;
-    if (!out.has(id)) out.set(id, { id, name: rec.private_key_name ?? "", pem: c.key, created_at: c.created_at, in_use: true });
+    if (!out.has(id)) out.set(id, { id, name: rec.private_key_name ?? "", pem: c.key!, created_at: c.created_at, in_use: true });
   }
   for (const k of model.dialects.fastly.pending_private_keys) out.set(k.id, { id: k.id, name: k.name, pem: k.key, created_at: k.created_at, in_use: false });
   return [...out.values()];
@@ -132,7 +137,7 @@ export function keyRes(k: KeyView): Resource {
 
 export function domains(model: Model): string[] {
   const set = new Set<string>();
-  for (const c of model.certificates) for (const n of certInfo(c.cert).names) set.add(n);
+  for (const c of model.certificates) for (const n of certInfo(c.cert!).names) set.add(n);
   for (const h of model.hosts) set.add(h.hostname);
   return [...set].sort();
 }
@@ -142,7 +147,7 @@ export function domainRes(model: Model, name: string): Resource {
     id: name,
     type: "tls_domain",
     relationships: {
-      tls_certificates: { data: model.certificates.filter((c) => certInfo(c.cert).names.includes(name)).map((c) => ref("tls_certificate", c.id)) },
+      tls_certificates: { data: model.certificates.filter((c) => certInfo(c.cert!).names.includes(name)).map((c) => ref("tls_certificate", c.id)) },
       tls_activations: { data: model.hosts.filter((h) => h.hostname === name).map((h) => ref("tls_activation", activationId(model, h))) },
     },
   };

@@ -25,6 +25,7 @@ import { addBundle, associate, hostEntry, putHost, removeAt, removeBundle, repla
 import type { FastlyActivation, FastlyRecords } from "./records.ts";
 import { activationId, activationOf, activationRes, certOf, certRes, configRes, configurations, defaultConfigId, doc, domainRes, domains, includedFor, keyRes, keys, mutualAuthRes } from "./render.ts";
 import { caBundle, certInfo, covers, keyInfo } from "../../control/certinfo.ts";
+import { fileBackedConflict } from "../../control/filesource.ts";
 
 // ---- identities ------------------------------------------------------------------------
 
@@ -120,7 +121,7 @@ function bundleIndex(model: Model, id: string, inBody = false): number {
 function checkCovers(model: Model, certId: string, hostname: string, pointer: string): void {
   const cert = model.certificates.find((c) => c.id === certId);
   if (!cert) throw badRequest(`tls_certificate "${certId}" not found`, "/data/relationships/tls_certificate/data/id");
-  const names = certInfo(cert.cert).names;
+  const names = certInfo(cert.cert!).names;
   if (!covers(names, hostname)) throw badRequest(`tls_domain "${hostname}" is not among the certificate's names (${names.join(", ")})`, pointer);
 }
 
@@ -224,7 +225,7 @@ async function deleteActivation(ctx: Ctx): Promise<Reply> {
   await ctx.write(`delete tls_activation ${id}`, (model) => {
     const i = findActivation(model, id);
     const hostname = model.hosts[i]!.hostname;
-    if (model.routes.some((r) => r.hostname === hostname) && !model.certificates.some((c) => covers(certInfo(c.cert).names, hostname)) && !model.default_certificate)
+    if (model.routes.some((r) => r.hostname === hostname) && !model.certificates.some((c) => covers(certInfo(c.cert!).names, hostname)) && !model.default_certificate)
       throw new ApiError("conflict", `routes still use "${hostname}" and no other certificate covers it`);
     return { model: { ...model, hosts: removeAt(model.hosts, i) }, result: null };
   });
@@ -278,6 +279,7 @@ async function patchMutualAuth(ctx: Ctx): Promise<Reply> {
   const summary = `update mutual_authentication ${id}: ${[ca !== undefined ? "cert_bundle" : "", enforced !== undefined ? `enforced=${enforced}` : "", name !== undefined ? "name" : ""].filter(Boolean).join(" ")}`;
   const b = await ctx.write(summary, (model) => {
     const i = bundleIndex(model, id);
+    if (ca !== undefined && model.trust_bundles[i]!.ca_file) throw fileBackedConflict("trust_bundles", model.trust_bundles[i]!, "ca_file", "/data/attributes/cert_bundle");
     const b: TrustBundle = { ...model.trust_bundles[i]!, ...(ca !== undefined ? { ca } : {}), ...(enforced !== undefined ? { enforced } : {}), ...(name !== undefined ? { name } : {}), updated_at: now() };
     return { model: { ...model, trust_bundles: replaceAt(model.trust_bundles, i, b) }, result: b };
   });
@@ -301,8 +303,8 @@ function listCertificates(ctx: Ctx): Reply {
   let certs = model.certificates;
   const fDomain = ctx.query("filter[tls_domains.id]");
   const fNotAfter = ctx.query("filter[not_after]");
-  if (fDomain !== null) certs = certs.filter((c) => certInfo(c.cert).names.includes(fDomain.toLowerCase()));
-  if (fNotAfter !== null) certs = certs.filter((c) => certInfo(c.cert).not_after <= fNotAfter);
+  if (fDomain !== null) certs = certs.filter((c) => certInfo(c.cert!).names.includes(fDomain.toLowerCase()));
+  if (fNotAfter !== null) certs = certs.filter((c) => certInfo(c.cert!).not_after <= fNotAfter);
   const inc = includes(ctx, ["tls_domains"]);
   const { page, meta, links } = paginate(ctx, certs);
   const data = page.map(certRes);
@@ -360,6 +362,7 @@ async function patchCertificate(ctx: Ctx): Promise<Reply> {
   const c = await ctx.write(`update tls_certificate ${id}${blob ? " (new cert_blob)" : ""}`, (model) => {
     const i = model.certificates.findIndex((x) => x.id === id);
     if (i < 0) throw notFound("tls_certificate", id);
+    if (blob !== undefined && model.certificates[i]!.cert_file) throw fileBackedConflict("certificates", model.certificates[i]!, "cert_file", "/data/attributes/cert_blob");
     let c = { ...model.certificates[i]!, ...(name !== undefined ? { name } : {}), updated_at: now() };
     let next = model;
     if (blob !== undefined) {
@@ -439,7 +442,7 @@ function listDomains(ctx: Ctx): Reply {
   if (inUse !== null) list = list.filter((d) => String(model.hosts.some((h) => h.hostname === d)) === inUse);
   if (fCert !== null) {
     const c = model.certificates.find((x) => x.id === fCert);
-    list = c ? list.filter((d) => certInfo(c.cert).names.includes(d)) : [];
+    list = c ? list.filter((d) => certInfo(c.cert!).names.includes(d)) : [];
   }
   const inc = includes(ctx, ["tls_activations", "tls_certificates"]);
   const { page, meta, links } = paginate(ctx, list);

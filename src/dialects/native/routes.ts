@@ -58,11 +58,11 @@ async function deleteRoute(ctx: Ctx): Promise<Reply> {
   return { status: 204 };
 }
 
-/** The model without private keys. */
+/** The model without private keys (a file-backed key is its key_file alone). */
 export function redact(model: Model): Model {
   return {
     ...model,
-    certificates: model.certificates.map((c) => ({ ...c, key: REDACTED })),
+    certificates: model.certificates.map(({ key: _k, ...c }) => (c.key_file ? c : { ...c, key: REDACTED })),
     dialects: { ...model.dialects, fastly: { ...model.dialects.fastly, pending_private_keys: model.dialects.fastly.pending_private_keys.map((k) => ({ ...k, key: REDACTED })) } },
   };
 }
@@ -75,8 +75,9 @@ function wantsYaml(ctx: Ctx): boolean {
   return /\b(application|text)\/(x-)?yaml\b/i.test(String(ctx.req.headers.accept ?? ""));
 }
 
+/** The model as stored: file-backed objects show their paths, not the files' contents, so a re-import keeps them file-backed. */
 function getConfig(ctx: Ctx): Reply {
-  const model = redact(ctx.plane.model);
+  const model = redact(ctx.plane.stored);
   if (wantsYaml(ctx)) return { status: 200, text: toYaml(model, { lineWidth: 0 }), contentType: "application/yaml; charset=utf-8" };
   return json(model);
 }
@@ -86,11 +87,11 @@ async function putConfig(ctx: Ctx): Promise<Reply> {
   const raw = upgradeLegacy(await objectBody(ctx, { yaml: true, shape: "the whole model as a JSON or YAML object" })) as Record<string, unknown>;
   const counts = ["certificates", "trust_bundles", "hosts", "routes", "zones"].map((k) => `${Array.isArray(raw[k]) ? (raw[k] as unknown[]).length : 0} ${k}`).join(", ");
   await ctx.plane.replace(ctx.writeCtx(), `replace config (${counts})`, (cur) => {
-    // Keys left redacted (or out) keep the stored key of the certificate / pending key with that id.
-    const fill = (list: unknown, stored: { id: string; key: string }[], what: string) =>
+    // Keys left redacted (or out) keep the stored key of the certificate / pending key with that id; a key_file is read.
+    const fill = (list: unknown, stored: { id: string; key?: string }[], what: string) =>
       Array.isArray(list)
         ? list.map((o: unknown, i) => {
-            if (!isObject(o) || (o.key !== undefined && o.key !== REDACTED)) return o;
+            if (!isObject(o) || (o.key !== undefined && o.key !== REDACTED) || (o.key === undefined && o.key_file !== undefined)) return o;
             const prev = stored.find((s) => s.id === o.id);
             if (!prev) throw new ApiError("invalid_key", `${what}[${i}].key is redacted but no stored ${what} has id ${JSON.stringify(o.id ?? null)}`, `${what}[${i}].key`);
             return { ...o, key: prev.key };
