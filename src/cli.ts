@@ -31,12 +31,15 @@ import { loadKek, StoreKeystore } from "./control/cakeystore.ts";
 import { FileSource } from "./control/filesource.ts";
 import { blameFiles, FileReloader } from "./control/filereload.ts";
 import { availableParallelism } from "node:os";
+import { DEFAULT_SEEN_ENTRIES, Sightings } from "./dataplane/tls/sightings.ts";
+import { SeenInventory } from "./control/seen.ts";
 
 const USAGE = `usage:
   certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--public HOST:PORT] [--public-url URL]
                 [--data DIR] [--config FILE] [--environment NAME]
                 [--admin-tls-cert PEM --admin-tls-key PEM --admin-client-ca PEM]
                 [--workers N|auto] [--drain-timeout DURATION] [--reuseport on|off] [--store postgres://…] [--kek-file FILE]
+                [--client-cert-inventory N] [--client-cert-inventory-flush DURATION]
       Serve on one TLS port (default 0.0.0.0:8443); admin API on 127.0.0.1:8444; the managed
       CA's certificate, CRL and OCSP on 127.0.0.1:8445 (--public-url: the base URL written
       into issued certificates, default from --public).
@@ -53,6 +56,8 @@ const USAGE = `usage:
       --drain-timeout (default 30s) bounds how long a stopping worker finishes its requests.
       --reuseport off: the workers share one listening socket instead of one SO_REUSEPORT
       socket each. --debug-worker-id (tests): responses name their worker (certgate-worker).
+      --client-cert-inventory: client certificates remembered (GET /v1/client_certificates/seen;
+      default 100000, 0: off), flushed to the store every --client-cert-inventory-flush (30s).
   certgate backup --out FILE [--data DIR]
       A consistent copy of DIR/certgate.db (default ./data), also while certgate serves;
       README "Backup and restore" says how to restore it.
@@ -94,12 +99,17 @@ async function serve(argv: string[]): Promise<void> {
       store: { type: "string" }, // postgres://… (default: DIR/certgate.db)
       "kek-file": { type: "string" }, // a fleet's key-encryption key for the managed CA (else $CERTGATE_KEK)
       "debug-worker-id": { type: "boolean", default: false }, // tests: which worker answered (certgate-worker header)
+      "client-cert-inventory": { type: "string", default: String(DEFAULT_SEEN_ENTRIES) },
+      "client-cert-inventory-flush": { type: "string", default: "30s" },
     },
     strict: true,
   });
   const listen = parseHostPort(values.listen, "--listen");
   const workers = parseWorkers(values.workers);
   const drainTimeoutMs = parseDuration(values["drain-timeout"], "--drain-timeout");
+  const seenEntries = parseCount(values["client-cert-inventory"], "--client-cert-inventory", 0, 10_000_000);
+  const seenFlushMs = parseDuration(values["client-cert-inventory-flush"], "--client-cert-inventory-flush");
+  if (seenFlushMs < 1000) throw new Error(`--client-cert-inventory-flush: at least 1s, got "${values["client-cert-inventory-flush"]}"`);
   if (values.reuseport !== "on" && values.reuseport !== "off") throw new Error(`--reuseport: expected on or off, got "${values.reuseport}"`);
   const admin = parseHostPort(values.admin, "--admin");
   const dataDir = resolve(values.data);
@@ -183,8 +193,12 @@ async function serve(argv: string[]): Promise<void> {
   // A file the stored model names that is missing or broken: nothing starts (ModelError naming it, exit 1).
   compileSeed(model);
   const live = files.resolve(model);
+  // The inventory of client certificates seen: this process's table (its workers' merged into it), kept in the store.
+  const seenTable = seenEntries > 0 ? new Sightings(seenEntries) : undefined;
+  const seen = seenTable && new SeenInventory(seenTable, loaded.store, log, () => group?.collectSightings() ?? Promise.resolve());
+  void seen?.start(seenFlushMs); // a fleet's PostgreSQL may be down: serving does not wait for the inventory
   if (workers === 1) {
-    served = single = new Runtime(live, { ...common, debugWorkerId: values["debug-worker-id"] ? "0" : undefined });
+    served = single = new Runtime(live, { ...common, seen: seenTable, debugWorkerId: values["debug-worker-id"] ? "0" : undefined });
     bound = await single.listen(listen.host, listen.port);
   } else {
     served = group = new WorkerGroup(live, {
@@ -193,6 +207,7 @@ async function serve(argv: string[]): Promise<void> {
       drainTimeoutMs,
       reuseport: values.reuseport === "on",
       debugWorkerId: values["debug-worker-id"],
+      seen: seenTable,
       onFatal: (reason) => {
         log.fatal({ msg: "giving up: the workers keep dying", reason });
         stop("crash loop", 1);
@@ -219,6 +234,7 @@ async function serve(argv: string[]): Promise<void> {
     onUnauthenticated: (method, path, remote) => log.warn({ msg: "admin write without a valid token", method, path, remote }),
     onWarnings: (warnings, write) => log.warn({ msg: "admin write stored with warnings", ...write, warnings }),
     processes: group,
+    seen,
     storeHealth: storeUrl ? () => ({ store: { kind: "postgres", connected: follower?.connected ?? false, revision: plane.revision } }) : undefined,
   });
   const adminBound = await listenAdmin(adminServer, admin.host, admin.port);
@@ -260,7 +276,8 @@ async function serve(argv: string[]): Promise<void> {
     adminServer.close();
     adminServer.closeIdleConnections();
     publicServer.close();
-    void (group ? group.stop() : single!.drain(drainTimeoutMs)).then(exit, exit);
+    // The inventory's last sightings (the workers' too, sent as they drain) go to the store before it closes.
+    void (group ? group.stop() : single!.drain(drainTimeoutMs)).then(() => seen?.stop()).then(exit, exit);
     setTimeout(exit, drainTimeoutMs + 10_000).unref();
   };
   process.on("SIGINT", () => stop("SIGINT"));
@@ -276,6 +293,13 @@ function parseWorkers(s: string): number {
   if (s === "auto") return availableParallelism();
   const n = Number(s);
   if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error(`--workers: expected a number from 1 to 256 or auto, got "${s}"`);
+  return n;
+}
+
+/** A whole number within bounds. */
+function parseCount(s: string, what: string, min: number, max: number): number {
+  const n = Number(s);
+  if (!/^\d+$/.test(s) || n < min || n > max) throw new Error(`${what}: expected a number from ${min} to ${max}, got "${s}"`);
   return n;
 }
 

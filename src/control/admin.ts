@@ -20,6 +20,7 @@ import { NATIVE_ROUTES } from "../dialects/native/routes.ts";
 import { auditEntry } from "./writepath.ts";
 import { requireAccount } from "./ownership.ts";
 import type { WritePath, WriteContext } from "./writepath.ts";
+import type { SeenInventory } from "./seen.ts";
 
 export interface AdminOptions {
   plane: WritePath;
@@ -35,6 +36,8 @@ export interface AdminOptions {
   onWarnings?: (warnings: string[], write: { method: string; path: string; token_id: string }) => void;
   /** The worker processes (serve --workers N): /healthz lists them, /metrics merges theirs, /v1/reload replaces them. */
   processes?: ProcessGroup;
+  /** The inventory of client certificates seen (GET /v1/client_certificates/seen); absent when off. */
+  seen?: SeenInventory;
   /** A fleet's store connection, for /healthz. */
   storeHealth?: () => object;
 }
@@ -197,6 +200,7 @@ async function dispatch(opts: AdminOptions, req: http.IncomingMessage, res: http
     plane: opts.plane,
     managedCa: opts.managedCa,
     processes: opts.processes,
+    seen: opts.seen,
     path,
     query: (name) => url.searchParams.get(name),
     body: async (o = {}) => parseBody(req, await (bodyCache ??= readBody(req)), o.yaml ?? false, o.optional ?? false),

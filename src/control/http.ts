@@ -7,6 +7,7 @@ import { ApiError } from "./apierrors.ts";
 import type { Model } from "../model/schema.ts";
 import type { ManagedCaService } from "../managedca/service.ts";
 import type { ProcessGroup } from "./enforcer.ts";
+import type { SeenInventory } from "./seen.ts";
 
 export const MAX_BODY_BYTES = 32 << 20;
 
@@ -28,6 +29,8 @@ export interface Ctx {
   managedCa?: ManagedCaService;
   /** The worker processes; absent with --workers 1. */
   processes?: ProcessGroup;
+  /** The inventory of client certificates seen; absent when off (serve --client-cert-inventory 0). */
+  seen?: SeenInventory;
   /** The path as routed (without a /client/v4 prefix). */
   path: string;
   query(name: string): string | null;

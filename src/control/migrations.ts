@@ -23,11 +23,18 @@ const v1 = (e: Engine) => `
   INSERT INTO meta (key, value) VALUES ('revision', '0');
 `;
 
+// Times in epoch milliseconds (BIGINT: PostgreSQL's INTEGER is 32-bit); hostnames a JSON array.
+const v3 = (e: Engine) => `
+  ${table(e, "client_certificates_seen", `fingerprint TEXT PRIMARY KEY, subject TEXT NOT NULL, issuer TEXT NOT NULL, serial TEXT NOT NULL, san TEXT NOT NULL, not_after BIGINT NOT NULL, result TEXT NOT NULL, revoked INTEGER, first_seen BIGINT NOT NULL, last_seen BIGINT NOT NULL, hostnames TEXT NOT NULL, connections BIGINT NOT NULL`, true)}
+  CREATE INDEX client_certificates_seen_last ON client_certificates_seen (last_seen);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "model objects, scalars, tokens, audit", sql: { sqlite: v1("sqlite"), postgres: v1("postgres") } },
   // Vendor fields leave the core objects for per-dialect records (model/upgrade.ts): the rows are
   // rewritten once, so each row again holds exactly one object of the model's current layout.
   { version: 2, name: "per-dialect records (vendor fields out of hosts, certificates, zones and rules)", upgradeLegacyRows: true },
+  { version: 3, name: "inventory of client certificates seen", sql: { sqlite: v3("sqlite"), postgres: v3("postgres") } },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

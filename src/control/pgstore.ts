@@ -9,6 +9,8 @@ import { parseModel, type Model } from "../model/schema.ts";
 import { isLegacy, upgradeLegacy } from "../model/upgrade.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE, tooNew } from "./migrations.ts";
 import { allRows, rawFromRows, READ_OBJECTS, READ_SCALARS, rowChanges, statements, type RowOp } from "./rows.ts";
+import { COUNT_SEEN, entryOf, LOAD_SEEN, mergeDeltas, PRUNE_SEEN, selectStatements, upsertStatements } from "./seenrows.ts";
+import type { SeenDelta, SeenEntry } from "../dataplane/tls/sightings.ts";
 import { StoreUnavailable, type AuditEntry, type AuditRecord, type Store, type TokenRecord, type TransactOptions } from "./store.ts";
 
 /** The channel every commit notifies with its revision, and token changes with TOKENS_CHANGED. */
@@ -16,6 +18,8 @@ export const CONFIG_CHANNEL = "certgate_config";
 export const TOKENS_CHANGED = "tokens";
 /** Held while migrating, so nodes starting together migrate once. */
 const MIGRATION_LOCK = 0x63657274; // "cert"
+/** Held by a flush of the inventory: nodes add their deltas one after the other (read, add, write). */
+const SEEN_LOCK = 0x7365656e; // "seen"
 
 type Client = pg.PoolClient;
 
@@ -235,6 +239,22 @@ export class PostgresStore implements Store {
   async putIfAbsent(key: string, value: string): Promise<string> {
     await this.#query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [key, value]);
     return (await this.get(key))!;
+  }
+
+  flushSeen(deltas: readonly SeenDelta[], max: number): Promise<SeenEntry[]> {
+    return this.#tx(async (c) => {
+      await c.query("SELECT pg_advisory_xact_lock($1)", [SEEN_LOCK]);
+      const stored: Record<string, unknown>[] = [];
+      for (const { sql, args } of selectStatements(deltas)) stored.push(...(await c.query(numbered(sql), args)).rows);
+      const totals = mergeDeltas(stored, deltas);
+      for (const { sql, args } of upsertStatements(totals)) await c.query(numbered(sql), args);
+      if (Number((await c.query(COUNT_SEEN)).rows[0].n) > max) await c.query(numbered(PRUNE_SEEN), [max]);
+      return totals;
+    });
+  }
+
+  async loadSeen(max: number): Promise<SeenEntry[]> {
+    return (await this.#query(numbered(LOAD_SEEN), [max])).rows.map(entryOf);
   }
 
   close(): Promise<void> {

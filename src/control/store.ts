@@ -17,6 +17,8 @@ import { allRows, rawFromRows, READ_OBJECTS, READ_SCALARS, rowChanges, statement
 
 export { COLLECTIONS, keyField } from "./rows.ts";
 import { isLegacy, upgradeLegacy } from "../model/upgrade.ts";
+import { COUNT_SEEN, entryOf, LOAD_SEEN, mergeDeltas, PRUNE_SEEN, selectStatements, upsertStatements } from "./seenrows.ts";
+import type { SeenDelta, SeenEntry } from "../dataplane/tls/sightings.ts";
 
 /** The store cannot be reached (a fleet's PostgreSQL is down): writes are refused with 503, serving goes on. */
 export class StoreUnavailable extends Error {
@@ -79,6 +81,14 @@ export interface Store {
   addToken(t: TokenRecord, opts?: { audit?: AuditEntry }): Promise<void>;
   /** Deletes a token (false when there is none); `audit` is recorded in the same transaction, only when one was deleted. */
   deleteToken(id: string, opts?: { audit?: AuditEntry }): Promise<boolean>;
+  /**
+   * Adds inventory deltas (dataplane/tls/sightings.ts) to the stored inventory in one
+   * transaction, keeps its `max` most recently seen entries, and returns the stored totals of
+   * the deltas' certificates.
+   */
+  flushSeen(deltas: readonly SeenDelta[], max: number): Promise<SeenEntry[]>;
+  /** The stored inventory's `max` most recently seen entries, oldest first. */
+  loadSeen(max: number): Promise<SeenEntry[]>;
   /** Checkpoints the WAL into the database file and closes: the database file alone then holds everything. */
   close(): Promise<void>;
 }
@@ -313,6 +323,27 @@ export class SqliteStore implements Store {
     } catch (e) {
       return Promise.reject(e as Error);
     }
+  }
+
+  flushSeen(deltas: readonly SeenDelta[], max: number): Promise<SeenEntry[]> {
+    try {
+      return Promise.resolve(
+        this.#tx(() => {
+          // BEGIN IMMEDIATE holds the write lock: nobody changes these rows between the read and the write.
+          const stored = selectStatements(deltas).flatMap(({ sql, args }) => this.#db.prepare(sql).all(...(args as SQLInputValue[])) as Row[]);
+          const totals = mergeDeltas(stored, deltas);
+          for (const { sql, args } of upsertStatements(totals)) this.#db.prepare(sql).run(...(args as SQLInputValue[]));
+          if (Number((this.#db.prepare(COUNT_SEEN).get() as Row).n) > max) this.#db.prepare(PRUNE_SEEN).run(max);
+          return totals;
+        }),
+      );
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+  }
+
+  loadSeen(max: number): Promise<SeenEntry[]> {
+    return Promise.resolve((this.#db.prepare(LOAD_SEEN).all(max) as Row[]).map(entryOf));
   }
 
   /** Integrity check for tests and operators: SQLite's own, plus "the model loads and parses". */

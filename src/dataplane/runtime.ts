@@ -24,6 +24,7 @@ import { RevocationChecker, type CrlSource, type OcspSource } from "../revocatio
 import { CrlFetcher, type FetcherHooks } from "../revocation/fetcher.ts";
 import { OcspClient, type OcspHooks } from "../revocation/ocsp.ts";
 import { classify, hostVerdict, MISSING, type ChainVerdict } from "./tls/verify.ts";
+import type { Sightings } from "./tls/sightings.ts";
 
 export interface RuntimeOptions {
   log: Logger;
@@ -39,6 +40,8 @@ export interface RuntimeOptions {
    * worker process gets them from its primary (src/workers/), which fetches each URL once.
    */
   revocation?: { crls: CrlSource; ocsp: OcspSource };
+  /** The inventory of client certificates seen (tls/sightings.ts); none when off. */
+  seen?: Sightings;
   /** Debugging only (`serve --debug-worker-id`): every response says which process served it, as `certgate-worker`. */
   debugWorkerId?: string;
 }
@@ -61,6 +64,7 @@ export class Runtime implements Dispatcher {
   readonly #crls: CrlSource;
   readonly environment: string;
   readonly #derivedRules: DerivedRules | undefined;
+  readonly #seen: Sightings | undefined;
 
   constructor(model: Model, opts: RuntimeOptions) {
     this.#log = opts.log;
@@ -83,6 +87,7 @@ export class Runtime implements Dispatcher {
       log: this.#log,
       revocation: new RevocationChecker(this.#crls, ocsp),
       frontCerts: new FrontCerts(),
+      seen: (this.#seen = opts.seen),
     };
     this.#prefetchCrls(model);
     const deps = this.#deps;
@@ -232,6 +237,8 @@ export class Runtime implements Dispatcher {
       else verdict = hostVerdict(leaf, policy);
       facts = new ClientCertFacts(leaf, verdict, leaf && verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined, verdict.ok ? bundle.issuerOf : undefined);
       result = verdict.ok ? "verified" : verdict.reason;
+      // The configured host (a wildcard's pattern), never a client-chosen name: no entry grows with SNIs.
+      this.#seen?.record(facts, policy.pattern);
       if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
       // Certificates of this bundle's clients (verified, or expired: observed as 0), once per full
       // handshake: a resumed session presents nothing new, and would weigh clients by how often they reconnect.

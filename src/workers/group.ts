@@ -20,6 +20,7 @@ import { diffModels } from "./delta.ts";
 import { aggregateGroup } from "./metrics.ts";
 import { bindSlots, type BoundHandle } from "./sockets.ts";
 import type { FromWorker, ToWorker } from "./protocol.ts";
+import type { Sightings } from "../dataplane/tls/sightings.ts";
 
 const WORKER_SCRIPT = fileURLToPath(new URL("./worker.ts", import.meta.url));
 
@@ -39,6 +40,8 @@ export interface GroupOptions {
   /** So many deaths within the window is a crash loop: the group gives up (onFatal). */
   crashLoop?: { deaths: number; windowMs: number };
   debugWorkerId?: boolean;
+  /** The group's inventory of client certificates seen: every worker keeps its own (as large), merged here. */
+  seen?: Sightings;
   /** The group cannot go on (crash loop): the caller logs and exits non-zero. */
   onFatal: (reason: string) => void;
 }
@@ -59,6 +62,7 @@ class Worker {
   readonly startedAt = Date.now();
   readonly ready: Promise<void>;
   readonly exited: Promise<void>;
+  readonly disconnected: Promise<void>;
   markReady!: () => void;
   failStart!: (e: Error) => void;
   /** Set when the primary asked it to go (reload, stop): its exit is no crash. */
@@ -75,6 +79,8 @@ class Worker {
     });
     this.ready.catch(() => {});
     this.exited = new Promise((r) => child.once("exit", () => r()));
+    // Every message the worker sent has been read once its channel is closed ('exit' can come first).
+    this.disconnected = new Promise((r) => (child.connected ? child.once("disconnect", () => r()) : r()));
   }
 
   send(m: ToWorker, handle?: BoundHandle): void {
@@ -115,6 +121,7 @@ export class WorkerGroup {
   #settleWaiters: { version: number; resolve: () => void }[] = [];
   #metricsReqs = new Map<number, (json: unknown) => void>();
   #metricsSeq = 0;
+  #seenReqs = new Map<number, () => void>();
   address: net.AddressInfo | undefined;
   mode: "reuseport" | "shared" | undefined;
 
@@ -220,8 +227,9 @@ export class WorkerGroup {
   async stop(): Promise<void> {
     this.#stopping = true;
     for (const s of this.#slots) clearTimeout(s.timer);
-    await Promise.all([...this.#workers].map((w) => this.#retire(w)));
-    await Promise.all([...this.#workers].map((w) => w.exited));
+    const all = [...this.#workers];
+    await Promise.all(all.map((w) => this.#retire(w)));
+    await Promise.all(all.map((w) => Promise.all([w.exited, w.disconnected])));
     for (const h of new Set(this.#slots.map((s) => s.handle))) h.close();
     this.#crls.close();
   }
@@ -288,6 +296,7 @@ export class WorkerGroup {
         environment: this.environment,
         ticketSecret: this.#o.ticketSecret,
         debugWorkerId: this.#o.debugWorkerId ?? false,
+        seenEntries: this.#o.seen?.max ?? 0,
       },
       slot.handle,
     );
@@ -337,6 +346,11 @@ export class WorkerGroup {
       }
       case "metrics":
         this.#metricsReqs.get(m.id)?.(m.json);
+        return;
+      case "seen":
+        // Asked for (id > 0), or a draining worker's last sightings (id 0).
+        this.#o.seen?.merge(m.deltas);
+        this.#seenReqs.get(m.id)?.();
         return;
       case "draining":
         w.drainStarted?.();
@@ -401,6 +415,27 @@ export class WorkerGroup {
       w.send({ t: "metrics_req", id });
       void w.exited.then(() => done(undefined));
     });
+  }
+
+  /** Merges every worker's sightings since it was last asked into the group's inventory (a worker silent for 2 s is skipped). */
+  async collectSightings(): Promise<void> {
+    if (!this.#o.seen) return;
+    await Promise.all(
+      [...this.#workers].filter((w) => w.state !== "starting").map((w) => {
+        const id = ++this.#metricsSeq;
+        return new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(timer);
+            this.#seenReqs.delete(id);
+            resolve();
+          };
+          const timer = setTimeout(done, 2_000);
+          this.#seenReqs.set(id, done);
+          w.send({ t: "seen_req", id });
+          void w.exited.then(done);
+        });
+      }),
+    );
   }
 
   #gauge(): void {

@@ -8,6 +8,7 @@
 //   crl {url, der | error}          (every new copy)   crl_want {url}
 //   ocsp {key, answer, ttlMs}       (every answer)     ocsp_ask {key, leaf, issuer, url, opts}
 //   metrics_req {id}                                   metrics {id, json}
+//   seen_req {id}                                      seen {id, deltas}   (also id 0, unasked, when it drains)
 //   drain {timeoutMs}                                  draining, then exit(0) once drained
 //   resync is a worker's answer to a delta whose base is not its version: `resync {version}`,
 //   and the primary sends a full `config` (base null).
@@ -19,6 +20,7 @@
 import type { Model } from "../model/schema.ts";
 import type { OcspAnswer, OcspOptions } from "../revocation/ocsp.ts";
 import type { ModelDelta } from "./delta.ts";
+import type { SeenDelta } from "../dataplane/tls/sightings.ts";
 
 export interface InitMessage {
   t: "init";
@@ -30,6 +32,8 @@ export interface InitMessage {
   environment: string;
   ticketSecret: Buffer;
   debugWorkerId: boolean;
+  /** Entries of the worker's client certificate inventory; 0: none kept. */
+  seenEntries: number;
 }
 
 export type ToWorker =
@@ -38,6 +42,7 @@ export type ToWorker =
   | { t: "crl"; url: string; der: Buffer | null; error: string | null }
   | { t: "ocsp"; key: string; answer: OcspAnswer; ttlMs: number }
   | { t: "metrics_req"; id: number }
+  | { t: "seen_req"; id: number }
   | { t: "drain"; timeoutMs: number };
 
 export type FromWorker =
@@ -48,4 +53,6 @@ export type FromWorker =
   | { t: "crl_want"; url: string }
   | { t: "ocsp_ask"; key: string; leaf: Buffer; issuer: Buffer; url: string; opts: OcspOptions }
   | { t: "metrics"; id: number; json: unknown }
+  /** The worker's inventory changes since its previous `seen` (tls/sightings.ts drain()). */
+  | { t: "seen"; id: number; deltas: SeenDelta[] }
   | { t: "draining" };

@@ -9,6 +9,7 @@ import { apinizerRules } from "../dialects/apinizer/rules.ts";
 import type { Model } from "../model/schema.ts";
 import { applyDelta } from "./delta.ts";
 import { CrlMirror, OcspMirror } from "./mirrors.ts";
+import { Sightings } from "../dataplane/tls/sightings.ts";
 import type { FromWorker, InitMessage, ToWorker } from "./protocol.ts";
 
 const send = (m: FromWorker): void => {
@@ -21,6 +22,7 @@ async function start(init: InitMessage, handle: object): Promise<void> {
   const metrics = createMetrics({ refusalReasons: REFUSAL_LABELS });
   const crls = new CrlMirror(send);
   const ocsp = new OcspMirror(send);
+  const seen = init.seenEntries > 0 ? new Sightings(init.seenEntries) : undefined;
   const runtime = new Runtime(init.model, {
     log,
     metrics,
@@ -29,6 +31,7 @@ async function start(init: InitMessage, handle: object): Promise<void> {
     derivedRules: apinizerRules,
     revocation: { crls, ocsp },
     debugWorkerId: init.debugWorkerId ? String(init.slot) : undefined,
+    seen,
   });
   let model: Model = init.model;
   let version = init.version;
@@ -59,12 +62,19 @@ async function start(init: InitMessage, handle: object): Promise<void> {
       case "metrics_req":
         void metrics.registry.getMetricsAsJSON().then((json) => send({ t: "metrics", id: m.id, json }));
         return;
+      case "seen_req":
+        send({ t: "seen", id: m.id, deltas: seen?.drain() ?? [] });
+        return;
       case "drain":
         if (draining) return;
         draining = true;
         log.info({ msg: "draining", timeout_ms: m.timeoutMs });
         send({ t: "draining" });
-        void runtime.drain(m.timeoutMs).then(() => process.exit(0));
+        // The last sightings go to the primary before exit (IPC sends are flushed in order).
+        void runtime.drain(m.timeoutMs).then(() => {
+          if (!seen || !process.connected) process.exit(0);
+          process.send!({ t: "seen", id: 0, deltas: seen.drain() } satisfies FromWorker, undefined, {}, () => process.exit(0));
+        });
         return;
       case "init":
         return;

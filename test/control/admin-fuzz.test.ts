@@ -323,7 +323,7 @@ describe("admin fuzzing", () => {
     pathWith(path, (n) => templates[`${method} ${path}`]?.ids?.[n] ?? real[n]![method === "POST" && real[n]!.length > 1 ? 1 : 0]!);
   const queryArb = fc.option(
     fc
-      .array(fc.tuple(fc.constantFrom("page", "per_page", "page[number]", "page[size]", "filter[in_use]", "filter[not_after]", "hostname", "format", "limit", "before", "status", "name", "account.id", "include", "within", "x"), fc.string({ maxLength: 12 })), { maxLength: 3 })
+      .array(fc.tuple(fc.constantFrom("page", "per_page", "page[number]", "page[size]", "filter[in_use]", "filter[not_after]", "hostname", "format", "limit", "before", "status", "name", "account.id", "include", "within", "host", "issuer", "expiring_within", "x"), fc.string({ maxLength: 12 })), { maxLength: 3 })
       .map((qs) => (qs.length ? "?" + qs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&") : "")),
     { nil: "" },
   );

@@ -188,6 +188,7 @@ const SPECS: Record<string, Spec> = {
   "DELETE /v1/tokens/:id": { role: "admin", ok: 204, req: async () => ({ path: `/v1/tokens/${(await api(cg, "POST", "/v1/tokens", { name: "doomed" })).body.id}` }) },
   "GET /v1/audit": get("global", "/v1/audit?limit=1"),
   "GET /v1/certificates/expiring": get("global", "/v1/certificates/expiring?within=3650d"),
+  "GET /v1/client_certificates/seen": get("global", "/v1/client_certificates/seen?per_page=5"),
   "POST /v1/reload": { role: "admin", ok: 200, req: () => ({ path: "/v1/reload" }) },
 
   // ---- Apinizer

@@ -22,6 +22,8 @@ import { FileReloader } from "../../src/control/filereload.ts";
 import { pki } from "../helpers/harness.ts";
 import { createDatabase } from "../helpers/postgres.setup.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
+import { Sightings } from "../../src/dataplane/tls/sightings.ts";
+import { SeenInventory } from "../../src/control/seen.ts";
 
 export const TOKEN = "test-admin-token";
 
@@ -36,6 +38,8 @@ export interface Certgate {
   reloader: FileReloader;
   metrics: ReturnType<typeof createMetrics>;
   plane: WritePath;
+  /** The inventory of client certificates seen (flushed to the store at close). */
+  seen: SeenInventory;
   close(): Promise<void>;
 }
 
@@ -88,14 +92,16 @@ export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origi
   const loaded = await loadStore(dataDir, () => parseModel(seed(p, origin)), (m) => void new Snapshot(files.resolve(m), 1, (x) => apinizerRules(x, DEFAULT_ENVIRONMENT)), await storeUrlFor(dataDir));
   const metrics = createMetrics({ refusalReasons: REFUSAL_LABELS });
   const log = createLogger({ level: process.env.TEST_LOG ?? "silent" });
-  const runtime = new Runtime(files.resolve(loaded.model), { log, metrics, environment: DEFAULT_ENVIRONMENT, derivedRules: apinizerRules });
+  const seen = new SeenInventory(new Sightings(1000), loaded.store, log);
+  await seen.start(3_600_000);
+  const runtime = new Runtime(files.resolve(loaded.model), { log, metrics, environment: DEFAULT_ENVIRONMENT, derivedRules: apinizerRules, seen: seen.table });
   const reloader = new FileReloader(runtime, files, loaded.model, { log, metrics });
   const { port } = await runtime.listen("127.0.0.1", 0);
   const publicServer = http.createServer((req, res) => managedCa.handler(req, res));
   const publicAddr: AddressInfo = await listenAdmin(publicServer, "127.0.0.1", 0);
   const publicUrl = `http://127.0.0.1:${publicAddr.port}`;
   const managedCa = new ManagedCaService(dataDir, publicUrl, () => runtime.snapshot.model);
-  const { plane, server } = startControl(reloader, metrics, loaded, TOKEN, { onError: (e) => console.error(e), managedCa });
+  const { plane, server } = startControl(reloader, metrics, loaded, TOKEN, { onError: (e) => console.error(e), managedCa, seen });
   const addr: AddressInfo = await listenAdmin(server, "127.0.0.1", 0);
   return {
     dataDir,
@@ -106,6 +112,7 @@ export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origi
     reloader,
     metrics,
     plane,
+    seen,
     async close() {
       reloader.close();
       publicServer.closeAllConnections();
@@ -113,6 +120,7 @@ export async function startCertgate(dataDir = tmpData(), seed: (p: DevPki, origi
       server.closeAllConnections?.();
       await new Promise((r) => server.close(r));
       await runtime.close();
+      await seen.stop();
       await loaded.store.close();
     },
   };

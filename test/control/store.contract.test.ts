@@ -7,6 +7,7 @@ import { PostgresStore, redact } from "../../src/control/pgstore.ts";
 import { parseModel, type Model } from "../../src/model/schema.ts";
 import { tmpData } from "./helpers.ts";
 import { createDatabase } from "../helpers/postgres.setup.ts";
+import type { SeenDelta } from "../../src/dataplane/tls/sightings.ts";
 
 const pgUrl = inject("pgUrl");
 const ORIGIN = "http://127.0.0.1:9";
@@ -119,6 +120,42 @@ for (const engine of ENGINES) {
       const path = (await a.load()).routes[0]!.path_prefix ?? "";
       expect(path.split("/").filter(Boolean).sort()).toEqual(Array.from({ length: 40 }, (_, i) => `m${i}`).sort());
       expect(await b.revision()).toBe(41);
+      await a.close();
+      await b.close();
+    });
+
+    it("adds inventory deltas from two instances without double counting, and keeps the newest entries up to the bound", async () => {
+      const where = await engine.location();
+      const a = await engine.open(where);
+      const b = await engine.open(where);
+      const day = 86_400_000;
+      const delta = (fp: string, at: number, connections: number, hostnames: string[], extra: Partial<SeenDelta> = {}): SeenDelta => ({
+        fingerprint: fp.repeat(64),
+        subject: `CN=${fp}`,
+        issuer: "O=certgate dev,CN=certgate dev client CA",
+        serial: "0A1B",
+        san: "DNS:x.test, URI:spiffe://example.org/x",
+        notAfter: 2_000_000_000_000,
+        result: "verified",
+        revoked: null,
+        firstSeen: at,
+        lastSeen: at,
+        hostnames,
+        connections,
+        ...extra,
+      });
+      // Two nodes flush their own deltas for one certificate, concurrently, many times.
+      await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).flushSeen([delta("a", day * (10 + i), 3, [i % 2 ? "a.test" : "b.test"])], 10)));
+      const [only] = await a.loadSeen(10);
+      expect(only).toMatchObject({ fingerprint: "a".repeat(64), connections: 30, firstSeen: day * 10, lastSeen: day * 19, san: "DNS:x.test, URI:spiffe://example.org/x", notAfter: 2_000_000_000_000, revoked: null });
+      expect(only!.hostnames.sort()).toEqual(["a.test", "b.test"]);
+      // The newer sighting's verdicts win; an older one does not undo them.
+      const totals = await b.flushSeen([delta("a", day * 30, 1, ["a.test"], { result: "cert_has_expired", revoked: true }), delta("a", day * 5, 1, [], { revoked: false })], 10);
+      expect(totals).toEqual([expect.objectContaining({ connections: 32, firstSeen: day * 5, lastSeen: day * 30, result: "cert_has_expired", revoked: true })]);
+      // Bounded: beyond 3 entries, the least recently seen go.
+      await a.flushSeen(["b", "c", "d"].map((fp, i) => delta(fp, day * (40 + i), 1, ["c.test"])), 3);
+      expect((await b.loadSeen(10)).map((e) => e.subject)).toEqual(["CN=b", "CN=c", "CN=d"]);
+      expect((await b.loadSeen(2)).map((e) => e.subject)).toEqual(["CN=c", "CN=d"]);
       await a.close();
       await b.close();
     });

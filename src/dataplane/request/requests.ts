@@ -16,6 +16,7 @@ import type { OriginRoute, HostPolicy, HostView, Snapshot } from "../snapshot.ts
 import { countRefusal, REFUSALS, type RefusalReason, type RefusalSpec } from "./refusals.ts";
 import type { RevocationChecker, RevocationVerdict } from "../../revocation/checker.ts";
 import type { FrontCerts } from "../tls/frontcerts.ts";
+import type { Sightings } from "../tls/sightings.ts";
 
 export const CLIENT_CONN = Symbol("certgate.connection");
 
@@ -76,6 +77,8 @@ export interface RequestDeps {
   log: Logger;
   revocation: RevocationChecker;
   frontCerts: FrontCerts;
+  /** The inventory of client certificates seen (tls/sightings.ts): it keeps each one's last revocation verdict. */
+  seen?: Sightings;
 }
 
 interface Refusal {
@@ -200,6 +203,7 @@ function withRevocation(deps: RequestDeps, conn: ClientConn, view: CachedView | 
   const judged = (v: RevocationVerdict): boolean => {
     deps.metrics.revocationChecks.inc({ source: v.source, result: v.revoked ? "revoked" : "good" });
     if (v.revoked) deps.log.info({ msg: "client certificate revoked", sni: conn.servername, serial: facts.serial, source: v.source, detail: v.detail });
+    deps.seen?.revoked(facts, v.revoked);
     return v.revoked;
   };
   const v = deps.revocation.check(facts, bundle);

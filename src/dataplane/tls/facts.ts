@@ -372,7 +372,7 @@ function xfccValue(v: string): string {
  * Node's subjectAltName string as [type, value] pairs: entries are joined by ", " and a value
  * Node finds unsafe (a comma, quote, backslash or control character) is a JSON string.
  */
-function sanEntries(san: string): (readonly [string, string])[] {
+export function sanEntries(san: string): (readonly [string, string])[] {
   const out: (readonly [string, string])[] = [];
   let i = 0;
   while (i < san.length) {

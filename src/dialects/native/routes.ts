@@ -13,6 +13,7 @@ import { newTokenSecret, sha256 } from "../../control/auth.ts";
 import { randomBytes } from "node:crypto";
 import { certificateExpiries, certificateUsage, parseWindow } from "../../control/expiry.ts";
 import { rfc2253 } from "../../pki/dn.ts";
+import { listSeen } from "./seen.ts";
 
 /** What private keys read as in an export; PUT /v1/config keeps the stored key for it. */
 const REDACTED = "<redacted>";
@@ -224,5 +225,6 @@ export const NATIVE_ROUTES: RouteDef[] = [
   { method: "POST", path: "/v1/tokens", handler: createToken, adminOnly: true },
   { method: "DELETE", path: "/v1/tokens/:id", handler: deleteToken, adminOnly: true },
   { method: "GET", path: "/v1/audit", handler: listAudit },
+  { method: "GET", path: "/v1/client_certificates/seen", handler: listSeen },
   { method: "POST", path: "/v1/reload", handler: reload, adminOnly: true },
 ];
