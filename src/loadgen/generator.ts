@@ -506,15 +506,19 @@ export class Generator {
     return a;
   }
 
+  /** When the next request on a persistent connection counts from: now (closed loop), or the next due time (open loop; none due: undefined). */
+  #due(): number | undefined {
+    if (this.#spec.rate <= 0) return now();
+    const t0 = this.#queue.shift();
+    if (t0 !== undefined) this.#late(t0);
+    return t0;
+  }
+
   /** The next request on an idle connection, opening it if needed. */
   #kaNext(c: KaConn): void {
     if (c.attempt || this.live.phase === "drain" || this.live.phase === "done") return;
-    let t0: number;
-    if (this.#spec.rate > 0) {
-      if (!this.#queue.length) return;
-      t0 = this.#queue.shift()!;
-      this.#late(t0);
-    } else t0 = now();
+    const t0 = this.#due();
+    if (t0 === undefined) return;
     const a = this.#kaAttempt(c, t0);
     c.attempt = a;
     c.reader.reset();
@@ -546,12 +550,8 @@ export class Generator {
   /** The next stream on connection `c` (opening it if needed); its end starts the next one. */
   #h2Next(c: H2Conn): void {
     if (this.live.phase === "drain" || this.live.phase === "done") return;
-    let t0: number;
-    if (this.#spec.rate > 0) {
-      if (!this.#queue.length) return;
-      t0 = this.#queue.shift()!;
-      this.#late(t0);
-    } else t0 = now();
+    const t0 = this.#due();
+    if (t0 === undefined) return;
     const a: Attempt = { t0, deadline: now() + this.#spec.timeoutMs, stage: "response", tConnect: 0, tSecure: 0, tWrite: 0, tFirst: 0, sock: undefined, fail: () => {} };
     this.#inFlight++;
     c.inFlight++;

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, pki, startProxy, type Proxy } from "../helpers/harness.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
 import { runBench, type BenchOptions, type BenchResult } from "../../src/loadgen/coordinator.ts";
+import { benchOptions } from "./options.ts";
 import { issue } from "../../src/pki/issue.ts";
 
 let proxy: Proxy;
@@ -31,23 +32,7 @@ beforeAll(async () => {
 afterAll(() => proxy.close());
 
 function bench(o: Partial<BenchOptions>): Promise<BenchResult> {
-  return runBench({
-    url: url(),
-    certFile: f["client.pem"],
-    keyFile: f["client.key"],
-    caFile: f["server-ca.pem"],
-    insecure: false,
-    mode: "full",
-    concurrency: 2,
-    streams: 10,
-    durationMs: 0,
-    count: 30,
-    rate: 0,
-    warmupMs: 0,
-    workers: 1,
-    timeoutMs: 5_000,
-    ...o,
-  });
+  return runBench(benchOptions(url(), f, o));
 }
 
 describe("certgate bench against certgate", () => {

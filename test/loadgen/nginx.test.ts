@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pki } from "../helpers/harness.ts";
 import { pemFiles } from "../helpers/tools.ts";
 import { runBench, type BenchOptions, type BenchResult } from "../../src/loadgen/coordinator.ts";
+import { benchOptions } from "./options.ts";
 
 const NGINX = ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"].find((p) => existsSync(p));
 
@@ -98,23 +99,7 @@ afterAll(async () => {
 });
 
 function bench(port: number, o: Partial<BenchOptions>): Promise<BenchResult> {
-  return runBench({
-    url: `https://localhost:${port}/`,
-    certFile: f["client.pem"],
-    keyFile: f["client.key"],
-    caFile: f["server-ca.pem"],
-    insecure: false,
-    mode: "full",
-    concurrency: 2,
-    streams: 10,
-    durationMs: 0,
-    count: 30,
-    rate: 0,
-    warmupMs: 0,
-    workers: 1,
-    timeoutMs: 5_000,
-    ...o,
-  });
+  return runBench(benchOptions(`https://localhost:${port}/`, f, o));
 }
 
 describe("certgate bench against nginx", () => {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseModel, pki, startProxy, type Proxy } from "../helpers/harness.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
 import { runBench, type BenchResult } from "../../src/loadgen/coordinator.ts";
+import { benchOptions } from "./options.ts";
 import { reportHtml } from "../../src/loadgen/report.ts";
 
 const CHROMIUM = "chromium";
@@ -18,22 +19,7 @@ beforeAll(async () => {
   const p = await pki();
   const f = pemFiles({ "client.pem": p.client.certPem, "client.key": p.client.keyPem, "server-ca.pem": p.serverCa.certPem });
   proxy = await startProxy((pk, origin) => baseModel(pk, origin, [{ hostname: "localhost", mtls: { trust_bundle: "clients", mode: "enforced" } }]));
-  result = await runBench({
-    url: `https://localhost:${proxy.port}/`,
-    certFile: f["client.pem"],
-    keyFile: f["client.key"],
-    caFile: f["server-ca.pem"],
-    insecure: false,
-    mode: "full",
-    concurrency: 2,
-    streams: 10,
-    durationMs: 1_500,
-    count: 0,
-    rate: 0,
-    warmupMs: 0,
-    workers: 1,
-    timeoutMs: 5_000,
-  });
+  result = await runBench(benchOptions(`https://localhost:${proxy.port}/`, f, { durationMs: 1_500, count: 0 }));
 });
 afterAll(() => proxy.close());
 

@@ -40,6 +40,13 @@ export function rawHeader(raw: readonly string[], name: string): string | undefi
   return undefined;
 }
 
+/** Every header of flat [name, value, ...] by lower-case name, each with all its values in order. */
+export function distinctHeaders(raw: readonly string[]): Record<string, string[]> {
+  const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
+  for (let i = 0; i < raw.length; i += 2) (out[raw[i]!.toLowerCase()] ??= []).push(raw[i + 1]!);
+  return out;
+}
+
 /** A parsed request head. Header names keep the client's case; values are Latin-1, as llhttp gives them. */
 export class Request {
   readonly protocol = "http/1.1" as const;
@@ -99,11 +106,7 @@ export class Request {
 
   /** Every header by lower-case name, each with all its values in order. */
   get headersDistinct(): Record<string, string[]> {
-    if (this.#distinct) return this.#distinct;
-    const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
-    const raw = this.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) (out[raw[i]!.toLowerCase()] ??= []).push(raw[i + 1]!);
-    return (this.#distinct = out);
+    return (this.#distinct ??= distinctHeaders(this.rawHeaders));
   }
 
   /** The handler will not read the body: drop it as it arrives (the connection stays in sync). */

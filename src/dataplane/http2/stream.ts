@@ -3,7 +3,7 @@
 import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import { rawHeader, tagFields } from "../http1/http1.ts";
+import { distinctHeaders, rawHeader, tagFields } from "../http1/http1.ts";
 import type { ClientRequest, ClientResponse } from "../request/exchange.ts";
 
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
@@ -70,11 +70,7 @@ export class H2Request implements ClientRequest {
   }
 
   get headersDistinct(): Record<string, string[]> {
-    if (this.#distinct) return this.#distinct;
-    const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
-    const raw = this.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) (out[raw[i]!.toLowerCase()] ??= []).push(raw[i + 1]!);
-    return (this.#distinct = out);
+    return (this.#distinct ??= distinctHeaders(this.rawHeaders));
   }
 
   discardBody(): void {
