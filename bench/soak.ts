@@ -3,6 +3,7 @@
 // a bounded time, loopback only:
 //
 //   keep-alive   16 connections, one GET every 20 ms each, good client certificate
+//   HTTP/2       4 connections, two streams every 20 ms each (GET), good client certificate
 //   new conns    20 new mTLS connections per second, one GET each (Connection: close); one in
 //                four presents the latest revoked certificate (403 expected), one in eight a
 //                certificate about to be revoked, one in sixteen hangs up right after sending
@@ -24,6 +25,7 @@ import { randomBytes } from "node:crypto";
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import http2 from "node:http2";
 import { performance } from "node:perf_hooks";
 import tls from "node:tls";
 import { parseArgs } from "node:util";
@@ -51,6 +53,7 @@ const { values: a } = parseArgs({
     out: { type: "string", default: "bench/results" },
     "ka-conns": { type: "string", default: "16" },
     "ka-interval": { type: "string", default: "20ms" },
+    "h2-conns": { type: "string", default: "4" },
     "new-rate": { type: "string", default: "20" },
     "route-every": { type: "string", default: "2s" },
     "revoke-every": { type: "string", default: "60s" },
@@ -69,6 +72,7 @@ const opts = {
   warmupMs: a.warmup ? duration(a.warmup, "--warmup") : Math.min(300_000, DURATION_MS / 5),
   kaConns: Number(a["ka-conns"]),
   kaIntervalMs: duration(a["ka-interval"], "--ka-interval"),
+  h2Conns: Number(a["h2-conns"]),
   newRate: Number(a["new-rate"]),
   routeEveryMs: duration(a["route-every"], "--route-every"),
   revokeEveryMs: duration(a["revoke-every"], "--revoke-every"),
@@ -371,6 +375,74 @@ async function drive(pki: DevPki, port: number, adminUrl: string, token: string,
     socket?.destroy();
   };
 
+  /** An HTTP/2 connection sending two concurrent GETs every `interval`; reconnects after an error or an expected 421. */
+  const h2KeepAlive = async (i: number, host: string, interval: number) => {
+    const certs = { ca: pki.serverCa.certPem, cert: pki.client.certPem, key: pki.client.keyPem };
+    let session: http2.ClientHttp2Session | null = null;
+    let seq = 0;
+    let due = performance.now();
+    const one = (s: http2.ClientHttp2Session, path: string) =>
+      new Promise<Reply | { error: string }>((resolve) => {
+        const req = s.request({ ":path": path, ":authority": host, "user-agent": "certgate-soak" });
+        const chunks: Buffer[] = [];
+        let status = 0;
+        const timer = setTimeout(() => (req.close(http2.constants.NGHTTP2_CANCEL), resolve({ error: `no response within ${CLIENT_TIMEOUT_MS} ms` })), CLIENT_TIMEOUT_MS);
+        req.on("response", (h) => (status = Number(h[":status"])));
+        req.on("data", (d: Buffer) => chunks.push(d));
+        req.on("end", () => {
+          clearTimeout(timer);
+          const body = Buffer.concat(chunks).toString();
+          resolve({ status, reason: body.split("\n")[0]!.slice(0, 120), body, close: false });
+        });
+        req.on("error", (e: NodeJS.ErrnoException) => (clearTimeout(timer), resolve({ error: /REFUSED_STREAM/.test(e.message) ? "REFUSED_STREAM" : (e.code ?? e.message) })));
+        req.end();
+      });
+    while (running()) {
+      if (!session || session.closed || session.destroyed) {
+        const s = http2.connect(`https://127.0.0.1:${port}`, { ...certs, servername: host });
+        s.on("error", () => {});
+        const ok = await new Promise<string | null>((r) => {
+          const timer = setTimeout(() => r("handshake timeout"), CLIENT_TIMEOUT_MS);
+          s.once("connect", () => (clearTimeout(timer), r(null)));
+          s.once("error", (e: NodeJS.ErrnoException) => (clearTimeout(timer), r(e.code ?? e.message)));
+        });
+        if (ok !== null) {
+          s.destroy();
+          stats.failed(`h2 connect ${host}`, ok);
+          await sleep(interval);
+          continue;
+        }
+        session = s;
+      }
+      const s = session;
+      const paths = [`/h2/${i}/${seq++}`, `/h2/${i}/${seq++}`];
+      const sent = performance.now();
+      const replies = await Promise.all(paths.map((p) => one(s, p).then((r) => ({ r, ms: performance.now() - sent, p }))));
+      let reconnect = false;
+      for (const { r, ms, p } of replies) {
+        reconnect ||= "error" in r || r.status === 421;
+        // A stream above the GOAWAY's last stream id was never processed (RFC 9113 §6.8): safe to retry.
+        if ("error" in r && r.error === "REFUSED_STREAM" && host === FLIP_HOST) stats.refused("REFUSED_STREAM after a 421's GOAWAY (flip host, HTTP/2)");
+        if ("error" in r) {
+          if (r.error !== "REFUSED_STREAM" || host !== FLIP_HOST) stats.failed(`h2 ${host}: ${r.error}`, p);
+          continue;
+        }
+        stats.answered++;
+        stats.latency(ms, `h2 ${host}${p} ${r.status}`);
+        if (isOwn(r, p)) stats.good();
+        else if (host === FLIP_HOST && r.status === 421 && /policy changed/.test(r.reason)) stats.refused("421 policy_changed (flip host, HTTP/2)");
+        else stats.failed(`h2 ${host} ${r.status} ${r.reason}`, p);
+      }
+      if (reconnect) {
+        s.destroy();
+        session = null;
+      }
+      due = Math.max(due + interval, performance.now());
+      await sleep(due - performance.now());
+    }
+    session?.destroy();
+  };
+
   /** A client that sends its request and shuts its side a moment later, without reading. */
   const hangUp = async (path: string) => {
     const s = await open(port, "localhost", good);
@@ -425,6 +497,8 @@ async function drive(pki: DevPki, port: number, adminUrl: string, token: string,
   const loops: Promise<unknown>[] = [];
   for (let i = 0; i < opts.kaConns; i++) loops.push(keepAlive(i, "localhost", opts.kaIntervalMs));
   for (let i = 0; i < 2; i++) loops.push(keepAlive(1000 + i, FLIP_HOST, 100));
+  for (let i = 0; i < opts.h2Conns; i++) loops.push(h2KeepAlive(i, "localhost", opts.kaIntervalMs));
+  if (opts.h2Conns > 0) loops.push(h2KeepAlive(1000, FLIP_HOST, 100));
   // New connections at a fixed rate (open loop), each on its own.
   const inFlight = new Set<Promise<void>>();
   loops.push(
@@ -444,7 +518,7 @@ async function drive(pki: DevPki, port: number, adminUrl: string, token: string,
     loops.push(
       (async () => {
         for (let i = 0; ; i++) {
-          await sleep(ms);
+          await sleep(Math.min(ms, deadline - performance.now()));
           if (!running()) return;
           await fn(i);
         }
