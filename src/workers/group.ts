@@ -21,8 +21,10 @@ import { aggregateGroup } from "./metrics.ts";
 import { bindSlots, type BoundHandle } from "./sockets.ts";
 import type { FromWorker, ToWorker } from "./protocol.ts";
 import type { Sightings } from "../dataplane/tls/sightings.ts";
+// Loaded (not run) here so that the compile cache holds every module a worker runs: see worker-entry.js.
+import "./worker.ts";
 
-const WORKER_SCRIPT = fileURLToPath(new URL("./worker.ts", import.meta.url));
+const WORKER_SCRIPT = fileURLToPath(new URL("./worker-entry.js", import.meta.url));
 
 export interface GroupOptions {
   workers: number;

@@ -1,6 +1,6 @@
 // A worker process: the data plane on the listening socket its primary hands over, with the
 // models, CRLs and OCSP answers the primary sends (protocol.ts). Started by group.ts with
-// child_process.fork; it never touches the store.
+// child_process.fork (through worker-entry.js); it never touches the store.
 import { createLogger } from "../observability/log.ts";
 import { createMetrics } from "../observability/metrics.ts";
 import { Runtime } from "../dataplane/runtime.ts";
@@ -84,17 +84,20 @@ async function start(init: InitMessage, handle: object): Promise<void> {
   send({ t: "ready", version });
 }
 
-// Orphaned (the primary died): stop at once rather than serve a configuration nobody can change.
-process.on("disconnect", () => process.exit(0));
-process.once("message", (m: ToWorker, handle: object | undefined) => {
-  if (m.t !== "init" || !handle) {
-    console.error("certgate worker: the first message must be init with a listening socket");
-    process.exit(2);
-  }
-  start(m, handle).catch((e: unknown) => {
-    console.error(`certgate worker ${m.slot}: ${(e as Error).stack ?? String(e)}`);
-    process.exit(1);
+/** The worker process's main (called by worker-entry.js): waits for the primary's init message. */
+export function runWorker(): void {
+  // Orphaned (the primary died): stop at once rather than serve a configuration nobody can change.
+  process.on("disconnect", () => process.exit(0));
+  process.once("message", (m: ToWorker, handle: object | undefined) => {
+    if (m.t !== "init" || !handle) {
+      console.error("certgate worker: the first message must be init with a listening socket");
+      process.exit(2);
+    }
+    start(m, handle).catch((e: unknown) => {
+      console.error(`certgate worker ${m.slot}: ${(e as Error).stack ?? String(e)}`);
+      process.exit(1);
+    });
   });
-});
-// SIGINT reaches the whole process group from a terminal: the primary decides what happens.
-process.on("SIGINT", () => {});
+  // SIGINT reaches the whole process group from a terminal: the primary decides what happens.
+  process.on("SIGINT", () => {});
+}

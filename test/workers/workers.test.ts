@@ -1,6 +1,7 @@
 // Two worker processes behind one port: connections spread, one /metrics, writes and
 // revocations enforced by every worker when the admin API answers, CRLs and OCSP fetched once,
 // session tickets that resume across workers but never across hosts or policy changes.
+import { readdirSync, readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import type net from "node:net";
@@ -54,6 +55,18 @@ describe("serve --workers 2", () => {
     }
     throw new Error(`no keep-alive connection reached worker ${worker}`);
   }
+
+  it("starts its workers on the primary's compile cache, which holds every module they load", async () => {
+    const h = await g.health();
+    for (const w of h.workers) {
+      const env = readFileSync(`/proc/${w.pid}/environ`, "latin1").split("\0");
+      const dir = env.find((e) => e.startsWith("NODE_COMPILE_CACHE="))?.slice("NODE_COMPILE_CACHE=".length);
+      expect(dir, `worker ${w.slot}'s environment`).toBeTruthy();
+      // One sub-directory per Node version and flags, holding an entry per cached module.
+      const entries = readdirSync(dir!, { recursive: true });
+      expect(entries.length).toBeGreaterThan(50);
+    }
+  });
 
   it("spreads new connections over both workers, lists them in /healthz and merges their /metrics", async () => {
     const seen = new Map<string, number>();
