@@ -217,7 +217,7 @@ export class Runtime implements Dispatcher {
     return !!a && trusted.has(a);
   }
   rejected(reason: FrontRefusal, socket: net.Socket, servername?: string | null, peer?: ProxiedPeer): void {
-    this.#metrics.handshakeErrors.inc({ reason });
+    this.#metrics.handshakeErrors.inc(reason);
     this.#handshakeLog.info({ sni: servername ?? undefined, client: clientAddress(peer?.source?.address ?? socket.remoteAddress), reason });
   }
 
@@ -239,7 +239,7 @@ export class Runtime implements Dispatcher {
       result = verdict.ok ? "verified" : verdict.reason;
       // The configured host (a wildcard's pattern), never a client-chosen name: no entry grows with SNIs.
       this.#seen?.record(facts, policy.pattern);
-      if (!verdict.ok) this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: verdict.reason });
+      if (!verdict.ok) this.#metrics.verifyFailures.inc(policy.pattern || "_default", verdict.reason);
       // Certificates of this bundle's clients (verified, or expired: observed as 0), once per full
       // handshake: a resumed session presents nothing new, and would weigh clients by how often they reconnect.
       if (leaf && !resumed && (verdict.ok || verdict.failure === "expired"))
@@ -263,7 +263,7 @@ export class Runtime implements Dispatcher {
       awsVpceId: peer?.awsVpceId ?? "",
     };
     (socket as TLSSocket & { [CLIENT_CONN]?: ClientConn })[CLIENT_CONN] = state;
-    this.#metrics.handshakes.inc({ host: policy.pattern || "_default", result, resumed: String(resumed), group: state.group });
+    this.#metrics.handshakes.inc(policy.pattern || "_default", result, resumed ? "true" : "false", state.group);
     if (socket.alpnProtocol === "h2") serveHttp2(socket, this.#snapshot.http, this.#http2);
     else serveHttp1(socket, this.#snapshot.http, this.#http);
   }
@@ -271,8 +271,8 @@ export class Runtime implements Dispatcher {
   #tlsError(err: Error, policy: HostPolicy, servername: string, remote: string): void {
     const code = (err as { code?: string }).code ?? "";
     const reason = /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(code + err.message) ? "no_certificate" : "tls_error";
-    if (reason === "no_certificate") this.#metrics.verifyFailures.inc({ host: policy.pattern || "_default", reason: "no_certificate" });
-    this.#metrics.handshakeErrors.inc({ reason });
+    if (reason === "no_certificate") this.#metrics.verifyFailures.inc(policy.pattern || "_default", "no_certificate");
+    this.#metrics.handshakeErrors.inc(reason);
     // OpenSSL's code says what went wrong (ERR_SSL_NO_SHARED_CIPHER, ECONNRESET, ERR_TLS_HANDSHAKE_TIMEOUT...).
     this.#handshakeLog.info({ sni: servername || undefined, client: clientAddress(remote), reason, ...(reason === "tls_error" && { error: code || err.message }) });
   }

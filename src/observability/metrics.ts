@@ -2,6 +2,7 @@
 // `host` is the configured host pattern (or "_default"), never the raw SNI or Host header,
 // so a client cannot create label values at will.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { CellCounter, CellHistogram } from "./cells.ts";
 
 export interface MetricsOptions {
   /** The reason labels of certgate_refusals_total, named in its help text: the data plane's REFUSAL_LABELS. */
@@ -17,43 +18,50 @@ export function createMetrics(opts: MetricsOptions = {}) {
   collectDefaultMetrics({ register: registry });
   const m = {
     registry,
-    handshakes: new Counter({
+    /** inc(host, result, resumed, group) */
+    handshakes: new CellCounter({
       name: "certgate_handshakes_total",
       help: "Completed TLS handshakes by host, client-certificate result (not_requested, verified, no_certificate, via_front: a trusted front brings certificates in a header, or the OpenSSL reason) and negotiated key-exchange group (X25519MLKEM768, X25519, P-256..., none on a TLS 1.2 resumption).",
       labelNames: ["host", "result", "resumed", "group"] as const,
       registers: [registry],
     }),
-    handshakeErrors: new Counter({
+    /** inc(reason) */
+    handshakeErrors: new CellCounter({
       name: "certgate_handshake_errors_total",
       help: "Connections that never completed a handshake, by reason (plaintext_http, not_tls, unknown_sni, hello_timeout, tls_error, no_certificate, proxy_untrusted: a PROXY header from a peer not trusted to send one, proxy_invalid: a malformed one or none from a trusted peer).",
       labelNames: ["reason"] as const,
       registers: [registry],
     }),
-    verifyFailures: new Counter({
+    /** inc(host, reason) */
+    verifyFailures: new CellCounter({
       name: "certgate_verify_failures_total",
       help: "Client certificates that failed verification, by host and reason (fail_verify_no_cert style, as Envoy's ssl stats).",
       labelNames: ["host", "reason"] as const,
       registers: [registry],
     }),
-    requests: new Counter({
+    /** inc(host, status, protocol) */
+    requests: new CellCounter({
       name: "certgate_requests_total",
       help: "HTTP requests answered, by host, status code and protocol (http/1.1 or h2).",
       labelNames: ["host", "status", "protocol"] as const,
       registers: [registry],
     }),
-    refusals: new Counter({
+    /** inc(host, reason) */
+    refusals: new CellCounter({
       name: "certgate_refusals_total",
       help: `Requests refused by certgate itself, by host and reason (${opts.refusalReasons?.join(", ") ?? "see the data plane's refusal catalog"}).`,
       labelNames: ["host", "reason"] as const,
       registers: [registry],
     }),
-    ruleMatches: new Counter({
+    /** inc(rule, action) */
+    ruleMatches: new CellCounter({
       name: "certgate_rule_matches_total",
       help: "Rule matches by rule id and action (block, allow, log).",
       labelNames: ["rule", "action"] as const,
       registers: [registry],
     }),
-    originDuration: new Histogram({
+    /** observe(seconds, route, outcome) */
+    originDuration: new CellHistogram({
       name: "certgate_origin_duration_seconds",
       help: "Time from sending a request to an origin to its response headers, by route and outcome.",
       labelNames: ["route", "outcome"] as const,
@@ -71,7 +79,8 @@ export function createMetrics(opts: MetricsOptions = {}) {
       labelNames: ["result"] as const,
       registers: [registry],
     }),
-    revocationChecks: new Counter({
+    /** inc(source, result) */
+    revocationChecks: new CellCounter({
       name: "certgate_revocation_checks_total",
       help: "Revocation checks of verified client certificates, by deciding source (none, crl, ocsp, managed) and result.",
       labelNames: ["source", "result"] as const,

@@ -82,5 +82,5 @@ export const REFUSAL_LABELS: readonly string[] = [...new Set(Object.values(REFUS
 /** Counts a refusal under its label on `host` (a host pattern or "_default"); origin failures are not refusals. */
 export function countRefusal(metrics: Metrics, host: string, reason: RefusalReason): void {
   const label = (REFUSALS[reason] as RefusalSpec).metric;
-  if (label !== null) metrics.refusals.inc({ host, reason: label });
+  if (label !== null) metrics.refusals.inc(host, label);
 }

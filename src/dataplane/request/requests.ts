@@ -145,10 +145,10 @@ export function decide(req: ClientRequest, conn: ClientConn, view: CachedView | 
   if (program) {
     const decision = program.evaluate(new RequestView(req, host, target, conn, revoked));
     for (const r of decision.logged) {
-      deps.metrics.ruleMatches.inc({ rule: r.id, action: "log" });
+      deps.metrics.ruleMatches.inc(r.id, "log");
       deps.log.info({ msg: "rule matched", rule: r.id, action: "log", host, path: target.path });
     }
-    if (decision.action !== "pass" && decision.rule) deps.metrics.ruleMatches.inc({ rule: decision.rule.id, action: decision.action });
+    if (decision.action !== "pass" && decision.rule) deps.metrics.ruleMatches.inc(decision.rule.id, decision.action);
     if (decision.action === "block") {
       const r = decision.response;
       return refuse("rule", r && { status: r.status ?? REFUSALS.rule.status, body: r.body ?? REFUSALS.rule.body, contentType: r.contentType ?? TEXT });
@@ -201,7 +201,7 @@ function withRevocation(deps: RequestDeps, conn: ClientConn, view: CachedView | 
   const bundle = facts.verified && view?.host === conn.servername ? view.policy.bundle : null;
   if (!bundle) return next(false);
   const judged = (v: RevocationVerdict): boolean => {
-    deps.metrics.revocationChecks.inc({ source: v.source, result: v.revoked ? "revoked" : "good" });
+    deps.metrics.revocationChecks.inc(v.source, v.revoked ? "revoked" : "good");
     if (v.revoked) deps.log.info({ msg: "client certificate revoked", sni: conn.servername, serial: facts.serial, source: v.source, detail: v.detail });
     deps.seen?.revoked(facts, v.revoked);
     return v.revoked;
@@ -229,7 +229,7 @@ export function handleRequest(deps: RequestDeps, req: ClientRequest, res: Client
 function requestConn(deps: RequestDeps, req: ClientRequest, conn: ClientConn): ClientConn {
   if (!conn.viaFront) return conn;
   const facts = deps.frontCerts.facts(req.rawHeaders, conn.policy);
-  if (!facts.verified) deps.metrics.verifyFailures.inc({ host: conn.policy.pattern || "_default", reason: facts.verdict.reason });
+  if (!facts.verified) deps.metrics.verifyFailures.inc(conn.policy.pattern || "_default", facts.verdict.reason);
   return { ...conn, facts };
 }
 
@@ -239,7 +239,7 @@ function respond(deps: RequestDeps, req: ClientRequest, res: ClientResponse, con
   const outcome = decide(req, conn, view, revoked, deps);
   const label = outcome.kind === "pass" ? outcome.policy.pattern || "_default" : conn.policy.pattern || "_default";
   res.onFinish = () => {
-    deps.metrics.requests.inc({ host: label, status: res.statusCode, protocol: req.protocol });
+    deps.metrics.requests.inc(label, res.statusCode, req.protocol);
     if (!logged) return;
     deps.log.info({
       msg: "request",
@@ -282,7 +282,7 @@ async function proxy(deps: RequestDeps, req: ClientRequest, res: ClientResponse,
   if (p.route.protocol !== "http1") res.expectTrailers?.();
   const started = process.hrtime.bigint();
   const observe = (outcome: string) =>
-    deps.metrics.originDuration.observe({ route: p.route.id, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    deps.metrics.originDuration.observe(Number(process.hrtime.bigint() - started) / 1e9, p.route.id, outcome);
   const exchange = deps.origins.get(p.route).exchange(
     {
       method: req.method,
