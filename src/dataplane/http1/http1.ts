@@ -7,7 +7,7 @@
 import { STATUS_CODES } from "node:http";
 import { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import { closeParser, createParser, trailersClose, HTTPParser, METHODS, resetParser, type Parser } from "./llhttp.ts";
+import { closeParser, consumeReads, createParser, trailersClose, HTTPParser, METHODS, resetParser, type ConsumedReads, type Parser } from "./llhttp.ts";
 import { REFUSALS, type RefusalReason } from "../request/refusals.ts";
 
 export interface Http1Limits {
@@ -326,6 +326,10 @@ class Http1Connection {
   /** No further requests are read: the connection ends after the responses in hand. */
   closing = false;
   #detached = false;
+  /** Reads from the TLS handle straight into llhttp, or null: every read comes as 'data'. */
+  #consumed: ConsumedReads | null;
+  /** A head with Upgrade was parsed in this read: llhttp may have stopped before its end. */
+  #sawUpgrade = false;
   deadline = 0;
   #deadlineKind = NONE;
 
@@ -347,7 +351,11 @@ class Http1Connection {
     this.#setDeadline(Date.now() + limits.headersTimeoutMs, RECEIVING);
     live.add(this);
     if (!ticker) (ticker = setInterval(sweep, TICK_MS)).unref();
+    // What the socket read before it was handed over (with the end of the handshake) comes as
+    // 'data'; every later read goes from the TLS handle straight into llhttp (as node:http
+    // does), without the socket's Readable, a Buffer and a 'data' event per read.
     socket.on("data", this.#onData);
+    this.#consumed = consumeReads(this.#parser, socket, this.#onExecute);
     socket.on("error", () => socket.destroy());
     socket.on("end", () => this.#onEnd());
     socket.on("close", () => this.#onClose());
@@ -359,25 +367,43 @@ class Http1Connection {
   }
 
   readonly #onData = (data: Buffer): void => {
-    while (!this.#halted && !this.#detached) {
-      const ret = this.#parser.execute(data);
-      if (typeof ret !== "number") return this.#parseError(ret.code ?? "");
-      if (ret < 0) return this.#parseError("");
-      if (this.#upgrade) {
-        this.#upgradeHead = data.subarray(ret);
-        return this.#enqueue(this.#upgrade);
-      }
-      if (this.#plainUpgrade && !this.#inMessage) {
-        this.#plainUpgrade = false;
-        resetParser(this.#parser, HTTPParser.REQUEST, this.#limits.maxHeaderBytes);
-      }
-      // llhttp stops after a message with Upgrade and a body; that request was served as a plain one.
-      if (ret >= data.length || ret === 0) return;
-      data = data.subarray(ret);
-    }
+    let rest: Buffer | null = data;
+    while (rest && !this.#halted && !this.#detached) rest = this.#parsed(this.#parser.execute(rest), rest);
   };
 
+  /** llhttp parsed a read straight from the TLS handle. */
+  readonly #onExecute = (ret: number | Error): void => {
+    if (this.#detached) return;
+    const rest = this.#parsed(ret, null);
+    if (rest) this.#onData(rest);
+  };
+
+  /** After llhttp parsed `data` (null: the handle's read): what it left to parse, if anything. */
+  #parsed(ret: number | (Error & { code?: string }), data: Buffer | null): Buffer | null {
+    const sawUpgrade = this.#sawUpgrade;
+    this.#sawUpgrade = false;
+    if (typeof ret !== "number") return this.#parseError(ret.code ?? ""), null;
+    if (ret < 0) return this.#parseError(""), null;
+    if (this.#upgrade) {
+      this.#upgradeHead = (data ?? this.#parser.getCurrentBuffer()).subarray(ret);
+      return this.#enqueue(this.#upgrade), null;
+    }
+    if (this.#plainUpgrade && !this.#inMessage) {
+      this.#plainUpgrade = false;
+      resetParser(this.#parser, HTTPParser.REQUEST, this.#limits.maxHeaderBytes);
+    }
+    // llhttp stops after a message with Upgrade and a body; that request was served as a plain
+    // one. (Only then does a read from the handle end early: its bytes are copied only then.)
+    if (ret === 0) return null;
+    if (data === null) {
+      if (!sawUpgrade) return null;
+      data = this.#parser.getCurrentBuffer();
+    }
+    return ret >= data.length ? null : data.subarray(ret);
+  }
+
   #onHead(minor: number, headers: string[], method: number, url: string, upgrade: boolean, keepAlive: boolean): number {
+    if (upgrade) this.#sawUpgrade = true;
     if (this.#halted) return 1;
     const req = new Request(this.socket, METHODS[method] ?? "", url, headers, minor, keepAlive);
     // The rest of the request (its body) is due within the request timeout of its first byte.
@@ -468,6 +494,7 @@ class Http1Connection {
     this.#paused = pause;
     if (pause) this.socket.pause();
     else this.socket.resume();
+    if (this.#consumed) this.#consumed.reading = !pause;
   }
 
   /** Strings are protocol text (Latin-1, as llhttp reads header bytes) unless told otherwise. */
@@ -582,6 +609,7 @@ class Http1Connection {
   #detach(): void {
     this.#detached = true;
     live.delete(this);
+    this.#consumed?.release();
     this.socket.off("data", this.#onData);
     this.socket.pause();
   }
@@ -594,6 +622,7 @@ class Http1Connection {
 
   #onClose(): void {
     live.delete(this);
+    this.#consumed?.release();
     if (!live.size && ticker) {
       clearInterval(ticker);
       ticker = null;

@@ -3,6 +3,7 @@
 // in C, and already in the process. `_http_common` is not documented API, so everything
 // certgate relies on is declared here and pinned by tests.
 import { createRequire } from "node:module";
+import type { Socket } from "node:net";
 
 export interface Parser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
@@ -14,6 +15,14 @@ export interface Parser {
   resume(): void;
   /** Deletes the native parser; until then it and everything its callbacks hold stay alive. */
   close(): void;
+  /**
+   * Reads a native stream (a TLS socket's handle) directly, as node:http does: each read is
+   * parsed without passing through the socket's Readable, and kOnExecute gets the result.
+   */
+  consume(handle: object): void;
+  unconsume(): void;
+  /** A copy of the read being parsed (inside kOnExecute only). */
+  getCurrentBuffer(): Buffer;
   [key: number]: unknown;
 }
 
@@ -115,4 +124,65 @@ export function createParser(type: number, maxHeaderSize: number, hooks: ParserH
     hooks.messageComplete();
   };
   return p;
+}
+
+/** A socket's native stream handle (TCP or TLSWrap), as node:net keeps it. */
+interface StreamHandle {
+  isStreamBase?: boolean;
+  reading: boolean;
+  readStart(): number;
+  readStop(): number;
+}
+
+/** Temporary switch for the A/B benchmark: CERTGATE_HTTP1_CONSUME=0 reads through the sockets' Readables. */
+const CONSUME = process.env.CERTGATE_HTTP1_CONSUME !== "0";
+
+/**
+ * Reads a socket through `parser` straight from its native handle, as node:http does: each
+ * read is parsed without the socket's Readable, a Buffer and a 'data' event per read, and
+ * `onExecute` gets what execute() would have returned. Anything already in the Readable still
+ * comes as 'data' (keep that listener: it also lets 'end' be emitted). Returns the reads'
+ * controls, or null when the socket has no such handle (then 'data' carries everything).
+ */
+export function consumeReads(parser: Parser, socket: Socket, onExecute: (ret: number | (Error & { code?: string })) => void): ConsumedReads | null {
+  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
+  if (!CONSUME || !handle?.isStreamBase) return null;
+  parser[HTTPParser.kOnExecute] = onExecute;
+  parser.consume(handle);
+  return new ConsumedReads(parser, socket, handle);
+}
+
+export class ConsumedReads {
+  readonly #parser: Parser;
+  readonly #socket: Socket;
+  readonly #handle: StreamHandle;
+  #done = false;
+
+  constructor(parser: Parser, socket: Socket, handle: StreamHandle) {
+    this.#parser = parser;
+    this.#socket = socket;
+    this.#handle = handle;
+  }
+
+  /** A consumed handle is not stopped by the socket's pause(): it is told directly. */
+  set reading(on: boolean) {
+    const h = this.#handle;
+    if (this.#done || this.#socket.destroyed || h.reading === on) return;
+    h.reading = on;
+    if (on) h.readStart();
+    else h.readStop();
+  }
+
+  /**
+   * The socket's reads go back through its Readable (node:http unconsumes the same way), and
+   * the handle reads again: the Readable's own backpressure (pause(), its high-water mark)
+   * takes over from here, and its read state, left waiting while llhttp had the reads, could
+   * not restart a handle stopped here.
+   */
+  release(): void {
+    if (this.#done) return;
+    this.reading = true;
+    this.#done = true;
+    this.#parser.unconsume();
+  }
 }

@@ -8,7 +8,7 @@
 import net from "node:net";
 import type { Readable } from "node:stream";
 import tls from "node:tls";
-import { closeParser, createParser, HTTPParser, trailersClose, type Parser } from "../http1/llhttp.ts";
+import { closeParser, consumeReads, createParser, HTTPParser, trailersClose, type ConsumedReads, type Parser } from "../http1/llhttp.ts";
 import type { OriginRoute } from "../snapshot.ts";
 import { H2OriginPool } from "./h2.ts";
 
@@ -79,6 +79,10 @@ interface OriginConn {
   reused: boolean;
   /** TCP (and TLS) established: errors before are connect failures. */
   connected: boolean;
+  /** Responses parsed straight from the socket's handle (null: from 'data' events). */
+  consumed: ConsumedReads | null;
+  /** Reads stopped until the client catches up. */
+  paused: boolean;
 }
 
 export class OriginPool {
@@ -100,7 +104,8 @@ export class OriginPool {
   /** Sends an Upgrade request on a fresh connection; resolves on 101 with the raw socket. */
   upgrade(req: OriginRequest): Promise<Upgraded> {
     return new Promise((resolve, reject) => {
-      const conn = this.connect();
+      // Read through the socket's Readable: after the 101 the socket is handed over as a stream.
+      const conn = this.connect(false);
       const x = new ExchangeImpl(this, req, null);
       x.upgraded = resolve;
       x.done.catch(reject);
@@ -126,7 +131,8 @@ export class OriginPool {
     this.#idle.push(c);
   }
 
-  connect(): OriginConn {
+  /** `consume`: llhttp reads the socket's handle directly (not for upgrades). */
+  connect(consume = true): OriginConn {
     const r = this.route;
     const u = r.origin;
     const port = Number(u.port) || (u.protocol === "https:" ? 443 : 80);
@@ -146,7 +152,7 @@ export class OriginPool {
       : net.connect({ host, port });
     socket.setNoDelay(true);
     if (r.tls) socket.on("session", (s: Buffer) => (this.#session = s));
-    const conn: OriginConn = { socket, parser: undefined as unknown as Parser, exchange: null, inMessage: false, reused: false, connected: false };
+    const conn: OriginConn = { socket, parser: undefined as unknown as Parser, exchange: null, inMessage: false, reused: false, connected: false, consumed: null, paused: false };
     conn.parser = createParser(HTTPParser.RESPONSE, MAX_HEAD, {
       headersComplete: (_maj, _min, headers, _m, _u, status, _msg, upgrade, keepAlive) => conn.exchange?.onHead(status ?? 0, headers!, upgrade, keepAlive) ?? 0,
       body: (chunk) => conn.exchange?.onBody(chunk),
@@ -167,12 +173,14 @@ export class OriginPool {
       socket.setTimeout(conn.exchange ? r.readTimeoutMs : IDLE_MS);
     });
     socket.on("data", (d: Buffer) => (conn.exchange ? conn.exchange.onData(d) : socket.destroy()));
+    if (consume) conn.consumed = consumeReads(conn.parser, socket, (ret) => (conn.exchange ? conn.exchange.parsed(ret, null) : socket.destroy()));
     socket.on("timeout", () => (conn.exchange ? conn.exchange.fail(conn.connected ? "timeout" : "connect_timeout") : socket.destroy()));
     socket.on("error", (err) => conn.exchange?.fail(conn.connected ? "reset" : "connect", err.message));
     // An idle connection the origin closes is dropped at once, not left for a request to find half-closed.
     socket.on("end", () => (conn.exchange ? conn.exchange.onEnd() : socket.destroy()));
     socket.on("close", () => {
       conn.exchange?.onEnd();
+      conn.consumed?.release();
       closeParser(conn.parser);
     });
     return conn;
@@ -190,7 +198,7 @@ export class OriginPool {
  */
 function reusable(c: OriginConn): boolean {
   const s = c.socket;
-  return c.exchange === null && !c.inMessage && !s.destroyed && !s.readableEnded && s.writable && !s.isPaused();
+  return c.exchange === null && !c.inMessage && !c.paused && !s.destroyed && !s.readableEnded && s.writable && !s.isPaused();
 }
 
 class ExchangeImpl implements Exchange {
@@ -293,12 +301,16 @@ class ExchangeImpl implements Exchange {
   }
 
   onData(d: Buffer): void {
+    this.parsed(this.#conn.parser.execute(d), d);
+  }
+
+  /** llhttp parsed a read: `d`, or (null) the one it took from the socket's handle. */
+  parsed(ret: number | (Error & { code?: string }), d: Buffer | null): void {
     this.#received = true;
-    const ret = this.#conn.parser.execute(d);
     if (typeof ret !== "number") return this.fail("protocol", `malformed response from the origin: ${ret.code ?? ret.message}`);
     if (!this.#onHead) {
-      // The bytes after the 101 head belong to the upgraded protocol.
-      if (this.#settled) this.#upgradeHead = d.subarray(ret);
+      // The bytes after the 101 head belong to the upgraded protocol (upgrades are read as 'data').
+      if (this.#settled && d) this.#upgradeHead = d.subarray(ret);
       return;
     }
     // Released only here, after execute(): whatever followed the response in this read has
@@ -349,7 +361,7 @@ class ExchangeImpl implements Exchange {
     if (!out || out.write(chunk) || this.#paused) return;
     // The client is behind: stop reading the origin until it catches up.
     this.#paused = true;
-    this.#conn.socket.pause();
+    this.#reading(false);
     out.onDrain(() => this.#unpause());
   }
 
@@ -360,7 +372,15 @@ class ExchangeImpl implements Exchange {
   #unpause(): void {
     if (!this.#paused) return;
     this.#paused = false;
-    this.#conn.socket.resume();
+    this.#reading(true);
+  }
+
+  #reading(on: boolean): void {
+    const c = this.#conn;
+    c.paused = !on;
+    if (c.consumed) c.consumed.reading = on;
+    else if (on) c.socket.resume();
+    else c.socket.pause();
   }
 
   onComplete(): void {
