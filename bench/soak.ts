@@ -311,21 +311,24 @@ async function drive(pki: DevPki, port: number, adminUrl: string, token: string,
     nextCtx = ctx(next.issued);
   };
 
-  // The flip host's mode, with when each change was asked for.
+  // The flip host's mode, with when each change was asked for and when it was answered: it
+  // takes effect at some moment in between, so a request overlapping that window may meet either mode.
   let enforced = true;
-  const flips: { at: number; enforced: boolean }[] = [];
+  const flips: { at: number; done: number; enforced: boolean }[] = [];
   const modesDuring = (from: number, to: number) => {
     const modes = new Set<boolean>();
     let before = true;
-    for (const f of flips) if (f.at <= from) before = f.enforced;
+    for (const f of flips) if (f.done <= from) before = f.enforced;
     modes.add(before);
-    for (const f of flips) if (f.at > from && f.at <= to) modes.add(f.enforced);
+    for (const f of flips) if (f.done > from && f.at <= to) modes.add(f.enforced).add(!f.enforced);
     return modes;
   };
   const flip = async () => {
     enforced = !enforced;
-    flips.push({ at: performance.now(), enforced });
+    const f = { at: performance.now(), done: Infinity, enforced };
+    flips.push(f);
     await api("PATCH", "/tls/mutual_authentications/flip", { data: { type: "mutual_authentication", id: "flip", attributes: { enforced } } }, "application/vnd.api+json");
+    f.done = performance.now();
   };
 
   const start = performance.now();
