@@ -23,5 +23,5 @@ export const layers = [
   layer("revocation", "Revocation does not import the data plane (nor the control plane or a dialect): it defines its own inputs and returns a verdict.", "(^|/)(dataplane|control|dialects)(/|$)"),
   layer("observability", "Observability imports nobody's internals: owners register readers with it.", "^\\.\\./"),
   layer("loadgen", "The load generator measures any TLS endpoint from outside: it imports neither the data plane nor the control plane (nor a dialect or the workers).", "(^|/)(dataplane|control|dialects|workers)(/|$)"),
-  layer("workers", "Worker processes run the data plane; the control plane drives them through the Enforcer interface and cli.ts wires the two.", "(^|/)control(/|$)"),
+  layer("workers", "Worker processes run the data plane; the control plane drives them through the Enforcer interface and commands.ts wires the two.", "(^|/)control(/|$)"),
 ];

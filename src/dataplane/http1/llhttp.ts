@@ -134,9 +134,6 @@ interface StreamHandle {
   readStop(): number;
 }
 
-/** Temporary switch for the A/B benchmark: CERTGATE_HTTP1_CONSUME=0 reads through the sockets' Readables. */
-const CONSUME = process.env.CERTGATE_HTTP1_CONSUME !== "0";
-
 /**
  * Reads a socket through `parser` straight from its native handle, as node:http does: each
  * read is parsed without the socket's Readable, a Buffer and a 'data' event per read, and
@@ -146,7 +143,7 @@ const CONSUME = process.env.CERTGATE_HTTP1_CONSUME !== "0";
  */
 export function consumeReads(parser: Parser, socket: Socket, onExecute: (ret: number | (Error & { code?: string })) => void): ConsumedReads | null {
   const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
-  if (!CONSUME || !handle?.isStreamBase) return null;
+  if (!handle?.isStreamBase) return null;
   parser[HTTPParser.kOnExecute] = onExecute;
   parser.consume(handle);
   return new ConsumedReads(parser, socket, handle);
