@@ -12,10 +12,13 @@ describe("HTTP/1.1 front end", () => {
   let proxy: Proxy;
   // An origin that counts what reaches it, so tests can prove a request did not.
   let seen: string[] = [];
+  const stalled: (() => void)[] = [];
   let origin: http.Server;
   beforeAll(async () => {
     origin = http.createServer((req, res) => {
       seen.push(`${req.method} ${req.url}`);
+      // Answered only when the test says so.
+      if (req.url === "/stall") return void stalled.push(() => res.end("late\n"));
       let n = 0;
       req.on("data", (c: Buffer) => (n += c.length));
       req.on("end", () => {
@@ -61,6 +64,33 @@ describe("HTTP/1.1 front end", () => {
     );
     expect(parseResponses(text).map((r) => `${r.status} ${r.body.trim()}`)).toEqual(["200 GET /one 0", "200 POST /two 5", "200 POST /three 3", "200 GET /four 0"]);
     s.destroy();
+  });
+
+  it("stops reading a client that pipelines behind a slow answer: 30 MB of requests are not read into memory", async () => {
+    seen = [];
+    const s = await open();
+    s.on("error", () => {});
+    const padding = "x".repeat(1000);
+    const one = `GET /p HTTP/1.1\r\nHost: localhost\r\nX-Pad: ${padding}\r\n\r\n`;
+    const flood = "GET /stall HTTP/1.1\r\nHost: localhost\r\n\r\n" + one.repeat(Math.ceil((30 << 20) / one.length));
+    s.write(flood);
+    // Until what the client could hand to the kernel stops changing: certgate read what fits
+    // in its socket buffers and then stopped (reading on, it would take it all in).
+    let last = -1;
+    for (let stable = 0, i = 0; stable < 5 && i < 100; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      stable = s.writableLength === last ? stable + 1 : 0;
+      last = s.writableLength;
+    }
+    expect(s.writableLength).toBeGreaterThan(8 << 20);
+    expect(seen).toEqual(["GET /stall"]);
+    s.destroy();
+    stalled.splice(0).forEach((answer) => answer());
+    // The proxy goes on serving.
+    const again = await open();
+    const { text } = await exchange(again, "GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n", responses(1));
+    expect(parseResponses(text)[0]!.status).toBe(200);
+    again.destroy();
   });
 
   it("a pipelined request whose body is still arriving when it is dispatched gets the rest of it (reads resume)", async () => {
