@@ -15,17 +15,18 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force && rm -rf /root/.npm
 COPY bin ./bin
 COPY src ./src
-# Node's compile cache, filled here with every module certgate loads (types stripped, code
-# compiled) and read-only at run time: no process in the container loads Node's TypeScript
-# stripper (about 18 MB each) or parses certgate again (src/cli.ts).
-ENV NODE_COMPILE_CACHE=/app/.compile-cache
-RUN node src/cli.ts --help >/dev/null && chmod -R a+rX /app/.compile-cache
 # A fixed uid/gid (10001, above the host's own users): a mounted configuration or key must be
 # readable by it (README "Docker").
 RUN groupadd --system --gid 10001 certgate \
  && useradd --system --uid 10001 --gid certgate --home-dir /data --no-create-home --shell /usr/sbin/nologin certgate \
- && mkdir -p /data /etc/certgate && chown certgate:certgate /data && chmod 0700 /data
+ && mkdir -p /data /etc/certgate /app/.compile-cache && chown certgate:certgate /data /app/.compile-cache && chmod 0700 /data
 USER certgate
+# Node's compile cache, filled here with every module certgate loads (types stripped, code
+# compiled), as the user that runs it (Node keeps one cache per uid): no process in the
+# container loads Node's TypeScript stripper (about 18 MB each) or parses certgate again
+# (src/cli.ts). Read-only at run time under compose.yaml's read-only root.
+ENV NODE_COMPILE_CACHE=/app/.compile-cache
+RUN node src/cli.ts --help >/dev/null
 # The working directory is the data volume: the demo (no --config) writes its development
 # PKI to ./certs/dev as `npm start` does, here /data/certs/dev, beside the store.
 WORKDIR /data
