@@ -568,7 +568,7 @@ async function main(): Promise<void> {
   if (opt.profile && opt.servers.includes("certgate")) {
     const usePerf = perfAvailable();
     if (!usePerf) log("perf is not available or not permitted: --cpu-prof only");
-    for (const id of ["full", "keepalive", "h2"].filter((id) => opt.loads.some((l) => l.id === id)))
+    for (const id of ["full", "resumed", "keepalive", "h2"].filter((id) => opt.loads.some((l) => l.id === id)))
       for (const withPerf of usePerf ? [false, true] : [false]) {
         const load = LOADS.find((l) => l.id === id)!;
         log(`profiling certgate under ${id} (${withPerf ? "perf" : "--cpu-prof"}) ...`);
