@@ -1,7 +1,8 @@
 // HTTP/1.1 towards clients, on the TLS socket. Requests are parsed by Node's native llhttp,
 // the same strict parser node:http runs (smuggling checks included: Content-Length with
-// Transfer-Encoding, duplicate lengths, bare LFs and bad chunk sizes are errors); framing,
-// keep-alive, pipelining, 100-continue, upgrades and slow-client deadlines are done here.
+// Transfer-Encoding, duplicate lengths, bare LFs and bad chunk sizes are errors), reading the
+// TLS handle directly as node:http does (consumeReads); framing, keep-alive, pipelining,
+// 100-continue, upgrades and slow-client deadlines are done here.
 // node:https did the same with per-request objects and listeners that cost more server CPU
 // than the rest of a proxied request (docs/benchmarks.md).
 import { STATUS_CODES } from "node:http";
