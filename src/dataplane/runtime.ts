@@ -99,7 +99,7 @@ export class Runtime implements Dispatcher {
     };
     this.#servers = new TlsServers(
       {
-        secure: (socket, servername, policy, viaFront, peer) => this.#secure(socket, servername, policy, viaFront, peer),
+        secure: (socket, servername, policy, viaFront, peer, tcpRemote) => this.#secure(socket, servername, policy, viaFront, peer, tcpRemote),
         tlsError: (err, policy, servername, remote) => this.#tlsError(err, policy, servername, remote),
       },
       opts.ticketSecret ?? randomBytes(32),
@@ -222,7 +222,7 @@ export class Runtime implements Dispatcher {
   }
 
   /** Captures everything about the connection now: Node's TLS getters are unsafe after close. */
-  #secure(socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean, peer: ProxiedPeer | undefined): void {
+  #secure(socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean, peer: ProxiedPeer | undefined, tcpRemote: string): void {
     let facts = NO_CLIENT_CERT;
     let result = "not_requested";
     const resumed = socket.isSessionReused();
@@ -243,10 +243,10 @@ export class Runtime implements Dispatcher {
       // Certificates of this bundle's clients (verified, or expired: observed as 0), once per full
       // handshake: a resumed session presents nothing new, and would weigh clients by how often they reconnect.
       if (leaf && !resumed && (verdict.ok || verdict.failure === "expired"))
-        this.#metrics.clientCertRemaining.observe({ bundle: bundle.id }, Math.max(0, (leaf.validToDate.getTime() - Date.now()) / 1000));
+        this.#metrics.clientCertRemaining.observe(Math.max(0, (leaf.validToDate.getTime() - Date.now()) / 1000), bundle.id);
     }
     // Behind a trusted balancer, the client is the one its PROXY header names (LOCAL/UNKNOWN: the balancer itself).
-    const remoteAddress = clientAddress(peer?.source?.address ?? socket.remoteAddress);
+    const remoteAddress = clientAddress(peer?.source?.address ?? tcpRemote);
     // A certificate that failed verification is a failed handshake for the log; no certificate on a fail-open host is not.
     if (facts.presented && !facts.verified) this.#handshakeLog.info({ sni: servername || undefined, client: remoteAddress, reason: facts.verdict.reason });
     const tlsVersion = socket.getProtocol() ?? "";

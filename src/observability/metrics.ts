@@ -1,7 +1,7 @@
 // The metrics catalog: every metric certgate exports and its labels, in one place.
 // `host` is the configured host pattern (or "_default"), never the raw SNI or Host header,
 // so a client cannot create label values at will.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import { CellCounter, CellHistogram } from "./cells.ts";
 
 export interface MetricsOptions {
@@ -133,7 +133,8 @@ export function createMetrics(opts: MetricsOptions = {}) {
       labelNames: ["reason"] as const,
       registers: [registry],
     }),
-    clientCertRemaining: new Histogram({
+    /** observe(seconds, bundle) */
+    clientCertRemaining: new CellHistogram({
       name: "certgate_client_certificate_remaining_seconds",
       help: "Remaining lifetime of the client certificates presented in full handshakes, by trust bundle: verified ones, and expired ones observed as 0 (bucket le=\"0\"); resumed handshakes are not observed.",
       labelNames: ["bundle"] as const,

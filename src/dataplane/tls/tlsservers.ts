@@ -24,7 +24,8 @@ export interface ServerHooks {
    * The handshake is complete: the connection is the caller's (HTTP) from here. `viaFront`: a
    * trusted front's connection (certificates come in a header); `peer`: what its PROXY header said.
    */
-  secure: (socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean, peer: ProxiedPeer | undefined) => void;
+  /** `tcpRemote`: the TCP peer's address, as the listener read it (a TLS socket would ask the kernel again). */
+  secure: (socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean, peer: ProxiedPeer | undefined, tcpRemote: string) => void;
   /** `remoteAddress`: the PROXY header's client, else read from the TCP socket before it is destroyed ("" when the peer is gone). */
   tlsError: (err: Error, policy: HostPolicy, servername: string, remoteAddress: string) => void;
 }
@@ -118,8 +119,9 @@ export class TlsServers {
     const hooks = this.#hooks;
     const dispatched = this.#dispatched;
     server.on("secureConnection", (socket: TLSSocket) => {
-      const d = dispatched.get(rawOf(socket)!);
-      if (d) hooks.secure(socket, d.servername, d.policy, d.viaFront, d.peer);
+      const raw = rawOf(socket)!;
+      const d = dispatched.get(raw);
+      if (d) hooks.secure(socket, d.servername, d.policy, d.viaFront, d.peer, raw.remoteAddress ?? "");
       else socket.destroy();
     });
     // Never call TLS getters here: Node can segfault on them after a client error.
