@@ -17,7 +17,7 @@ import { CLIENT_CONN, clientConnOf, handleRequest, handleUpgrade, upgradeAllowed
 import { drainHttp1, openConnections, serveHttp1, setResponseTag, type Http1Handlers } from "./http1/http1.ts";
 import { drainHttp2, openSessions, serveHttp2, type Http2Handlers } from "./http2/session.ts";
 import { Snapshot, type DerivedRules, type HostPolicy } from "./snapshot.ts";
-import { TlsServers } from "./tls/tlsservers.ts";
+import { TlsServers, type Dispatched } from "./tls/tlsservers.ts";
 import { FrontCerts } from "./tls/frontcerts.ts";
 import { countRefusal } from "./request/refusals.ts";
 import { RevocationChecker, type CrlSource, type OcspSource } from "../revocation/checker.ts";
@@ -99,7 +99,7 @@ export class Runtime implements Dispatcher {
     };
     this.#servers = new TlsServers(
       {
-        secure: (socket, servername, policy, viaFront, peer, tcpRemote) => this.#secure(socket, servername, policy, viaFront, peer, tcpRemote),
+        secure: (socket, d) => this.#secure(socket, d),
         tlsError: (err, policy, servername, remote) => this.#tlsError(err, policy, servername, remote),
       },
       opts.ticketSecret ?? randomBytes(32),
@@ -222,7 +222,7 @@ export class Runtime implements Dispatcher {
   }
 
   /** Captures everything about the connection now: Node's TLS getters are unsafe after close. */
-  #secure(socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean, peer: ProxiedPeer | undefined, tcpRemote: string): void {
+  #secure(socket: TLSSocket, { servername, policy, viaFront, peer, client }: Dispatched): void {
     let facts = NO_CLIENT_CERT;
     let result = "not_requested";
     const resumed = socket.isSessionReused();
@@ -246,7 +246,7 @@ export class Runtime implements Dispatcher {
         this.#metrics.clientCertRemaining.observe(Math.max(0, (leaf.validToDate.getTime() - Date.now()) / 1000), bundle.id);
     }
     // Behind a trusted balancer, the client is the one its PROXY header names (LOCAL/UNKNOWN: the balancer itself).
-    const remoteAddress = clientAddress(peer?.source?.address ?? tcpRemote);
+    const remoteAddress = clientAddress(client);
     // A certificate that failed verification is a failed handshake for the log; no certificate on a fail-open host is not.
     if (facts.presented && !facts.verified) this.#handshakeLog.info({ sni: servername || undefined, client: remoteAddress, reason: facts.verdict.reason });
     const tlsVersion = socket.getProtocol() ?? "";

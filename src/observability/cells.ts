@@ -31,13 +31,16 @@ abstract class CellMetric<L extends readonly string[]> {
   readonly aggregator = "sum" as const;
   abstract readonly type: "counter" | "histogram";
   readonly #labelNames: L;
+  /** Histograms: buckets per cell (the bounds and +Inf); counters: 0. */
+  readonly #buckets: number;
   readonly #root = new Map<LabelValue, unknown>();
   readonly #cells: Cell[] = [];
 
-  constructor(o: Options<L>) {
+  constructor(o: Options<L>, buckets = 0) {
     this.name = o.name;
     this.help = o.help;
     this.#labelNames = o.labelNames;
+    this.#buckets = buckets;
     // prom-client's registries take any object with a name and get(); its Metric type is a class.
     for (const r of o.registers) r.registerMetric(this as unknown as Metric);
   }
@@ -58,15 +61,11 @@ abstract class CellMetric<L extends readonly string[]> {
     if (!c) {
       const labels: Record<string, LabelValue> = {};
       this.#labelNames.forEach((n, i) => (labels[n] = values[i]!));
-      c = { labels, count: 0, sum: 0, buckets: this.newBuckets() };
+      c = { labels, count: 0, sum: 0, buckets: this.#buckets ? new Float64Array(this.#buckets) : null };
       m.set(values[last]!, c);
       this.#cells.push(c);
     }
     return c;
-  }
-
-  protected newBuckets(): Float64Array | null {
-    return null;
   }
 
   protected abstract values(c: Cell): MetricValueWithName<string>[];
@@ -108,7 +107,7 @@ export class CellHistogram<L extends readonly string[]> extends CellMetric<L> {
   readonly #bounds: readonly number[];
 
   constructor(o: Options<L> & { buckets: readonly number[] }) {
-    super(o);
+    super(o, o.buckets.length + 1);
     this.#bounds = o.buckets;
   }
 
@@ -120,10 +119,6 @@ export class CellHistogram<L extends readonly string[]> extends CellMetric<L> {
     c.buckets![i]!++;
     c.count++;
     c.sum += value;
-  }
-
-  protected override newBuckets(): Float64Array {
-    return new Float64Array(this.#bounds.length + 1);
   }
 
   protected values(c: Cell): MetricValueWithName<string>[] {

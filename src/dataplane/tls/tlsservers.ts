@@ -20,22 +20,22 @@ import type { CompiledCert, HostPolicy } from "../snapshot.ts";
 import type { ProxiedPeer } from "./proxyprotocol.ts";
 
 export interface ServerHooks {
-  /**
-   * The handshake is complete: the connection is the caller's (HTTP) from here. `viaFront`: a
-   * trusted front's connection (certificates come in a header); `peer`: what its PROXY header said.
-   */
-  /** `tcpRemote`: the TCP peer's address, as the listener read it (a TLS socket would ask the kernel again). */
-  secure: (socket: TLSSocket, servername: string, policy: HostPolicy, viaFront: boolean, peer: ProxiedPeer | undefined, tcpRemote: string) => void;
+  /** The handshake is complete: the connection is the caller's (HTTP) from here. */
+  secure: (socket: TLSSocket, d: Dispatched) => void;
   /** `remoteAddress`: the PROXY header's client, else read from the TCP socket before it is destroyed ("" when the peer is gone). */
   tlsError: (err: Error, policy: HostPolicy, servername: string, remoteAddress: string) => void;
 }
 
 /** What the listener decided for one connection, before any TLS state existed. */
-interface Dispatched {
+export interface Dispatched {
   servername: string;
   policy: HostPolicy;
+  /** The TCP peer is a trusted front of this host, which brings certificates in a header. */
   viaFront: boolean;
+  /** What the connection's PROXY header said. */
   peer: ProxiedPeer | undefined;
+  /** The client: the PROXY header's source, else the TCP peer as the listener read it ("" when gone). */
+  client: string;
 }
 
 /**
@@ -87,7 +87,7 @@ export class TlsServers {
     const key = `${cert.digest}\0${policy.version}\0${timeout}\0${policy.http2}\0${policy.tls.key}\0${viaFront}`;
     let entry = this.#servers.get(key);
     if (!entry) this.#servers.set(key, (entry = { server: this.#create(cert, policy, timeout, viaFront), cert: cert.digest, policy: policy.version, tls: policy.tls.key, timeout }));
-    this.#dispatched.set(socket, { servername, policy, viaFront, peer });
+    this.#dispatched.set(socket, { servername, policy, viaFront, peer, client: peer?.source?.address ?? socket.remoteAddress ?? "" });
     entry.server.emit("connection", socket);
   }
 
@@ -119,9 +119,8 @@ export class TlsServers {
     const hooks = this.#hooks;
     const dispatched = this.#dispatched;
     server.on("secureConnection", (socket: TLSSocket) => {
-      const raw = rawOf(socket)!;
-      const d = dispatched.get(raw);
-      if (d) hooks.secure(socket, d.servername, d.policy, d.viaFront, d.peer, raw.remoteAddress ?? "");
+      const d = dispatched.get(rawOf(socket)!);
+      if (d) hooks.secure(socket, d);
       else socket.destroy();
     });
     // Never call TLS getters here: Node can segfault on them after a client error.
@@ -131,7 +130,7 @@ export class TlsServers {
     server.on("tlsClientError", (err, socket) => {
       const raw = rawOf(socket);
       const d = raw && dispatched.get(raw);
-      const remoteAddress = d?.peer?.source?.address ?? raw?.remoteAddress ?? "";
+      const remoteAddress = d?.client ?? raw?.remoteAddress ?? "";
       socket.destroy();
       hooks.tlsError(err, d?.policy ?? policy, d?.servername ?? "", remoteAddress);
     });
