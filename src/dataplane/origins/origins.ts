@@ -198,7 +198,7 @@ export class OriginPool {
  */
 function reusable(c: OriginConn): boolean {
   const s = c.socket;
-  return c.exchange === null && !c.inMessage && !c.paused && !s.destroyed && !s.readableEnded && s.writable && !s.isPaused();
+  return c.exchange === null && !c.inMessage && !c.paused && !s.destroyed && !s.readableEnded && s.writable;
 }
 
 class ExchangeImpl implements Exchange {
