@@ -19,6 +19,8 @@ interface Checked {
   code: string;
   from: number;
   until: number;
+  /** The facts per host policy (the host's own checks depend on it, not on time): one object for every request with these headers. */
+  facts?: WeakMap<HostPolicy, ClientCertFacts>;
 }
 
 export class FrontCerts {
@@ -43,8 +45,13 @@ export class FrontCerts {
     this.#cache.set(k, checked);
     const leaf = checked.leaf;
     if (!leaf) return malformed(checked.code as "header_malformed");
-    const verdict: ChainVerdict = checked.code === "OK" ? hostVerdict(leaf, policy) : classify(checked.code);
-    return new ClientCertFacts(leaf, verdict, verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined, verdict.ok ? bundle.issuerOf : undefined);
+    let facts = checked.facts?.get(policy);
+    if (!facts) {
+      const verdict: ChainVerdict = checked.code === "OK" ? hostVerdict(leaf, policy) : classify(checked.code);
+      facts = new ClientCertFacts(leaf, verdict, verdict.ok ? bundle.chainOf.get(leaf.issuer) : undefined, verdict.ok ? bundle.issuerOf : undefined);
+      (checked.facts ??= new WeakMap()).set(policy, facts);
+    }
+    return facts;
   }
 }
 
