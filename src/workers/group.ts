@@ -6,6 +6,7 @@
 // settled() resolves once every worker enforces what was applied.
 import { fork, type ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
+import module from "node:module";
 import { fileURLToPath } from "node:url";
 import type net from "node:net";
 import type { Model } from "../model/schema.ts";
@@ -155,6 +156,9 @@ export class WorkerGroup {
     this.mode = bound.mode;
     if (bound.fallback) this.#o.log.warn({ msg: "no SO_REUSEPORT: the workers share one listening socket (node:cluster's SCHED_NONE distribution)", reason: bound.fallback });
     this.#slots = bound.handles.map((handle, index) => ({ index, handle, current: null, standby: null }));
+    // Node writes the compile cache at exit: write what the primary compiled now, so that the
+    // workers' first start already finds every module (src/cli.ts, worker-entry.js).
+    module.flushCompileCache();
     const started = this.#slots.map((s) => (s.current = this.#spawn(s)));
     await Promise.all(started.map((w) => w.ready));
     this.#gauge();
