@@ -323,7 +323,8 @@ describe("HTTP/1 differential fuzzing through certgate", () => {
         expect(origin.errors).toEqual([]);
       }),
       // Bounded for CI (about 3 s here); FUZZ_RUNS=5000 FUZZ_MS=600000 for a longer hunt.
-      { numRuns: Number(process.env.FUZZ_RUNS ?? 200), interruptAfterTimeLimit: Number(process.env.FUZZ_MS ?? 15_000) },
+      // FUZZ_SEED and FUZZ_PATH replay a counterexample fast-check printed.
+      { numRuns: Number(process.env.FUZZ_RUNS ?? 200), interruptAfterTimeLimit: Number(process.env.FUZZ_MS ?? 15_000), seed: process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined, path: process.env.FUZZ_PATH },
     );
     // Afterwards too: no tunnel got a byte more than its client sent, and there is no other tunnel.
     const unexpected = [...origin.tunnels].filter(([conn, bytes]) => tails.get(conn) !== bytes);

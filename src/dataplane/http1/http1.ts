@@ -387,6 +387,10 @@ class Http1Connection {
     if (ret < 0) return this.#parseError(""), null;
     if (this.#upgrade) {
       this.#upgradeHead = (data ?? this.#parser.getCurrentBuffer()).subarray(ret);
+      // What follows belongs to the upgraded protocol: from now on reads go to the socket's
+      // Readable (paused until the upgrade is dispatched), never to llhttp. A stopped handle
+      // does not stop TLS from handing over what it has already decrypted.
+      this.#consumed?.release();
       return this.#enqueue(this.#upgrade), null;
     }
     if (this.#plainUpgrade && !this.#inMessage) {
