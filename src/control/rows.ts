@@ -4,6 +4,7 @@
 // old and new models by object identity, so a change to one of 10,000 hosts touches one row;
 // each engine runs the same operations with the same SQL (ROW_SQL).
 import { Model as ModelSchema, type Model } from "../model/schema.ts";
+import { changedPositions } from "../model/positions.ts";
 
 /** The model's arrays (stored as rows); everything else is a scalar. */
 export const COLLECTIONS = Object.entries(ModelSchema.shape)
@@ -74,6 +75,12 @@ export function rowChanges(prev: Model, next: Model): RowOp[] {
     const before = prev[kind] as unknown as Record<string, unknown>[];
     const after = next[kind] as unknown as Record<string, unknown>[];
     if (before === after) continue;
+    // Replaced in place under the same keys (most writes): each keeps its row.
+    const at = changedPositions(before, after);
+    if (at?.every((i) => i < before.length && keyOf(kind, after[i]!) === keyOf(kind, before[i]!))) {
+      for (const i of at) ops.push({ op: "setBody", kind, key: keyOf(kind, after[i]!), body: JSON.stringify(after[i]) });
+      continue;
+    }
     // Keep positions when the surviving old objects stay in order and new ones are appended.
     const oldIndex = new Map<string, number>();
     before.forEach((o, i) => oldIndex.set(keyOf(kind, o), i));

@@ -15,6 +15,7 @@ import { Dialects, pruneDialects } from "../dialects/records.ts";
 import { authorize, ownershipProblems } from "./ownership.ts";
 import { refuseExpiredServerCerts, uploadWarnings } from "./validity.ts";
 import { FileSource } from "./filesource.ts";
+import { changedPositions } from "../model/positions.ts";
 
 const ELEMENT: Record<string, { safeParse(x: unknown): { success: true; data: unknown } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }> = {
   certificates: Certificate,
@@ -64,14 +65,22 @@ function validateChanged(prev: Model, next: Model): Model {
 
 /** A collection's new or replaced elements, parsed (the same array when none changed). */
 function validateElements(kind: string, prev: unknown[], next: unknown[], problems: Problem[]): unknown[] {
-  const before = new Set(prev);
+  if (!Array.isArray(next)) {
+    problems.push({ path: kind, message: "must be an array" });
+    return next;
+  }
   let copy: unknown[] | undefined;
-  next.forEach((o, i) => {
-    if (before.has(o)) return;
+  const parse = (o: unknown, i: number) => {
     const r = ELEMENT[kind]!.safeParse(o);
     if (!r.success) for (const iss of r.error.issues) problems.push({ path: formatPath([kind, i, ...iss.path]), message: iss.message });
     else (copy ??= [...next])[i] = r.data;
-  });
+  };
+  const at = changedPositions(prev, next);
+  if (at) for (const i of at) parse(next[i], i);
+  else {
+    const before = new Set(prev);
+    next.forEach((o, i) => before.has(o) || parse(o, i));
+  }
   return copy ?? next;
 }
 
@@ -115,8 +124,13 @@ export function checkControlRefs(model: Model, prev?: Model): void {
   for (const kind of COLLECTIONS) {
     if (same(kind)) continue;
     const field = keyField(kind);
+    const list = model[kind] as unknown as Record<string, unknown>[];
+    const before = prev?.[kind] as unknown as Record<string, unknown>[] | undefined;
+    // Elements replaced in place under the same keys: `prev` had no duplicate, so neither has this.
+    const at = before && changedPositions(before, list);
+    if (at?.every((i) => i < before!.length && list[i]![field] === before![i]![field])) continue;
     const seen = new Set<unknown>();
-    (model[kind] as unknown as Record<string, unknown>[]).forEach((o, i) => {
+    list.forEach((o, i) => {
       if (seen.has(o[field])) problems.push({ path: `${kind}[${i}].${field}`, message: `duplicate ${field} "${String(o[field])}"` });
       seen.add(o[field]);
     });

@@ -121,7 +121,7 @@ export class Runtime implements Dispatcher {
    */
   compile(model: Model, version = this.#snapshot.version + 1): Snapshot {
     try {
-      return new Snapshot(model, version, this.#derivedRules);
+      return new Snapshot(model, version, this.#derivedRules, this.#snapshot);
     } catch (e) {
       this.#metrics.configApplies.inc({ result: "rejected" });
       throw e;

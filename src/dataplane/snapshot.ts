@@ -9,7 +9,7 @@ import type { NameTable } from "./names.ts";
 import type { Http1Limits } from "./http1/http1.ts";
 import { compileBundles, type CompiledBundle } from "./compile/bundles.ts";
 import { compileCerts, type CompiledCert } from "./compile/certs.ts";
-import { compileHosts, type HostPolicy } from "./compile/hosts.ts";
+import { compileHosts, type HostPolicy, type HostsCompile } from "./compile/hosts.ts";
 import { compileRoutes, type OriginRoute } from "./compile/routes.ts";
 import { compileRules } from "./compile/rules.ts";
 import type { Fail } from "./compile/memo.ts";
@@ -54,9 +54,14 @@ export class Snapshot {
   readonly #routes: NameTable<OriginRoute[]>;
   readonly #zoneRules: Map<string, RuleProgram>;
   readonly #globalRules: RuleProgram | null;
+  /** Where the next compile's hosts start from (compile/hosts.ts). */
+  readonly #hostsCompile: HostsCompile | undefined;
 
-  /** `derivedRules`: injected by whoever wires the node (the data plane knows no dialect). */
-  constructor(model: Model, version: number, derivedRules: DerivedRules = NO_DERIVED_RULES) {
+  /**
+   * `derivedRules`: injected by whoever wires the node (the data plane knows no dialect).
+   * `prev`: the snapshot in force; the hosts this model left alone are not compiled again.
+   */
+  constructor(model: Model, version: number, derivedRules: DerivedRules = NO_DERIVED_RULES, prev?: Snapshot) {
     const problems: { path: string; message: string }[] = [];
     const fail: Fail = (path, message) => void problems.push({ path, message });
     this.version = version;
@@ -74,7 +79,8 @@ export class Snapshot {
     this.defaultCert = certs.defaultCert;
     this.#certByName = certs.byName;
     this.bundles = compileBundles(model, fail);
-    const hosts = compileHosts(model, this.bundles, certs.byId, fail);
+    const hosts = compileHosts(model, this.bundles, certs.byId, fail, prev && prev.#hostsCompile);
+    this.#hostsCompile = hosts.compile;
     this.#hosts = hosts.policies;
     this.#hostCerts = hosts.pinned;
     this.policyVersions = hosts.versions;

@@ -169,7 +169,7 @@ export class WorkerGroup {
   apply(model: Model): Snapshot {
     let next: Snapshot;
     try {
-      next = new Snapshot(model, this.#snapshot.version + 1, this.#derived);
+      next = new Snapshot(model, this.#snapshot.version + 1, this.#derived, this.#snapshot);
     } catch (e) {
       this.#o.metrics.configApplies.inc({ result: "rejected" });
       throw e;

@@ -11,6 +11,7 @@ import tls from "node:tls";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { baseModel, connect, pki, rawExchange, startProxy, type Proxy } from "../helpers/harness.ts";
 import { answer, startRawOrigin, type OriginRequest, type RawOrigin } from "../helpers/rawOrigin.ts";
+import { prng } from "../helpers/prng.ts";
 
 const READ_TIMEOUT_MS = 400;
 /** A request still unanswered after this is a hang (the default read timeout is 30 s). */
@@ -25,16 +26,6 @@ const ACTIONS: [Action, number][] = [
   ["close_during", 8],
   ["stall", 4],
 ];
-
-/** mulberry32: a seeded PRNG, so a failing mix can be replayed. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function pick(rand: () => number): Action {
   let x = rand() * 100;
