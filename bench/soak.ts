@@ -1,6 +1,6 @@
-// The soak harness: certgate as an operator runs it (`node src/cli.ts serve`, a child process
-// with a temp data dir and a bootstrap file, so its memory is its own), under steady load for
-// a bounded time, loopback only:
+// The soak harness: certgate as an operator runs it (`node --openssl-config=… src/cli.ts serve`,
+// as `npm start` does; a child process with a temp data dir and a bootstrap file, so its memory
+// is its own), under steady load for a bounded time, loopback only:
 //
 //   keep-alive   16 connections, one GET every 20 ms each, good client certificate
 //   HTTP/2       4 connections, two streams every 20 ms each (GET), good client certificate
@@ -37,6 +37,7 @@ import { quantileMs, record, type Histogram } from "../src/loadgen/hist.ts";
 import { ResponseReader } from "../src/loadgen/http1.ts";
 import { freePort, REPO, waitForPort } from "./lib/servers.ts";
 import { memoryPlot } from "./lib/soakplot.ts";
+import { opensslArgs } from "../src/dataplane/tls/opensslconfig.ts";
 
 /** "1h", "90m", "30s", "500ms" or plain seconds, in milliseconds. */
 function duration(s: string, what: string): number {
@@ -239,7 +240,8 @@ default_certificate: srv
   const childLog = join(dir, "certgate.log");
   const child = spawn(
     process.execPath,
-    [join(REPO, "src/cli.ts"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", config, "--workers", a.workers],
+    // As `npm start` runs it: with certgate's OpenSSL configuration (one session ticket per handshake).
+    [...opensslArgs([]), join(REPO, "src/cli.ts"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", config, "--workers", a.workers],
     { env: { ...process.env, CERTGATE_ADMIN_TOKEN: token, CERTGATE_LOG_LEVEL: opts.logLevel }, stdio: ["ignore", "pipe", "pipe"] },
   );
   const out = createWriteStream(childLog);
