@@ -40,6 +40,10 @@ interface LoadDef {
   rateFrom?: { of: string; fraction: number };
 }
 
+const ALL_SERVERS = ["certgate", "node", "nginx", "haproxy", "caddy"];
+/** A run of every server over these loads (at least) is a comparison of record: it replaces bench/results/latest-<cpu>.md. */
+const RECORD_LOADS = ["full", "resumed", "keepalive", "h2"];
+
 const LOADS: LoadDef[] = [
   { id: "full", kind: "full", title: "Full mTLS handshakes: new connection per GET, 8 in flight", concurrency: 8, rate: 0, unit: "handshake" },
   { id: "resumed", kind: "resumed", title: "Resumed handshakes: TLS 1.3 ticket, new connection per GET, 8 in flight", concurrency: 8, rate: 0, unit: "handshake" },
@@ -71,7 +75,7 @@ const { values: args } = parseArgs({
     reps: { type: "string" },
     duration: { type: "string" }, // seconds per measured window
     warmup: { type: "string" }, // seconds before each window
-    servers: { type: "string", default: "certgate,node,nginx,haproxy,caddy" },
+    servers: { type: "string", default: ALL_SERVERS.join(",") },
     loads: { type: "string" },
     clients: { type: "string", default: "1" }, // load-generator processes (all on the load CPU)
     profile: { type: "boolean" },
@@ -607,11 +611,14 @@ async function main(): Promise<void> {
   const jsonFile = join(REPO, "bench/results", `${stamp}-${report.mode}.json`);
   writeFileSync(jsonFile, JSON.stringify(report, null, 2) + "\n");
   const md = markdown(report);
-  // The latest full results per CPU type (figures differ between the AMD and Intel VMs).
-  if (!opt.profileOnly) writeFileSync(join(REPO, `bench/results/latest-${cpuFamily(cpuModel)}.md`), md);
+  // The latest comparison of record per CPU type (figures differ between the AMD and Intel VMs);
+  // a run of some servers or loads only is printed and kept in its JSON, never in place of it.
+  const latest = `bench/results/latest-${cpuFamily(cpuModel)}.md`;
+  const ofRecord = !opt.profileOnly && ALL_SERVERS.every((s) => opt.servers.includes(s)) && RECORD_LOADS.every((l) => opt.loads.some((x) => x.id === l));
+  if (ofRecord) writeFileSync(join(REPO, latest), md);
   if (profiles.length) writeFileSync(join(REPO, "bench/results/profile-latest.md"), profilesMarkdown(profiles));
   process.stdout.write(md);
-  log(`wrote ${jsonFile}${opt.profileOnly ? "" : ` and bench/results/latest-${cpuFamily(cpuModel)}.md`} in ${report.durationS.toFixed(0)} s`);
+  log(`wrote ${jsonFile}${ofRecord ? ` and ${latest}` : ` (${latest} left as it was: only a run of every server over ${RECORD_LOADS.join(", ")} replaces it)`} in ${report.durationS.toFixed(0)} s`);
 }
 
 /** "amd-epyc", "intel-xeon", ...: the file name of a CPU type's latest results. */
