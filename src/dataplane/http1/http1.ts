@@ -193,8 +193,9 @@ export class Response {
     }
     if (!date) head += `date: ${httpDate()}\r\n`;
     // A body neither received in full nor being discarded (an origin that failed while it was
-    // going out; a client still waiting for 100 Continue) makes finished() close the connection:
-    // the client must hear so now, or it sends its next request on a connection being closed.
+    // going out; a client still waiting for 100 Continue) cannot be skipped safely: the
+    // connection closes after this response, and the client hears so now, or it would send its
+    // next request on a connection being closed. Both flags only ever turn true.
     let keepAlive = req.keepAlive && !close && !this.#conn.closing && (req.complete || req.discarding);
     if (!this.#noBody && !length) {
       if (req.httpMinor >= 1) {
@@ -532,8 +533,10 @@ class Http1Connection {
     // own place in the pipeline, last, and closes the connection.
     if (this.#refusal && !this.#queue.length) return this.#refusal();
     const req = res.request;
-    // A body the handler neither read in full nor discarded cannot be skipped safely: close.
-    if (!res.keepAlive || !req.keepAlive || this.closing || (!req.complete && !req.discarding)) return this.#close();
+    // res.keepAlive is false for a body neither read in full nor discarded when the head went
+    // out (writeHead: it cannot be skipped safely); a `Connection: close` trailer or the
+    // client's end may have come since.
+    if (!res.keepAlive || !req.keepAlive || this.closing) return this.#close();
     const next = this.#queue.shift();
     // Later pipelined requests are dispatched from a fresh stack; reading resumes with the
     // queue shorter, or a dispatched request whose body is still arriving would wait forever.
