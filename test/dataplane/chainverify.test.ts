@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import tls from "node:tls";
 import { X509Certificate } from "node:crypto";
 import type { AddressInfo } from "node:net";
-import { issue, pki } from "../helpers/harness.ts";
+import { issue, pki, withUndecodableKey } from "../helpers/harness.ts";
+import { pemFiles, run } from "../helpers/tools.ts";
 import { verifyChainCode } from "../../src/dataplane/tls/chainverify.ts";
 import { SIGN, type Issued } from "../../src/pki/issue.ts";
 import * as x509 from "@peculiar/x509";
@@ -144,6 +145,23 @@ describe("chainverify mirrors OpenSSL's verdict on header certificates", () => {
         all: pc.extensions.map((e) => ({ oid: e.type, critical: e.critical })),
       });
     }
+  });
+
+  it("an intermediate whose public key does not decode is no issuer: the verdict of a missing intermediate, never an exception", async () => {
+    // A node:tls client refuses to send such a chain, so OpenSSL's own verify command says what
+    // chain building makes of it: no issuer for the leaf (it stops at that first error; a TLS
+    // server goes on, and reports the last one, as "intermediate missing" above shows).
+    const bad = withUndecodableKey(p.intermediate);
+    expect(() => new X509Certificate(bad.certPem).publicKey).toThrow();
+    const f = pemFiles({ "leaf.pem": p.clientViaIntermediate.certPem, "bad.pem": bad.certPem, "ca.pem": p.ca.certPem });
+    const r = await run("openssl", ["verify", "-CAfile", f["ca.pem"]!, "-untrusted", f["bad.pem"]!, "-purpose", "sslclient", f["leaf.pem"]!]);
+    expect(r.stdout + r.stderr).toMatch(/error 20 at 0 depth lookup: unable to get local issuer certificate/);
+    const leaf = new X509Certificate(p.clientViaIntermediate.certPem);
+    const ca = [new X509Certificate(p.ca.certPem)];
+    expect(verifyChainCode(leaf, [new X509Certificate(bad.certPem)], ca, Date.now())).toBe(verifyChainCode(leaf, [], ca, Date.now()));
+    expect(verifyChainCode(leaf, [], ca, Date.now())).toBe("UNABLE_TO_VERIFY_LEAF_SIGNATURE");
+    // With the good intermediate the same leaf verifies: the broken key alone decides.
+    expect(verifyChainCode(new X509Certificate(p.clientViaIntermediate.certPem), [new X509Certificate(p.intermediate.certPem)], [new X509Certificate(p.ca.certPem)], Date.now())).toBe("OK");
   });
 
   it("a leaf whose signature was tampered with: CERT_SIGNATURE_FAILURE", () => {

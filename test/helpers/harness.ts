@@ -3,7 +3,7 @@ import https from "node:https";
 import tls from "node:tls";
 import type http from "node:http";
 import { createDevPki, type DevPki } from "../../src/pki/devpki.ts";
-import { issue } from "../../src/pki/issue.ts";
+import { issue, type Issued } from "../../src/pki/issue.ts";
 import { parseModel, type ModelInput } from "../../src/model/schema.ts";
 import { Runtime } from "../../src/dataplane/runtime.ts";
 import { createMetrics } from "../../src/observability/metrics.ts";
@@ -165,3 +165,15 @@ export function rawExchange(socket: tls.TLSSocket, data: string): Promise<{ stat
 }
 
 export { issue };
+
+/**
+ * `c` with its EC public key broken (the point's format byte 0x04 → 0x05) and nothing else:
+ * the certificate still parses, but node:crypto throws when its key is read (it decodes keys
+ * lazily), and OpenSSL's chain building does not take it as anyone's issuer.
+ */
+export function withUndecodableKey(c: Issued): Issued {
+  const der = Buffer.from(c.cert.rawData.slice(0)); // a copy: Buffer.from(ArrayBuffer) shares its memory
+  const spki = Buffer.from(c.cert.publicKey.rawData);
+  der[der.indexOf(spki) + spki.length - 65] = 0x05;
+  return { ...c, certPem: `-----BEGIN CERTIFICATE-----\n${der.toString("base64").match(/.{1,64}/g)!.join("\n")}\n-----END CERTIFICATE-----\n` };
+}

@@ -5,7 +5,7 @@
 // extensions (CA flags, the ssl_client purpose, path lengths), then signatures and validity
 // from the top down. Node's verify callback lets every check run, so the error reported is
 // the last one raised; this does the same. test/dataplane/chainverify.test.ts holds the parity.
-import type { X509Certificate } from "node:crypto";
+import type { KeyObject, X509Certificate } from "node:crypto";
 import { certExtensions } from "./certextensions.ts";
 
 /** RFC 5280 KeyUsage bits. */
@@ -77,15 +77,33 @@ function extensionsOf(x: X509Certificate): Extensions {
 }
 
 /**
- * ossl_x509_likely_issued, what chain building matches issuers with: names, and key
- * identifiers when both are there. Key usage is checked later (node:crypto's checkIssued
- * checks it at once, so it cannot stand in here).
+ * ossl_x509_likely_issued, what chain building matches issuers with: names, key identifiers
+ * when both are there, and an issuer key that decodes (check_sig_alg_match). Key usage is
+ * checked later (node:crypto's checkIssued checks it at once, so it cannot stand in here).
  */
 function likelyIssued(issuer: X509Certificate, x: X509Certificate): boolean {
   if (x.issuer !== issuer.subject) return false;
   const akid = extensionsOf(x).akid;
   const ski = extensionsOf(issuer).ski;
-  return !akid || !ski || akid === ski;
+  return (!akid || !ski || akid === ski) && keyOf(issuer) !== null;
+}
+
+const keys = new WeakMap<X509Certificate, KeyObject | null>();
+/**
+ * A certificate's public key, or null when it does not decode. node:crypto parses the key
+ * lazily and throws from the getter: a client-sent chain must get a verdict, never an exception.
+ */
+function keyOf(x: X509Certificate): KeyObject | null {
+  let k = keys.get(x);
+  if (k === undefined) {
+    try {
+      k = x.publicKey;
+    } catch {
+      k = null;
+    }
+    keys.set(x, k);
+  }
+  return k;
 }
 const selfSigned = (x: X509Certificate): boolean => likelyIssued(x, x);
 /** xku_reject: an EKU extension without clientAuth (nor anyExtendedKeyUsage). */
@@ -162,11 +180,22 @@ export function verifyChainCode(leaf: X509Certificate, untrusted: readonly X509C
     if (xi) {
       // RFC 5280 6.1.4 (n): an issuer's key usage must allow certificate signing.
       if (kuRejects(extensionsOf(xi), KU.keyCertSign)) err = "KEYUSAGE_NO_CERTSIGN";
-      if (!xs.verify(xi.publicKey)) err = "CERT_SIGNATURE_FAILURE";
+      // Chain building took only issuers whose key decodes (likelyIssued).
+      const key = keyOf(xi);
+      if (!key || !signedBy(xs, key)) err = "CERT_SIGNATURE_FAILURE";
     }
     checkTime(xs);
   }
   return nodeName(err);
+}
+
+/** X509_verify: false, never an exception, for a signature the key cannot check. */
+function signedBy(x: X509Certificate, key: KeyObject): boolean {
+  try {
+    return x.verify(key);
+  } catch {
+    return false;
+  }
 }
 
 /** The code as Node's authorizationError names it; certgate's own (name constraints) kept. */
