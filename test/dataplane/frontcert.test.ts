@@ -1,8 +1,9 @@
 // Client certificates verified from a trusted front (`upstream_client_cert`), on real sockets:
 // 127.0.0.1 is the trusted front, 127.0.0.2 (another loopback source address) anyone else.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { FrontCerts } from "../../src/dataplane/tls/frontcerts.ts";
 import { createHash } from "node:crypto";
-import { baseModel, connect, issue, pki, rawExchange, rawRequest, request, startProxy, type Proxy } from "../helpers/harness.ts";
+import { baseModel, connect, issue, pki, rawExchange, rawRequest, request, startProxy, withUndecodableKey, type Proxy } from "../helpers/harness.ts";
 import { h2connect, h2request } from "../helpers/h2client.ts";
 import { OpensslCa } from "../helpers/opensslca.ts";
 import { pemFiles, run } from "../helpers/tools.ts";
@@ -341,6 +342,38 @@ describe("fuzz: hostile certificate headers from the trusted front", () => {
     );
   });
   afterAll(() => proxy.close());
+
+  it("an intermediate whose public key does not decode gets a 403 (the fuzzer's counterexample: it threw out of the request handler)", async () => {
+    const agent = new (await import("node:https")).Agent({ keepAlive: true, maxSockets: 1, localAddress: FRONT } as object);
+    const ask = (chain: Issued[]) => request(proxy.port, { servername: "h2.wild.test", agent, localAddress: FRONT, headers: { "x-amzn-mtls-clientcert": albPem(...chain) } });
+    const refused = await ask([p.clientViaIntermediate, withUndecodableKey(p.intermediate)]);
+    expect(refused.status).toBe(403);
+    // The same keep-alive connection goes on: the good chain is let through.
+    const r = await ask([p.clientViaIntermediate, p.intermediate]);
+    expect(r.status).toBe(200);
+    agent.destroy();
+  });
+
+  it("an exception inside the pipeline (injected here) is a logged 500 that closes the connection: no hang, no crash", async () => {
+    const spy = vi.spyOn(FrontCerts.prototype, "facts").mockImplementationOnce(() => {
+      throw new Error("injected fault");
+    });
+    try {
+      const { socket } = await connect(proxy.port, { servername: "h0.wild.test", localAddress: FRONT });
+      const closed = new Promise<void>((r) => socket.once("close", () => r()));
+      const r = await rawExchange(socket, `GET / HTTP/1.1\r\nHost: h0.wild.test\r\nClient-Cert: ${rfc9440(p.client)}\r\n\r\n`);
+      expect(r.status).toBe(500);
+      expect(r.head).toMatch(/\r\nconnection: close(\r\n|$)/i);
+      await closed;
+      expect(spy).toHaveBeenCalledTimes(1);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(await proxy.metrics.registry.metrics()).toMatch(/certgate_refusals_total\{[^}]*reason="internal_error"[^}]*\} 1/);
+    // The next request is served.
+    const ok = await request(proxy.port, { servername: "h0.wild.test", localAddress: FRONT, headers: { "client-cert": rfc9440(p.client) } });
+    expect(ok.status).toBe(200);
+  });
 
   it("every value gets a 200 (only for the valid certificate) or a 403, on one keep-alive connection per header", async () => {
     const fc = (await import("fast-check")).default;

@@ -71,6 +71,8 @@ export const REFUSALS = {
   upgrade_failed: { status: 502, body: "Bad Gateway: the origin did not accept the upgrade.\n", close: true, grpc: GRPC.UNAVAILABLE, metric: null },
   // gRPC only: what an HTTP/1.1 origin or a gRPC deadline cannot give.
   grpc_needs_h2_origin: { status: 502, body: "This route's origin speaks HTTP/1.1 only; gRPC needs origin_protocol h2 or h2c.\n", close: false, grpc: GRPC.UNIMPLEMENTED, metric: "grpc_needs_h2_origin" },
+  /** An exception inside certgate's own request pipeline (a bug): logged, never a hang or a crash. */
+  internal_error: { status: 500, body: "Internal Server Error: certgate failed to handle this request; its log says why.\n", close: true, grpc: GRPC.INTERNAL, metric: "internal_error" },
   grpc_deadline: { status: 504, body: "Deadline exceeded (grpc-timeout).\n", close: false, grpc: GRPC.DEADLINE_EXCEEDED, metric: null },
 } as const satisfies Record<string, RefusalSpec>;
 

@@ -216,9 +216,30 @@ function withRevocation(deps: RequestDeps, conn: ClientConn, view: CachedView | 
 export function handleRequest(deps: RequestDeps, req: ClientRequest, res: ClientResponse): void {
   const conn = clientConnOf(req.socket);
   if (!conn) return void req.socket.destroy();
-  const view = hostView(conn, hostHeader(req), deps.snapshot());
-  const rc = requestConn(deps, req, conn);
-  withRevocation(deps, rc, view, (revoked) => respond(deps, req, res, rc, view, revoked));
+  guarded(deps, req, res, conn, () => {
+    const view = hostView(conn, hostHeader(req), deps.snapshot());
+    const rc = requestConn(deps, req, conn);
+    withRevocation(deps, rc, view, (revoked) => guarded(deps, req, res, conn, () => respond(deps, req, res, rc, view, revoked)));
+  });
+}
+
+/**
+ * A step of the pipeline up to the origin request. An exception there is a bug (or input that
+ * defeats a parser): it is logged and answered with 500, closing the connection, rather than
+ * leaving the request unanswered or, thrown out of llhttp's callback, ending the process.
+ */
+function guarded(deps: RequestDeps, req: ClientRequest, res: ClientResponse, conn: ClientConn, step: () => void): void {
+  try {
+    step();
+  } catch (err) {
+    deps.log.error({ msg: "request failed inside certgate", sni: conn.servername, method: req.method, err: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    countRefusal(deps.metrics, conn.policy.pattern || "_default", "internal_error");
+    if (res.headersSent) return void res.destroy();
+    req.discardBody();
+    const r = REFUSALS.internal_error;
+    if (isGrpc(req)) return sendGrpc(res, r.grpc, r.body);
+    send(res, r.status, r.body, r.close);
+  }
 }
 
 /**
