@@ -20,6 +20,7 @@ describe("origin proxying", () => {
   let seenOriginClientCert: string | undefined;
   let hang: http.Server;
   let hangClosed: Promise<void>;
+  let drip: http.Server;
 
   beforeAll(async () => {
     p = await pki();
@@ -30,6 +31,17 @@ describe("origin proxying", () => {
     hangClosed = new Promise((r) => (closed = r));
     hang = http.createServer((req) => req.socket.once("close", closed));
     const hangPort = await listen(hang);
+    // Sends its body in 12 pieces 100 ms apart: 1.2 s of steady bytes, longer than its route's read timeout.
+    drip = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      let n = 0;
+      const t = setInterval(() => {
+        res.write(`piece ${n}\n`);
+        if (++n === 12) clearInterval(t), res.end();
+      }, 100);
+      res.on("close", () => clearInterval(t));
+    });
+    const dripPort = await listen(drip);
     const dead = net.createServer();
     deadPort = await listen(dead);
     await new Promise((r) => dead.close(r)); // nothing listens there any more
@@ -50,6 +62,7 @@ describe("origin proxying", () => {
         { id: "api", hostname: "localhost", path_prefix: "/api", origin },
         { id: "a", hostname: "a.test", origin },
         { id: "slow", hostname: "localhost", path_prefix: "/slow", origin: `http://127.0.0.1:${slowPort}`, read_timeout_ms: 300 },
+        { id: "drip", hostname: "localhost", path_prefix: "/drip", origin: `http://127.0.0.1:${dripPort}`, read_timeout_ms: 500 },
         { id: "dead", hostname: "localhost", path_prefix: "/dead", origin: `http://127.0.0.1:${deadPort}` },
         { id: "hang", hostname: "localhost", path_prefix: "/hang", origin: `http://127.0.0.1:${hangPort}`, read_timeout_ms: 600_000 },
         {
@@ -69,6 +82,8 @@ describe("origin proxying", () => {
     slow.close();
     hang.closeAllConnections();
     hang.close();
+    drip.closeAllConnections();
+    drip.close();
     tlsOrigin.close();
   });
 
@@ -141,6 +156,15 @@ describe("origin proxying", () => {
     expect(slowReply.status).toBe(504);
     // The proxy keeps serving.
     expect((await request(proxy.port)).status).toBe(200);
+  });
+
+  it("the read timeout is a silence between reads: a response whose bytes keep coming outlasts it, on a new and on a reused origin connection", async () => {
+    const want = Array.from({ length: 12 }, (_, i) => `piece ${i}\n`).join("");
+    for (let i = 0; i < 2; i++) {
+      const r = await request(proxy.port, { path: "/drip" });
+      expect(r.status).toBe(200);
+      expect(r.body).toBe(want);
+    }
   });
 
   it("after a 502, the connection stays usable when the request body was read in full, and closes when it was not", async () => {

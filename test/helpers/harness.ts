@@ -102,6 +102,8 @@ export async function request(port: number, o: ClientOpts = {}): Promise<Reply> 
       },
       (res) => {
         const chunks: Buffer[] = [];
+        // A response cut short fails the request at once rather than leaving it waiting.
+        res.on("error", reject);
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("end", () => {
           const body = Buffer.concat(chunks).toString();

@@ -144,7 +144,14 @@ interface StreamHandle {
 export function consumeReads(parser: Parser, socket: Socket, onExecute: (ret: number | (Error & { code?: string })) => void): ConsumedReads | null {
   const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
   if (!handle?.isStreamBase) return null;
-  parser[HTTPParser.kOnExecute] = onExecute;
+  // A read refreshes the socket's timeout (setTimeout is an inactivity timeout) as a read
+  // through the Readable does; node:http's onParserExecute does the same. Without it a
+  // response still streaming when the read timeout comes round was cut.
+  const timed = socket as unknown as { _unrefTimer(): void };
+  parser[HTTPParser.kOnExecute] = (ret: number | (Error & { code?: string })) => {
+    timed._unrefTimer();
+    onExecute(ret);
+  };
   parser.consume(handle);
   return new ConsumedReads(parser, socket, handle);
 }
