@@ -31,6 +31,7 @@ interface GenericClient {
   serverStream(req: Buffer): Call;
   clientStream(cb: UnaryCb): Call;
   bidi(): Call;
+  drip(req: Buffer): Call;
   close(): void;
 }
 interface GrpcJs {
@@ -62,6 +63,7 @@ const SERVICE = {
   serverStream: method("/pkg.Service/ServerStream", false, true),
   clientStream: method("/pkg.Service/ClientStream", true, false),
   bidi: method("/pkg.Service/Bidi", true, true),
+  drip: method("/pkg.Service/Drip", false, true),
 };
 
 describe("@grpc/grpc-js client and server through certgate (mTLS)", () => {
@@ -89,6 +91,15 @@ describe("@grpc/grpc-js client and server through certgate (mTLS)", () => {
         call.on("data", (m) => call.write(Buffer.from(m.toString().toUpperCase())));
         call.on("end", () => call.end());
       },
+      // 8 messages 100 ms apart: a stream that outlasts its route's read timeout while it keeps talking.
+      drip: (call: { write(b: Buffer): void; end(): void; on(ev: "cancelled", cb: () => void): void }) => {
+        let n = 0;
+        const t = setInterval(() => {
+          call.write(Buffer.from(`drop ${n}`));
+          if (++n === 8) clearInterval(t), call.end();
+        }, 100);
+        call.on("cancelled", () => clearInterval(t));
+      },
     });
     const port = await new Promise<number>((res, rej) => server.bindAsync("127.0.0.1:0", g.ServerCredentials.createInsecure(), (err, port) => (err ? rej(err) : res(port))));
     proxy = await startProxy((pk, origin) =>
@@ -98,11 +109,13 @@ describe("@grpc/grpc-js client and server through certgate (mTLS)", () => {
         [
           { hostname: "localhost", mtls: { mode: "enforced", trust_bundle: "clients" } },
           { hostname: "a.test", mtls: { mode: "fail_open", trust_bundle: "clients" } },
+          { hostname: "b.test", mtls: { mode: "enforced", trust_bundle: "clients" } },
         ],
         {
           routes: [
             { id: "l", hostname: "localhost", origin: `http://127.0.0.1:${port}`, origin_protocol: "h2c" },
             { id: "a", hostname: "a.test", origin: `http://127.0.0.1:${port}`, origin_protocol: "h2c" },
+            { id: "s", hostname: "b.test", origin: `http://127.0.0.1:${port}`, origin_protocol: "h2c", read_timeout_ms: 400 },
           ],
           zones: [{ id: "z", name: "a.test", rules: [{ id: "m", expression: 'http.request.uri.path eq "/pkg.Service/Method"', action: "block" }] }],
         },
@@ -138,6 +151,16 @@ describe("@grpc/grpc-js client and server through certgate (mTLS)", () => {
     const status = await new Promise<number>((r) => call.on("status", (s) => r(s.code)));
     expect(status).toBe(0);
     expect(got).toEqual(["tick 0", "tick 1", "tick 2", "tick 3", "tick 4"]);
+  });
+
+  it("a server stream that keeps talking outlasts its route's read timeout (a silence between messages, not a limit on the call)", async () => {
+    const call = client("b.test", p.client).drip(Buffer.from(""));
+    const got: string[] = [];
+    call.on("data", (m) => got.push(m.toString()));
+    call.on("error", () => {});
+    const status = await new Promise<number>((r) => call.on("status", (s) => r(s.code)));
+    expect(status).toBe(0);
+    expect(got).toEqual(Array.from({ length: 8 }, (_, i) => `drop ${i}`));
   });
 
   it("client streaming", async () => {
