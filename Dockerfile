@@ -24,9 +24,9 @@ USER certgate
 # Node's compile cache, filled here with every module certgate loads (types stripped, code
 # compiled), as the user that runs it (Node keeps one cache per uid): no process in the
 # container loads Node's TypeScript stripper (about 18 MB each) or parses certgate again
-# (src/cli.ts). Read-only at run time under compose.yaml's read-only root.
+# (src/cli.js). Read-only at run time under compose.yaml's read-only root.
 ENV NODE_COMPILE_CACHE=/app/.compile-cache
-RUN node src/cli.ts --help >/dev/null
+RUN node src/cli.js --help >/dev/null
 # The working directory is the data volume: the demo (no --config) writes its development
 # PKI to ./certs/dev as `npm start` does, here /data/certs/dev, beside the store.
 WORKDIR /data
@@ -39,7 +39,7 @@ EXPOSE 8443 8444 8445
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD ["node", "-e", "fetch(process.env.CERTGATE_HEALTH_URL || 'http://127.0.0.1:8444/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # certgate's OpenSSL configuration: one TLS 1.3 session ticket per full handshake (src/dataplane/tls/openssl.cnf).
-ENTRYPOINT ["tini", "--", "node", "--openssl-config=/app/src/dataplane/tls/openssl.cnf", "/app/src/cli.ts"]
+ENTRYPOINT ["tini", "--", "node", "--openssl-config=/app/src/dataplane/tls/openssl.cnf", "/app/src/cli.js"]
 # No --config: the demo. A real configuration: mount its directory (certgate.yaml and the
 # files it names) and name it, e.g.
 #   docker run ... -v "$PWD/etc:/etc/certgate:ro" -v certgate-data:/data certgate \

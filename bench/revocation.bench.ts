@@ -54,7 +54,7 @@ writeFileSync(join(dir, "certgate.yaml"), stringify(config));
 
 const port = await freePort();
 const log = join(dir, "certgate.log");
-const child = spawn(process.execPath, ["src/cli.ts", "serve", "--listen", `127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", join(dir, "certgate.yaml")], {
+const child = spawn(process.execPath, ["src/cli.js", "serve", "--listen", `127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", join(dir, "certgate.yaml")], {
   env: { ...process.env, CERTGATE_LOG_LEVEL: "warn" }, // no access log: measure the proxy, not the logger
   stdio: ["ignore", "ignore", openSync(log, "w")],
 });

@@ -50,7 +50,7 @@ writeFileSync(
 async function server(name: string, inventory: number): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
   const log = join(dir, `${name}.log`);
-  const child = spawn(process.execPath, ["src/cli.ts", "serve", "--workers", "1", "--listen", `127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, name), "--config", join(dir, "certgate.json"), "--client-cert-inventory", String(inventory)], {
+  const child = spawn(process.execPath, ["src/cli.js", "serve", "--workers", "1", "--listen", `127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, name), "--config", join(dir, "certgate.json"), "--client-cert-inventory", String(inventory)], {
     env: { ...process.env, CERTGATE_LOG_LEVEL: "warn" }, // no access log: measure the proxy, not the logger
     stdio: ["ignore", "ignore", openSync(log, "w")],
   });

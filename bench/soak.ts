@@ -1,4 +1,4 @@
-// The soak harness: certgate as an operator runs it (`node --openssl-config=… src/cli.ts serve`,
+// The soak harness: certgate as an operator runs it (`node --openssl-config=… src/cli.js serve`,
 // as `npm start` does; a child process with a temp data dir and a bootstrap file, so its memory
 // is its own), under steady load for a bounded time, loopback only:
 //
@@ -241,7 +241,7 @@ default_certificate: srv
   const child = spawn(
     process.execPath,
     // As `npm start` runs it: with certgate's OpenSSL configuration (one session ticket per handshake).
-    [...opensslArgs([]), join(REPO, "src/cli.ts"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", config, "--workers", a.workers],
+    [...opensslArgs([]), join(REPO, "src/cli.js"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", config, "--workers", a.workers],
     { env: { ...process.env, CERTGATE_ADMIN_TOKEN: token, CERTGATE_LOG_LEVEL: opts.logLevel }, stdio: ["ignore", "pipe", "pipe"] },
   );
   const out = createWriteStream(childLog);

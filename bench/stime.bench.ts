@@ -71,7 +71,7 @@ async function stime(): Promise<Run> {
 
 async function certgateBench(c: number): Promise<Run> {
   const json = join(dir, `bench-${c}.json`);
-  const r = await exec(process.execPath, [join(REPO, "src/cli.ts"), "bench", `https://localhost:${nginx.port}/bench`, "--cert", pki.clientCert, "--key", pki.clientKey, "--cacert", pki.serverCa, "--tls", "1.3", "--groups", "X25519", "-c", String(c), "-d", `${seconds}s`, "--warmup", "0.5s", "--json", json]);
+  const r = await exec(process.execPath, [join(REPO, "src/cli.js"), "bench", `https://localhost:${nginx.port}/bench`, "--cert", pki.clientCert, "--key", pki.clientKey, "--cacert", pki.serverCa, "--tls", "1.3", "--groups", "X25519", "-c", String(c), "-d", `${seconds}s`, "--warmup", "0.5s", "--json", json]);
   if (r.code !== 0) throw new Error(`certgate bench: ${r.err}`);
   const j = JSON.parse(readFileSync(json, "utf8")) as BenchResult;
   if (j.failed) throw new Error(`certgate bench: ${j.failed} failed (${JSON.stringify(j.failures)})`);

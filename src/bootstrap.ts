@@ -1,7 +1,7 @@
 // The bootstrap file: YAML (or JSON) in the model's shape, `*_file` paths relative to it.
 // Certificates, keys, CA bundles and CRLs stay file-backed (the store keeps the absolute path
 // and certgate reloads the file when it changes: control/filesource.ts); any other `*_file` (an
-// origin's CA) is read once and inlined. Startup wiring, beside cli.ts: the model itself does no I/O.
+// origin's CA) is read once and inlined. Startup wiring, beside cli.js: the model itself does no I/O.
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse } from "yaml";

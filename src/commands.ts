@@ -1,4 +1,4 @@
-// certgate's commands: serve, backup, store migrate, certs dev, rules check, bench (src/cli.ts is the entry point).
+// certgate's commands: serve, backup, store migrate, certs dev, rules check, bench (src/cli.js is the entry point).
 import { mkdirSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join, resolve } from "node:path";

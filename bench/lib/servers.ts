@@ -224,7 +224,7 @@ limits: { keep_alive_timeout_ms: ${keepAliveS * 1000} }
   );
   const log = join(d, "certgate.log");
   // Started as `npm start` starts it: with certgate's OpenSSL configuration (one session ticket per full handshake).
-  const args = [...opensslArgs([]), ...nodeArgs, join(REPO, "src/cli.ts"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(d, "data"), "--config", config, "--workers", String(workers)];
+  const args = [...opensslArgs([]), ...nodeArgs, join(REPO, "src/cli.js"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(d, "data"), "--config", config, "--workers", String(workers)];
   // Access logs off, as for nginx (access_log off) and HAProxy (no log): see docs/benchmarks.md.
   const env = { ...process.env, CERTGATE_LOG_LEVEL: process.env.CERTGATE_BENCH_LOG_LEVEL ?? "warn" };
   const child = start(tag, cpu, process.execPath, args, log, env);

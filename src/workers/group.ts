@@ -157,7 +157,7 @@ export class WorkerGroup {
     if (bound.fallback) this.#o.log.warn({ msg: "no SO_REUSEPORT: the workers share one listening socket (node:cluster's SCHED_NONE distribution)", reason: bound.fallback });
     this.#slots = bound.handles.map((handle, index) => ({ index, handle, current: null, standby: null }));
     // Node writes the compile cache at exit: write what the primary compiled now, so that the
-    // workers' first start already finds every module (src/cli.ts, worker-entry.js).
+    // workers' first start already finds every module (src/cli.js, worker-entry.js).
     module.flushCompileCache();
     const started = this.#slots.map((s) => (s.current = this.#spawn(s)));
     await Promise.all(started.map((w) => w.ready));

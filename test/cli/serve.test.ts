@@ -7,7 +7,7 @@ import { DatabaseSync } from "node:sqlite";
 import { afterAll, describe, expect, it } from "vitest";
 import { run } from "../helpers/tools.ts";
 
-const CLI = resolve("src/cli.ts");
+const CLI = resolve("src/cli.js");
 const NODE = process.execPath;
 
 interface Started {

@@ -79,7 +79,7 @@ rm -rf "$tmp/certs"
 # capabilities (as compose.yaml runs it) ---
 step "test PKI, origin and bootstrap file on the host"
 mkdir -p "$tmp/etc"
-"$node" src/cli.ts certs dev --out "$tmp/etc/pki" >/dev/null
+"$node" src/cli.js certs dev --out "$tmp/etc/pki" >/dev/null
 cat >"$tmp/origin.mjs" <<'EOF'
 // The origin: names what it received; /slow answers after 3 s (a request in flight while the
 // container stops). It prints its port, then one line per request it receives.
@@ -155,7 +155,7 @@ procs=$(docker top "$name" -o pid,uid,args | tail -n +2)
 [ "$(wc -l <<<"$procs")" -ge 2 ] || fail "expected tini and certgate in docker top: $procs"
 if awk '$2 != 10001 { bad = 1 } END { exit !bad }' <<<"$procs"; then fail "a process not run by uid 10001: $procs"; fi
 expect "user" "$(docker exec "$name" id)" "uid=10001(certgate)"
-expect "PID 1" "$(docker exec "$name" cat /proc/1/cmdline | tr '\0' ' ')" "tini -- node --openssl-config=/app/src/dataplane/tls/openssl.cnf /app/src/cli.ts serve"
+expect "PID 1" "$(docker exec "$name" cat /proc/1/cmdline | tr '\0' ' ')" "tini -- node --openssl-config=/app/src/dataplane/tls/openssl.cnf /app/src/cli.js serve"
 cpus=$(docker exec "$name" node -p 'require("node:os").availableParallelism()')
 health_json=$(curl -sS http://127.0.0.1:$admin_port/healthz)
 if [ "$cpus" -gt 1 ]; then

@@ -10,7 +10,7 @@ import { createDatabase } from "../helpers/postgres.setup.ts";
 import { api, startCertgate, tmpData } from "./helpers.ts";
 
 const pgUrl = inject("pgUrl");
-const CLI = resolve("src/cli.ts");
+const CLI = resolve("src/cli.js");
 
 describe.skipIf(!pgUrl)("certgate store migrate", () => {
   it("copies SQLite → PostgreSQL → SQLite with /v1/config, tokens and the managed CA unchanged, and refuses a non-empty target", async () => {

@@ -133,7 +133,7 @@ afterEach(() => {
 
 /** `certgate serve` as a child on ephemeral ports; `exited` settles with its exit code. */
 async function serve(dir: string, config: string): Promise<{ child: ChildProcess; admin: string; exited: Promise<number | null> }> {
-  const child = spawn(NODE, ["src/cli.ts", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", dir, "--config", config], {
+  const child = spawn(NODE, ["src/cli.js", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", dir, "--config", config], {
     env: { ...process.env, CERTGATE_ADMIN_TOKEN: TOKEN },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -163,7 +163,7 @@ async function bootstrap(dir: string): Promise<string> {
 
 /** `certgate serve` that is expected to refuse to start. */
 function serveRefused(dir: string, config: string) {
-  return run(NODE, ["src/cli.ts", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", dir, "--config", config], "", 20_000);
+  return run(NODE, ["src/cli.js", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", dir, "--config", config], "", 20_000);
 }
 
 const routeIds = (file: string): string[] => {
@@ -326,7 +326,7 @@ describe("the data directory across stops, damage and backups", { timeout: 90_00
     while (acked.length < 10) await new Promise((r) => setTimeout(r, 20));
     const out = join(mkdtempSync(join(tmpdir(), "certgate-backup-")), "certgate-backup.db");
     const ackedBefore = acked.length;
-    const b = await run(NODE, ["src/cli.ts", "backup", "--data", dir, "--out", out]);
+    const b = await run(NODE, ["src/cli.js", "backup", "--data", dir, "--out", out]);
     const sentAfter = acked.length + 1; // at most one write was in flight when the backup finished
     expect(b.code, b.stderr).toBe(0);
     expect(JSON.parse(b.stdout)).toMatchObject({ backup: out });

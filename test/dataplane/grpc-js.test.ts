@@ -96,7 +96,10 @@ describe("@grpc/grpc-js client and server through certgate (mTLS)", () => {
         let n = 0;
         const t = setInterval(() => {
           call.write(Buffer.from(`drop ${n}`));
-          if (++n === 8) clearInterval(t), call.end();
+          if (++n === 8) {
+            clearInterval(t);
+            call.end();
+          }
         }, 100);
         call.on("cancelled", () => clearInterval(t));
       },

@@ -37,7 +37,10 @@ describe("origin proxying", () => {
       let n = 0;
       const t = setInterval(() => {
         res.write(`piece ${n}\n`);
-        if (++n === 12) clearInterval(t), res.end();
+        if (++n === 12) {
+          clearInterval(t);
+          res.end();
+        }
       }, 100);
       res.on("close", () => clearInterval(t));
     });

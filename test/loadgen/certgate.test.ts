@@ -204,7 +204,7 @@ describe("certgate bench against failing servers", () => {
 });
 
 describe("the certgate bench command", () => {
-  const CLI = resolve("src/cli.ts");
+  const CLI = resolve("src/cli.js");
   function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((res) => {
       const child = spawn(process.execPath, [CLI, "bench", ...args], { stdio: ["ignore", "pipe", "pipe"] });

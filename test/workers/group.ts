@@ -11,7 +11,7 @@ import type { ModelInput } from "../../src/model/schema.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import type { Issued } from "../../src/pki/issue.ts";
 
-const CLI = resolve("src/cli.ts");
+const CLI = resolve("src/cli.js");
 export const TOKEN = "workers-test-token";
 
 export interface Group {

@@ -1,6 +1,6 @@
 // One TLS 1.3 session ticket per full handshake (src/dataplane/tls/openssl.cnf): in worker
 // processes whatever the primary was started with, in one process when started as `npm start`
-// starts it; a bare `node src/cli.ts serve --workers 1` keeps OpenSSL's two, and says so.
+// starts it; a bare `node src/cli.js serve --workers 1` keeps OpenSSL's two, and says so.
 // Resumption with that one ticket works on another worker.
 import tls from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
@@ -80,7 +80,7 @@ describe("TLS 1.3 session tickets per full handshake", () => {
     expect(resumedElsewhere).toBe(true);
   }, 60_000);
 
-  it("one process started as `npm start` starts it sends one; a bare `node src/cli.ts` keeps OpenSSL's two and logs it", async () => {
+  it("one process started as `npm start` starts it sends one; a bare `node src/cli.js` keeps OpenSSL's two and logs it", async () => {
     const tuned = await start(["--workers", "1"], [`--openssl-config=${OPENSSL_CONFIG}`]);
     expect(tuned.g.log()).toContain('"tls13_tickets_per_handshake":"1"');
     expect((await visit(tuned.g.port, tuned.p)).tickets).toHaveLength(1);
