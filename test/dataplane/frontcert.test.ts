@@ -375,6 +375,28 @@ describe("fuzz: hostile certificate headers from the trusted front", () => {
     expect(ok.status).toBe(200);
   });
 
+  it("the same on an Upgrade request (the WebSocket path): a logged 500 and the connection closed, no unhandled rejection", async () => {
+    const spy = vi.spyOn(FrontCerts.prototype, "facts").mockImplementationOnce(() => {
+      throw new Error("injected fault");
+    });
+    const before = Number(/certgate_refusals_total\{[^}]*reason="internal_error"[^}]*\} (\d+)/.exec(await proxy.metrics.registry.metrics())?.[1] ?? 0);
+    try {
+      const { socket } = await connect(proxy.port, { servername: "h0.wild.test", localAddress: FRONT });
+      const closed = new Promise<void>((r) => socket.once("close", () => r()));
+      const r = await rawExchange(
+        socket,
+        `GET /ws HTTP/1.1\r\nHost: h0.wild.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nClient-Cert: ${rfc9440(p.client)}\r\n\r\n`,
+      );
+      expect(r.status).toBe(500);
+      await closed;
+      expect(spy).toHaveBeenCalledTimes(1);
+    } finally {
+      spy.mockRestore();
+    }
+    const after = Number(/certgate_refusals_total\{[^}]*reason="internal_error"[^}]*\} (\d+)/.exec(await proxy.metrics.registry.metrics())?.[1] ?? 0);
+    expect(after).toBe(before + 1);
+  });
+
   it("every value gets a 200 (only for the valid certificate) or a 403, on one keep-alive connection per header", async () => {
     const fc = (await import("fast-check")).default;
     const https = await import("node:https");

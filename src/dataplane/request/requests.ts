@@ -232,14 +232,18 @@ function guarded(deps: RequestDeps, req: ClientRequest, res: ClientResponse, con
   try {
     step();
   } catch (err) {
-    deps.log.error({ msg: "request failed inside certgate", sni: conn.servername, method: req.method, err: err instanceof Error ? (err.stack ?? err.message) : String(err) });
-    countRefusal(deps.metrics, conn.policy.pattern || "_default", "internal_error");
+    const r = failedInside(deps, req, conn, err);
     if (res.headersSent) return void res.destroy();
     req.discardBody();
-    const r = REFUSALS.internal_error;
-    if (isGrpc(req)) return sendGrpc(res, r.grpc, r.body);
-    send(res, r.status, r.body, r.close);
+    reply(req, res, r);
   }
+}
+
+/** Logs and counts an exception inside certgate's own pipeline (a bug); the answer is internal_error's. */
+function failedInside(deps: RequestDeps, req: Request | ClientRequest, conn: ClientConn, err: unknown): RefusalSpec {
+  deps.log.error({ msg: "request failed inside certgate", sni: conn.servername, method: req.method, err: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  countRefusal(deps.metrics, conn.policy.pattern || "_default", "internal_error");
+  return REFUSALS.internal_error;
 }
 
 /**
@@ -366,7 +370,11 @@ function forwardContext(conn: ClientConn, p: Pass): ForwardContext {
 /** An answer the proxy gives after decide() passed the request. */
 function refuseAfterDecision(deps: RequestDeps, req: ClientRequest, res: ClientResponse, p: Pass, reason: RefusalReason): void {
   countRefusal(deps.metrics, p.policy.pattern || "_default", reason);
-  const r = REFUSALS[reason];
+  reply(req, res, REFUSALS[reason]);
+}
+
+/** A refusal's fixed answer, gRPC-shaped for gRPC. */
+function reply(req: ClientRequest, res: ClientResponse, r: RefusalSpec): void {
   if (isGrpc(req)) return sendGrpc(res, r.grpc, r.body);
   send(res, r.status, r.body, r.close);
 }
@@ -381,9 +389,19 @@ export function handleUpgrade(deps: RequestDeps, req: Request, socket: TLSSocket
   const conn = clientConnOf(req.socket);
   socket.on("error", () => socket.destroy());
   if (!conn) return void socket.destroy();
-  const view = hostView(conn, hostHeader(req), deps.snapshot());
-  const rc = requestConn(deps, req, conn);
-  withRevocation(deps, rc, view, (revoked) => void upgrade(deps, req, socket, clientHead, rc, view, revoked));
+  // As guarded(): an exception up to the origin request is a logged 500, never one thrown out of
+  // llhttp's callback nor an unhandled rejection (either ends the process).
+  const failed = (err: unknown) => {
+    const r = failedInside(deps, req, conn, err);
+    socket.end(closingResponse(r.status, r.body));
+  };
+  try {
+    const view = hostView(conn, hostHeader(req), deps.snapshot());
+    const rc = requestConn(deps, req, conn);
+    withRevocation(deps, rc, view, (revoked) => void upgrade(deps, req, socket, clientHead, rc, view, revoked).catch(failed));
+  } catch (err) {
+    failed(err);
+  }
 }
 
 async function upgrade(deps: RequestDeps, req: Request, socket: TLSSocket, clientHead: Buffer, conn: ClientConn, view: CachedView | null, revoked: boolean): Promise<void> {
