@@ -2,6 +2,8 @@
 import https from "node:https";
 import tls from "node:tls";
 import type http from "node:http";
+import "reflect-metadata"; // @peculiar/x509 needs it loaded first
+import { PemConverter } from "@peculiar/x509";
 import { createDevPki, type DevPki } from "../../src/pki/devpki.ts";
 import { issue, type Issued } from "../../src/pki/issue.ts";
 import { parseModel, type ModelInput } from "../../src/model/schema.ts";
@@ -177,5 +179,5 @@ export function withUndecodableKey(c: Issued): Issued {
   const der = Buffer.from(c.cert.rawData.slice(0)); // a copy: Buffer.from(ArrayBuffer) shares its memory
   const spki = Buffer.from(c.cert.publicKey.rawData);
   der[der.indexOf(spki) + spki.length - 65] = 0x05;
-  return { ...c, certPem: `-----BEGIN CERTIFICATE-----\n${der.toString("base64").match(/.{1,64}/g)!.join("\n")}\n-----END CERTIFICATE-----\n` };
+  return { ...c, certPem: PemConverter.encode(der, "CERTIFICATE") + "\n" };
 }
