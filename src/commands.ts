@@ -131,7 +131,7 @@ async function serve(argv: string[]): Promise<void> {
       curl: [
         ...containerNotes(),
         `${base} --cert certs/dev/client.pem --key certs/dev/client.key https://localhost${port}/hello   # 200, echo shows Client-Cert`,
-        `${base} https://localhost${port}/hello   # refused: no client certificate (TLS alert)`,
+        `${base} --http1.1 https://localhost${port}/hello   # refused: no client certificate (TLS alert)`,
         `${base} --cert certs/dev/untrusted.pem --key certs/dev/untrusted.key https://localhost${port}/hello   # 403 untrusted`,
         `${base} --cert certs/dev/expired.pem --key certs/dev/expired.key https://localhost${port}/hello   # 403 expired`,
       ],

@@ -1,6 +1,8 @@
 // The metrics catalog: every metric certgate exports and its labels, in one place.
 // `host` is the configured host pattern (or "_default"), never the raw SNI or Host header,
 // so a client cannot create label values at will.
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import { CellCounter, CellHistogram } from "./cells.ts";
 
@@ -9,6 +11,8 @@ export interface MetricsOptions {
   refusalReasons?: readonly string[];
 }
 
+const SMAPS_ROLLUP = "/proc/self/smaps_rollup";
+
 export function createMetrics(opts: MetricsOptions = {}) {
   const registry = new Registry();
   // Gauges read at scrape time from state their owner keeps; the owner registers the reader.
@@ -16,6 +20,16 @@ export function createMetrics(opts: MetricsOptions = {}) {
   // Node and process metrics under their standard names (process_cpu_seconds_total,
   // nodejs_heap_size_used_bytes, ...), which existing dashboards and alerts expect.
   collectDefaultMetrics({ register: registry });
+  if (existsSync(SMAPS_ROLLUP))
+    new Gauge({
+      name: "certgate_proportional_memory_bytes",
+      help: "Proportional set size (Linux smaps_rollup): resident memory, each page shared with other processes (Node's own code, mapped by the primary and every worker) counted as its share. Unlike process_resident_memory_bytes it adds up: summed over the group it is what certgate costs the machine.",
+      registers: [registry],
+      async collect() {
+        const pss = /^Pss:\s+(\d+) kB$/m.exec(await readFile(SMAPS_ROLLUP, "latin1"));
+        if (pss) this.set(Number(pss[1]) * 1024);
+      },
+    });
   const m = {
     registry,
     /** inc(host, result, resumed, group) */

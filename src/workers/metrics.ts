@@ -2,6 +2,7 @@
 // Counters and histograms are summed (process_cpu_seconds_total is the group's CPU);
 // gauges get a `worker` label ("primary", "0", "1", …) where a sum would mean nothing
 // (resident memory, heap, config version), and are summed where it does (open connections).
+// Proportional memory stays per process too, though it adds up: the sum is a query away.
 // The control plane's own counters (config applies, file reloads) come from the primary alone, which runs
 // every compile the admin API asks for; workers' copies of them are dropped. So do the
 // certificate expiry gauges: the primary reads them from its model, once for the group.
@@ -14,7 +15,7 @@ const SUMMED_GAUGES = new Set(["certgate_http_connections", "nodejs_active_handl
 /** Only the primary's count means something. */
 const PRIMARY_ONLY = new Set(["certgate_store_connected", "certgate_config_applies_total", "certgate_workers", "certgate_worker_restarts_total", "certgate_crl_fetches_total", "certgate_crl_age_seconds", "certgate_ocsp_answers_total", "certgate_file_reloads_total", "certgate_file_last_reload_timestamp_seconds", "certgate_certificate_not_after_seconds"]);
 /** The data plane's metrics: the primary, which serves no client, has none worth showing. */
-const WORKER_ONLY = /^certgate_(?!config_|workers|worker_restarts|crl_|ocsp_|store_|file_|certificate_not_after_)/;
+const WORKER_ONLY = /^certgate_(?!config_|workers|worker_restarts|crl_|ocsp_|store_|file_|certificate_not_after_|proportional_memory_)/;
 
 /** `sources`: the primary's getMetricsAsJSON() as "primary", then each worker's by slot. */
 export function aggregateGroup(sources: { who: string; metrics: MetricJson[] }[]): Registry {

@@ -19,6 +19,7 @@ describe("metrics endpoint", () => {
     for (const name of ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "nodejs_heap_size_used_bytes", "nodejs_heap_size_total_bytes", "nodejs_external_memory_bytes", "nodejs_active_handles_total", "nodejs_eventloop_lag_seconds"])
       expect(families).toContain(name);
     expect(r.text).toMatch(/^process_resident_memory_bytes [1-9]\d*$/m);
+    expect(r.text).toMatch(/^certgate_proportional_memory_bytes [1-9]\d*$/m);
     expect(r.text).toMatch(/^certgate_requests_total\{host="_default",status="200",protocol="http\/1.1"\} 1$/m);
     expect(families.filter((n) => !/^(certgate|process|nodejs)_/.test(n))).toEqual([]);
     expect(families.filter((n) => n.startsWith("certgate_process_"))).toEqual([]);

@@ -92,7 +92,14 @@ describe("serve --workers 2", () => {
     expect(sample(m, 'certgate_requests_total{host="localhost",status="200",protocol="http/1.1"}')).toBe(30);
     expect(sample(m, 'certgate_handshakes_total{host="localhost",result="verified",resumed="false",group="X25519MLKEM768"}')).toBe(30); // Node 24 clients offer the post-quantum hybrid first
     // Gauges where a sum means nothing, per worker.
-    for (const who of ["primary", "0", "1"]) expect(sample(m, `process_resident_memory_bytes{worker="${who}"}`)).toBeGreaterThan(10e6);
+    for (const who of ["primary", "0", "1"]) {
+      const rss = sample(m, `process_resident_memory_bytes{worker="${who}"}`);
+      expect(rss).toBeGreaterThan(10e6);
+      // Each process's share of the pages it shares (Node's code, mapped by all three): less than its RSS.
+      const pss = sample(m, `certgate_proportional_memory_bytes{worker="${who}"}`);
+      expect(pss).toBeGreaterThan(10e6);
+      expect(pss).toBeLessThan(rss!);
+    }
     expect(sample(m, 'certgate_workers{state="ready"}')).toBe(2);
     expect(sample(m, `certgate_config_version{worker="0"}`)).toBe(h.config_version);
     expect(m).toContain("certgate_worker_restarts_total");
