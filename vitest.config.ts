@@ -7,7 +7,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
-    // One real PostgreSQL for the run (the PostgreSQL store's cases).
-    globalSetup: ["test/helpers/postgres.setup.ts"],
+    // The run's own temporary directory (removed at its end), then one real PostgreSQL for the
+    // run (the PostgreSQL store's cases), inside it.
+    globalSetup: ["test/helpers/tmpdir.setup.ts", "test/helpers/postgres.setup.ts"],
   },
 });
