@@ -3,14 +3,11 @@
 // interleaved, server CPU per request (see docs/benchmarks.md, "Floors").
 //
 // Usage: node bench/floor.ts [--load keepalive|full|resumed] [--reps 3] [--duration 2.5]
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { LoadResult, LoadSpec } from "./load.ts";
 import { cpuCount } from "./lib/proc.ts";
 import { runLoadProcess, target } from "./lib/loadproc.ts";
-import { freePort, killLeftovers, startCertgate, startNginx, startOrigin, startScript, which, writePki, type Running } from "./lib/servers.ts";
+import { freePort, benchDir, startCertgate, startNginx, startOrigin, startScript, which, writePki, type Running } from "./lib/servers.ts";
 
 const VARIANTS = ["tls-direct", "https-direct", "tls-pipe", "https-undici", "https-llhttp", "tls-http1"] as const;
 const { values: args } = parseArgs({
@@ -19,11 +16,7 @@ const { values: args } = parseArgs({
 const kind = args.load as LoadSpec["kind"];
 const two = cpuCount() >= 2;
 const [serverCpu, loadCpu] = two ? ["1", "0"] : [null, null];
-const dir = mkdtempSync(join(os.tmpdir(), "certgate-floor-"));
-process.on("exit", () => {
-  killLeftovers();
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = benchDir("floor");
 
 const pki = await writePki(dir);
 const origin = await startOrigin(dir, loadCpu);

@@ -11,13 +11,12 @@
 //         the group costs the machine, each page once.
 //
 // Usage: node bench/group-memory.bench.ts [--workers N] [--settle 10s]
-import { mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import https from "node:https";
 import os from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { processTree } from "./lib/proc.ts";
-import { killLeftovers, SERVERNAME, startCertgate, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
+import { benchDir, SERVERNAME, startCertgate, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
 
 const { values: args } = parseArgs({ options: { workers: { type: "string" }, settle: { type: "string", default: "10" } } });
 const N = Number(args.workers ?? Math.max(2, os.availableParallelism()));
@@ -76,9 +75,10 @@ function distinctPages(pids: number[]): number | undefined {
   return frames.size * PAGE;
 }
 
-function get(port: number, pki: Pki): Promise<void> {
+/** One mTLS GET on a new connection. */
+function get(port: number, creds: { ca: Buffer; cert: Buffer; key: Buffer }): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = https.get({ host: "127.0.0.1", port, servername: SERVERNAME, path: "/warm", headers: { host: SERVERNAME }, agent: false, ca: readFileSync(pki.serverCa), cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey) }, (res) => {
+    const req = https.get({ host: "127.0.0.1", port, servername: SERVERNAME, path: "/warm", headers: { host: SERVERNAME }, agent: false, ...creds }, (res) => {
       res.resume();
       res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
     });
@@ -96,7 +96,8 @@ interface GroupMemory {
 
 async function measure(server: Running, pki: Pki): Promise<GroupMemory> {
   // Enough connections that the kernel hands each worker some.
-  for (let i = 0; i < 10 * N; i++) await get(server.port, pki);
+  const creds = { ca: readFileSync(pki.serverCa), cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey) };
+  for (let i = 0; i < 10 * N; i++) await get(server.port, creds);
   await sleep(SETTLE_MS);
   const pids = processTree(server.pid);
   const procs = pids.map(smapsRollup);
@@ -104,11 +105,7 @@ async function measure(server: Running, pki: Pki): Promise<GroupMemory> {
   return { procs, rss: sum("rss"), pss: sum("pss"), uss: sum("uss"), pages: distinctPages(pids) };
 }
 
-const dir = mkdtempSync(join(os.tmpdir(), "certgate-group-memory-"));
-process.on("exit", () => {
-  killLeftovers();
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = benchDir("group-memory");
 const pki = await writePki(dir);
 const origin = await startOrigin(dir, null);
 const results = new Map<number, GroupMemory>();

@@ -5,14 +5,13 @@
 // after they close.
 //
 // Usage: node bench/idle.bench.ts [--connections 10000] [--servers certgate,node,nginx] [--parallel 64]
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import os from "node:os";
-import { join } from "node:path";
 import tls from "node:tls";
 import { parseArgs } from "node:util";
 import { ResponseReader } from "../src/loadgen/http1.ts";
 import { processTree } from "./lib/proc.ts";
-import { killLeftovers, SERVERNAME, startBareNode, startCertgate, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
+import { benchDir, SERVERNAME, startBareNode, startCertgate, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
 
 const { values: args } = parseArgs({
   options: { connections: { type: "string", default: "10000" }, servers: { type: "string", default: "certgate,nginx" }, parallel: { type: "string", default: "64" } },
@@ -79,11 +78,7 @@ async function measure(server: Running, pki: Pki): Promise<Record<string, number
   return { before, idle, after, alive, perConn: (idle - before) / N };
 }
 
-const dir = mkdtempSync(join(os.tmpdir(), "certgate-idle-"));
-process.on("exit", () => {
-  killLeftovers();
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = benchDir("idle");
 const pki = await writePki(dir);
 const origin = await startOrigin(dir, null);
 const results: Record<string, Record<string, number>> = {};

@@ -17,7 +17,7 @@
 // Usage: node bench/retained.bench.ts [--iterations 3000] [--step 1000] [--kinds connections,routes,flips,crls]
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import https from "node:https";
 import os from "node:os";
 import { join } from "node:path";
@@ -25,10 +25,10 @@ import { parseArgs } from "node:util";
 import { startEcho } from "../src/demo/echo.ts";
 import { createDevPki, type DevPki } from "../src/pki/devpki.ts";
 import { issue } from "../src/pki/issue.ts";
-import { opensslArgs } from "../src/dataplane/tls/opensslconfig.ts";
 import { FLIP_HOST, writeChurnConfig } from "./lib/churnconfig.ts";
 import { signCrl } from "./lib/crl.ts";
-import { freePort, REPO, waitForPort } from "./lib/servers.ts";
+import { benchDir, freePort, serveArgs, track, waitForPort } from "./lib/servers.ts";
+import { leastSquaresSlope } from "./lib/slope.ts";
 
 const KINDS = ["connections", "routes", "flips", "crls"] as const;
 type Kind = (typeof KINDS)[number];
@@ -51,10 +51,8 @@ interface Sample {
 
 /** certgate with its inspector on a port of its own; resolves with the inspector's WebSocket URL. */
 function startCertgate(dir: string, config: string, port: number, admin: number, token: string): Promise<{ child: ChildProcess; inspector: string }> {
-  const child = spawn(process.execPath, ["--inspect=127.0.0.1:0", ...opensslArgs([]), join(REPO, "src/cli.js"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", config, "--workers", "1"], {
-    env: { ...process.env, CERTGATE_ADMIN_TOKEN: token, CERTGATE_LOG_LEVEL: "warn" },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const args = serveArgs({ port, admin, data: join(dir, "data"), config, workers: 1, nodeArgs: ["--inspect=127.0.0.1:0"] });
+  const child = track(spawn(process.execPath, args, { env: { ...process.env, CERTGATE_ADMIN_TOKEN: token, CERTGATE_LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "pipe"] }));
   return new Promise((resolve, reject) => {
     let err = "";
     child.stderr!.on("data", (c: Buffer) => {
@@ -98,7 +96,8 @@ class Inspector {
 }
 
 async function run(kind: Kind, pki: DevPki): Promise<Sample[]> {
-  const dir = mkdtempSync(join(os.tmpdir(), "certgate-retained-"));
+  const dir = join(root, kind);
+  mkdirSync(dir);
   const echo = await startEcho();
   const port = await freePort();
   const admin = await freePort();
@@ -159,23 +158,16 @@ async function run(kind: Kind, pki: DevPki): Promise<Sample[]> {
     await exited;
     echo.server.closeAllConnections();
     echo.server.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
+const root = benchDir("retained");
 const pki = await createDevPki({ serverNames: ["localhost", FLIP_HOST] });
 const results = new Map<Kind, Sample[]>();
 for (const kind of kinds) results.set(kind, await run(kind, pki));
 
 /** Least-squares slope of y over the samples after the first (warm-up), per 1,000 iterations. */
-function slope(samples: Sample[], y: (s: Sample) => number): number {
-  const pts = samples.slice(1);
-  const mx = pts.reduce((a, s) => a + s.iteration, 0) / pts.length;
-  const my = pts.reduce((a, s) => a + y(s), 0) / pts.length;
-  const num = pts.reduce((a, s) => a + (s.iteration - mx) * (y(s) - my), 0);
-  const den = pts.reduce((a, s) => a + (s.iteration - mx) ** 2, 0);
-  return den ? (num / den) * 1000 : 0;
-}
+const slope = (samples: Sample[], y: (s: Sample) => number): number => (leastSquaresSlope(samples.slice(1).map((s) => [s.iteration / 1000, y(s)] as const)) ?? 0);
 
 const cpu = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? os.arch();
 console.log(`Memory retained after a full GC, every ${STEP} of ${ITERATIONS} iterations (MiB; slope after the first step, KiB per 1,000 iterations), ${cpu}, Node ${process.versions.node}, ${new Date().toISOString().slice(0, 16)} UTC\n`);

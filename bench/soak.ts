@@ -35,10 +35,10 @@ import { issue, type Issued } from "../src/pki/issue.ts";
 import { signCrl } from "./lib/crl.ts";
 import { quantileMs, record, type Histogram } from "../src/loadgen/hist.ts";
 import { ResponseReader } from "../src/loadgen/http1.ts";
-import { freePort, REPO, waitForPort } from "./lib/servers.ts";
+import { freePort, REPO, serveArgs, waitForPort } from "./lib/servers.ts";
+import { leastSquaresSlope } from "./lib/slope.ts";
 import { memoryPlot } from "./lib/soakplot.ts";
 import { FLIP_HOST, writeChurnConfig } from "./lib/churnconfig.ts";
-import { opensslArgs } from "../src/dataplane/tls/opensslconfig.ts";
 
 /** "1h", "90m", "30s", "500ms" or plain seconds, in milliseconds. */
 function duration(s: string, what: string): number {
@@ -218,12 +218,11 @@ async function main(): Promise<number> {
   const token = randomBytes(24).toString("hex");
   const config = writeChurnConfig(dir, pki, echo.url);
   const childLog = join(dir, "certgate.log");
-  const child = spawn(
-    process.execPath,
-    // As `npm start` runs it: with certgate's OpenSSL configuration (one session ticket per handshake).
-    [...opensslArgs([]), join(REPO, "src/cli.js"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", config, "--workers", a.workers],
-    { env: { ...process.env, CERTGATE_ADMIN_TOKEN: token, CERTGATE_LOG_LEVEL: opts.logLevel }, stdio: ["ignore", "pipe", "pipe"] },
-  );
+  // As `npm start` runs it: with certgate's OpenSSL configuration (one session ticket per handshake).
+  const child = spawn(process.execPath, serveArgs({ port, admin, data: join(dir, "data"), config, workers: a.workers }), {
+    env: { ...process.env, CERTGATE_ADMIN_TOKEN: token, CERTGATE_LOG_LEVEL: opts.logLevel },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const out = createWriteStream(childLog);
   child.stdout!.pipe(out);
   child.stderr!.pipe(out);
@@ -555,13 +554,8 @@ async function sampleMetrics(adminUrl: string, t: number): Promise<Sample> {
 
 /** Least-squares slope of `y` over time, in MB per 10 minutes, from samples at or after `fromS`. */
 function slopePer10Min(samples: readonly Sample[], y: (s: Sample) => number | null, fromS: number): number | null {
-  const pts = samples.filter((s) => s.t >= fromS && y(s) !== null).map((s) => [s.t / 600, y(s)!] as const);
-  if (pts.length < 3) return null;
-  const n = pts.length;
-  const mx = pts.reduce((a, [x]) => a + x, 0) / n;
-  const my = pts.reduce((a, [, v]) => a + v, 0) / n;
-  const sxx = pts.reduce((a, [x]) => a + (x - mx) ** 2, 0);
-  return sxx === 0 ? null : Math.round((pts.reduce((a, [x, v]) => a + (x - mx) * (v - my), 0) / sxx) * 100) / 100;
+  const slope = leastSquaresSlope(samples.filter((s) => s.t >= fromS && y(s) !== null).map((s) => [s.t / 600, y(s)!] as const));
+  return slope === null ? null : Math.round(slope * 100) / 100;
 }
 
 function report(r: Result): number {

@@ -12,12 +12,12 @@
 //
 // Usage: node bench/stime.bench.ts [--rounds 3] [--seconds 5]
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { cpuCount } from "./lib/proc.ts";
-import { killLeftovers, pinned, REPO, startNginx, startOrigin, writePki } from "./lib/servers.ts";
+import { benchDir, pinned, REPO, startNginx, startOrigin, writePki } from "./lib/servers.ts";
 import type { BenchResult } from "../src/loadgen/coordinator.ts";
 
 const { values: args } = parseArgs({ options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "5" } } });
@@ -25,11 +25,7 @@ const rounds = Number(args.rounds);
 const seconds = Number(args.seconds);
 const two = cpuCount() >= 2;
 const [serverCpu, loadCpu] = two ? ["1", "0"] : [null, null];
-const dir = mkdtempSync(join(os.tmpdir(), "certgate-stime-"));
-process.on("exit", () => {
-  killLeftovers();
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = benchDir("stime");
 const log = (s: string) => process.stderr.write(`[stime] ${s}\n`);
 
 function exec(cmd: string, a: string[]): Promise<{ code: number | null; out: string; err: string }> {

@@ -1,8 +1,9 @@
 // The servers under test and the shared origin: a fresh PKI, equivalent configurations for
 // certgate, nginx and HAProxy, start (pinned with taskset), readiness, and stop by PID.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createDevPki } from "../../src/pki/devpki.ts";
 import { opensslArgs } from "../../src/dataplane/tls/opensslconfig.ts";
@@ -142,6 +143,27 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals, graceMs: n
 /** Every server process started and not yet exited, so an interrupted run can stop them all. */
 export const spawned = new Set<ChildProcess>();
 
+/** Counts `child` among the processes killLeftovers() stops, until it exits. */
+export function track(child: ChildProcess): ChildProcess {
+  spawned.add(child);
+  child.once("exit", () => spawned.delete(child));
+  return child;
+}
+
+/**
+ * A benchmark script's temporary directory (certificates, configurations, logs): removed when
+ * the script exits, with every server still running, on Ctrl-C and SIGTERM too.
+ */
+export function benchDir(name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `certgate-${name}-`));
+  process.on("exit", () => {
+    killLeftovers();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
+  return dir;
+}
+
 /** SIGKILLs (by PID) whatever is still running of what start() spawned, descendants included. */
 export function killLeftovers(): void {
   for (const child of spawned) {
@@ -159,9 +181,7 @@ export function killLeftovers(): void {
 function start(name: string, cpu: string | null, cmd: string, args: string[], log: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const [c, a] = pinned(cpu, cmd, args);
   const out = createWriteStream(log);
-  const child = spawn(c, a, { env, stdio: ["ignore", "pipe", "pipe"] });
-  spawned.add(child);
-  child.once("exit", () => spawned.delete(child));
+  const child = track(spawn(c, a, { env, stdio: ["ignore", "pipe", "pipe"] }));
   child.stdout!.pipe(out);
   child.stderr!.pipe(out);
   child.on("error", (e) => out.write(`\n[bench] ${name}: ${e.message}\n`));
@@ -200,6 +220,14 @@ export async function startScript(dir: string, name: string, script: string, arg
 }
 
 /** certgate with `workers` data-plane processes (1: one process, as before workers existed). */
+/**
+ * Node's arguments for `certgate serve` as `npm start` runs it (certgate's OpenSSL
+ * configuration), on loopback ports, with its data directory and bootstrap file.
+ */
+export function serveArgs(o: { port: number; admin: number; data: string; config: string; workers: number | string; nodeArgs?: readonly string[] }): string[] {
+  return [...opensslArgs([]), ...(o.nodeArgs ?? []), join(REPO, "src/cli.js"), "serve", "--listen", `127.0.0.1:${o.port}`, "--admin", `127.0.0.1:${o.admin}`, "--public", "127.0.0.1:0", "--data", o.data, "--config", o.config, "--workers", String(o.workers)];
+}
+
 export async function startCertgate(dir: string, pki: Pki, originPort: number, cpu: string | null, nodeArgs: string[] = [], tag = "certgate", workers = 1, keepAliveS = 5): Promise<Running> {
   const d = join(dir, tag);
   mkdirSync(d, { recursive: true, mode: 0o700 });
@@ -224,7 +252,7 @@ limits: { keep_alive_timeout_ms: ${keepAliveS * 1000} }
   );
   const log = join(d, "certgate.log");
   // Started as `npm start` starts it: with certgate's OpenSSL configuration (one session ticket per full handshake).
-  const args = [...opensslArgs([]), ...nodeArgs, join(REPO, "src/cli.js"), "serve", "--listen", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "--public", "127.0.0.1:0", "--data", join(d, "data"), "--config", config, "--workers", String(workers)];
+  const args = serveArgs({ port, admin, data: join(d, "data"), config, workers, nodeArgs });
   // Access logs off, as for nginx (access_log off) and HAProxy (no log): see docs/benchmarks.md.
   const env = { ...process.env, CERTGATE_LOG_LEVEL: process.env.CERTGATE_BENCH_LOG_LEVEL ?? "warn" };
   const child = start(tag, cpu, process.execPath, args, log, env);
