@@ -354,14 +354,23 @@ describe("fuzz: hostile certificate headers from the trusted front", () => {
     agent.destroy();
   });
 
-  it("an exception inside the pipeline (injected here) is a logged 500 that closes the connection: no hang, no crash", async () => {
+  const internalErrors = async () => Number(/certgate_refusals_total\{[^}]*reason="internal_error"[^}]*\} (\d+)/.exec(await proxy.metrics.registry.metrics())?.[1] ?? 0);
+  const UPGRADE = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+  // The Upgrade path (WebSockets) runs apart from the rest of the pipeline, and asynchronously:
+  // an exception there used to escape llhttp's callback or become an unhandled rejection.
+  it.each([
+    ["a plain request", ""],
+    ["an Upgrade request", UPGRADE],
+  ])("an exception inside the pipeline (injected here) on %s is a logged 500 that closes the connection: no hang, no crash", async (_what, extra) => {
     const spy = vi.spyOn(FrontCerts.prototype, "facts").mockImplementationOnce(() => {
       throw new Error("injected fault");
     });
+    const before = await internalErrors();
     try {
       const { socket } = await connect(proxy.port, { servername: "h0.wild.test", localAddress: FRONT });
       const closed = new Promise<void>((r) => socket.once("close", () => r()));
-      const r = await rawExchange(socket, `GET / HTTP/1.1\r\nHost: h0.wild.test\r\nClient-Cert: ${rfc9440(p.client)}\r\n\r\n`);
+      const r = await rawExchange(socket, `GET / HTTP/1.1\r\nHost: h0.wild.test\r\n${extra}Client-Cert: ${rfc9440(p.client)}\r\n\r\n`);
       expect(r.status).toBe(500);
       expect(r.head).toMatch(/\r\nconnection: close(\r\n|$)/i);
       await closed;
@@ -369,32 +378,10 @@ describe("fuzz: hostile certificate headers from the trusted front", () => {
     } finally {
       spy.mockRestore();
     }
-    expect(await proxy.metrics.registry.metrics()).toMatch(/certgate_refusals_total\{[^}]*reason="internal_error"[^}]*\} 1/);
+    expect(await internalErrors()).toBe(before + 1);
     // The next request is served.
     const ok = await request(proxy.port, { servername: "h0.wild.test", localAddress: FRONT, headers: { "client-cert": rfc9440(p.client) } });
     expect(ok.status).toBe(200);
-  });
-
-  it("the same on an Upgrade request (the WebSocket path): a logged 500 and the connection closed, no unhandled rejection", async () => {
-    const spy = vi.spyOn(FrontCerts.prototype, "facts").mockImplementationOnce(() => {
-      throw new Error("injected fault");
-    });
-    const before = Number(/certgate_refusals_total\{[^}]*reason="internal_error"[^}]*\} (\d+)/.exec(await proxy.metrics.registry.metrics())?.[1] ?? 0);
-    try {
-      const { socket } = await connect(proxy.port, { servername: "h0.wild.test", localAddress: FRONT });
-      const closed = new Promise<void>((r) => socket.once("close", () => r()));
-      const r = await rawExchange(
-        socket,
-        `GET /ws HTTP/1.1\r\nHost: h0.wild.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nClient-Cert: ${rfc9440(p.client)}\r\n\r\n`,
-      );
-      expect(r.status).toBe(500);
-      await closed;
-      expect(spy).toHaveBeenCalledTimes(1);
-    } finally {
-      spy.mockRestore();
-    }
-    const after = Number(/certgate_refusals_total\{[^}]*reason="internal_error"[^}]*\} (\d+)/.exec(await proxy.metrics.registry.metrics())?.[1] ?? 0);
-    expect(after).toBe(before + 1);
   });
 
   it("every value gets a 200 (only for the valid certificate) or a 403, on one keep-alive connection per header", async () => {

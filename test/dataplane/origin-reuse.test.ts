@@ -45,26 +45,22 @@ describe("origin connection reuse", () => {
     const before = proxy.runtime.snapshot.model;
     proxy.runtime.apply({ ...before, routes: before.routes.map((r) => ({ ...r, read_timeout_ms: 60_000 })) });
     try {
-      await idleCase();
+      // Back to back: the second request reuses the first one's connection.
+      await request(proxy.port, { path: "/a" });
+      await request(proxy.port, { path: "/b" });
+      expect(origin.seen[1]!.socket).toBe(origin.seen[0]!.socket);
+      const first = origin.seen[0]!.socket;
+      const closed = new Promise<void>((r) => first.once("close", () => r()));
+      await new Promise((r) => setTimeout(r, 4_200));
+      const r = await request(proxy.port, { path: "/c" });
+      expect([r.status, r.body]).toEqual([200, "/c"]);
+      expect(origin.seen[2]!.socket).not.toBe(first);
+      expect(origin.seen[2]!.served).toBe(0);
+      await closed; // closed by certgate when it set the stale connection aside
     } finally {
       proxy.runtime.apply(before);
     }
   }, 15_000);
-
-  const idleCase = async () => {
-    // Back to back: the second request reuses the first one's connection.
-    await request(proxy.port, { path: "/a" });
-    await request(proxy.port, { path: "/b" });
-    expect(origin.seen[1]!.socket).toBe(origin.seen[0]!.socket);
-    const first = origin.seen[0]!.socket;
-    const closed = new Promise<void>((r) => first.once("close", () => r()));
-    await new Promise((r) => setTimeout(r, 4_200));
-    const r = await request(proxy.port, { path: "/c" });
-    expect([r.status, r.body]).toEqual([200, "/c"]);
-    expect(origin.seen[2]!.socket).not.toBe(first);
-    expect(origin.seen[2]!.served).toBe(0);
-    await closed; // closed by certgate when it set the stale connection aside
-  };
 
   it("a client that hangs up as its response arrives leaves no paused connection for the next request", async () => {
     // The client sends its request and its FIN; the origin answers after that. The answer
