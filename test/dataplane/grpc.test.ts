@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import http2 from "node:http2";
 import net from "node:net";
-import { baseModel, pki, request, startProxy, type Proxy } from "../helpers/harness.ts";
+import { baseModel, connect, pki, received, request, startProxy, type Proxy } from "../helpers/harness.ts";
 import { h2connect, h2once, h2request } from "../helpers/h2client.ts";
 import { GrpcReader, grpcEcho, grpcFrame, startH2Origin, type H2Origin } from "../helpers/h2origin.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
@@ -220,6 +220,24 @@ describe("gRPC through certgate", () => {
     } finally {
       s.close();
     }
+  });
+
+  it("an HTTP/1.1 client gets an h2c origin's response head before the body, which comes later", async () => {
+    let sendBody!: () => void;
+    const bodyWanted = new Promise<void>((r) => (sendBody = r));
+    h2c.handler = (stream) => {
+      stream.respond({ ":status": 200, "content-type": "text/plain", "content-length": "4" });
+      void bodyWanted.then(() => stream.end("late"));
+    };
+    const { socket } = await connect(proxy.port, { servername: "b.test" });
+    const reply = received(socket);
+    socket.write("GET /late HTTP/1.1\r\nHost: b.test\r\n\r\n");
+    // The origin sends the body only once the client has the head: a head held for it would wait forever.
+    await reply.until("\r\n\r\n");
+    expect(reply.text()).toMatch(/^HTTP\/1.1 200/);
+    sendBody();
+    await reply.until("\r\n\r\nlate");
+    socket.destroy();
   });
 
   it("origin_protocol: h2 needs an https origin, h2c an http one, and the error names the route's path", async () => {

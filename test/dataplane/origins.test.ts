@@ -2,8 +2,9 @@
 // responses, keep-alive reuse and the stale-connection race, malformed answers.
 import https from "node:https";
 import net from "node:net";
+import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseModel, connect, request, startProxy, type Proxy } from "../helpers/harness.ts";
+import { baseModel, connect, pki, rawRequest, received, request, startProxy, type Proxy } from "../helpers/harness.ts";
 
 /** What the origin writes for a request line's path; `close` ends the connection after it. */
 const SCRIPT: Record<string, { reply: string; close?: boolean }> = {
@@ -23,6 +24,8 @@ describe("origin client", () => {
   const originConns = new Set<net.Socket>();
   let heads: string[] = [];
   let accepted = 0;
+  /** The origin connection that sent /late-body's head and holds its body back. */
+  let lateBody: ((s: net.Socket) => void) | null = null;
 
   beforeAll(async () => {
     origin = net.createServer((s) => {
@@ -38,6 +41,11 @@ describe("origin client", () => {
           buf = buf.slice(end + 4);
           heads.push(head);
           const path = head.split(" ")[1]!;
+          if (path === "/late-body") {
+            s.write("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n");
+            lateBody?.(s);
+            continue;
+          }
           const step = SCRIPT[path] ?? { reply: `HTTP/1.1 200 OK\r\nContent-Length: ${path.length}\r\n\r\n${path}` };
           s.write(step.reply);
           if (step.close) s.end();
@@ -158,5 +166,50 @@ describe("origin client", () => {
     });
     expect(r).toBe(200);
     expect(heads.find((h) => h.startsWith("POST /post"))!.toLowerCase()).toContain("transfer-encoding: chunked");
+  });
+
+  it("sends the head at once when the body comes later (held only to share a TLS record with it)", async () => {
+    const held = new Promise<net.Socket>((r) => (lateBody = r));
+    const { socket } = await connect(proxy.port);
+    const reply = received(socket);
+    socket.write("GET /late-body HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    // The origin sends the body only once the client has the head: a head held for it would wait forever.
+    await reply.until("\r\n\r\n");
+    expect(reply.text()).toMatch(/^HTTP\/1.1 200/);
+    (await held).write("done");
+    await reply.until("\r\n\r\ndone");
+    socket.destroy();
+    lateBody = null;
+  });
+
+  it("sends a small response's head and body in one TLS record", async () => {
+    const p = await pki();
+    // A TCP relay counts the application-data records (type 23) coming from the proxy.
+    let records = 0;
+    const relay = net.createServer((c) => {
+      const up = net.connect(proxy.port, "127.0.0.1");
+      let pending = Buffer.alloc(0);
+      c.pipe(up);
+      up.on("data", (d: Buffer) => {
+        pending = Buffer.concat([pending, d]);
+        while (pending.length >= 5 && pending.length >= 5 + pending.readUInt16BE(3)) {
+          if (pending[0] === 23) records++;
+          pending = pending.subarray(5 + pending.readUInt16BE(3));
+        }
+        c.write(d);
+      });
+      c.on("close", () => up.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+    const socket = tls.connect({ host: "127.0.0.1", port: (relay.address() as net.AddressInfo).port, servername: "localhost", ca: p.serverCa.certPem });
+    await new Promise((r) => socket.once("secureConnect", r));
+    // The first exchange lets the session tickets (application-data records too) arrive first.
+    expect((await rawRequest(socket, "localhost", "/first")).body).toBe("/first");
+    records = 0;
+    const r = await rawRequest(socket, "localhost", "/second-of-two");
+    expect([r.status, r.body]).toEqual([200, "/second-of-two"]);
+    expect(records).toBe(1);
+    socket.destroy();
+    relay.close();
   });
 });

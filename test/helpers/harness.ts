@@ -168,6 +168,25 @@ export function rawExchange(socket: tls.TLSSocket, data: string): Promise<{ stat
   });
 }
 
+/** What a socket receives, as Latin-1 text; `until(text)` resolves once `text` has arrived. */
+export function received(socket: tls.TLSSocket): { text(): string; until(text: string): Promise<void> } {
+  let got = "";
+  const waiting = new Set<() => void>();
+  socket.on("data", (d: Buffer) => {
+    got += d.toString("latin1");
+    for (const check of waiting) check();
+  });
+  return {
+    text: () => got,
+    until: (text) =>
+      new Promise((resolve) => {
+        const check = () => got.includes(text) && (waiting.delete(check), resolve());
+        waiting.add(check);
+        check();
+      }),
+  };
+}
+
 export { issue };
 
 /**

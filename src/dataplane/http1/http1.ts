@@ -161,6 +161,11 @@ export class Response {
   readonly #conn: Http1Connection;
   #chunked = false;
   #noBody = false;
+  /**
+   * The head, held until the first body bytes or the end so that all go out as one TLS record
+   * and one write, or until flush(): the origin's read ended without more.
+   */
+  #head: string | null = null;
 
   constructor(conn: Http1Connection, req: Request) {
     this.#conn = conn;
@@ -208,26 +213,41 @@ export class Response {
     else if (req.httpMinor === 0) head += "connection: keep-alive\r\n";
     head += responseTag;
     this.keepAlive = keepAlive;
-    this.#conn.write(head + "\r\n");
+    this.#head = head + "\r\n";
+  }
+
+  /** Sends the head if it is still held: nothing more is coming in this turn. */
+  flush(): void {
+    if (this.#head === null) return;
+    this.#conn.send([this.#head]);
+    this.#head = null;
   }
 
   write(chunk: Buffer): boolean {
     if (this.#noBody || this.finished || chunk.length === 0) return true;
-    if (!this.#chunked) return this.#conn.write(chunk);
-    this.#conn.write(`${chunk.length.toString(16)}\r\n`);
-    this.#conn.write(chunk);
-    return this.#conn.write("\r\n");
+    return this.#conn.send(this.#withHead(this.#chunked ? [`${chunk.length.toString(16)}\r\n`, chunk, "\r\n"] : [chunk]));
   }
 
   end(body?: string): void {
     if (this.finished) return;
+    const out: (string | Buffer)[] = [];
     if (body && !this.#noBody) {
-      if (this.#chunked) this.write(Buffer.from(body));
-      else this.#conn.write(body, "utf8");
+      const b = Buffer.from(body);
+      if (this.#chunked) out.push(`${b.length.toString(16)}\r\n`, b, "\r\n");
+      else out.push(b);
     }
-    if (this.#chunked && !this.#noBody) this.#conn.write("0\r\n\r\n");
+    if (this.#chunked && !this.#noBody) out.push("0\r\n\r\n");
+    this.#conn.send(this.#withHead(out));
     this.finished = true;
     this.#conn.finished(this);
+  }
+
+  #withHead(parts: (string | Buffer)[]): (string | Buffer)[] {
+    const head = this.#head;
+    if (head === null) return parts;
+    this.#head = null;
+    parts.unshift(head);
+    return parts;
   }
 
   /** Calls `cb` once the client has read what was written. */
@@ -324,7 +344,6 @@ class Http1Connection {
   #plainUpgrade = false;
   #bodyFull = false;
   #paused = false;
-  #corked = false;
   /** A refusal of a pipelined request, sent once the response in flight finishes. */
   #refusal: (() => void) | null = null;
   /** No further requests are read: the connection ends after the responses in hand. */
@@ -505,28 +524,26 @@ class Http1Connection {
     if (this.#consumed) this.#consumed.reading = !pause;
   }
 
-  /** Strings are protocol text (Latin-1, as llhttp reads header bytes) unless told otherwise. */
-  write(data: string | Buffer, encoding: BufferEncoding = "latin1"): boolean {
+  /** Strings are protocol text (Latin-1, as llhttp reads header bytes). */
+  write(data: string | Buffer): boolean {
     const s = this.socket;
     if (s.destroyed || s.writableEnded) return false;
-    // The head and the first body bytes go out as one TLS record.
-    if (!this.#corked) {
-      this.#corked = true;
-      s.cork();
-      process.nextTick(() => this.#uncork());
-    }
-    return typeof data === "string" ? s.write(data, encoding) : s.write(data);
+    return typeof data === "string" ? s.write(data, "latin1") : s.write(data);
   }
 
-  #uncork(): void {
-    if (!this.#corked) return;
-    this.#corked = false;
-    this.socket.uncork();
+  /** Parts written together: one TLS record and one write to the socket. */
+  send(parts: readonly (string | Buffer)[]): boolean {
+    if (parts.length <= 1) return parts.length === 0 || this.write(parts[0]!);
+    const s = this.socket;
+    s.cork();
+    let ok = true;
+    for (const p of parts) ok = this.write(p);
+    s.uncork();
+    return ok;
   }
 
   /** Called by Response.end(). */
   finished(res: Response): void {
-    this.#uncork();
     if (this.#current === res) this.#current = null;
     res.onFinish?.();
     // The requests received before a refusal are answered first; the refusal then takes its
@@ -554,7 +571,6 @@ class Http1Connection {
     this.closing = true;
     for (const r of this.#queue.splice(0)) r.body?.destroy();
     this.#setDeadline(0, NONE);
-    this.#uncork();
     // Not end(): with reads paused the client's FIN would never be read and the socket would linger.
     this.socket.destroySoon();
   }

@@ -179,6 +179,10 @@ export class H2Response implements ClientResponse {
       });
   }
 
+  flush(): void {
+    this.#flush(false);
+  }
+
   write(chunk: Buffer): boolean {
     if (this.#noBody || this.finished || chunk.length === 0) return true;
     this.#flush(false);

@@ -197,6 +197,8 @@ class H2Exchange implements Exchange {
     if (this.#settled) return;
     try {
       this.#out = this.#onHead(status, flat(raw));
+      // An HTTP/2 origin's body comes in later callbacks: the head goes out at the end of this one.
+      queueMicrotask(() => this.#out?.flush?.());
     } catch (err) {
       this.fail("protocol", (err as Error).message);
     }

@@ -42,6 +42,11 @@ export interface BodySink {
   /** The body cannot complete: cut the client's response short. */
   destroy(): void;
   onDrain(cb: () => void): void;
+  /**
+   * The origin's read is over: send what is held back. A client's HTTP/1.1 response holds its
+   * head for the first body bytes, so that the two go out as one TLS record and one write.
+   */
+  flush?(): void;
   /** Trailer fields, flat, before end() (HTTP/2 origins only; an HTTP/1.1 client's response drops them). */
   trailers?(headers: string[]): void;
 }
@@ -323,6 +328,7 @@ class ExchangeImpl implements Exchange {
       if (this.#settled && d) this.#upgradeHead = d.subarray(ret);
       return;
     }
+    this.#out?.flush?.();
     // Released only here, after execute(): whatever followed the response in this read has
     // been seen (and makes the connection unusable) rather than left for the next request.
     this.#maybeRelease();

@@ -36,6 +36,8 @@ export interface ClientResponse {
   /** `close`: the connection is not to be used after this answer (HTTP/2: this stream only; see endConnection). */
   writeHead(status: number, headers: string[], close?: boolean): void;
   write(chunk: Buffer): boolean;
+  /** Sends a head still held back for the first body bytes (the origin's read is over). */
+  flush(): void;
   end(body?: string): void;
   onDrain(cb: () => void): void;
   /** Cuts the response short: the client sees it end early. */
