@@ -19,7 +19,7 @@
 // and writes JSON and an SVG plot of memory over time. Exit status 1 if any unexpected failure
 // occurred or the slowest request took longer than --max-latency.
 //
-//   npm run soak -- --duration 1h [--sample 30s] [--warmup 5m] [--out bench/results]
+//   npm run soak -- --duration 1h [--sample 30s] [--warmup 5m] [--out bench/results] [--node-args="--flag ..."]
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -64,6 +64,8 @@ const { values: a } = parseArgs({
     // One process by default: the memory samples (RSS, heap, handles) then describe all of certgate.
     workers: { type: "string", default: "1" },
     "log-level": { type: "string", default: "warn" },
+    // Extra Node or V8 flags for certgate (for example "--max-old-space-size=256"), space-separated.
+    "node-args": { type: "string", default: "" },
   },
   strict: true,
 });
@@ -81,6 +83,7 @@ const opts = {
   flipEveryMs: duration(a["flip-every"], "--flip-every"),
   maxLatencyMs: duration(a["max-latency"], "--max-latency"),
   logLevel: a["log-level"],
+  nodeArgs: a["node-args"].split(/\s+/).filter(Boolean),
 };
 /** A request not answered by then counts as a hang (certgate's own origin read timeout is 30 s). */
 const CLIENT_TIMEOUT_MS = 10_000;
@@ -219,7 +222,7 @@ async function main(): Promise<number> {
   const config = writeChurnConfig(dir, pki, echo.url);
   const childLog = join(dir, "certgate.log");
   // As `npm start` runs it: with certgate's OpenSSL configuration (one session ticket per handshake).
-  const child = spawn(process.execPath, serveArgs({ port, admin, data: join(dir, "data"), config, workers: a.workers }), {
+  const child = spawn(process.execPath, serveArgs({ port, admin, data: join(dir, "data"), config, workers: a.workers, nodeArgs: opts.nodeArgs }), {
     env: { ...process.env, CERTGATE_ADMIN_TOKEN: token, CERTGATE_LOG_LEVEL: opts.logLevel },
     stdio: ["ignore", "pipe", "pipe"],
   });
