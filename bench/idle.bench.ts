@@ -4,14 +4,18 @@
 // the server's RSS (its whole process tree) is read before, with the connections idle, and
 // after they close.
 //
-// Usage: node bench/idle.bench.ts [--connections 10000] [--servers certgate,node,nginx] [--parallel 64]
+// Servers: certgate; node (node:http2 + node:http answering itself); node-tls (a bare node:tls
+// server with the same mTLS answering each read with a fixed response: what Node's TLS stack
+// alone keeps per connection); nginx.
+//
+// Usage: node bench/idle.bench.ts [--connections 10000] [--servers certgate,node,node-tls,nginx] [--parallel 64]
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import tls from "node:tls";
 import { parseArgs } from "node:util";
 import { ResponseReader } from "../src/loadgen/http1.ts";
 import { processTree } from "./lib/proc.ts";
-import { benchDir, SERVERNAME, startBareNode, startCertgate, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
+import { benchDir, freePort, SERVERNAME, startBareNode, startCertgate, startNginx, startOrigin, startScript, writePki, type Pki, type Running } from "./lib/servers.ts";
 
 const { values: args } = parseArgs({
   options: { connections: { type: "string", default: "10000" }, servers: { type: "string", default: "certgate,nginx" }, parallel: { type: "string", default: "64" } },
@@ -78,13 +82,25 @@ async function measure(server: Running, pki: Pki): Promise<Record<string, number
   return { before, idle, after, alive, perConn: (idle - before) / N };
 }
 
+/** A bare node:tls server with the same mTLS (bench/floor-server.ts tls-direct). */
+async function startNodeTls(dir: string, pki: Pki, originPort: number): Promise<Running> {
+  const port = await freePort();
+  return startScript(dir, "node-tls", "bench/floor-server.ts", ["tls-direct", String(port), String(originPort), pki.dir], port, null);
+}
+
 const dir = benchDir("idle");
 const pki = await writePki(dir);
 const origin = await startOrigin(dir, null);
 const results: Record<string, Record<string, number>> = {};
 for (const name of args.servers.split(",")) {
   const server =
-    name === "certgate" ? await startCertgate(dir, pki, origin.port, null, [], "certgate", 1, IDLE_S) : name === "node" ? await startBareNode(dir, pki, origin.port, null) : await startNginx(dir, pki, origin.port, null, 1, IDLE_S);
+    name === "certgate"
+      ? await startCertgate(dir, pki, origin.port, null, [], "certgate", 1, IDLE_S)
+      : name === "node"
+        ? await startBareNode(dir, pki, origin.port, null)
+        : name === "node-tls"
+          ? await startNodeTls(dir, pki, origin.port)
+          : await startNginx(dir, pki, origin.port, null, 1, IDLE_S);
   try {
     results[name] = await measure(server, pki);
   } finally {
