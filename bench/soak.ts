@@ -15,11 +15,12 @@
 //
 // Every 30 s it samples certgate's own /metrics (RSS, V8 heap, external memory, open fds,
 // active handles). It reports failed requests by status and reason (expected refusals apart),
-// latency p50/p99/p99.9/max, the memory slope after warm-up (least squares, MB per 10 min),
+// latency p50/p99/p99.9/max, the memory slope after warm-up (least squares, MB per 10 min; the
+// RSS slope also for each whole --window after it),
 // and writes JSON and an SVG plot of memory over time. Exit status 1 if any unexpected failure
 // occurred or the slowest request took longer than --max-latency.
 //
-//   npm run soak -- --duration 1h [--sample 30s] [--warmup 5m] [--out bench/results] [--node-args="--flag ..."]
+//   npm run soak -- --duration 1h [--sample 30s] [--warmup 5m] [--window 30m] [--out bench/results] [--node-args="--flag ..."]
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -52,6 +53,7 @@ const { values: a } = parseArgs({
     duration: { type: "string", default: "10m" },
     sample: { type: "string", default: "30s" },
     warmup: { type: "string" },
+    window: { type: "string", default: "30m" },
     out: { type: "string", default: "bench/results" },
     "ka-conns": { type: "string", default: "16" },
     "ka-interval": { type: "string", default: "20ms" },
@@ -74,6 +76,7 @@ const opts = {
   durationMs: DURATION_MS,
   sampleMs: duration(a.sample, "--sample"),
   warmupMs: a.warmup ? duration(a.warmup, "--warmup") : Math.min(300_000, DURATION_MS / 5),
+  windowMs: duration(a.window, "--window"),
   kaConns: Number(a["ka-conns"]),
   kaIntervalMs: duration(a["ka-interval"], "--ka-interval"),
   h2Conns: Number(a["h2-conns"]),
@@ -556,10 +559,25 @@ async function sampleMetrics(adminUrl: string, t: number): Promise<Sample> {
 }
 
 /** Least-squares slope of `y` over time, in MB per 10 minutes, from samples at or after `fromS`. */
-function slopePer10Min(samples: readonly Sample[], y: (s: Sample) => number | null, fromS: number): number | null {
-  const slope = leastSquaresSlope(samples.filter((s) => s.t >= fromS && y(s) !== null).map((s) => [s.t / 600, y(s)!] as const));
+function slopePer10Min(samples: readonly Sample[], y: (s: Sample) => number | null, fromS: number, toS = Infinity): number | null {
+  const slope = leastSquaresSlope(samples.filter((s) => s.t >= fromS && s.t <= toS && y(s) !== null).map((s) => [s.t / 600, y(s)!] as const));
   return slope === null ? null : Math.round(slope * 100) / 100;
 }
+
+/**
+ * RSS slope in each whole window (--window, 30 minutes) after the warm-up: whether memory levels
+ * off, and when (the allocator's high-water marks can take longer than the warm-up to settle).
+ */
+function rssWindows(samples: readonly Sample[], warmupS: number, windowS: number): { from_s: number; to_s: number; rss_slope_mb_per_10min: number | null }[] {
+  const end = samples.at(-1)?.t ?? 0;
+  const out = [];
+  for (let from = warmupS; from + windowS <= end + 1; from += windowS)
+    out.push({ from_s: from, to_s: from + windowS, rss_slope_mb_per_10min: slopePer10Min(samples, (s) => s.rssMb, from, from + windowS) });
+  return out;
+}
+
+/** A time into the soak: whole minutes as minutes. */
+const at = (s: number) => (s % 60 === 0 ? `${s / 60} min` : `${s} s`);
 
 function report(r: Result): number {
   const unexpected = Object.values(stats.unexpected).reduce((x, y) => x + y, 0);
@@ -582,6 +600,8 @@ function report(r: Result): number {
       rss_slope_mb_per_10min: slopePer10Min(r.samples, (s) => s.rssMb, warmupS),
       heap_used_slope_mb_per_10min: slopePer10Min(r.samples, (s) => s.heapUsedMb, warmupS),
       external_slope_mb_per_10min: slopePer10Min(r.samples, (s) => s.externalMb, warmupS),
+      window_seconds: opts.windowMs / 1000,
+      rss_slope_by_window: rssWindows(r.samples, warmupS, opts.windowMs / 1000),
       samples: r.samples,
     },
   };
@@ -597,6 +617,7 @@ function report(r: Result): number {
       `unexpected failures: ${unexpected} ${JSON.stringify(stats.unexpected)}`,
       `latency ms: p50 ${q(0.5)}, p99 ${q(0.99)}, p99.9 ${q(0.999)}, max ${stats.maxMs.toFixed(1)} (${stats.maxAt})`,
       `memory after ${warmupS} s warm-up, MB per 10 min: RSS ${json.memory.rss_slope_mb_per_10min}, heap used ${json.memory.heap_used_slope_mb_per_10min}, external ${json.memory.external_slope_mb_per_10min}`,
+      ...json.memory.rss_slope_by_window.map((w) => `  RSS from ${at(w.from_s)} to ${at(w.to_s)}: ${w.rss_slope_mb_per_10min} MB per 10 min`),
       `wrote ${join(a.out, "soak.json")} and ${join(a.out, "soak.svg")}`,
       unexpected || tooSlow ? `FAILED: ${unexpected ? `${unexpected} unexpected failure(s)` : ""}${unexpected && tooSlow ? "; " : ""}${tooSlow ? `max latency ${stats.maxMs.toFixed(0)} ms > ${opts.maxLatencyMs} ms` : ""}` : "soak: PASSED",
     ].join("\n"),
