@@ -5,6 +5,7 @@
 // node-compile-cache under the OS temp dir): from the second start on, this process and its
 // workers (which inherit the variable) load certgate without the stripper and without parsing
 // it again. Where the directory is not writable, Node runs on without a cache.
+import "./gcflags.js";
 import module from "node:module";
 import process from "node:process";
 import { tmpdir } from "node:os";
