@@ -218,13 +218,13 @@ export class Response {
 
   /** Sends the head if it is still held: nothing more is coming in this turn. */
   flush(): void {
-    if (this.#head === null) return;
-    this.#conn.send([this.#head]);
-    this.#head = null;
+    if (this.#head !== null) this.#conn.send(this.#withHead([]));
   }
 
   write(chunk: Buffer): boolean {
     if (this.#noBody || this.finished || chunk.length === 0) return true;
+    // A streamed body's later chunks: no head to join and no framing, nothing to gather.
+    if (this.#head === null && !this.#chunked) return this.#conn.write(chunk);
     return this.#conn.send(this.#withHead(this.#chunked ? [`${chunk.length.toString(16)}\r\n`, chunk, "\r\n"] : [chunk]));
   }
 
