@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import type { LoadResult, LoadSpec } from "./load.ts";
 import { cpuCount } from "./lib/proc.ts";
 import { runLoadProcess, target } from "./lib/loadproc.ts";
-import { freePort, benchDir, startCertgate, startNginx, startOrigin, startScript, which, writePki, type Running } from "./lib/servers.ts";
+import { benchDir, startCertgate, startFloorServer, startNginx, startOrigin, which, writePki, type Running } from "./lib/servers.ts";
 
 const VARIANTS = ["tls-direct", "https-direct", "tls-pipe", "https-undici", "https-llhttp", "tls-http1"] as const;
 const { values: args } = parseArgs({
@@ -24,8 +24,7 @@ const origin = await startOrigin(dir, loadCpu);
 async function startServer(name: string, rep: number): Promise<Running> {
   if (name === "certgate") return startCertgate(dir, pki, origin.port, serverCpu, [], `certgate-${rep}`);
   if (name === "nginx") return startNginx(dir, pki, origin.port, serverCpu);
-  const port = await freePort();
-  return startScript(dir, `${name}-${rep}`, "bench/floor-server.ts", [name, String(port), String(origin.port), dir], port, serverCpu);
+  return startFloorServer(dir, name, dir, origin.port, serverCpu, `${name}-${rep}`);
 }
 
 function load(server: Running): Promise<LoadResult> {

@@ -15,7 +15,7 @@ import tls from "node:tls";
 import { parseArgs } from "node:util";
 import { ResponseReader } from "../src/loadgen/http1.ts";
 import { processTree } from "./lib/proc.ts";
-import { benchDir, freePort, SERVERNAME, startBareNode, startCertgate, startNginx, startOrigin, startScript, writePki, type Pki, type Running } from "./lib/servers.ts";
+import { benchDir, SERVERNAME, startBareNode, startCertgate, startFloorServer, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
 
 const { values: args } = parseArgs({
   options: { connections: { type: "string", default: "10000" }, servers: { type: "string", default: "certgate,nginx" }, parallel: { type: "string", default: "64" } },
@@ -82,12 +82,6 @@ async function measure(server: Running, pki: Pki): Promise<Record<string, number
   return { before, idle, after, alive, perConn: (idle - before) / N };
 }
 
-/** A bare node:tls server with the same mTLS (bench/floor-server.ts tls-direct). */
-async function startNodeTls(dir: string, pki: Pki, originPort: number): Promise<Running> {
-  const port = await freePort();
-  return startScript(dir, "node-tls", "bench/floor-server.ts", ["tls-direct", String(port), String(originPort), pki.dir], port, null);
-}
-
 const dir = benchDir("idle");
 const pki = await writePki(dir);
 const origin = await startOrigin(dir, null);
@@ -99,7 +93,7 @@ for (const name of args.servers.split(",")) {
       : name === "node"
         ? await startBareNode(dir, pki, origin.port, null)
         : name === "node-tls"
-          ? await startNodeTls(dir, pki, origin.port)
+          ? { ...(await startFloorServer(dir, "tls-direct", pki.dir, origin.port, null)), name: "node-tls" }
           : await startNginx(dir, pki, origin.port, null, 1, IDLE_S);
   try {
     results[name] = await measure(server, pki);

@@ -219,6 +219,12 @@ export async function startScript(dir: string, name: string, script: string, arg
   return { name, pid: child.pid!, port, version: `${name} (node ${process.versions.node})`, log, child, stop: () => stopChild(child, "SIGTERM", 5_000) };
 }
 
+/** One of bench/floor-server.ts's minimal Node servers (`variant`) on a free port, with the certificates in `pkiDir`. */
+export async function startFloorServer(dir: string, variant: string, pkiDir: string, originPort: number, cpu: string | null, name = variant): Promise<Running> {
+  const port = await freePort();
+  return startScript(dir, name, "bench/floor-server.ts", [variant, String(port), String(originPort), pkiDir], port, cpu);
+}
+
 /** certgate with `workers` data-plane processes (1: one process, as before workers existed). */
 /**
  * Node's arguments for `certgate serve` as `npm start` runs it (certgate's OpenSSL
@@ -402,8 +408,7 @@ backend origin
  * connections): what Node's TLS and HTTP stacks cost with nothing of certgate's on top.
  */
 export async function startBareNode(dir: string, pki: Pki, originPort: number, cpu: string | null): Promise<Running> {
-  const port = await freePort();
-  const s = await startScript(dir, "node-direct", "bench/floor-server.ts", ["node-direct", String(port), String(originPort), pki.dir], port, cpu);
+  const s = await startFloorServer(dir, "node-direct", pki.dir, originPort, cpu);
   return { ...s, name: "node", h2: true, version: `node:http2 + node:http answering itself (node ${process.versions.node}, OpenSSL ${process.versions.openssl})` };
 }
 
