@@ -36,6 +36,18 @@ const options: tls.TlsOptions = {
 };
 const FIXED = Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${ORIGIN_BODY.length}\r\n\r\n${ORIGIN_BODY}`);
 const target = (url: string | undefined) => url ?? "/";
+// Typed in full (no cast): a field the pool reads, such as the protocol, cannot go missing unnoticed.
+const route: OriginRoute = {
+  id: "floor",
+  pathPrefix: "/",
+  origin: new URL(`http://127.0.0.1:${originPort}`),
+  originKey: "floor",
+  tls: undefined,
+  protocol: "http1",
+  connectTimeoutMs: 5_000,
+  readTimeoutMs: 30_000,
+  upgrades: [],
+};
 
 let server: net.Server;
 switch (variant) {
@@ -81,7 +93,6 @@ switch (variant) {
   }
   case "https-llhttp": {
     const origins = new Origins();
-    const route = { originKey: "o", origin: new URL(`http://127.0.0.1:${originPort}`), tls: undefined, connectTimeoutMs: 5_000, readTimeoutMs: 30_000 } as unknown as OriginRoute;
     server = https.createServer(options, (req, res) => {
       const x = origins.get(route).exchange({ method: "GET", target: target(req.url), headers: ["host", "localhost"], body: null, bodyLength: 0, maxBodyBytes: 0 }, (status, headers) => {
         res.writeHead(status, headers);
@@ -93,7 +104,6 @@ switch (variant) {
   }
   case "tls-http1": {
     const origins = new Origins();
-    const route = { originKey: "o", origin: new URL(`http://127.0.0.1:${originPort}`), tls: undefined, connectTimeoutMs: 5_000, readTimeoutMs: 30_000 } as unknown as OriginRoute;
     const limits = { maxHeaderBytes: 16_384, maxHeaderCount: 100, headersTimeoutMs: 30_000, requestTimeoutMs: 60_000, keepAliveTimeoutMs: 5_000 };
     const handlers: Http1Handlers = {
       request: (req, res) => {
