@@ -128,10 +128,28 @@ describe("chainverify mirrors OpenSSL's verdict on header certificates", () => {
     expect(code).toBe("NAME_CONSTRAINTS_NOT_EVALUATED");
   });
 
-  it("the extension reader agrees with @peculiar/x509 on every certificate above", async () => {
+  it("the extension reader agrees with @peculiar/x509 on every certificate above, and on CRL distribution points of every shape", async () => {
     const { certExtensions } = await import("../../src/dataplane/tls/certextensions.ts");
     const pems = new Set(cases.flatMap((c) => [...c.chain, ...c.trusted]));
     expect(pems.size).toBeGreaterThan(15);
+    // Distribution points: a full name of three kinds (URIs of two schemes and a DNS name), one with
+    // only a cRLIssuer (its URI is no distribution point), one with reasons; and one from @peculiar/x509's own encoder.
+    const tag = (t: number, ...parts: Buffer[]): Buffer => {
+      const body = Buffer.concat(parts);
+      const len = body.length < 0x80 ? Buffer.from([body.length]) : Buffer.from([0x81, body.length]);
+      return Buffer.concat([Buffer.from([t]), len, body]);
+    };
+    const ia5 = (t: number, v: string) => tag(t, Buffer.from(v, "latin1"));
+    const dps = tag(
+      0x30,
+      tag(0x30, tag(0xa0, tag(0xa0, ia5(0x86, "http://a.example/ca.crl"), ia5(0x86, "ldap://ldap.example/cn=ca"), ia5(0x82, "crl.example")))),
+      tag(0x30, tag(0xa2, ia5(0x86, "http://issuer-only.example/x.crl"))),
+      tag(0x30, tag(0xa0, tag(0xa0, ia5(0x86, "https://b.example/2.crl"))), Buffer.from([0x81, 0x02, 0x06, 0x40])),
+    );
+    const handMade = await custom("CN=distribution points", p.ca, [new x509.Extension("2.5.29.31", false, dps)]);
+    const encoded = await custom("CN=encoded distribution points", p.ca, [new x509.CRLDistributionPointsExtension(["http://c.example/1.crl", "http://c.example/2.crl"])]);
+    expect(certExtensions(new X509Certificate(handMade.certPem).raw).crlUris).toEqual(["http://a.example/ca.crl", "ldap://ldap.example/cn=ca", "https://b.example/2.crl"]);
+    pems.add(handMade.certPem).add(encoded.certPem);
     for (const pem of pems) {
       const pc = new x509.X509Certificate(pem);
       const bc = pc.getExtension(x509.BasicConstraintsExtension);
@@ -142,6 +160,7 @@ describe("chainverify mirrors OpenSSL's verdict on header certificates", () => {
         pathLen: bc?.pathLength,
         ski: pc.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId,
         akid: pc.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId,
+        crlUris: (pc.getExtension(x509.CRLDistributionPointsExtension)?.distributionPoints ?? []).flatMap((dp) => dp.distributionPoint?.fullName ?? []).flatMap((n) => n.uniformResourceIdentifier ?? []),
         all: pc.extensions.map((e) => ({ oid: e.type, critical: e.critical })),
       });
     }

@@ -1,6 +1,7 @@
-// The X.509 v3 extensions chain verification reads (key usage, basic constraints, key
-// identifiers, criticality), straight from the DER a node:crypto X509Certificate already
-// parsed. A full ASN.1 parse (@peculiar/x509) costs milliseconds per certificate; a front's
+// The X.509 v3 extensions chain verification and a client certificate's facts read (key usage,
+// basic constraints, key identifiers, CRL distribution points, criticality), straight from the
+// DER a node:crypto X509Certificate already parsed. A full ASN.1 parse (@peculiar/x509) costs
+// milliseconds per certificate, and loading it costs each worker process about 9 MB; a front's
 // every new client certificate goes through here, so this walks only the bytes it needs.
 
 export interface CertExtensions {
@@ -13,6 +14,8 @@ export interface CertExtensions {
   /** Subject and authority key identifiers, lower-case hex. */
   ski: string | undefined;
   akid: string | undefined;
+  /** The URIs of the CRL distribution points' full names, in order (any scheme). */
+  crlUris: string[];
   /** Every extension's OID and criticality. */
   all: { oid: string; critical: boolean }[];
 }
@@ -70,9 +73,24 @@ function oid(b: Uint8Array, t: Tlv): string {
 
 const hex = (b: Uint8Array, t: Tlv): string => Buffer.from(b.buffer, b.byteOffset + t.start, t.end - t.start).toString("hex");
 
+/**
+ * CRLDistributionPoints: SEQUENCE OF DistributionPoint { distributionPoint [0] { fullName [0]
+ * GeneralNames } ... }, each GeneralName's uniformResourceIdentifier being [6] IA5String.
+ */
+function crlUris(b: Uint8Array, list: Tlv): string[] {
+  const out: string[] = [];
+  for (const dp of children(b, list)) {
+    if (dp.tag !== 0x30) throw new DerError("bad distribution point");
+    const name = children(b, dp).find((c) => c.tag === 0xa0);
+    const full = name && children(b, name).find((c) => c.tag === 0xa0);
+    for (const g of full ? children(b, full) : []) if (g.tag === 0x86) out.push(Buffer.from(b.buffer, b.byteOffset + g.start, g.end - g.start).toString("latin1"));
+  }
+  return out;
+}
+
 /** The extensions of a DER certificate; throws on bytes that are not one. */
 export function certExtensions(der: Uint8Array): CertExtensions {
-  const out: CertExtensions = { ku: undefined, ca: false, pathLen: undefined, ski: undefined, akid: undefined, all: [] };
+  const out: CertExtensions = { ku: undefined, ca: false, pathLen: undefined, ski: undefined, akid: undefined, crlUris: [], all: [] };
   const cert = tlv(der, 0, der.length);
   const tbs = children(der, cert)[0];
   if (!tbs || tbs.tag !== 0x30) throw new DerError("no TBSCertificate");
@@ -104,7 +122,7 @@ export function certExtensions(der: Uint8Array): CertExtensions {
     else if (name === "2.5.29.35" && inner.tag === 0x30) {
       const keyId = children(der, inner).find((c) => c.tag === 0x80);
       if (keyId) out.akid = hex(der, keyId);
-    }
+    } else if (name === "2.5.29.31" && inner.tag === 0x30) out.crlUris = crlUris(der, inner);
   }
   return out;
 }

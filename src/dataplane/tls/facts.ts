@@ -1,11 +1,10 @@
 // Facts about a connection's client certificate, captured once when the connection becomes
 // secure (never touch the TLS socket after close: Node can segfault) and derived lazily on
 // first use, so a request whose rules and headers need none of them pays nothing.
-import "reflect-metadata"; // @peculiar/x509 needs it loaded first
-import { X509Certificate as PeculiarCert, SubjectKeyIdentifierExtension, AuthorityKeyIdentifierExtension, CRLDistributionPointsExtension } from "@peculiar/x509";
 import { hash, type X509Certificate } from "node:crypto";
 import type { ClientCertInput } from "../../rules/input.ts";
 import { legacyDn, rfc2253 } from "../../pki/dn.ts";
+import { certExtensions, type CertExtensions } from "./certextensions.ts";
 import { MISSING, type ChainVerdict } from "./verify.ts";
 
 const EMPTY_CHAIN: readonly X509Certificate[] = [];
@@ -63,7 +62,7 @@ export class ClientCertFacts implements Omit<ClientCertInput, "revoked"> {
   readonly chain: readonly X509Certificate[];
   readonly #issuerOf: ((leaf: X509Certificate) => X509Certificate | undefined) | undefined;
   #cache: Map<string, string> | undefined; // created on the first derived field
-  #peculiar: PeculiarCert | undefined;
+  #extensions: CertExtensions | undefined;
   #crlUrls: string[] | undefined;
   #sans: Sans | undefined;
   #log: [CertLog?, CertLog?] | undefined; // [not revoked, revoked]
@@ -85,8 +84,8 @@ export class ClientCertFacts implements Omit<ClientCertInput, "revoked"> {
     if (v === undefined) cache.set(key, (v = f(this.leaf)));
     return v;
   }
-  #parsed(): PeculiarCert {
-    return (this.#peculiar ??= new PeculiarCert(this.leaf!.raw));
+  #ext(): CertExtensions {
+    return (this.#extensions ??= extensionsOf(this.leaf!));
   }
 
   get subjectDn(): string {
@@ -117,10 +116,10 @@ export class ClientCertFacts implements Omit<ClientCertInput, "revoked"> {
     return this.#memo("sha1", (c) => hash("sha1", c.raw, "hex"));
   }
   get ski(): string {
-    return this.#memo("ski", () => hex(this.#parsed().getExtension(SubjectKeyIdentifierExtension)?.keyId));
+    return this.#memo("ski", () => hex(this.#ext().ski));
   }
   get issuerSki(): string {
-    return this.#memo("iski", () => hex(this.#parsed().getExtension(AuthorityKeyIdentifierExtension)?.keyId));
+    return this.#memo("iski", () => hex(this.#ext().akid));
   }
   get notBefore(): string {
     return this.leaf?.validFrom ?? "";
@@ -201,10 +200,7 @@ export class ClientCertFacts implements Omit<ClientCertInput, "revoked"> {
   /** HTTP URLs of the certificate's CRL distribution points. */
   get crlUrls(): string[] {
     if (!this.leaf) return [];
-    return (this.#crlUrls ??= (this.#parsed().getExtension(CRLDistributionPointsExtension)?.distributionPoints ?? [])
-      .flatMap((dp) => dp.distributionPoint?.fullName ?? [])
-      .map((n) => n.uniformResourceIdentifier)
-      .filter((u): u is string => typeof u === "string" && /^https?:\/\//.test(u)));
+    return (this.#crlUrls ??= this.#ext().crlUris.filter((u) => /^https?:\/\//.test(u)));
   }
   get subjectAltName(): string {
     return this.leaf?.subjectAltName ?? "";
@@ -403,6 +399,17 @@ export function sanEntries(san: string): (readonly [string, string])[] {
 }
 
 export const NO_CLIENT_CERT = new ClientCertFacts(undefined, MISSING);
+
+const NO_EXTENSIONS: CertExtensions = { ku: undefined, ca: false, pathLen: undefined, ski: undefined, akid: undefined, crlUris: [], all: [] };
+
+/** A certificate OpenSSL parsed but whose extensions do not decode (possible on a fail-open host) has none to offer. */
+function extensionsOf(leaf: X509Certificate): CertExtensions {
+  try {
+    return certExtensions(leaf.raw);
+  } catch {
+    return NO_EXTENSIONS;
+  }
+}
 
 function hex(id: string | undefined): string {
   return id ? id.toUpperCase() : "";
