@@ -38,8 +38,9 @@ EXPOSE 8443 8444 8445
 # moved to another port.
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD ["node", "-e", "fetch(process.env.CERTGATE_HEALTH_URL || 'http://127.0.0.1:8444/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# certgate's OpenSSL configuration: one TLS 1.3 session ticket per full handshake (src/dataplane/tls/openssl.cnf).
-ENTRYPOINT ["tini", "--", "node", "--openssl-config=/app/src/dataplane/tls/openssl.cnf", "/app/src/cli.js"]
+# certgate's OpenSSL configuration: one TLS 1.3 session ticket per full handshake (src/dataplane/tls/openssl.cnf);
+# V8's young generation at 16 MB per semi-space (src/heapflags.ts).
+ENTRYPOINT ["tini", "--", "node", "--openssl-config=/app/src/dataplane/tls/openssl.cnf", "--max-semi-space-size=16", "/app/src/cli.js"]
 # No --config: the demo. A real configuration: mount its directory (certgate.yaml and the
 # files it names) and name it, e.g.
 #   docker run ... -v "$PWD/etc:/etc/certgate:ro" -v certgate-data:/data certgate \

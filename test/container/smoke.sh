@@ -162,7 +162,7 @@ procs=$(docker top "$name" -o pid,uid,args | tail -n +2)
 [ "$(wc -l <<<"$procs")" -ge 2 ] || fail "expected tini and certgate in docker top: $procs"
 if awk '$2 != 10001 { bad = 1 } END { exit !bad }' <<<"$procs"; then fail "a process not run by uid 10001: $procs"; fi
 expect "user" "$(docker exec "$name" id)" "uid=10001(certgate)"
-expect "PID 1" "$(docker exec "$name" cat /proc/1/cmdline | tr '\0' ' ')" "tini -- node --openssl-config=/app/src/dataplane/tls/openssl.cnf /app/src/cli.js serve"
+expect "PID 1" "$(docker exec "$name" cat /proc/1/cmdline | tr '\0' ' ')" "tini -- node --openssl-config=/app/src/dataplane/tls/openssl.cnf --max-semi-space-size=16 /app/src/cli.js serve"
 cpus=$(docker exec "$name" node -p 'require("node:os").availableParallelism()')
 health_json=$(curl -sS http://127.0.0.1:$admin_port/healthz)
 if [ "$cpus" -gt 1 ]; then

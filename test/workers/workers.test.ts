@@ -74,6 +74,14 @@ describe("serve --workers 2", () => {
     expect(readdirSync(cacheDir, { recursive: true }).length).toBeGreaterThan(50);
   });
 
+  it("starts its workers with certgate's young generation, though the primary was started without it", async () => {
+    expect(process.execArgv.join(" ")).not.toMatch(/semi-space/);
+    for (const w of (await g.health()).workers) {
+      const argv = readFileSync(`/proc/${w.pid}/cmdline`, "latin1").split("\0");
+      expect(argv, `worker ${w.slot}'s command line`).toContain("--max-semi-space-size=16");
+    }
+  });
+
   it("spreads new connections over both workers, lists them in /healthz and merges their /metrics", async () => {
     const seen = new Map<string, number>();
     for (let i = 0; i < 30; i++) {
