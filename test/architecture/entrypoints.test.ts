@@ -71,6 +71,7 @@ process.stdout.write(String(require("node:v8").getHeapSpaceStatistics().find((s)
     expect(heapArgs([], {})).toEqual([...YOUNG_GENERATION_ARGS]);
     expect(heapArgs(["--max-semi-space-size=64"], {})).toEqual([]);
     expect(heapArgs(["--max-semi-space-size", "64"], {})).toEqual([]);
+    expect(heapArgs(["--max_semi_space_size=64"], {})).toEqual([]);
     expect(heapArgs([], { NODE_OPTIONS: "--max-old-space-size=512 --min-semi-space-size=8" })).toEqual([]);
     expect(heapArgs(["--max-old-space-size=512"], { NODE_OPTIONS: "--inspect" })).toEqual([...YOUNG_GENERATION_ARGS]);
   });
