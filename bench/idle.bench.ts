@@ -93,7 +93,7 @@ for (const name of args.servers.split(",")) {
       : name === "node"
         ? await startBareNode(dir, pki, origin.port, null)
         : name === "node-tls"
-          ? { ...(await startFloorServer(dir, "tls-direct", pki.dir, origin.port, null)), name: "node-tls" }
+          ? await startFloorServer(dir, "tls-direct", pki.dir, origin.port, null, "node-tls")
           : await startNginx(dir, pki, origin.port, null, 1, IDLE_S);
   try {
     results[name] = await measure(server, pki);

@@ -22,7 +22,8 @@ import { loadStore, startControl } from "./control/setup.ts";
 import { backupStore, DB_FILE } from "./control/storefile.ts";
 import type { Enforcer } from "./control/enforcer.ts";
 import { WorkerGroup } from "./workers/group.ts";
-import { opensslArgs, ticketsPerHandshake } from "./dataplane/tls/opensslconfig.ts";
+import { ticketsPerHandshake } from "./dataplane/tls/opensslconfig.ts";
+import { servingNodeArgs } from "./nodeargs.ts";
 import { StoreFollower } from "./control/follower.ts";
 import { PostgresStore, redact } from "./control/pgstore.ts";
 import { StoreUnavailable } from "./control/store.ts";
@@ -251,7 +252,7 @@ async function serve(argv: string[]): Promise<void> {
     await follower.start();
   }
   // --- end control plane wiring ---
-  log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, public: managedCa.publicUrl, config_version: runtime.snapshot.version, workers, ...(group && { sockets: group.mode }), tls13_tickets_per_handshake: ticketsPerHandshake(group ? [...process.execArgv, ...opensslArgs()] : process.execArgv) });
+  log.info({ msg: "certgate listening", listen: `${bound.address}:${bound.port}`, admin: `${adminBound.address}:${adminBound.port}`, public: managedCa.publicUrl, config_version: runtime.snapshot.version, workers, ...(group && { sockets: group.mode }), tls13_tickets_per_handshake: ticketsPerHandshake(group ? [...process.execArgv, ...servingNodeArgs()] : process.execArgv) });
   if (demo) console.error(`\ncertgate demo: https://localhost:${bound.port} (mTLS enforced, echo origin)\n  ${demo.curl.join("\n  ")}\n`);
 
   let stopping = false;

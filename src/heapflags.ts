@@ -1,7 +1,5 @@
 // The size of V8's young generation, which V8 fixes when a process starts: unlike the flag
-// gcflags.js sets from inside, this one must be on node's command line, so whoever starts a
-// process that serves traffic passes it, as with --openssl-config: package.json's scripts, the
-// Dockerfile, and the primary for its workers.
+// gcflags.js sets from inside, this one must be on node's command line (src/nodeargs.ts).
 //
 // On a machine with memory to spare V8 13 lets each of the two semi-spaces grow to 64 MB.
 // Under a proxy's steady load that is 128 MB of nursery, which the scavenger touches page by

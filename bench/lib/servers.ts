@@ -6,8 +6,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createDevPki } from "../../src/pki/devpki.ts";
-import { opensslArgs } from "../../src/dataplane/tls/opensslconfig.ts";
-import { heapArgs } from "../../src/heapflags.ts";
+import { servingNodeArgs } from "../../src/nodeargs.ts";
 import { processTree } from "./proc.ts";
 import { ORIGIN_BODY } from "./body.ts";
 
@@ -232,7 +231,7 @@ export async function startFloorServer(dir: string, variant: string, pkiDir: str
  * configuration), on loopback ports, with its data directory and bootstrap file.
  */
 export function serveArgs(o: { port: number; admin: number; data: string; config: string; workers: number | string; nodeArgs?: readonly string[] }): string[] {
-  return [...opensslArgs([]), ...heapArgs(o.nodeArgs ?? [], {}), ...(o.nodeArgs ?? []), join(REPO, "src/cli.js"), "serve", "--listen", `127.0.0.1:${o.port}`, "--admin", `127.0.0.1:${o.admin}`, "--public", "127.0.0.1:0", "--data", o.data, "--config", o.config, "--workers", String(o.workers)];
+  return [...servingNodeArgs(o.nodeArgs ?? []), ...(o.nodeArgs ?? []), join(REPO, "src/cli.js"), "serve", "--listen", `127.0.0.1:${o.port}`, "--admin", `127.0.0.1:${o.admin}`, "--public", "127.0.0.1:0", "--data", o.data, "--config", o.config, "--workers", String(o.workers)];
 }
 
 export async function startCertgate(dir: string, pki: Pki, originPort: number, cpu: string | null, nodeArgs: string[] = [], tag = "certgate", workers = 1, keepAliveS = 5): Promise<Running> {

@@ -14,8 +14,7 @@ import type { Logger } from "../observability/log.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { Snapshot, type DerivedRules } from "../dataplane/snapshot.ts";
 import { ownRevocationSources } from "../dataplane/runtime.ts";
-import { opensslArgs } from "../dataplane/tls/opensslconfig.ts";
-import { heapArgs } from "../heapflags.ts";
+import { servingNodeArgs } from "../nodeargs.ts";
 import type { CrlFetcher } from "../revocation/fetcher.ts";
 import type { OcspClient } from "../revocation/ocsp.ts";
 import { diffModels } from "./delta.ts";
@@ -279,7 +278,7 @@ export class WorkerGroup {
   }
 
   #spawn(slot: Slot): Worker {
-    const child = fork(WORKER_SCRIPT, [], { serialization: "advanced", execArgv: [...process.execArgv, ...opensslArgs(), ...heapArgs()], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const child = fork(WORKER_SCRIPT, [], { serialization: "advanced", execArgv: [...process.execArgv, ...servingNodeArgs()], stdio: ["ignore", "inherit", "inherit", "ipc"] });
     const w = new Worker(child, slot.index, ++this.#generation);
     this.#workers.add(w);
     w.version = this.#sent.version;

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEcho } from "../../src/demo/echo.ts";
+import { OPENSSL_CONFIG } from "../../src/dataplane/tls/opensslconfig.ts";
 import { issue, type Issued } from "../../src/pki/issue.ts";
 import type { DevPki } from "../../src/pki/devpki.ts";
 import { pki } from "../helpers/harness.ts";
@@ -74,11 +75,12 @@ describe("serve --workers 2", () => {
     expect(readdirSync(cacheDir, { recursive: true }).length).toBeGreaterThan(50);
   });
 
-  it("starts its workers with certgate's young generation, though the primary was started without it", async () => {
-    expect(process.execArgv.join(" ")).not.toMatch(/semi-space/);
+  it("starts its workers with certgate's young generation and OpenSSL configuration, though the primary was started without them", async () => {
+    const argv = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0");
+    expect(argv(g.child.pid!).filter((a) => /semi-space|openssl-config/.test(a))).toEqual([]);
     for (const w of (await g.health()).workers) {
-      const argv = readFileSync(`/proc/${w.pid}/cmdline`, "latin1").split("\0");
-      expect(argv, `worker ${w.slot}'s command line`).toContain("--max-semi-space-size=16");
+      const flags = argv(w.pid).filter((a) => /semi-space|openssl-config/.test(a));
+      expect(flags, `worker ${w.slot}'s command line`).toEqual([`--openssl-config=${OPENSSL_CONFIG}`, "--max-semi-space-size=16"]);
     }
   });
 

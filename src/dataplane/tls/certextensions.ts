@@ -88,9 +88,14 @@ function crlUris(b: Uint8Array, list: Tlv): string[] {
   return out;
 }
 
+/** A certificate without extensions. */
+export function noExtensions(): CertExtensions {
+  return { ku: undefined, ca: false, pathLen: undefined, ski: undefined, akid: undefined, crlUris: [], all: [] };
+}
+
 /** The extensions of a DER certificate; throws on bytes that are not one. */
 export function certExtensions(der: Uint8Array): CertExtensions {
-  const out: CertExtensions = { ku: undefined, ca: false, pathLen: undefined, ski: undefined, akid: undefined, crlUris: [], all: [] };
+  const out = noExtensions();
   const cert = tlv(der, 0, der.length);
   const tbs = children(der, cert)[0];
   if (!tbs || tbs.tag !== 0x30) throw new DerError("no TBSCertificate");

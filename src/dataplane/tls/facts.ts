@@ -4,7 +4,7 @@
 import { hash, type X509Certificate } from "node:crypto";
 import type { ClientCertInput } from "../../rules/input.ts";
 import { legacyDn, rfc2253 } from "../../pki/dn.ts";
-import { certExtensions, type CertExtensions } from "./certextensions.ts";
+import { certExtensions, noExtensions, type CertExtensions } from "./certextensions.ts";
 import { MISSING, type ChainVerdict } from "./verify.ts";
 
 const EMPTY_CHAIN: readonly X509Certificate[] = [];
@@ -400,14 +400,12 @@ export function sanEntries(san: string): (readonly [string, string])[] {
 
 export const NO_CLIENT_CERT = new ClientCertFacts(undefined, MISSING);
 
-const NO_EXTENSIONS: CertExtensions = { ku: undefined, ca: false, pathLen: undefined, ski: undefined, akid: undefined, crlUris: [], all: [] };
-
 /** A certificate OpenSSL parsed but whose extensions do not decode (possible on a fail-open host) has none to offer. */
 function extensionsOf(leaf: X509Certificate): CertExtensions {
   try {
     return certExtensions(leaf.raw);
   } catch {
-    return NO_EXTENSIONS;
+    return noExtensions();
   }
 }
 
