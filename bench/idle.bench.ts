@@ -6,16 +6,19 @@
 //
 // Servers: certgate; node (node:http2 + node:http answering itself); node-tls (a bare node:tls
 // server with the same mTLS answering each read with a fixed response: what Node's TLS stack
-// alone keeps per connection); nginx.
+// alone keeps per connection); nginx; openssl and openssl-release (bench/openssl-server.c, the
+// same in C on the system's OpenSSL, without and with SSL_MODE_RELEASE_BUFFERS: what OpenSSL
+// alone keeps per connection, and what nginx's setting of that mode saves; needs gcc and
+// libssl-dev).
 //
-// Usage: node bench/idle.bench.ts [--connections 10000] [--servers certgate,node,node-tls,nginx] [--parallel 64]
+// Usage: node bench/idle.bench.ts [--connections 10000] [--servers certgate,node,node-tls,nginx,openssl,openssl-release] [--parallel 64]
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import tls from "node:tls";
 import { parseArgs } from "node:util";
 import { ResponseReader } from "../src/loadgen/http1.ts";
 import { processTree } from "./lib/proc.ts";
-import { benchDir, SERVERNAME, startBareNode, startCertgate, startFloorServer, startNginx, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
+import { benchDir, SERVERNAME, startBareNode, startCertgate, startFloorServer, startNginx, startOpensslServer, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
 
 const { values: args } = parseArgs({
   options: { connections: { type: "string", default: "10000" }, servers: { type: "string", default: "certgate,nginx" }, parallel: { type: "string", default: "64" } },
@@ -25,6 +28,9 @@ const PARALLEL = Number(args.parallel);
 const IDLE_S = 600; // every server keeps idle connections open this long: longer than the run
 process.env.BENCH_KEEPALIVE_MS = String(IDLE_S * 1000); // the bare node:https baseline (bench/floor-server.ts)
 const log = (s: string) => process.stderr.write(`[idle] ${s}\n`);
+const fail = (msg: string): never => {
+  throw new Error(msg);
+};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Resident memory of a process tree, from /proc (bytes). */
@@ -86,6 +92,7 @@ const dir = benchDir("idle");
 const pki = await writePki(dir);
 const origin = await startOrigin(dir, null);
 const results: Record<string, Record<string, number>> = {};
+const versions: string[] = [];
 for (const name of args.servers.split(",")) {
   const server =
     name === "certgate"
@@ -94,9 +101,14 @@ for (const name of args.servers.split(",")) {
         ? await startBareNode(dir, pki, origin.port, null)
         : name === "node-tls"
           ? await startFloorServer(dir, "tls-direct", pki.dir, origin.port, null, "node-tls")
-          : await startNginx(dir, pki, origin.port, null, 1, IDLE_S);
+          : name === "openssl" || name === "openssl-release"
+            ? await startOpensslServer(dir, pki, name === "openssl-release", null)
+            : name === "nginx"
+              ? await startNginx(dir, pki, origin.port, null, 1, IDLE_S)
+              : fail(`unknown server "${name}" (certgate, node, node-tls, nginx, openssl, openssl-release)`);
   try {
     results[name] = await measure(server, pki);
+    versions.push(`${name}: ${server.version}`);
   } finally {
     await server.stop();
   }
@@ -106,10 +118,16 @@ await origin.stop();
 const MiB = (b: number) => (b / 2 ** 20).toFixed(1);
 const cpu = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? os.arch();
 console.log(`Idle keep-alive mTLS connections: ${N} (one GET each, then idle), ${cpu}, Node ${process.versions.node}, ${new Date().toISOString().slice(0, 16)} UTC\n`);
-console.log("| server | RSS before, MiB | RSS with the connections idle, MiB | KiB per connection | RSS after they close, MiB | still open |");
-console.log("|---|---:|---:|---:|---:|---:|");
-for (const [name, r] of Object.entries(results))
-  console.log(`| ${name} | ${MiB(r.before!)} | ${MiB(r.idle!)} | ${(r.perConn! / 1024).toFixed(1)} | ${MiB(r.after!)} | ${r.alive} |`);
-const cg = results.certgate;
+console.log(`Servers: ${versions.join("; ")}.\n`);
 const ng = results.nginx;
+console.log(`| server | RSS before, MiB | RSS with the connections idle, MiB | KiB per connection | RSS after they close, MiB | still open |${ng ? " idle RSS vs nginx |" : ""}`);
+console.log(`|---|---:|---:|---:|---:|---:|${ng ? "---:|" : ""}`);
+for (const [name, r] of Object.entries(results))
+  console.log(`| ${name} | ${MiB(r.before!)} | ${MiB(r.idle!)} | ${(r.perConn! / 1024).toFixed(1)} | ${MiB(r.after!)} | ${r.alive} |${ng ? ` ${(r.idle! / ng.idle!).toFixed(2)}× |` : ""}`);
+const cg = results.certgate;
 if (cg && ng) console.log(`\ncertgate / nginx: ${(cg.idle! / ng.idle!).toFixed(2)}× RSS with the connections idle, ${(cg.perConn! / ng.perConn!).toFixed(2)}× per connection.`);
+const os0 = results.openssl;
+const os1 = results["openssl-release"];
+if (os0 && os1) console.log(`OpenSSL alone: ${(os0.perConn! / 1024).toFixed(1)} KiB per connection, ${(os1.perConn! / 1024).toFixed(1)} KiB with SSL_MODE_RELEASE_BUFFERS.`);
+const bare = results["node-tls"];
+if (bare && os0) console.log(`Node's TLS stack (node-tls) above OpenSSL's own share: ${((bare.perConn! - os0.perConn!) / 1024).toFixed(1)} KiB per connection.`);

@@ -412,6 +412,27 @@ export async function startBareNode(dir: string, pki: Pki, originPort: number, c
   return { ...s, name: "node", h2: true, version: `node:http2 + node:http answering itself (node ${process.versions.node}, OpenSSL ${process.versions.openssl})` };
 }
 
+// ---------------------------------------------------------------- bare OpenSSL
+
+/**
+ * bench/openssl-server.c, built here with the system's gcc and libssl-dev: what OpenSSL alone
+ * keeps per connection, with or without SSL_MODE_RELEASE_BUFFERS (nginx's setting).
+ */
+export async function startOpensslServer(dir: string, pki: Pki, releaseBuffers: boolean, cpu: string | null): Promise<Running> {
+  const name = releaseBuffers ? "openssl-release" : "openssl";
+  const bin = join(dir, "openssl-server");
+  if (!existsSync(bin)) {
+    const cc = spawnSync("gcc", ["-O2", "-o", bin, join(REPO, "bench/openssl-server.c"), "-lssl", "-lcrypto"], { encoding: "utf8" });
+    if (cc.status !== 0) throw new Error(`building bench/openssl-server.c needs gcc and libssl-dev (apt-get install gcc libssl-dev): ${cc.error?.message ?? cc.stderr.trim()}`);
+  }
+  const port = await freePort();
+  const log = join(dir, `${name}.log`);
+  const child = start(name, cpu, bin, [String(port), pki.serverCert, pki.serverKey, pki.clientCa, releaseBuffers ? "1" : "0"], log);
+  await waitForPort(port, child, name, log);
+  const version = spawnSync("openssl", ["version"], { encoding: "utf8" }).stdout?.trim() ?? "OpenSSL";
+  return { name, pid: child.pid!, port, version: `${version}, SSL_MODE_RELEASE_BUFFERS ${releaseBuffers ? "on" : "off"}`, log, child, stop: () => stopChild(child, "SIGTERM", 5_000) };
+}
+
 // ---------------------------------------------------------------- Caddy
 
 function caddyVersion(bin: string): string {
