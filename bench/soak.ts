@@ -232,6 +232,13 @@ async function main(): Promise<number> {
   const out = createWriteStream(childLog);
   child.stdout!.pipe(out);
   child.stderr!.pipe(out);
+  // Interrupted (Ctrl-C, or SIGTERM to this process alone): certgate is stopped too, never left running.
+  for (const sig of ["SIGINT", "SIGTERM"] as const)
+    process.once(sig, () => {
+      log(`${sig}: stopping certgate (pid ${child.pid}); kept ${dir} (certgate's log: ${childLog})`);
+      child.kill("SIGTERM");
+      process.exit(sig === "SIGINT" ? 130 : 143);
+    });
   let exitCode = 1;
   try {
     await waitForPort(port, child, "certgate", childLog, 30_000);
