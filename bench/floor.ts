@@ -5,6 +5,7 @@
 // Usage: node bench/floor.ts [--load keepalive|full|resumed] [--reps 3] [--duration 2.5]
 import { parseArgs } from "node:util";
 import type { LoadResult, LoadSpec } from "./load.ts";
+import { median } from "./lib/median.ts";
 import { cpuCount } from "./lib/proc.ts";
 import { runLoadProcess, target } from "./lib/loadproc.ts";
 import { benchDir, startCertgate, startFloorServer, startNginx, startOrigin, which, writePki, type Running } from "./lib/servers.ts";
@@ -57,7 +58,6 @@ for (let rep = 0; rep < Number(args.reps); rep++) {
 }
 await origin.stop();
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const nginx = perOp.has("nginx") ? median(perOp.get("nginx")!) : null;
 console.log(`\n${kind}: server CPU per operation, median of ${args.reps} interleaved runs\n`);
 console.log(`| server | µs per op | ops per CPU-second | vs nginx |\n|---|---:|---:|---:|`);

@@ -15,7 +15,7 @@ import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import https from "node:https";
 import os from "node:os";
 import { parseArgs } from "node:util";
-import { processTree } from "./lib/proc.ts";
+import { cpuModel, processTree } from "./lib/proc.ts";
 import { benchDir, SERVERNAME, startCertgate, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
 
 const { values: args } = parseArgs({ options: { workers: { type: "string" }, settle: { type: "string", default: "10" } } });
@@ -121,7 +121,7 @@ for (const workers of [1, N]) {
 await origin.stop();
 
 const MB = (b: number | undefined) => (b === undefined ? "–" : (b / 1e6).toFixed(1));
-const cpu = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? os.arch();
+const cpu = cpuModel();
 const one = results.get(1)!;
 const group = results.get(N)!;
 console.log(`Idle memory, one process against primary + ${N} workers (MB = 10^6 bytes), ${cpu}, Node ${process.versions.node}, ${new Date().toISOString().slice(0, 16)} UTC\n`);

@@ -13,11 +13,10 @@
 //
 // Usage: node bench/idle.bench.ts [--connections 10000] [--servers certgate,node,node-tls,nginx,openssl,openssl-release] [--parallel 64]
 import { readFileSync } from "node:fs";
-import os from "node:os";
 import tls from "node:tls";
 import { parseArgs } from "node:util";
 import { ResponseReader } from "../src/loadgen/http1.ts";
-import { processTree } from "./lib/proc.ts";
+import { cpuModel, treeRss } from "./lib/proc.ts";
 import { benchDir, SERVERNAME, startBareNode, startCertgate, startFloorServer, startNginx, startOpensslServer, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
 
 const { values: args } = parseArgs({
@@ -28,23 +27,7 @@ const PARALLEL = Number(args.parallel);
 const IDLE_S = 600; // every server keeps idle connections open this long: longer than the run
 process.env.BENCH_KEEPALIVE_MS = String(IDLE_S * 1000); // the bare node:https baseline (bench/floor-server.ts)
 const log = (s: string) => process.stderr.write(`[idle] ${s}\n`);
-const fail = (msg: string): never => {
-  throw new Error(msg);
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Resident memory of a process tree, from /proc (bytes). */
-function rss(root: number): number {
-  let kb = 0;
-  for (const pid of processTree(root)) {
-    try {
-      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
-    } catch {
-      /* exited meanwhile */
-    }
-  }
-  return kb * 1024;
-}
 
 /** One connection: handshake, one GET answered 200, then left open and idle. */
 function openOne(port: number, pki: { cert: Buffer; key: Buffer; ca: Buffer }): Promise<tls.TLSSocket> {
@@ -66,7 +49,7 @@ async function measure(server: Running, pki: Pki): Promise<Record<string, number
   // Warm the server up (code paths compiled, pools created) before the baseline.
   for (const s of await Promise.all(Array.from({ length: 50 }, () => openOne(server.port, creds)))) s.destroy();
   await sleep(1_000);
-  const before = rss(server.pid);
+  const before = treeRss(server.pid);
   const open: tls.TLSSocket[] = [];
   let next = 0;
   const t0 = Date.now();
@@ -80,32 +63,34 @@ async function measure(server: Running, pki: Pki): Promise<Record<string, number
   );
   log(`${server.name}: ${open.length} connections open in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   await sleep(3_000); // let the server settle (GC, freed handshake buffers)
-  const idle = rss(server.pid);
+  const idle = treeRss(server.pid);
   const alive = open.filter((s) => !s.destroyed).length;
   for (const s of open) s.destroy();
   await sleep(3_000);
-  const after = rss(server.pid);
+  const after = treeRss(server.pid);
   return { before, idle, after, alive, perConn: (idle - before) / N };
 }
+
+/** How each server starts: `dir` for its files, the PKI, the origin's port. */
+const STARTERS: Record<string, (dir: string, pki: Pki, originPort: number) => Promise<Running>> = {
+  certgate: (dir, pki, originPort) => startCertgate(dir, pki, originPort, null, [], "certgate", 1, IDLE_S),
+  node: (dir, pki, originPort) => startBareNode(dir, pki, originPort, null),
+  "node-tls": (dir, pki, originPort) => startFloorServer(dir, "tls-direct", pki.dir, originPort, null, "node-tls"),
+  nginx: (dir, pki, originPort) => startNginx(dir, pki, originPort, null, 1, IDLE_S),
+  openssl: (dir, pki) => startOpensslServer(dir, pki, false, null),
+  "openssl-release": (dir, pki) => startOpensslServer(dir, pki, true, null),
+};
+const names = args.servers.split(",");
+const unknown = names.filter((n) => !Object.hasOwn(STARTERS, n));
+if (unknown.length) throw new Error(`--servers: unknown ${unknown.join(", ")} (known: ${Object.keys(STARTERS).join(", ")})`);
 
 const dir = benchDir("idle");
 const pki = await writePki(dir);
 const origin = await startOrigin(dir, null);
 const results: Record<string, Record<string, number>> = {};
 const versions: string[] = [];
-for (const name of args.servers.split(",")) {
-  const server =
-    name === "certgate"
-      ? await startCertgate(dir, pki, origin.port, null, [], "certgate", 1, IDLE_S)
-      : name === "node"
-        ? await startBareNode(dir, pki, origin.port, null)
-        : name === "node-tls"
-          ? await startFloorServer(dir, "tls-direct", pki.dir, origin.port, null, "node-tls")
-          : name === "openssl" || name === "openssl-release"
-            ? await startOpensslServer(dir, pki, name === "openssl-release", null)
-            : name === "nginx"
-              ? await startNginx(dir, pki, origin.port, null, 1, IDLE_S)
-              : fail(`unknown server "${name}" (certgate, node, node-tls, nginx, openssl, openssl-release)`);
+for (const name of names) {
+  const server = await STARTERS[name]!(dir, pki, origin.port);
   try {
     results[name] = await measure(server, pki);
     versions.push(`${name}: ${server.version}`);
@@ -116,7 +101,7 @@ for (const name of args.servers.split(",")) {
 await origin.stop();
 
 const MiB = (b: number) => (b / 2 ** 20).toFixed(1);
-const cpu = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? os.arch();
+const cpu = cpuModel();
 console.log(`Idle keep-alive mTLS connections: ${N} (one GET each, then idle), ${cpu}, Node ${process.versions.node}, ${new Date().toISOString().slice(0, 16)} UTC\n`);
 console.log(`Servers: ${versions.join("; ")}.\n`);
 const ng = results.nginx;

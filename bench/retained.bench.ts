@@ -17,9 +17,8 @@
 // Usage: node bench/retained.bench.ts [--iterations 3000] [--step 1000] [--kinds connections,routes,flips,crls]
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import https from "node:https";
-import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startEcho } from "../src/demo/echo.ts";
@@ -28,6 +27,7 @@ import { issue } from "../src/pki/issue.ts";
 import { FLIP_HOST, writeChurnConfig } from "./lib/churnconfig.ts";
 import { signCrl } from "./lib/crl.ts";
 import { benchDir, freePort, serveArgs, track, waitForPort } from "./lib/servers.ts";
+import { cpuModel, treeRss } from "./lib/proc.ts";
 import { leastSquaresSlope } from "./lib/slope.ts";
 
 const KINDS = ["connections", "routes", "flips", "crls"] as const;
@@ -127,7 +127,7 @@ async function run(kind: Kind, pki: DevPki): Promise<Sample[]> {
       await inspector!.call("HeapProfiler.collectGarbage");
       const m = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
       const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(m)?.[1]);
-      const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1]) * 1024;
+      const rss = treeRss(child.pid!);
       return { iteration, rss, heapUsed: metric("nodejs_heap_size_used_bytes"), external: metric("nodejs_external_memory_bytes") };
     };
     const serials: string[] = [];
@@ -169,7 +169,7 @@ for (const kind of kinds) results.set(kind, await run(kind, pki));
 /** Least-squares slope of y over the samples after the first (warm-up), per 1,000 iterations. */
 const slope = (samples: Sample[], y: (s: Sample) => number): number => (leastSquaresSlope(samples.slice(1).map((s) => [s.iteration / 1000, y(s)] as const)) ?? 0);
 
-const cpu = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? os.arch();
+const cpu = cpuModel();
 console.log(`Memory retained after a full GC, every ${STEP} of ${ITERATIONS} iterations (MiB; slope after the first step, KiB per 1,000 iterations), ${cpu}, Node ${process.versions.node}, ${new Date().toISOString().slice(0, 16)} UTC\n`);
 console.log("| churn | RSS after each step | RSS slope | V8 heap used | heap slope | external slope |");
 console.log("|---|---|---:|---|---:|---:|");

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { LoadKind, LoadSpec } from "./load.ts";
 import { count, merge, quantileMs, type Histogram } from "../src/loadgen/hist.ts";
-import { cpuCount, loadavg, waitForIdle } from "./lib/proc.ts";
+import { cpuCount, cpuModel, loadavg, waitForIdle } from "./lib/proc.ts";
 import { probe, type ProbeResult } from "./lib/probe.ts";
 import { cryptoLimit, type CryptoLimit } from "./lib/speed.ts";
 import { profileMarkdown, summariseProfile, type ProfileSummary } from "./lib/cpuprofile.ts";
@@ -590,11 +590,11 @@ async function main(): Promise<void> {
     medians[load.id] = {};
     for (const s of servers) medians[load.id]![s.name] = aggregate(runs, s.name, load.id);
   }
-  const cpuModel = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? os.arch();
+  const model = cpuModel();
   const report: Report = {
     startedAt: new Date(started).toISOString(),
     mode: quick ? "quick" : "full",
-    machine: { cpuModel, cpus: ncpu, memGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version, openssl: process.versions.openssl },
+    machine: { cpuModel: model, cpus: ncpu, memGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version, openssl: process.versions.openssl },
     options: opt,
     cpus: { server: serverCpu, load: loadCpu },
     idle,
@@ -613,7 +613,7 @@ async function main(): Promise<void> {
   const md = markdown(report);
   // The latest comparison of record per CPU type (figures differ between the AMD and Intel VMs);
   // a run of some servers or loads only is printed and kept in its JSON, never in place of it.
-  const latest = `bench/results/latest-${cpuFamily(cpuModel)}.md`;
+  const latest = `bench/results/latest-${cpuFamily(model)}.md`;
   const ofRecord = !opt.profileOnly && ALL_SERVERS.every((s) => opt.servers.includes(s)) && RECORD_LOADS.every((l) => opt.loads.some((x) => x.id === l));
   if (ofRecord) writeFileSync(join(REPO, latest), md);
   if (profiles.length) writeFileSync(join(REPO, "bench/results/profile-latest.md"), profilesMarkdown(profiles));

@@ -7,12 +7,12 @@
 //     X509Certificate getters and IPC make them: the default size's total.
 //   node --expose-gc bench/seen-memory.ts
 import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { createDevPki } from "../src/pki/devpki.ts";
 import { issue } from "../src/pki/issue.ts";
 import { ClientCertFacts } from "../src/dataplane/tls/facts.ts";
 import { DEFAULT_SEEN_ENTRIES, Sightings, type SeenDelta } from "../src/dataplane/tls/sightings.ts";
 import { VERIFIED } from "../src/dataplane/tls/verify.ts";
+import { cpuModel } from "./lib/proc.ts";
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error("run with node --expose-gc");
@@ -67,9 +67,8 @@ for (let i = 0; i < N; i += 1000) t2.merge(Array.from({ length: 1000 }, (_, k) =
 t2.drain();
 const total = heap() - before;
 if (t2.size !== N) throw new Error(`expected ${N} entries, got ${t2.size}`);
-const cpuModel = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? "unknown CPU";
 console.log(`\n| table | entries | V8 heap | per entry |`);
 console.log(`|---|---:|---:|---:|`);
 console.log(`| record() of real certificates | ${REAL} | ${((perRecorded * REAL) / 1e6).toFixed(1)} MB | ${perRecorded.toFixed(0)} B |`);
 console.log(`| merge() of entries of the same shape | ${N} | ${(total / 1e6).toFixed(1)} MB | ${(total / N).toFixed(0)} B |`);
-console.log(`\nA sample entry: subject ${sample.subject.length} chars, SAN ${sample.san.length}, serial ${sample.serial.length}, fingerprint ${sample.fingerprint.length}, one hostname. ${cpuModel}, node ${process.version}.`);
+console.log(`\nA sample entry: subject ${sample.subject.length} chars, SAN ${sample.san.length}, serial ${sample.serial.length}, fingerprint ${sample.fingerprint.length}, one hostname. ${cpuModel()}, node ${process.version}.`);

@@ -10,7 +10,7 @@
 //   node bench/seen.bench.ts [--quick]
 import { spawn, type ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
@@ -20,7 +20,8 @@ import { startEcho } from "../src/demo/echo.ts";
 import { ClientCertFacts } from "../src/dataplane/tls/facts.ts";
 import { Sightings } from "../src/dataplane/tls/sightings.ts";
 import { VERIFIED } from "../src/dataplane/tls/verify.ts";
-import { cpuSeconds } from "./lib/proc.ts";
+import { median } from "./lib/median.ts";
+import { cpuModel, cpuSeconds } from "./lib/proc.ts";
 import { freePort, waitForPort } from "./lib/servers.ts";
 
 const quick = process.argv.includes("--quick");
@@ -72,7 +73,6 @@ function once(port: number, cert: Issued): Promise<void> {
 }
 
 const servers = { off: await server("off", 0), on: await server("on", 100_000) };
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Server CPU µs per handshake, per round, for each server; the order alternates between rounds. */
 async function measure(certFor: (round: number, i: number) => Issued, perRound: number): Promise<Record<"off" | "on", number[]>> {
@@ -119,7 +119,6 @@ const hitUs = micro(oneDer, 100_000);
 // Twice as many certificates as entries: every record is a first sight that evicts another.
 const missUs = micro(manyDers, Math.floor(manyDers.length / 2));
 
-const cpuModel = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? "unknown CPU";
 const row = (what: string, m: Record<"off" | "on", number[]>) => {
   const off = median(m.off);
   const on = median(m.on);
@@ -134,6 +133,6 @@ console.log(`\n| recording alone (Sightings.record) | µs per handshake | share 
 console.log(`|---|---:|---:|`);
 console.log(`| hit (certificate known) | ${hitUs.toFixed(2)} | ${((hitUs / offUs) * 100).toFixed(2)}% |`);
 console.log(`| first sight, evicting another | ${missUs.toFixed(2)} | ${((missUs / offUs) * 100).toFixed(2)}% |`);
-console.log(`\n${cpuModel}, node ${process.version}; medians of interleaved rounds (end to end) and of 9 × 20,000 records (CPU time).`);
+console.log(`\n${cpuModel()}, node ${process.version}; medians of interleaved rounds (end to end) and of 9 × 20,000 records (CPU time).`);
 for (const s of Object.values(servers)) s.child.kill("SIGTERM");
 echo.server.close();

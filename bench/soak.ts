@@ -37,6 +37,7 @@ import { signCrl } from "./lib/crl.ts";
 import { quantileMs, record, type Histogram } from "../src/loadgen/hist.ts";
 import { ResponseReader } from "../src/loadgen/http1.ts";
 import { freePort, REPO, serveArgs, waitForPort } from "./lib/servers.ts";
+import { cpuModel } from "./lib/proc.ts";
 import { leastSquaresSlope } from "./lib/slope.ts";
 import { memoryPlot } from "./lib/soakplot.ts";
 import { FLIP_HOST, writeChurnConfig } from "./lib/churnconfig.ts";
@@ -593,7 +594,7 @@ function report(r: Result): number {
     const v = quantileMs(stats.hist, p);
     return v === null ? null : Math.round(v * 100) / 100;
   };
-  const cpu = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
+  const cpu = cpuModel();
   const json = {
     when: new Date().toISOString(),
     machine: { cpu, cpus: (readFileSync("/proc/cpuinfo", "utf8").match(/^processor/gm) ?? []).length, node: process.version, openssl: process.versions.openssl },

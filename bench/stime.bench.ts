@@ -13,10 +13,10 @@
 // Usage: node bench/stime.bench.ts [--rounds 3] [--seconds 5]
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { cpuCount } from "./lib/proc.ts";
+import { median } from "./lib/median.ts";
+import { cpuCount, cpuModel } from "./lib/proc.ts";
 import { benchDir, pinned, REPO, startNginx, startOrigin, writePki } from "./lib/servers.ts";
 import type { BenchResult } from "../src/loadgen/coordinator.ts";
 
@@ -96,10 +96,8 @@ for (let i = 0; i < rounds; i++) {
 await nginx.stop();
 await origin.stop();
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-const cpuModel = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? os.arch();
 const base = median(runs["openssl s_time -new"]!.map((r) => r.perCpuS));
-console.log(`\nFull mTLS handshakes per client CPU-second against nginx, ${rounds} interleaved rounds of ${seconds} s, medians (${cpuModel}, ${cpuCount()} CPUs; Node ${process.versions.node} / OpenSSL ${process.versions.openssl}; ${nginx.version}):\n`);
+console.log(`\nFull mTLS handshakes per client CPU-second against nginx, ${rounds} interleaved rounds of ${seconds} s, medians (${cpuModel()}, ${cpuCount()} CPUs; Node ${process.versions.node} / OpenSSL ${process.versions.openssl}; ${nginx.version}):\n`);
 console.log("| client | handshakes per client CPU-second | handshakes/s | vs s_time |\n|---|---:|---:|---:|");
 for (const [name, rs] of Object.entries(runs)) {
   const m = median(rs.map((r) => r.perCpuS));

@@ -11,10 +11,11 @@
 //
 // Usage: node bench/v8flags.bench.ts [--variants="--heap-growing-percent=100;--memory-saver-mode"]
 //          [--loads full,h2,keepalive] [--pairs 6] [--burst 60] [--duration 4]
-import { readFileSync } from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { runLoadProcess, target } from "./lib/loadproc.ts";
+import { median } from "./lib/median.ts";
+import { cpuModel, treeRss } from "./lib/proc.ts";
 import { benchDir, startCertgate, startOrigin, writePki, type Pki, type Running } from "./lib/servers.ts";
 import type { LoadKind } from "./load.ts";
 
@@ -37,8 +38,7 @@ const multi = os.availableParallelism() > 1;
 const [SERVER_CPU, LOAD_CPU] = multi ? ["1", "0"] : [null, null];
 const log = (s: string) => process.stderr.write(`[v8flags] ${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
-const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024; // MiB
+const rssMb = (pid: number) => treeRss(pid) / 2 ** 20;
 
 /** Keep-alive and full handshakes at once for BURST_S seconds; the highest RSS seen, and the operations done. */
 async function burst(s: Running, pki: Pki): Promise<{ peakMb: number; ops: number }> {
@@ -96,8 +96,7 @@ try {
   await origin.stop();
 }
 
-const cpu = /model name\s*:\s*(.+)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? os.arch();
-console.log(`certgate with V8/Node flags against its defaults, ${cpu}, ${os.availableParallelism()} CPUs, Node ${process.versions.node}, ${new Date().toISOString().slice(0, 16)} UTC`);
+console.log(`certgate with V8/Node flags against its defaults, ${cpuModel()}, ${os.availableParallelism()} CPUs, Node ${process.versions.node}, ${new Date().toISOString().slice(0, 16)} UTC`);
 console.log(`RSS: highest during ${BURST_S} s of keep-alive GETs and full handshakes flat out (8 + 8 in flight); operations done in that burst against the default's; CPU per operation: median of ${PAIRS} interleaved pairs' ratios, ${DURATION_MS / 1000} s each.\n`);
 console.log(`| node flag | RSS under load | operations in the burst | ${LOADS.map((k) => `CPU per op, ${k}`).join(" | ")} |`);
 console.log(`|---|---:|---:|${LOADS.map(() => "---:").join("|")}|`);
