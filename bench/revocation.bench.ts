@@ -13,7 +13,9 @@ import { stringify } from "yaml";
 import { createDevPki } from "../src/pki/devpki.ts";
 import { issue, randomSerial } from "../src/pki/issue.ts";
 import { startEcho } from "../src/demo/echo.ts";
+import { servingNodeArgs } from "../src/nodeargs.ts";
 import { OpensslCa } from "../test/helpers/opensslca.ts";
+import { median } from "./lib/median.ts";
 import { cpuSeconds } from "./lib/proc.ts";
 import { freePort, waitForPort } from "./lib/servers.ts";
 
@@ -54,7 +56,9 @@ writeFileSync(join(dir, "certgate.yaml"), stringify(config));
 
 const port = await freePort();
 const log = join(dir, "certgate.log");
-const child = spawn(process.execPath, ["src/cli.js", "serve", "--listen", `127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", join(dir, "certgate.yaml")], {
+// One process (`--workers 1`): with workers the handshakes would be served, and their CPU spent, in
+// processes other than this PID. Node flags as `npm start` gives them.
+const child = spawn(process.execPath, [...servingNodeArgs([]), "src/cli.js", "serve", "--workers", "1", "--listen", `127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", join(dir, "certgate.yaml")], {
   env: { ...process.env, CERTGATE_LOG_LEVEL: "warn" }, // no access log: measure the proxy, not the logger
   stdio: ["ignore", "ignore", openSync(log, "w")],
 });
@@ -85,7 +89,6 @@ for (let r = 0; r < ROUNDS; r++) {
     results[m]!.cpuUs.push(((cpuMs(child.pid!) - c0) * 1e3) / PER_ROUND);
   }
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const base = median(results.none!.cpuUs);
 console.log(`\n| mode | server CPU per handshake (µs) | vs none | wall per handshake+request (µs) |`);
 console.log(`|---|---:|---:|---:|`);
