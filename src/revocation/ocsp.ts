@@ -44,6 +44,13 @@ export class OcspKeys {
   }
 }
 
+/**
+ * The answer caches' options (here and in a worker's mirror). `ttlResolution: 0` reads the clock
+ * on each look-up: lru-cache's default (1 ms) arms a timer to forget a cached clock reading,
+ * and with a new connection every millisecond or so that was a timer per handshake (~6 µs).
+ */
+export const OCSP_CACHE = { max: 50_000, ttlResolution: 0, ttlAutopurge: false } as const;
+
 export interface OcspHooks {
   /** A responder was asked: the outcome (good, revoked, unknown, error). */
   answered?(status: OcspStatus): void;
@@ -52,7 +59,7 @@ export interface OcspHooks {
 }
 
 export class OcspClient implements OcspSource {
-  readonly #cache = new LRUCache<string, OcspAnswer>({ max: 50_000, ttlAutopurge: false });
+  readonly #cache = new LRUCache<string, OcspAnswer>(OCSP_CACHE);
   readonly #inflight = new Map<string, Promise<OcspAnswer>>();
   readonly #keys = new OcspKeys();
   readonly #hooks: OcspHooks;

@@ -6,7 +6,7 @@ import { LRUCache } from "lru-cache";
 import type { VerifiedCrl } from "../revocation/crl.ts";
 import type { CrlSource, OcspSource } from "../revocation/checker.ts";
 import { verifiedView } from "../revocation/fetcher.ts";
-import { OcspKeys, type OcspAnswer, type OcspOptions } from "../revocation/ocsp.ts";
+import { OCSP_CACHE, OcspKeys, type OcspAnswer, type OcspOptions } from "../revocation/ocsp.ts";
 import type { FromWorker } from "./protocol.ts";
 
 type Send = (m: FromWorker) => void;
@@ -68,7 +68,7 @@ export class CrlMirror implements CrlSource {
 }
 
 export class OcspMirror implements OcspSource {
-  readonly #cache = new LRUCache<string, OcspAnswer>({ max: 50_000 });
+  readonly #cache = new LRUCache<string, OcspAnswer>(OCSP_CACHE);
   readonly #waiting = new Map<string, { promise: Promise<OcspAnswer>; resolve: (a: OcspAnswer) => void; timer: NodeJS.Timeout }>();
   readonly #keys = new OcspKeys();
   readonly #send: Send;

@@ -159,6 +159,22 @@ describe("OCSP for client certificates", () => {
     expect((await answersTotal()) - before).toBe(1);
   });
 
+  it("an error answer is kept for 5 s only: a responder that comes back is asked again after that", async () => {
+    const port = await freePort();
+    ocsp("hard_fail", { responder_url: `http://127.0.0.1:${port}` });
+    const t0 = Date.now();
+    expect(await status(good)).toBe(403); // nothing listens there yet: hard-fail
+    const back = await ca.startOcsp(port);
+    try {
+      // Still the cached error, unless starting the responder took most of those 5 s.
+      if (Date.now() - t0 < 4_000) expect(await status(good)).toBe(403);
+      await new Promise((r) => setTimeout(r, Math.max(0, t0 + 5_300 - Date.now())));
+      expect(await status(good)).toBe(200);
+    } finally {
+      back.child.kill();
+    }
+  });
+
   async function answersTotal(): Promise<number> {
     const m = await proxy.metrics.registry.getSingleMetricAsString("certgate_ocsp_answers_total");
     return [...m.matchAll(/} (\d+)/g)].reduce((a, x) => a + Number(x[1]), 0);
