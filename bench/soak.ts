@@ -49,6 +49,12 @@ function duration(s: string, what: string): number {
   return Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"]!;
 }
 
+/** A whole number ≥ 0 (0 turns that kind of load off). */
+function count(s: string, what: string): number {
+  if (!/^\d+$/.test(s.trim())) throw new Error(`${what}: expected a whole number ≥ 0, got "${s}"`);
+  return Number(s);
+}
+
 const { values: a } = parseArgs({
   options: {
     duration: { type: "string", default: "10m" },
@@ -78,10 +84,10 @@ const opts = {
   sampleMs: duration(a.sample, "--sample"),
   warmupMs: a.warmup ? duration(a.warmup, "--warmup") : Math.min(300_000, DURATION_MS / 5),
   windowMs: duration(a.window, "--window"),
-  kaConns: Number(a["ka-conns"]),
+  kaConns: count(a["ka-conns"], "--ka-conns"),
   kaIntervalMs: duration(a["ka-interval"], "--ka-interval"),
-  h2Conns: Number(a["h2-conns"]),
-  newRate: Number(a["new-rate"]),
+  h2Conns: count(a["h2-conns"], "--h2-conns"),
+  newRate: count(a["new-rate"], "--new-rate"),
   routeEveryMs: duration(a["route-every"], "--route-every"),
   revokeEveryMs: duration(a["revoke-every"], "--revoke-every"),
   flipEveryMs: duration(a["flip-every"], "--flip-every"),
@@ -497,21 +503,22 @@ async function drive(pki: DevPki, port: number, adminUrl: string, token: string,
   for (let i = 0; i < 2; i++) loops.push(keepAlive(1000 + i, FLIP_HOST, 100));
   for (let i = 0; i < opts.h2Conns; i++) loops.push(h2KeepAlive(i, "localhost", opts.kaIntervalMs));
   if (opts.h2Conns > 0) loops.push(h2KeepAlive(1000, FLIP_HOST, 100));
-  // New connections at a fixed rate (open loop), each on its own.
+  // New connections at a fixed rate (open loop), each on its own; none with --new-rate 0.
   const inFlight = new Set<Promise<void>>();
-  loops.push(
-    (async () => {
-      let n = 0;
-      const every = 1000 / opts.newRate;
-      let due = performance.now();
-      while (running()) {
-        const p = oneShot(n++).finally(() => inFlight.delete(p));
-        inFlight.add(p);
-        due = Math.max(due + every, performance.now() - 1000);
-        await sleep(due - performance.now());
-      }
-    })(),
-  );
+  if (opts.newRate > 0)
+    loops.push(
+      (async () => {
+        let n = 0;
+        const every = 1000 / opts.newRate;
+        let due = performance.now();
+        while (running()) {
+          const p = oneShot(n++).finally(() => inFlight.delete(p));
+          inFlight.add(p);
+          due = Math.max(due + every, performance.now() - 1000);
+          await sleep(due - performance.now());
+        }
+      })(),
+    );
   const every = (ms: number, fn: (i: number) => Promise<unknown>) =>
     loops.push(
       (async () => {
