@@ -13,11 +13,10 @@ import { stringify } from "yaml";
 import { createDevPki } from "../src/pki/devpki.ts";
 import { issue, randomSerial } from "../src/pki/issue.ts";
 import { startEcho } from "../src/demo/echo.ts";
-import { servingNodeArgs } from "../src/nodeargs.ts";
 import { OpensslCa } from "../test/helpers/opensslca.ts";
 import { median } from "./lib/median.ts";
 import { cpuSeconds } from "./lib/proc.ts";
-import { freePort, waitForPort } from "./lib/servers.ts";
+import { freePort, serveArgs, waitForPort } from "./lib/servers.ts";
 
 const quick = process.argv.includes("--quick");
 const PER_ROUND = quick ? 150 : 600;
@@ -58,7 +57,7 @@ const port = await freePort();
 const log = join(dir, "certgate.log");
 // One process (`--workers 1`): with workers the handshakes would be served, and their CPU spent, in
 // processes other than this PID. Node flags as `npm start` gives them.
-const child = spawn(process.execPath, [...servingNodeArgs([]), "src/cli.js", "serve", "--workers", "1", "--listen", `127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", join(dir, "certgate.yaml")], {
+const child = spawn(process.execPath, serveArgs({ port, admin: 0, data: join(dir, "data"), config: join(dir, "certgate.yaml"), workers: 1 }), {
   env: { ...process.env, CERTGATE_LOG_LEVEL: "warn" }, // no access log: measure the proxy, not the logger
   stdio: ["ignore", "ignore", openSync(log, "w")],
 });

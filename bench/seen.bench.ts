@@ -22,7 +22,7 @@ import { Sightings } from "../src/dataplane/tls/sightings.ts";
 import { VERIFIED } from "../src/dataplane/tls/verify.ts";
 import { median } from "./lib/median.ts";
 import { cpuModel, cpuSeconds } from "./lib/proc.ts";
-import { freePort, waitForPort } from "./lib/servers.ts";
+import { freePort, serveArgs, waitForPort } from "./lib/servers.ts";
 
 const quick = process.argv.includes("--quick");
 const PER_ROUND = quick ? 300 : 1000;
@@ -51,7 +51,9 @@ writeFileSync(
 async function server(name: string, inventory: number): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
   const log = join(dir, `${name}.log`);
-  const child = spawn(process.execPath, ["src/cli.js", "serve", "--workers", "1", "--listen", `127.0.0.1:${port}`, "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, name), "--config", join(dir, "certgate.json"), "--client-cert-inventory", String(inventory)], {
+  // Node flags as `npm start` gives them (certgate's OpenSSL configuration: one session ticket per handshake).
+  const args = [...serveArgs({ port, admin: 0, data: join(dir, name), config: join(dir, "certgate.json"), workers: 1 }), "--client-cert-inventory", String(inventory)];
+  const child = spawn(process.execPath, args, {
     env: { ...process.env, CERTGATE_LOG_LEVEL: "warn" }, // no access log: measure the proxy, not the logger
     stdio: ["ignore", "ignore", openSync(log, "w")],
   });

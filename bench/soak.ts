@@ -23,7 +23,7 @@
 //   npm run soak -- --duration 1h [--sample 30s] [--warmup 5m] [--window 30m] [--out bench/results] [--node-args="--flag ..."]
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import http2 from "node:http2";
@@ -37,7 +37,7 @@ import { signCrl } from "./lib/crl.ts";
 import { quantileMs, record, type Histogram } from "../src/loadgen/hist.ts";
 import { ResponseReader } from "../src/loadgen/http1.ts";
 import { freePort, REPO, serveArgs, waitForPort } from "./lib/servers.ts";
-import { cpuModel } from "./lib/proc.ts";
+import { cpuCount, cpuModel } from "./lib/proc.ts";
 import { leastSquaresSlope } from "./lib/slope.ts";
 import { memoryPlot } from "./lib/soakplot.ts";
 import { FLIP_HOST, writeChurnConfig } from "./lib/churnconfig.ts";
@@ -604,7 +604,7 @@ function report(r: Result): number {
   const cpu = cpuModel();
   const json = {
     when: new Date().toISOString(),
-    machine: { cpu, cpus: (readFileSync("/proc/cpuinfo", "utf8").match(/^processor/gm) ?? []).length, node: process.version, openssl: process.versions.openssl },
+    machine: { cpu, cpus: cpuCount(), node: process.version, openssl: process.versions.openssl },
     options: opts,
     load_seconds: Math.round(r.loadMs / 1000),
     requests: { answered: stats.answered, per_second: Math.round(stats.answered / (r.loadMs / 1000)), ok: stats.ok, expected_refusals: stats.expected, unexpected_failures: stats.unexpected, unexpected_total: unexpected, examples: stats.examples },
