@@ -34,6 +34,7 @@ import { blameFiles, FileReloader } from "./control/filereload.ts";
 import { availableParallelism } from "node:os";
 import { DEFAULT_SEEN_ENTRIES, Sightings } from "./dataplane/tls/sightings.ts";
 import { SeenInventory } from "./control/seen.ts";
+import { keepYoungGenerationTouched } from "./pretouch.ts";
 
 const USAGE = `usage:
   certgate serve [--listen HOST:PORT] [--admin HOST:PORT] [--public HOST:PORT] [--public-url URL]
@@ -201,6 +202,7 @@ async function serve(argv: string[]): Promise<void> {
   if (workers === 1) {
     served = single = new Runtime(live, { ...common, seen: seenTable, debugWorkerId: values["debug-worker-id"] ? "0" : undefined });
     bound = await single.listen(listen.host, listen.port);
+    keepYoungGenerationTouched(log);
   } else {
     served = group = new WorkerGroup(live, {
       ...common,

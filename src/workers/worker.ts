@@ -11,6 +11,7 @@ import { applyDelta } from "./delta.ts";
 import { CrlMirror, OcspMirror } from "./mirrors.ts";
 import { Sightings } from "../dataplane/tls/sightings.ts";
 import type { FromWorker, InitMessage, ToWorker } from "./protocol.ts";
+import { keepYoungGenerationTouched } from "../pretouch.ts";
 
 const send = (m: FromWorker): void => {
   // The channel closes when the primary dies; the 'disconnect' handler below ends this process.
@@ -81,6 +82,7 @@ async function start(init: InitMessage, handle: object): Promise<void> {
     }
   });
   await runtime.listen(handle);
+  keepYoungGenerationTouched(log);
   send({ t: "ready", version });
 }
 
