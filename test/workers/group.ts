@@ -28,13 +28,13 @@ export interface Group {
   stop(): Promise<void>;
 }
 
-export async function startGroup(build: (p: DevPki) => ModelInput, args: string[] = [], nodeArgs: string[] = []): Promise<Group> {
+export async function startGroup(build: (p: DevPki) => ModelInput, args: string[] = [], nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Group> {
   const p = await pki();
   const dir = mkdtempSync(join(tmpdir(), "certgate-workers-"));
   const config = join(dir, "certgate.json");
   writeFileSync(config, JSON.stringify(build(p)));
   const child = spawn(process.execPath, [...nodeArgs, CLI, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--public", "127.0.0.1:0", "--data", join(dir, "data"), "--config", config, "--workers", "2", "--debug-worker-id", "--drain-timeout", "3s", ...args], {
-    env: { ...process.env, CERTGATE_ADMIN_TOKEN: TOKEN, CERTGATE_LOG_LEVEL: "info" },
+    env: { ...process.env, CERTGATE_ADMIN_TOKEN: TOKEN, CERTGATE_LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
