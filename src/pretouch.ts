@@ -35,10 +35,11 @@ export function touchYoungGeneration(): { bytes: number; committed: number; unto
   const before = youngGeneration();
   if (before.committed - before.touched < MIN_UNTOUCHED) return null;
   // Short-lived objects in a ring, so that they escape (the optimiser cannot drop them) and
-  // nearly nothing survives a scavenge. About 1 MB a round; V8 swaps the semi-spaces at each
-  // scavenge, so both are written within twice their size, which is at most twice what was
-  // committed before: four times that bounds the loop. Once all is touched, a few rounds more
-  // bring about the scavenge that commits a second semi-space not committed yet.
+  // nearly nothing survives a scavenge. About 1 MB a round. V8 swaps the semi-spaces at each
+  // scavenge, so two semi-spaces' worth of allocation writes both: at most twice what was
+  // committed before (one semi-space, if the second is not committed yet), and four times that
+  // bounds the loop. Once all is touched, a few rounds more bring about the scavenge that
+  // commits a second semi-space not committed yet.
   const ring: unknown[] = new Array(1024).fill(null);
   const rounds = 4 * Math.ceil(before.committed / (1 << 20));
   let now = before;
@@ -53,15 +54,15 @@ export function touchYoungGeneration(): { bytes: number; committed: number; unto
 /**
  * Every 10 s, touches the young generation if V8 has scavenged at least twice since the last
  * look (the process is under load, where V8 would touch those pages anyway) and enough of it is
- * untouched. An idle or nearly idle process keeps V8's reserve untouched. Returns the stop.
+ * untouched. An idle or nearly idle process keeps V8's reserve untouched. For the life of the
+ * process: the timer is unref'd and the observer keeps nothing alive.
  */
-export function keepYoungGenerationTouched(log: Logger): () => void {
+export function keepYoungGenerationTouched(log: Logger): void {
   let scavenges = 0;
-  const gc = new PerformanceObserver((list) => {
+  new PerformanceObserver((list) => {
     for (const e of list.getEntries()) if ((e as PerformanceEntry & { detail: NodeGCPerformanceDetail }).detail.kind === constants.NODE_PERFORMANCE_GC_MINOR) scavenges++;
-  });
-  gc.observe({ entryTypes: ["gc"] });
-  const timer = setInterval(() => {
+  }).observe({ entryTypes: ["gc"] });
+  setInterval(() => {
     const underLoad = scavenges >= SCAVENGES_UNDER_LOAD;
     scavenges = 0;
     if (!underLoad) return;
@@ -69,8 +70,4 @@ export function keepYoungGenerationTouched(log: Logger): () => void {
     const touched = touchYoungGeneration();
     if (touched) log.debug({ msg: "touched the young generation", ...touched, ms: Math.round(performance.now() - t) });
   }, CHECK_MS).unref();
-  return () => {
-    clearInterval(timer);
-    gc.disconnect();
-  };
 }
